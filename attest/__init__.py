@@ -1,0 +1,1 @@
+"""BN254 threshold BLS, committee, key generation, attester daemon."""

@@ -1,0 +1,40 @@
+"""Protocol constants of Tessera wire protocol v1 (normative: see docs/PROTOCOL.md).
+
+Everything that is part of the byte-level protocol lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+
+PROTOCOL_VERSION = 1
+
+# Domain-separation tags prefixed to what the committee signs (ASCII, no terminator).
+TAG_MESSAGE = b"TESSERA/v1/MSG"
+TAG_FEED = b"TESSERA/v1/FEED"
+TAG_ROOT = b"TESSERA/v1/ROOT"
+
+# Fixed-size header of an envelope: version u8, kind u8, nonce u64, src_domain u32,
+# src_sender bytes32, dst_domain u32, dst_receiver bytes32.
+ENVELOPE_HEADER_LEN = 1 + 1 + 8 + 4 + 32 + 4 + 32  # 82
+
+# Largest payload a gateway accepts. Keeps a delivery inside one Solana transaction together
+# with the signature and hints, and bounds what attesters have to hold in memory.
+MAX_PAYLOAD_LEN = 768
+
+# Committee rotation payload: new_epoch u32, n u16, t u16, group_key G2 (128), grace_seconds u32.
+ROTATION_PAYLOAD_LEN = 4 + 2 + 2 + 128 + 4
+
+# Source domain used by COMMITTEE_ROTATION envelopes: they come from the committee, not a chain.
+COMMITTEE_DOMAIN = 0
+
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
+
+
+class MessageKind(enum.IntEnum):
+    TASK_REQUEST = 1
+    TASK_RESULT = 2
+    PROOF_ATTESTATION = 3
+    DATA = 4
+    COMMITTEE_ROTATION = 5

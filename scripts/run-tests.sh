@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test: pytest (unit + end-to-end against real anvil and the Solana localnet server)
+# and forge. pytest's exit code 5 ("no tests collected") is a failure here, never a pass.
+set -u
+cd "$(dirname "$0")/.."
+.venv/bin/python -m pytest "$@"
+rc=$?
+if [ $rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi
+[ $rc -eq 0 ] || exit $rc
+if [ -f contracts/evm/foundry.toml ]; then
+  (cd contracts/evm && ../../node_modules/@foundry-rs/forge-linux-amd64/bin/forge test) || exit $?
+fi
