@@ -1,0 +1,133 @@
+"""The `relay` command: one entry point for operators and developers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from relay.errors import TesseraError
+from relay.log import configure_logging
+
+
+def _add_localnet(sub: argparse._SubParsersAction) -> None:
+    from relay.localnet import LocalnetOptions, default_state_dir
+
+    defaults = LocalnetOptions()
+    p = sub.add_parser(
+        "localnet",
+        help="run real chains on this machine (anvil + Solana localnet server)",
+        description="Start, inspect and stop the embedded localnet: a real anvil node and the Solana "
+        "localnet server (the SVM runtime behind the standard JSON-RPC), with the Tessera contracts "
+        "and program deployed and a generated config in the state directory.",
+    )
+    p.add_argument("--state-dir", type=Path, default=default_state_dir(),
+                   help="where state, keys, logs and the generated config live (default: %(default)s)")
+    lsub = p.add_subparsers(dest="localnet_cmd", required=True, metavar="{up,down,status}")
+
+    up = lsub.add_parser("up", help="start the chains, deploy, write config; foreground unless --detach",
+                         description="Start anvil and the Solana localnet server on 127.0.0.1, fund accounts, "
+                         "deploy the EVM contracts and the Solana program, and write config.toml into the "
+                         "state directory. Runs in the foreground (Ctrl-C stops everything) unless --detach.")
+    up.add_argument("--detach", action="store_true", help="run in the background; stop with `relay localnet down`")
+    up.add_argument("--host", default=defaults.host, help="interface to listen on (default: %(default)s)")
+    up.add_argument("--evm-port", type=int, default=defaults.evm_port, help="anvil port (default: %(default)s)")
+    up.add_argument("--solana-rpc-port", type=int, default=defaults.solana_rpc_port,
+                    help="Solana JSON-RPC port (default: %(default)s)")
+    up.add_argument("--solana-ws-port", type=int, default=defaults.solana_ws_port,
+                    help="Solana WebSocket port (default: %(default)s)")
+    up.add_argument("--slot-ms", type=int, default=defaults.slot_ms, help="Solana slot time in ms (default: %(default)s)")
+    up.add_argument("--finality-slots", type=int, default=defaults.finality_slots,
+                    help="slots by which Solana 'finalized' trails 'processed' (default: %(default)s)")
+    up.add_argument("--evm-block-time", type=float, default=None,
+                    help="anvil block time in seconds (default: mine on every transaction)")
+    lsub.add_parser("down", help="stop a localnet started with --detach (no process is left behind)")
+    lsub.add_parser("status", help="show the localnet's processes and whether each chain answers")
+
+
+def _run_localnet(args: argparse.Namespace) -> int:
+    from relay import localnet
+
+    if args.localnet_cmd == "up":
+        options = localnet.LocalnetOptions(
+            state_dir=args.state_dir,
+            host=args.host,
+            evm_port=args.evm_port,
+            solana_rpc_port=args.solana_rpc_port,
+            solana_ws_port=args.solana_ws_port,
+            slot_ms=args.slot_ms,
+            finality_slots=args.finality_slots,
+            evm_block_time=args.evm_block_time,
+        )
+        if args.detach:
+            argv = [a for a in sys.argv[1:] if a != "--detach"]
+            state = localnet.start_detached(options, argv)
+            print(localnet.summary(state, options.state_dir.resolve()))
+            print(f"localnet running in the background (pid {state['supervisor_pid']}); stop it with `relay localnet down`")
+            return 0
+        asyncio.run(localnet.run_foreground(options))
+        return 0
+    if args.localnet_cmd == "down":
+        if localnet.stop_detached(args.state_dir):
+            print("localnet stopped")
+        else:
+            print(f"no localnet running from {args.state_dir.resolve()}")
+        return 0
+    ok, text = asyncio.run(localnet.status(args.state_dir))
+    print(text)
+    return 0 if ok else 3
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("demo", help="the main job on the embedded localnet (what `make demo` runs)",
+                   description="Start a fresh localnet on free ports, exercise every deployed component, "
+                   "print what happened, and stop everything.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relay",
+        description="Tessera: cross-chain messaging relay and oracle for AI agents (EVM <-> Solana, "
+        "threshold BLS on BN254).",
+    )
+    parser.add_argument("--log-level", default=None, help="debug, info, warning or error (default: info)")
+    parser.add_argument("--log-format", choices=["console", "json"], default=None,
+                        help="console on a terminal, JSON lines otherwise (default: auto)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_localnet(sub)
+    _add_demo(sub)
+    try:
+        from attest.cli import register as register_keys
+    except ImportError:
+        pass
+    else:
+        register_keys(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, None if args.log_format is None else args.log_format == "json")
+    try:
+        if args.command == "localnet":
+            return _run_localnet(args)
+        if args.command == "demo":
+            from relay.demo import run_demo
+
+            return asyncio.run(run_demo())
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            parser.error(f"no handler for {args.command}")
+        result = handler(args)
+        return int(result or 0)
+    except TesseraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Tessera configuration (TOML), validated at start with errors that name the bad field.
+
+The file has one table per chain under `[chains.<name>]`, a `[committee]` table and a `[relayer]`
+table. `relay localnet up` writes a complete one; `configs/` holds examples for real networks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from relay.errors import ConfigError
+
+U32_MAX = 2**32 - 1
+_EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_BASE58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_urls(urls: list[str], schemes: tuple[str, ...]) -> list[str]:
+    for url in urls:
+        if not url.startswith(tuple(f"{s}://" for s in schemes)):
+            raise ValueError(f"{url!r} is not a {'/'.join(schemes)} URL")
+    return urls
+
+
+class KeyRef(_Model):
+    """Where a private key comes from: a file, or an environment variable. Never inline."""
+
+    file: Path | None = None
+    env: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "KeyRef":
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give exactly one of `file` or `env`")
+        return self
+
+    def describe(self) -> str:
+        return f"file {self.file}" if self.file else f"environment variable {self.env}"
+
+    def read_text(self) -> str:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
+                raise ConfigError(f"environment variable {self.env} is not set: export it with the key")
+            return value.strip()
+        assert self.file is not None
+        try:
+            return self.file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read key file {self.file}: {exc.strerror}") from None
+
+
+class EvmChain(_Model):
+    kind: Literal["evm"]
+    domain: Annotated[int, Field(ge=0, le=U32_MAX)]
+    chain_id: Annotated[int, Field(ge=1)]
+    rpc_urls: Annotated[list[str], Field(min_length=1)]
+    ws_urls: list[str] = []
+    # Blocks on top of the one holding the event before it counts as final; or use the node's
+    # `finalized` tag (None = tag).
+    confirmations: Annotated[int, Field(ge=0)] | None = None
+    contracts: dict[str, str] = {}
+    signer: KeyRef | None = None
+
+    _rpc = field_validator("rpc_urls")(lambda cls, v: _check_urls(v, ("http", "https")))
+    _ws = field_validator("ws_urls")(lambda cls, v: _check_urls(v, ("ws", "wss")))
+
+    @field_validator("contracts")
+    @classmethod
+    def _addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, address in value.items():
+            if not _EVM_ADDRESS.match(address):
+                raise ValueError(f"{name}: {address!r} is not a 0x-prefixed 20-byte address")
+        return value
+
+
+class SolanaChain(_Model):
+    kind: Literal["solana"]
+    domain: Annotated[int, Field(ge=0, le=U32_MAX)]
+    rpc_urls: Annotated[list[str], Field(min_length=1)]
+    ws_urls: list[str] = []
+    commitment: Literal["processed", "confirmed", "finalized"] = "finalized"
+    program_id: str | None = None
+    accounts: dict[str, str] = {}
+    signer: KeyRef | None = None
+
+    _rpc = field_validator("rpc_urls")(lambda cls, v: _check_urls(v, ("http", "https")))
+    _ws = field_validator("ws_urls")(lambda cls, v: _check_urls(v, ("ws", "wss")))
+
+    @field_validator("program_id")
+    @classmethod
+    def _program_id(cls, value: str | None) -> str | None:
+        if value is not None and not _BASE58.match(value):
+            raise ValueError(f"{value!r} is not a base58 Solana public key")
+        return value
+
+
+Chain = Annotated[Union[EvmChain, SolanaChain], Field(discriminator="kind")]
+
+
+class CommitteeRef(_Model):
+    file: Path
+    share: Path | None = None  # this member's encrypted key share (attesters only)
+    password: KeyRef | None = None
+
+
+class TesseraConfig(_Model):
+    chains: dict[str, Chain]
+    committee: CommitteeRef | None = None
+    state_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _unique_domains(self) -> "TesseraConfig":
+        seen: dict[int, str] = {}
+        for name, chain in self.chains.items():
+            if chain.domain in seen:
+                raise ValueError(f"chains.{name}.domain {chain.domain} is also used by chains.{seen[chain.domain]}")
+            seen[chain.domain] = name
+        return self
+
+    def chain_by_domain(self, domain: int) -> tuple[str, EvmChain | SolanaChain]:
+        for name, chain in self.chains.items():
+            if chain.domain == domain:
+                return name, chain
+        raise ConfigError(f"no configured chain has domain {domain}; add it under [chains.<name>]")
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    lines = [f"{source} is not a valid Tessera config:"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict, source: str = "config") -> TesseraConfig:
+    try:
+        return TesseraConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> TesseraConfig:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist: run `relay localnet up` to generate one, or copy one from configs/"
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    config = parse_config(data, str(path))
+    return _resolve_paths(config, path.parent)
+
+
+def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
+    """Relative paths in a config file are relative to the file, not to the working directory."""
+
+    def fix(value: Path | None) -> Path | None:
+        return base / value if value is not None and not value.is_absolute() else value
+
+    def fix_key(ref: KeyRef | None) -> KeyRef | None:
+        return ref.model_copy(update={"file": fix(ref.file)}) if ref is not None else None
+
+    chains = {name: chain.model_copy(update={"signer": fix_key(chain.signer)}) for name, chain in config.chains.items()}
+    update: dict = {"chains": chains, "state_dir": fix(config.state_dir)}
+    if config.committee is not None:
+        update["committee"] = config.committee.model_copy(
+            update={
+                "file": fix(config.committee.file),
+                "share": fix(config.committee.share),
+                "password": fix_key(config.committee.password),
+            }
+        )
+    return config.model_copy(update=update)
+
+
+def dump_config(config: TesseraConfig, path: str | os.PathLike[str]) -> None:
+    """Write atomically, so a reader never sees half a file."""
+    path = Path(path)
+    data = config.model_dump(mode="json", exclude_none=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(tomli_w.dumps(data))
+    os.replace(tmp, path)
