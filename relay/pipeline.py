@@ -1,0 +1,242 @@
+"""The relayer's delivery pipeline: every message is a pending operation
+
+    observed --prepare--> ready --submit--> submitted --confirm--> confirmed
+        ^                   ^                  |
+        +---- re-prepare ---+---- resubmit ----+      (retries exhausted: dead, retryable)
+
+with its stage, last reason and next attempt persisted in the store, so a restarted relayer goes on
+where it stopped. Submission is at-least-once; the destination gateway refuses a message id it has
+already accepted, so acceptance is exactly-once, also with several relayers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from relay.backoff import Backoff
+from relay.chains import ChainAdapter, DeliveryState, SignedDelivery
+from relay.envelope import Envelope
+from relay.log import get_logger
+from relay.metrics import RelayerMetrics
+from relay.store import MessageRecord, Stage, Store
+
+log = get_logger("relayer")
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """Outcome of asking the committee for a message's signature."""
+
+    signature: bytes | None
+    epoch: int
+    reason: str = ""  # why there is no signature yet
+    faulty: dict[int, str] = field(default_factory=dict)  # member index -> what was wrong
+
+
+class SignatureSource(Protocol):
+    async def collect(self, envelope: Envelope, source_tx: str) -> Collected: ...
+
+
+@dataclass
+class PipelineSettings:
+    backoff: Backoff = field(default_factory=Backoff)
+    confirm_poll: float = 0.5  # seconds between confirmation checks of a submitted delivery
+    submitted_timeout: float = 120.0  # a delivery not final by then is checked and resubmitted
+    concurrency: int = 16
+    gap_check_interval: float = 5.0
+    idle_wait: float = 1.0
+
+
+class Relayer:
+    def __init__(
+        self,
+        store: Store,
+        adapters: dict[int, ChainAdapter],
+        signatures: SignatureSource,
+        settings: PipelineSettings | None = None,
+        metrics: RelayerMetrics | None = None,
+        name: str = "relayer",
+    ) -> None:
+        self.store = store
+        self.adapters = adapters
+        self.signatures = signatures
+        self.settings = settings or PipelineSettings()
+        self.metrics = metrics or RelayerMetrics()
+        self.name = name
+        self._wake = asyncio.Event()
+        self._semaphore = asyncio.Semaphore(self.settings.concurrency)
+        self.log = log.bind(relayer=name)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(self._watch(a), name=f"watch-{a.name}") for a in self.adapters.values()]
+        tasks.append(asyncio.create_task(self._process_forever(stop), name="process"))
+        tasks.append(asyncio.create_task(self._repair_gaps_forever(stop), name="gaps"))
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch(self, adapter: ChainAdapter) -> None:
+        cursor_name = f"watch:{adapter.domain}"
+        cursor = await self.store.get_cursor(cursor_name)
+        self.log.info("watching", chain=adapter.name, domain=adapter.domain, cursor=cursor)
+        async for observation in adapter.watch(cursor):
+            await self.observe(observation.envelope, observation.source_tx)
+            await self.store.set_cursor(cursor_name, observation.cursor)
+
+    async def observe(self, envelope: Envelope, source_tx: str) -> None:
+        if await self.store.add_observed(envelope, source_tx):
+            self.log.info("observed", msg_id=envelope.message_id.hex(), src=envelope.src_domain,
+                          dst=envelope.dst_domain, nonce=envelope.nonce, tx=source_tx)
+            self._wake.set()
+
+    async def _repair_gaps_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.repair_gaps()
+            await asyncio.sleep(self.settings.gap_check_interval)
+
+    async def repair_gaps(self) -> int:
+        """Nonces are gap-free per source; a hole means a missed event: look it up again."""
+        found = 0
+        for domain, adapter in self.adapters.items():
+            for nonce in await self.store.missing_nonces(domain):
+                try:
+                    observation = await adapter.find_nonce(nonce)
+                except Exception as exc:
+                    self.log.warning("nonce gap lookup failed", chain=adapter.name, nonce=nonce, error=str(exc))
+                    break
+                if observation is None:
+                    self.log.warning("nonce gap", chain=adapter.name, nonce=nonce, detail="not found final yet")
+                    continue
+                self.log.info("nonce gap repaired", chain=adapter.name, nonce=nonce, tx=observation.source_tx)
+                await self.observe(observation.envelope, observation.source_tx)
+                found += 1
+        return found
+
+    async def _process_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.process_due()
+            except Exception:  # a bug or a store error must not stop the relayer silently
+                self.log.exception("processing round failed")
+            await self.metrics_refresh()
+            next_due = await self.store.next_due_at()
+            wait = self.settings.idle_wait if next_due is None else max(0.0, min(self.settings.idle_wait, next_due - time.time()))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+
+    async def metrics_refresh(self) -> None:
+        self.metrics.set_queue(await self.store.counts())
+        for adapter in self.adapters.values():
+            for endpoint in adapter.health():
+                self.metrics.rpc_errors.labels(chain=adapter.name, endpoint=endpoint.url).set(endpoint.total_errors)
+                self.metrics.rpc_healthy.labels(chain=adapter.name, endpoint=endpoint.url).set(int(endpoint.healthy))
+
+    async def process_due(self) -> int:
+        """One pass over every due operation of every active stage."""
+        handled = 0
+        for stage, step in ((Stage.OBSERVED, self._prepare), (Stage.READY, self._submit), (Stage.SUBMITTED, self._confirm)):
+            records = await self.store.due(stage)
+            handled += len(records)
+            await asyncio.gather(*(self._guarded(step, r) for r in records))
+        return handled
+
+    async def _guarded(self, step, record: MessageRecord) -> None:
+        async with self._semaphore:
+            try:
+                await step(record)
+            except Exception as exc:
+                await self._retry(record, f"{type(exc).__name__}: {exc}")
+
+    # -- stages ----------------------------------------------------------------------------
+    def _destination(self, record: MessageRecord) -> ChainAdapter | None:
+        return self.adapters.get(record.dst_domain)
+
+    async def _prepare(self, record: MessageRecord) -> None:
+        destination = self._destination(record)
+        if destination is None:
+            await self._dead(record, f"no adapter for destination domain {record.dst_domain}: add the chain to the config")
+            return
+        if await destination.is_delivered(record.message_id):
+            await self._confirmed(record, by="other")
+            return
+        collected = await self.signatures.collect(record.decoded, record.source_tx)
+        for member, what in collected.faulty.items():
+            self.metrics.faulty_partials.labels(member=str(member)).inc()
+            self.log.warning("faulty partial signature", member=member, reason=what, msg_id=record.message_id.hex())
+        if collected.signature is None:
+            await self._retry(record, f"waiting for signatures: {collected.reason}")
+            return
+        await self.store.advance(record.message_id, Stage.READY, epoch=collected.epoch, signature=collected.signature)
+        self.metrics.stage_latency.labels(stage="signed").observe(time.time() - record.observed_at)
+        self.log.info("signed", msg_id=record.message_id.hex(), epoch=collected.epoch)
+        self._wake.set()
+
+    async def _submit(self, record: MessageRecord) -> None:
+        destination = self._destination(record)
+        assert destination is not None and record.signature is not None and record.epoch is not None
+        # Cheap insurance against a crash after the previous submission: never pay for a
+        # transaction the gateway would refuse as a replay.
+        if await destination.is_delivered(record.message_id):
+            await self._confirmed(record, by="other")
+            return
+        delivery = SignedDelivery(envelope=record.decoded, epoch=record.epoch, signature=record.signature)
+        tx = await destination.submit(delivery)
+        await self.store.advance(record.message_id, Stage.SUBMITTED, dest_tx=tx,
+                                 next_attempt_at=time.time() + self.settings.confirm_poll)
+        self.metrics.stage_latency.labels(stage="submitted").observe(time.time() - record.observed_at)
+        self.log.info("submitted", msg_id=record.message_id.hex(), chain=destination.name, tx=tx)
+
+    async def _confirm(self, record: MessageRecord) -> None:
+        destination = self._destination(record)
+        assert destination is not None and record.dest_tx is not None
+        status = await destination.delivery_status(record.dest_tx)
+        if status.state is DeliveryState.CONFIRMED:
+            await self._confirmed(record, by="us")
+        elif status.state is DeliveryState.PENDING:
+            if record.submitted_at and time.time() - record.submitted_at > self.settings.submitted_timeout:
+                await self._retry(record, f"not final after {self.settings.submitted_timeout:.0f}s: resubmitting",
+                                  stage=Stage.READY)
+            else:
+                # Waiting for finality is not a failure: it does not use up the retry budget.
+                await self.store.postpone(record.message_id, f"pending: {status.detail}" if status.detail else "pending",
+                                          time.time() + self.settings.confirm_poll)
+        elif await destination.is_delivered(record.message_id):
+            # Our transaction failed or vanished because another relayer's won.
+            await self._confirmed(record, by="other")
+        elif status.state is DeliveryState.REVERTED:
+            await self._retry(record, f"delivery reverted: {status.detail}; re-preparing", stage=Stage.OBSERVED)
+        else:
+            await self._retry(record, f"delivery dropped: {status.detail}; resubmitting", stage=Stage.READY)
+
+    # -- outcomes --------------------------------------------------------------------------
+    async def _confirmed(self, record: MessageRecord, by: str) -> None:
+        await self.store.advance(record.message_id, Stage.CONFIRMED)
+        self.metrics.deliveries.labels(src_domain=str(record.src_domain), dst_domain=str(record.dst_domain), by=by).inc()
+        self.metrics.stage_latency.labels(stage="confirmed").observe(time.time() - record.observed_at)
+        self.log.info("delivered", msg_id=record.message_id.hex(), by=by, src=record.src_domain, dst=record.dst_domain)
+
+    async def _retry(self, record: MessageRecord, reason: str, stage: Stage | None = None) -> None:
+        backoff = self.settings.backoff
+        if backoff.exhausted(record.attempts):
+            await self._dead(record, f"retries exhausted ({record.attempts + 1}); last: {reason}")
+            return
+        delay = backoff.delay(record.attempts)
+        await self.store.retry_later(record.message_id, reason, time.time() + delay, stage=stage)
+        self.metrics.retries.labels(stage=(stage or record.stage).value, reason=reason.split(":", 1)[0][:48]).inc()
+        self.log.info("retry scheduled", msg_id=record.message_id.hex(), stage=(stage or record.stage).value,
+                      reason=reason, in_s=round(delay, 2), attempt=record.attempts + 1)
+
+    async def _dead(self, record: MessageRecord, reason: str) -> None:
+        await self.store.retry_later(record.message_id, reason, float("inf"), stage=Stage.DEAD)
+        self.log.error("dead letter", msg_id=record.message_id.hex(), reason=reason,
+                       hint="fix the cause, then `relay retry <id>`")

@@ -1,0 +1,269 @@
+"""The relayer's durable state (SQLite): every message is a pending operation whose stage, reason
+and next attempt live here, so a killed relayer resumes exactly where it was.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+from relay.envelope import Envelope
+
+
+class Stage(str, enum.Enum):
+    OBSERVED = "observed"  # seen final on the source; collecting partial signatures
+    READY = "ready"  # combined signature verified; to be submitted
+    SUBMITTED = "submitted"  # destination transaction sent; waiting for finality
+    CONFIRMED = "confirmed"  # delivered (by us or by another relayer)
+    DEAD = "dead"  # retries exhausted: visible in `relay status`, retryable with `relay retry`
+
+
+ACTIVE_STAGES = (Stage.OBSERVED, Stage.READY, Stage.SUBMITTED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    message_id      BLOB PRIMARY KEY,
+    src_domain      INTEGER NOT NULL,
+    nonce           INTEGER NOT NULL,
+    dst_domain      INTEGER NOT NULL,
+    kind            INTEGER NOT NULL,
+    envelope        BLOB NOT NULL,
+    source_tx       TEXT NOT NULL,
+    stage           TEXT NOT NULL,
+    reason          TEXT NOT NULL DEFAULT '',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    epoch           INTEGER,
+    signature       BLOB,
+    dest_tx         TEXT,
+    observed_at     REAL NOT NULL,
+    signed_at       REAL,
+    submitted_at    REAL,
+    confirmed_at    REAL,
+    updated_at      REAL NOT NULL,
+    UNIQUE (src_domain, nonce)
+);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (stage, next_attempt_at);
+CREATE TABLE IF NOT EXISTS cursors (
+    name       TEXT PRIMARY KEY,
+    cursor     TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    message_id: bytes
+    src_domain: int
+    nonce: int
+    dst_domain: int
+    kind: int
+    envelope: bytes
+    source_tx: str
+    stage: Stage
+    reason: str
+    attempts: int
+    next_attempt_at: float
+    epoch: int | None
+    signature: bytes | None
+    dest_tx: str | None
+    observed_at: float
+    signed_at: float | None
+    submitted_at: float | None
+    confirmed_at: float | None
+    updated_at: float
+
+    @property
+    def decoded(self) -> Envelope:
+        return Envelope.decode(self.envelope)
+
+
+_COLUMNS = ", ".join(MessageRecord.__slots__)
+
+
+def _record(row: aiosqlite.Row) -> MessageRecord:
+    values = dict(row)
+    values["stage"] = Stage(values["stage"])
+    return MessageRecord(**values)
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: str | Path) -> "Store":
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path))
+        db.row_factory = aiosqlite.Row
+        # WAL + synchronous=FULL: a committed stage change survives a killed process or power loss.
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=FULL")
+        await db.execute("PRAGMA busy_timeout=5000")
+        await db.executescript(_SCHEMA)
+        await db.commit()
+        return cls(db)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def add_observed(self, envelope: Envelope, source_tx: str, now: float | None = None) -> bool:
+        """Record a newly observed message; False if it was already known."""
+        now = time.time() if now is None else now
+        cursor = await self._db.execute(
+            f"INSERT OR IGNORE INTO messages ({_COLUMNS}) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, '', 0, ?, NULL, NULL, NULL, ?, NULL, NULL, NULL, ?)",
+            (
+                envelope.message_id, envelope.src_domain, envelope.nonce, envelope.dst_domain, envelope.kind,
+                envelope.encode(), source_tx, Stage.OBSERVED.value, now, now, now,
+            ),
+        )
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def get(self, message_id: bytes) -> MessageRecord | None:
+        async with self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?", (message_id,)) as cur:
+            row = await cur.fetchone()
+        return _record(row) if row else None
+
+    async def find_prefix(self, hex_prefix: str) -> list[MessageRecord]:
+        prefix = hex_prefix.lower().removeprefix("0x")
+        async with self._db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE lower(hex(message_id)) LIKE ? LIMIT 5", (prefix + "%",)
+        ) as cur:
+            return [_record(r) for r in await cur.fetchall()]
+
+    async def get_by_nonce(self, src_domain: int, nonce: int) -> MessageRecord | None:
+        async with self._db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE src_domain = ? AND nonce = ?", (src_domain, nonce)
+        ) as cur:
+            row = await cur.fetchone()
+        return _record(row) if row else None
+
+    async def due(self, stage: Stage, now: float | None = None, limit: int = 100) -> list[MessageRecord]:
+        now = time.time() if now is None else now
+        async with self._db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE stage = ? AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at LIMIT ?",
+            (stage.value, now, limit),
+        ) as cur:
+            return [_record(r) for r in await cur.fetchall()]
+
+    async def next_due_at(self) -> float | None:
+        marks = ",".join("?" for _ in ACTIVE_STAGES)
+        async with self._db.execute(
+            f"SELECT min(next_attempt_at) FROM messages WHERE stage IN ({marks})", [s.value for s in ACTIVE_STAGES]
+        ) as cur:
+            (value,) = await cur.fetchone()
+        return value
+
+    async def advance(self, message_id: bytes, stage: Stage, *, now: float | None = None, **fields: object) -> None:
+        """Move to `stage` (resetting attempts and reason), setting any extra columns given."""
+        now = time.time() if now is None else now
+        stamp = {Stage.READY: "signed_at", Stage.SUBMITTED: "submitted_at", Stage.CONFIRMED: "confirmed_at"}.get(stage)
+        if stamp and stamp not in fields:
+            fields[stamp] = now
+        assignments = {"stage": stage.value, "reason": "", "attempts": 0, "next_attempt_at": now, "updated_at": now}
+        assignments.update(fields)
+        await self._update(message_id, assignments)
+
+    async def retry_later(self, message_id: bytes, reason: str, next_attempt_at: float, *, now: float | None = None,
+                          stage: Stage | None = None) -> None:
+        now = time.time() if now is None else now
+        assignments: dict[str, object] = {"reason": reason, "next_attempt_at": next_attempt_at, "updated_at": now}
+        if stage is not None:
+            assignments["stage"] = stage.value
+        await self._db.execute(
+            "UPDATE messages SET attempts = attempts + 1, "
+            + ", ".join(f"{k} = ?" for k in assignments)
+            + " WHERE message_id = ?",
+            [*assignments.values(), message_id],
+        )
+        await self._db.commit()
+
+    async def postpone(self, message_id: bytes, reason: str, next_attempt_at: float) -> None:
+        """Look again later without counting an attempt (e.g. waiting for finality)."""
+        await self._update(message_id, {"reason": reason, "next_attempt_at": next_attempt_at, "updated_at": time.time()})
+
+    async def force_retry(self, message_id: bytes, now: float | None = None) -> MessageRecord | None:
+        """Operator's `relay retry`: make the message due now; a dead one restarts from observed."""
+        record = await self.get(message_id)
+        if record is None:
+            return None
+        now = time.time() if now is None else now
+        stage = Stage.OBSERVED if record.stage is Stage.DEAD else record.stage
+        if record.stage is Stage.CONFIRMED:
+            return record
+        await self._update(
+            message_id,
+            {"stage": stage.value, "attempts": 0, "next_attempt_at": now, "updated_at": now,
+             "reason": f"manual retry (was: {record.reason or record.stage.value})"},
+        )
+        return await self.get(message_id)
+
+    async def _update(self, message_id: bytes, assignments: dict[str, object]) -> None:
+        await self._db.execute(
+            "UPDATE messages SET " + ", ".join(f"{k} = ?" for k in assignments) + " WHERE message_id = ?",
+            [*assignments.values(), message_id],
+        )
+        await self._db.commit()
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """Messages by (stage, reason), for metrics and `relay status`."""
+        async with self._db.execute("SELECT stage, reason, count(*) FROM messages GROUP BY stage, reason") as cur:
+            return {(stage, reason): n for stage, reason, n in await cur.fetchall()}
+
+    async def listing(self, limit: int = 50) -> list[MessageRecord]:
+        """Unfinished first, oldest (most stuck) first; then the latest confirmed."""
+        async with self._db.execute(
+            f"SELECT {_COLUMNS} FROM messages ORDER BY stage = 'confirmed', "
+            "CASE WHEN stage = 'confirmed' THEN -confirmed_at ELSE observed_at END LIMIT ?",
+            (limit,),
+        ) as cur:
+            return [_record(r) for r in await cur.fetchall()]
+
+    async def highest_contiguous_nonce(self, src_domain: int) -> int:
+        """The largest n such that nonces 0..n are all known (-1 if nonce 0 is missing)."""
+        async with self._db.execute(
+            "SELECT nonce FROM messages WHERE src_domain = ? ORDER BY nonce", (src_domain,)
+        ) as cur:
+            expected = 0
+            async for (nonce,) in cur:
+                if nonce != expected:
+                    break
+                expected += 1
+        return expected - 1
+
+    async def missing_nonces(self, src_domain: int, limit: int = 100) -> list[int]:
+        """Nonces below the highest seen that were never observed (gaps to re-observe)."""
+        async with self._db.execute(
+            "SELECT nonce FROM messages WHERE src_domain = ? ORDER BY nonce", (src_domain,)
+        ) as cur:
+            seen = [n async for (n,) in cur]
+        missing: list[int] = []
+        expected = 0
+        for nonce in seen:
+            while expected < nonce and len(missing) < limit:
+                missing.append(expected)
+                expected += 1
+            expected = nonce + 1
+        return missing
+
+    async def get_cursor(self, name: str) -> str | None:
+        async with self._db.execute("SELECT cursor FROM cursors WHERE name = ?", (name,)) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def set_cursor(self, name: str, cursor: str) -> None:
+        await self._db.execute(
+            "INSERT INTO cursors (name, cursor, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+            (name, cursor, time.time()),
+        )
+        await self._db.commit()
