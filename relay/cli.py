@@ -85,6 +85,41 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                    "print what happened, and stop everything.")
 
 
+def _add_operator(sub: argparse._SubParsersAction) -> None:
+    status = sub.add_parser("status", help="messages by stage (oldest stuck first), or one message's detail",
+                            description="Read the relayer's store: a table of messages by stage with the oldest "
+                            "stuck first, or, given a message id (or a unique prefix), its stage, last error and "
+                            "next attempt. Works whether or not the relayer is running.")
+    status.add_argument("message_id", nargs="?", help="message id (0x-hex) or a unique prefix of it")
+    status.add_argument("--config", type=Path, default=None, help="Tessera config (default: the localnet's)")
+    status.add_argument("--limit", type=int, default=50, help="rows to show (default: %(default)s)")
+    retry = sub.add_parser("retry", help="make a stuck or dead message due now",
+                           description="Force a retry of one message: it becomes due immediately with a fresh "
+                           "retry budget; a dead-lettered one starts again from 'observed'.")
+    retry.add_argument("message_id", help="message id (0x-hex) or a unique prefix of it")
+    retry.add_argument("--config", type=Path, default=None, help="Tessera config (default: the localnet's)")
+
+
+def _config_path(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    from relay.localnet import CONFIG_FILE, default_state_dir
+
+    return default_state_dir() / CONFIG_FILE
+
+
+def _run_operator(args: argparse.Namespace) -> int:
+    from relay import status
+    from relay.config import load_config
+
+    config = load_config(_config_path(args.config))
+    if args.command == "status":
+        print(asyncio.run(status.show_status(config.relayer.db, args.message_id, args.limit)))
+    else:
+        print(asyncio.run(status.force_retry(config.relayer.db, args.message_id)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay",
@@ -97,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_localnet(sub)
     _add_demo(sub)
+    _add_operator(sub)
     try:
         from attest.cli import register as register_keys
     except ImportError:
@@ -113,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "localnet":
             return _run_localnet(args)
+        if args.command in ("status", "retry"):
+            return _run_operator(args)
         if args.command == "demo":
             from relay.demo import run_demo
 

@@ -115,9 +115,36 @@ class CommitteeRef(_Model):
     password: KeyRef | None = None
 
 
+def _check_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port")
+    return value
+
+
+class RelayerSection(_Model):
+    db: Path = Path("relayer.db")
+    listen: str = "127.0.0.1:7300"
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
+    retry_base_s: Annotated[float, Field(gt=0)] = 0.5
+    retry_cap_s: Annotated[float, Field(gt=0)] = 60.0
+    max_attempts: Annotated[int, Field(ge=1)] = 12
+    partial_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+
+    _listen = field_validator("listen")(lambda cls, v: _check_listen(v))
+
+
+class AttesterSection(_Model):
+    # `{index}` in db is replaced by the member index, so one file serves a whole localnet committee.
+    db: str = "attester-{index}.db"
+    max_observe_requests_per_s: Annotated[float, Field(gt=0)] = 20.0
+
+
 class TesseraConfig(_Model):
     chains: dict[str, Chain]
     committee: CommitteeRef | None = None
+    relayer: RelayerSection = RelayerSection()
+    attester: AttesterSection = AttesterSection()
     state_dir: Path | None = None
 
     @model_validator(mode="after")
@@ -178,7 +205,14 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
         return ref.model_copy(update={"file": fix(ref.file)}) if ref is not None else None
 
     chains = {name: chain.model_copy(update={"signer": fix_key(chain.signer)}) for name, chain in config.chains.items()}
-    update: dict = {"chains": chains, "state_dir": fix(config.state_dir)}
+    update: dict = {
+        "chains": chains,
+        "state_dir": fix(config.state_dir),
+        "relayer": config.relayer.model_copy(update={"db": fix(config.relayer.db)}),
+        "attester": config.attester.model_copy(
+            update={"db": config.attester.db if Path(config.attester.db).is_absolute() else str(base / config.attester.db)}
+        ),
+    }
     if config.committee is not None:
         update["committee"] = config.committee.model_copy(
             update={

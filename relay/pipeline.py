@@ -90,6 +90,9 @@ class Relayer:
             await self.observe(observation.envelope, observation.source_tx)
             await self.store.set_cursor(cursor_name, observation.cursor)
 
+    def wake(self) -> None:
+        self._wake.set()
+
     async def observe(self, envelope: Envelope, source_tx: str) -> None:
         if await self.store.add_observed(envelope, source_tx):
             self.log.info("observed", msg_id=envelope.message_id.hex(), src=envelope.src_domain,

@@ -1,0 +1,90 @@
+"""The relayer's HTTP API: /health, /metrics (Prometheus), message status and forced retry."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from relay.pipeline import Relayer
+from relay.store import MessageRecord
+
+
+def record_json(record: MessageRecord) -> dict:
+    now = time.time()
+    return {
+        "message_id": "0x" + record.message_id.hex(),
+        "src_domain": record.src_domain,
+        "nonce": record.nonce,
+        "dst_domain": record.dst_domain,
+        "kind": record.kind,
+        "stage": record.stage.value,
+        "reason": record.reason,
+        "attempts": record.attempts,
+        "next_attempt_in_s": None if record.next_attempt_at == float("inf") else round(max(0.0, record.next_attempt_at - now), 3),
+        "source_tx": record.source_tx,
+        "dest_tx": record.dest_tx,
+        "epoch": record.epoch,
+        "observed_at": record.observed_at,
+        "confirmed_at": record.confirmed_at,
+        "age_s": round(now - record.observed_at, 3),
+    }
+
+
+def _message_id(request: web.Request) -> bytes:
+    raw = request.match_info["message_id"].removeprefix("0x")
+    try:
+        message_id = bytes.fromhex(raw)
+    except ValueError:
+        message_id = b""
+    if len(message_id) != 32:
+        raise web.HTTPBadRequest(
+            text='{"error": "message id must be 32 bytes of hex (0x-prefixed or not)"}', content_type="application/json"
+        )
+    return message_id
+
+
+def build_app(relayer: Relayer) -> web.Application:
+    routes = web.RouteTableDef()
+
+    @routes.get("/health")
+    async def health(request: web.Request) -> web.Response:
+        chains = {
+            a.name: [{"url": e.url, "healthy": e.healthy, "errors": e.total_errors, "last_error": e.last_error}
+                     for e in a.health()]
+            for a in relayer.adapters.values()
+        }
+        ok = all(any(e["healthy"] for e in endpoints) for endpoints in chains.values())
+        return web.json_response({"ok": ok, "chains": chains}, status=200 if ok else 503)
+
+    @routes.get("/metrics")
+    async def metrics(request: web.Request) -> web.Response:
+        await relayer.metrics_refresh()
+        return web.Response(body=relayer.metrics.render(), content_type="text/plain", charset="utf-8")
+
+    @routes.get("/v1/messages")
+    async def messages(request: web.Request) -> web.Response:
+        try:
+            limit = min(1000, max(1, int(request.query.get("limit", "50"))))
+        except ValueError:
+            raise web.HTTPBadRequest(text='{"error": "limit must be an integer"}', content_type="application/json")
+        return web.json_response([record_json(r) for r in await relayer.store.listing(limit)])
+
+    @routes.get("/v1/messages/{message_id}")
+    async def message(request: web.Request) -> web.Response:
+        record = await relayer.store.get(_message_id(request))
+        if record is None:
+            return web.json_response({"error": "unknown message id"}, status=404)
+        return web.json_response(record_json(record))
+
+    @routes.post("/v1/messages/{message_id}/retry")
+    async def retry(request: web.Request) -> web.Response:
+        record = await relayer.store.force_retry(_message_id(request))
+        if record is None:
+            return web.json_response({"error": "unknown message id"}, status=404)
+        relayer.wake()
+        return web.json_response(record_json(record))
+
+    app = web.Application(client_max_size=64 * 1024)
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,71 @@
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from relay.api import build_app
+from relay.backoff import Backoff
+from relay.cli import main
+from relay.config import dump_config, parse_config
+from relay.pipeline import PipelineSettings, Relayer
+from relay.store import Stage, Store
+from tests.unit.test_pipeline import DST, SRC, FakeChain, FakeCommittee, envelope
+
+FAST = PipelineSettings(backoff=Backoff(base=0.0, jitter=0.0, max_attempts=2), confirm_poll=0.0)
+
+
+@pytest.fixture
+async def relayer(tmp_path: Path):
+    store = await Store.open(tmp_path / "relayer.db")
+    r = Relayer(store, {SRC: FakeChain("evm", SRC), DST: FakeChain("solana", DST)}, FakeCommittee(ready=False), FAST)
+    yield r
+    await store.close()
+
+
+async def test_health_metrics_status_and_retry_over_http(relayer: Relayer) -> None:
+    env = envelope(0)
+    await relayer.observe(env, "0xsrc")
+    await relayer.process_due()
+    await relayer.process_due()  # second failure exhausts max_attempts=2 -> dead
+    async with TestClient(TestServer(build_app(relayer))) as client:
+        health = await client.get("/health")
+        assert health.status == 200 and (await health.json())["chains"]["evm"][0]["healthy"] is True
+        metrics = await (await client.get("/metrics")).text()
+        assert 'tessera_messages{reason="retries exhausted (2); last",stage="dead"} 1.0' in metrics
+        listing = await (await client.get("/v1/messages")).json()
+        assert listing[0]["stage"] == "dead" and listing[0]["next_attempt_in_s"] is None
+        one = await client.get(f"/v1/messages/0x{env.message_id.hex()}")
+        assert (await one.json())["reason"].startswith("retries exhausted")
+        assert (await client.get("/v1/messages/0x1234")).status == 400
+        assert (await client.get("/v1/messages/" + "00" * 32)).status == 404
+        retried = await client.post(f"/v1/messages/{env.message_id.hex()}/retry")
+        body = await retried.json()
+        assert body["stage"] == "observed" and body["attempts"] == 0 and body["reason"].startswith("manual retry")
+
+
+def test_cli_status_and_retry_read_the_store(tmp_path: Path, capsys) -> None:
+    env = envelope(7)
+
+    async def setup() -> None:
+        store = await Store.open(tmp_path / "relayer.db")
+        r = Relayer(store, {SRC: FakeChain("evm", SRC), DST: FakeChain("solana", DST)}, FakeCommittee(ready=False), FAST)
+        await r.observe(env, "0xsrc")
+        await r.process_due()
+        await store.close()
+
+    asyncio.run(setup())
+    config = parse_config({
+        "chains": {"evm": {"kind": "evm", "domain": SRC, "chain_id": SRC, "rpc_urls": ["http://127.0.0.1:1"]}},
+        "relayer": {"db": str(tmp_path / "relayer.db")},
+    })
+    dump_config(config, tmp_path / "config.toml")
+    assert main(["status", "--config", str(tmp_path / "config.toml")]) == 0
+    table = capsys.readouterr().out
+    assert "observed=1" in table and f"0x{env.message_id.hex()[:12]}" in table and "waiting for signatures" in table
+    assert main(["status", env.message_id.hex()[:10], "--config", str(tmp_path / "config.toml")]) == 0
+    assert "stage: observed" in capsys.readouterr().out
+    assert main(["retry", "0x" + env.message_id.hex(), "--config", str(tmp_path / "config.toml")]) == 0
+    assert "due now" in capsys.readouterr().out
+    assert main(["status", "ffff", "--config", str(tmp_path / "config.toml")]) == 1
+    assert "no message with id ffff" in capsys.readouterr().err
