@@ -1,0 +1,515 @@
+"""The Tessera Solana program from Python: deployment through the upgradeable BPF loader,
+instruction builders and account decoders. Layouts: contracts/solana/README.md.
+
+Deployment sends the sequence `solana program deploy` sends (create + initialize a buffer, write
+the ELF in chunks, DeployWithMaxDataLen), either to a LiteSVM instance or over JSON-RPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+from solana.rpc.models import TxOpts
+from solders.hash import Hash
+from solders.instruction import AccountMeta, Instruction
+from solders.keypair import Keypair
+from solders.litesvm import LiteSVM
+from solders.message import Message
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.system_program import ID as SYSTEM_PROGRAM_ID
+from solders.system_program import CreateAccountParams, create_account
+from solders.sysvar import CLOCK, RENT
+from solders.transaction import Transaction, VersionedTransaction
+from solders.transaction_metadata import FailedTransactionMetadata
+
+from relay.envelope import keccak256, message_digest
+from relay.log import get_logger
+
+PROGRAM_SO_PATH = Path(__file__).resolve().parent.parent / "contracts" / "solana" / "tessera.so"
+
+BPF_LOADER_UPGRADEABLE_ID = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
+COMMITTEE_SEED = b"committee"
+
+# UpgradeableLoaderState sizes (bincode): Buffer = tag + Option<authority>; Program = tag + programdata
+# address.
+_BUFFER_METADATA_LEN = 4 + 1 + 32
+_PROGRAM_ACCOUNT_LEN = 4 + 32
+_PACKET_DATA_SIZE = 1232
+
+G1_LEN = 64
+G2_LEN = 128
+FIELD_MODULUS = 21888242871839275222246405745257275088696311157297823662689037894645226208583
+MAX_HINT_INCREMENTS = 255  # k is one byte on-chain
+
+
+class ProgramInstruction(enum.IntEnum):
+    PROBE = 0
+    INIT_COMMITTEE = 1
+    ROTATE_COMMITTEE = 2
+    VERIFY_SIGNATURE = 3
+    VERIFY_DIGEST = 4
+
+
+class ProgramErrorCode(enum.IntEnum):
+    """Custom error codes of the program (contracts/solana/src/tessera.h)."""
+
+    UNKNOWN_INSTRUCTION = 1
+    INVALID_INSTRUCTION_DATA = 2
+    NOT_ENOUGH_ACCOUNTS = 3
+    ACCOUNT_NOT_WRITABLE = 4
+    ACCOUNT_NOT_SIGNER = 5
+    WRONG_ACCOUNT_OWNER = 6
+    ACCOUNT_TOO_SMALL = 7
+    TOO_MANY_ACCOUNTS = 8
+    SYSCALL_FAILED = 9
+    WRONG_ACCOUNT_SIZE = 10
+    CONFIG_WRONG_ADDRESS = 0x10
+    CONFIG_ALREADY_INITIALIZED = 0x11
+    CONFIG_NOT_INITIALIZED = 0x12
+    NOT_UPGRADE_AUTHORITY = 0x13
+    WRONG_PROGRAM_DATA = 0x14
+    WRONG_SYSTEM_PROGRAM = 0x15
+    BAD_THRESHOLD = 0x16
+    EPOCH_UNKNOWN = 0x20
+    EPOCH_EXPIRED = 0x21
+    ENVELOPE_MALFORMED = 0x22
+    WRONG_MESSAGE_KIND = 0x23
+    WRONG_DESTINATION_DOMAIN = 0x24
+    WRONG_SOURCE_DOMAIN = 0x25
+    ROTATION_PAYLOAD_MALFORMED = 0x26
+    ROTATION_WRONG_EPOCH = 0x27
+    ROTATION_NOT_CURRENT_SIGNER = 0x28
+    SIGNATURE_INFINITY = 0x30
+    SIGNATURE_NOT_ON_CURVE = 0x31
+    KEY_INFINITY = 0x32
+    HINT_OUT_OF_RANGE = 0x33
+    HINT_NOT_ON_CURVE = 0x34
+    PAIRING_INPUT_INVALID = 0x35
+    SIGNATURE_INVALID = 0x36
+    HINT_NOT_CANONICAL = 0x37
+    KEY_OUT_OF_RANGE = 0x38
+
+
+class SolanaProgramError(RuntimeError):
+    """Deploying or calling the Tessera program failed."""
+
+
+log = get_logger(__name__)
+
+
+class TransactionFailedError(SolanaProgramError):
+    """A transaction was refused or failed on-chain; the message carries the node's error and logs."""
+
+
+class DeploymentError(TransactionFailedError):
+    """A deployment transaction failed; the message names the step."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Deployment
+
+
+def programdata_address(program_id: Pubkey) -> Pubkey:
+    return Pubkey.find_program_address([bytes(program_id)], BPF_LOADER_UPGRADEABLE_ID)[0]
+
+
+def load_program_bytes(path: Path = PROGRAM_SO_PATH) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise SolanaProgramError(
+            f"{path} is missing: build it with `.venv/bin/python contracts/solana/build.py`"
+        ) from None
+
+
+def _loader_ix(data: bytes, accounts: Sequence[tuple[Pubkey, bool, bool]]) -> Instruction:
+    metas = [AccountMeta(pubkey=k, is_signer=s, is_writable=w) for k, s, w in accounts]
+    return Instruction(BPF_LOADER_UPGRADEABLE_ID, data, metas)
+
+
+def initialize_buffer_ix(buffer: Pubkey, authority: Pubkey) -> Instruction:
+    return _loader_ix(struct.pack("<I", 0), [(buffer, False, True), (authority, False, False)])
+
+
+def write_ix(buffer: Pubkey, authority: Pubkey, offset: int, chunk: bytes) -> Instruction:
+    data = struct.pack("<IIQ", 1, offset, len(chunk)) + chunk
+    return _loader_ix(data, [(buffer, False, True), (authority, True, False)])
+
+
+def deploy_with_max_data_len_ix(
+    payer: Pubkey, program_id: Pubkey, buffer: Pubkey, authority: Pubkey, max_data_len: int
+) -> Instruction:
+    return _loader_ix(
+        struct.pack("<IQ", 2, max_data_len),
+        [
+            (payer, True, True),
+            (programdata_address(program_id), False, True),
+            (program_id, False, True),
+            (buffer, False, True),
+            (RENT, False, False),
+            (CLOCK, False, False),
+            (SYSTEM_PROGRAM_ID, False, False),
+            (authority, True, False),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class _Step:
+    name: str
+    instructions: list[Instruction]
+    signers: list[Keypair]
+    deployment: bool = True
+
+
+def _write_chunk_size(payer: Keypair, buffer: Pubkey) -> int:
+    probe = Transaction.new_signed_with_payer(
+        [write_ix(buffer, payer.pubkey(), 0, b"")], payer.pubkey(), [payer], Hash.default()
+    )
+    return _PACKET_DATA_SIZE - len(bytes(probe)) - 8  # margin: compact-u16 lengths grow with the chunk
+
+
+def _deploy_steps(
+    payer: Keypair,
+    so_bytes: bytes,
+    program: Keypair,
+    buffer: Keypair,
+    rent: Callable[[int], int],
+    max_data_len: int,
+) -> list[_Step]:
+    authority = payer.pubkey()
+    buffer_len = _BUFFER_METADATA_LEN + len(so_bytes)
+    steps = [
+        _Step(
+            "create buffer",
+            [
+                create_account(
+                    CreateAccountParams(
+                        from_pubkey=payer.pubkey(),
+                        to_pubkey=buffer.pubkey(),
+                        lamports=rent(buffer_len),
+                        space=buffer_len,
+                        owner=BPF_LOADER_UPGRADEABLE_ID,
+                    )
+                ),
+                initialize_buffer_ix(buffer.pubkey(), authority),
+            ],
+            [payer, buffer],
+        )
+    ]
+    chunk = _write_chunk_size(payer, buffer.pubkey())
+    for offset in range(0, len(so_bytes), chunk):
+        steps.append(
+            _Step(
+                f"write {offset}",
+                [write_ix(buffer.pubkey(), authority, offset, so_bytes[offset : offset + chunk])],
+                [payer],
+            )
+        )
+    steps.append(
+        _Step(
+            "deploy",
+            [
+                create_account(
+                    CreateAccountParams(
+                        from_pubkey=payer.pubkey(),
+                        to_pubkey=program.pubkey(),
+                        lamports=rent(_PROGRAM_ACCOUNT_LEN),
+                        space=_PROGRAM_ACCOUNT_LEN,
+                        owner=BPF_LOADER_UPGRADEABLE_ID,
+                    )
+                ),
+                deploy_with_max_data_len_ix(
+                    payer.pubkey(), program.pubkey(), buffer.pubkey(), authority, max_data_len
+                ),
+            ],
+            [payer, program],
+        )
+    )
+    return steps
+
+
+def _max_data_len(so_bytes: bytes) -> int:
+    # Room for upgrades twice the size, as `solana program deploy` does by default.
+    return 2 * len(so_bytes)
+
+
+def deploy_program_litesvm(
+    svm: LiteSVM, payer: Keypair, so_bytes: bytes | None = None, program_keypair: Keypair | None = None
+) -> Pubkey:
+    """Deploys into a solders.litesvm.LiteSVM through the upgradeable loader; the payer becomes the
+    upgrade authority. Returns the program id."""
+    so_bytes = load_program_bytes() if so_bytes is None else so_bytes
+    program = program_keypair or Keypair()
+    steps = _deploy_steps(
+        payer, so_bytes, program, Keypair(), svm.minimum_balance_for_rent_exemption, _max_data_len(so_bytes)
+    )
+    for step in steps:
+        tx = Transaction.new_signed_with_payer(step.instructions, payer.pubkey(), step.signers, svm.latest_blockhash())
+        result = svm.send_transaction(tx)
+        if isinstance(result, FailedTransactionMetadata):
+            logs = "\n".join(result.meta().logs())
+            raise DeploymentError(f"deployment step '{step.name}' failed: {result.err()}\n{logs}{_v0_hint(step)}")
+    # The loader makes a new program visible from the next slot on.
+    svm.warp_to_slot(svm.get_clock().slot + 1)
+    return program.pubkey()
+
+
+async def _send(client: AsyncClient, payer: Keypair, step: _Step) -> Signature:
+    blockhash = (await client.get_latest_blockhash(Confirmed)).value.blockhash
+    tx = VersionedTransaction(Message.new_with_blockhash(step.instructions, payer.pubkey(), blockhash), step.signers)
+    try:
+        return (await client.send_transaction(tx, opts=TxOpts(preflight_commitment=Confirmed))).value
+    except Exception as exc:  # solana-py raises RPCException & co. carrying the node's simulation logs
+        raise _error(step)(f"step '{step.name}' was refused: {exc}{_v0_hint(step)}") from exc
+
+
+async def _confirm(client: AsyncClient, signature: Signature, step: _Step) -> None:
+    statuses = await client.confirm_transaction(signature, Confirmed, sleep_seconds=0.1)
+    status = statuses.value[0]
+    if status is None or status.err is not None:
+        raise _error(step)(
+            f"step '{step.name}' failed on-chain: {status.err if status else 'no status'}{_v0_hint(step)}"
+        )
+
+
+def _error(step: _Step) -> type[TransactionFailedError]:
+    return DeploymentError if step.deployment else TransactionFailedError
+
+
+def _v0_hint(step: _Step) -> str:
+    if step.name != "deploy":
+        return ""
+    return (
+        "\n(if the cluster activates SIMD-0500 B8JJXCy5amZyWG9r7EnUYLwzXSXTxG7GZ1qZ1qggo83g it refuses SBPFv0 "
+        "programs: start solana-test-validator with --deactivate-feature for it and for "
+        "SIMD-0460 7VgiehxNxu53KdxgLspGQY8myE6f7UokaWa4jsGcaSz; see contracts/solana/README.md)"
+    )
+
+
+async def deploy_program(
+    client: AsyncClient, payer: Keypair, so_bytes: bytes | None = None, program_keypair: Keypair | None = None
+) -> Pubkey:
+    """Deploys over JSON-RPC through the upgradeable loader; the payer pays and becomes the upgrade
+    authority. The buffer writes go out together, then are confirmed, as `solana program deploy` does.
+    Returns the program id."""
+    so_bytes = load_program_bytes() if so_bytes is None else so_bytes
+    program = program_keypair or Keypair()
+    rents: dict[int, int] = {}
+    for size in (_BUFFER_METADATA_LEN + len(so_bytes), _PROGRAM_ACCOUNT_LEN):
+        rents[size] = (await client.get_minimum_balance_for_rent_exemption(size)).value
+    create, *writes, deploy = _deploy_steps(
+        payer, so_bytes, program, Keypair(), rents.__getitem__, _max_data_len(so_bytes)
+    )
+    await _confirm(client, await _send(client, payer, create), create)
+    sent = [(await _send(client, payer, step), step) for step in writes]
+    for signature, step in sent:
+        await _confirm(client, signature, step)
+    await _confirm(client, await _send(client, payer, deploy), deploy)
+    # A validator makes a new program callable from the slot after its deployment.
+    deployed_at = (await client.get_slot(Confirmed)).value
+    while (await client.get_slot(Confirmed)).value <= deployed_at:
+        await asyncio.sleep(0.05)
+    log.info("solana_program_deployed", program_id=str(program.pubkey()), size=len(so_bytes))
+    return program.pubkey()
+
+
+async def send_instructions(client: AsyncClient, payer: Keypair, instructions: list[Instruction],
+                            signers: Sequence[Keypair] = ()) -> Signature:
+    """Sends one transaction and waits until it is confirmed; raises SolanaProgramError if it failed."""
+    step = _Step("transaction", instructions, [payer, *signers], deployment=False)
+    signature = await _send(client, payer, step)
+    await _confirm(client, signature, step)
+    return signature
+
+
+async def initialize_committee(
+    client: AsyncClient, admin: Keypair, program_id: Pubkey, *, domain: int, epoch: int, n: int, t: int,
+    group_key: bytes,
+) -> Pubkey:
+    """Runs InitCommittee (admin = the program's upgrade authority); returns the config address."""
+    lamports = (await client.get_minimum_balance_for_rent_exemption(CONFIG_LEN)).value
+    ix = init_committee_ix(program_id, admin.pubkey(), domain=domain, epoch=epoch, n=n, t=t, group_key=group_key,
+                           lamports=lamports)
+    await send_instructions(client, admin, [ix])
+    return committee_address(program_id)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Instructions
+
+
+def committee_address(program_id: Pubkey) -> tuple[Pubkey, int]:
+    return Pubkey.find_program_address([COMMITTEE_SEED], program_id)
+
+
+@dataclass(frozen=True, slots=True)
+class G1Hint:
+    """The relayer's hash-to-curve hint: H(digest) = (x0 + k, y), y the principal square root of
+    x^3 + 3, and y_sqrt a square root of y that proves y is the principal one (README.md)."""
+
+    k: int
+    y: bytes  # 32 bytes big-endian
+    y_sqrt: bytes  # 32 bytes big-endian
+
+    def __post_init__(self) -> None:
+        if len(self.y) != 32 or len(self.y_sqrt) != 32:
+            raise ValueError("y and y_sqrt are 32-byte big-endian field elements")
+        if not 0 <= self.k <= MAX_HINT_INCREMENTS:
+            raise ValueError(f"k={self.k}: the program accepts at most {MAX_HINT_INCREMENTS} increments")
+
+    def encode(self) -> bytes:
+        return bytes([self.k]) + self.y + self.y_sqrt
+
+    @classmethod
+    def for_point(cls, k: int, y: int) -> "G1Hint":
+        """Hint for H = (x0 + k, y) when H is already known (e.g. from attest.bn254.hash_to_g1)."""
+        root = pow(y, (FIELD_MODULUS + 1) // 4, FIELD_MODULUS)
+        # When y is not a square (the negated root) no witness exists; send one the program rejects.
+        return cls(k, y.to_bytes(32, "big"), root.to_bytes(32, "big"))
+
+    @classmethod
+    def for_digest(cls, digest: bytes) -> "G1Hint":
+        """Try-and-increment hashing of `digest` as DESIGN.md specifies."""
+        x = int.from_bytes(digest, "big") % FIELD_MODULUS
+        for k in range(MAX_HINT_INCREMENTS + 1):
+            beta = (pow(x, 3, FIELD_MODULUS) + 3) % FIELD_MODULUS
+            y = pow(beta, (FIELD_MODULUS + 1) // 4, FIELD_MODULUS)
+            if y * y % FIELD_MODULUS == beta:
+                return cls.for_point(k, y)
+            x = (x + 1) % FIELD_MODULUS
+        raise ValueError("no curve point within 255 increments (probability ~2^-255): cannot be verified on Solana")
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """The signature block of RotateCommittee and VerifySignature (and later the gateway's deliver):
+    the committee's signature over an envelope's digest under `epoch`, plus the hash-to-curve hint."""
+
+    epoch: int
+    signature: bytes  # G1, 64 bytes
+    hint: G1Hint
+
+    def __post_init__(self) -> None:
+        if len(self.signature) != G1_LEN:
+            raise ValueError("signature must be a 64-byte G1 encoding")
+
+    def encode(self) -> bytes:
+        return struct.pack("<I", self.epoch) + self.signature + self.hint.encode()
+
+    @classmethod
+    def for_envelope(cls, envelope: bytes, epoch: int, signature: bytes) -> "Attestation":
+        return cls(epoch, signature, G1Hint.for_digest(message_digest(epoch, keccak256(envelope))))
+
+
+def probe_ix(program_id: Pubkey, target: Pubkey, payload: bytes) -> Instruction:
+    return Instruction(program_id, bytes([ProgramInstruction.PROBE]) + payload, [AccountMeta(target, False, True)])
+
+
+def init_committee_ix(
+    program_id: Pubkey,
+    admin: Pubkey,
+    *,
+    domain: int,
+    epoch: int,
+    n: int,
+    t: int,
+    group_key: bytes,
+    lamports: int,
+) -> Instruction:
+    if len(group_key) != G2_LEN:
+        raise ValueError("group_key must be a 128-byte G2 encoding (EIP-197 order)")
+    data = bytes([ProgramInstruction.INIT_COMMITTEE]) + struct.pack("<IIHH", domain, epoch, n, t) + group_key
+    data += struct.pack("<Q", lamports)
+    config, _ = committee_address(program_id)
+    return Instruction(
+        program_id,
+        data,
+        [
+            AccountMeta(admin, True, True),
+            AccountMeta(config, False, True),
+            AccountMeta(programdata_address(program_id), False, False),
+            AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        ],
+    )
+
+
+def rotate_committee_ix(program_id: Pubkey, attestation: Attestation, envelope: bytes) -> Instruction:
+    config, _ = committee_address(program_id)
+    data = bytes([ProgramInstruction.ROTATE_COMMITTEE]) + attestation.encode() + envelope
+    return Instruction(program_id, data, [AccountMeta(config, False, True)])
+
+
+def verify_signature_ix(program_id: Pubkey, attestation: Attestation, envelope: bytes) -> Instruction:
+    config, _ = committee_address(program_id)
+    data = bytes([ProgramInstruction.VERIFY_SIGNATURE]) + attestation.encode() + envelope
+    return Instruction(program_id, data, [AccountMeta(config, False, False)])
+
+
+def verify_digest_ix(
+    program_id: Pubkey, *, signature: bytes, hint: G1Hint, digest: bytes, group_key: bytes
+) -> Instruction:
+    if len(signature) != G1_LEN or len(digest) != 32 or len(group_key) != G2_LEN:
+        raise ValueError("verify_digest takes a 64-byte signature, a 32-byte digest and a 128-byte key")
+    data = bytes([ProgramInstruction.VERIFY_DIGEST]) + signature + hint.encode() + digest + group_key
+    return Instruction(program_id, data, [])
+
+
+# ---------------------------------------------------------------------------------------------
+# Accounts
+
+CONFIG_MAGIC = b"TESSCOMM"
+PROBE_ACCOUNT_LEN = 32
+CONFIG_LEN = 336
+
+
+@dataclass(frozen=True, slots=True)
+class CommitteeConfig:
+    """The committee config account (PDA ["committee"])."""
+
+    bump: int
+    domain: int
+    admin: Pubkey
+    current_epoch: int
+    current_n: int
+    current_t: int
+    current_key: bytes
+    previous_epoch: int | None
+    previous_n: int
+    previous_t: int
+    previous_key: bytes | None
+    previous_valid_until: int
+    updated_at: int
+
+    @classmethod
+    def decode(cls, data: bytes) -> "CommitteeConfig":
+        if len(data) < CONFIG_LEN or data[:8] != CONFIG_MAGIC or data[8] != 1:
+            raise SolanaProgramError("not an initialized Tessera committee account (run InitCommittee first)")
+        has_previous = data[10] == 1
+        (domain,) = struct.unpack_from("<I", data, 12)
+        cur_epoch, cur_n, cur_t = struct.unpack_from("<IHH", data, 48)
+        prev_epoch, prev_n, prev_t, prev_until = struct.unpack_from("<IHHq", data, 184)
+        (updated_at,) = struct.unpack_from("<q", data, 328)
+        return cls(
+            bump=data[9],
+            domain=domain,
+            admin=Pubkey.from_bytes(data[16:48]),
+            current_epoch=cur_epoch,
+            current_n=cur_n,
+            current_t=cur_t,
+            current_key=bytes(data[56:184]),
+            previous_epoch=prev_epoch if has_previous else None,
+            previous_n=prev_n,
+            previous_t=prev_t,
+            previous_key=bytes(data[200:328]) if has_previous else None,
+            previous_valid_until=prev_until,
+            updated_at=updated_at,
+        )

@@ -1,0 +1,265 @@
+#include "committee.h"
+
+#include "bn254.h"
+#include "envelope.h"
+
+static const u8 CONFIG_MAGIC[8] = {'T', 'E', 'S', 'S', 'C', 'O', 'M', 'M'};
+
+static const SolPubkey BPF_LOADER_UPGRADEABLE = {{
+    0x02, 0xa8, 0xf6, 0x91, 0x4e, 0x88, 0xa1, 0xb0, 0xe2, 0x10, 0x15, 0x3e, 0xf7, 0x63, 0xae, 0x2b,
+    0x00, 0xc2, 0xb9, 0x3d, 0x16, 0xc1, 0x24, 0xd2, 0xc0, 0x53, 0x7a, 0x10, 0x04, 0x80, 0x00, 0x00,
+}};
+
+/* UpgradeableLoaderState::ProgramData (bincode): u32 tag 3 | u64 slot | Option<Pubkey> authority */
+#define PROGRAMDATA_TAG 3
+#define PROGRAMDATA_AUTHORITY_OFFSET 13
+
+/* System program instructions (bincode, u32 LE tag). */
+#define SYSTEM_CREATE_ACCOUNT 0
+#define SYSTEM_ASSIGN 1
+#define SYSTEM_TRANSFER 2
+#define SYSTEM_ALLOCATE 8
+
+static i64 unix_now(void) {
+  SolClock clock;
+  if (sol_get_clock_sysvar(&clock) != 0) return -1;
+  return clock.unix_timestamp;
+}
+
+/* The config is trusted only at its derived address: anyone can create zeroed accounts owned by
+ * this program, so owner + magic alone would not do. */
+static u64 config_load(const SolAccountInfo *config, const SolPubkey *program_id, u8 **out) {
+  if (!sol_pubkey_eq(config->owner, program_id)) return ERR_CONFIG_NOT_INITIALIZED;
+  if (config->data_len < CONFIG_LEN || !sol_bytes_eq(config->data + CFG_MAGIC, CONFIG_MAGIC, 8) ||
+      config->data[CFG_VERSION] != CONFIG_VERSION)
+    return ERR_CONFIG_NOT_INITIALIZED;
+  u8 bump = config->data[CFG_BUMP];
+  SolBytes seeds[2] = {{(const u8 *)COMMITTEE_SEED, sizeof(COMMITTEE_SEED) - 1}, {&bump, 1}};
+  SolPubkey expected;
+  if (sol_create_program_address(seeds, 2, program_id, &expected) != 0) return ERR_CONFIG_WRONG_ADDRESS;
+  if (!sol_pubkey_eq(&expected, config->key)) return ERR_CONFIG_WRONG_ADDRESS;
+  *out = config->data;
+  return 0;
+}
+
+/* Picks the group key that signs under `epoch`: the current one, or the previous one while its
+ * grace period lasts. */
+static u64 key_for_epoch(const u8 *cfg, u32 epoch, const u8 **key) {
+  if (epoch == sol_read_u32_le(cfg + CFG_CUR_EPOCH)) {
+    *key = cfg + CFG_CUR_KEY;
+    return 0;
+  }
+  if (cfg[CFG_HAS_PREVIOUS] && epoch == sol_read_u32_le(cfg + CFG_PREV_EPOCH)) {
+    i64 now = unix_now();
+    if (now < 0 || now > (i64)sol_read_u64_le(cfg + CFG_PREV_VALID_UNTIL)) return ERR_EPOCH_EXPIRED;
+    *key = cfg + CFG_PREV_KEY;
+    return 0;
+  }
+  return ERR_EPOCH_UNKNOWN;
+}
+
+static u64 verify_attestation(const u8 *attestation, const u8 *key, const u8 *envelope, u64 envelope_len,
+                              u8 message_id[32]) {
+  u32 epoch = sol_read_u32_le(attestation);
+  u8 digest[32];
+  envelope_digest(envelope, envelope_len, epoch, message_id, digest);
+  return bls_verify_hinted(digest, attestation + 4 + G1_LEN, attestation + 4, key);
+}
+
+u64 committee_check_envelope(const SolAccountInfo *config, const SolPubkey *program_id, const u8 *attestation,
+                             const SolBytes *envelope_bytes, u8 message_id[32]) {
+  const u8 *envelope = envelope_bytes->addr;
+  u64 envelope_len = envelope_bytes->len;
+  u8 *cfg;
+  u64 err = config_load(config, program_id, &cfg);
+  if (err) return err;
+  Envelope env;
+  if (!envelope_parse(envelope, envelope_len, &env)) return ERR_ENVELOPE_MALFORMED;
+  if (env.dst_domain != sol_read_u32_le(cfg + CFG_DOMAIN)) return ERR_WRONG_DESTINATION_DOMAIN;
+  const u8 *key;
+  err = key_for_epoch(cfg, sol_read_u32_le(attestation), &key);
+  if (err) return err;
+  return verify_attestation(attestation, key, envelope, envelope_len, message_id);
+}
+
+/* data: tag | attestation (ATTESTATION_LEN) | envelope; accounts: [config]. Return data: message_id. */
+u64 committee_verify_signature(SolParameters *params) {
+  if (params->account_count < 1) return ERR_NOT_ENOUGH_ACCOUNTS;
+  if (params->data_len < 1 + ATTESTATION_LEN) return ERR_INVALID_INSTRUCTION_DATA;
+  const u8 *attestation = params->data + 1;
+  SolBytes envelope = {attestation + ATTESTATION_LEN, params->data_len - 1 - ATTESTATION_LEN};
+  u8 message_id[32];
+  u64 err = committee_check_envelope(&params->accounts[0], params->program_id, attestation, &envelope, message_id);
+  if (err) return err;
+  sol_set_return_data(message_id, 32);
+  return 0;
+}
+
+/* data: tag | sigma (64) | hint (HINT_LEN) | digest (32) | group key (128); no accounts. A pure
+ * check with a caller-chosen key: it proves nothing about the committee and changes no state. */
+u64 committee_verify_digest(SolParameters *params) {
+  if (params->data_len != 1 + G1_LEN + HINT_LEN + 32 + G2_LEN) return ERR_INVALID_INSTRUCTION_DATA;
+  const u8 *sigma = params->data + 1;
+  const u8 *hint = sigma + G1_LEN;
+  const u8 *digest = hint + HINT_LEN;
+  const u8 *key = digest + 32;
+  return bls_verify_hinted(digest, hint, sigma, key);
+}
+
+/* data: tag | attestation (signed by the CURRENT epoch) | envelope of kind COMMITTEE_ROTATION;
+ * accounts: [config (writable)]. */
+u64 committee_rotate(SolParameters *params) {
+  if (params->account_count < 1) return ERR_NOT_ENOUGH_ACCOUNTS;
+  if (params->data_len < 1 + ATTESTATION_LEN) return ERR_INVALID_INSTRUCTION_DATA;
+  SolAccountInfo *config = &params->accounts[0];
+  if (!config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  u8 *cfg;
+  u64 err = config_load(config, params->program_id, &cfg);
+  if (err) return err;
+
+  const u8 *attestation = params->data + 1;
+  const u8 *envelope = attestation + ATTESTATION_LEN;
+  u64 envelope_len = params->data_len - 1 - ATTESTATION_LEN;
+  Envelope env;
+  if (!envelope_parse(envelope, envelope_len, &env)) return ERR_ENVELOPE_MALFORMED;
+  if (env.kind != KIND_COMMITTEE_ROTATION) return ERR_WRONG_MESSAGE_KIND;
+  if (env.dst_domain != sol_read_u32_le(cfg + CFG_DOMAIN)) return ERR_WRONG_DESTINATION_DOMAIN;
+  if (env.src_domain != COMMITTEE_DOMAIN) return ERR_WRONG_SOURCE_DOMAIN;
+  if (env.payload_len != ROTATION_PAYLOAD_LEN) return ERR_ROTATION_PAYLOAD_MALFORMED;
+
+  u32 current_epoch = sol_read_u32_le(cfg + CFG_CUR_EPOCH);
+  if (sol_read_u32_le(attestation) != current_epoch) return ERR_ROTATION_NOT_CURRENT_SIGNER;
+  /* payload: new_epoch u32 | n u16 | t u16 | group_key (128) | grace_seconds u32, big-endian */
+  const u8 *payload = env.payload;
+  u32 new_epoch = sol_read_u32_be(payload);
+  u16 n = sol_read_u16_be(payload + 4);
+  u16 t = sol_read_u16_be(payload + 6);
+  const u8 *new_key = payload + 8;
+  u32 grace = sol_read_u32_be(payload + 8 + G2_LEN);
+  if (current_epoch == 0xffffffffU || new_epoch != current_epoch + 1) return ERR_ROTATION_WRONG_EPOCH;
+  if (t == 0 || t > n) return ERR_BAD_THRESHOLD;
+  if (sol_is_zero(new_key, G2_LEN)) return ERR_KEY_INFINITY;
+
+  u8 message_id[32];
+  err = verify_attestation(attestation, cfg + CFG_CUR_KEY, envelope, envelope_len, message_id);
+  if (err) return err;
+
+  i64 now = unix_now();
+  if (now < 0) return ERR_SYSCALL_FAILED;
+  sol_write_u32_le(cfg + CFG_PREV_EPOCH, current_epoch);
+  sol_memcpy_(cfg + CFG_PREV_N, cfg + CFG_CUR_N, 4); /* n and t */
+  sol_write_u64_le(cfg + CFG_PREV_VALID_UNTIL, (u64)(now + (i64)grace));
+  sol_memcpy_(cfg + CFG_PREV_KEY, cfg + CFG_CUR_KEY, G2_LEN);
+  cfg[CFG_HAS_PREVIOUS] = 1;
+  sol_write_u32_le(cfg + CFG_CUR_EPOCH, new_epoch);
+  sol_write_u16_le(cfg + CFG_CUR_N, n);
+  sol_write_u16_le(cfg + CFG_CUR_T, t);
+  sol_memcpy_(cfg + CFG_CUR_KEY, new_key, G2_LEN);
+  sol_write_u64_le(cfg + CFG_UPDATED_AT, (u64)now);
+  sol_set_return_data(message_id, 32);
+  return 0;
+}
+
+static u64 system_call(SolParameters *params, SolAccountInfo *system, u64 meta_count, u64 data_len, u8 bump) {
+  u8 bump_seed = bump;
+  SolBytes seeds[2] = {{(const u8 *)COMMITTEE_SEED, sizeof(COMMITTEE_SEED) - 1}, {&bump_seed, 1}};
+  SolSignerSeeds signer = {seeds, 2};
+  SolInstruction ix = {system->key, SCRATCH->cpi_metas, meta_count, SCRATCH->cpi_data, data_len};
+  return sol_invoke_signed_c(&ix, params->accounts, (int)params->account_count, &signer, 1);
+}
+
+/* data: tag | domain u32 | epoch u32 | n u16 | t u16 | group key (128) | lamports u64;
+ * accounts: [admin (signer, writable), config PDA (writable), this program's ProgramData, system program].
+ * Only the program's upgrade authority may initialize, so nobody can front-run the deployer. */
+u64 committee_init(SolParameters *params) {
+  if (params->account_count < 4) return ERR_NOT_ENOUGH_ACCOUNTS;
+  if (params->data_len != 1 + 4 + 4 + 2 + 2 + G2_LEN + 8) return ERR_INVALID_INSTRUCTION_DATA;
+  SolAccountInfo *admin = &params->accounts[0];
+  SolAccountInfo *config = &params->accounts[1];
+  SolAccountInfo *programdata = &params->accounts[2];
+  SolAccountInfo *system = &params->accounts[3];
+  const SolPubkey *program_id = params->program_id;
+  const u8 *d = params->data + 1;
+  u32 domain = sol_read_u32_le(d);
+  u32 epoch = sol_read_u32_le(d + 4);
+  u16 n = sol_read_u16_le(d + 8);
+  u16 t = sol_read_u16_le(d + 10);
+  const u8 *key = d + 12;
+  u64 lamports = sol_read_u64_le(d + 12 + G2_LEN);
+
+  if (!admin->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
+  if (!admin->is_writable || !config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  if (!sol_is_zero(system->key->x, SOL_PUBKEY_LEN)) return ERR_WRONG_SYSTEM_PROGRAM;
+
+  SolBytes pd_seeds[1] = {{program_id->x, SOL_PUBKEY_LEN}};
+  SolPubkey expected;
+  u8 bump;
+  if (sol_try_find_program_address(pd_seeds, 1, &BPF_LOADER_UPGRADEABLE, &expected, &bump) != 0 ||
+      !sol_pubkey_eq(&expected, programdata->key) || !sol_pubkey_eq(programdata->owner, &BPF_LOADER_UPGRADEABLE))
+    return ERR_WRONG_PROGRAM_DATA;
+  if (programdata->data_len < PROGRAMDATA_AUTHORITY_OFFSET + SOL_PUBKEY_LEN ||
+      sol_read_u32_le(programdata->data) != PROGRAMDATA_TAG || programdata->data[PROGRAMDATA_AUTHORITY_OFFSET - 1] != 1 ||
+      !sol_bytes_eq(programdata->data + PROGRAMDATA_AUTHORITY_OFFSET, admin->key->x, SOL_PUBKEY_LEN))
+    return ERR_NOT_UPGRADE_AUTHORITY;
+
+  SolBytes cfg_seeds[1] = {{(const u8 *)COMMITTEE_SEED, sizeof(COMMITTEE_SEED) - 1}};
+  if (sol_try_find_program_address(cfg_seeds, 1, program_id, &expected, &bump) != 0 ||
+      !sol_pubkey_eq(&expected, config->key))
+    return ERR_CONFIG_WRONG_ADDRESS;
+  if (sol_pubkey_eq(config->owner, program_id)) return ERR_CONFIG_ALREADY_INITIALIZED;
+  if (!sol_is_zero(config->owner->x, SOL_PUBKEY_LEN) || config->data_len != 0) return ERR_WRONG_ACCOUNT_OWNER;
+
+  if (sol_is_zero(key, G2_LEN)) return ERR_KEY_INFINITY;
+  if (t == 0 || t > n) return ERR_BAD_THRESHOLD;
+
+  SolAccountMeta *metas = SCRATCH->cpi_metas;
+  u8 *cpi = SCRATCH->cpi_data;
+  u64 err;
+  if (*config->lamports == 0) {
+    metas[0] = (SolAccountMeta){admin->key, true, true};
+    metas[1] = (SolAccountMeta){config->key, true, true};
+    sol_write_u32_le(cpi, SYSTEM_CREATE_ACCOUNT);
+    sol_write_u64_le(cpi + 4, lamports);
+    sol_write_u64_le(cpi + 12, CONFIG_LEN);
+    sol_memcpy_(cpi + 20, program_id->x, SOL_PUBKEY_LEN);
+    err = system_call(params, system, 2, 52, bump);
+    if (err) return err;
+  } else {
+    /* Someone sent lamports to the address first (CreateAccount would refuse it): top up,
+     * allocate and assign instead, so a pre-funded PDA cannot block initialization. */
+    if (*config->lamports < lamports) {
+      metas[0] = (SolAccountMeta){admin->key, true, true};
+      metas[1] = (SolAccountMeta){config->key, true, false};
+      sol_write_u32_le(cpi, SYSTEM_TRANSFER);
+      sol_write_u64_le(cpi + 4, lamports - *config->lamports);
+      err = system_call(params, system, 2, 12, bump);
+      if (err) return err;
+    }
+    metas[0] = (SolAccountMeta){config->key, true, true};
+    sol_write_u32_le(cpi, SYSTEM_ALLOCATE);
+    sol_write_u64_le(cpi + 4, CONFIG_LEN);
+    err = system_call(params, system, 1, 12, bump);
+    if (err) return err;
+    sol_write_u32_le(cpi, SYSTEM_ASSIGN);
+    sol_memcpy_(cpi + 4, program_id->x, SOL_PUBKEY_LEN);
+    err = system_call(params, system, 1, 36, bump);
+    if (err) return err;
+  }
+  if (config->data_len < CONFIG_LEN) return ERR_ACCOUNT_TOO_SMALL;
+
+  i64 now = unix_now();
+  if (now < 0) return ERR_SYSCALL_FAILED;
+  u8 *cfg = config->data;
+  sol_memset_(cfg, 0, CONFIG_LEN);
+  sol_memcpy_(cfg + CFG_MAGIC, CONFIG_MAGIC, 8);
+  cfg[CFG_VERSION] = CONFIG_VERSION;
+  cfg[CFG_BUMP] = bump;
+  sol_write_u32_le(cfg + CFG_DOMAIN, domain);
+  sol_memcpy_(cfg + CFG_ADMIN, admin->key->x, SOL_PUBKEY_LEN);
+  sol_write_u32_le(cfg + CFG_CUR_EPOCH, epoch);
+  sol_write_u16_le(cfg + CFG_CUR_N, n);
+  sol_write_u16_le(cfg + CFG_CUR_T, t);
+  sol_memcpy_(cfg + CFG_CUR_KEY, key, G2_LEN);
+  sol_write_u64_le(cfg + CFG_UPDATED_AT, (u64)now);
+  return 0;
+}

@@ -1,0 +1,43 @@
+/* The one entrypoint: parse the input, dispatch on the instruction's first byte. */
+#include "committee.h"
+#include "tessera.h"
+
+/* data: tag | payload; accounts: [target (writable, owned by this program, exactly 32 bytes)].
+ * Logs, hashes the payload with keccak256 and returns/stores the hash: a smoke test of the
+ * toolchain, the syscalls and account writes. */
+static u64 probe(SolParameters *params) {
+  sol_log("tessera: probe");
+  if (params->account_count < 1) return ERR_NOT_ENOUGH_ACCOUNTS;
+  SolAccountInfo *target = &params->accounts[0];
+  if (!target->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  if (!sol_pubkey_eq(target->owner, params->program_id)) return ERR_WRONG_ACCOUNT_OWNER;
+  if (target->data_len != PROBE_ACCOUNT_LEN) return ERR_WRONG_ACCOUNT_SIZE;
+  SolBytes payload = {params->data + 1, params->data_len - 1};
+  u8 hash[32];
+  if (sol_keccak256(&payload, 1, hash) != 0) return ERR_SYSCALL_FAILED;
+  SolBytes logged = {hash, 32};
+  sol_log_data(&logged, 1);
+  sol_set_return_data(hash, 32);
+  sol_memcpy_(target->data, hash, 32);
+  return 0;
+}
+
+uint64_t entrypoint(const uint8_t *input) {
+  SolParameters *params = &SCRATCH->params;
+  if (!sol_deserialize(input, params)) return ERR_TOO_MANY_ACCOUNTS;
+  if (params->data_len == 0) return ERR_UNKNOWN_INSTRUCTION;
+  switch (params->data[0]) {
+    case IX_PROBE:
+      return probe(params);
+    case IX_INIT_COMMITTEE:
+      return committee_init(params);
+    case IX_ROTATE_COMMITTEE:
+      return committee_rotate(params);
+    case IX_VERIFY_SIGNATURE:
+      return committee_verify_signature(params);
+    case IX_VERIFY_DIGEST:
+      return committee_verify_digest(params);
+    default:
+      return ERR_UNKNOWN_INSTRUCTION;
+  }
+}

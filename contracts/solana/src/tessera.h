@@ -1,0 +1,87 @@
+/* Tessera program-wide definitions: instruction tags, error codes, the heap scratch layout.
+ * Every layout here is documented in contracts/solana/README.md; keep the two in step. */
+#ifndef TESSERA_TESSERA_H
+#define TESSERA_TESSERA_H
+
+#include "sol.h"
+
+/* Instruction tags (first byte of the instruction data). 16.. are left for the gateway
+ * (send/deliver), the task board and feeds. */
+enum {
+  IX_PROBE = 0,
+  IX_INIT_COMMITTEE = 1,
+  IX_ROTATE_COMMITTEE = 2,
+  IX_VERIFY_SIGNATURE = 3,
+  IX_VERIFY_DIGEST = 4,
+};
+
+/* Custom error codes: the transaction fails with InstructionError(i, Custom(code)).
+ * adapters/solana_program.py mirrors them in ProgramErrorCode. */
+enum {
+  ERR_UNKNOWN_INSTRUCTION = 1,
+  ERR_INVALID_INSTRUCTION_DATA = 2,
+  ERR_NOT_ENOUGH_ACCOUNTS = 3,
+  ERR_ACCOUNT_NOT_WRITABLE = 4,
+  ERR_ACCOUNT_NOT_SIGNER = 5,
+  ERR_WRONG_ACCOUNT_OWNER = 6,
+  ERR_ACCOUNT_TOO_SMALL = 7,
+  ERR_TOO_MANY_ACCOUNTS = 8,
+  ERR_SYSCALL_FAILED = 9,
+  ERR_WRONG_ACCOUNT_SIZE = 10,
+
+  ERR_CONFIG_WRONG_ADDRESS = 0x10,
+  ERR_CONFIG_ALREADY_INITIALIZED = 0x11,
+  ERR_CONFIG_NOT_INITIALIZED = 0x12,
+  ERR_NOT_UPGRADE_AUTHORITY = 0x13,
+  ERR_WRONG_PROGRAM_DATA = 0x14,
+  ERR_WRONG_SYSTEM_PROGRAM = 0x15,
+  ERR_BAD_THRESHOLD = 0x16,
+
+  ERR_EPOCH_UNKNOWN = 0x20,
+  ERR_EPOCH_EXPIRED = 0x21,
+  ERR_ENVELOPE_MALFORMED = 0x22,
+  ERR_WRONG_MESSAGE_KIND = 0x23,
+  ERR_WRONG_DESTINATION_DOMAIN = 0x24,
+  ERR_WRONG_SOURCE_DOMAIN = 0x25,
+  ERR_ROTATION_PAYLOAD_MALFORMED = 0x26,
+  ERR_ROTATION_WRONG_EPOCH = 0x27,
+  ERR_ROTATION_NOT_CURRENT_SIGNER = 0x28,
+
+  ERR_SIGNATURE_INFINITY = 0x30,
+  ERR_SIGNATURE_NOT_ON_CURVE = 0x31,
+  ERR_KEY_INFINITY = 0x32,
+  ERR_HINT_OUT_OF_RANGE = 0x33,
+  ERR_HINT_NOT_ON_CURVE = 0x34,
+  ERR_PAIRING_INPUT_INVALID = 0x35,
+  ERR_SIGNATURE_INVALID = 0x36,
+  ERR_HINT_NOT_CANONICAL = 0x37,
+  ERR_KEY_OUT_OF_RANGE = 0x38,
+};
+
+/* Probe writes only to accounts of exactly this size; no other account type may have it, so a
+ * probe can never overwrite program state such as the committee config. */
+#define PROBE_ACCOUNT_LEN 32
+
+#define G1_LEN 64
+#define G2_LEN 128
+
+/* The signature block shared by RotateCommittee, VerifySignature (and the gateway's deliver):
+ * epoch u32 LE | sigma G1 (64) | hint: k u8 | y (32) | y_sqrt (32). */
+#define ATTESTATION_LEN (4 + G1_LEN + 1 + 32 + 32)
+
+/* Scratch memory for buffers over the 512-byte stack frame limit. One instruction runs per
+ * program invocation, so a fixed layout without an allocator is enough. */
+typedef struct {
+  SolParameters params;
+  u8 pairing_input[2 * (G1_LEN + G2_LEN)];
+  u8 group_op_input[2 * G1_LEN];
+  u8 group_op_output[G1_LEN];
+  u8 cpi_data[64];
+  SolAccountMeta cpi_metas[4];
+} Scratch;
+
+_Static_assert(sizeof(Scratch) <= SOL_HEAP_LEN, "the scratch layout must fit in the default heap");
+
+#define SCRATCH ((Scratch *)SOL_HEAP_START)
+
+#endif
