@@ -1,0 +1,140 @@
+"""Gas of the EVM committee verifier on anvil's default hardfork (whole transactions, as mined).
+
+    .venv/bin/python bench/evm_verify_gas.py [--messages 32] [--json out.json]
+
+`verify(envelope, epoch, signature)`: one transaction per message, grouped by k (the number of
+try-and-increment steps the on-chain hash needs; each costs one modexp, ~4.2k gas on Osaka), over
+`--messages` envelopes with different nonces, so the mean reflects the natural distribution of k
+(P(k) = 2^-(k+1)). Also: a message of the previous committee during the grace period, a verify that
+fails (InvalidSignature, via eth_estimateGas: it reverts), `rotate`, and the deployment.
+Target from the brief: one verification ≤ 150k gas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from py_ecc.optimized_bn128 import FQ, G2, multiply, normalize  # noqa: E402
+from py_ecc.optimized_bn128 import field_modulus as P  # noqa: E402
+from web3 import AsyncHTTPProvider, AsyncWeb3  # noqa: E402
+from web3.exceptions import ContractLogicError  # noqa: E402
+
+from adapters import evm_deploy  # noqa: E402
+from adapters.anvil import running_anvil  # noqa: E402
+from relay.envelope import Envelope, address_to_bytes32, message_digest  # noqa: E402
+from relay.payloads import CommitteeRotation  # noqa: E402
+from relay.protocol import COMMITTEE_DOMAIN, MessageKind  # noqa: E402
+
+DOMAIN = 31337
+SECRET_1, SECRET_2 = 0x5EC1, 0x5EC2
+
+
+def hash_to_g1(digest: bytes) -> tuple[int, int, int]:
+    x = int.from_bytes(digest, "big") % P
+    k = 0
+    while True:
+        beta = (x * x * x + 3) % P
+        y = pow(beta, (P + 1) // 4, P)
+        if y * y % P == beta:
+            return x, y, k
+        x, k = (x + 1) % P, k + 1
+
+
+def sign(secret: int, digest: bytes) -> bytes:
+    hx, hy, _ = hash_to_g1(digest)
+    sx, sy = normalize(multiply((FQ(hx), FQ(hy), FQ(1)), secret))
+    return int(sx).to_bytes(32, "big") + int(sy).to_bytes(32, "big")
+
+
+def public_key(secret: int) -> bytes:
+    x, y = normalize(multiply(G2, secret))
+    return b"".join(c.to_bytes(32, "big") for c in (x.coeffs[1], x.coeffs[0], y.coeffs[1], y.coeffs[0]))
+
+
+async def run(messages: int) -> dict[str, Any]:
+    evm_deploy.ensure_built()
+    async with running_anvil() as node:
+        w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
+        deployer, relayer = node.private_keys[0], node.private_keys[1]
+        address = await evm_deploy.deploy(w3, deployer, "CommitteeVerifier", DOMAIN, 1, 4, 3, public_key(SECRET_1))
+        deploy_gas = (await w3.eth.get_transaction_receipt((await w3.eth.get_block("latest"))["transactions"][0]))["gasUsed"]
+        verifier = evm_deploy.contract(w3, "CommitteeVerifier", address)
+        receiver = address_to_bytes32(address)
+
+        by_k: dict[int, list[int]] = {}
+        envelope_len = 0
+        for nonce in range(messages):
+            env = Envelope(MessageKind.TASK_REQUEST, nonce, 900, b"\x22" * 32, DOMAIN, receiver, b"model=vader;input=benchmark")
+            envelope_len = len(env.encode())
+            digest = message_digest(1, env.message_id)
+            receipt = await evm_deploy.transact(w3, relayer, verifier.functions.verify(env.encode(), 1, sign(SECRET_1, digest)))
+            by_k.setdefault(hash_to_g1(digest)[2], []).append(receipt["gasUsed"])
+        all_gas = [g for gs in by_k.values() for g in gs]
+
+        bad = Envelope(MessageKind.DATA, 0, 900, b"\x22" * 32, DOMAIN, receiver, b"x")
+        try:
+            await verifier.functions.verify(bad.encode(), 1, sign(SECRET_2, message_digest(1, bad.message_id))).call()
+            refused = "accepted (bug)"
+        except ContractLogicError as exc:
+            refused = evm_deploy.decode_revert(verifier.abi, evm_deploy.revert_data(exc))
+
+        payload = CommitteeRotation(new_epoch=2, n=4, t=3, group_key=public_key(SECRET_2), grace_seconds=3600).encode()
+        rotation = Envelope(MessageKind.COMMITTEE_ROTATION, 0, COMMITTEE_DOMAIN, bytes(32), DOMAIN, receiver, payload)
+        rotate = await evm_deploy.transact(
+            w3, relayer, verifier.functions.rotate(rotation.encode(), sign(SECRET_1, message_digest(1, rotation.message_id)))
+        )
+        old = Envelope(MessageKind.TASK_REQUEST, 10_000, 900, b"\x22" * 32, DOMAIN, receiver, b"model=vader;input=benchmark")
+        old_digest = message_digest(1, old.message_id)
+        grace = await evm_deploy.transact(w3, relayer, verifier.functions.verify(old.encode(), 1, sign(SECRET_1, old_digest)))
+
+        return {
+            "hardfork": "anvil 1.7.1 default",
+            "envelope_bytes": envelope_len,
+            "verify_tx_gas_by_k": {str(k): sorted(set(v)) for k, v in sorted(by_k.items())},
+            "verify_tx_gas_mean": round(statistics.fmean(all_gas)),
+            "verify_tx_gas_min": min(all_gas),
+            "verify_tx_gas_max": max(all_gas),
+            "messages": messages,
+            "verify_previous_epoch_tx_gas": {"k": hash_to_g1(old_digest)[2], "gas": grace["gasUsed"]},
+            "invalid_signature": refused,
+            "rotate_tx_gas": rotate["gasUsed"],
+            "deploy_gas": deploy_gas,
+        }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=32)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    from relay.log import configure_logging
+
+    configure_logging(level="warning")
+    result = asyncio.run(run(args.messages))
+    print(f"EVM verifier gas (whole transactions, {result['hardfork']}; envelope {result['envelope_bytes']} bytes)")
+    for k, values in result["verify_tx_gas_by_k"].items():
+        print(f"  verify, k={k} ({len(values)} distinct): {', '.join(f'{v:,}' for v in values)}")
+    print(f"  verify over {result['messages']} messages: mean {result['verify_tx_gas_mean']:,}, "
+          f"min {result['verify_tx_gas_min']:,}, max {result['verify_tx_gas_max']:,}  (target <= 150,000)")
+    prev = result["verify_previous_epoch_tx_gas"]
+    print(f"  verify under the previous committee (grace period), k={prev['k']}: {prev['gas']:,}")
+    print(f"  invalid signature: reverts with {result['invalid_signature']}")
+    print(f"  rotate: {result['rotate_tx_gas']:,}")
+    print(f"  deploy CommitteeVerifier: {result['deploy_gas']:,}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""CommitteeVerifier on a real anvil: the shared BLS vectors through eth_call, a real verify
+transaction (gas recorded), and a committee rotation signed with py-ecc for the deployed address."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from py_ecc.optimized_bn128 import FQ, G2, multiply, normalize
+from py_ecc.optimized_bn128 import field_modulus as P
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import ContractLogicError
+
+from adapters import evm_deploy
+from adapters.anvil import AnvilProcess, free_port
+from relay.envelope import Envelope, address_to_bytes32, message_digest
+from relay.payloads import CommitteeRotation
+from relay.protocol import COMMITTEE_DOMAIN, MessageKind
+
+pytestmark = pytest.mark.e2e
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "bls_bn254.json"
+DOMAIN = 31337
+GRACE = 600
+SECRET_1 = 0xA11CE
+SECRET_2 = 0xB0B
+
+
+def _hash_to_g1(digest: bytes) -> tuple[int, int]:
+    x = int.from_bytes(digest, "big") % P
+    while True:
+        beta = (x * x * x + 3) % P
+        y = pow(beta, (P + 1) // 4, P)
+        if y * y % P == beta:
+            return x, y
+        x = (x + 1) % P
+
+
+def _sign(secret: int, digest: bytes) -> bytes:
+    hx, hy = _hash_to_g1(digest)
+    sx, sy = normalize(multiply((FQ(hx), FQ(hy), FQ(1)), secret))
+    return int(sx).to_bytes(32, "big") + int(sy).to_bytes(32, "big")
+
+
+def _public_key(secret: int) -> bytes:
+    x, y = normalize(multiply(G2, secret))
+    return b"".join(c.to_bytes(32, "big") for c in (x.coeffs[1], x.coeffs[0], y.coeffs[1], y.coeffs[0]))
+
+
+def _b(value: str) -> bytes:
+    return bytes.fromhex(value.removeprefix("0x"))
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[AnvilProcess]:
+    evm_deploy.ensure_built()
+    with AnvilProcess(port=free_port()) as process:
+        yield process
+
+
+@pytest.fixture
+def w3(node: AnvilProcess) -> AsyncWeb3:
+    return AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
+
+
+async def _deploy_verifier(w3: AsyncWeb3, node: AnvilProcess, group_key: bytes, epoch: int = 1) -> Any:
+    address = await evm_deploy.deploy(w3, node.private_keys[0], "CommitteeVerifier", DOMAIN, epoch, 4, 3, group_key)
+    return evm_deploy.contract(w3, "CommitteeVerifier", address)
+
+
+async def _reverts(call: Any) -> str | None:
+    try:
+        await call.call()
+    except ContractLogicError as exc:
+        return evm_deploy.decode_revert(call.contract_abi, evm_deploy.revert_data(exc))
+    return None
+
+
+async def test_every_bls_vector_through_eth_call(w3: AsyncWeb3, node: AnvilProcess) -> None:
+    cases = json.loads(VECTORS.read_text())["cases"]
+    assert len(cases) >= 20
+    valid_key = next(_b(c["group_key"]) for c in cases if c["valid"])
+    verifier = await _deploy_verifier(w3, node, valid_key)
+    checked_installed = 0
+    for case in cases:
+        digest, key, sig = _b(case["digest"]), _b(case["group_key"]), _b(case["signature"])
+        x, y, k = await verifier.functions.hashToG1(digest).call()
+        assert x.to_bytes(32, "big") + y.to_bytes(32, "big") == _b(case["h"]), case["name"]
+        assert k == case["k"], case["name"]
+
+        reason = await _reverts(verifier.functions.verifyDigestWithKey(digest, key, sig))
+        assert (reason is None) == case["valid"], f"{case['name']}: {reason}"
+        if key == valid_key:
+            # The same verdict through the installed committee (epoch 1).
+            reason = await _reverts(verifier.functions.verifyDigest(digest, 1, sig))
+            assert (reason is None) == case["valid"], f"{case['name']} (installed key): {reason}"
+            checked_installed += 1
+    assert checked_installed >= 10
+
+
+async def test_verify_transaction_gas(w3: AsyncWeb3, node: AnvilProcess, record_property: Any) -> None:
+    verifier = await _deploy_verifier(w3, node, _public_key(SECRET_1))
+    envelope = Envelope(
+        MessageKind.TASK_REQUEST, 0, 900, b"\x22" * 32, DOMAIN, address_to_bytes32(verifier.address), b"model=vader;input=hi"
+    ).encode()
+    signature = _sign(SECRET_1, message_digest(1, Envelope.decode(envelope).message_id))
+    call = verifier.functions.verify(envelope, 1, signature)
+    assert await call.call() == Envelope.decode(envelope).message_id
+
+    # The estimate must be enough for the success path (verification reverts, never returns false).
+    estimate = await w3.eth.estimate_gas({"to": verifier.address, "data": call._encode_transaction_data()})
+    receipt = await evm_deploy.transact(w3, node.private_keys[1], call, gas=estimate)
+    assert receipt["status"] == 1
+    gas = receipt["gasUsed"]
+    record_property("verify_tx_gas", gas)
+    print(f"verify transaction gas: {gas} (estimate {estimate})")
+    assert 120_000 < gas < 175_000
+
+    with pytest.raises(evm_deploy.TransactionReverted, match=r"InvalidSignature\(\)"):
+        await evm_deploy.transact(w3, node.private_keys[1], verifier.functions.verify(envelope + b"\x00", 1, signature))
+
+
+def _rotation(verifier_address: str, new_epoch: int, key: bytes, *, dst_domain: int = DOMAIN) -> bytes:
+    payload = CommitteeRotation(new_epoch=new_epoch, n=4, t=3, group_key=key, grace_seconds=GRACE).encode()
+    return Envelope(
+        MessageKind.COMMITTEE_ROTATION, 0, COMMITTEE_DOMAIN, bytes(32), dst_domain,
+        address_to_bytes32(verifier_address), payload,
+    ).encode()
+
+
+async def test_rotation_and_grace_period_on_anvil(w3: AsyncWeb3, node: AnvilProcess) -> None:
+    key1, key2 = _public_key(SECRET_1), _public_key(SECRET_2)
+    verifier = await _deploy_verifier(w3, node, key1)
+    relayer = node.private_keys[2]
+
+    rotation = _rotation(verifier.address, 2, key2)
+    rotation_id = Envelope.decode(rotation).message_id
+    with pytest.raises(evm_deploy.TransactionReverted, match=r"InvalidSignature\(\)"):
+        await evm_deploy.transact(w3, relayer, verifier.functions.rotate(rotation, _sign(SECRET_2, message_digest(1, rotation_id))))
+    elsewhere = _rotation(verifier.address, 2, key2, dst_domain=DOMAIN + 1)
+    with pytest.raises(evm_deploy.TransactionReverted, match=r"WrongDestination"):
+        await evm_deploy.transact(
+            w3, relayer,
+            verifier.functions.rotate(elsewhere, _sign(SECRET_1, message_digest(1, Envelope.decode(elsewhere).message_id))),
+        )
+
+    receipt = await evm_deploy.transact(w3, relayer, verifier.functions.rotate(rotation, _sign(SECRET_1, message_digest(1, rotation_id))))
+    (event,) = verifier.events.CommitteeRotated().process_receipt(receipt)
+    block = await w3.eth.get_block(receipt["blockNumber"])
+    assert event["args"]["previousEpoch"] == 1 and event["args"]["newEpoch"] == 2
+    assert event["args"]["groupKey"] == key2
+    assert event["args"]["previousValidUntil"] == block["timestamp"] + GRACE
+    print(f"rotate transaction gas: {receipt['gasUsed']}")
+
+    message = Envelope(MessageKind.DATA, 1, 900, b"\x33" * 32, DOMAIN, b"\x44" * 32, b"ETH/USD:1").encode()
+    message_id = Envelope.decode(message).message_id
+    old_sig, new_sig = _sign(SECRET_1, message_digest(1, message_id)), _sign(SECRET_2, message_digest(2, message_id))
+    assert await verifier.functions.verify(message, 2, new_sig).call() == message_id
+    assert await verifier.functions.verify(message, 1, old_sig).call() == message_id
+
+    await w3.provider.make_request("evm_increaseTime", [GRACE + 1])
+    await w3.provider.make_request("evm_mine", [])
+    reason = await _reverts(verifier.functions.verify(message, 1, old_sig))
+    assert reason is not None and reason.startswith("EpochExpired(1, ")
+    assert await verifier.functions.verify(message, 2, new_sig).call() == message_id
