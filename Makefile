@@ -15,7 +15,7 @@ help:
 	@echo "make demo   - set up, start the embedded localnet and run the main job"
 	@echo "make test   - set up and run every test (pytest + forge)"
 	@echo "make bench  - run the benchmarks under bench/"
-	@echo "make solana-program - rebuild contracts/solana/build/tessera.so with clang-16"
+	@echo "make solana-program - rebuild contracts/solana/tessera.so with clang-16"
 
 setup: $(VENV)/.installed node_modules/.installed .clang-checked
 
@@ -49,9 +49,11 @@ test-forge: setup
 bench: setup
 	$(PY) bench/localnet_rpc.py
 	$(PY) bench/attest.py
+	$(PY) bench/evm_verify_gas.py
+	$(PY) bench/solana_verify_cu.py
 
 solana-program: setup
-	$(PY) -m contracts.solana.build
+	$(PY) contracts/solana/build.py
 
 clean:
 	rm -rf $(VENV) node_modules .clang-checked contracts/evm/out contracts/evm/cache .tessera

@@ -111,8 +111,17 @@ Chain = Annotated[Union[EvmChain, SolanaChain], Field(discriminator="kind")]
 
 class CommitteeRef(_Model):
     file: Path
-    share: Path | None = None  # this member's encrypted key share (attesters only)
+    # This member's encrypted key share (attesters only); `{index}` is replaced by the member
+    # index, so one config can serve a whole localnet committee.
+    share: Path | None = None
+    # What unlocks the share: a 32-byte key file, or a password from a file or an env variable.
+    key_file: Path | None = None
     password: KeyRef | None = None
+
+    def share_path(self, index: int) -> Path:
+        if self.share is None:
+            raise ConfigError("committee.share is not set: point it at this member's encrypted share file")
+        return Path(str(self.share).replace("{index}", str(index)))
 
 
 def _check_listen(value: str) -> str:
@@ -218,6 +227,7 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
             update={
                 "file": fix(config.committee.file),
                 "share": fix(config.committee.share),
+                "key_file": fix(config.committee.key_file),
                 "password": fix_key(config.committee.password),
             }
         )

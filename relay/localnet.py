@@ -103,6 +103,7 @@ class Localnet:
         self.state_dir = options.state_dir.resolve()
         self.children: list[ChildProcess] = []
         self.state: dict = {}
+        self._owns_state = False  # set once we have checked that no other localnet uses state_dir
 
     def _check_ports(self) -> None:
         o = self.options
@@ -129,6 +130,7 @@ class Localnet:
                 "`relay localnet status` shows it, `relay localnet down` stops it"
             )
         self._check_ports()
+        self._owns_state = True
         o = self.options
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
@@ -177,6 +179,8 @@ class Localnet:
                 pass
 
     def stop(self) -> None:
+        if not self._owns_state:
+            return  # start() refused before touching anything: another localnet's state is not ours
         if self.state:
             try:
                 self._save_state("stopping")

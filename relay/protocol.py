@@ -18,9 +18,9 @@ TAG_ROOT = b"TESSERA/v1/ROOT"
 # src_sender bytes32, dst_domain u32, dst_receiver bytes32.
 ENVELOPE_HEADER_LEN = 1 + 1 + 8 + 4 + 32 + 4 + 32  # 82
 
-# Largest payload a gateway accepts. Keeps a delivery inside one Solana transaction together
-# with the signature and hints, and bounds what attesters have to hold in memory.
-MAX_PAYLOAD_LEN = 768
+# Largest payload a gateway accepts. Keeps a Solana delivery (envelope, 133-byte attestation,
+# ~8 accounts) inside one 1,232-byte transaction; larger data travels as hash + URI.
+MAX_PAYLOAD_LEN = 512
 
 # Committee rotation payload: new_epoch u32, n u16, t u16, group_key G2 (128), grace_seconds u32.
 ROTATION_PAYLOAD_LEN = 4 + 2 + 2 + 128 + 4

@@ -11,5 +11,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "error: apt-get install clang-16 failed (log: /tmp/tessera-apt.log)."; exit 1
 fi
 echo "note: clang-16 is not installed and this is not a root shell; the committed Solana program"
-echo "      (contracts/solana/build/tessera.so) is used and the rebuild test is skipped."
+echo "      (contracts/solana/tessera.so) is used and the rebuild test is skipped."
 echo "      To rebuild it: sudo apt-get install clang-16"

@@ -46,7 +46,7 @@ def test_digest_is_domain_separated_by_tag_and_epoch() -> None:
         (b"\x01\x01", "at least 82"),
         (b"\x02" + b"\x01" + bytes(80), "unsupported envelope version 2"),
         (b"\x01" + b"\x09" + bytes(80), "unknown message kind 9"),
-        (b"\x01\x01" + bytes(80) + bytes(MAX_PAYLOAD_LEN + 1), "limit is 768"),
+        (b"\x01\x01" + bytes(80) + bytes(MAX_PAYLOAD_LEN + 1), "limit is 512"),
     ],
 )
 def test_malformed_bytes_are_rejected_with_a_reason(data: bytes, fragment: str) -> None:

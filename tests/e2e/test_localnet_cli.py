@@ -1,0 +1,105 @@
+"""`relay localnet up --detach | status | down` as a user runs them: real processes, real chains."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relay.config import load_config
+from relay.processes import pid_alive
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def relay(*args: str, state_dir: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TESSERA_LOG_FORMAT": "json", "TESSERA_LOG_LEVEL": "warning"}
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", "localnet", "--state-dir", str(state_dir), *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+@pytest.fixture
+def ports() -> list[str]:
+    return ["--evm-port", str(_free_port()), "--solana-rpc-port", str(_free_port()),
+            "--solana-ws-port", str(_free_port()), "--slot-ms", "100", "--finality-slots", "4"]
+
+
+async def test_up_detach_status_smoke_down(tmp_path: Path, ports: list[str]) -> None:
+    from adapters.localnet import smoke
+
+    state_dir = tmp_path / "net"
+    up = relay("up", "--detach", *ports, state_dir=state_dir)
+    assert up.returncode == 0, up.stderr + up.stdout
+    assert "localnet running in the background" in up.stdout
+    state = json.loads((state_dir / "localnet.json").read_text())
+    pids = [state["supervisor_pid"]] + [p["pid"] for p in state["processes"].values()]
+    try:
+        assert all(pid_alive(pid) for pid in pids)
+        status = relay("status", state_dir=state_dir)
+        assert status.returncode == 0, status.stdout
+        assert "ok (eth_blockNumber=" in status.stdout and "ok (getSlot=" in status.stdout
+
+        config = load_config(state_dir / "config.toml")
+        assert set(config.chains["evm"].contracts) == {"Probe", "CommitteeVerifier"}
+        assert config.chains["solana"].program_id
+
+        # web3.py calls the deployed contract, solana-py runs the deployed program, and a 3-of-4
+        # committee signature verifies on both chains while a forged one is refused.
+        rows = dict(await smoke(state_dir))
+        assert rows["EVM Probe.set(42) + hash()"].startswith("ok")
+        assert rows["Solana program probe (keccak into its account)"] == "ok"
+        assert "forged signature refused" in rows["3-of-4 BLS signature -> EVM"]
+        assert "forged signature refused" in rows["3-of-4 BLS signature -> Solana"]
+
+        # A second localnet on the same ports fails clearly and leaves the first one intact.
+        other = relay("up", "--detach", *ports, state_dir=tmp_path / "other")
+        assert other.returncode == 1
+        assert f"port {ports[1]} on 127.0.0.1 is in use (anvil needs it)" in other.stderr
+        # The same state directory in the foreground: refused without touching the running one.
+        again = relay("up", *ports, state_dir=state_dir)
+        assert again.returncode == 1 and "already running" in again.stderr
+        assert relay("status", state_dir=state_dir).returncode == 0
+    finally:
+        down = relay("down", state_dir=state_dir)
+    assert down.returncode == 0 and "localnet stopped" in down.stdout
+    assert not any(pid_alive(pid) for pid in pids), "a localnet process survived `down`"
+    assert relay("status", state_dir=state_dir).returncode == 3
+
+
+def test_killed_supervisor_takes_its_children_along(tmp_path: Path, ports: list[str]) -> None:
+    state_dir = tmp_path / "net"
+    assert relay("up", "--detach", *ports, state_dir=state_dir).returncode == 0
+    state = json.loads((state_dir / "localnet.json").read_text())
+    children = [p["pid"] for p in state["processes"].values()]
+    os.kill(state["supervisor_pid"], 9)
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(pid_alive(pid) for pid in children):
+        time.sleep(0.1)
+    assert not any(pid_alive(pid) for pid in children), "children outlived a SIGKILLed supervisor"
+    # `down` cleans up the stale state file.
+    assert relay("down", state_dir=state_dir).returncode == 0
+    assert not (state_dir / "localnet.json").exists()
+
+
+def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
+    from relay.errors import LocalnetError
+    from relay.processes import ChildProcess
+
+    child = ChildProcess("anvil", [str(tmp_path / "no-such-anvil")], tmp_path / "anvil.log")
+    with pytest.raises(LocalnetError, match="not found \\(run `make setup`\\)"):
+        child.start()
