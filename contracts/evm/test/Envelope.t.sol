@@ -65,10 +65,10 @@ contract EnvelopeTest is Test {
 
     function test_payloadLimit() public {
         harness.decode(harness.encode(_message(1, 0, new bytes(512))));
-        vm.expectRevert(abi.encodeWithSelector(Envelope.PayloadTooLong.selector, 769));
-        harness.encode(_message(1, 0, new bytes(769)));
+        vm.expectRevert(abi.encodeWithSelector(Envelope.PayloadTooLong.selector, 513));
+        harness.encode(_message(1, 0, new bytes(513)));
         bytes memory tooLong = bytes.concat(harness.encode(_message(1, 0, new bytes(512))), hex"00");
-        vm.expectRevert(abi.encodeWithSelector(Envelope.PayloadTooLong.selector, 769));
+        vm.expectRevert(abi.encodeWithSelector(Envelope.PayloadTooLong.selector, 513));
         harness.decode(tooLong);
     }
 
