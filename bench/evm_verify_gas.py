@@ -24,12 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from py_ecc.optimized_bn128 import FQ, G2, multiply, normalize  # noqa: E402
-from py_ecc.optimized_bn128 import field_modulus as P  # noqa: E402
 from web3 import AsyncHTTPProvider, AsyncWeb3  # noqa: E402
 from web3.exceptions import ContractLogicError  # noqa: E402
 
 from adapters import evm_deploy  # noqa: E402
+from attest import hash_to_g1, public_key, sign  # noqa: E402
 from adapters.anvil import running_anvil  # noqa: E402
 from relay.envelope import Envelope, address_to_bytes32, message_digest  # noqa: E402
 from relay.payloads import CommitteeRotation  # noqa: E402
@@ -39,26 +38,8 @@ DOMAIN = 31337
 SECRET_1, SECRET_2 = 0x5EC1, 0x5EC2
 
 
-def hash_to_g1(digest: bytes) -> tuple[int, int, int]:
-    x = int.from_bytes(digest, "big") % P
-    k = 0
-    while True:
-        beta = (x * x * x + 3) % P
-        y = pow(beta, (P + 1) // 4, P)
-        if y * y % P == beta:
-            return x, y, k
-        x, k = (x + 1) % P, k + 1
-
-
-def sign(secret: int, digest: bytes) -> bytes:
-    hx, hy, _ = hash_to_g1(digest)
-    sx, sy = normalize(multiply((FQ(hx), FQ(hy), FQ(1)), secret))
-    return int(sx).to_bytes(32, "big") + int(sy).to_bytes(32, "big")
-
-
-def public_key(secret: int) -> bytes:
-    x, y = normalize(multiply(G2, secret))
-    return b"".join(c.to_bytes(32, "big") for c in (x.coeffs[1], x.coeffs[0], y.coeffs[1], y.coeffs[0]))
+def k_of(digest: bytes) -> int:
+    return hash_to_g1(digest)[1]
 
 
 async def run(messages: int) -> dict[str, Any]:
@@ -78,7 +59,7 @@ async def run(messages: int) -> dict[str, Any]:
             envelope_len = len(env.encode())
             digest = message_digest(1, env.message_id)
             receipt = await evm_deploy.transact(w3, relayer, verifier.functions.verify(env.encode(), 1, sign(SECRET_1, digest)))
-            by_k.setdefault(hash_to_g1(digest)[2], []).append(receipt["gasUsed"])
+            by_k.setdefault(k_of(digest), []).append(receipt["gasUsed"])
         all_gas = [g for gs in by_k.values() for g in gs]
 
         bad = Envelope(MessageKind.DATA, 0, 900, b"\x22" * 32, DOMAIN, receiver, b"x")
@@ -105,7 +86,7 @@ async def run(messages: int) -> dict[str, Any]:
             "verify_tx_gas_min": min(all_gas),
             "verify_tx_gas_max": max(all_gas),
             "messages": messages,
-            "verify_previous_epoch_tx_gas": {"k": hash_to_g1(old_digest)[2], "gas": grace["gasUsed"]},
+            "verify_previous_epoch_tx_gas": {"k": k_of(old_digest), "gas": grace["gasUsed"]},
             "invalid_signature": refused,
             "rotate_tx_gas": rotate["gasUsed"],
             "deploy_gas": deploy_gas,

@@ -100,6 +100,33 @@ def _add_operator(sub: argparse._SubParsersAction) -> None:
     retry.add_argument("--config", type=Path, default=None, help="Tessera config (default: the localnet's)")
 
 
+def _add_daemons(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run the relayer daemon (watch, collect signatures, deliver, confirm)",
+                         description="Run the relayer: watch every configured chain's gateway, collect t partial "
+                         "signatures from the committee, deliver to the destination and confirm. State lives in "
+                         "the store ([relayer] db), so a restarted relayer resumes. Serves /health, /metrics and "
+                         "/v1/messages on [relayer] listen.")
+    run.add_argument("--config", type=Path, default=None, help="Tessera config (default: the localnet's)")
+    att = sub.add_parser("attester", help="run one committee member's attester daemon",
+                         description="Run attester INDEX: watch every configured chain itself, sign a partial only "
+                         "for envelopes observed final on their source chain, serve partials on the member's "
+                         "endpoint. Its key share is decrypted with the committee key file or password.")
+    att.add_argument("--index", type=int, required=True, help="this member's index in the committee (1..n)")
+    att.add_argument("--config", type=Path, default=None, help="Tessera config (default: the localnet's)")
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
+    from relay import daemons
+    from relay.config import load_config
+
+    config = load_config(_config_path(args.config))
+    if args.command == "run":
+        asyncio.run(daemons.run_relayer(config))
+    else:
+        asyncio.run(daemons.run_attester(config, args.index))
+    return 0
+
+
 def _config_path(path: Path | None) -> Path:
     if path is not None:
         return path
@@ -133,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_localnet(sub)
     _add_demo(sub)
     _add_operator(sub)
+    _add_daemons(sub)
     try:
         from attest.cli import register as register_keys
     except ImportError:
@@ -149,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "localnet":
             return _run_localnet(args)
+        if args.command in ("run", "attester"):
+            return _run_daemon(args)
         if args.command in ("status", "retry"):
             return _run_operator(args)
         if args.command == "demo":
