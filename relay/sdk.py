@@ -1,0 +1,207 @@
+"""The Python SDK: send a message from either chain, get its id, await its delivery, and verify
+the committee's signature off-chain.
+
+    async with TesseraClient.from_config(".tessera/localnet/config.toml") as client:
+        sent = await client.send("evm", "solana", receiver=program_id_bytes, payload=b"hello")
+        delivery = await client.wait_delivered(sent, timeout=60)
+        epoch, signature = await client.committee_signature(sent)  # verified off-chain
+
+`SyncTesseraClient` wraps the same calls for scripts that are not async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from relay.config import TesseraConfig, load_config
+from relay.envelope import Envelope
+from relay.errors import TesseraError
+from relay.protocol import MAX_PAYLOAD_LEN, MessageKind
+
+
+class SdkError(TesseraError):
+    """A request the SDK refused or could not complete; the message says what to do."""
+
+
+class UnknownChainError(SdkError):
+    pass
+
+
+class DeliveryTimeoutError(SdkError):
+    pass
+
+
+class SignatureError(SdkError):
+    """The committee's signature over a delivered message does not verify."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    envelope: Envelope
+    source_chain: str
+    source_tx: str
+
+    @property
+    def message_id(self) -> bytes:
+        return self.envelope.message_id
+
+    @property
+    def id_hex(self) -> str:
+        return "0x" + self.message_id.hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    message_id: bytes
+    chain: str
+    tx: str | None  # the destination transaction that delivered it (None if the node cannot tell)
+    latency_s: float
+
+
+class TesseraClient:
+    def __init__(self, config: TesseraConfig) -> None:
+        from adapters.factory import build_adapter
+
+        self.config = config
+        self._adapters = {name: build_adapter(name, chain, with_signer=chain.signer is not None)
+                          for name, chain in config.chains.items()}
+        self._committee = None
+        self._started = False
+
+    @classmethod
+    def from_config(cls, path: str | Path | None = None) -> "TesseraClient":
+        if path is None:
+            from relay.localnet import CONFIG_FILE, default_state_dir
+
+            path = default_state_dir() / CONFIG_FILE
+        return cls(load_config(path))
+
+    async def __aenter__(self) -> "TesseraClient":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if not self._started:
+            for adapter in self._adapters.values():
+                await adapter.start()
+            self._started = True
+
+    async def close(self) -> None:
+        for adapter in self._adapters.values():
+            await adapter.close()
+        self._started = False
+
+    def _chain(self, name: str):
+        try:
+            return self._adapters[name]
+        except KeyError:
+            raise UnknownChainError(f"no chain named {name!r} in the config; known: {', '.join(self._adapters)}") from None
+
+    def _by_domain(self, domain: int) -> tuple[str, object]:
+        for name, adapter in self._adapters.items():
+            if adapter.domain == domain:
+                return name, adapter
+        raise UnknownChainError(f"no configured chain has domain {domain}")
+
+    @property
+    def committee(self):
+        if self._committee is None:
+            from attest.committee import Committee
+
+            if self.config.committee is None:
+                raise SdkError("the config has no [committee] table, so signatures cannot be verified")
+            self._committee = Committee.load(self.config.committee.file)
+        return self._committee
+
+    async def send(self, src: str, dst: str, receiver: bytes, payload: bytes,
+                   kind: MessageKind = MessageKind.DATA) -> SentMessage:
+        """Send from chain `src` to `receiver` (32 bytes: left-padded EVM address or Solana key) on `dst`."""
+        source, destination = self._chain(src), self._chain(dst)
+        if len(receiver) == 20:
+            receiver = bytes(12) + receiver
+        if len(receiver) != 32:
+            raise SdkError("receiver must be 32 bytes (a Solana public key) or a 20-byte EVM address")
+        if len(payload) > MAX_PAYLOAD_LEN:
+            raise SdkError(f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_LEN}: send a hash + URI instead")
+        if kind == MessageKind.COMMITTEE_ROTATION:
+            raise SdkError("COMMITTEE_ROTATION messages come from the committee, not from a gateway")
+        if not hasattr(source, "send_message"):
+            raise SdkError(f"chain {src!r} adapter cannot send")
+        envelope, tx = await source.send_message(destination.domain, receiver, int(kind), payload)
+        return SentMessage(envelope=envelope, source_chain=src, source_tx=tx)
+
+    async def is_delivered(self, message: SentMessage | Envelope) -> bool:
+        envelope = message.envelope if isinstance(message, SentMessage) else message
+        _, destination = self._by_domain(envelope.dst_domain)
+        return await destination.is_delivered(envelope.message_id)
+
+    async def wait_delivered(self, message: SentMessage | Envelope, timeout: float = 120.0,
+                             poll: float = 0.25) -> Delivery:
+        envelope = message.envelope if isinstance(message, SentMessage) else message
+        name, destination = self._by_domain(envelope.dst_domain)
+        started = time.monotonic()
+        while True:
+            if await destination.is_delivered(envelope.message_id):
+                tx = await destination.delivery_tx(envelope.message_id) if hasattr(destination, "delivery_tx") else None
+                return Delivery(envelope.message_id, name, tx, time.monotonic() - started)
+            if time.monotonic() - started > timeout:
+                raise DeliveryTimeoutError(
+                    f"0x{envelope.message_id.hex()} not delivered to {name} within {timeout:.0f}s: "
+                    f"`relay status 0x{envelope.message_id.hex()[:12]}` shows where it is stuck")
+            await asyncio.sleep(poll)
+
+    def verify(self, envelope: Envelope, epoch: int, signature: bytes) -> bool:
+        """Off-chain check of a committee signature over an envelope (what the chains check)."""
+        committee = self.committee
+        if epoch != committee.epoch:
+            return False
+        return committee.verify(envelope.digest(epoch), signature)
+
+    async def committee_signature(self, message: SentMessage, timeout: float = 5.0) -> tuple[int, bytes]:
+        """Ask the attesters for their partials and combine them: the same signature the relayer uses."""
+        from relay.collector import CommitteeCollector
+
+        collector = CommitteeCollector(self.committee, timeout=timeout)
+        try:
+            collected = await collector.collect(message.envelope, message.source_tx)
+        finally:
+            await collector.close()
+        if collected.signature is None:
+            raise SignatureError(f"the committee has not signed {message.id_hex} yet: {collected.reason}")
+        if not self.verify(message.envelope, collected.epoch, collected.signature):
+            raise SignatureError(f"combined signature for {message.id_hex} does not verify under the committee key")
+        return collected.epoch, collected.signature
+
+
+class SyncTesseraClient:
+    """Blocking wrapper: one private event loop per client."""
+
+    def __init__(self, config_path: str | Path | None = None) -> None:
+        self._runner = asyncio.Runner()
+        self._client = TesseraClient.from_config(config_path)
+        self._runner.run(self._client.start())
+
+    def __enter__(self) -> "SyncTesseraClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._runner.run(self._client.close())
+        self._runner.close()
+
+    def send(self, src: str, dst: str, receiver: bytes, payload: bytes, kind: MessageKind = MessageKind.DATA) -> SentMessage:
+        return self._runner.run(self._client.send(src, dst, receiver, payload, kind))
+
+    def wait_delivered(self, message: SentMessage, timeout: float = 120.0) -> Delivery:
+        return self._runner.run(self._client.wait_delivered(message, timeout))
+
+    def verify(self, envelope: Envelope, epoch: int, signature: bytes) -> bool:
+        return self._client.verify(envelope, epoch, signature)
