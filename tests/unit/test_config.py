@@ -73,3 +73,12 @@ def test_key_ref_needs_exactly_one_source() -> None:
         parse_config({"chains": {"a": {**base, "signer": {}}}})
     with pytest.raises(ConfigError, match="exactly one"):
         parse_config({"chains": {"a": {**base, "signer": {"file": "k", "env": "K"}}}})
+
+
+def test_shipped_example_configs_are_valid() -> None:
+    examples = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.toml"))
+    assert examples, "configs/ ships at least one example"
+    for path in examples:
+        config = load_config(path)
+        assert config.chains and config.committee is not None
+        assert config.committee.share_path(2).name == "share-2.json"
