@@ -40,8 +40,8 @@ def _add_localnet(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--slot-ms", type=int, default=defaults.slot_ms, help="Solana slot time in ms (default: %(default)s)")
     up.add_argument("--finality-slots", type=int, default=defaults.finality_slots,
                     help="slots by which Solana 'finalized' trails 'processed' (default: %(default)s)")
-    up.add_argument("--evm-block-time", type=float, default=None,
-                    help="anvil block time in seconds (default: mine on every transaction)")
+    up.add_argument("--evm-block-time", type=float, default=defaults.evm_block_time,
+                    help="anvil block time in seconds; 0 mines on every transaction instead (default: %(default)s)")
     lsub.add_parser("down", help="stop a localnet started with --detach (no process is left behind)")
     lsub.add_parser("status", help="show the localnet's processes and whether each chain answers")
 
@@ -58,7 +58,7 @@ def _run_localnet(args: argparse.Namespace) -> int:
             solana_ws_port=args.solana_ws_port,
             slot_ms=args.slot_ms,
             finality_slots=args.finality_slots,
-            evm_block_time=args.evm_block_time,
+            evm_block_time=args.evm_block_time or None,
         )
         if args.detach:
             argv = [a for a in sys.argv[1:] if a != "--detach"]

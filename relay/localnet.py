@@ -56,7 +56,8 @@ class LocalnetOptions:
     solana_ws_port: int = 8900
     slot_ms: int = 400
     finality_slots: int = 32
-    evm_block_time: float | None = None  # None: anvil mines on every transaction
+    # Interval mining, so EVM confirmations keep coming without traffic (None: mine on every tx).
+    evm_block_time: float | None = 0.5
     committee_n: int = 4
     committee_t: int = 3
 
