@@ -302,11 +302,12 @@ def _ui_inner_instructions(meta: TransactionMetadata) -> list[UiInnerInstruction
                 UiInnerInstructions(
                     index,
                     [
+                        # solders 0.29: InnerInstruction.instruction / .stack_height are methods.
                         UiCompiledInstruction(
-                            ix.instruction.program_id_index,
-                            bytes(ix.instruction.accounts),
-                            b58encode(bytes(ix.instruction.data)),
-                            ix.stack_height,
+                            ix.instruction().program_id_index,
+                            bytes(ix.instruction().accounts),
+                            b58encode(bytes(ix.instruction().data)),
+                            ix.stack_height(),
                         )
                         for ix in inner
                     ],
