@@ -8,6 +8,8 @@ the ELF in chunks, DeployWithMaxDataLen), either to a LiteSVM instance or over J
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import enum
 import struct
 from collections.abc import Callable, Sequence
@@ -37,6 +39,9 @@ PROGRAM_SO_PATH = Path(__file__).resolve().parent.parent / "contracts" / "solana
 
 BPF_LOADER_UPGRADEABLE_ID = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
 COMMITTEE_SEED = b"committee"
+OUTBOX_SEED = b"outbox"
+RECEIPT_SEED = b"delivered"
+SENT_EVENT_TAG = b"TESSERA_SENT"  # first sol_log_data field of a Send; the envelope is the second
 
 # UpgradeableLoaderState sizes (bincode): Buffer = tag + Option<authority>; Program = tag + programdata
 # address.
@@ -56,6 +61,9 @@ class ProgramInstruction(enum.IntEnum):
     ROTATE_COMMITTEE = 2
     VERIFY_SIGNATURE = 3
     VERIFY_DIGEST = 4
+    INIT_GATEWAY = 16
+    SEND = 17
+    DELIVER = 18
 
 
 class ProgramErrorCode(enum.IntEnum):
@@ -96,6 +104,14 @@ class ProgramErrorCode(enum.IntEnum):
     SIGNATURE_INVALID = 0x36
     HINT_NOT_CANONICAL = 0x37
     KEY_OUT_OF_RANGE = 0x38
+    ALREADY_DELIVERED = 0x40
+    RECEIPT_WRONG_ADDRESS = 0x41
+    OUTBOX_WRONG_ADDRESS = 0x42
+    OUTBOX_ALREADY_INITIALIZED = 0x43
+    OUTBOX_NOT_INITIALIZED = 0x44
+    PAYLOAD_TOO_LONG = 0x45
+    NONCE_EXHAUSTED = 0x46
+    RENT_UNSUPPORTED = 0x47
 
 
 class SolanaProgramError(RuntimeError):
@@ -513,3 +529,156 @@ class CommitteeConfig:
             previous_valid_until=prev_until,
             updated_at=updated_at,
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Gateway: outbox (Send), delivery receipts (Deliver). Layouts: contracts/solana/README.md "Gateway".
+
+OUTBOX_MAGIC = b"TESSOUTB"
+OUTBOX_LEN = 40
+RECEIPT_MAGIC = b"TESSRCPT"
+RECEIPT_HEADER_LEN = 96
+RECEIPT_STATUS_DELIVERED = 1
+
+
+def outbox_address(program_id: Pubkey) -> tuple[Pubkey, int]:
+    return Pubkey.find_program_address([OUTBOX_SEED], program_id)
+
+
+def receipt_address(program_id: Pubkey, message_id: bytes) -> tuple[Pubkey, int]:
+    if len(message_id) != 32:
+        raise ValueError("message_id must be 32 bytes")
+    return Pubkey.find_program_address([RECEIPT_SEED, message_id], program_id)
+
+
+def init_gateway_ix(program_id: Pubkey, admin: Pubkey) -> Instruction:
+    return Instruction(
+        program_id,
+        bytes([ProgramInstruction.INIT_GATEWAY]),
+        [
+            AccountMeta(admin, True, True),
+            AccountMeta(outbox_address(program_id)[0], False, True),
+            AccountMeta(programdata_address(program_id), False, False),
+            AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        ],
+    )
+
+
+def send_ix(program_id: Pubkey, sender: Pubkey, *, dst_domain: int, receiver: bytes, kind: int,
+            payload: bytes) -> Instruction:
+    """Unchecked on purpose beyond the encoding, so tests can send what the program must refuse."""
+    if len(receiver) != 32:
+        raise ValueError("receiver must be 32 bytes (left-pad EVM addresses with zeros)")
+    data = bytes([ProgramInstruction.SEND]) + struct.pack("<I", dst_domain) + receiver + bytes([kind]) + payload
+    return Instruction(
+        program_id,
+        data,
+        [
+            AccountMeta(sender, True, False),
+            AccountMeta(outbox_address(program_id)[0], False, True),
+            AccountMeta(committee_address(program_id)[0], False, False),
+        ],
+    )
+
+
+def deliver_ix(program_id: Pubkey, payer: Pubkey, attestation: Attestation, envelope: bytes) -> Instruction:
+    data = bytes([ProgramInstruction.DELIVER]) + attestation.encode() + envelope
+    return Instruction(
+        program_id,
+        data,
+        [
+            AccountMeta(payer, True, True),
+            AccountMeta(committee_address(program_id)[0], False, False),
+            AccountMeta(receipt_address(program_id, keccak256(envelope))[0], False, True),
+            AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        ],
+    )
+
+
+def sent_envelopes(logs: Sequence[str]) -> list[bytes]:
+    """The envelope bytes of every Send in a transaction's log messages, in order, whoever wrote
+    the line: A Send logs `Program data: <base64 "TESSERA_SENT"> <base64 envelope>`. Watchers use
+    `sent_envelopes_of`, which keeps only lines our program wrote."""
+    return sent_envelopes_of(logs, None)
+
+
+def sent_envelopes_of(logs: Sequence[str], program_id: Pubkey | None) -> list[bytes]:
+    """As `sent_envelopes`, keeping only lines written while `program_id` itself was executing
+    (a CPI-calling program could print a look-alike `Program data:` line of its own)."""
+    tag = base64.b64encode(SENT_EVENT_TAG).decode()
+    wanted = str(program_id) if program_id is not None else None
+    stack: list[str] = []
+    found: list[bytes] = []
+    for line in logs:
+        parts = line.split()
+        if len(parts) >= 4 and parts[0] == "Program" and parts[2] == "invoke":
+            stack.append(parts[1])
+        elif len(parts) >= 3 and parts[0] == "Program" and parts[2] in ("success", "failed:"):
+            if stack and stack[-1] == parts[1]:
+                stack.pop()
+        elif line.startswith("Program data: "):
+            fields = line[len("Program data: "):].split(" ")
+            if len(fields) != 2 or fields[0] != tag:
+                continue
+            if wanted is not None and (not stack or stack[-1] != wanted):
+                continue
+            try:
+                found.append(base64.b64decode(fields[1], validate=True))
+            except (binascii.Error, ValueError):
+                continue
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxState:
+    """The outbox account (PDA ["outbox"])."""
+
+    bump: int
+    next_nonce: int
+    last_sent_at: int
+
+    @classmethod
+    def decode(cls, data: bytes) -> "OutboxState":
+        if len(data) < OUTBOX_LEN or data[:8] != OUTBOX_MAGIC or data[8] != 1:
+            raise SolanaProgramError("not an initialized Tessera outbox (run InitGateway first)")
+        next_nonce, sent_at = struct.unpack_from("<Qq", data, 16)
+        return cls(bump=data[9], next_nonce=next_nonce, last_sent_at=sent_at)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReceipt:
+    """A delivery receipt (PDA ["delivered", message_id]): the envelope the gateway accepted, for
+    receiver programs and off-chain agents to read."""
+
+    bump: int
+    status: int
+    slot: int
+    unix_time: int
+    relayer: Pubkey
+    message_id: bytes
+    envelope: bytes
+
+    @classmethod
+    def decode(cls, data: bytes) -> "DeliveryReceipt":
+        if len(data) < RECEIPT_HEADER_LEN or data[:8] != RECEIPT_MAGIC or data[8] != 1:
+            raise SolanaProgramError("not a Tessera delivery receipt")
+        (envelope_len,) = struct.unpack_from("<I", data, 12)
+        slot, unix_time = struct.unpack_from("<Qq", data, 16)
+        if len(data) < RECEIPT_HEADER_LEN + envelope_len:
+            raise SolanaProgramError("delivery receipt is truncated")
+        return cls(
+            bump=data[9],
+            status=data[10],
+            slot=slot,
+            unix_time=unix_time,
+            relayer=Pubkey.from_bytes(data[32:64]),
+            message_id=bytes(data[64:96]),
+            envelope=bytes(data[RECEIPT_HEADER_LEN : RECEIPT_HEADER_LEN + envelope_len]),
+        )
+
+
+async def initialize_gateway(client: AsyncClient, admin: Keypair, program_id: Pubkey) -> Pubkey:
+    """Runs InitGateway (admin = the program's upgrade authority; after InitCommittee); returns the
+    outbox address. The program computes the outbox's rent itself from the Rent sysvar."""
+    await send_instructions(client, admin, [init_gateway_ix(program_id, admin.pubkey())])
+    return outbox_address(program_id)[0]

@@ -1,5 +1,6 @@
 /* The one entrypoint: parse the input, dispatch on the instruction's first byte. */
 #include "committee.h"
+#include "gateway.h"
 #include "tessera.h"
 
 /* data: tag | payload; accounts: [target (writable, owned by this program, exactly 32 bytes)].
@@ -37,6 +38,12 @@ uint64_t entrypoint(const uint8_t *input) {
       return committee_verify_signature(params);
     case IX_VERIFY_DIGEST:
       return committee_verify_digest(params);
+    case IX_INIT_GATEWAY:
+      return gateway_init(params);
+    case IX_SEND:
+      return gateway_send(params);
+    case IX_DELIVER:
+      return gateway_deliver(params);
     default:
       return ERR_UNKNOWN_INSTRUCTION;
   }

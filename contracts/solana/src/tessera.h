@@ -13,6 +13,9 @@ enum {
   IX_ROTATE_COMMITTEE = 2,
   IX_VERIFY_SIGNATURE = 3,
   IX_VERIFY_DIGEST = 4,
+  IX_INIT_GATEWAY = 16,
+  IX_SEND = 17,
+  IX_DELIVER = 18,
 };
 
 /* Custom error codes: the transaction fails with InstructionError(i, Custom(code)).
@@ -56,6 +59,15 @@ enum {
   ERR_SIGNATURE_INVALID = 0x36,
   ERR_HINT_NOT_CANONICAL = 0x37,
   ERR_KEY_OUT_OF_RANGE = 0x38,
+
+  ERR_ALREADY_DELIVERED = 0x40,
+  ERR_RECEIPT_WRONG_ADDRESS = 0x41,
+  ERR_OUTBOX_WRONG_ADDRESS = 0x42,
+  ERR_OUTBOX_ALREADY_INITIALIZED = 0x43,
+  ERR_OUTBOX_NOT_INITIALIZED = 0x44,
+  ERR_PAYLOAD_TOO_LONG = 0x45,
+  ERR_NONCE_EXHAUSTED = 0x46,
+  ERR_RENT_UNSUPPORTED = 0x47,
 };
 
 /* Probe writes only to accounts of exactly this size; no other account type may have it, so a
@@ -78,6 +90,7 @@ typedef struct {
   u8 group_op_output[G1_LEN];
   u8 cpi_data[64];
   SolAccountMeta cpi_metas[4];
+  u8 envelope[82 + 512]; /* Send builds its envelope here (header + MAX_PAYLOAD_LEN) */
 } Scratch;
 
 _Static_assert(sizeof(Scratch) <= SOL_HEAP_LEN, "the scratch layout must fit in the default heap");

@@ -1,0 +1,321 @@
+#include "gateway.h"
+
+#include "committee.h"
+#include "envelope.h"
+
+static const u8 OUTBOX_MAGIC_BYTES[8] = {'T', 'E', 'S', 'S', 'O', 'U', 'T', 'B'};
+static const u8 RECEIPT_MAGIC_BYTES[8] = {'T', 'E', 'S', 'S', 'R', 'C', 'P', 'T'};
+static const u8 COMMITTEE_MAGIC_BYTES[8] = {'T', 'E', 'S', 'S', 'C', 'O', 'M', 'M'};
+
+static const SolPubkey BPF_LOADER_UPGRADEABLE_ID = {{
+    0x02, 0xa8, 0xf6, 0x91, 0x4e, 0x88, 0xa1, 0xb0, 0xe2, 0x10, 0x15, 0x3e, 0xf7, 0x63, 0xae, 0x2b,
+    0x00, 0xc2, 0xb9, 0x3d, 0x16, 0xc1, 0x24, 0xd2, 0xc0, 0x53, 0x7a, 0x10, 0x04, 0x80, 0x00, 0x00,
+}};
+
+/* UpgradeableLoaderState::ProgramData (bincode): u32 tag 3 | u64 slot | Option<Pubkey> authority */
+#define PROGRAMDATA_TAG 3
+#define PROGRAMDATA_AUTHORITY_OFFSET 13
+
+#define SYSTEM_CREATE_ACCOUNT 0
+#define SYSTEM_ASSIGN 1
+#define SYSTEM_TRANSFER 2
+#define SYSTEM_ALLOCATE 8
+
+/* Rent as the runtime lays it out (repr(C)): the threshold is an f64, read as raw bits because
+ * SBPFv0 has no floating point. */
+typedef struct {
+  u64 lamports_per_byte_year;
+  u64 exemption_threshold_bits;
+  u8 burn_percent;
+} SolRent;
+
+#define ACCOUNT_STORAGE_OVERHEAD 128
+
+u64 sol_get_rent_sysvar(SolRent *out);
+
+/* Rent-exempt minimum for `data_len` bytes, computed in integers from the Rent sysvar:
+ * (128 + len) * lamports_per_byte_year * threshold, rounded up (one lamport too many is harmless,
+ * one too few makes the runtime refuse the new account). */
+static u64 rent_exempt_minimum(u64 data_len, u64 *out) {
+  SolRent rent;
+  sol_memset_(&rent, 0, sizeof(rent));
+  if (sol_get_rent_sysvar(&rent) != 0) return ERR_SYSCALL_FAILED;
+  u64 bits = rent.exemption_threshold_bits;
+  u64 base = (ACCOUNT_STORAGE_OVERHEAD + data_len) * rent.lamports_per_byte_year;
+  if ((bits & 0x7fffffffffffffffULL) == 0) {
+    *out = 0;
+    return 0;
+  }
+  i64 exponent = (i64)((bits >> 52) & 0x7ff) - 1023;
+  if ((bits >> 63) != 0 || exponent > 31 || exponent < -31 || base >= (1ULL << 30)) return ERR_RENT_UNSUPPORTED;
+  u64 mantissa = (bits & ((1ULL << 52) - 1)) | (1ULL << 52);
+  u64 m32 = mantissa >> 20; /* threshold = m32 * 2^(exponent - 32) */
+  bool inexact = (mantissa & ((1ULL << 20) - 1)) != 0;
+  u64 product = base * m32;
+  u64 shift = (u64)(32 - exponent);
+  u64 result = product >> shift;
+  if (inexact || (product & ((1ULL << shift) - 1)) != 0) result += 1;
+  *out = result;
+  return 0;
+}
+
+static i64 clock_now(SolClock *clock) {
+  if (sol_get_clock_sysvar(clock) != 0) return -1;
+  return clock->unix_timestamp;
+}
+
+/* The committee config, trusted only at its derived address (see committee.c's config_load). */
+static u64 config_domain(const SolAccountInfo *config, const SolPubkey *program_id, u32 *domain) {
+  if (!sol_pubkey_eq(config->owner, program_id) || config->data_len < CONFIG_LEN ||
+      !sol_bytes_eq(config->data + CFG_MAGIC, COMMITTEE_MAGIC_BYTES, 8) || config->data[CFG_VERSION] != CONFIG_VERSION)
+    return ERR_CONFIG_NOT_INITIALIZED;
+  u8 bump = config->data[CFG_BUMP];
+  SolBytes seeds[2] = {{(const u8 *)COMMITTEE_SEED, sizeof(COMMITTEE_SEED) - 1}, {&bump, 1}};
+  SolPubkey expected;
+  if (sol_create_program_address(seeds, 2, program_id, &expected) != 0 || !sol_pubkey_eq(&expected, config->key))
+    return ERR_CONFIG_WRONG_ADDRESS;
+  *domain = sol_read_u32_le(config->data + CFG_DOMAIN);
+  return 0;
+}
+
+static u64 outbox_load(const SolAccountInfo *outbox, const SolPubkey *program_id) {
+  if (!sol_pubkey_eq(outbox->owner, program_id) || outbox->data_len < OUTBOX_LEN ||
+      !sol_bytes_eq(outbox->data + OUTBOX_MAGIC, OUTBOX_MAGIC_BYTES, 8) ||
+      outbox->data[OUTBOX_VERSION_AT] != OUTBOX_VERSION)
+    return ERR_OUTBOX_NOT_INITIALIZED;
+  u8 bump = outbox->data[OUTBOX_BUMP];
+  SolBytes seeds[2] = {{(const u8 *)OUTBOX_SEED, sizeof(OUTBOX_SEED) - 1}, {&bump, 1}};
+  SolPubkey expected;
+  if (sol_create_program_address(seeds, 2, program_id, &expected) != 0 || !sol_pubkey_eq(&expected, outbox->key))
+    return ERR_OUTBOX_WRONG_ADDRESS;
+  return 0;
+}
+
+static u64 system_invoke(SolParameters *params, SolAccountInfo *system, u64 meta_count, u64 data_len,
+                         const SolSignerSeeds *signer) {
+  SolInstruction ix = {system->key, SCRATCH->cpi_metas, meta_count, SCRATCH->cpi_data, data_len};
+  return sol_invoke_signed_c(&ix, params->accounts, (int)params->account_count, signer, 1);
+}
+
+/* Creates `target` (a PDA of this program signed for by `signer`) with `space` bytes, paid by
+ * `payer`. An address someone pre-funded makes CreateAccount fail, so that case tops up, allocates
+ * and assigns instead: sending lamports to a future PDA must not block it. */
+typedef struct {
+  SolAccountInfo *payer;
+  SolAccountInfo *target;
+  SolAccountInfo *system;
+  const SolSignerSeeds *signer;
+  u64 space;
+} PdaCreation;
+
+static u64 create_pda(SolParameters *params, const PdaCreation *c) {
+  SolAccountInfo *payer = c->payer, *target = c->target, *system = c->system;
+  const SolSignerSeeds *signer = c->signer;
+  u64 space = c->space;
+  if (!sol_is_zero(target->owner->x, SOL_PUBKEY_LEN) || target->data_len != 0) return ERR_WRONG_ACCOUNT_OWNER;
+  u64 lamports;
+  u64 err = rent_exempt_minimum(space, &lamports);
+  if (err) return err;
+  SolAccountMeta *metas = SCRATCH->cpi_metas;
+  u8 *cpi = SCRATCH->cpi_data;
+  const SolPubkey *program_id = params->program_id;
+  if (*target->lamports == 0) {
+    metas[0] = (SolAccountMeta){payer->key, true, true};
+    metas[1] = (SolAccountMeta){target->key, true, true};
+    sol_write_u32_le(cpi, SYSTEM_CREATE_ACCOUNT);
+    sol_write_u64_le(cpi + 4, lamports);
+    sol_write_u64_le(cpi + 12, space);
+    sol_memcpy_(cpi + 20, program_id->x, SOL_PUBKEY_LEN);
+    err = system_invoke(params, system, 2, 52, signer);
+  } else {
+    if (*target->lamports < lamports) {
+      metas[0] = (SolAccountMeta){payer->key, true, true};
+      metas[1] = (SolAccountMeta){target->key, true, false};
+      sol_write_u32_le(cpi, SYSTEM_TRANSFER);
+      sol_write_u64_le(cpi + 4, lamports - *target->lamports);
+      err = system_invoke(params, system, 2, 12, signer);
+      if (err) return err;
+    }
+    metas[0] = (SolAccountMeta){target->key, true, true};
+    sol_write_u32_le(cpi, SYSTEM_ALLOCATE);
+    sol_write_u64_le(cpi + 4, space);
+    err = system_invoke(params, system, 1, 12, signer);
+    if (err) return err;
+    sol_write_u32_le(cpi, SYSTEM_ASSIGN);
+    sol_memcpy_(cpi + 4, program_id->x, SOL_PUBKEY_LEN);
+    err = system_invoke(params, system, 1, 36, signer);
+  }
+  if (err) return err;
+  if (target->data_len < space) return ERR_ACCOUNT_TOO_SMALL;
+  return 0;
+}
+
+/* data: tag (nothing else); accounts: [admin (signer, writable), outbox PDA (writable), this
+ * program's ProgramData, system program]. Only the upgrade authority may initialize, as for the
+ * committee: whoever creates the outbox first would otherwise own the nonce sequence's start. */
+u64 gateway_init(SolParameters *params) {
+  if (params->account_count < 4) return ERR_NOT_ENOUGH_ACCOUNTS;
+  if (params->data_len != 1) return ERR_INVALID_INSTRUCTION_DATA;
+  SolAccountInfo *admin = &params->accounts[0];
+  SolAccountInfo *outbox = &params->accounts[1];
+  SolAccountInfo *programdata = &params->accounts[2];
+  SolAccountInfo *system = &params->accounts[3];
+  const SolPubkey *program_id = params->program_id;
+  if (!admin->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
+  if (!admin->is_writable || !outbox->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  if (!sol_is_zero(system->key->x, SOL_PUBKEY_LEN)) return ERR_WRONG_SYSTEM_PROGRAM;
+
+  SolBytes pd_seeds[1] = {{program_id->x, SOL_PUBKEY_LEN}};
+  SolPubkey expected;
+  u8 bump;
+  if (sol_try_find_program_address(pd_seeds, 1, &BPF_LOADER_UPGRADEABLE_ID, &expected, &bump) != 0 ||
+      !sol_pubkey_eq(&expected, programdata->key) || !sol_pubkey_eq(programdata->owner, &BPF_LOADER_UPGRADEABLE_ID))
+    return ERR_WRONG_PROGRAM_DATA;
+  if (programdata->data_len < PROGRAMDATA_AUTHORITY_OFFSET + SOL_PUBKEY_LEN ||
+      sol_read_u32_le(programdata->data) != PROGRAMDATA_TAG || programdata->data[PROGRAMDATA_AUTHORITY_OFFSET - 1] != 1 ||
+      !sol_bytes_eq(programdata->data + PROGRAMDATA_AUTHORITY_OFFSET, admin->key->x, SOL_PUBKEY_LEN))
+    return ERR_NOT_UPGRADE_AUTHORITY;
+
+  SolBytes seeds[1] = {{(const u8 *)OUTBOX_SEED, sizeof(OUTBOX_SEED) - 1}};
+  if (sol_try_find_program_address(seeds, 1, program_id, &expected, &bump) != 0 || !sol_pubkey_eq(&expected, outbox->key))
+    return ERR_OUTBOX_WRONG_ADDRESS;
+  if (sol_pubkey_eq(outbox->owner, program_id)) return ERR_OUTBOX_ALREADY_INITIALIZED;
+
+  u8 bump_seed = bump;
+  SolBytes signer_seeds[2] = {{(const u8 *)OUTBOX_SEED, sizeof(OUTBOX_SEED) - 1}, {&bump_seed, 1}};
+  SolSignerSeeds signer = {signer_seeds, 2};
+  PdaCreation creation = {admin, outbox, system, &signer, OUTBOX_LEN};
+  u64 err = create_pda(params, &creation);
+  if (err) return err;
+  u8 *box = outbox->data;
+  sol_memset_(box, 0, OUTBOX_LEN);
+  sol_memcpy_(box + OUTBOX_MAGIC, OUTBOX_MAGIC_BYTES, 8);
+  box[OUTBOX_VERSION_AT] = OUTBOX_VERSION;
+  box[OUTBOX_BUMP] = bump;
+  return 0;
+}
+
+/* data: tag | dst_domain u32 LE | receiver (32) | kind u8 | payload (rest, <= MAX_PAYLOAD_LEN);
+ * accounts: [sender (signer), outbox PDA (writable), committee config PDA].
+ * Logs ("TESSERA_SENT", envelope) with sol_log_data; return data: message_id (32) | nonce u64 LE. */
+u64 gateway_send(SolParameters *params) {
+  if (params->account_count < 3) return ERR_NOT_ENOUGH_ACCOUNTS;
+  if (params->data_len < 1 + 4 + 32 + 1) return ERR_INVALID_INSTRUCTION_DATA;
+  SolAccountInfo *sender = &params->accounts[0];
+  SolAccountInfo *outbox = &params->accounts[1];
+  SolAccountInfo *config = &params->accounts[2];
+  if (!sender->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
+  if (!outbox->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  const u8 *d = params->data + 1;
+  u32 dst_domain = sol_read_u32_le(d);
+  const u8 *receiver = d + 4;
+  u8 kind = d[36];
+  const u8 *payload = d + 37;
+  u64 payload_len = params->data_len - 1 - 37;
+  /* Rotations come from the committee, never from a sender; unknown kinds would not decode. */
+  if (kind == 0 || kind >= KIND_COMMITTEE_ROTATION) return ERR_WRONG_MESSAGE_KIND;
+  if (payload_len > MAX_PAYLOAD_LEN) return ERR_PAYLOAD_TOO_LONG;
+
+  u64 err = outbox_load(outbox, params->program_id);
+  if (err) return err;
+  u32 src_domain;
+  err = config_domain(config, params->program_id, &src_domain);
+  if (err) return err;
+  u8 *box = outbox->data;
+  u64 nonce = sol_read_u64_le(box + OUTBOX_NONCE);
+  if (nonce == ~0ULL) return ERR_NONCE_EXHAUSTED;
+  SolClock clock;
+  i64 now = clock_now(&clock);
+  if (now < 0) return ERR_SYSCALL_FAILED;
+
+  u8 *env = SCRATCH->envelope;
+  env[0] = PROTOCOL_VERSION;
+  env[1] = kind;
+  sol_write_u32_be(env + 2, (u32)(nonce >> 32));
+  sol_write_u32_be(env + 6, (u32)nonce);
+  sol_write_u32_be(env + 10, src_domain);
+  sol_memcpy_(env + 14, sender->key->x, SOL_PUBKEY_LEN);
+  sol_write_u32_be(env + 46, dst_domain);
+  sol_memcpy_(env + 50, receiver, 32);
+  if (payload_len) sol_memcpy_(env + ENVELOPE_HEADER_LEN, payload, payload_len);
+  u64 env_len = ENVELOPE_HEADER_LEN + payload_len;
+
+  sol_write_u64_le(box + OUTBOX_NONCE, nonce + 1);
+  sol_write_u64_le(box + OUTBOX_SENT_AT, (u64)now);
+
+  SolBytes fields[2] = {{(const u8 *)SENT_EVENT_TAG, sizeof(SENT_EVENT_TAG) - 1}, {env, env_len}};
+  sol_log_data(fields, 2);
+  u8 ret[40];
+  SolBytes whole = {env, env_len};
+  if (sol_keccak256(&whole, 1, ret) != 0) return ERR_SYSCALL_FAILED;
+  sol_write_u64_le(ret + 32, nonce);
+  sol_set_return_data(ret, 40);
+  return 0;
+}
+
+/* data: tag | attestation (ATTESTATION_LEN) | envelope (rest); accounts: [payer (signer, writable),
+ * committee config PDA, receipt PDA ["delivered", message_id] (writable), system program].
+ * Creates the receipt, which is what makes acceptance exactly-once: a second Deliver of the same
+ * message finds it and fails with ALREADY_DELIVERED. Return data: message_id. */
+u64 gateway_deliver(SolParameters *params) {
+  if (params->account_count < 4) return ERR_NOT_ENOUGH_ACCOUNTS;
+  if (params->data_len < 1 + ATTESTATION_LEN) return ERR_INVALID_INSTRUCTION_DATA;
+  SolAccountInfo *payer = &params->accounts[0];
+  SolAccountInfo *config = &params->accounts[1];
+  SolAccountInfo *receipt = &params->accounts[2];
+  SolAccountInfo *system = &params->accounts[3];
+  const SolPubkey *program_id = params->program_id;
+  if (!payer->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
+  if (!payer->is_writable || !receipt->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  if (!sol_is_zero(system->key->x, SOL_PUBKEY_LEN)) return ERR_WRONG_SYSTEM_PROGRAM;
+
+  const u8 *attestation = params->data + 1;
+  const u8 *envelope = attestation + ATTESTATION_LEN;
+  u64 envelope_len = params->data_len - 1 - ATTESTATION_LEN;
+  Envelope env;
+  if (!envelope_parse(envelope, envelope_len, &env)) return ERR_ENVELOPE_MALFORMED;
+  if (env.kind == 0 || env.kind >= KIND_COMMITTEE_ROTATION) return ERR_WRONG_MESSAGE_KIND;
+
+  /* The receipt check comes before the pairing: a relayer that lost the race learns it for ~5k CU. */
+  u8 message_id[32];
+  SolBytes whole = {envelope, envelope_len};
+  if (sol_keccak256(&whole, 1, message_id) != 0) return ERR_SYSCALL_FAILED;
+  SolBytes find_seeds[2] = {{(const u8 *)RECEIPT_SEED, sizeof(RECEIPT_SEED) - 1}, {message_id, 32}};
+  SolPubkey expected;
+  u8 bump;
+  if (sol_try_find_program_address(find_seeds, 2, program_id, &expected, &bump) != 0 ||
+      !sol_pubkey_eq(&expected, receipt->key))
+    return ERR_RECEIPT_WRONG_ADDRESS;
+  if (sol_pubkey_eq(receipt->owner, program_id)) return ERR_ALREADY_DELIVERED;
+
+  u8 checked_id[32];
+  SolBytes envelope_bytes = {envelope, envelope_len};
+  u64 err = committee_check_envelope(config, program_id, attestation, &envelope_bytes, checked_id);
+  if (err) return err;
+
+  u8 bump_seed = bump;
+  SolBytes signer_seeds[3] = {
+      {(const u8 *)RECEIPT_SEED, sizeof(RECEIPT_SEED) - 1}, {message_id, 32}, {&bump_seed, 1}};
+  SolSignerSeeds signer = {signer_seeds, 3};
+  PdaCreation creation = {payer, receipt, system, &signer, RCPT_ENVELOPE + envelope_len};
+  err = create_pda(params, &creation);
+  if (err) return err;
+
+  SolClock clock;
+  i64 now = clock_now(&clock);
+  if (now < 0) return ERR_SYSCALL_FAILED;
+  u8 *r = receipt->data;
+  sol_memset_(r, 0, RCPT_ENVELOPE);
+  sol_memcpy_(r + RCPT_MAGIC, RECEIPT_MAGIC_BYTES, 8);
+  r[RCPT_VERSION_AT] = RECEIPT_VERSION;
+  r[RCPT_BUMP] = bump;
+  r[RCPT_STATUS] = RECEIPT_STATUS_DELIVERED;
+  sol_write_u32_le(r + RCPT_ENVELOPE_LEN, (u32)envelope_len);
+  sol_write_u64_le(r + RCPT_SLOT, clock.slot);
+  sol_write_u64_le(r + RCPT_UNIX_TIME, (u64)now);
+  sol_memcpy_(r + RCPT_RELAYER, payer->key->x, SOL_PUBKEY_LEN);
+  sol_memcpy_(r + RCPT_MESSAGE_ID, message_id, 32);
+  sol_memcpy_(r + RCPT_ENVELOPE, envelope, envelope_len);
+  sol_set_return_data(message_id, 32);
+  return 0;
+}
