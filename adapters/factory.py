@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from relay.chains import ChainAdapter
 from relay.config import EvmChain, SolanaChain, TesseraConfig
 from relay.errors import ConfigError
@@ -19,32 +17,15 @@ def _evm_key(chain: EvmChain, name: str) -> str | None:
     return key
 
 
-def _solana_keypair(chain: SolanaChain, name: str):
-    from solders.keypair import Keypair
-
-    if chain.signer is None:
-        return None
-    text = chain.signer.read_text()
-    try:
-        return Keypair.from_bytes(bytes(json.loads(text)))
-    except (ValueError, TypeError):
-        try:
-            return Keypair.from_base58_string(text)
-        except Exception:
-            raise ConfigError(
-                f"chains.{name}.signer ({chain.signer.describe()}) must be a Solana keypair: a JSON array of 64 "
-                "bytes (solana-keygen format) or a base58 secret key"
-            ) from None
-
-
 def build_adapter(name: str, chain: EvmChain | SolanaChain, with_signer: bool = True) -> ChainAdapter:
     if isinstance(chain, EvmChain):
         from adapters.evm import EvmAdapter
 
         return EvmAdapter(name, chain, _evm_key(chain, name) if with_signer else None)
-    from adapters.solana import SolanaAdapter
+    from adapters.solana import SolanaAdapter, load_keypair
 
-    return SolanaAdapter(name, chain, _solana_keypair(chain, name) if with_signer else None)
+    signer = load_keypair(chain.signer.read_text(), chain.signer.describe()) if with_signer and chain.signer else None
+    return SolanaAdapter(name, chain, signer)
 
 
 def build_adapters(config: TesseraConfig, with_signers: bool = True) -> dict[int, ChainAdapter]:

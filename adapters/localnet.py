@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from relay.config import CommitteeRef, EvmChain, KeyRef, SolanaChain, TesseraConfig, dump_config
+from relay.config import CommitteeRef, EvmChain, KeyRef, RelayerSection, SolanaChain, TesseraConfig, dump_config
 from relay.log import get_logger
 
 if TYPE_CHECKING:
@@ -69,7 +69,6 @@ def _load_or_create_keypair(path: Path):
 
 
 COMMITTEE_EPOCH = 1
-ATTESTER_BASE_PORT = 7101
 
 
 def deal_committee(options: "LocalnetOptions", keys_dir: Path):
@@ -83,10 +82,12 @@ def deal_committee(options: "LocalnetOptions", keys_dir: Path):
     key_file = keys_dir / "committee.key"
     if committee_file.exists() and key_file.exists():
         committee = Committee.load(committee_file)
-        if committee.n == options.committee_n and committee.t == options.committee_t:
+        same_endpoints = [m.endpoint for m in committee.members] == [
+            f"http://{options.host}:{options.attester_base_port + i}" for i in range(options.committee_n)]
+        if committee.n == options.committee_n and committee.t == options.committee_t and same_endpoints:
             return committee  # keep the committee across restarts of the same state directory
     secret = read_key_file(key_file) if key_file.exists() else generate_key_file(key_file)
-    endpoints = [f"http://{options.host}:{ATTESTER_BASE_PORT + i}" for i in range(options.committee_n)]
+    endpoints = [f"http://{options.host}:{options.attester_base_port + i}" for i in range(options.committee_n)]
     committee = deal_to_directory(committee_dir, options.committee_n, options.committee_t, COMMITTEE_EPOCH, secret,
                                   endpoints, force=True)
     log.info("committee dealt", n=committee.n, t=committee.t, epoch=committee.epoch)
@@ -134,8 +135,11 @@ async def deploy_solana(options: "LocalnetOptions", keys_dir: Path, committee, s
             client, payer, program_id, domain=solana_domain, epoch=committee.epoch, n=committee.n, t=committee.t,
             group_key=committee.group_key,
         )
-    log.info("solana program deployed", program_id=str(program_id), committee_config=str(config_address))
-    return {"program_id": str(program_id), "payer": str(payer.pubkey()), "committee": str(config_address)}
+        outbox = await solana_program.initialize_gateway(client, payer, program_id)
+    log.info("solana program deployed", program_id=str(program_id), committee_config=str(config_address),
+             outbox=str(outbox))
+    return {"program_id": str(program_id), "payer": str(payer.pubkey()), "committee": str(config_address),
+            "outbox": str(outbox)}
 
 
 async def deploy_all(options: "LocalnetOptions", state_dir: Path, evm_chain_id: int, solana_domain: int) -> dict:
@@ -164,7 +168,7 @@ async def deploy_all(options: "LocalnetOptions", state_dir: Path, evm_chain_id: 
                 ws_urls=[options.solana_ws_url],
                 commitment="finalized",
                 program_id=solana["program_id"],
-                accounts={"committee": solana["committee"]},
+                accounts={"committee": solana["committee"], "outbox": solana["outbox"]},
                 signer=KeyRef(file=Path("keys/solana-payer.json")),
             ),
         },
@@ -173,6 +177,7 @@ async def deploy_all(options: "LocalnetOptions", state_dir: Path, evm_chain_id: 
             share=Path("keys/committee/share-{index}.json"),
             key_file=Path("keys/committee.key"),
         ),
+        relayer=RelayerSection(listen=f"{options.host}:{options.relayer_port}"),
     )
     dump_config(config, state_dir / "config.toml")
     return {

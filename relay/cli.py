@@ -42,6 +42,10 @@ def _add_localnet(sub: argparse._SubParsersAction) -> None:
                     help="slots by which Solana 'finalized' trails 'processed' (default: %(default)s)")
     up.add_argument("--evm-block-time", type=float, default=defaults.evm_block_time,
                     help="anvil block time in seconds; 0 mines on every transaction instead (default: %(default)s)")
+    up.add_argument("--attester-base-port", type=int, default=defaults.attester_base_port,
+                    help="committee member i's attester listens on this port + i - 1 (default: %(default)s)")
+    up.add_argument("--relayer-port", type=int, default=defaults.relayer_port,
+                    help="the relayer's HTTP API port written to the config (default: %(default)s)")
     lsub.add_parser("down", help="stop a localnet started with --detach (no process is left behind)")
     lsub.add_parser("status", help="show the localnet's processes and whether each chain answers")
 
@@ -59,6 +63,8 @@ def _run_localnet(args: argparse.Namespace) -> int:
             slot_ms=args.slot_ms,
             finality_slots=args.finality_slots,
             evm_block_time=args.evm_block_time or None,
+            attester_base_port=args.attester_base_port,
+            relayer_port=args.relayer_port,
         )
         if args.detach:
             argv = [a for a in sys.argv[1:] if a != "--detach"]

@@ -60,6 +60,8 @@ class LocalnetOptions:
     evm_block_time: float | None = 0.5
     committee_n: int = 4
     committee_t: int = 3
+    attester_base_port: int = 7101  # member i listens on base + i - 1
+    relayer_port: int = 7300
 
     @property
     def evm_rpc_url(self) -> str:

@@ -1,0 +1,128 @@
+"""The whole messaging stack on real processes, for end-to-end tests: a localnet (anvil + the
+Solana localnet server, contracts and program deployed), n attester processes and relayer
+processes, each started exactly as an operator would (`relay attester`, `relay run`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import sys
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from relay.config import dump_config, load_config
+from relay.localnet import CONFIG_FILE, Localnet, LocalnetOptions
+from relay.processes import ChildProcess
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port_block(count: int) -> int:
+    for _ in range(200):
+        base = random.randint(20000, 60000 - count)
+        ok = True
+        for port in range(base, base + count):
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no block of free ports")
+
+
+async def wait_http(url: str, proc: ChildProcess, timeout: float = 30.0) -> None:
+    async def probe() -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+            async with session.get(url) as resp:
+                resp.raise_for_status()
+
+    await proc.wait_ready(probe, timeout)
+
+
+@dataclass
+class Stack:
+    net: Localnet
+    config_path: Path
+    attesters: dict[int, ChildProcess] = field(default_factory=dict)
+    relayers: dict[str, ChildProcess] = field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.net.state_dir
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "TESSERA_LOG_FORMAT": "json", "TESSERA_LOG_LEVEL": os.environ.get("TESSERA_LOG_LEVEL", "info")}
+
+    async def start_attester(self, index: int) -> ChildProcess:
+        config = load_config(self.config_path)
+        from attest.committee import Committee
+
+        endpoint = Committee.load(config.committee.file).member(index).endpoint
+        proc = ChildProcess(f"attester-{index}",
+                            [sys.executable, "-m", "relay.cli", "attester", "--index", str(index),
+                             "--config", str(self.config_path)],
+                            self.state_dir / "logs" / f"attester-{index}.log", env=self._env())
+        proc.start()
+        self.attesters[index] = proc
+        await wait_http(f"{endpoint}/health", proc)
+        return proc
+
+    def relayer_config(self, name: str) -> Path:
+        """A copy of the config with its own store and port, so several relayers can run."""
+        if name == "main":
+            return self.config_path
+        config = load_config(self.config_path)
+        relayer = config.relayer.model_copy(update={"db": self.state_dir / f"relayer-{name}.db",
+                                                    "listen": f"127.0.0.1:{free_port()}"})
+        path = self.state_dir / f"config-{name}.toml"
+        dump_config(config.model_copy(update={"relayer": relayer}), path)
+        return path
+
+    async def start_relayer(self, name: str = "main") -> ChildProcess:
+        # A restarted relayer reuses its config (and so its store); a new name gets its own.
+        path = self.state_dir / f"config-{name}.toml"
+        path = self.config_path if name == "main" else path if path.exists() else self.relayer_config(name)
+        listen = load_config(path).relayer.listen
+        proc = ChildProcess(f"relayer-{name}", [sys.executable, "-m", "relay.cli", "run", "--config", str(path)],
+                            self.state_dir / "logs" / f"relayer-{name}.log", env=self._env())
+        proc.start()
+        self.relayers[name] = proc
+        await wait_http(f"http://{listen}/health", proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in [*self.relayers.values(), *self.attesters.values()]:
+            proc.stop()
+
+
+@asynccontextmanager
+async def messaging_stack(tmp_path: Path, attesters=(1, 2, 3, 4), relayer: bool = True, n: int = 4, t: int = 3,
+                          slot_ms: int = 100, finality_slots: int = 4, evm_block_time: float = 0.25):
+    options = LocalnetOptions(
+        state_dir=tmp_path / "net", evm_port=free_port(), solana_rpc_port=free_port(), solana_ws_port=free_port(),
+        slot_ms=slot_ms, finality_slots=finality_slots, evm_block_time=evm_block_time, committee_n=n, committee_t=t,
+        attester_base_port=free_port_block(n), relayer_port=free_port(),
+    )
+    net = Localnet(options)
+    stack = Stack(net=net, config_path=net.state_dir / CONFIG_FILE)
+    try:
+        await net.start()
+        await asyncio.gather(*(stack.start_attester(i) for i in attesters))
+        if relayer:
+            await stack.start_relayer()
+        yield stack
+    finally:
+        stack.stop_all()
+        net.stop()
