@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.30;
+
+import {Envelope} from "./lib/Envelope.sol";
+import {CommitteeVerifier} from "./CommitteeVerifier.sol";
+import {ITesseraReceiver} from "./interfaces/ITesseraReceiver.sol";
+
+/// Tessera's messaging endpoint on an EVM chain.
+///
+/// Outbound: `send` stamps this chain's domain, the caller and the next nonce (0, 1, 2, … with no
+/// gaps) on a v1 envelope and emits it in `MessageSent`; attesters watch that event.
+/// Inbound: `deliver` accepts an envelope addressed to this domain once, if the committee signed
+/// it, and hands it to the receiver. A receiver that reverts does not undo the delivery: the
+/// message is stored as failed and anyone can re-run it with `retryFailed`.
+///
+/// Gas: the handler gets `min(gasleft() - GAS_RESERVE, MAX_HANDLER_GAS)`, so the gateway always
+/// keeps enough to record the outcome (the EIP-150 63/64 rule alone would leave it only 1/64).
+/// If a handler fails after using all the gas it was given while that was below MAX_HANDLER_GAS,
+/// the transaction's gas limit was too low, not the receiver at fault: the whole delivery reverts
+/// (`InsufficientGasForHandler`) instead of being recorded as failed. That keeps a relayer from
+/// marking messages failed by starving them, and makes `eth_estimateGas` (a search for the lowest
+/// limit that does not revert) return a limit at which the handler really runs.
+contract Gateway {
+    enum Status {
+        None,
+        Handled,
+        Failed
+    }
+
+    /// Kept back from the handler call to record the outcome (status, two events with a bounded
+    /// reason). Recording costs < 15k; the rest is margin for the call's own overhead.
+    uint256 public constant GAS_RESERVE = 50_000;
+    /// Most gas a handler is given; one that runs out of this much is recorded as failed.
+    uint256 public constant MAX_HANDLER_GAS = 2_000_000;
+    /// Revert reasons of failed handlers are kept (in the event) up to this many bytes, so a
+    /// receiver returning megabytes cannot make the gateway run out of gas copying them.
+    uint256 public constant MAX_REASON_LEN = 256;
+
+    uint32 public immutable localDomain;
+    CommitteeVerifier public immutable verifier;
+
+    address public owner;
+    uint256 public fee;
+    uint64 public nextNonce;
+    mapping(bytes32 messageId => Status) internal _status;
+
+    event MessageSent(bytes32 indexed messageId, uint64 indexed nonce, uint32 indexed dstDomain, bytes envelope);
+    event MessageDelivered(bytes32 indexed messageId, uint32 indexed srcDomain, uint64 nonce, bool handled);
+    event HandlerFailed(bytes32 indexed messageId, bytes reason);
+    event FailedMessageHandled(bytes32 indexed messageId);
+    event FeeChanged(uint256 fee);
+    event FeesWithdrawn(address indexed to, uint256 amount);
+    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
+
+    error KindNotSendable(uint8 kind);
+    error PayloadTooLong(uint256 length, uint256 max);
+    error SameDomain(uint32 domain);
+    error ZeroReceiver();
+    error FeeTooLow(uint256 paid, uint256 fee);
+    error WrongDomain(uint32 dstDomain, uint32 localDomain);
+    error RotationNotDeliverable();
+    error AlreadyDelivered(bytes32 messageId, uint8 status);
+    error NotFailed(bytes32 messageId, uint8 status);
+    error InsufficientGasForHandler(uint256 handlerGas);
+    error HandlerStillFailing(bytes32 messageId, bytes reason);
+    error NotOwner(address caller);
+    error ZeroAddress();
+    error WithdrawFailed(address to, uint256 amount);
+    /// Recorded as a failed handler's reason (not thrown): dst_receiver has no code, or is not a
+    /// left-padded 20-byte address.
+    error ReceiverNotAContract(bytes32 receiver);
+
+    modifier onlyOwner() {
+        if (msg.sender != owner) revert NotOwner(msg.sender);
+        _;
+    }
+
+    constructor(uint32 localDomain_, address verifier_, uint256 fee_, address owner_) {
+        if (verifier_ == address(0) || owner_ == address(0)) revert ZeroAddress();
+        localDomain = localDomain_;
+        verifier = CommitteeVerifier(verifier_);
+        fee = fee_;
+        owner = owner_;
+        emit FeeChanged(fee_);
+        emit OwnershipTransferred(address(0), owner_);
+    }
+
+    // --- outbound ------------------------------------------------------------------------
+
+    function send(uint32 dstDomain, bytes32 receiver, uint8 kind, bytes calldata payload)
+        external
+        payable
+        returns (bytes32 messageId, uint64 nonce)
+    {
+        // COMMITTEE_ROTATION comes from the committee (domain 0), never from a chain's user.
+        if (kind < Envelope.KIND_TASK_REQUEST || kind > Envelope.KIND_DATA) revert KindNotSendable(kind);
+        if (payload.length > Envelope.MAX_PAYLOAD_LEN) revert PayloadTooLong(payload.length, Envelope.MAX_PAYLOAD_LEN);
+        if (dstDomain == localDomain) revert SameDomain(dstDomain);
+        if (receiver == bytes32(0)) revert ZeroReceiver();
+        if (msg.value < fee) revert FeeTooLow(msg.value, fee);
+
+        nonce = nextNonce++;
+        bytes memory envelope = abi.encodePacked(
+            Envelope.VERSION,
+            kind,
+            nonce,
+            localDomain,
+            bytes32(uint256(uint160(msg.sender))),
+            dstDomain,
+            receiver,
+            payload
+        );
+        messageId = keccak256(envelope);
+        emit MessageSent(messageId, nonce, dstDomain, envelope);
+    }
+
+    // --- inbound -------------------------------------------------------------------------
+
+    function deliver(bytes calldata envelope, uint32 epoch, bytes calldata signature) external {
+        Envelope.Message memory m = Envelope.decode(envelope); // reverts on a version other than 1
+        if (m.dstDomain != localDomain) revert WrongDomain(m.dstDomain, localDomain);
+        if (m.kind == Envelope.KIND_COMMITTEE_ROTATION) revert RotationNotDeliverable();
+        bytes32 messageId = keccak256(envelope);
+        Status status = _status[messageId];
+        if (status != Status.None) revert AlreadyDelivered(messageId, uint8(status));
+        verifier.verify(envelope, epoch, signature); // reverts unless the committee signed it
+
+        // Accepted before the receiver runs: a re-entrant deliver of the same envelope is refused.
+        _status[messageId] = Status.Handled;
+        (bool ok, bytes memory reason, uint256 handlerGas) = _callHandler(messageId, m);
+        if (!ok) {
+            if (handlerGas < MAX_HANDLER_GAS && gasleft() <= GAS_RESERVE) revert InsufficientGasForHandler(handlerGas);
+            _status[messageId] = Status.Failed;
+            emit HandlerFailed(messageId, reason);
+        }
+        emit MessageDelivered(messageId, m.srcDomain, m.nonce, ok);
+    }
+
+    /// Re-runs the handler of a delivered message whose handler failed (anyone may call it; the
+    /// envelope is what was delivered, so its keccak is the stored message id). Reverts with the
+    /// handler's reason if it fails again, leaving the message failed.
+    function retryFailed(bytes calldata envelope) external {
+        bytes32 messageId = keccak256(envelope);
+        Status status = _status[messageId];
+        if (status != Status.Failed) revert NotFailed(messageId, uint8(status));
+        Envelope.Message memory m = Envelope.decode(envelope);
+        _status[messageId] = Status.Handled; // before the call, as in deliver
+        (bool ok, bytes memory reason,) = _callHandler(messageId, m);
+        if (!ok) revert HandlerStillFailing(messageId, reason);
+        emit FailedMessageHandled(messageId);
+    }
+
+    /// 0 never delivered, 1 delivered and handled, 2 delivered but the handler failed (retryable).
+    function deliveryStatus(bytes32 messageId) external view returns (uint8) {
+        return uint8(_status[messageId]);
+    }
+
+    // --- fees and ownership ----------------------------------------------------------------
+
+    function setFee(uint256 fee_) external onlyOwner {
+        fee = fee_;
+        emit FeeChanged(fee_);
+    }
+
+    function withdrawFees(address payable to) external onlyOwner {
+        if (to == address(0)) revert ZeroAddress();
+        uint256 amount = address(this).balance;
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert WithdrawFailed(to, amount);
+        emit FeesWithdrawn(to, amount);
+    }
+
+    function transferOwnership(address newOwner) external onlyOwner {
+        if (newOwner == address(0)) revert ZeroAddress();
+        emit OwnershipTransferred(owner, newOwner);
+        owner = newOwner;
+    }
+
+    // --- internals -----------------------------------------------------------------------
+
+    function _callHandler(bytes32 messageId, Envelope.Message memory m)
+        private
+        returns (bool ok, bytes memory reason, uint256 handlerGas)
+    {
+        address target = address(uint160(uint256(m.dstReceiver)));
+        // Solidity's own extcodesize check would revert the whole delivery (uncatchable), so an
+        // account without code is caught here and counts as a failed handler.
+        if (uint256(m.dstReceiver) >> 160 != 0 || target.code.length == 0) {
+            return (false, abi.encodeWithSelector(ReceiverNotAContract.selector, m.dstReceiver), 0);
+        }
+        bytes memory data = abi.encodeCall(
+            ITesseraReceiver.handleMessage, (messageId, m.srcDomain, m.srcSender, m.kind, m.nonce, m.payload)
+        );
+        uint256 available = gasleft();
+        if (available <= GAS_RESERVE) revert InsufficientGasForHandler(0);
+        handlerGas = available - GAS_RESERVE;
+        if (handlerGas > MAX_HANDLER_GAS) handlerGas = MAX_HANDLER_GAS;
+        // A low-level call instead of try/catch: try/catch copies the whole revert data, and a
+        // receiver returning a huge reason could then exhaust the reserve.
+        uint256 maxReason = MAX_REASON_LEN;
+        assembly ("memory-safe") {
+            ok := call(handlerGas, target, 0, add(data, 32), mload(data), 0, 0)
+            let size := returndatasize()
+            if gt(size, maxReason) { size := maxReason }
+            reason := mload(0x40)
+            mstore(reason, size)
+            returndatacopy(add(reason, 32), 0, size)
+            mstore(0x40, add(add(reason, 32), and(add(size, 31), not(31))))
+        }
+        if (ok) reason = "";
+    }
+}

@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.30;
+
+import {Test} from "./utils/Test.sol";
+import {BN254} from "../src/lib/BN254.sol";
+import {CommitteeVerifier} from "../src/CommitteeVerifier.sol";
+import {Gateway} from "../src/Gateway.sol";
+import {RecordingReceiver} from "../src/test/RecordingReceiver.sol";
+import {ReentrantReceiver} from "../src/test/ReentrantReceiver.sol";
+
+/// Cheatcodes this file needs beyond test/utils/Test.sol's subset (same cheatcode address).
+interface VmExtra {
+    function deal(address account, uint256 newBalance) external;
+}
+
+/// Gateway send/deliver/retry, with envelopes signed by a 3-of-4 committee
+/// (test/fixtures/generate_gateway.py writes test/fixtures/gateway.json).
+contract GatewayTest is Test {
+    VmExtra internal constant vmx = VmExtra(address(uint160(uint256(keccak256("hevm cheat code")))));
+
+    uint32 internal constant DOMAIN = 31337;
+    uint32 internal constant REMOTE = 424242;
+    uint256 internal constant FEE = 0.001 ether;
+    address internal constant OWNER = address(0x0A11CE);
+
+    string internal fixture;
+    CommitteeVerifier internal verifier;
+    Gateway internal gateway;
+    RecordingReceiver internal receiver;
+    ReentrantReceiver internal reentrant;
+
+    function setUp() public {
+        fixture = vm.readFile("test/fixtures/gateway.json");
+        verifier = new CommitteeVerifier(DOMAIN, 1, 4, 3, vm.parseJsonBytes(fixture, ".group_key"));
+        gateway = new Gateway(DOMAIN, address(verifier), FEE, OWNER);
+        receiver = new RecordingReceiver(address(gateway));
+        reentrant = new ReentrantReceiver(address(gateway));
+        vmx.deal(address(this), 10 ether);
+    }
+
+    receive() external payable {}
+
+    function _env(string memory name) internal view returns (bytes memory) {
+        return vm.parseJsonBytes(fixture, string.concat(".", name, ".envelope"));
+    }
+
+    function _sig(string memory name) internal view returns (bytes memory) {
+        return vm.parseJsonBytes(fixture, string.concat(".", name, ".signature"));
+    }
+
+    function test_fixtureAddressesTheseReceivers() public view {
+        assertEq(address(receiver), vm.parseJsonAddress(fixture, ".receiver"), "regenerate test/fixtures/gateway.json");
+        assertEq(address(reentrant), vm.parseJsonAddress(fixture, ".reentrant"), "regenerate test/fixtures/gateway.json");
+    }
+
+    // --- send ----------------------------------------------------------------------------
+
+    function test_sendAssignsConsecutiveNoncesAndEmitsTheEnvelope() public {
+        bytes32 to = bytes32(uint256(0xBEEF));
+        for (uint64 i = 0; i < 3; ++i) {
+            bytes memory payload = abi.encodePacked("task ", vm.toString(uint256(i)));
+            bytes memory expected = abi.encodePacked(
+                uint8(1), uint8(1), i, DOMAIN, bytes32(uint256(uint160(address(this)))), REMOTE, to, payload
+            );
+            vm.expectEmit();
+            emit Gateway.MessageSent(keccak256(expected), i, REMOTE, expected);
+            (bytes32 id, uint64 nonce) = gateway.send{value: FEE}(REMOTE, to, 1, payload);
+            assertEq(nonce, i, "nonce");
+            assertEq(id, keccak256(expected), "message id is keccak256(envelope)");
+        }
+        assertEq(gateway.nextNonce(), 3, "next nonce");
+    }
+
+    function test_sendRefusesBadInput() public {
+        bytes32 to = bytes32(uint256(0xBEEF));
+        vm.expectRevert(abi.encodeWithSelector(Gateway.KindNotSendable.selector, uint8(5)));
+        gateway.send{value: FEE}(REMOTE, to, 5, "");
+        vm.expectRevert(abi.encodeWithSelector(Gateway.KindNotSendable.selector, uint8(0)));
+        gateway.send{value: FEE}(REMOTE, to, 0, "");
+        bytes memory big = new bytes(513);
+        vm.expectRevert(abi.encodeWithSelector(Gateway.PayloadTooLong.selector, uint256(513), uint256(512)));
+        gateway.send{value: FEE}(REMOTE, to, 4, big);
+        vm.expectRevert(abi.encodeWithSelector(Gateway.SameDomain.selector, DOMAIN));
+        gateway.send{value: FEE}(DOMAIN, to, 4, "");
+        vm.expectRevert(Gateway.ZeroReceiver.selector);
+        gateway.send{value: FEE}(REMOTE, bytes32(0), 4, "");
+        vm.expectRevert(abi.encodeWithSelector(Gateway.FeeTooLow.selector, FEE - 1, FEE));
+        gateway.send{value: FEE - 1}(REMOTE, to, 4, "");
+        // A failed send must not consume a nonce.
+        (, uint64 nonce) = gateway.send{value: FEE}(REMOTE, to, 4, new bytes(512));
+        assertEq(nonce, 0, "refused sends consumed a nonce");
+    }
+
+    function test_feesAccumulateAndOnlyTheOwnerWithdraws() public {
+        gateway.send{value: FEE}(REMOTE, bytes32(uint256(1)), 1, "");
+        gateway.send{value: 3 * FEE}(REMOTE, bytes32(uint256(1)), 1, "");
+        assertEq(address(gateway).balance, 4 * FEE, "fees held");
+        vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, address(this)));
+        gateway.withdrawFees(payable(address(this)));
+        vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, address(this)));
+        gateway.setFee(0);
+
+        address payable to = payable(address(0xFEE5));
+        vm.prank(OWNER);
+        gateway.withdrawFees(to);
+        assertEq(to.balance, 4 * FEE, "withdrawn");
+        assertEq(address(gateway).balance, 0, "emptied");
+
+        vm.prank(OWNER);
+        gateway.setFee(0);
+        gateway.send(REMOTE, bytes32(uint256(1)), 1, ""); // free now
+        assertEq(gateway.fee(), 0, "fee");
+    }
+
+    // --- deliver -------------------------------------------------------------------------
+
+    function test_deliverCommitteeSignedEnvelope() public {
+        bytes memory envelope = _env("first");
+        bytes memory signature = _sig("first");
+        bytes32 id = keccak256(envelope);
+        assertEq(gateway.deliveryStatus(id), 0, "status before");
+        vm.expectEmit();
+        emit Gateway.MessageDelivered(id, REMOTE, 0, true);
+        gateway.deliver(envelope, 1, signature);
+        assertEq(gateway.deliveryStatus(id), 1, "status after");
+        assertEq(receiver.count(), 1, "receiver called once");
+        RecordingReceiver.Record memory r = receiver.record(0);
+        assertEq(r.messageId, id, "message id");
+        assertEq(r.srcDomain, REMOTE, "src domain");
+        assertEq(r.srcSender, bytes32(uint256(0x005e4de75e4de75e4de75e4de75e4de75e4de75e4d)), "src sender");
+        assertEq(r.kind, 1, "kind");
+        assertEq(r.nonce, 0, "nonce");
+        assertEq(r.payload, bytes("summarise: the quick brown fox"), "payload");
+    }
+
+    function test_refusesForgedSignatures() public {
+        bytes memory envelope = _env("forged");
+        bytes memory outsider = _sig("forged");
+        bytes memory twoOfFour = _sig("signed_by_two");
+        vm.expectRevert(BN254.InvalidSignature.selector);
+        gateway.deliver(envelope, 1, outsider);
+        vm.expectRevert(BN254.InvalidSignature.selector);
+        gateway.deliver(envelope, 1, twoOfFour); // below the threshold
+        bytes memory signature = _sig("second"); // a valid signature of another envelope
+        vm.expectRevert(BN254.InvalidSignature.selector);
+        gateway.deliver(envelope, 1, signature);
+        vm.expectRevert(abi.encodeWithSelector(CommitteeVerifier.UnknownEpoch.selector, uint32(2), uint32(1)));
+        gateway.deliver(envelope, 2, _sig("first"));
+        assertEq(gateway.deliveryStatus(keccak256(envelope)), 0, "nothing recorded");
+        assertEq(receiver.count(), 0, "receiver not called");
+    }
+
+    function test_refusesReplay() public {
+        bytes memory envelope = _env("first");
+        bytes memory signature = _sig("first");
+        gateway.deliver(envelope, 1, signature);
+        vm.expectRevert(abi.encodeWithSelector(Gateway.AlreadyDelivered.selector, keccak256(envelope), uint8(1)));
+        gateway.deliver(envelope, 1, signature);
+        assertEq(receiver.count(), 1, "handled once");
+    }
+
+    function test_refusesEnvelopeForAnotherDomain() public {
+        bytes memory envelope = _env("other_domain");
+        bytes memory signature = _sig("other_domain");
+        vm.expectRevert(abi.encodeWithSelector(Gateway.WrongDomain.selector, DOMAIN + 1, DOMAIN));
+        gateway.deliver(envelope, 1, signature);
+    }
+
+    function test_refusesCommitteeRotationKind() public {
+        bytes memory envelope = _env("rotation_kind");
+        bytes memory signature = _sig("rotation_kind");
+        vm.expectRevert(Gateway.RotationNotDeliverable.selector);
+        gateway.deliver(envelope, 1, signature);
+    }
+
+    function test_revertingReceiverIsFailedThenRetried() public {
+        bytes memory envelope = _env("second");
+        bytes memory signature = _sig("second");
+        bytes32 id = keccak256(envelope);
+        receiver.setFailing(true);
+
+        vm.expectEmit();
+        emit Gateway.HandlerFailed(id, abi.encodeWithSelector(RecordingReceiver.ReceiverFailing.selector, id));
+        vm.expectEmit();
+        emit Gateway.MessageDelivered(id, REMOTE, 1, false);
+        gateway.deliver(envelope, 1, signature);
+        assertEq(gateway.deliveryStatus(id), 2, "failed");
+
+        vm.expectRevert(abi.encodeWithSelector(Gateway.AlreadyDelivered.selector, id, uint8(2)));
+        gateway.deliver(envelope, 1, signature);
+
+        bytes memory reason = abi.encodeWithSelector(RecordingReceiver.ReceiverFailing.selector, id);
+        vm.expectRevert(abi.encodeWithSelector(Gateway.HandlerStillFailing.selector, id, reason));
+        gateway.retryFailed(envelope);
+        assertEq(gateway.deliveryStatus(id), 2, "still failed");
+
+        receiver.setFailing(false);
+        vm.expectEmit();
+        emit Gateway.FailedMessageHandled(id);
+        vm.prank(address(0xA770));
+        gateway.retryFailed(envelope); // anyone may retry
+        assertEq(gateway.deliveryStatus(id), 1, "handled after retry");
+        assertEq(receiver.count(), 1, "handled once");
+        assertEq(receiver.record(0).nonce, 1, "nonce");
+
+        vm.expectRevert(abi.encodeWithSelector(Gateway.NotFailed.selector, id, uint8(1)));
+        gateway.retryFailed(envelope);
+        bytes memory undelivered = _env("first");
+        vm.expectRevert(abi.encodeWithSelector(Gateway.NotFailed.selector, keccak256(undelivered), uint8(0)));
+        gateway.retryFailed(undelivered);
+    }
+
+    function test_receiverWithoutCodeCountsAsFailed() public {
+        bytes memory envelope = _env("no_code");
+        bytes memory signature = _sig("no_code");
+        bytes32 id = keccak256(envelope);
+        bytes32 dead = bytes32(uint256(0xdEaD));
+        vm.expectEmit();
+        emit Gateway.HandlerFailed(id, abi.encodeWithSelector(Gateway.ReceiverNotAContract.selector, dead));
+        gateway.deliver(envelope, 1, signature);
+        assertEq(gateway.deliveryStatus(id), 2, "failed, not reverted");
+    }
+
+    function test_reentrantReceiverCannotDeliverTwice() public {
+        bytes memory envelope = _env("reentrant_message");
+        bytes memory signature = _sig("reentrant_message");
+        reentrant.arm(envelope, 1, signature);
+        gateway.deliver(envelope, 1, signature);
+        assertEq(reentrant.handled(), 1, "handler entered once");
+        assertEq(reentrant.reentrySucceeded(), 0, "a re-entrant deliver/retry got through");
+        assertEq(gateway.deliveryStatus(keccak256(envelope)), 1, "handled");
+    }
+
+    function test_starvedHandlerRevertsTheDeliveryInsteadOfFailingIt() public {
+        bytes memory envelope = _env("first");
+        bytes memory signature = _sig("first");
+        receiver.setBurn(3000); // a handler that needs several hundred thousand gas
+        vm.expectPartialRevert(Gateway.InsufficientGasForHandler.selector);
+        gateway.deliver{gas: 400_000}(envelope, 1, signature);
+        assertEq(gateway.deliveryStatus(keccak256(envelope)), 0, "a starved delivery must not count");
+        gateway.deliver{gas: 2_000_000}(envelope, 1, signature);
+        assertEq(gateway.deliveryStatus(keccak256(envelope)), 1, "handled with enough gas");
+    }
+}
