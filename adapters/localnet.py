@@ -98,6 +98,7 @@ async def deploy_evm(options: "LocalnetOptions", keys_dir: Path, committee, evm_
     from web3 import AsyncHTTPProvider, AsyncWeb3
 
     from adapters import evm_deploy
+    from adapters.evm import deploy_gateway, deploy_recording_receiver
 
     await asyncio.to_thread(evm_deploy.ensure_built)  # forge build when sources changed
     _write_secret(keys_dir / "evm-deployer.key", ANVIL_DEV_KEYS[0] + "\n")
@@ -112,6 +113,9 @@ async def deploy_evm(options: "LocalnetOptions", keys_dir: Path, committee, evm_
                 committee.group_key,
             ),
         }
+        contracts["Gateway"] = await deploy_gateway(w3, account, contracts["CommitteeVerifier"], evm_domain)
+        # A receiver that records what it is handed: the demo's and the tests' destination.
+        contracts["RecordingReceiver"] = await deploy_recording_receiver(w3, account, contracts["Gateway"])
     finally:
         await w3.provider.disconnect()
     log.info("evm contracts deployed", **contracts)
