@@ -430,6 +430,21 @@ class EvmAdapter:
     async def _pending_nonce(self, address: str) -> int:
         return await self._call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, "pending"))
 
+    async def _resync_nonce(self, address: str) -> int:
+        """The nonce for our next transaction. The node's pending count is the truth, except that a
+        lagging endpoint may not list what we just sent: keep our own counter then. If the node has
+        nothing of ours in flight (pending == mined) but we counted further, those transactions were
+        lost (a reorg, a dropped mempool): reuse their nonces instead of leaving a gap forever."""
+        pending = await self._pending_nonce(address)
+        local = self._next_nonce
+        if local is None or pending >= local:
+            return pending
+        mined = await self._call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, "latest"))
+        if mined == pending:
+            _log().warning("nonce gap healed", chain=self.name, local=local, node=pending)
+            return pending
+        return local
+
     async def _estimate(self, tx: dict[str, Any]) -> int:
         return await self._call("eth_estimateGas", lambda w3: w3.eth.estimate_gas(tx))
 
@@ -453,8 +468,7 @@ class EvmAdapter:
         """Assigns the next account nonce and sends; one at a time so nonces never collide."""
         signer = self._signer()
         async with self._tx_lock:
-            if self._next_nonce is None:
-                self._next_nonce = await self._pending_nonce(signer.address)
+            self._next_nonce = await self._resync_nonce(signer.address)
             tx["nonce"] = self._next_nonce
             try:
                 tx_hash = await self._send_signed(tx)

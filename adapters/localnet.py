@@ -20,13 +20,16 @@ if TYPE_CHECKING:
 
 log = get_logger("localnet.deploy")
 
-# anvil's well-known development accounts (mnemonic "test test ... junk"): index 0 deploys,
-# index 1 relays. Public knowledge: never use them outside a localnet.
+# anvil's well-known development accounts (mnemonic "test test ... junk"; adapters.anvil derives
+# them, slowly): index 0 deploys, 1 relays, 3 is the SDK user, 4-5 spare relayers.
+# Public knowledge: never use them outside a localnet.
 ANVIL_DEV_KEYS = [
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
     "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
     "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
 ]
 SOLANA_PAYER_LAMPORTS = 1_000 * 10**9
 
@@ -103,6 +106,7 @@ async def deploy_evm(options: "LocalnetOptions", keys_dir: Path, committee, evm_
     await asyncio.to_thread(evm_deploy.ensure_built)  # forge build when sources changed
     _write_secret(keys_dir / "evm-deployer.key", ANVIL_DEV_KEYS[0] + "\n")
     _write_secret(keys_dir / "evm-relayer.key", ANVIL_DEV_KEYS[1] + "\n")
+    _write_secret(keys_dir / "evm-user.key", ANVIL_DEV_KEYS[3] + "\n")  # the SDK's sender
     w3 = AsyncWeb3(AsyncHTTPProvider(options.evm_rpc_url))
     account = w3.eth.account.from_key(ANVIL_DEV_KEYS[0])
     try:
@@ -129,10 +133,12 @@ async def deploy_solana(options: "LocalnetOptions", keys_dir: Path, committee, s
     from adapters import solana_program
 
     payer = _load_or_create_keypair(keys_dir / "solana-payer.json")
+    user = _load_or_create_keypair(keys_dir / "solana-user.json")  # the SDK's sender
     program_keypair = _load_or_create_keypair(keys_dir / "solana-program.json")
     async with AsyncClient(options.solana_rpc_url, commitment=Confirmed) as client:
-        sig = (await client.request_airdrop(payer.pubkey(), SOLANA_PAYER_LAMPORTS)).value
-        await client.confirm_transaction(sig, commitment=Confirmed)
+        for account in (payer, user):
+            sig = (await client.request_airdrop(account.pubkey(), SOLANA_PAYER_LAMPORTS)).value
+            await client.confirm_transaction(sig, commitment=Confirmed)
         so_bytes = solana_program.load_program_bytes()
         program_id = await solana_program.deploy_program(client, payer, so_bytes, program_keypair)
         config_address = await solana_program.initialize_committee(
@@ -164,6 +170,7 @@ async def deploy_all(options: "LocalnetOptions", state_dir: Path, evm_chain_id: 
                 confirmations=2,
                 contracts=evm_contracts,
                 signer=KeyRef(file=Path("keys/evm-relayer.key")),
+                sender=KeyRef(file=Path("keys/evm-user.key")),
             ),
             "solana": SolanaChain(
                 kind="solana",
@@ -174,6 +181,7 @@ async def deploy_all(options: "LocalnetOptions", state_dir: Path, evm_chain_id: 
                 program_id=solana["program_id"],
                 accounts={"committee": solana["committee"], "outbox": solana["outbox"]},
                 signer=KeyRef(file=Path("keys/solana-payer.json")),
+                sender=KeyRef(file=Path("keys/solana-user.json")),
             ),
         },
         committee=CommitteeRef(

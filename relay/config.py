@@ -71,7 +71,8 @@ class EvmChain(_Model):
     # `finalized` tag (None = tag).
     confirmations: Annotated[int, Field(ge=0)] | None = None
     contracts: dict[str, str] = {}
-    signer: KeyRef | None = None
+    signer: KeyRef | None = None  # the relayer's account (pays for deliveries)
+    sender: KeyRef | None = None  # the SDK's account for sending messages (default: signer)
 
     _rpc = field_validator("rpc_urls")(lambda cls, v: _check_urls(v, ("http", "https")))
     _ws = field_validator("ws_urls")(lambda cls, v: _check_urls(v, ("ws", "wss")))
@@ -93,7 +94,8 @@ class SolanaChain(_Model):
     commitment: Literal["processed", "confirmed", "finalized"] = "finalized"
     program_id: str | None = None
     accounts: dict[str, str] = {}
-    signer: KeyRef | None = None
+    signer: KeyRef | None = None  # the relayer's fee payer
+    sender: KeyRef | None = None  # the SDK's keypair for sending messages (default: signer)
 
     _rpc = field_validator("rpc_urls")(lambda cls, v: _check_urls(v, ("http", "https")))
     _ws = field_validator("ws_urls")(lambda cls, v: _check_urls(v, ("ws", "wss")))
@@ -213,7 +215,10 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
     def fix_key(ref: KeyRef | None) -> KeyRef | None:
         return ref.model_copy(update={"file": fix(ref.file)}) if ref is not None else None
 
-    chains = {name: chain.model_copy(update={"signer": fix_key(chain.signer)}) for name, chain in config.chains.items()}
+    chains = {
+        name: chain.model_copy(update={"signer": fix_key(chain.signer), "sender": fix_key(chain.sender)})
+        for name, chain in config.chains.items()
+    }
     update: dict = {
         "chains": chains,
         "state_dir": fix(config.state_dir),

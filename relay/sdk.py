@@ -66,8 +66,7 @@ class TesseraClient:
         from adapters.factory import build_adapter
 
         self.config = config
-        self._adapters = {name: build_adapter(name, chain, with_signer=chain.signer is not None)
-                          for name, chain in config.chains.items()}
+        self._adapters = {name: build_adapter(name, chain, role="sender") for name, chain in config.chains.items()}
         self._committee = None
         self._started = False
 

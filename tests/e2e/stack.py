@@ -83,11 +83,19 @@ class Stack:
         """A copy of the config with its own store and port, so several relayers can run."""
         if name == "main":
             return self.config_path
+        from adapters.localnet import ANVIL_DEV_KEYS
+        from relay.config import KeyRef
+
         config = load_config(self.config_path)
         relayer = config.relayer.model_copy(update={"db": self.state_dir / f"relayer-{name}.db",
                                                     "listen": f"127.0.0.1:{free_port()}"})
+        # Its own EVM account: two relayers sharing one account would fight over its nonces.
+        key_file = self.state_dir / "keys" / f"evm-relayer-{name}.key"
+        key_file.write_text(ANVIL_DEV_KEYS[4 + len(self.relayers) % 2] + "\n")
+        chains = dict(config.chains)
+        chains["evm"] = chains["evm"].model_copy(update={"signer": KeyRef(file=key_file)})
         path = self.state_dir / f"config-{name}.toml"
-        dump_config(config.model_copy(update={"relayer": relayer}), path)
+        dump_config(config.model_copy(update={"relayer": relayer, "chains": chains}), path)
         return path
 
     async def start_relayer(self, name: str = "main") -> ChildProcess:
