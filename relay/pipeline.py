@@ -43,7 +43,7 @@ class SignatureSource(Protocol):
 @dataclass
 class PipelineSettings:
     backoff: Backoff = field(default_factory=Backoff)
-    confirm_poll: float = 0.5  # seconds between confirmation checks of a submitted delivery
+    confirm_poll: float = 0.25  # seconds between confirmation checks of a submitted delivery
     submitted_timeout: float = 120.0  # a delivery not final by then is checked and resubmitted
     concurrency: int = 16
     gap_check_interval: float = 5.0
