@@ -57,6 +57,16 @@ async def test_evm_to_solana_and_back_with_one_attester_down(tmp_path: Path) -> 
                 assert client.verify(sent.envelope, epoch, signature)
                 forged = bytes(signature[:-1]) + bytes([signature[-1] ^ 1])
                 assert not client.verify(sent.envelope, epoch, forged)
+        # The blocking wrapper does the same for scripts without asyncio.
+        def sync_round_trip() -> str:
+            from relay.sdk import SyncTesseraClient
+
+            with SyncTesseraClient(stack.config_path) as sync_client:
+                sent = sync_client.send("evm", "solana", receiver_sol, b"from a plain script")
+                return sync_client.wait_delivered(sent, timeout=90).chain
+
+        assert await asyncio.to_thread(sync_round_trip) == "solana"
+
         # The relayer's own record reaches `confirmed` once it sees its transaction final.
         db = load_config(stack.config_path).relayer.db
         ids = {to_solana.message_id.hex(), to_evm.message_id.hex()}
