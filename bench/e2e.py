@@ -33,7 +33,7 @@ from solders.keypair import Keypair  # noqa: E402
 from relay.config import load_config  # noqa: E402
 from relay.log import configure_logging  # noqa: E402
 from relay.sdk import TesseraClient  # noqa: E402
-from tests.e2e.stack import messaging_stack  # noqa: E402
+from relay.devstack import messaging_stack  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

@@ -103,3 +103,13 @@ def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
     child = ChildProcess("anvil", [str(tmp_path / "no-such-anvil")], tmp_path / "anvil.log")
     with pytest.raises(LocalnetError, match="not found \\(run `make setup`\\)"):
         child.start()
+
+
+def test_relay_demo_runs_to_completion() -> None:
+    """What `make demo` runs, as a user sees it."""
+    env = {k: v for k, v in os.environ.items() if k != "TESSERA_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "relay.cli", "demo"], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("signature verified off-chain") == 4
+    assert "forged signature refused" in done.stdout

@@ -17,7 +17,7 @@ from solders.keypair import Keypair
 
 from relay.config import load_config
 from relay.sdk import TesseraClient
-from tests.e2e.stack import messaging_stack
+from relay.devstack import messaging_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -1,6 +1,7 @@
-"""The whole messaging stack on real processes, for end-to-end tests: a localnet (anvil + the
-Solana localnet server, contracts and program deployed), n attester processes and relayer
-processes, each started exactly as an operator would (`relay attester`, `relay run`)."""
+"""The whole messaging stack on real processes, used by `relay demo`, the end-to-end tests and
+bench/e2e.py: a localnet (anvil + the Solana localnet server, contracts and program deployed), n
+attester processes and relayer processes, each started exactly as an operator would
+(`relay attester`, `relay run`)."""
 
 from __future__ import annotations
 
