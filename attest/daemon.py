@@ -17,6 +17,7 @@ from aiohttp import web
 
 from attest.signing_log import EquivocationError, SignedEntry, SigningLog
 from relay.chains import ChainAdapter, Observation
+from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
 
 log = get_logger("attester")
@@ -60,13 +61,8 @@ class Attester:
         self.log = log.bind(member=index)
 
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [asyncio.create_task(self._watch(adapter)) for adapter in self.adapters.values()]
-        try:
-            await stop.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_until_stopped(stop, *(
+            keep_running(f"watch {a.name}", lambda a=a: self._watch(a), self.log) for a in self.adapters.values()))
 
     async def _watch(self, adapter: ChainAdapter) -> None:
         name = f"watch:{adapter.domain}"

@@ -19,6 +19,7 @@ from typing import Protocol
 from relay.backoff import Backoff
 from relay.chains import ChainAdapter, DeliveryState, SignedDelivery
 from relay.envelope import Envelope
+from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
 from relay.metrics import RelayerMetrics
 from relay.store import MessageRecord, Stage, Store
@@ -72,15 +73,12 @@ class Relayer:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [asyncio.create_task(self._watch(a), name=f"watch-{a.name}") for a in self.adapters.values()]
-        tasks.append(asyncio.create_task(self._process_forever(stop), name="process"))
-        tasks.append(asyncio.create_task(self._repair_gaps_forever(stop), name="gaps"))
-        try:
-            await stop.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_until_stopped(
+            stop,
+            *(keep_running(f"watch {a.name}", lambda a=a: self._watch(a), self.log) for a in self.adapters.values()),
+            self._process_forever(stop),
+            self._repair_gaps_forever(stop),
+        )
 
     async def _watch(self, adapter: ChainAdapter) -> None:
         cursor_name = f"watch:{adapter.domain}"

@@ -165,37 +165,27 @@ def _flag(config: dict[str, Any], key: str, default: bool) -> bool:
     return default if value is None else _bool(value, "a boolean")
 
 
-def _pubkey(value: Any) -> Pubkey:
-    text = _str(value, "a base-58 encoded public key")
+def _b58_bytes(value: Any, what: str, size: int) -> bytes:
+    raw_text = _str(value, f"a base-58 encoded {what}")
     try:
-        raw = b58decode(text)
+        raw = b58decode(raw_text)
     except DecodeError:
         raise invalid_params("Invalid param: Invalid") from None
-    if len(raw) != 32:
+    if len(raw) != size:
         raise invalid_params("Invalid param: WrongSize")
-    return Pubkey.from_bytes(raw)
+    return raw
+
+
+def _pubkey(value: Any) -> Pubkey:
+    return Pubkey.from_bytes(_b58_bytes(value, "public key", 32))
 
 
 def _signature(value: Any) -> Signature:
-    text = _str(value, "a base-58 encoded signature")
-    try:
-        raw = b58decode(text)
-    except DecodeError:
-        raise invalid_params("Invalid param: Invalid") from None
-    if len(raw) != 64:
-        raise invalid_params("Invalid param: WrongSize")
-    return Signature.from_bytes(raw)
+    return Signature.from_bytes(_b58_bytes(value, "signature", 64))
 
 
 def _hash(value: Any) -> Hash:
-    text = _str(value, "a base-58 encoded hash")
-    try:
-        raw = b58decode(text)
-    except DecodeError:
-        raise invalid_params("Invalid param: Invalid") from None
-    if len(raw) != 32:
-        raise invalid_params("Invalid param: WrongSize")
-    return Hash(raw)
+    return Hash(_b58_bytes(value, "hash", 32))
 
 
 def _commitment(config: dict[str, Any], default: str = FINALIZED) -> str:

@@ -231,3 +231,37 @@ async def test_run_loop_processes_and_stops(store: Store) -> None:
     stop.set()
     await asyncio.wait_for(runner, 5)
     assert (await store.get(env.message_id)).stage is Stage.CONFIRMED
+
+
+async def test_a_failing_watcher_is_restarted_from_its_cursor(store: Store) -> None:
+    class FlakySource(FakeChain):
+        def __init__(self) -> None:
+            super().__init__("evm", SRC)
+            self.calls: list[str | None] = []
+
+        async def watch(self, cursor):
+            self.calls.append(cursor)
+            if len(self.calls) == 1:
+                yield Observation(envelope(0), "0xa", 1, "c1")
+                raise ConnectionError("every endpoint is down")
+            yield Observation(envelope(1), "0xb", 2, "c2")
+
+    from relay import lifecycle
+
+    source = FlakySource()
+    relayer = Relayer(store, {SRC: source, DST: FakeChain("solana", DST)}, FakeCommittee(), FAST)
+    original = lifecycle.keep_running.__defaults__
+    lifecycle.keep_running.__defaults__ = (0.0, 0.0)  # no backoff wait in the test
+    try:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(relayer.run(stop))
+        for _ in range(200):
+            if await store.get(envelope(1).message_id):
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(runner, 5)
+    finally:
+        lifecycle.keep_running.__defaults__ = original
+    assert source.calls == [None, "c1"]  # restarted, resuming after what it had already handled
+    assert await store.get(envelope(1).message_id) is not None
