@@ -13,6 +13,8 @@ PROTOCOL_VERSION = 1
 TAG_MESSAGE = b"TESSERA/v1/MSG"
 TAG_FEED = b"TESSERA/v1/FEED"
 TAG_ROOT = b"TESSERA/v1/ROOT"
+# What a worker signs (Ed25519) over a task result.
+TAG_RESULT = b"TESSERA/v1/RESULT"
 
 # Fixed-size header of an envelope: version u8, kind u8, nonce u64, src_domain u32,
 # src_sender bytes32, dst_domain u32, dst_receiver bytes32.
