@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from relay.configfile import format_validation_error, read_toml
 from relay.errors import ConfigError
+from relay.feeds.config import FeedTables, resolve_feed_paths
 
 U32_MAX = 2**32 - 1
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -156,6 +157,7 @@ class TesseraConfig(_Model):
     committee: CommitteeRef | None = None
     relayer: RelayerSection = RelayerSection()
     attester: AttesterSection = AttesterSection()
+    feeds: FeedTables = {}
     state_dir: Path | None = None
 
     @model_validator(mode="after")
@@ -174,15 +176,6 @@ class TesseraConfig(_Model):
         raise ConfigError(f"no configured chain has domain {domain}; add it under [chains.<name>]")
 
 
-def format_validation_error(source: str, exc: ValidationError) -> str:
-    lines = [f"{source} is not a valid Tessera config:"]
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
-
-
 def parse_config(data: dict, source: str = "config") -> TesseraConfig:
     try:
         return TesseraConfig.model_validate(data)
@@ -192,16 +185,7 @@ def parse_config(data: dict, source: str = "config") -> TesseraConfig:
 
 def load_config(path: str | os.PathLike[str]) -> TesseraConfig:
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"config file {path} does not exist: run `relay localnet up` to generate one, or copy one from configs/"
-        ) from None
-    try:
-        data = tomllib.loads(raw.decode())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "run `relay localnet up` to generate one, or copy one from configs/")
     config = parse_config(data, str(path))
     return _resolve_paths(config, path.parent)
 
@@ -223,6 +207,7 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
         "chains": chains,
         "state_dir": fix(config.state_dir),
         "relayer": config.relayer.model_copy(update={"db": fix(config.relayer.db)}),
+        "feeds": resolve_feed_paths(config.feeds, base),
         "attester": config.attester.model_copy(
             update={"db": config.attester.db if Path(config.attester.db).is_absolute() else str(base / config.attester.db)}
         ),

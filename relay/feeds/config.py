@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from relay.configfile import format_validation_error, read_toml
 from relay.errors import ConfigError
 from relay.feeds.report import FEED_ID_LEN, MAX_DECIMALS
 
@@ -176,15 +176,6 @@ class FeedsConfig(_Model):
     feeds: FeedTables = {}
 
 
-def format_validation_error(source: str, exc: ValidationError) -> str:
-    # Same shape as relay.config's; not imported from there so relay.config can import this module.
-    lines = [f"{source} is not a valid Tessera config:"]
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
-    return "\n".join(lines)
-
-
 def parse_feeds(data: dict, source: str = "config") -> dict[str, FeedConfig]:
     """The `[feeds]` tables of a parsed Tessera config (other tables are ignored here)."""
     try:
@@ -194,20 +185,18 @@ def parse_feeds(data: dict, source: str = "config") -> dict[str, FeedConfig]:
 
 
 def load_feeds(path: str | os.PathLike[str]) -> dict[str, FeedConfig]:
+    """The feeds of a config file (a whole Tessera config, or one holding only `[feeds]` tables)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_bytes().decode())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    feeds = parse_feeds(data, str(path))
-    # Recorded files are relative to the config file, like every other path in it.
+    return resolve_feed_paths(parse_feeds(read_toml(path), str(path)), path.parent)
+
+
+def resolve_feed_paths(feeds: dict[str, FeedConfig], base: Path) -> dict[str, FeedConfig]:
+    """Recorded files are relative to the config file, like every other path in it."""
     return {
         fid: feed.model_copy(
             update={
                 "sources": [
-                    s.model_copy(update={"path": path.parent / s.path})
+                    s.model_copy(update={"path": base / s.path})
                     if isinstance(s, FileSourceConfig) and not s.path.is_absolute()
                     else s
                     for s in feed.sources

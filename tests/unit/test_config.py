@@ -82,3 +82,21 @@ def test_shipped_example_configs_are_valid() -> None:
         config = load_config(path)
         assert config.chains and config.committee is not None
         assert config.committee.share_path(2).name == "share-2.json"
+
+
+def test_feeds_live_in_the_main_config_with_paths_relative_to_it(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(GOOD + """
+[feeds."ETH/USD"]
+description = "Ether in US dollars"
+decimals = 8
+deviation_bps = 50
+heartbeat_s = 60
+min_sources = 1
+tolerance_bps = 100
+sources = [{ kind = "file", path = "recordings/eth.csv" }]
+""")
+    config = load_config(path)
+    feed = config.feeds["ETH/USD"]
+    assert feed.id == "ETH/USD" and feed.decimals == 8
+    assert feed.sources[0].path == tmp_path / "recordings/eth.csv"

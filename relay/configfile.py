@@ -1,0 +1,32 @@
+"""Reading config files: TOML parsing and validation messages shared by every config model."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from relay.errors import ConfigError
+
+
+def read_toml(path: str | os.PathLike[str], missing_hint: str = "") -> dict:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist{': ' + missing_hint if missing_hint else ''}") from None
+    try:
+        return tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    lines = [f"{source} is not a valid Tessera config:"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
