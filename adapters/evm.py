@@ -3,7 +3,8 @@
 Watching: only `MessageSent` events in final blocks leave this module (final = at least
 `confirmations` blocks under the head, or at/below the node's `finalized` tag when confirmations is
 None), so a reorg shallower than the finality depth never reaches the attesters or the relayer.
-Delivering: `deliver(envelope, epoch, signature)` transactions signed locally, one account nonce
+Delivering: `deliverWithHint(envelope, epoch, signature, k, y, y_sqrt)` transactions (`deliver` with
+the hash-to-curve point computed here, see `hash_to_g1_hint`) signed locally, one account nonce
 counter behind a lock, EIP-1559 fees from the node, and stuck transactions re-sent with the same
 nonce and bumped fees. Every RPC goes through an EndpointPool (failover, retries on endpoint
 errors, never on reverts).
@@ -36,9 +37,11 @@ from web3.exceptions import (
 
 from adapters import evm_deploy
 from adapters.endpoints import AllEndpointsFailed, EndpointPool
+from attest import hash_to_g1
+from attest.bn254 import P as BN254_P
 from relay.chains import DeliveryState, DeliveryStatus, EndpointHealth, Observation, SignedDelivery
 from relay.config import EvmChain
-from relay.envelope import Envelope, keccak256
+from relay.envelope import Envelope, keccak256, message_digest
 from relay.errors import TesseraError
 from relay.log import get_logger
 
@@ -490,7 +493,12 @@ class EvmAdapter:
     async def submit(self, delivery: SignedDelivery) -> str:
         envelope = delivery.envelope.encode()
         message_id = keccak256(envelope)
-        data = self._gateway.functions.deliver(envelope, delivery.epoch, bytes(delivery.signature))._encode_transaction_data()
+        # The hinted delivery: the gateway checks our hash-to-curve point instead of computing it with
+        # one modexp per increment (~4.5k gas each), so every delivery costs what k = 0 would.
+        k, y, y_sqrt = hash_to_g1_hint(message_digest(delivery.epoch, message_id))
+        data = self._gateway.functions.deliverWithHint(
+            envelope, delivery.epoch, bytes(delivery.signature), k, y, y_sqrt
+        )._encode_transaction_data()
         tx = await self._base_tx(data)
         try:
             gas = await self._estimate({k: tx[k] for k in ("from", "to", "data", "value")})
@@ -656,6 +664,18 @@ class EvmAdapter:
             if time.monotonic() > deadline:
                 raise TimeExhausted(f"transaction {tx_hash} not mined within {timeout:.0f}s")
             await asyncio.sleep(0.05)
+
+
+def hash_to_g1_hint(digest: bytes) -> tuple[int, int, int]:
+    """(k, y, y_sqrt) for CommitteeVerifier.verifyWithHint / Gateway.deliverWithHint: the point
+    try-and-increment gives (attest.hash_to_g1), and a square root of y proving y is the principal
+    root, so the contract skips the modexps (contracts/evm/README.md)."""
+    (_, y), k = hash_to_g1(digest)
+    y_sqrt = pow(y, (BN254_P + 1) // 4, BN254_P)
+    # hash_to_g1 returns the principal root, which is a square; anything else is a bug upstream.
+    if y_sqrt * y_sqrt % BN254_P != y:
+        raise ValueError(f"hash_to_g1(0x{digest.hex()}) returned a y that is not the principal root")
+    return k, y, y_sqrt
 
 
 def _bump(value: int) -> int:

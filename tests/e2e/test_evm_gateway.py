@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
 import attest
@@ -22,11 +23,14 @@ from adapters.evm import (
     AlreadyDeliveredError,
     DeliveryRejected,
     EvmAdapter,
+    _verifier_errors,
     deploy_gateway,
     deploy_recording_receiver,
+    hash_to_g1_hint,
 )
 from relay.chains import DeliveryState, Observation, SignedDelivery
 from relay.config import EvmChain
+from attest.bn254 import P
 from relay.envelope import Envelope, address_to_bytes32
 from relay.protocol import MessageKind
 
@@ -252,6 +256,11 @@ async def test_deliver_end_to_end_with_a_threshold_signature(setup: Setup) -> No
     tx = await adapter.submit(delivery)
     status = await adapter.delivery_status(tx)
     assert status.state is DeliveryState.PENDING and "not final" in status.detail
+    # The adapter delivers with the hash-to-curve hint it computed from the digest.
+    sent = await setup.w3.eth.get_transaction(tx)
+    fn, args = setup.contract("Gateway", setup.gateway).decode_function_input(sent["input"])
+    assert fn.fn_name == "deliverWithHint"
+    assert (args["k"], args["y"], args["ySqrt"]) == hash_to_g1_hint(envelope.digest(EPOCH))
     status = await _status_until(adapter, tx, DeliveryState.CONFIRMED, setup)
     assert tx in status.detail
     assert await adapter.is_delivered(envelope.message_id)
@@ -329,6 +338,60 @@ async def test_estimated_gas_is_enough_for_a_heavy_handler(setup: Setup) -> None
     assert await gateway.functions.deliveryStatus(second.message_id).call() == 1
     assert await receiver.functions.count().call() == 2
     await adapter.close()
+
+
+async def test_hinted_delivery_costs_less_and_bent_hints_are_refused(setup: Setup) -> None:
+    gateway = setup.contract("Gateway", setup.gateway)
+    no_code = "0x000000000000000000000000000000000000dEaD"
+    # Two messages whose hash needs increments, one delivered each way, to a receiver without code
+    # (verification and bookkeeping only).
+    envelopes = [e for e in (setup.inbound(n, b"hint", receiver=no_code) for n in range(100, 200))
+                 if hash_to_g1_hint(e.digest(EPOCH))[0] >= 1][:2]
+    hinted_env, plain_env = envelopes
+    k, y, y_sqrt = hash_to_g1_hint(hinted_env.digest(EPOCH))
+    signature = setup.sign(hinted_env)
+
+    sx, sy = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    neg_sig = sx.to_bytes(32, "big") + (P - sy).to_bytes(32, "big")
+    bent = {
+        "wrong k": (signature, k - 1, y, y_sqrt, "HintNotOnCurve"),
+        "negated sigma and y": (neg_sig, k, P - y, pow(P - y, (P + 1) // 4, P), "HintNotCanonical()"),
+        "y >= p": (signature, k, y + P, y_sqrt, "HintOutOfRange()"),
+    }
+    errors = gateway.abi + _verifier_errors()
+    for name, (sig, k_, y_, root, error) in bent.items():
+        call = gateway.functions.deliverWithHint(hinted_env.encode(), EPOCH, sig, k_, y_, root)
+        with pytest.raises(evm_deploy.TransactionReverted) as caught:
+            await evm_deploy.transact(setup.w3, setup.relayer_key, call, gas=300_000)
+        receipt = caught.value.receipt
+        assert receipt is None or receipt["status"] == 0
+        try:
+            await call.call()
+            reason = None
+        except ContractLogicError as exc:
+            reason = evm_deploy.decode_revert(errors, evm_deploy.revert_data(exc))
+        assert reason is not None and reason.startswith(error), f"{name}: {reason}"
+    assert await gateway.functions.deliveryStatus(hinted_env.message_id).call() == 0
+
+    hinted = await evm_deploy.transact(
+        setup.w3, setup.relayer_key, gateway.functions.deliverWithHint(hinted_env.encode(), EPOCH, signature, k, y, y_sqrt)
+    )
+    plain = await evm_deploy.transact(
+        setup.w3, setup.relayer_key, gateway.functions.deliver(plain_env.encode(), EPOCH, setup.sign(plain_env))
+    )
+    plain_k = hash_to_g1_hint(plain_env.digest(EPOCH))[0]
+    print(f"deliverWithHint (k={k}) {hinted['gasUsed']} gas, deliver (k={plain_k}) {plain['gasUsed']} gas")
+    assert hinted["status"] == 1 and plain["status"] == 1
+    # Same envelope length and receiver: the difference is the modexps (~4.5k each) less the
+    # hint's calldata (~1.2k).
+    assert hinted["gasUsed"] < plain["gasUsed"] - 4_000 * plain_k + 1_500
+    for env in envelopes:
+        assert await gateway.functions.deliveryStatus(env.message_id).call() == 2  # no code: failed, retryable
+    with pytest.raises(evm_deploy.TransactionReverted, match="AlreadyDelivered"):
+        await evm_deploy.transact(
+            setup.w3, setup.relayer_key,
+            gateway.functions.deliverWithHint(hinted_env.encode(), EPOCH, signature, k, y, y_sqrt), gas=300_000,
+        )
 
 
 async def test_losing_a_delivery_race_is_reverted_with_the_decoded_error(setup: Setup) -> None:

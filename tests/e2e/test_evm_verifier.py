@@ -16,6 +16,7 @@ from web3.exceptions import ContractLogicError
 
 from adapters import evm_deploy
 from adapters.anvil import AnvilProcess, free_port
+from adapters.evm import hash_to_g1_hint
 from relay.envelope import Envelope, address_to_bytes32, message_digest
 from relay.payloads import CommitteeRotation
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
@@ -121,6 +122,60 @@ async def test_verify_transaction_gas(w3: AsyncWeb3, node: AnvilProcess, record_
 
     with pytest.raises(evm_deploy.TransactionReverted, match=r"InvalidSignature\(\)"):
         await evm_deploy.transact(w3, node.private_keys[1], verifier.functions.verify(envelope + b"\x00", 1, signature))
+
+
+async def test_every_bls_vector_with_a_hint(w3: AsyncWeb3, node: AnvilProcess) -> None:
+    cases = json.loads(VECTORS.read_text())["cases"]
+    valid_key = next(_b(c["group_key"]) for c in cases if c["valid"])
+    verifier = await _deploy_verifier(w3, node, valid_key)
+    checked = 0
+    for case in (c for c in cases if _b(c["group_key"]) == valid_key):
+        digest, sig = _b(case["digest"]), _b(case["signature"])
+        k, y, y_sqrt = hash_to_g1_hint(digest)
+        assert (k, y.to_bytes(32, "big")) == (case["k"], _b(case["h"])[32:]), case["name"]
+        reason = await _reverts(verifier.functions.verifyDigestWithHint(digest, 1, sig, k, y, y_sqrt))
+        assert (reason is None) == case["valid"], f"{case['name']}: {reason}"
+        checked += 1
+    assert checked >= 10
+
+
+async def test_hinted_verify_transaction_and_bent_hints(w3: AsyncWeb3, node: AnvilProcess, record_property: Any) -> None:
+    verifier = await _deploy_verifier(w3, node, _public_key(SECRET_1))
+    # Nonce chosen so the unhinted hash needs increments (the hint saves one modexp per step).
+    for nonce in range(64):
+        env = Envelope(MessageKind.TASK_REQUEST, nonce, 900, b"\x22" * 32, DOMAIN, address_to_bytes32(verifier.address), b"hi")
+        digest = message_digest(1, env.message_id)
+        k, y, y_sqrt = hash_to_g1_hint(digest)
+        if k >= 2:
+            break
+    assert k >= 2, "no envelope needing two increments among 64 nonces"
+    envelope, signature = env.encode(), _sign(SECRET_1, digest)
+    hinted = verifier.functions.verifyWithHint(envelope, 1, signature, k, y, y_sqrt)
+    assert await hinted.call() == env.message_id
+    estimate = await w3.eth.estimate_gas({"to": verifier.address, "data": hinted._encode_transaction_data()})
+    receipt = await evm_deploy.transact(w3, node.private_keys[1], hinted, gas=estimate)
+    plain = await evm_deploy.transact(w3, node.private_keys[1], verifier.functions.verify(envelope, 1, signature))
+    record_property("verify_with_hint_tx_gas", receipt["gasUsed"])
+    print(f"k={k}: verifyWithHint transaction {receipt['gasUsed']} gas, verify {plain['gasUsed']}")
+    assert receipt["status"] == 1 and receipt["gasUsed"] <= 150_000
+    assert receipt["gasUsed"] < plain["gasUsed"] - 4_000 * k
+
+    sx, sy = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    neg_sig = sx.to_bytes(32, "big") + (P - sy).to_bytes(32, "big")
+    bent = {
+        "wrong k": (signature, k - 1, y, y_sqrt, "HintNotOnCurve"),
+        "negated sigma and y": (neg_sig, k, P - y, pow(P - y, (P + 1) // 4, P), "HintNotCanonical()"),
+        "y not the principal root": (signature, k, P - y, y_sqrt, "HintNotCanonical()"),
+        "y >= p": (signature, k, y + P, y_sqrt, "HintOutOfRange()"),
+        "y_sqrt >= p": (signature, k, y, y_sqrt + P, "HintOutOfRange()"),
+    }
+    for name, (sig, k_, y_, root, error) in bent.items():
+        reason = await _reverts(verifier.functions.verifyWithHint(envelope, 1, sig, k_, y_, root))
+        assert reason is not None and reason.startswith(error), f"{name}: {reason}"
+    with pytest.raises(evm_deploy.TransactionReverted, match=r"HintNotCanonical\(\)"):
+        await evm_deploy.transact(
+            w3, node.private_keys[1], verifier.functions.verifyWithHint(envelope, 1, neg_sig, k, P - y, 1), gas=200_000
+        )
 
 
 def _rotation(verifier_address: str, new_epoch: int, key: bytes, *, dst_domain: int = DOMAIN) -> bytes:

@@ -71,6 +71,33 @@ contract CommitteeVerifier {
         _verify(digest, _keyFor(epoch), signature);
     }
 
+    /// `verify` with the hash to G1 given as a hint (k, y, ySqrt; see BN254.hashToG1WithHint):
+    /// no modexp on-chain. Accepts exactly what `verify` accepts when the hint is the one
+    /// try-and-increment gives (attest.hash_to_g1); any other hint reverts (Hint* errors, or
+    /// InvalidSignature for a valid point of a non-minimal k).
+    function verifyWithHint(
+        bytes calldata envelope,
+        uint32 epoch,
+        bytes calldata signature,
+        uint8 k,
+        uint256 y,
+        uint256 ySqrt
+    ) external view returns (bytes32 messageId) {
+        messageId = keccak256(envelope);
+        _verifyWithHint(Envelope.digest(epoch, messageId), _keyFor(epoch), signature, k, y, ySqrt);
+    }
+
+    function verifyDigestWithHint(
+        bytes32 digest,
+        uint32 epoch,
+        bytes calldata signature,
+        uint8 k,
+        uint256 y,
+        uint256 ySqrt
+    ) external view {
+        _verifyWithHint(digest, _keyFor(epoch), signature, k, y, ySqrt);
+    }
+
     /// Verification under an explicit key: lets off-chain tools check a signature against the
     /// chain's own precompiles without a committee being installed.
     function verifyDigestWithKey(bytes32 digest, bytes calldata groupKey, bytes calldata signature) external view {
@@ -135,6 +162,18 @@ contract CommitteeVerifier {
 
     function _verify(bytes32 digest, BN254.G2Point memory groupKey, bytes calldata signature) private view {
         BN254.requireValidSignature(digest, groupKey, BN254.decodeG1Calldata(signature));
+    }
+
+    function _verifyWithHint(
+        bytes32 digest,
+        BN254.G2Point memory groupKey,
+        bytes calldata signature,
+        uint8 k,
+        uint256 y,
+        uint256 ySqrt
+    ) private view {
+        BN254.G1Point memory sigma = BN254.decodeG1Calldata(signature);
+        BN254.requireValidSignatureOn(BN254.hashToG1WithHint(digest, k, y, ySqrt), groupKey, sigma);
     }
 
     function _keyFor(uint32 epoch) private view returns (BN254.G2Point memory) {

@@ -3,6 +3,7 @@ pragma solidity ^0.8.30;
 
 import {Test} from "./utils/Test.sol";
 import {BN254} from "../src/lib/BN254.sol";
+import {Envelope} from "../src/lib/Envelope.sol";
 import {CommitteeVerifier} from "../src/CommitteeVerifier.sol";
 import {Gateway} from "../src/Gateway.sol";
 import {RecordingReceiver} from "../src/test/RecordingReceiver.sol";
@@ -240,5 +241,119 @@ contract GatewayTest is Test {
         assertEq(gateway.deliveryStatus(keccak256(envelope)), 0, "a starved delivery must not count");
         gateway.deliver{gas: 2_000_000}(envelope, 1, signature);
         assertEq(gateway.deliveryStatus(keccak256(envelope)), 1, "handled with enough gas");
+    }
+
+    // --- deliverWithHint -----------------------------------------------------------------
+
+    struct Hint {
+        uint8 k;
+        uint256 y;
+        uint256 ySqrt;
+    }
+
+    /// The hint a relayer sends: the try-and-increment point (here from the verifier itself) and
+    /// a square root of its y.
+    function _hint(bytes memory envelope) internal view returns (Hint memory) {
+        (, uint256 y, uint256 k) = verifier.hashToG1(Envelope.digest(1, keccak256(envelope)));
+        bytes memory input = abi.encodePacked(uint256(32), uint256(32), uint256(32), y, BN254.SQRT_EXPONENT, BN254.P);
+        (bool ok, bytes memory out) = address(5).staticcall(input);
+        assertTrue(ok, "modexp");
+        uint256 root = abi.decode(out, (uint256));
+        assertEq(mulmod(root, root, BN254.P), y, "y is the principal root");
+        return Hint(uint8(k), y, root);
+    }
+
+    function test_deliverWithHint() public {
+        bytes memory envelope = _env("first");
+        bytes memory signature = _sig("first");
+        Hint memory h = _hint(envelope);
+        bytes32 id = keccak256(envelope);
+        vm.expectEmit();
+        emit Gateway.MessageDelivered(id, REMOTE, 0, true);
+        gateway.deliverWithHint(envelope, 1, signature, h.k, h.y, h.ySqrt);
+        assertEq(gateway.deliveryStatus(id), 1, "status after");
+        assertEq(receiver.count(), 1, "receiver called once");
+        assertEq(receiver.record(0).messageId, id, "message id");
+        assertEq(receiver.record(0).payload, bytes("summarise: the quick brown fox"), "payload");
+    }
+
+    function test_deliverWithHintRefusesBadHints() public {
+        bytes memory envelope = _env("first");
+        bytes memory signature = _sig("first");
+        Hint memory h = _hint(envelope);
+        bytes32 digest = Envelope.digest(1, keccak256(envelope));
+        (uint256 sx, uint256 sy) = abi.decode(signature, (uint256, uint256));
+        bytes memory negSig = abi.encodePacked(sx, BN254.P - sy);
+
+        vm.expectRevert(abi.encodeWithSelector(BN254.HintNotOnCurve.selector, digest, uint8(h.k + 1)));
+        gateway.deliverWithHint(envelope, 1, signature, h.k + 1, h.y, h.ySqrt);
+        vm.expectRevert(BN254.HintNotCanonical.selector); // the negation attack (-sigma, -y)
+        gateway.deliverWithHint(envelope, 1, negSig, h.k, BN254.P - h.y, h.ySqrt);
+        vm.expectRevert(BN254.HintNotCanonical.selector);
+        gateway.deliverWithHint(envelope, 1, signature, h.k, h.y, h.y);
+        vm.expectRevert(BN254.HintOutOfRange.selector);
+        gateway.deliverWithHint(envelope, 1, signature, h.k, h.y + BN254.P, h.ySqrt);
+        vm.expectRevert(BN254.InvalidSignature.selector);
+        gateway.deliverWithHint(envelope, 1, _sig("second"), h.k, h.y, h.ySqrt);
+        vm.expectRevert(abi.encodeWithSelector(CommitteeVerifier.UnknownEpoch.selector, uint32(2), uint32(1)));
+        gateway.deliverWithHint(envelope, 2, signature, h.k, h.y, h.ySqrt);
+        assertEq(gateway.deliveryStatus(keccak256(envelope)), 0, "nothing recorded");
+        assertEq(receiver.count(), 0, "receiver not called");
+
+        // The refusals left nothing behind: the right hint still delivers.
+        gateway.deliverWithHint(envelope, 1, signature, h.k, h.y, h.ySqrt);
+        assertEq(gateway.deliveryStatus(keccak256(envelope)), 1, "delivered");
+    }
+
+    function test_deliverWithHintRefusesReplay() public {
+        bytes memory envelope = _env("first");
+        bytes memory signature = _sig("first");
+        Hint memory h = _hint(envelope);
+        bytes32 id = keccak256(envelope);
+        gateway.deliverWithHint(envelope, 1, signature, h.k, h.y, h.ySqrt);
+        vm.expectRevert(abi.encodeWithSelector(Gateway.AlreadyDelivered.selector, id, uint8(1)));
+        gateway.deliverWithHint(envelope, 1, signature, h.k, h.y, h.ySqrt);
+        vm.expectRevert(abi.encodeWithSelector(Gateway.AlreadyDelivered.selector, id, uint8(1)));
+        gateway.deliver(envelope, 1, signature);
+
+        // And the other way round: a hinted delivery of what `deliver` already accepted.
+        bytes memory second = _env("second");
+        bytes memory sig2 = _sig("second");
+        Hint memory h2 = _hint(second);
+        gateway.deliver(second, 1, sig2);
+        vm.expectRevert(abi.encodeWithSelector(Gateway.AlreadyDelivered.selector, keccak256(second), uint8(1)));
+        gateway.deliverWithHint(second, 1, sig2, h2.k, h2.y, h2.ySqrt);
+        assertEq(receiver.count(), 2, "each handled once");
+    }
+
+    function test_deliverWithHintSharesTheDeliveryChecks() public {
+        bytes memory other = _env("other_domain");
+        Hint memory h = _hint(other);
+        vm.expectRevert(abi.encodeWithSelector(Gateway.WrongDomain.selector, DOMAIN + 1, DOMAIN));
+        gateway.deliverWithHint(other, 1, _sig("other_domain"), h.k, h.y, h.ySqrt);
+        bytes memory rotation = _env("rotation_kind");
+        h = _hint(rotation);
+        vm.expectRevert(Gateway.RotationNotDeliverable.selector);
+        gateway.deliverWithHint(rotation, 1, _sig("rotation_kind"), h.k, h.y, h.ySqrt);
+
+        // A failing receiver is recorded as failed, exactly as with deliver.
+        bytes memory envelope = _env("second");
+        bytes32 id = keccak256(envelope);
+        h = _hint(envelope);
+        receiver.setFailing(true);
+        vm.expectEmit();
+        emit Gateway.HandlerFailed(id, abi.encodeWithSelector(RecordingReceiver.ReceiverFailing.selector, id));
+        gateway.deliverWithHint(envelope, 1, _sig("second"), h.k, h.y, h.ySqrt);
+        assertEq(gateway.deliveryStatus(id), 2, "failed");
+
+        // And a starved handler reverts the delivery instead of failing it.
+        bytes memory first = _env("first");
+        bytes memory firstSig = _sig("first");
+        h = _hint(first);
+        receiver.setFailing(false);
+        receiver.setBurn(3000);
+        vm.expectPartialRevert(Gateway.InsufficientGasForHandler.selector);
+        gateway.deliverWithHint{gas: 400_000}(first, 1, firstSig, h.k, h.y, h.ySqrt);
+        assertEq(gateway.deliveryStatus(keccak256(first)), 0, "a starved delivery must not count");
     }
 }

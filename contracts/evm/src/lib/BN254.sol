@@ -54,6 +54,14 @@ library BN254 {
     error G2PointNotInSubgroup();
     error ModExpFailed();
     error HashToCurveFailed(bytes32 digest);
+    // Hash-to-curve hint refusals, named as the Solana program's HINT_* errors.
+    /// y or ySqrt is >= p: send the reduced value.
+    error HintOutOfRange();
+    /// (x0 + k, y) is not on the curve: recompute k and y from the digest (attest.hash_to_g1).
+    error HintNotOnCurve(bytes32 digest, uint8 k);
+    /// ySqrt^2 != y: y is not the principal root (or ySqrt is wrong); send y = beta^((p+1)/4)
+    /// and ySqrt = y^((p+1)/4).
+    error HintNotCanonical();
     error PairingFailed();
     error InvalidSignature();
 
@@ -186,6 +194,29 @@ library BN254 {
         }
     }
 
+    /// The same point as `hashToG1` for the k the hint names, checked without a modexp: the
+    /// relayer passes k, y and a square root ySqrt of y. Checks: y, ySqrt < p; (x0 + k, y) on the
+    /// curve; ySqrt^2 == y. As p = 3 mod 4, exactly one of y, -y is a square, and the principal
+    /// root beta^((p+1)/4) is that one (its exponent is even), so a y with a square root is the
+    /// root try-and-increment returns: a relayer cannot negate H (and sigma with it) to get a
+    /// second accepted encoding.
+    ///
+    /// k is not proven minimal. Signers sign H for the first valid increment; a larger k gives
+    /// another point H' whose signature sk*H' cannot be made from sk*H (CDH), so the pairing
+    /// fails. k is one byte: landing on a point signed for another digest needs a digest within
+    /// 255 below its x, about 2^246 keccak evaluations (DESIGN.md, contracts/solana/README.md).
+    function hashToG1WithHint(bytes32 digest, uint8 k, uint256 y, uint256 ySqrt)
+        internal
+        pure
+        returns (G1Point memory point)
+    {
+        if (y >= P || ySqrt >= P) revert HintOutOfRange();
+        uint256 x = addmod(uint256(digest) % P, k, P);
+        if (!isOnG1Curve(x, y)) revert HintNotOnCurve(digest, k);
+        if (mulmod(ySqrt, ySqrt, P) != y) revert HintNotCanonical();
+        return G1Point(x, y);
+    }
+
     function _sqrtCandidate(uint256 beta) private view returns (uint256 y) {
         bool ok;
         assembly ("memory-safe") {
@@ -233,6 +264,11 @@ library BN254 {
     /// Reverts with InvalidSignature (or a decoding error) unless sigma signs digest under pk.
     function requireValidSignature(bytes32 digest, G2Point memory pk, G1Point memory sigma) internal view {
         (G1Point memory h,) = hashToG1(digest);
+        requireValidSignatureOn(h, pk, sigma);
+    }
+
+    /// As requireValidSignature, for H already computed (hashToG1 or hashToG1WithHint).
+    function requireValidSignatureOn(G1Point memory h, G2Point memory pk, G1Point memory sigma) internal view {
         if (!pairingCheck(sigma, h, pk)) revert InvalidSignature();
     }
 }
