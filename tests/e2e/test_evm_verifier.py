@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from py_ecc.optimized_bn128 import FQ, G2, multiply, normalize
-from py_ecc.optimized_bn128 import field_modulus as P
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import ContractLogicError
 
+import attest
 from adapters import evm_deploy
+from attest.bn254 import P
 from adapters.anvil import AnvilProcess, free_port
 from adapters.evm import hash_to_g1_hint
 from relay.envelope import Envelope, address_to_bytes32, message_digest
@@ -30,25 +30,12 @@ SECRET_1 = 0xA11CE
 SECRET_2 = 0xB0B
 
 
-def _hash_to_g1(digest: bytes) -> tuple[int, int]:
-    x = int.from_bytes(digest, "big") % P
-    while True:
-        beta = (x * x * x + 3) % P
-        y = pow(beta, (P + 1) // 4, P)
-        if y * y % P == beta:
-            return x, y
-        x = (x + 1) % P
-
-
 def _sign(secret: int, digest: bytes) -> bytes:
-    hx, hy = _hash_to_g1(digest)
-    sx, sy = normalize(multiply((FQ(hx), FQ(hy), FQ(1)), secret))
-    return int(sx).to_bytes(32, "big") + int(sy).to_bytes(32, "big")
+    return attest.sign(secret, digest)
 
 
 def _public_key(secret: int) -> bytes:
-    x, y = normalize(multiply(G2, secret))
-    return b"".join(c.to_bytes(32, "big") for c in (x.coeffs[1], x.coeffs[0], y.coeffs[1], y.coeffs[0]))
+    return attest.public_key(secret)
 
 
 def _b(value: str) -> bytes:
