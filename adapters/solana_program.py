@@ -352,9 +352,7 @@ async def initialize_committee(
     group_key: bytes,
 ) -> Pubkey:
     """Runs InitCommittee (admin = the program's upgrade authority); returns the config address."""
-    lamports = (await client.get_minimum_balance_for_rent_exemption(CONFIG_LEN)).value
-    ix = init_committee_ix(program_id, admin.pubkey(), domain=domain, epoch=epoch, n=n, t=t, group_key=group_key,
-                           lamports=lamports)
+    ix = init_committee_ix(program_id, admin.pubkey(), domain=domain, epoch=epoch, n=n, t=t, group_key=group_key)
     await send_instructions(client, admin, [ix])
     return committee_address(program_id)[0]
 
@@ -439,12 +437,11 @@ def init_committee_ix(
     n: int,
     t: int,
     group_key: bytes,
-    lamports: int,
 ) -> Instruction:
+    """The program pays the config's rent from the admin, computed from the Rent sysvar."""
     if len(group_key) != G2_LEN:
         raise ValueError("group_key must be a 128-byte G2 encoding (EIP-197 order)")
     data = bytes([ProgramInstruction.INIT_COMMITTEE]) + struct.pack("<IIHH", domain, epoch, n, t) + group_key
-    data += struct.pack("<Q", lamports)
     config, _ = committee_address(program_id)
     return Instruction(
         program_id,

@@ -25,7 +25,6 @@ from solders.transaction import Transaction  # noqa: E402
 from solders.transaction_metadata import FailedTransactionMetadata  # noqa: E402
 
 from adapters.solana_program import (  # noqa: E402
-    CONFIG_LEN,
     Attestation,
     G1Hint,
     deploy_program_litesvm,
@@ -77,7 +76,6 @@ def main() -> int:
     rows: list[tuple[str, int]] = []
     init = init_committee_ix(
         program_id, payer.pubkey(), domain=DOMAIN, epoch=1, n=3, t=2, group_key=key_1,
-        lamports=svm.minimum_balance_for_rent_exemption(CONFIG_LEN),
     )
     rows.append(("InitCommittee (PDA creation through CPI)", _program_units(svm, payer, init, [])))
 

@@ -29,7 +29,6 @@ from solders.transaction_metadata import FailedTransactionMetadata, TransactionM
 
 from adapters.solana_program import (
     BPF_LOADER_UPGRADEABLE_ID,
-    CONFIG_LEN,
     FIELD_MODULUS,
     PROGRAM_SO_PATH,
     Attestation,
@@ -149,7 +148,6 @@ class Chain:
             n=3,
             t=2,
             group_key=signer.group_key,
-            lamports=self.svm.minimum_balance_for_rent_exemption(CONFIG_LEN),
         )
         return self.send(ix, signers=(admin,) if admin != self.payer else ())
 

@@ -1,24 +1,10 @@
 #include "committee.h"
 
+#include "accounts.h"
 #include "bn254.h"
 #include "envelope.h"
 
 static const u8 CONFIG_MAGIC[8] = {'T', 'E', 'S', 'S', 'C', 'O', 'M', 'M'};
-
-static const SolPubkey BPF_LOADER_UPGRADEABLE = {{
-    0x02, 0xa8, 0xf6, 0x91, 0x4e, 0x88, 0xa1, 0xb0, 0xe2, 0x10, 0x15, 0x3e, 0xf7, 0x63, 0xae, 0x2b,
-    0x00, 0xc2, 0xb9, 0x3d, 0x16, 0xc1, 0x24, 0xd2, 0xc0, 0x53, 0x7a, 0x10, 0x04, 0x80, 0x00, 0x00,
-}};
-
-/* UpgradeableLoaderState::ProgramData (bincode): u32 tag 3 | u64 slot | Option<Pubkey> authority */
-#define PROGRAMDATA_TAG 3
-#define PROGRAMDATA_AUTHORITY_OFFSET 13
-
-/* System program instructions (bincode, u32 LE tag). */
-#define SYSTEM_CREATE_ACCOUNT 0
-#define SYSTEM_ASSIGN 1
-#define SYSTEM_TRANSFER 2
-#define SYSTEM_ALLOCATE 8
 
 static i64 unix_now(void) {
   SolClock clock;
@@ -160,20 +146,12 @@ u64 committee_rotate(SolParameters *params) {
   return 0;
 }
 
-static u64 system_call(SolParameters *params, SolAccountInfo *system, u64 meta_count, u64 data_len, u8 bump) {
-  u8 bump_seed = bump;
-  SolBytes seeds[2] = {{(const u8 *)COMMITTEE_SEED, sizeof(COMMITTEE_SEED) - 1}, {&bump_seed, 1}};
-  SolSignerSeeds signer = {seeds, 2};
-  SolInstruction ix = {system->key, SCRATCH->cpi_metas, meta_count, SCRATCH->cpi_data, data_len};
-  return sol_invoke_signed_c(&ix, params->accounts, (int)params->account_count, &signer, 1);
-}
-
-/* data: tag | domain u32 | epoch u32 | n u16 | t u16 | group key (128) | lamports u64;
+/* data: tag | domain u32 | epoch u32 | n u16 | t u16 | group key (128) (rent comes from the Rent sysvar);
  * accounts: [admin (signer, writable), config PDA (writable), this program's ProgramData, system program].
  * Only the program's upgrade authority may initialize, so nobody can front-run the deployer. */
 u64 committee_init(SolParameters *params) {
   if (params->account_count < 4) return ERR_NOT_ENOUGH_ACCOUNTS;
-  if (params->data_len != 1 + 4 + 4 + 2 + 2 + G2_LEN + 8) return ERR_INVALID_INSTRUCTION_DATA;
+  if (params->data_len != 1 + 4 + 4 + 2 + 2 + G2_LEN) return ERR_INVALID_INSTRUCTION_DATA;
   SolAccountInfo *admin = &params->accounts[0];
   SolAccountInfo *config = &params->accounts[1];
   SolAccountInfo *programdata = &params->accounts[2];
@@ -185,23 +163,16 @@ u64 committee_init(SolParameters *params) {
   u16 n = sol_read_u16_le(d + 8);
   u16 t = sol_read_u16_le(d + 10);
   const u8 *key = d + 12;
-  u64 lamports = sol_read_u64_le(d + 12 + G2_LEN);
 
   if (!admin->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
   if (!admin->is_writable || !config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
   if (!sol_is_zero(system->key->x, SOL_PUBKEY_LEN)) return ERR_WRONG_SYSTEM_PROGRAM;
 
-  SolBytes pd_seeds[1] = {{program_id->x, SOL_PUBKEY_LEN}};
+  u64 err = require_upgrade_authority(program_id, programdata, admin);
+  if (err) return err;
+
   SolPubkey expected;
   u8 bump;
-  if (sol_try_find_program_address(pd_seeds, 1, &BPF_LOADER_UPGRADEABLE, &expected, &bump) != 0 ||
-      !sol_pubkey_eq(&expected, programdata->key) || !sol_pubkey_eq(programdata->owner, &BPF_LOADER_UPGRADEABLE))
-    return ERR_WRONG_PROGRAM_DATA;
-  if (programdata->data_len < PROGRAMDATA_AUTHORITY_OFFSET + SOL_PUBKEY_LEN ||
-      sol_read_u32_le(programdata->data) != PROGRAMDATA_TAG || programdata->data[PROGRAMDATA_AUTHORITY_OFFSET - 1] != 1 ||
-      !sol_bytes_eq(programdata->data + PROGRAMDATA_AUTHORITY_OFFSET, admin->key->x, SOL_PUBKEY_LEN))
-    return ERR_NOT_UPGRADE_AUTHORITY;
-
   SolBytes cfg_seeds[1] = {{(const u8 *)COMMITTEE_SEED, sizeof(COMMITTEE_SEED) - 1}};
   if (sol_try_find_program_address(cfg_seeds, 1, program_id, &expected, &bump) != 0 ||
       !sol_pubkey_eq(&expected, config->key))
@@ -212,39 +183,12 @@ u64 committee_init(SolParameters *params) {
   if (sol_is_zero(key, G2_LEN)) return ERR_KEY_INFINITY;
   if (t == 0 || t > n) return ERR_BAD_THRESHOLD;
 
-  SolAccountMeta *metas = SCRATCH->cpi_metas;
-  u8 *cpi = SCRATCH->cpi_data;
-  u64 err;
-  if (*config->lamports == 0) {
-    metas[0] = (SolAccountMeta){admin->key, true, true};
-    metas[1] = (SolAccountMeta){config->key, true, true};
-    sol_write_u32_le(cpi, SYSTEM_CREATE_ACCOUNT);
-    sol_write_u64_le(cpi + 4, lamports);
-    sol_write_u64_le(cpi + 12, CONFIG_LEN);
-    sol_memcpy_(cpi + 20, program_id->x, SOL_PUBKEY_LEN);
-    err = system_call(params, system, 2, 52, bump);
-    if (err) return err;
-  } else {
-    /* Someone sent lamports to the address first (CreateAccount would refuse it): top up,
-     * allocate and assign instead, so a pre-funded PDA cannot block initialization. */
-    if (*config->lamports < lamports) {
-      metas[0] = (SolAccountMeta){admin->key, true, true};
-      metas[1] = (SolAccountMeta){config->key, true, false};
-      sol_write_u32_le(cpi, SYSTEM_TRANSFER);
-      sol_write_u64_le(cpi + 4, lamports - *config->lamports);
-      err = system_call(params, system, 2, 12, bump);
-      if (err) return err;
-    }
-    metas[0] = (SolAccountMeta){config->key, true, true};
-    sol_write_u32_le(cpi, SYSTEM_ALLOCATE);
-    sol_write_u64_le(cpi + 4, CONFIG_LEN);
-    err = system_call(params, system, 1, 12, bump);
-    if (err) return err;
-    sol_write_u32_le(cpi, SYSTEM_ASSIGN);
-    sol_memcpy_(cpi + 4, program_id->x, SOL_PUBKEY_LEN);
-    err = system_call(params, system, 1, 36, bump);
-    if (err) return err;
-  }
+  u8 bump_seed = bump;
+  SolBytes signer_seeds[2] = {{(const u8 *)COMMITTEE_SEED, sizeof(COMMITTEE_SEED) - 1}, {&bump_seed, 1}};
+  SolSignerSeeds signer = {signer_seeds, 2};
+  PdaCreation creation = {admin, config, system, &signer, CONFIG_LEN};
+  err = create_pda(params, &creation);
+  if (err) return err;
   if (config->data_len < CONFIG_LEN) return ERR_ACCOUNT_TOO_SMALL;
 
   i64 now = unix_now();

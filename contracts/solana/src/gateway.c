@@ -1,63 +1,12 @@
 #include "gateway.h"
 
+#include "accounts.h"
 #include "committee.h"
 #include "envelope.h"
 
 static const u8 OUTBOX_MAGIC_BYTES[8] = {'T', 'E', 'S', 'S', 'O', 'U', 'T', 'B'};
 static const u8 RECEIPT_MAGIC_BYTES[8] = {'T', 'E', 'S', 'S', 'R', 'C', 'P', 'T'};
 static const u8 COMMITTEE_MAGIC_BYTES[8] = {'T', 'E', 'S', 'S', 'C', 'O', 'M', 'M'};
-
-static const SolPubkey BPF_LOADER_UPGRADEABLE_ID = {{
-    0x02, 0xa8, 0xf6, 0x91, 0x4e, 0x88, 0xa1, 0xb0, 0xe2, 0x10, 0x15, 0x3e, 0xf7, 0x63, 0xae, 0x2b,
-    0x00, 0xc2, 0xb9, 0x3d, 0x16, 0xc1, 0x24, 0xd2, 0xc0, 0x53, 0x7a, 0x10, 0x04, 0x80, 0x00, 0x00,
-}};
-
-/* UpgradeableLoaderState::ProgramData (bincode): u32 tag 3 | u64 slot | Option<Pubkey> authority */
-#define PROGRAMDATA_TAG 3
-#define PROGRAMDATA_AUTHORITY_OFFSET 13
-
-#define SYSTEM_CREATE_ACCOUNT 0
-#define SYSTEM_ASSIGN 1
-#define SYSTEM_TRANSFER 2
-#define SYSTEM_ALLOCATE 8
-
-/* Rent as the runtime lays it out (repr(C)): the threshold is an f64, read as raw bits because
- * SBPFv0 has no floating point. */
-typedef struct {
-  u64 lamports_per_byte_year;
-  u64 exemption_threshold_bits;
-  u8 burn_percent;
-} SolRent;
-
-#define ACCOUNT_STORAGE_OVERHEAD 128
-
-u64 sol_get_rent_sysvar(SolRent *out);
-
-/* Rent-exempt minimum for `data_len` bytes, computed in integers from the Rent sysvar:
- * (128 + len) * lamports_per_byte_year * threshold, rounded up (one lamport too many is harmless,
- * one too few makes the runtime refuse the new account). */
-static u64 rent_exempt_minimum(u64 data_len, u64 *out) {
-  SolRent rent;
-  sol_memset_(&rent, 0, sizeof(rent));
-  if (sol_get_rent_sysvar(&rent) != 0) return ERR_SYSCALL_FAILED;
-  u64 bits = rent.exemption_threshold_bits;
-  u64 base = (ACCOUNT_STORAGE_OVERHEAD + data_len) * rent.lamports_per_byte_year;
-  if ((bits & 0x7fffffffffffffffULL) == 0) {
-    *out = 0;
-    return 0;
-  }
-  i64 exponent = (i64)((bits >> 52) & 0x7ff) - 1023;
-  if ((bits >> 63) != 0 || exponent > 31 || exponent < -31 || base >= (1ULL << 30)) return ERR_RENT_UNSUPPORTED;
-  u64 mantissa = (bits & ((1ULL << 52) - 1)) | (1ULL << 52);
-  u64 m32 = mantissa >> 20; /* threshold = m32 * 2^(exponent - 32) */
-  bool inexact = (mantissa & ((1ULL << 20) - 1)) != 0;
-  u64 product = base * m32;
-  u64 shift = (u64)(32 - exponent);
-  u64 result = product >> shift;
-  if (inexact || (product & ((1ULL << shift) - 1)) != 0) result += 1;
-  *out = result;
-  return 0;
-}
 
 static i64 clock_now(SolClock *clock) {
   if (sol_get_clock_sysvar(clock) != 0) return -1;
@@ -91,64 +40,6 @@ static u64 outbox_load(const SolAccountInfo *outbox, const SolPubkey *program_id
   return 0;
 }
 
-static u64 system_invoke(SolParameters *params, SolAccountInfo *system, u64 meta_count, u64 data_len,
-                         const SolSignerSeeds *signer) {
-  SolInstruction ix = {system->key, SCRATCH->cpi_metas, meta_count, SCRATCH->cpi_data, data_len};
-  return sol_invoke_signed_c(&ix, params->accounts, (int)params->account_count, signer, 1);
-}
-
-/* Creates `target` (a PDA of this program signed for by `signer`) with `space` bytes, paid by
- * `payer`. An address someone pre-funded makes CreateAccount fail, so that case tops up, allocates
- * and assigns instead: sending lamports to a future PDA must not block it. */
-typedef struct {
-  SolAccountInfo *payer;
-  SolAccountInfo *target;
-  SolAccountInfo *system;
-  const SolSignerSeeds *signer;
-  u64 space;
-} PdaCreation;
-
-static u64 create_pda(SolParameters *params, const PdaCreation *c) {
-  SolAccountInfo *payer = c->payer, *target = c->target, *system = c->system;
-  const SolSignerSeeds *signer = c->signer;
-  u64 space = c->space;
-  if (!sol_is_zero(target->owner->x, SOL_PUBKEY_LEN) || target->data_len != 0) return ERR_WRONG_ACCOUNT_OWNER;
-  u64 lamports;
-  u64 err = rent_exempt_minimum(space, &lamports);
-  if (err) return err;
-  SolAccountMeta *metas = SCRATCH->cpi_metas;
-  u8 *cpi = SCRATCH->cpi_data;
-  const SolPubkey *program_id = params->program_id;
-  if (*target->lamports == 0) {
-    metas[0] = (SolAccountMeta){payer->key, true, true};
-    metas[1] = (SolAccountMeta){target->key, true, true};
-    sol_write_u32_le(cpi, SYSTEM_CREATE_ACCOUNT);
-    sol_write_u64_le(cpi + 4, lamports);
-    sol_write_u64_le(cpi + 12, space);
-    sol_memcpy_(cpi + 20, program_id->x, SOL_PUBKEY_LEN);
-    err = system_invoke(params, system, 2, 52, signer);
-  } else {
-    if (*target->lamports < lamports) {
-      metas[0] = (SolAccountMeta){payer->key, true, true};
-      metas[1] = (SolAccountMeta){target->key, true, false};
-      sol_write_u32_le(cpi, SYSTEM_TRANSFER);
-      sol_write_u64_le(cpi + 4, lamports - *target->lamports);
-      err = system_invoke(params, system, 2, 12, signer);
-      if (err) return err;
-    }
-    metas[0] = (SolAccountMeta){target->key, true, true};
-    sol_write_u32_le(cpi, SYSTEM_ALLOCATE);
-    sol_write_u64_le(cpi + 4, space);
-    err = system_invoke(params, system, 1, 12, signer);
-    if (err) return err;
-    sol_write_u32_le(cpi, SYSTEM_ASSIGN);
-    sol_memcpy_(cpi + 4, program_id->x, SOL_PUBKEY_LEN);
-    err = system_invoke(params, system, 1, 36, signer);
-  }
-  if (err) return err;
-  if (target->data_len < space) return ERR_ACCOUNT_TOO_SMALL;
-  return 0;
-}
 
 /* data: tag (nothing else); accounts: [admin (signer, writable), outbox PDA (writable), this
  * program's ProgramData, system program]. Only the upgrade authority may initialize, as for the
@@ -165,17 +56,11 @@ u64 gateway_init(SolParameters *params) {
   if (!admin->is_writable || !outbox->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
   if (!sol_is_zero(system->key->x, SOL_PUBKEY_LEN)) return ERR_WRONG_SYSTEM_PROGRAM;
 
-  SolBytes pd_seeds[1] = {{program_id->x, SOL_PUBKEY_LEN}};
+  u64 err = require_upgrade_authority(program_id, programdata, admin);
+  if (err) return err;
+
   SolPubkey expected;
   u8 bump;
-  if (sol_try_find_program_address(pd_seeds, 1, &BPF_LOADER_UPGRADEABLE_ID, &expected, &bump) != 0 ||
-      !sol_pubkey_eq(&expected, programdata->key) || !sol_pubkey_eq(programdata->owner, &BPF_LOADER_UPGRADEABLE_ID))
-    return ERR_WRONG_PROGRAM_DATA;
-  if (programdata->data_len < PROGRAMDATA_AUTHORITY_OFFSET + SOL_PUBKEY_LEN ||
-      sol_read_u32_le(programdata->data) != PROGRAMDATA_TAG || programdata->data[PROGRAMDATA_AUTHORITY_OFFSET - 1] != 1 ||
-      !sol_bytes_eq(programdata->data + PROGRAMDATA_AUTHORITY_OFFSET, admin->key->x, SOL_PUBKEY_LEN))
-    return ERR_NOT_UPGRADE_AUTHORITY;
-
   SolBytes seeds[1] = {{(const u8 *)OUTBOX_SEED, sizeof(OUTBOX_SEED) - 1}};
   if (sol_try_find_program_address(seeds, 1, program_id, &expected, &bump) != 0 || !sol_pubkey_eq(&expected, outbox->key))
     return ERR_OUTBOX_WRONG_ADDRESS;
@@ -185,7 +70,7 @@ u64 gateway_init(SolParameters *params) {
   SolBytes signer_seeds[2] = {{(const u8 *)OUTBOX_SEED, sizeof(OUTBOX_SEED) - 1}, {&bump_seed, 1}};
   SolSignerSeeds signer = {signer_seeds, 2};
   PdaCreation creation = {admin, outbox, system, &signer, OUTBOX_LEN};
-  u64 err = create_pda(params, &creation);
+  err = create_pda(params, &creation);
   if (err) return err;
   u8 *box = outbox->data;
   sol_memset_(box, 0, OUTBOX_LEN);
