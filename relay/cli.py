@@ -167,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_operator(sub)
     _add_daemons(sub)
+    from relay.feeds import push_cli, serve_cli
+    from relay.tasks import worker_cli
+
+    worker_cli.register(sub)
+    serve_cli.register(sub)
+    push_cli.register(sub)
     try:
         from attest.cli import register as register_keys
     except ImportError:

@@ -152,12 +152,34 @@ class AttesterSection(_Model):
     max_observe_requests_per_s: Annotated[float, Field(gt=0)] = 20.0
 
 
+class WorkerSection(_Model):
+    """`[worker]`: the task worker daemon (`relay worker`, relay/tasks/worker.py). Owned by the worker."""
+
+
+class FeedRoundSection(_Model):
+    """`[feed_round]`: how attesters run feed rounds among themselves (relay/feeds/round.py)."""
+
+
+class FeedServerSection(_Model):
+    """`[feed_server]`: the feed server daemon (relay/feeds/server.py)."""
+
+
+class FeedPushSection(_Model):
+    """`[feed_push]`: the on-chain pusher (relay/feeds/push.py)."""
+
+
 class TesseraConfig(_Model):
     chains: dict[str, Chain]
     committee: CommitteeRef | None = None
     relayer: RelayerSection = RelayerSection()
     attester: AttesterSection = AttesterSection()
     feeds: FeedTables = {}
+    feed_round: FeedRoundSection = FeedRoundSection()
+    feed_server: FeedServerSection = FeedServerSection()
+    feed_push: FeedPushSection = FeedPushSection()
+    worker: WorkerSection | None = None
+    # `[executors.<id>]`: options for each executor, passed to its factory as keywords.
+    executors: dict[str, dict] = {}
     state_dir: Path | None = None
 
     @model_validator(mode="after")

@@ -1,6 +1,8 @@
 /* The one entrypoint: parse the input, dispatch on the instruction's first byte. */
 #include "committee.h"
+#include "feeds.h"
 #include "gateway.h"
+#include "taskboard.h"
 #include "tessera.h"
 
 /* data: tag | payload; accounts: [target (writable, owned by this program, exactly 32 bytes)].
@@ -44,6 +46,14 @@ uint64_t entrypoint(const uint8_t *input) {
       return gateway_send(params);
     case IX_DELIVER:
       return gateway_deliver(params);
+    case IX_TASK_REQUEST:
+      return taskboard_request(params);
+    case IX_TASK_SUBMIT_RESULT:
+      return taskboard_submit_result(params);
+    case IX_TASK_RECLAIM:
+      return taskboard_reclaim(params);
+    case IX_FEED_UPDATE:
+      return feeds_update(params);
     default:
       return ERR_UNKNOWN_INSTRUCTION;
   }

@@ -16,6 +16,12 @@ enum {
   IX_INIT_GATEWAY = 16,
   IX_SEND = 17,
   IX_DELIVER = 18,
+  /* 32..47: the task board (taskboard.c) */
+  IX_TASK_REQUEST = 32,
+  IX_TASK_SUBMIT_RESULT = 33,
+  IX_TASK_RECLAIM = 34,
+  /* 48..63: feeds (feeds.c) */
+  IX_FEED_UPDATE = 48,
 };
 
 /* Custom error codes: the transaction fails with InstructionError(i, Custom(code)).
@@ -68,6 +74,10 @@ enum {
   ERR_PAYLOAD_TOO_LONG = 0x45,
   ERR_NONCE_EXHAUSTED = 0x46,
   ERR_RENT_UNSUPPORTED = 0x47,
+
+  /* 0x50..0x6F: the task board (taskboard.c) */
+
+  /* 0x70..0x7F: feeds (feeds.c) */
 };
 
 /* Probe writes only to accounts of exactly this size; no other account type may have it, so a
