@@ -75,7 +75,8 @@ def build_app(relayer: Relayer) -> web.Application:
         record = await relayer.store.get(_message_id(request))
         if record is None:
             return web.json_response({"error": "unknown message id"}, status=404)
-        return web.json_response(record_json(record))
+        # The whole envelope, so clients can check it against the id they know (SDK task results).
+        return web.json_response({**record_json(record), "envelope": "0x" + record.envelope.hex()})
 
     @routes.post("/v1/messages/{message_id}/retry")
     async def retry(request: web.Request) -> web.Response:

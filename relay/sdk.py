@@ -69,6 +69,7 @@ class TesseraClient:
         self._adapters = {name: build_adapter(name, chain, role="sender") for name, chain in config.chains.items()}
         self._committee = None
         self._started = False
+        self._boards: dict[str, object] = {}
 
     @classmethod
     def from_config(cls, path: str | Path | None = None) -> "TesseraClient":
@@ -92,6 +93,9 @@ class TesseraClient:
             self._started = True
 
     async def close(self) -> None:
+        for board in self._boards.values():
+            await board.close()
+        self._boards.clear()
         for adapter in self._adapters.values():
             await adapter.close()
         self._started = False
@@ -101,6 +105,28 @@ class TesseraClient:
             return self._adapters[name]
         except KeyError:
             raise UnknownChainError(f"no chain named {name!r} in the config; known: {', '.join(self._adapters)}") from None
+
+    def _chain_config(self, name: str):
+        self._chain(name)  # the same error for an unknown name
+        return self.config.chains[name]
+
+    def _task_board(self, name: str):
+        if name not in self._boards:
+            from relay.tasks.client import open_board
+
+            self._boards[name] = open_board(self.config, name)
+        return self._boards[name]
+
+    async def request_task(self, *, src: str, dst: str, executor: str, input: bytes | str | None = None,
+                           max_fee: int, deadline: int | None = None, input_uri: str | None = None,
+                           input_hash: bytes | None = None, allow_unknown_executor: bool = False):
+        """Escrow `max_fee` on `src` and ask the workers on `dst` to run `executor` on `input`.
+        Returns a `relay.tasks.client.TaskHandle` (`await handle.result()`, `handle.events()`)."""
+        from relay.tasks.client import request_task
+
+        return await request_task(self, src=src, dst=dst, executor=executor, input=input, max_fee=max_fee,
+                                  deadline=deadline, input_uri=input_uri, input_hash=input_hash,
+                                  allow_unknown_executor=allow_unknown_executor)
 
     def _by_domain(self, domain: int) -> tuple[str, object]:
         for name, adapter in self._adapters.items():

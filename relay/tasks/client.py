@@ -1,0 +1,338 @@
+"""The SDK side of AI tasks: `TesseraClient.request_task(...)` returns a `TaskHandle`.
+
+    handle = await client.request_task(src="evm", dst="solana", executor="sentiment",
+                                       input="What a lovely day", max_fee=10**15)
+    async for event in handle.events():      # requested, request_delivered, result_submitted, ...
+        print(event.stage, event.elapsed_s)
+    result = await handle.result(timeout=120)  # output + the checked attestation
+
+`result()` returns only once the requester's board recorded the committee's PROOF_ATTESTATION
+(and paid the worker), and after the SDK checked, off-chain, everything the output rests on: the
+TASK_RESULT and PROOF_ATTESTATION envelopes hash to the ids the board recorded, the attestation
+matches the result (request, output hash, worker, payout), the worker's Ed25519 signature, the
+output bytes against the output hash, and the committee's threshold signature over the attestation
+(combined from the attesters' partials). The envelopes are fetched from the relayer's API and
+the attestation id from an attester, neither of which is trusted: every byte is checked against
+the ids on chain and against the committee key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from relay.envelope import Envelope
+from relay.errors import TesseraError
+from relay.protocol import COMMITTEE_DOMAIN, MessageKind
+from relay.tasks.board import RequesterBoard, ServingBoard, TaskState, TaskStatus
+from relay.tasks.executors import ExecutorRegistry
+from relay.envelope import keccak256
+from relay.tasks.payloads import (
+    AttestationMethod,
+    ProofAttestation,
+    TaskPayloadError,
+    TaskRequest,
+    TaskResult,
+)
+
+if TYPE_CHECKING:
+    from relay.sdk import TesseraClient
+
+# A TASK_REQUEST payload is 43 bytes of header + 2 bytes of length before the inline input.
+MAX_INLINE_INPUT = 512 - 43
+DEFAULT_DEADLINE_S = 300
+
+
+class TaskError(TesseraError):
+    """Base class of the SDK's task errors."""
+
+
+class TaskRequestError(TaskError, ValueError):
+    """The request is malformed: nothing was sent."""
+
+
+class TaskTimeoutError(TaskError, TimeoutError):
+    pass
+
+
+class TaskExpiredError(TaskError):
+    """The deadline passed without an attested result: the escrow can be reclaimed."""
+
+
+class TaskRefundedError(TaskError):
+    pass
+
+
+class TaskVerificationError(TaskError):
+    """Something the result rests on does not check out: do not use the output."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    stage: str  # requested | request_delivered | result_submitted | result_delivered | completed | expired | refunded
+    elapsed_s: float  # since request_task returned the request transaction
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedResult:
+    request_id: bytes
+    output: bytes
+    result: TaskResult
+    result_envelope: Envelope
+    attestation: ProofAttestation
+    attestation_envelope: Envelope
+    epoch: int
+    signature: bytes  # the committee's combined signature over the attestation envelope
+    status: TaskStatus
+
+    @property
+    def text(self) -> str:
+        return self.output.decode("utf-8", errors="replace")
+
+    @property
+    def method(self) -> AttestationMethod:
+        return self.attestation.method
+
+
+def _board_modules(kind: str):
+    if kind == "evm":
+        from adapters import evm_tasks
+
+        return evm_tasks.EvmTaskBoard
+    from adapters import solana_tasks
+
+    return solana_tasks.SolanaTaskBoard
+
+
+@functools.cache
+def _known_executors() -> frozenset[str]:
+    registry = ExecutorRegistry.load({})
+    return frozenset(registry.installed) | frozenset(registry.unavailable)
+
+
+def _check_executor(executor: str, allow_unknown: bool) -> None:
+    if allow_unknown:
+        return
+    known = _known_executors()
+    if executor not in known:
+        raise TaskRequestError(
+            f"unknown executor {executor!r}; known: {', '.join(sorted(known))}. Pass allow_unknown_executor=True "
+            "for a plugin that only the workers have installed")
+
+
+def build_request(executor: str, input: bytes | str | None, max_fee: int, deadline: int,
+                  input_uri: str | None = None, input_hash: bytes | None = None,
+                  allow_unknown_executor: bool = False) -> TaskRequest:
+    """Validates and encodes a TASK_REQUEST; every problem raises TaskRequestError saying what to do."""
+    if isinstance(input, str):
+        input = input.encode("utf-8")
+    if not isinstance(max_fee, int) or max_fee < 0:
+        raise TaskRequestError(f"max_fee must be a non-negative integer (smallest unit of the source chain's token), got {max_fee!r}")
+    if deadline <= time.time():
+        raise TaskRequestError(f"deadline {deadline} is not in the future; pass a unix time later than now")
+    try:
+        if input_uri is not None:
+            if input_hash is None:
+                if input is None:
+                    raise TaskRequestError("input by reference needs input_hash (keccak256 of the content) or the content itself")
+                input_hash = keccak256(input)
+            request = TaskRequest(executor, max_fee, deadline, input_hash=input_hash, input_uri=input_uri)
+        else:
+            if input is None:
+                raise TaskRequestError("pass input (inline) or input_uri (+ input or input_hash)")
+            if len(input) > MAX_INLINE_INPUT:
+                raise TaskRequestError(
+                    f"input is {len(input)} bytes; inline input is limited to {MAX_INLINE_INPUT} bytes. Publish it "
+                    "and pass input_uri= (https://, ipfs://, ar://) with the content or its keccak256 as input_hash=")
+            request = TaskRequest(executor, max_fee, deadline, input=input)
+        request.encode()
+    except TaskPayloadError as exc:
+        raise TaskRequestError(str(exc)) from None
+    _check_executor(executor, allow_unknown_executor)
+    return request
+
+
+class TaskHandle:
+    def __init__(self, client: "TesseraClient", src: str, dst: str, request: TaskRequest, envelope: Envelope,
+                 tx: str, requester: RequesterBoard, serving: ServingBoard) -> None:
+        self._client = client
+        self.src, self.dst = src, dst
+        self.request = request
+        self.envelope = envelope
+        self.tx = tx
+        self._requester = requester
+        self._serving = serving
+        self._started = time.monotonic()
+        self.timeline: dict[str, float] = {"requested": 0.0}
+
+    @property
+    def request_id(self) -> bytes:
+        return self.envelope.message_id
+
+    @property
+    def id_hex(self) -> str:
+        return "0x" + self.request_id.hex()
+
+    def _event(self, stage: str, **detail) -> TaskEvent:
+        elapsed = self.timeline.setdefault(stage, time.monotonic() - self._started)
+        return TaskEvent(stage, elapsed, detail)
+
+    async def status(self) -> TaskStatus:
+        return await self._requester.task_status(self.request_id)
+
+    async def events(self, poll: float = 0.25, timeout: float | None = None) -> AsyncIterator[TaskEvent]:
+        """Each stage once, in order, until the task completes, is refunded, or its deadline passes
+        with no result (then `expired`: call `reclaim()`)."""
+        yield self._event("requested", tx=self.tx)
+        destination = self._client._chain(self.dst)
+        seen: set[str] = {"requested"}
+        limit = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if "request_delivered" not in seen and await destination.is_delivered(self.request_id):
+                seen.add("request_delivered")
+                yield self._event("request_delivered")
+            if "request_delivered" in seen and "result_submitted" not in seen:
+                if await self._serving.result_submitted(self.request_id):
+                    seen.add("result_submitted")
+                    yield self._event("result_submitted")
+            status = await self._requester.task_status(self.request_id)
+            if status.state >= TaskState.RESULT_RECEIVED and status.state != TaskState.REFUNDED:
+                for stage in ("request_delivered", "result_submitted"):
+                    if stage not in seen:  # passed between two polls
+                        seen.add(stage)
+                        yield self._event(stage)
+                if "result_delivered" not in seen:
+                    seen.add("result_delivered")
+                    yield self._event("result_delivered", result_id="0x" + (status.result_id or b"").hex())
+            if status.state == TaskState.COMPLETED:
+                yield self._event("completed", payout="0x" + (status.payout or b"").hex(), escrow=status.escrow)
+                return
+            if status.state == TaskState.REFUNDED:
+                yield self._event("refunded")
+                return
+            if status.state == TaskState.OPEN and time.time() > status.deadline + 2:
+                yield self._event("expired", deadline=status.deadline)
+                return
+            if limit is not None and time.monotonic() > limit:
+                raise TaskTimeoutError(f"task {self.id_hex} did not finish within {timeout:.0f}s (stages: {sorted(seen)})")
+            await asyncio.sleep(poll)
+
+    async def result(self, timeout: float = 120.0) -> VerifiedResult:
+        last = None
+        try:
+            async with asyncio.timeout(timeout):
+                async for event in self.events():
+                    last = event
+        except TimeoutError:
+            raise TaskTimeoutError(
+                f"task {self.id_hex} has no attested result after {timeout:.0f}s (last stage: "
+                f"{last.stage if last else 'none'}); `relay status` shows the messages, handle.events() the stages") from None
+        assert last is not None
+        if last.stage == "expired":
+            raise TaskExpiredError(f"task {self.id_hex} passed its deadline with no result; call handle.reclaim()")
+        if last.stage == "refunded":
+            raise TaskRefundedError(f"task {self.id_hex} was refunded")
+        return await self.verify()
+
+    async def reclaim(self) -> str:
+        return await self._requester.reclaim(self.request_id)
+
+    async def verify(self) -> VerifiedResult:
+        """The off-chain checks described in the module docstring. Needs the task to be COMPLETED."""
+        status = await self._requester.task_status(self.request_id)
+        if status.state != TaskState.COMPLETED or status.result_id is None:
+            raise TaskVerificationError(f"task {self.id_hex} is {status.state.name}, not COMPLETED")
+        result_env = await self._fetch_envelope(status.result_id)
+        if result_env.kind != MessageKind.TASK_RESULT:
+            raise TaskVerificationError("the recorded result id is not a TASK_RESULT envelope")
+        try:
+            result = TaskResult.decode(result_env.payload)
+            result.verify_signature()
+        except TaskPayloadError as exc:
+            raise TaskVerificationError(f"the TASK_RESULT does not check out: {exc}") from None
+        if result.request_id != self.request_id or result.output_hash != status.output_hash:
+            raise TaskVerificationError("the TASK_RESULT is for another request or output than the board recorded")
+        output = result.output if result.output is not None else await self._fetch_uri(result.output_uri or "")
+        if keccak256(output) != result.output_hash:
+            raise TaskVerificationError("the output does not hash to the attested output_hash")
+        attestation_id = await self._attestation_id(status.result_id)
+        attestation_env = await self._fetch_envelope(attestation_id)
+        attestation = ProofAttestation.decode(attestation_env.payload)
+        if (attestation_env.kind != MessageKind.PROOF_ATTESTATION or attestation_env.src_domain != COMMITTEE_DOMAIN
+                or attestation_env.src_sender != bytes(32)
+                or (attestation.request_id, attestation.result_id, attestation.output_hash, attestation.worker,
+                    attestation.payout)
+                != (self.request_id, status.result_id, result.output_hash, result.worker, result.payout)):
+            raise TaskVerificationError("the PROOF_ATTESTATION does not match the recorded result")
+        from relay.sdk import SentMessage
+
+        epoch, signature = await self._client.committee_signature(
+            SentMessage(envelope=attestation_env, source_chain="committee", source_tx=""))
+        return VerifiedResult(self.request_id, output, result, result_env, attestation, attestation_env, epoch,
+                              signature, status)
+
+    async def _fetch_envelope(self, message_id: bytes) -> Envelope:
+        url = f"http://{self._client.config.relayer.listen}/v1/messages/0x{message_id.hex()}"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            async with session.get(url) as response:
+                if response.status != 200:
+                    raise TaskVerificationError(f"the relayer does not know message 0x{message_id.hex()} ({url}: "
+                                                f"HTTP {response.status})")
+                body = await response.json()
+        envelope = Envelope.decode(bytes.fromhex(body["envelope"].removeprefix("0x")))
+        if envelope.message_id != message_id:
+            raise TaskVerificationError(f"the relayer returned an envelope that does not hash to 0x{message_id.hex()}")
+        return envelope
+
+    async def _attestation_id(self, result_id: bytes) -> bytes:
+        reasons = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+            for member in self._client.committee.members:
+                url = f"{member.endpoint}/v1/task-results/0x{result_id.hex()}"
+                try:
+                    async with session.get(url) as response:
+                        body = await response.json()
+                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                    reasons.append(f"member {member.index}: {exc or type(exc).__name__}")
+                    continue
+                if body.get("status") == "attested" and body.get("attestation_id"):
+                    return bytes.fromhex(body["attestation_id"].removeprefix("0x"))
+                reasons.append(f"member {member.index}: {body.get('status')} {body.get('reason', '')}".strip())
+        raise TaskVerificationError(f"no attester reports an attestation for result 0x{result_id.hex()}: {'; '.join(reasons)}")
+
+    async def _fetch_uri(self, uri: str) -> bytes:
+        if not uri.startswith(("http://", "https://")):
+            raise TaskVerificationError(f"output is behind {uri!r}; fetch it yourself and check it against output_hash")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(uri) as response:
+                if response.status != 200:
+                    raise TaskVerificationError(f"output URI {uri} answered HTTP {response.status}")
+                return await response.content.read(1 << 20)
+
+
+async def request_task(client: "TesseraClient", *, src: str, dst: str, executor: str,
+                       input: bytes | str | None = None, max_fee: int, deadline: int | None = None,
+                       input_uri: str | None = None, input_hash: bytes | None = None,
+                       allow_unknown_executor: bool = False) -> TaskHandle:
+    if src == dst:
+        raise TaskRequestError("src and dst are the same chain; a task goes to the workers of another chain")
+    dst_chain = client._chain_config(dst)
+    deadline = int(time.time()) + DEFAULT_DEADLINE_S if deadline is None else int(deadline)
+    request = build_request(executor, input, max_fee, deadline, input_uri, input_hash, allow_unknown_executor)
+    requester = client._task_board(src)
+    serving = client._task_board(dst)
+    sent = await requester.request_task(dst_domain=dst_chain.domain, worker_board=serving.address, request=request)
+    return TaskHandle(client, src, dst, request, sent.envelope, sent.tx, requester, serving)
+
+
+def open_board(config, chain_name: str):
+    """The requester-role board client of a configured chain (read calls and the SDK's requests)."""
+    chain = config.chains[chain_name]
+    return _board_modules(chain.kind).from_config(config, chain_name, role="requester")
