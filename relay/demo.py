@@ -1,41 +1,77 @@
-"""`relay demo` (what `make demo` runs): the whole stack on a fresh localnet, explained as it runs.
+"""`relay demo` (what `make demo` runs): AI tasks across two real chains, explained as it runs.
 
-1. real chains: anvil + the Solana localnet server, contracts and program deployed;
-2. a 3-of-4 attester committee and a relayer, each its own process;
-3. messages sent through the SDK in both directions, each followed stage by stage to delivery,
-   with the committee's signature checked off-chain as well;
-4. a summary; everything is stopped. Exit code 0 only if every message was delivered and verified.
+1. real chains: anvil + the Solana localnet server; contracts and the program deployed;
+2. a 3-of-4 attester committee, a relayer, and a task worker on each chain, each its own process;
+3. agents ask for AI work through the SDK in both directions; each task is followed stage by stage:
+   request carried to the other chain → a worker runs the executor → its signed result carried
+   back → the committee checks it (re-executing deterministic executors) and its attestation
+   carried back → the requester's task board pays the worker;
+4. a summary: outputs, who was paid, where the time went, and the committee's signature over each
+   attestation checked off-chain. Exit code 0 only if every task completed and verified.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
-import sqlite3
+import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from relay.config import load_config
 from relay.devstack import messaging_stack
 from relay.localnet import read_state, summary
 
-MESSAGES = [
-    ("evm", "solana", b"task: classify the sentiment of 'markets rallied on strong earnings'"),
-    ("solana", "evm", b"result: positive (compound 0.62), worker 7xKX..."),
-    ("evm", "solana", b"proof: re-executed by 3 of 4 attesters, output hash matches"),
-    ("solana", "evm", b"data: ETH/USD 3412.55 +/- 0.8 @ round 1042"),
+# (src, dst, executor, input): what agents on each chain ask the other chain's workers to do.
+TASKS = [
+    ("evm", "solana", "sentiment", "Markets rallied on strong earnings and upbeat guidance."),
+    ("solana", "evm", "sentiment", "The launch slipped again and customers are furious."),
+    ("evm", "solana", "echo", "proof-of-inference handshake #42"),
+    ("solana", "evm", "sentiment", "A solid quarter: nothing spectacular, nothing alarming."),
 ]
+MAX_FEE = {"evm": 10**15, "solana": 1_000_000}  # 0.001 ETH / 0.001 SOL held in escrow
+UNIT = {"evm": "wei", "solana": "lamports"}
+STAGES = ["requested", "request_delivered", "result_submitted", "result_delivered", "completed"]
+SHORT = {"requested": "requested", "request_delivered": "request on dst", "result_submitted": "result sent",
+         "result_delivered": "result on src", "completed": "attested+paid"}
 
 
-def _stage(db: Path, message_id: bytes) -> tuple[str, str]:
+@dataclass
+class Row:
+    src: str
+    dst: str
+    executor: str
+    input: str
+    handle: object = None
+    stages: dict[str, float] = field(default_factory=dict)
+    final: str = ""
+    error: str = ""
+    verified: object = None
+
+
+def _render(rows: list[Row], elapsed: float) -> str:
+    lines = [f"   {'task':<14} {'route':<15} {'executor':<10} {'stage':<15} "
+             + " ".join(f"{SHORT[s]:>14}" for s in STAGES[1:]) + f"   t={elapsed:5.1f}s"]
+    for row in rows:
+        stage = row.final or (max(row.stages, key=STAGES.index) if row.stages else "sending")
+        cells = " ".join(f"{(f'{row.stages[s]:.2f}s' if s in row.stages else '.'):>14}" for s in STAGES[1:])
+        lines.append(f"   {row.handle.id_hex[:14] if row.handle else '-':<14} {row.src + ' -> ' + row.dst:<15} "
+                     f"{row.executor:<10} {SHORT.get(stage, stage):<15} {cells}")
+    return "\n".join(lines)
+
+
+async def _follow(row: Row, timeout: float) -> None:
     try:
-        with sqlite3.connect(db) as conn:
-            row = conn.execute("SELECT stage, reason FROM messages WHERE message_id = ?", (message_id,)).fetchone()
-    except sqlite3.Error:
-        return "-", ""
-    return row if row else ("sent", "")
+        async with asyncio.timeout(timeout):
+            async for event in row.handle.events():
+                row.stages[event.stage] = event.elapsed_s
+                if event.stage in ("completed", "expired", "refunded"):
+                    row.final = event.stage
+        if row.final == "completed":
+            row.verified = await row.handle.verify()
+    except Exception as exc:  # reported in the summary; the other tasks go on
+        row.error = f"{type(exc).__name__}: {exc}"
 
 
 async def run_demo() -> int:
@@ -46,11 +82,15 @@ async def run_demo() -> int:
         from relay.log import configure_logging
 
         configure_logging("warning")
-    print("Tessera demo\n============\n1. Starting real chains (anvil + Solana SVM localnet), deploying, dealing a "
-          "3-of-4 committee,\n   and starting 4 attester processes and a relayer process...", flush=True)
+    tty = sys.stdout.isatty()
+    print("Tessera demo: AI tasks across chains\n====================================\n"
+          "1. Starting real chains (anvil + Solana SVM localnet), deploying the gateways and task boards,\n"
+          "   dealing a 3-of-4 attester committee, starting 4 attesters, a relayer and a worker per chain...",
+          flush=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tessera-demo-") as tmp:
         async with messaging_stack(Path(tmp)) as stack:
+            await asyncio.gather(stack.start_worker("evm"), stack.start_worker("solana"))
             print(f"   up in {time.perf_counter() - started:.1f}s\n")
             print("\n".join("   " + line for line in summary(read_state(stack.state_dir), stack.state_dir).splitlines()))
 
@@ -58,50 +98,50 @@ async def run_demo() -> int:
             for check, outcome in await smoke(stack.state_dir):
                 print(f"   {check:<48} {outcome}")
 
-            config = load_config(stack.config_path)
-            db = config.relayer.db
-            # On Solana a receiver is any account that reads the delivery receipt; use a fresh key.
-            receivers = {"evm": bytes.fromhex(config.chains["evm"].contracts["RecordingReceiver"][2:]),
-                         "solana": hashlib.sha256(b"tessera demo receiver").digest()}
-            print("\n3. Sending messages through the SDK; the relayer carries them:\n")
+            print("\n3. Agents request AI tasks through the SDK (client.request_task); each column is the time\n"
+                  "   since the request at which the task reached that stage:\n", flush=True)
+            rows = [Row(src, dst, executor, text) for src, dst, executor, text in TASKS]
             async with TesseraClient.from_config(stack.config_path) as client:
-                sent = []
-                for src, dst, payload in MESSAGES:
-                    message = await client.send(src, dst, receivers[dst], payload)
-                    sent.append((message, time.perf_counter()))
-                done: dict[bytes, tuple[float, str | None]] = {}
-                deadline = time.monotonic() + 120
-                last_table = ""
-                while len(done) < len(sent) and time.monotonic() < deadline:
-                    for message, t0 in sent:
-                        if message.message_id not in done and await client.is_delivered(message):
-                            delivery = await client.wait_delivered(message, timeout=5)
-                            done[message.message_id] = (time.perf_counter() - t0, delivery.tx)
-                    table = "\n".join(
-                        f"   {m.id_hex[:14]}  {m.source_chain:>6} -> {('solana' if m.source_chain == 'evm' else 'evm'):<6}"
-                        f"  {_stage(db, m.message_id)[0]:<10}"
-                        + (f" delivered in {done[m.message_id][0]:.2f}s" if m.message_id in done else "")
-                        for m, _ in sent)
-                    if table != last_table:
-                        print(table + "\n")
-                        last_table = table
-                    await asyncio.sleep(0.2)
-
-                print("4. Summary")
-                ok = True
-                for message, _ in sent:
-                    if message.message_id not in done:
-                        stage, reason = _stage(db, message.message_id)
-                        print(f"   {message.id_hex[:14]}  NOT delivered (stage {stage}: {reason})")
-                        ok = False
-                        continue
-                    epoch, signature = await client.committee_signature(message)
-                    verified = client.verify(message.envelope, epoch, signature)
-                    ok = ok and verified
-                    latency, tx = done[message.message_id]
-                    print(f"   {message.id_hex[:14]}  {message.source_chain:>6} nonce {message.envelope.nonce}  "
-                          f"{latency:5.2f}s  dest tx {str(tx)[:18]}...  signature "
-                          f"{'verified off-chain' if verified else 'DID NOT VERIFY'}")
-    print(f"\n{'all messages delivered and their signatures verified' if ok else 'demo FAILED'}; "
-          "everything stopped. (AI tasks and feeds come with their milestones: see README.)")
+                for row in rows:
+                    row.handle = await client.request_task(src=row.src, dst=row.dst, executor=row.executor,
+                                                           input=row.input, max_fee=MAX_FEE[row.src])
+                t0 = time.perf_counter()
+                followers = asyncio.gather(*(_follow(row, 150) for row in rows))
+                last = ""
+                while not followers.done():
+                    table = _render(rows, time.perf_counter() - t0)
+                    if table != last:
+                        if tty and last:
+                            print(f"\x1b[{last.count(chr(10)) + 2}A", end="")
+                        print(table + "\n", flush=True)
+                        last = table
+                    await asyncio.wait([followers], timeout=0.25)
+                if tty:
+                    print(f"\x1b[{last.count(chr(10)) + 2}A", end="")
+                print(_render(rows, time.perf_counter() - t0) + "\n")
+                ok = _summarise(rows)
+    print(f"\n{'every task completed: outputs checked, attestations verified, workers paid' if ok else 'demo FAILED'}"
+          "; everything stopped.")
     return 0 if ok else 1
+
+
+def _summarise(rows: list[Row]) -> bool:
+    print("4. Summary")
+    ok = True
+    for row in rows:
+        head = f"   {row.handle.id_hex[:14] if row.handle else '-'}  {row.src:>6} -> {row.dst:<6} {row.executor:<9}"
+        if row.verified is None:
+            ok = False
+            print(f"{head} NOT completed: {row.error or row.final or 'unfinished'}")
+            continue
+        v = row.verified
+        s = row.stages
+        execution = s["result_submitted"] - s["request_delivered"]
+        messaging = s["completed"] - execution
+        output = v.text if len(v.text) <= 90 else v.text[:87] + "..."
+        print(f"{head} {output}")
+        print(f"   {'':14}  {'':16}{'':10}method {v.method.name.lower().replace('_', ' ')}, committee epoch {v.epoch} "
+              f"signature verified off-chain, worker paid {v.status.escrow} {UNIT[row.src]}")
+        print(f"   {'':14}  {'':16}{'':10}{s['completed']:.2f}s total = {messaging:.2f}s messaging + "
+              f"{execution:.2f}s worker (detect, execute, submit)")
+    return ok
