@@ -16,6 +16,13 @@ import {ITesseraReceiver} from "./interfaces/ITesseraReceiver.sol";
 /// (after deadline + attestationGrace once a result was recorded, so a worker who answered in
 /// time is not raced out of an attestation that is on its way).
 ///
+/// The same contract is the serving side on its own chain: a TASK_REQUEST delivered to it is
+/// recorded (keyed by its message id) and announced in `TaskReceived` with the whole payload, so a
+/// worker reads the input from the log; `submitResult` sends the first valid TASK_RESULT for it
+/// back through the gateway to the requester's board, with this board as the envelope's sender.
+/// It is permissionless: what makes a result worth paying is the worker's Ed25519 signature and
+/// the committee's PROOF_ATTESTATION, not who submitted it.
+///
 /// `handleMessage` never reverts on bad input: the gateway would record the delivery as failed
 /// and anyone could retry it forever. Messages that change nothing emit TaskMessageIgnored.
 contract TaskBoard is ITesseraReceiver {
@@ -56,7 +63,19 @@ contract TaskBoard is ITesseraReceiver {
     /// before the requester may reclaim.
     uint64 public immutable attestationGrace;
 
+    /// A TASK_REQUEST delivered here (serving side); fits two storage slots.
+    struct Incoming {
+        uint32 srcDomain;
+        uint64 deadline;
+        bytes16 executor;
+        bool received;
+        bool answered;
+        bytes32 srcBoard; // the requester's board: where the result goes
+    }
+
     mapping(bytes32 requestId => Task) public tasks;
+    /// Serving side: requests delivered to this board, by request id (their message id).
+    mapping(bytes32 requestId => Incoming) public incoming;
     /// Payouts whose transfer failed inside the handler, claimable with `withdraw`.
     mapping(address account => uint256) public credits;
 
@@ -76,6 +95,15 @@ contract TaskBoard is ITesseraReceiver {
     );
     event TaskCompleted(bytes32 indexed requestId, bytes32 indexed resultId, address indexed payout, uint256 amount);
     event TaskRefunded(bytes32 indexed requestId, address indexed requester, uint256 amount);
+    event TaskReceived(
+        bytes32 indexed requestId,
+        uint32 indexed srcDomain,
+        bytes32 srcBoard,
+        bytes16 executor,
+        uint64 deadline,
+        bytes payload
+    );
+    event TaskResultSent(bytes32 indexed requestId, bytes32 indexed resultId, address indexed submitter);
     event TaskMessageIgnored(bytes32 indexed messageId, string reason);
     event PayoutCredited(address indexed account, uint256 amount);
     event Withdrawn(address indexed account, uint256 amount);
@@ -90,6 +118,10 @@ contract TaskBoard is ITesseraReceiver {
     error NothingToWithdraw(address account);
     error TransferFailed(address to, uint256 amount);
     error Reentrancy();
+    error UnknownRequest(bytes32 requestId);
+    error ResultAlreadySubmitted(bytes32 requestId);
+    error RequestExpired(bytes32 requestId, uint64 deadline, uint256 now_);
+    error ExecutorMismatch(bytes32 requestId, bytes16 requested, bytes16 result);
 
     modifier nonReentrant() {
         if (_locked) revert Reentrancy();
@@ -170,6 +202,33 @@ contract TaskBoard is ITesseraReceiver {
         return tasks[requestId].state;
     }
 
+    // --- serving side ------------------------------------------------------------------------
+
+    /// Sends `resultPayload` (an encoded TASK_RESULT) to the board that requested it. msg.value
+    /// must cover gateway.fee(); all of it goes to the gateway (which keeps any excess, as
+    /// Gateway.send does). Reverts with the payload library's error when the payload is
+    /// malformed, or with UnknownRequest / ResultAlreadySubmitted / RequestExpired /
+    /// ExecutorMismatch; the first valid result wins.
+    function submitResult(bytes calldata resultPayload) external payable nonReentrant returns (bytes32 resultId) {
+        TaskPayloads.TaskResult memory r = TaskPayloads.decodeResult(resultPayload);
+        Incoming storage req = incoming[r.requestId];
+        if (!req.received) revert UnknownRequest(r.requestId);
+        if (req.answered) revert ResultAlreadySubmitted(r.requestId);
+        uint64 deadline = req.deadline;
+        if (block.timestamp > deadline) revert RequestExpired(r.requestId, deadline, block.timestamp);
+        if (r.executor != req.executor) revert ExecutorMismatch(r.requestId, req.executor, r.executor);
+        uint256 fee = gateway.fee();
+        if (msg.value < fee) revert ValueBelowGatewayFee(msg.value, fee);
+        req.answered = true; // before the external call: one result per request, whatever happens next
+        (resultId,) =
+            gateway.send{value: msg.value}(req.srcDomain, req.srcBoard, Envelope.KIND_TASK_RESULT, resultPayload);
+        emit TaskResultSent(r.requestId, resultId, msg.sender);
+    }
+
+    function resultAnswered(bytes32 requestId) external view returns (bool) {
+        return incoming[requestId].answered;
+    }
+
     // --- gateway -----------------------------------------------------------------------------
 
     function handleMessage(
@@ -181,7 +240,9 @@ contract TaskBoard is ITesseraReceiver {
         bytes calldata payload
     ) external nonReentrant {
         if (msg.sender != address(gateway)) revert NotGateway(msg.sender);
-        if (kind == Envelope.KIND_TASK_RESULT) {
+        if (kind == Envelope.KIND_TASK_REQUEST) {
+            _onRequest(messageId, srcDomain, srcSender, payload);
+        } else if (kind == Envelope.KIND_TASK_RESULT) {
             _onResult(messageId, srcDomain, srcSender, payload);
         } else if (kind == Envelope.KIND_PROOF_ATTESTATION) {
             _onAttestation(messageId, srcDomain, srcSender, payload);
@@ -191,6 +252,10 @@ contract TaskBoard is ITesseraReceiver {
     }
 
     /// External so the handler can catch a malformed payload (the library reverts) and ignore it.
+    function decodeRequest(bytes calldata payload) external pure returns (TaskPayloads.TaskRequest memory) {
+        return TaskPayloads.decodeRequest(payload);
+    }
+
     function decodeResult(bytes calldata payload) external pure returns (TaskPayloads.TaskResult memory) {
         return TaskPayloads.decodeResult(payload);
     }
@@ -227,6 +292,28 @@ contract TaskBoard is ITesseraReceiver {
         task.workerBoard = workerBoard;
         task.state = State.Open;
         emit TaskRequested(requestId, msg.sender, dstDomain, workerBoard, task.executor, maxFee, deadline);
+    }
+
+    function _onRequest(bytes32 messageId, uint32 srcDomain, bytes32 srcSender, bytes calldata payload) private {
+        TaskPayloads.TaskRequest memory r;
+        try this.decodeRequest(payload) returns (TaskPayloads.TaskRequest memory decoded) {
+            r = decoded;
+        } catch {
+            emit TaskMessageIgnored(messageId, "malformed TASK_REQUEST");
+            return;
+        }
+        Incoming storage req = incoming[messageId];
+        // The gateway delivers a message id once; this only guards against a future second path.
+        if (req.received) {
+            emit TaskMessageIgnored(messageId, "request already received");
+            return;
+        }
+        req.srcDomain = srcDomain;
+        req.deadline = r.deadline;
+        req.executor = r.executor;
+        req.received = true;
+        req.srcBoard = srcSender;
+        emit TaskReceived(messageId, srcDomain, srcSender, r.executor, r.deadline, payload);
     }
 
     function _onResult(bytes32 messageId, uint32 srcDomain, bytes32 srcSender, bytes calldata payload) private {

@@ -417,8 +417,7 @@ contract TaskBoardTest is Test {
             "malformed TASK_RESULT"
         );
         _deliverIgnored(
-            _envelope(Envelope.KIND_TASK_REQUEST, REMOTE, WORKER_BOARD, "anything"),
-            "kind not handled by the task board"
+            _envelope(Envelope.KIND_TASK_REQUEST, REMOTE, WORKER_BOARD, "anything"), "malformed TASK_REQUEST"
         );
         _deliverIgnored(_envelope(Envelope.KIND_DATA, REMOTE, WORKER_BOARD, ""), "kind not handled by the task board");
         assertEq(_state(id), 1, "still Open");
