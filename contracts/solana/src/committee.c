@@ -68,6 +68,17 @@ u64 committee_check_envelope(const SolAccountInfo *config, const SolPubkey *prog
   return verify_attestation(attestation, key, envelope, envelope_len, message_id);
 }
 
+u64 committee_check_digest(const SolAccountInfo *config, const SolPubkey *program_id, const u8 *attestation,
+                           const u8 digest[32]) {
+  u8 *cfg;
+  u64 err = config_load(config, program_id, &cfg);
+  if (err) return err;
+  const u8 *key;
+  err = key_for_epoch(cfg, sol_read_u32_le(attestation), &key);
+  if (err) return err;
+  return bls_verify_hinted(digest, attestation + 4 + G1_LEN, attestation + 4, key);
+}
+
 /* data: tag | attestation (ATTESTATION_LEN) | envelope; accounts: [config]. Return data: message_id. */
 u64 committee_verify_signature(SolParameters *params) {
   if (params->account_count < 1) return ERR_NOT_ENOUGH_ACCOUNTS;

@@ -36,4 +36,10 @@ u64 committee_verify_digest(SolParameters *params);
 u64 committee_check_envelope(const SolAccountInfo *config, const SolPubkey *program_id, const u8 *attestation,
                              const SolBytes *envelope, u8 message_id[32]);
 
+/* For signed objects that are not envelopes (feed reports): checks the config account, picks the
+ * key for the attestation's epoch (current, or previous within grace) and verifies the attestation's
+ * signature and hint over `digest`, which the caller computed itself. 0 when valid, else ERR_*. */
+u64 committee_check_digest(const SolAccountInfo *config, const SolPubkey *program_id, const u8 *attestation,
+                           const u8 digest[32]);
+
 #endif

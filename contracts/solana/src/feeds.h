@@ -5,6 +5,50 @@
 
 #include "tessera.h"
 
+#define FEED_SEED "feed"
+#define FEED_TAG "TESSERA/v1/FEED" /* relay.protocol.TAG_FEED: what the report digest starts with */
+#define FEED_EVENT_TAG "TESSERA_FEED" /* first sol_log_data field of an update; the report is the second */
+
+/* FeedReport, 122 bytes, big-endian (docs/FEEDS.md "Byte layouts"). */
+#define REPORT_LEN 122
+#define RPT_FEED_ID 0
+#define RPT_ROUND 32
+#define RPT_PRICE 40
+#define RPT_CONFIDENCE 72
+#define RPT_DECIMALS 104
+#define RPT_OBSERVATIONS 105
+#define RPT_OBSERVED_AT 106
+#define RPT_PUBLISHED_AT 114
+#define MAX_FEED_DECIMALS 18
+
+/* Feed account layout (PDA ["feed", feed_id]); program integers little-endian. See README.md. */
+#define FEED_MAGIC 0 /* 8 bytes "TESSFEED" */
+#define FEED_VERSION_AT 8
+#define FEED_BUMP 9
+#define FEED_DECIMALS 10
+#define FEED_OBSERVATIONS 11
+#define FEED_FLAGS 12 /* bit 0: price fits i128; bit 1: confidence fits u128 */
+#define FEED_EPOCH 16
+#define FEED_ID 24
+#define FEED_ROUND 56
+#define FEED_OBSERVED_AT 64
+#define FEED_PUBLISHED_AT 72
+#define FEED_UPDATED_SLOT 80
+#define FEED_UPDATED_UNIX 88
+#define FEED_UPDATE_COUNT 96
+#define FEED_PRICE_I128 104
+#define FEED_CONFIDENCE_U128 120
+#define FEED_PRICE_BE 136
+#define FEED_CONFIDENCE_BE 168
+#define FEED_SIGNATURE 200
+#define FEED_LEN 264
+#define FEED_VERSION 1
+
+#define FEED_FLAG_PRICE_FITS_I128 1
+#define FEED_FLAG_CONFIDENCE_FITS_U128 2
+
+_Static_assert(FEED_LEN != PROBE_ACCOUNT_LEN, "probe targets must not be able to alias a feed account");
+
 u64 feeds_update(SolParameters *params);
 
 #endif

@@ -1,0 +1,346 @@
+"""Feeds on Solana: the feed account (PDA ["feed", feed_id]) the Tessera program writes after
+verifying a committee-signed report, the UpdateFeed instruction, and `SolanaFeedTarget`, the
+Solana push target of the feed pusher (relay/feeds/push.py: `name`, `push`, `latest`).
+
+Layout and instruction: contracts/solana/README.md "Feeds"; report encoding and digest: docs/FEEDS.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Commitment, Confirmed
+from solana.rpc.models import TxOpts
+from solders.compute_budget import set_compute_unit_limit
+from solders.instruction import AccountMeta, Instruction
+from solders.keypair import Keypair
+from solders.message import Message
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.system_program import ID as SYSTEM_PROGRAM_ID
+from solders.transaction import VersionedTransaction
+
+from adapters.solana_program import (
+    Attestation,
+    G1Hint,
+    ProgramErrorCode,
+    ProgramInstruction,
+    committee_address,
+)
+from relay.config import KeyRef, TesseraConfig
+from relay.errors import ConfigError, TesseraError
+from relay.feeds.report import FEED_ID_LEN, FeedReport, ReportError, decode_feed_id, encode_feed_id
+from relay.feeds.push import FeedNotNewer  # the pusher's not-newer result, shared by every target
+from relay.feeds.signed import SignedReport
+from relay.log import get_logger
+
+__all__ = [
+    "FEED_ACCOUNT_LEN",
+    "FeedAccount",
+    "FeedAccountError",
+    "FeedNotNewer",
+    "FeedPushError",
+    "SolanaFeedError",
+    "SolanaFeedTarget",
+    "feed_address",
+    "feed_attestation",
+    "raw_update_feed_ix",
+    "update_feed_ix",
+]
+
+log = get_logger("adapters.solana_feeds")
+
+FEED_SEED = b"feed"
+FEED_MAGIC = b"TESSFEED"
+FEED_VERSION = 1
+FEED_ACCOUNT_LEN = 264
+FEED_EVENT_TAG = b"TESSERA_FEED"  # first sol_log_data field of an UpdateFeed; the report is the second
+FLAG_PRICE_FITS_I128 = 1
+FLAG_CONFIDENCE_FITS_U128 = 2
+# UpdateFeed measured 57-65k CU (README.md "Feeds"); the limit leaves room for a long bump search.
+UPDATE_FEED_CU_LIMIT = 120_000
+
+# magic 8, version, bump, decimals, observations, flags, 3 reserved, epoch u32, 4 reserved,
+# feed_id 32, round, observed_at, published_at, updated_slot u64, updated_unix i64, update_count u64,
+# price i128 (16), confidence u128 (16), price int256 BE (32), confidence uint256 BE (32), signature 64
+_LAYOUT = struct.Struct("<8sBBBBB3xI4x32sQQQQqQ16s16s32s32s64s")
+assert _LAYOUT.size == FEED_ACCOUNT_LEN
+
+
+class SolanaFeedError(TesseraError):
+    """Base class of the Solana feed errors."""
+
+
+class FeedAccountError(SolanaFeedError):
+    """Bytes that are not a Tessera feed account."""
+
+
+class FeedPushError(SolanaFeedError):
+    """UpdateFeed was refused or could not be sent. `code` is the program's error when it gave one;
+    `retryable` says whether sending the same report again later may succeed."""
+
+    def __init__(self, message: str, code: ProgramErrorCode | int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+def _feed_id_bytes(feed_id: str | bytes) -> bytes:
+    if isinstance(feed_id, bytes):
+        if len(feed_id) != FEED_ID_LEN:
+            raise ValueError(f"a feed id in bytes is the report's zero-padded {FEED_ID_LEN} bytes")
+        return feed_id
+    return encode_feed_id(feed_id)
+
+
+def feed_address(program_id: Pubkey, feed_id: str | bytes) -> tuple[Pubkey, int]:
+    """The feed account of `feed_id` ("ETH/USD", or its zero-padded 32 bytes) and its bump."""
+    return Pubkey.find_program_address([FEED_SEED, _feed_id_bytes(feed_id)], program_id)
+
+
+def feed_attestation(signed: SignedReport) -> Attestation:
+    """The attestation block for a signed report: its epoch, σ and the hint for the FEED digest."""
+    return Attestation(signed.epoch, signed.signature, G1Hint.for_digest(signed.digest))
+
+
+def raw_update_feed_ix(program_id: Pubkey, payer: Pubkey, attestation: Attestation, report: bytes,
+                       feed: Pubkey | None = None, committee_config: Pubkey | None = None) -> Instruction:
+    """UpdateFeed from raw parts, unchecked beyond what deriving the address needs, so tests can send
+    what the program must refuse. `feed` defaults to the PDA of the report's first 32 bytes, the
+    committee config to the PDA ["committee"]."""
+    if feed is None:
+        feed = Pubkey.find_program_address([FEED_SEED, report[:FEED_ID_LEN].ljust(FEED_ID_LEN, b"\0")], program_id)[0]
+    data = bytes([ProgramInstruction.FEED_UPDATE]) + attestation.encode() + report
+    return Instruction(
+        program_id,
+        data,
+        [
+            AccountMeta(payer, True, True),
+            AccountMeta(feed, False, True),
+            AccountMeta(committee_config or committee_address(program_id)[0], False, False),
+            AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        ],
+    )
+
+
+def update_feed_ix(program_id: Pubkey, payer: Pubkey, signed: SignedReport,
+                   committee_config: Pubkey | None = None) -> Instruction:
+    """UpdateFeed for a committee-signed report; the payer pays the feed account's rent on the first
+    update of a feed."""
+    return raw_update_feed_ix(program_id, payer, feed_attestation(signed), signed.report.encode(),
+                              committee_config=committee_config)
+
+
+def _int_le(raw: bytes, signed: bool) -> int:
+    return int.from_bytes(raw, "little", signed=signed)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedAccount:
+    """A feed account as the program wrote it after its last accepted update. Carries the fields of
+    `FeedReport` under the same names, so the pusher's push rule can compare it with a new report."""
+
+    bump: int
+    feed_id: str
+    decimals: int
+    observations: int
+    epoch: int  # committee epoch that signed the stored report
+    round: int
+    price: int
+    confidence: int
+    observed_at: int  # ms
+    published_at: int  # ms
+    updated_slot: int
+    updated_unix: int
+    update_count: int
+    signature: bytes  # σ over report.digest(epoch): anyone can re-verify the stored report
+    price_i128: int | None  # the convenience copy, None when the price does not fit in i128
+    confidence_u128: int | None
+
+    @classmethod
+    def decode(cls, data: bytes) -> "FeedAccount":
+        data = bytes(data)
+        if len(data) < FEED_ACCOUNT_LEN or data[:8] != FEED_MAGIC:
+            raise FeedAccountError("not a Tessera feed account (no TESSFEED header): is this the feed's PDA?")
+        (_, version, bump, decimals, observations, flags, epoch, feed_id, round_, observed_at, published_at,
+         slot, unix, count, price_le, conf_le, price_be, conf_be, signature) = _LAYOUT.unpack_from(data)
+        if version != FEED_VERSION:
+            raise FeedAccountError(f"feed account layout version {version} is not supported (expected {FEED_VERSION})")
+        try:
+            name = decode_feed_id(feed_id)
+        except ReportError as exc:
+            raise FeedAccountError(f"feed account holds an invalid feed id: {exc}") from None
+        return cls(
+            bump=bump,
+            feed_id=name,
+            decimals=decimals,
+            observations=observations,
+            epoch=epoch,
+            round=round_,
+            price=int.from_bytes(price_be, "big", signed=True),
+            confidence=int.from_bytes(conf_be, "big"),
+            observed_at=observed_at,
+            published_at=published_at,
+            updated_slot=slot,
+            updated_unix=unix,
+            update_count=count,
+            signature=signature,
+            price_i128=_int_le(price_le, True) if flags & FLAG_PRICE_FITS_I128 else None,
+            confidence_u128=_int_le(conf_le, False) if flags & FLAG_CONFIDENCE_FITS_U128 else None,
+        )
+
+    @property
+    def report(self) -> FeedReport:
+        """The stored report, byte for byte what the committee signed."""
+        return FeedReport(self.feed_id, self.round, self.price, self.confidence, self.decimals, self.observations,
+                          self.observed_at, self.published_at)
+
+    @property
+    def signed(self) -> SignedReport:
+        """The stored report with its epoch and signature: `signed.verify(committee)` re-checks it."""
+        return SignedReport(self.report, self.epoch, self.signature)
+
+
+def _program_error(err: Any) -> tuple[int | None, str]:
+    """(custom code, readable text) of a transaction error."""
+    inner = getattr(err, "err", None)
+    code = getattr(inner, "code", None)
+    if code is None:
+        return None, str(err)
+    try:
+        return code, f"{ProgramErrorCode(code).name} (custom error {code:#x})"
+    except ValueError:
+        return code, f"UNKNOWN_PROGRAM_ERROR (custom error {code:#x})"
+
+
+_HINTS = {
+    ProgramErrorCode.SIGNATURE_INVALID: "the report or its signature was altered, or another committee signed it",
+    ProgramErrorCode.EPOCH_UNKNOWN: "the chain's committee config does not know this epoch yet: the rotation must be delivered first",
+    ProgramErrorCode.EPOCH_EXPIRED: "the previous committee's grace period is over: push a report of the current epoch",
+    ProgramErrorCode.CONFIG_NOT_INITIALIZED: "run InitCommittee (`relay localnet up` does) before pushing",
+    ProgramErrorCode.FEED_DECIMALS_CHANGED: "the feed's decimals are fixed by its first update: use a new feed id",
+}
+
+
+class SolanaFeedTarget:
+    """Pushes signed reports into feed accounts through UpdateFeed and reads them back.
+
+    `push` simulates first: a report the chain already has (or has a newer one of) comes back as
+    `FeedNotNewer` without paying for a transaction; any other refusal raises `FeedPushError` with
+    the program's error name."""
+
+    def __init__(self, client: AsyncClient, payer: Keypair, program_id: Pubkey,
+                 committee_config: Pubkey | None = None, *, name: str = "solana",
+                 commitment: Commitment = Confirmed, confirm_timeout_s: float = 60.0, owns_client: bool = False) -> None:
+        self.client = client
+        self.payer = payer
+        self.program_id = program_id
+        self.committee_config = committee_config or committee_address(program_id)[0]
+        self.name = name
+        self.commitment = commitment
+        self.confirm_timeout_s = confirm_timeout_s
+        self._owns_client = owns_client
+
+    @classmethod
+    def from_config(cls, config: TesseraConfig, chain_name: str, payer: KeyRef | None = None,
+                    **options: Any) -> "SolanaFeedTarget":
+        """The target for `[chains.<chain_name>]` (a solana chain with `program_id`). `payer` is a
+        `KeyRef` (the pusher's own key); without one the chain's `sender`, then its `signer`."""
+        from adapters.solana import SolanaAdapterError, load_keypair
+
+        chain = config.chains.get(chain_name)
+        if chain is None or getattr(chain, "kind", None) != "solana":
+            raise ConfigError(f"chains.{chain_name} is not a configured solana chain: add it under [chains.{chain_name}]")
+        if chain.program_id is None:
+            raise ConfigError(f"chains.{chain_name}.program_id is not set: deploy the program and write its id")
+        key = payer or chain.sender or chain.signer
+        if key is None:
+            raise ConfigError(
+                f"no key to pay for feed updates on {chain_name}: set the pusher's Solana key, or "
+                f"chains.{chain_name}.sender"
+            )
+        try:
+            keypair = load_keypair(key.read_text(), key.describe())
+        except SolanaAdapterError as exc:
+            raise ConfigError(str(exc)) from None
+        client = AsyncClient(chain.rpc_urls[0], commitment=Confirmed)
+        options.setdefault("name", chain_name)
+        return cls(client, keypair, Pubkey.from_string(chain.program_id), owns_client=True, **options)
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.client.close()
+
+    async def __aenter__(self) -> "SolanaFeedTarget":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def address(self, feed_id: str) -> Pubkey:
+        return feed_address(self.program_id, feed_id)[0]
+
+    async def latest(self, feed_id: str) -> FeedAccount | None:
+        """The feed account as of `commitment`, or None before its first update."""
+        info = (await self.client.get_account_info(self.address(feed_id), commitment=self.commitment)).value
+        if info is None or info.owner != self.program_id:
+            return None  # never written (an address someone only sent lamports to is not a feed)
+        return FeedAccount.decode(bytes(info.data))
+
+    async def push(self, signed: SignedReport) -> str | FeedNotNewer:
+        """Sends UpdateFeed and waits for `commitment`. Returns the transaction signature, or
+        `FeedNotNewer` when the chain already holds this round or a newer one."""
+        ix = update_feed_ix(self.program_id, self.payer.pubkey(), signed, self.committee_config)
+        instructions = [set_compute_unit_limit(UPDATE_FEED_CU_LIMIT), ix]
+        try:
+            latest = (await self.client.get_latest_blockhash(self.commitment)).value
+            tx = VersionedTransaction(Message.new_with_blockhash(instructions, self.payer.pubkey(), latest.blockhash),
+                                      [self.payer])
+            simulated = (await self.client.simulate_transaction(tx, commitment=self.commitment)).value
+            if simulated.err is not None:
+                return await self._refused(signed, simulated.err, list(simulated.logs or []))
+            sent = await self.client.send_raw_transaction(bytes(tx), TxOpts(skip_preflight=True))
+            signature: Signature = sent.value
+            statuses = await asyncio.wait_for(
+                self.client.confirm_transaction(signature, self.commitment, sleep_seconds=0.1,
+                                                last_valid_block_height=latest.last_valid_block_height),
+                self.confirm_timeout_s,
+            )
+        except (FeedPushError, FeedAccountError):
+            raise
+        except Exception as exc:  # transport failures, timeouts, an expired blockhash: worth a retry
+            raise FeedPushError(f"{self.name}: pushing {signed.feed_id} round {signed.round} failed: {exc!r}; "
+                                f"check chains.{self.name}.rpc_urls and retry", retryable=True) from exc
+        status = statuses.value[0]
+        if status is None:
+            raise FeedPushError(f"{self.name}: {signature} has no status after confirmation; retry", retryable=True)
+        if status.err is not None:
+            # Landed but failed: another pusher's update of the same round got in between.
+            return await self._refused(signed, status.err, [], signature)
+        log.info("feed_pushed", target=self.name, feed=signed.feed_id, round=signed.round, tx=str(signature))
+        return str(signature)
+
+    async def _refused(self, signed: SignedReport, err: Any, logs: list[str],
+                       signature: Signature | None = None) -> FeedNotNewer:
+        code, text = _program_error(err)
+        if code == ProgramErrorCode.FEED_STALE_ROUND:
+            stored = await self.latest(signed.feed_id)
+            result = FeedNotNewer(self.name, signed.feed_id, signed.round, stored.round if stored else None)
+            log.info("feed_not_newer", target=self.name, feed=signed.feed_id, round=signed.round,
+                     stored_round=result.stored_round)
+            return result
+        hint = _HINTS.get(code, "see contracts/solana/README.md \"Feeds\"") if code is not None else \
+            f"the transaction failed before the program ran: is {self.payer.pubkey()} funded?"
+        where = f" (tx {signature})" if signature else ""
+        tail = ("\n" + "\n".join(logs[-6:])) if logs else ""
+        raise FeedPushError(
+            f"{self.name}: UpdateFeed for {signed.feed_id} round {signed.round} refused{where}: {text}; {hint}{tail}",
+            code=ProgramErrorCode(code) if code in ProgramErrorCode._value2member_map_ else code,
+            # A report of a new epoch can arrive before the chain's committee rotation does; errors
+            # before the program ran (blockhash not found, payer out of lamports) may clear up too.
+            retryable=code is None or code == ProgramErrorCode.EPOCH_UNKNOWN,
+        )
