@@ -49,8 +49,8 @@ async def test_tasks_both_ways_are_executed_attested_verified_and_paid(tmp_path:
                                          (to_evm, results[1], "Customers are furious about the delay.")):
                 # The worker's output is what the SDK re-derives locally, and the committee re-executed it.
                 assert result.output == await expected_sentiment(text)
-                assert result.result.proof_kind is ProofKind.RE_EXECUTION
-                assert result.method is AttestationMethod.RE_EXECUTION
+                assert result.result.proof_kind is ProofKind.REEXECUTION
+                assert result.method is AttestationMethod.REEXECUTION
                 assert result.attestation.request_id == handle.request_id
                 assert result.status.state is TaskState.COMPLETED
                 assert client.verify(result.attestation_envelope, result.epoch, result.signature)
@@ -81,7 +81,7 @@ async def test_a_wrong_sentiment_result_is_refused_by_the_attesters_and_not_paid
             payout = bytes(12) + bytes.fromhex("00000000000000000000000000000000000000aa")
             result = TaskResult.signed(Ed25519PrivateKey.generate(), request_id=handle.request_id,
                                        executor="sentiment", output=wrong, payout=payout,
-                                       proof_kind=ProofKind.RE_EXECUTION)
+                                       proof_kind=ProofKind.REEXECUTION)
             board = SolanaTaskBoard.from_config(config, "solana", role="worker",
                                                 keypair=_funded_keypair(stack))
             try:

@@ -9,7 +9,7 @@ const SolPubkey BPF_LOADER_UPGRADEABLE_ID = {{
 /* Rent-exempt minimum for `data_len` bytes, computed in integers from the Rent sysvar:
  * (128 + len) * lamports_per_byte_year * threshold, rounded up (one lamport too many is harmless,
  * one too few makes the runtime refuse the new account). */
-static u64 rent_exempt_minimum(u64 data_len, u64 *out) {
+u64 rent_exempt_minimum(u64 data_len, u64 *out) {
   SolRent rent;
   sol_memset_(&rent, 0, sizeof(rent));
   if (sol_get_rent_sysvar(&rent) != 0) return ERR_SYSCALL_FAILED;

@@ -24,6 +24,9 @@ typedef struct {
 
 u64 sol_get_rent_sysvar(SolRent *out);
 
+/* Rent-exempt minimum for `data_len` bytes from the Rent sysvar, rounded up (0 or ERR_*). */
+u64 rent_exempt_minimum(u64 data_len, u64 *out);
+
 /* ERR_WRONG_PROGRAM_DATA / ERR_NOT_UPGRADE_AUTHORITY unless `admin` is the program's upgrade
  * authority as recorded in its ProgramData account. */
 u64 require_upgrade_authority(const SolPubkey *program_id, const SolAccountInfo *programdata,

@@ -3,6 +3,7 @@
 #include "accounts.h"
 #include "committee.h"
 #include "envelope.h"
+#include "taskboard.h"
 
 static const u8 OUTBOX_MAGIC_BYTES[8] = {'T', 'E', 'S', 'S', 'O', 'U', 'T', 'B'};
 static const u8 RECEIPT_MAGIC_BYTES[8] = {'T', 'E', 'S', 'S', 'R', 'C', 'P', 'T'};
@@ -80,6 +81,50 @@ u64 gateway_init(SolParameters *params) {
   return 0;
 }
 
+u64 gateway_emit(const SolPubkey *program_id, SolAccountInfo *outbox, const SolAccountInfo *config,
+                 const Outgoing *msg, u8 message_id[32]) {
+  /* Rotations come from the committee, never from a sender; unknown kinds would not decode. */
+  if (msg->kind == 0 || msg->kind >= KIND_COMMITTEE_ROTATION) return ERR_WRONG_MESSAGE_KIND;
+  if (msg->payload_len > MAX_PAYLOAD_LEN) return ERR_PAYLOAD_TOO_LONG;
+  if (!outbox->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  u64 err = outbox_load(outbox, program_id);
+  if (err) return err;
+  u32 src_domain;
+  err = config_domain(config, program_id, &src_domain);
+  if (err) return err;
+  u8 *box = outbox->data;
+  u64 nonce = sol_read_u64_le(box + OUTBOX_NONCE);
+  if (nonce == ~0ULL) return ERR_NONCE_EXHAUSTED;
+  SolClock clock;
+  i64 now = clock_now(&clock);
+  if (now < 0) return ERR_SYSCALL_FAILED;
+
+  u8 *env = SCRATCH->envelope;
+  env[0] = PROTOCOL_VERSION;
+  env[1] = msg->kind;
+  sol_write_u32_be(env + 2, (u32)(nonce >> 32));
+  sol_write_u32_be(env + 6, (u32)nonce);
+  sol_write_u32_be(env + 10, src_domain);
+  sol_memcpy_(env + 14, msg->sender, SOL_PUBKEY_LEN);
+  sol_write_u32_be(env + 46, msg->dst_domain);
+  sol_memcpy_(env + 50, msg->receiver, 32);
+  if (msg->payload_len) sol_memcpy_(env + ENVELOPE_HEADER_LEN, msg->payload, msg->payload_len);
+  u64 env_len = ENVELOPE_HEADER_LEN + msg->payload_len;
+
+  sol_write_u64_le(box + OUTBOX_NONCE, nonce + 1);
+  sol_write_u64_le(box + OUTBOX_SENT_AT, (u64)now);
+
+  SolBytes fields[2] = {{(const u8 *)SENT_EVENT_TAG, sizeof(SENT_EVENT_TAG) - 1}, {env, env_len}};
+  sol_log_data(fields, 2);
+  u8 ret[40];
+  SolBytes whole = {env, env_len};
+  if (sol_keccak256(&whole, 1, ret) != 0) return ERR_SYSCALL_FAILED;
+  sol_memcpy_(message_id, ret, 32);
+  sol_write_u64_le(ret + 32, nonce);
+  sol_set_return_data(ret, 40);
+  return 0;
+}
+
 /* data: tag | dst_domain u32 LE | receiver (32) | kind u8 | payload (rest, <= MAX_PAYLOAD_LEN);
  * accounts: [sender (signer), outbox PDA (writable), committee config PDA].
  * Logs ("TESSERA_SENT", envelope) with sol_log_data; return data: message_id (32) | nonce u64 LE. */
@@ -92,56 +137,18 @@ u64 gateway_send(SolParameters *params) {
   if (!sender->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
   if (!outbox->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
   const u8 *d = params->data + 1;
-  u32 dst_domain = sol_read_u32_le(d);
-  const u8 *receiver = d + 4;
-  u8 kind = d[36];
-  const u8 *payload = d + 37;
-  u64 payload_len = params->data_len - 1 - 37;
-  /* Rotations come from the committee, never from a sender; unknown kinds would not decode. */
-  if (kind == 0 || kind >= KIND_COMMITTEE_ROTATION) return ERR_WRONG_MESSAGE_KIND;
-  if (payload_len > MAX_PAYLOAD_LEN) return ERR_PAYLOAD_TOO_LONG;
-
-  u64 err = outbox_load(outbox, params->program_id);
-  if (err) return err;
-  u32 src_domain;
-  err = config_domain(config, params->program_id, &src_domain);
-  if (err) return err;
-  u8 *box = outbox->data;
-  u64 nonce = sol_read_u64_le(box + OUTBOX_NONCE);
-  if (nonce == ~0ULL) return ERR_NONCE_EXHAUSTED;
-  SolClock clock;
-  i64 now = clock_now(&clock);
-  if (now < 0) return ERR_SYSCALL_FAILED;
-
-  u8 *env = SCRATCH->envelope;
-  env[0] = PROTOCOL_VERSION;
-  env[1] = kind;
-  sol_write_u32_be(env + 2, (u32)(nonce >> 32));
-  sol_write_u32_be(env + 6, (u32)nonce);
-  sol_write_u32_be(env + 10, src_domain);
-  sol_memcpy_(env + 14, sender->key->x, SOL_PUBKEY_LEN);
-  sol_write_u32_be(env + 46, dst_domain);
-  sol_memcpy_(env + 50, receiver, 32);
-  if (payload_len) sol_memcpy_(env + ENVELOPE_HEADER_LEN, payload, payload_len);
-  u64 env_len = ENVELOPE_HEADER_LEN + payload_len;
-
-  sol_write_u64_le(box + OUTBOX_NONCE, nonce + 1);
-  sol_write_u64_le(box + OUTBOX_SENT_AT, (u64)now);
-
-  SolBytes fields[2] = {{(const u8 *)SENT_EVENT_TAG, sizeof(SENT_EVENT_TAG) - 1}, {env, env_len}};
-  sol_log_data(fields, 2);
-  u8 ret[40];
-  SolBytes whole = {env, env_len};
-  if (sol_keccak256(&whole, 1, ret) != 0) return ERR_SYSCALL_FAILED;
-  sol_write_u64_le(ret + 32, nonce);
-  sol_set_return_data(ret, 40);
-  return 0;
+  Outgoing msg = {d[36], sol_read_u32_le(d), d + 4, sender->key->x, d + 37, params->data_len - 1 - 37};
+  u8 message_id[32];
+  return gateway_emit(params->program_id, outbox, config, &msg, message_id);
 }
 
 /* data: tag | attestation (ATTESTATION_LEN) | envelope (rest); accounts: [payer (signer, writable),
  * committee config PDA, receipt PDA ["delivered", message_id] (writable), system program].
  * Creates the receipt, which is what makes acceptance exactly-once: a second Deliver of the same
- * message finds it and fails with ALREADY_DELIVERED. Return data: message_id. */
+ * message finds it and fails with ALREADY_DELIVERED. Return data: message_id.
+ * To the task board (dst_receiver = PDA ["taskboard"]) the accounts continue with [board PDA],
+ * then [task PDA (writable)] for a TASK_RESULT, [task PDA (writable), payout (writable)] for a
+ * PROOF_ATTESTATION (taskboard.c). */
 u64 gateway_deliver(SolParameters *params) {
   if (params->account_count < 4) return ERR_NOT_ENOUGH_ACCOUNTS;
   if (params->data_len < 1 + ATTESTATION_LEN) return ERR_INVALID_INSTRUCTION_DATA;
@@ -173,9 +180,15 @@ u64 gateway_deliver(SolParameters *params) {
     return ERR_RECEIPT_WRONG_ADDRESS;
   if (sol_pubkey_eq(receipt->owner, program_id)) return ERR_ALREADY_DELIVERED;
 
+  /* Deliveries to the task board carry its extra accounts; missing ones fail here, before the
+   * pairing (a relayer bug, not bad content). */
+  bool to_board = false;
+  u64 err = taskboard_check_delivery_accounts(params, &env, &to_board);
+  if (err) return err;
+
   u8 checked_id[32];
   SolBytes envelope_bytes = {envelope, envelope_len};
-  u64 err = committee_check_envelope(config, program_id, attestation, &envelope_bytes, checked_id);
+  err = committee_check_envelope(config, program_id, attestation, &envelope_bytes, checked_id);
   if (err) return err;
 
   u8 bump_seed = bump;
@@ -201,6 +214,11 @@ u64 gateway_deliver(SolParameters *params) {
   sol_memcpy_(r + RCPT_RELAYER, payer->key->x, SOL_PUBKEY_LEN);
   sol_memcpy_(r + RCPT_MESSAGE_ID, message_id, 32);
   sol_memcpy_(r + RCPT_ENVELOPE, envelope, envelope_len);
+  if (to_board) {
+    /* Bad content is logged and ignored inside: only account mistakes fail the delivery. */
+    err = taskboard_on_delivery(params, &env, message_id);
+    if (err) return err;
+  }
   sol_set_return_data(message_id, 32);
   return 0;
 }

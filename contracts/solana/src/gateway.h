@@ -35,6 +35,22 @@
 /* What Send logs with sol_log_data as its first field, before the envelope bytes. */
 #define SENT_EVENT_TAG "TESSERA_SENT"
 
+/* One outgoing message for gateway_emit. */
+typedef struct {
+  u8 kind;
+  u32 dst_domain;
+  const u8 *receiver; /* 32 bytes */
+  const u8 *sender;   /* 32 bytes: the envelope's src_sender */
+  const u8 *payload;
+  u64 payload_len;
+} Outgoing;
+
+/* What Send does once its accounts are checked, for the task board too: numbers the envelope with
+ * the outbox's next nonce, builds it in SCRATCH->envelope, logs it (TESSERA_SENT), sets the return
+ * data to message_id | nonce u64 LE and writes message_id. `outbox` must be writable. */
+u64 gateway_emit(const SolPubkey *program_id, SolAccountInfo *outbox, const SolAccountInfo *config,
+                 const Outgoing *msg, u8 message_id[32]);
+
 u64 gateway_init(SolParameters *params);
 u64 gateway_send(SolParameters *params);
 u64 gateway_deliver(SolParameters *params);

@@ -76,8 +76,38 @@ enum {
   ERR_RENT_UNSUPPORTED = 0x47,
 
   /* 0x50..0x6F: the task board (taskboard.c) */
+  ERR_TASK_PAYLOAD_MALFORMED = 0x50,    /* TASK_REQUEST: lengths, input mode or trailing bytes */
+  ERR_TASK_EXECUTOR_INVALID = 0x51,     /* not 1..16 printable ASCII bytes followed by zero padding */
+  ERR_TASK_FEE_TOO_LARGE = 0x52,        /* max_fee (u128) does not fit u64 lamports */
+  ERR_TASK_DEADLINE_PASSED = 0x53,      /* RequestTask: deadline <= Clock unix time */
+  ERR_TASK_URI_INVALID = 0x54,          /* scheme, length, whitespace or control bytes */
+  ERR_TASK_WRONG_ADDRESS = 0x55,        /* task account != PDA ["task", request_id] (RequestTask: nonce race) */
+  ERR_BOARD_ACCOUNTS_MISSING = 0x56,    /* Deliver to the board without its extra accounts */
+  ERR_BOARD_WRONG_ADDRESS = 0x57,       /* the board account is not the PDA ["taskboard"] */
+  ERR_PAYOUT_ACCOUNT_WRONG = 0x58,      /* Deliver of an attestation: payout account != its payout key */
+  ERR_REQUEST_RECEIPT_INVALID = 0x59,   /* SubmitResult: not a delivery receipt of this program */
+  ERR_NOT_A_BOARD_REQUEST = 0x5a,       /* SubmitResult: the receipt is not a TASK_REQUEST to the board */
+  ERR_RESULT_MALFORMED = 0x5b,          /* TASK_RESULT payload does not follow the layout */
+  ERR_RESULT_REQUEST_MISMATCH = 0x5c,   /* result.request_id != the receipt's message id */
+  ERR_RESULT_EXECUTOR_MISMATCH = 0x5d,  /* result executor != request executor */
+  ERR_TASK_EXPIRED = 0x5e,              /* SubmitResult after the request's deadline */
+  ERR_ALREADY_ANSWERED = 0x5f,          /* the answered PDA exists: a result was sent already */
+  ERR_ANSWERED_WRONG_ADDRESS = 0x60,    /* answered account != PDA ["answered", request_id] */
+  ERR_TASK_NOT_FOUND = 0x61,            /* Reclaim: not a task account of this program */
+  ERR_TASK_NOT_REFUNDABLE = 0x62,       /* Reclaim: completed or refunded already */
+  ERR_DEADLINE_NOT_PASSED = 0x63,       /* Reclaim: before deadline (+ grace once a result was recorded) */
+  ERR_NOT_REQUESTER = 0x64,             /* Reclaim: the refund account is not the task's requester */
+  ERR_INSUFFICIENT_LAMPORTS = 0x65,     /* the paying signer cannot cover the new account's rent (+ escrow) */
 
   /* 0x70..0x7F: feeds (feeds.c) */
+  ERR_FEED_REPORT_MALFORMED = 0x70,   /* data is not tag | attestation (133) | report (122) */
+  ERR_FEED_ID_INVALID = 0x71,         /* not 1..32 printable ASCII bytes followed by zero padding */
+  ERR_FEED_DECIMALS_INVALID = 0x72,   /* decimals > 18 */
+  ERR_FEED_NO_OBSERVATIONS = 0x73,    /* observations == 0 */
+  ERR_FEED_WRONG_ADDRESS = 0x74,      /* the feed account is not the PDA ["feed", feed_id] */
+  ERR_FEED_STALE_ROUND = 0x75,        /* round <= stored round, or observed_at < stored */
+  ERR_FEED_DECIMALS_CHANGED = 0x76,   /* decimals differ from the stored feed's */
+  ERR_FEED_ACCOUNT_INVALID = 0x77,    /* owned by this program but not a feed account */
 };
 
 /* Probe writes only to accounts of exactly this size; no other account type may have it, so a
