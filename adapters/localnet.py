@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from relay.config import CommitteeRef, EvmChain, KeyRef, RelayerSection, SolanaChain, TesseraConfig, dump_config
+from relay.config import (CommitteeRef, EvmChain, FeedPushSection, KeyRef, RelayerSection, SolanaChain,
+                          TesseraConfig, dump_config)
 from relay.log import get_logger
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ async def deploy_evm(options: "LocalnetOptions", keys_dir: Path, committee, evm_
 
     from adapters import evm_deploy
     from adapters.evm import deploy_gateway, deploy_recording_receiver
+    from adapters.evm_tasks import deploy_task_board
 
     await asyncio.to_thread(evm_deploy.ensure_built)  # forge build when sources changed
     _write_secret(keys_dir / "evm-deployer.key", ANVIL_DEV_KEYS[0] + "\n")
@@ -120,9 +122,56 @@ async def deploy_evm(options: "LocalnetOptions", keys_dir: Path, committee, evm_
         contracts["Gateway"] = await deploy_gateway(w3, account, contracts["CommitteeVerifier"], evm_domain)
         # A receiver that records what it is handed: the demo's and the tests' destination.
         contracts["RecordingReceiver"] = await deploy_recording_receiver(w3, account, contracts["Gateway"])
+        # Both task-board roles; PROOF_ATTESTATIONs count only from the committee (domain 0, sender 0).
+        contracts["TaskBoard"] = await deploy_task_board(w3, account, contracts["Gateway"], attestation_grace=300)
+        contracts.update(await _deploy_localnet_feeds(w3, account, keys_dir, contracts["CommitteeVerifier"]))
     finally:
         await w3.provider.disconnect()
     log.info("evm contracts deployed", **contracts)
+    return contracts
+
+
+# --- feeds: the market the evm_pool source reads, the feed store and its aggregators ---------------
+
+RECORDINGS = Path(__file__).resolve().parents[1] / "configs/recordings"
+PUSHER_FUNDING_WEI = 100 * 10**18
+
+
+def localnet_feeds(pool: str | None) -> dict:
+    """The localnet's [feeds]: ETH/USD from the simulated pool and a recording, BTC/USD from a recording."""
+    from relay.feeds.config import FeedConfig
+
+    eth_sources: list[dict] = [{"kind": "file", "name": "recording", "path": str(RECORDINGS / "eth_usd.jsonl")}]
+    if pool is not None:
+        eth_sources.insert(0, {"kind": "evm_pool", "name": "localnet-pool", "chain": "evm", "pool": pool,
+                               "base_decimals": 18, "quote_decimals": 6})
+    return {
+        "ETH/USD": FeedConfig(id="ETH/USD", description="Ether in US dollars (localnet pool + recording)", decimals=8,
+                              sources=eth_sources, min_sources=1, deviation_bps=50, heartbeat_s=60),
+        "BTC/USD": FeedConfig(id="BTC/USD", description="Bitcoin in US dollars (recording)", decimals=8,
+                              sources=[{"kind": "file", "name": "recording", "path": str(RECORDINGS / "btc_usd.jsonl")}],
+                              min_sources=1, deviation_bps=50, heartbeat_s=60),
+    }
+
+
+async def _deploy_localnet_feeds(w3, account, keys_dir: Path, verifier: str) -> dict[str, str]:
+    from eth_account import Account
+
+    from adapters import evm_deploy
+    from adapters.evm_feeds import deploy_feeds
+    from adapters.market import deploy_market
+
+    # The simulator trades from dev account 2; the pusher gets an account of its own (funded here)
+    # so it never shares a nonce sequence with the relayer, the SDK user or the market.
+    _write_secret(keys_dir / "evm-market.key", ANVIL_DEV_KEYS[2] + "\n")
+    pusher_key = keys_dir / "evm-feed-pusher.key"
+    if not pusher_key.exists():
+        _write_secret(pusher_key, "0x" + bytes(Account.create().key).hex() + "\n")
+    pusher = Account.from_key(pusher_key.read_text().strip())
+    await evm_deploy._send(w3, account, {"to": pusher.address, "value": PUSHER_FUNDING_WEI}, "funding the feed pusher", [])
+    market = await deploy_market(w3, account, price="3456.5", base_liquidity="1000")
+    contracts = market.contracts()
+    contracts.update(await deploy_feeds(w3, account, verifier, localnet_feeds(market.pool)))
     return contracts
 
 
@@ -190,6 +239,8 @@ async def deploy_all(options: "LocalnetOptions", state_dir: Path, evm_chain_id: 
             key_file=Path("keys/committee.key"),
         ),
         relayer=RelayerSection(listen=f"{options.host}:{options.relayer_port}"),
+        feeds=localnet_feeds(evm_contracts.get("MarketPool")),
+        feed_push=FeedPushSection(targets=["evm", "solana"], evm_key=KeyRef(file=Path("keys/evm-feed-pusher.key"))),
     )
     dump_config(config, state_dir / "config.toml")
     return {

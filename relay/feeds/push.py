@@ -1,0 +1,359 @@
+"""The on-chain pusher: follows committee-signed reports and puts them on each target chain when the
+push rule (deviation or heartbeat, docs/FEEDS.md "On-chain push rule") says so.
+
+A target is anything with `name`, `async push(signed) -> tx id | FeedNotNewer` and
+`async latest(feed_id) -> report-like | None` (adapters.evm_feeds.EvmFeedTarget,
+adapters.solana_feeds.SolanaFeedTarget). `push` raises on refusal; an exception whose `retryable`
+attribute is False (a report the chain will never accept) is not retried.
+
+Each target has its own worker and, per feed, only the newest report waiting: a slow or failing
+chain never holds the others back, and a report superseded while it was being retried is dropped
+for the newer one. What was last pushed is read from the chain at start, so a restarted pusher
+applies the heartbeat from the real on-chain state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import aiohttp
+
+from relay.backoff import Backoff
+from relay.feeds.aggregate import PushDecision, PushPolicy
+from relay.feeds.report import FeedError, FeedReport, ReportError
+from relay.feeds.signed import SignedReport
+from relay.log import get_logger
+
+log = get_logger("feeds.push")
+
+Clock = Callable[[], float]  # unix seconds
+
+
+class PushError(FeedError):
+    """The pusher cannot run (no targets, no feeds, a stream that is not a feed server)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedNotNewer:
+    """`push` result when the chain already holds this round or a newer one: nothing to do, not an
+    error (another pusher or a pull consumer may have been first)."""
+
+    target: str
+    feed_id: str
+    round: int
+    stored_round: int | None
+
+    def __str__(self) -> str:
+        return f"{self.target}: {self.feed_id} round {self.round} is not newer than the stored round {self.stored_round}"
+
+
+@runtime_checkable
+class FeedTarget(Protocol):
+    name: str
+
+    async def push(self, signed: SignedReport) -> Any: ...  # tx id (str) or a not-newer result
+
+    async def latest(self, feed_id: str) -> Any: ...  # SignedReport | FeedReport | report-like | None
+
+
+def as_report(value: Any) -> FeedReport | Any | None:
+    """The report inside what a target's `latest` returns (SignedReport and feed accounts carry one)."""
+    if value is None:
+        return None
+    return getattr(value, "report", value)
+
+
+@dataclass(frozen=True, slots=True)
+class PushOutcome:
+    """One decision of the pusher, as logged and kept in `Pusher.history`."""
+
+    target: str
+    feed_id: str
+    round: int
+    pushed: bool
+    reason: str
+    tx: str | None = None
+    attempts: int = 0
+
+
+@dataclass
+class _TargetState:
+    target: FeedTarget
+    pending: dict[str, SignedReport] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    last: dict[str, Any] = field(default_factory=dict)  # feed id -> last report on the chain (or None)
+
+
+class Pusher:
+    """Decides and pushes per (feed, target). `run(reports)` consumes an async iterator of
+    SignedReports until it ends or the task is cancelled."""
+
+    def __init__(
+        self,
+        targets: Iterable[FeedTarget],
+        policies: Mapping[str, PushPolicy],
+        *,
+        committee: Any = None,  # when given, reports whose signature does not verify are dropped
+        backoff: Backoff = Backoff(base=0.5, cap=30.0, max_attempts=8),
+        clock: Clock = time.time,
+        history_limit: int = 1000,
+    ) -> None:
+        self._targets = {t.name: _TargetState(t) for t in targets}
+        if not self._targets:
+            raise PushError("no push targets: list chain names in [feed_push] targets")
+        if not policies:
+            raise PushError("no feeds to push: add [feeds.<id>] tables to the config")
+        self.policies = dict(policies)
+        self.committee = committee
+        self.backoff = backoff
+        self._clock = clock
+        self._workers: list[asyncio.Task[None]] = []
+        self._started = False
+        self.history: list[PushOutcome] = []
+        self._history_limit = history_limit
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._busy = 0  # reports being decided or pushed right now
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self._targets)
+
+    def last_pushed(self, target: str, feed_id: str) -> Any:
+        return self._targets[target].last.get(feed_id)
+
+    async def start(self) -> None:
+        """Reads every (target, feed)'s on-chain latest, then starts one worker per target."""
+        if self._started:
+            return
+        for state in self._targets.values():
+            for feed_id in self.policies:
+                state.last[feed_id] = await self._read_latest(state.target, feed_id)
+            self._workers.append(asyncio.create_task(self._worker(state), name=f"pusher-{state.target.name}"))
+        self._started = True
+
+    async def _read_latest(self, target: FeedTarget, feed_id: str) -> Any:
+        for attempt in range(self.backoff.max_attempts):
+            try:
+                latest = as_report(await target.latest(feed_id))
+                log.info("push_start_state", target=target.name, feed=feed_id,
+                         round=getattr(latest, "round", None), price=getattr(latest, "price", None))
+                return latest
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a chain that is down at start: retry, then give up
+                if self.backoff.exhausted(attempt) or isinstance(exc, FeedError):
+                    raise PushError(f"cannot read {feed_id} from {target.name}: {exc}; check the chain's RPC") from exc
+                log.warning("push_start_retry", target=target.name, feed=feed_id, error=str(exc))
+                await asyncio.sleep(self.backoff.delay(attempt))
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            try:
+                await worker
+            except asyncio.CancelledError:
+                pass
+        self._workers.clear()
+        self._started = False
+
+    async def __aenter__(self) -> "Pusher":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def submit(self, signed: SignedReport) -> None:
+        """Queues a report for every target (replacing an older one of the same feed still waiting)."""
+        if signed.feed_id not in self.policies:
+            log.warning("push_skipped", feed=signed.feed_id, round=signed.round,
+                        reason=f"no [feeds.\"{signed.feed_id}\"] table in the config: add it to push this feed")
+            return
+        if self.committee is not None and not signed.verify(self.committee):
+            log.warning("push_skipped", feed=signed.feed_id, round=signed.round,
+                        reason=f"signature does not verify against committee epoch {self.committee.epoch}")
+            return
+        for state in self._targets.values():
+            waiting = state.pending.get(signed.feed_id)
+            if waiting is None or signed.round > waiting.round:
+                state.pending[signed.feed_id] = signed
+                state.wake.set()
+        self._idle.clear()
+
+    async def run(self, reports: AsyncIterator[SignedReport]) -> None:
+        await self.start()
+        async for signed in reports:
+            self.submit(signed)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Waits until every queued report has been decided (tests, and a clean stop)."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    def _record(self, outcome: PushOutcome) -> None:
+        self.history.append(outcome)
+        del self.history[: max(0, len(self.history) - self._history_limit)]
+
+    def _update_idle(self) -> None:
+        if not any(s.pending for s in self._targets.values()) and not self._busy:
+            self._idle.set()
+
+    async def _worker(self, state: _TargetState) -> None:
+        while True:
+            await state.wake.wait()
+            state.wake.clear()
+            while state.pending:
+                feed_id = next(iter(state.pending))
+                signed = state.pending.pop(feed_id)
+                self._busy += 1
+                try:
+                    await self._handle(state, signed)
+                finally:
+                    self._busy -= 1
+            self._update_idle()
+
+    def decide(self, target: str, signed: SignedReport) -> PushDecision:
+        last = self._targets[target].last.get(signed.feed_id)
+        return self.policies[signed.feed_id].should_push(last, signed.report, int(self._clock() * 1000))
+
+    async def _handle(self, state: _TargetState, signed: SignedReport) -> None:
+        name = state.target.name
+        decision = self.decide(name, signed)
+        if not decision.push:
+            log.info("push_decision", target=name, feed=signed.feed_id, round=signed.round, push=False,
+                     reason=decision.reason)
+            self._record(PushOutcome(name, signed.feed_id, signed.round, False, decision.reason))
+            return
+        log.info("push_decision", target=name, feed=signed.feed_id, round=signed.round, push=True, reason=decision.reason)
+        attempt = 0
+        while True:
+            try:
+                result = await state.target.push(signed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure is logged; retryable ones retried
+                retryable = getattr(exc, "retryable", True)
+                newer = state.pending.get(signed.feed_id)
+                if not retryable or self.backoff.exhausted(attempt) or newer is not None:
+                    why = ("refused" if not retryable else
+                           "superseded by round %d" % newer.round if newer is not None else "gave up")
+                    log.warning("push_failed", target=name, feed=signed.feed_id, round=signed.round,
+                                attempts=attempt + 1, outcome=why, error=str(exc))
+                    self._record(PushOutcome(name, signed.feed_id, signed.round, False, f"{why}: {exc}",
+                                             attempts=attempt + 1))
+                    return
+                delay = self.backoff.delay(attempt)
+                log.warning("push_retry", target=name, feed=signed.feed_id, round=signed.round, attempt=attempt + 1,
+                            retry_in_s=round(delay, 2), error=str(exc))
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            if isinstance(result, str):
+                state.last[signed.feed_id] = signed.report
+                log.info("pushed", target=name, feed=signed.feed_id, round=signed.round, price=signed.report.price,
+                         tx=result, reason=decision.reason)
+                self._record(PushOutcome(name, signed.feed_id, signed.round, True, decision.reason, result, attempt + 1))
+            else:
+                # Someone else put this round (or a newer one) on-chain: learn what is there now.
+                try:
+                    state.last[signed.feed_id] = as_report(await state.target.latest(signed.feed_id))
+                except Exception as exc:  # noqa: BLE001 - keep the old view; the next report re-decides
+                    log.warning("push_refresh_failed", target=name, feed=signed.feed_id, error=str(exc))
+                log.info("push_not_newer", target=name, feed=signed.feed_id, round=signed.round, result=str(result))
+                self._record(PushOutcome(name, signed.feed_id, signed.round, False, str(result), attempts=attempt + 1))
+            return
+
+
+# --- the feed server's stream ---------------------------------------------------------------------
+
+
+async def sse_reports(
+    base_url: str,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    backoff: Backoff = Backoff(base=0.5, cap=10.0, max_attempts=1_000_000),
+    path: str = "/v1/stream",
+) -> AsyncIterator[SignedReport]:
+    """SignedReports from a feed server's server-sent events (`GET /v1/stream`), reconnecting with
+    backoff when the stream ends or the server is down. Events whose data is not a signed report
+    (keep-alives, other event types, malformed JSON) are logged and skipped."""
+    url = base_url.rstrip("/") + path
+    own = session is None
+    session = session or aiohttp.ClientSession()
+    attempt = 0
+    try:
+        while True:
+            try:
+                async with session.get(url, headers={"Accept": "text/event-stream"},
+                                       timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)) as resp:
+                    if resp.status != 200:
+                        raise PushError(f"GET {url} answered HTTP {resp.status}; is [feed_push] source a feed server?")
+                    log.info("stream_connected", url=url)
+                    attempt = 0
+                    async for data in _sse_data(resp.content):
+                        signed = _parse_event(data)
+                        if signed is not None:
+                            yield signed
+            except (aiohttp.ClientError, asyncio.TimeoutError, PushError) as exc:
+                log.warning("stream_down", url=url, error=str(exc) or type(exc).__name__)
+            delay = backoff.delay(attempt)
+            attempt += 1
+            await asyncio.sleep(delay)
+    finally:
+        if own:
+            await session.close()
+
+
+async def client_reports(base_urls: str | list[str], committee: Any, feed_ids: list[str]) -> AsyncIterator[SignedReport]:
+    """SignedReports through the SDK's FeedsClient (relay/feeds/client.py): verified against the
+    committee, resumed after the last round seen on reconnect, several servers in rotation. Age and
+    confidence limits are off: they are a consumer's policy, the pusher only puts signed rounds
+    on-chain (the push rule decides what is worth it). Stale/gap events are logged."""
+    from relay.feeds.client import FeedsClient
+
+    async with FeedsClient(base_urls, committee, max_age_s=None, max_confidence_ratio=None) as client:
+        async for update in client.stream(feed_ids):
+            if isinstance(update, SignedReport):
+                yield update
+            else:
+                log.info("stream_event", kind=type(update).__name__, detail=str(update))
+
+
+async def _sse_data(content: aiohttp.StreamReader) -> AsyncIterator[str]:
+    # The SSE framing: `data:` lines accumulate until a blank line ends the event.
+    lines: list[str] = []
+    async for raw in content:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line:
+            if lines:
+                yield "\n".join(lines)
+                lines = []
+            continue
+        if line.startswith("data:"):
+            lines.append(line[5:].removeprefix(" "))
+    if lines:
+        yield "\n".join(lines)
+
+
+def _parse_event(data: str) -> SignedReport | None:
+    try:
+        body = json.loads(data)
+    except json.JSONDecodeError:
+        log.warning("stream_event_skipped", reason="data is not JSON", data=data[:80])
+        return None
+    if isinstance(body, dict) and "report" not in body and isinstance(body.get("signed"), dict):
+        body = body["signed"]  # tolerate an envelope {"type": ..., "signed": {...}}
+    if not isinstance(body, dict) or "report" not in body:
+        return None  # another kind of event (status, keep-alive)
+    try:
+        return SignedReport.from_json(body)
+    except ReportError as exc:  # SignedReportError included
+        log.warning("stream_event_skipped", reason=str(exc))
+        return None
