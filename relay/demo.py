@@ -33,6 +33,7 @@ TASKS = [
 MAX_FEE = {"evm": 10**15, "solana": 1_000_000}  # 0.001 ETH / 0.001 SOL held in escrow
 UNIT = {"evm": "wei", "solana": "lamports"}
 STAGES = ["requested", "request_delivered", "result_submitted", "result_delivered", "completed"]
+METHOD = {1: "the worker's signature", 2: "re-execution", 3: "a proof verifier"}
 SHORT = {"requested": "requested", "request_delivered": "request on dst", "result_submitted": "result sent",
          "result_delivered": "result on src", "completed": "attested+paid"}
 
@@ -64,7 +65,7 @@ def _render(rows: list[Row], elapsed: float) -> str:
 async def _follow(row: Row, timeout: float) -> None:
     try:
         async with asyncio.timeout(timeout):
-            async for event in row.handle.events():
+            async for event in row.handle.events(poll=0.1):
                 row.stages[event.stage] = event.elapsed_s
                 if event.stage in ("completed", "expired", "refunded"):
                     row.final = event.stage
@@ -98,8 +99,13 @@ async def run_demo() -> int:
             for check, outcome in await smoke(stack.state_dir):
                 print(f"   {check:<48} {outcome}")
 
-            print("\n3. Agents request AI tasks through the SDK (client.request_task); each column is the time\n"
-                  "   since the request at which the task reached that stage:\n", flush=True)
+            print("\n3. Agents request AI tasks through the SDK (client.request_task). Each column is the time since\n"
+                  "   the request at which the task reached that stage:\n"
+                  "     request on dst  the relayer delivered the TASK_REQUEST (escrow held on the source chain)\n"
+                  "     result sent     a worker on the other chain ran the executor and sent its signed TASK_RESULT\n"
+                  "     result on src   the result was delivered back to the requester's task board\n"
+                  "     attested+paid   the committee checked the result (re-running deterministic executors), its\n"
+                  "                     PROOF_ATTESTATION was delivered and the board paid the worker\n", flush=True)
             rows = [Row(src, dst, executor, text) for src, dst, executor, text in TASKS]
             async with TesseraClient.from_config(stack.config_path) as client:
                 for row in rows:
@@ -140,7 +146,7 @@ def _summarise(rows: list[Row]) -> bool:
         messaging = s["completed"] - execution
         output = v.text if len(v.text) <= 90 else v.text[:87] + "..."
         print(f"{head} {output}")
-        print(f"   {'':14}  {'':16}{'':10}method {v.method.name.lower().replace('_', ' ')}, committee epoch {v.epoch} "
+        print(f"   {'':14}  {'':16}{'':10}checked by {METHOD[int(v.method)]}, committee epoch {v.epoch} "
               f"signature verified off-chain, worker paid {v.status.escrow} {UNIT[row.src]}")
         print(f"   {'':14}  {'':16}{'':10}{s['completed']:.2f}s total = {messaging:.2f}s messaging + "
               f"{execution:.2f}s worker (detect, execute, submit)")
