@@ -326,6 +326,7 @@ class SolanaTaskBoard:
         self.poll_interval = poll_interval
         self.idle_poll_interval = idle_poll_interval
         self.confirm_timeout = confirm_timeout
+        self._request_lock = asyncio.Lock()
 
     @classmethod
     def from_config(cls, config: TesseraConfig, chain_name: str, role: Role = "requester",
@@ -445,6 +446,13 @@ class SolanaTaskBoard:
                                  _HINTS["TASK_FEE_TOO_LARGE"], "TASK_FEE_TOO_LARGE")
         payload = request.encode()
         requester = self._signer_key()
+        # One request at a time per client: concurrent ones would read the same outbox nonce and
+        # (with equal payloads) build the very same transaction.
+        async with self._request_lock:
+            return await self._request_task(dst_domain, worker_board, request, payload, requester)
+
+    async def _request_task(self, dst_domain: int, worker_board: bytes, request: TaskRequest, payload: bytes,
+                            requester: Pubkey) -> SentRequest:
         for attempt in range(_NONCE_RACE_RETRIES):
             nonce = await self._outbox_nonce()
             envelope = Envelope(kind=MessageKind.TASK_REQUEST, nonce=nonce, src_domain=self.domain,

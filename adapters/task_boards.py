@@ -62,10 +62,23 @@ WORKER_EVM_KEY_INDEX = 5  # anvil dev account of a localnet worker (0 deployer, 
 WORKER_SOLANA_LAMPORTS = 100 * 10**9
 
 
-async def provision_localnet_worker(state_dir, config: TesseraConfig, chain_name: str) -> dict:
+async def _fund_evm(config: TesseraConfig, address: str) -> None:
+    from web3 import AsyncHTTPProvider, AsyncWeb3
+
+    for chain in config.chains.values():
+        if isinstance(chain, EvmChain):
+            w3 = AsyncWeb3(AsyncHTTPProvider(chain.rpc_urls[0]))
+            try:  # anvil's own cheat: the localnet is the only place extra workers are provisioned
+                await w3.provider.make_request("anvil_setBalance", [address, hex(100 * 10**18)])
+            finally:
+                await w3.provider.disconnect()
+
+
+async def provision_localnet_worker(state_dir, config: TesseraConfig, chain_name: str, name: str = "") -> dict:
     """Keys and payout addresses for a worker on a localnet, written under `state_dir/keys` if
-    missing: the worker identity, its EVM account (anvil dev key 5), its Solana fee payer (funded
-    by airdrop when it serves Solana). Returns the `[worker]` fields to set."""
+    missing: the worker identity, its EVM account (anvil dev key 5; 6.. for named extra workers, so
+    two workers never share an account's nonces), its Solana fee payer (funded by airdrop when it
+    serves Solana). Returns the `[worker]` fields to set."""
     from pathlib import Path
 
     from eth_account import Account
@@ -75,20 +88,26 @@ async def provision_localnet_worker(state_dir, config: TesseraConfig, chain_name
     from relay.tasks.worker import generate_identity
 
     keys = Path(state_dir) / "keys"
-    identity = keys / f"worker-{chain_name}.key"
+    suffix = f"-{name}" if name else ""
+    identity = keys / f"worker-{chain_name}{suffix}.key"
     if not identity.exists():
         generate_identity(identity)
-    evm_key = keys / "evm-worker.key"
+    evm_key = keys / f"evm-worker{suffix}.key"
     if not evm_key.exists():
-        _write_secret(evm_key, ANVIL_DEV_KEYS[WORKER_EVM_KEY_INDEX] + "\n")
-    solana_file = keys / "solana-worker.json"
+        # A named extra worker gets a fresh account (funded below): never share nonces with another.
+        _write_secret(evm_key, (ANVIL_DEV_KEYS[WORKER_EVM_KEY_INDEX] if not name
+                                else "0x" + bytes(Account.create().key).hex()) + "\n")
+    evm_address = Account.from_key(evm_key.read_text().strip()).address
+    if name:
+        await _fund_evm(config, evm_address)
+    solana_file = keys / f"solana-worker{suffix}.json"
     solana = _load_or_create_keypair(solana_file)
     payout: dict[str, str] = {}
-    for name, chain in config.chains.items():
+    for chain_key, chain in config.chains.items():
         if isinstance(chain, EvmChain):
-            payout[name] = Account.from_key(ANVIL_DEV_KEYS[WORKER_EVM_KEY_INDEX]).address
+            payout[chain_key] = evm_address
         else:
-            payout[name] = str(solana.pubkey())
+            payout[chain_key] = str(solana.pubkey())
     served = config.chains[chain_name]
     if isinstance(served, SolanaChain):
         from solana.rpc.async_api import AsyncClient

@@ -58,6 +58,8 @@ class Stack:
     config_path: Path
     attesters: dict[int, ChildProcess] = field(default_factory=dict)
     relayers: dict[str, ChildProcess] = field(default_factory=dict)
+    workers: dict[str, ChildProcess] = field(default_factory=dict)
+    feed_servers: dict[str, ChildProcess] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -111,8 +113,71 @@ class Stack:
         await wait_http(f"http://{listen}/health", proc)
         return proc
 
+    async def worker_config(self, chain: str, executor_options: dict | None = None, name: str = "",
+                            **worker: object) -> Path:
+        """A copy of the config with a [worker] section for `chain` (keys, accounts and payouts made
+        if missing); `worker` overrides WorkerSection fields, `executor_options` sets [executors]."""
+        from adapters.task_boards import provision_localnet_worker
+        from relay.config import WorkerSection
+
+        config = load_config(self.config_path)
+        fields = await provision_localnet_worker(self.state_dir, config, chain, name)
+        label = f"{chain}-{name}" if name else chain
+        listen = f"127.0.0.1:{free_port()}"
+        fields.update(db=str(self.state_dir / f"worker-{label}.db"), listen=listen, output_url=f"http://{listen}")
+        fields.update(worker)
+        update: dict = {"worker": WorkerSection(**fields)}
+        if executor_options is not None:
+            update["executors"] = executor_options
+        path = self.state_dir / f"config-worker-{label}.toml"
+        dump_config(config.model_copy(update=update), path)
+        return path
+
+    async def start_worker(self, chain: str, executor_options: dict | None = None, name: str = "",
+                           **worker: object) -> ChildProcess:
+        """`relay worker --chain CHAIN` as a child process. The options are used when its config is
+        first written (see worker_config); a restart reuses that config, and so its store. A `name`
+        starts another worker for the same chain, with its own keys, accounts and store."""
+        label = f"{chain}-{name}" if name else chain
+        path = self.state_dir / f"config-worker-{label}.toml"
+        if not path.exists():
+            await self.worker_config(chain, executor_options, name, **worker)
+        listen = load_config(path).worker.listen
+        proc = ChildProcess(f"worker-{label}", [sys.executable, "-m", "relay.cli", "worker", "--config", str(path),
+                                                "--chain", chain],
+                            self.state_dir / "logs" / f"worker-{label}.log", env=self._env())
+        proc.start()
+        self.workers[label] = proc
+        await wait_http(f"http://{listen}/health", proc)
+        return proc
+
+    def feed_server_config(self, name: str = "main", **settings: object) -> Path:
+        """A copy of the config whose [feed_server] listens on a free port with its own history db;
+        `settings` override FeedServerSection fields. Written once: a restart keeps port and history."""
+        from relay.config import FeedServerSection
+
+        path = self.state_dir / f"config-feed-server-{name}.toml"
+        if not path.exists():
+            config = load_config(self.config_path)
+            fields = {"listen": f"127.0.0.1:{free_port()}", "db": self.state_dir / f"feed-server-{name}.db", **settings}
+            dump_config(config.model_copy(update={"feed_server": FeedServerSection(**fields)}), path)
+        return path
+
+    def feed_server_url(self, name: str = "main") -> str:
+        return f"http://{load_config(self.feed_server_config(name)).feed_server.listen}"
+
+    async def start_feed_server(self, name: str = "main", **settings: object) -> ChildProcess:
+        """`relay feed-server` as a child process (see feed_server_config); its URL: feed_server_url(name)."""
+        path = self.feed_server_config(name, **settings)
+        proc = ChildProcess(f"feed-server-{name}", [sys.executable, "-m", "relay.cli", "feed-server", "--config", str(path)],
+                            self.state_dir / "logs" / f"feed-server-{name}.log", env=self._env())
+        proc.start()
+        self.feed_servers[name] = proc
+        await wait_http(f"{self.feed_server_url(name)}/health", proc)
+        return proc
+
     def stop_all(self) -> None:
-        for proc in [*self.relayers.values(), *self.attesters.values()]:
+        for proc in [*self.feed_servers.values(), *self.workers.values(), *self.relayers.values(), *self.attesters.values()]:
             proc.stop()
 
 
