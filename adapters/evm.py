@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import aiohttp
@@ -191,6 +191,7 @@ class EvmAdapter:
         self.head_subscription = asyncio.Event()  # set while a newHeads subscription is live
         self._ws_task: asyncio.Task[None] | None = None
         self._chain_id: int | None = None
+        self._block_times: dict[int, int] = {}  # final block number -> timestamp (bounded)
 
     @classmethod
     def from_config(cls, name: str, chain: EvmChain, **options: Any) -> "EvmAdapter":
@@ -281,6 +282,23 @@ class EvmAdapter:
         logs = await self._call("eth_getLogs", lambda w3: w3.eth.get_logs(params))
         return sorted((e for e in logs if not e.get("removed")), key=lambda e: (e["blockNumber"], e["logIndex"]))
 
+    async def _block_time(self, number: int) -> int | None:
+        # Final blocks do not change, so their timestamps are cached (bounded: the newest 1,024).
+        cache = self._block_times
+        if number not in cache:
+            try:
+                block = await self._call("eth_getBlockByNumber", lambda w3: w3.eth.get_block(number))
+            except Web3RPCError:
+                return None
+            if len(cache) >= 1024:
+                cache.pop(next(iter(cache)))
+            cache[number] = int(block["timestamp"])
+        return cache[number]
+
+    async def _timed(self, observations: list[Observation]) -> list[Observation]:
+        """The observations with block_time filled in (PROOF_ATTESTATION's checked_at comes from it)."""
+        return [replace(o, block_time=await self._block_time(o.position)) for o in observations]
+
     def _observations(self, logs: list[Any]) -> list[Observation]:
         out = []
         for i, entry in enumerate(logs):
@@ -304,7 +322,7 @@ class EvmAdapter:
                 while next_block <= final:
                     to_block = min(final, next_block + self.log_range - 1)
                     logs = await self._get_logs(next_block, to_block, [self._topic_sent])
-                    for observation in self._observations(logs):
+                    for observation in await self._timed(self._observations(logs)):
                         yield observation
                     next_block = to_block + 1
                 outage = 0
@@ -358,7 +376,7 @@ class EvmAdapter:
             if to_checksum_address(e["address"]) == self.gateway_address and e["topics"]
             and _hex(e["topics"][0]) == self._topic_sent
         ]
-        return [o for o in (self._observation(e, str(block)) for e in logs) if o is not None]
+        return await self._timed([o for o in (self._observation(e, str(block)) for e in logs) if o is not None])
 
     async def find_nonce(self, nonce: int) -> Observation | None:
         final = await self.final_block()
@@ -368,7 +386,7 @@ class EvmAdapter:
             for entry in logs:
                 observation = self._observation(entry, str(int(entry["blockNumber"]) - 1))
                 if observation is not None:
-                    return observation
+                    return (await self._timed([observation]))[0]
         return None
 
     async def _scan_newest_first(self, to_block: int, topics: list[str | None]) -> AsyncIterator[list[Any]]:

@@ -324,7 +324,8 @@ class SolanaAdapter:
         # one re-reads the whole transaction (at-least-once), never skips its remaining envelopes.
         return [
             Observation(envelope=e, source_tx=str(signature), position=tx.slot,
-                        cursor=str(signature) if i == len(envelopes) - 1 else cursor_before)
+                        cursor=str(signature) if i == len(envelopes) - 1 else cursor_before,
+                        block_time=tx.block_time)
             for i, e in enumerate(envelopes)
         ]
 
@@ -393,6 +394,13 @@ class SolanaAdapter:
         raw = delivery.envelope.encode()
         attestation = Attestation.for_envelope(raw, delivery.epoch, delivery.signature)
         ix = deliver_ix(self.program_id, self._require_signer().pubkey(), attestation, raw)
+        # Deliveries to the task board carry its accounts (board, task, payout); imported here
+        # because adapters.solana_tasks builds on this module.
+        from adapters.solana_tasks import board_delivery_accounts
+
+        extra = board_delivery_accounts(self.program_id, delivery.envelope)
+        if extra:
+            ix = Instruction(ix.program_id, ix.data, [*ix.accounts, *extra])
         # No preflight: a refused delivery (already delivered by another relayer, bad signature) lands
         # as a failed transaction whose program error delivery_status reports.
         signature, _ = await self._send([set_compute_unit_limit(DELIVER_CU_LIMIT), ix], skip_preflight=True)

@@ -4,6 +4,10 @@ only for an envelope it observed final on its source chain, and serves its parti
 It never trusts the relayer's view of a chain: a relayer may ask it to look at a source
 transaction (`POST /v1/observe`), but the attester reads that transaction from its own RPC
 endpoints and applies its own finality rule before signing anything.
+
+For AI tasks it also checks every final TASK_RESULT against the TASK_REQUEST it answers and, only
+if the result holds up, co-signs the derived PROOF_ATTESTATION (relay/tasks/attestation.py); a
+refusal is recorded with its reason and served instead of a partial.
 """
 
 from __future__ import annotations
@@ -15,10 +19,25 @@ from typing import Callable
 
 from aiohttp import web
 
-from attest.signing_log import EquivocationError, SignedEntry, SigningLog
+from attest.signing_log import EquivocationError, ResultRecord, SignedEntry, SigningLog
 from relay.chains import ChainAdapter, Observation
+from relay.envelope import Envelope
 from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
+from relay.protocol import MessageKind
+from relay.tasks.attestation import (
+    DATA_NOT_AVAILABLE,
+    REQUEST_NOT_SEEN,
+    AttestationError,
+    Fetch,
+    attestation_for,
+    check_result,
+    derive_attestation,
+    http_fetch,
+)
+from relay.tasks.executors import ExecutorRegistry
+from relay.tasks.payloads import TaskPayloadError, TaskResult
+from relay.tasks.proofs import ProofVerifierRegistry
 
 log = get_logger("attester")
 
@@ -51,6 +70,12 @@ class Attester:
         adapters: dict[int, ChainAdapter],
         signing_log: SigningLog,
         observe_rate: float = 20.0,
+        *,
+        executors: ExecutorRegistry | None = None,
+        verifiers: ProofVerifierRegistry | None = None,
+        fetch: Fetch = http_fetch,
+        check_concurrency: int = 2,
+        fetch_retry_delays: tuple[float, ...] = (2.0, 8.0),
     ) -> None:
         self.index = index
         self.epoch = epoch
@@ -59,10 +84,23 @@ class Attester:
         self.signing_log = signing_log
         self._observe_limiter = RateLimiter(observe_rate)
         self.log = log.bind(member=index)
+        self._executors = executors
+        self._verifiers = verifiers
+        self._fetch = fetch
+        # Re-execution can take seconds and CPU: few at a time, and never on the watch loop.
+        self._check_slots = asyncio.Semaphore(check_concurrency)
+        self._checking: dict[bytes, asyncio.Task[None]] = {}
+        self._fetch_retry_delays = fetch_retry_delays
 
     async def run(self, stop: asyncio.Event) -> None:
-        await run_until_stopped(stop, *(
-            keep_running(f"watch {a.name}", lambda a=a: self._watch(a), self.log) for a in self.adapters.values()))
+        for record in self.signing_log.pending_results():  # checks a previous run did not finish
+            self._schedule_check(record.result_id)
+        try:
+            await run_until_stopped(stop, *(
+                keep_running(f"watch {a.name}", lambda a=a: self._watch(a), self.log) for a in self.adapters.values()))
+        finally:
+            for task in list(self._checking.values()):
+                task.cancel()
 
     async def _watch(self, adapter: ChainAdapter) -> None:
         name = f"watch:{adapter.domain}"
@@ -89,6 +127,7 @@ class Attester:
             self.log.critical("refused to equivocate", reason=str(exc))
             return None
         if existing is not None:
+            self._task_hook(observation)
             return existing
         partial = self._sign(env.digest(self.epoch))
         entry = self.signing_log.record(SignedEntry(
@@ -96,7 +135,109 @@ class Attester:
             partial=partial, source_tx=observation.source_tx, signed_at=time.time(),
         ))
         self.log.info("signed", msg_id=message_id.hex(), src=env.src_domain, nonce=env.nonce, tx=observation.source_tx)
+        self._task_hook(observation)
         return entry
+
+    # -- proof attestations ------------------------------------------------------------------
+    def _task_hook(self, observation: Observation) -> None:
+        env = observation.envelope
+        if env.kind == MessageKind.TASK_REQUEST:
+            if self.signing_log.remember_request(env.message_id, env.encode(), observation.source_tx):
+                # A result seen before its request (watchers of two chains run apart) gets a second look.
+                for record in self.signing_log.results_for_request(env.message_id):
+                    if record.status == "refused" and record.reason.startswith(REQUEST_NOT_SEEN):
+                        self.signing_log.set_result_status(record.result_id, "pending", "", record.method)
+                        self._schedule_check(record.result_id)
+        elif env.kind == MessageKind.TASK_RESULT:
+            try:
+                request_id = TaskResult.decode(env.payload).request_id
+            except TaskPayloadError:
+                request_id = bytes(32)  # recorded anyway, so the refusal is visible
+            attestation_id = None
+            if observation.block_time is not None:
+                try:
+                    attestation_id = attestation_for(env, observation.block_time).message_id
+                except AttestationError:
+                    pass
+            record = self.signing_log.remember_result(env.message_id, request_id, env.encode(), observation.source_tx,
+                                                      observation.block_time, attestation_id)
+            if record.status == "pending":
+                self._schedule_check(record.result_id)
+
+    def _schedule_check(self, result_id: bytes) -> None:
+        if result_id in self._checking:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(self._check(result_id))
+        except RuntimeError:  # no loop (a synchronous caller): run() picks pending results up
+            return
+        self._checking[result_id] = task
+        task.add_done_callback(lambda _t, r=result_id: self._checking.pop(r, None))
+
+    async def wait_checks(self) -> None:
+        """Until every scheduled result check has finished (tests, shutdown)."""
+        while self._checking:
+            await asyncio.gather(*list(self._checking.values()), return_exceptions=True)
+
+    def _registries(self) -> tuple[ExecutorRegistry, ProofVerifierRegistry]:
+        if self._executors is None:
+            self._executors = ExecutorRegistry.load()
+        if self._verifiers is None:
+            self._verifiers = ProofVerifierRegistry.load(self._executors)
+        return self._executors, self._verifiers
+
+    def _refuse_result(self, record: ResultRecord, reason: str, method: int | None) -> None:
+        self.signing_log.set_result_status(record.result_id, "refused", reason, method)
+        self.log.warning("refused to attest", result_id=record.result_id.hex(), reason=reason,
+                         attestation_id=record.attestation_id.hex() if record.attestation_id else None)
+
+    async def _check(self, result_id: bytes) -> None:
+        record = self.signing_log.task_result(result_id)
+        if record is None or record.status != "pending":
+            return
+        result_env = Envelope.decode(record.envelope)
+        if record.block_time is None or record.attestation_id is None:
+            self._refuse_result(record, "no attestation can be derived: the result payload does not decode or "
+                                        "the source chain reported no block time for it", None)
+            return
+        raw_request = self.signing_log.request_envelope(record.request_id)
+        request_env = Envelope.decode(raw_request) if raw_request is not None else None
+        executors, verifiers = self._registries()
+        try:
+            for delay in (*self._fetch_retry_delays, None):
+                async with self._check_slots:  # not held while waiting to retry
+                    verdict = await check_result(request_env, result_env, executors, verifiers, self._fetch)
+                if verdict.ok or delay is None or not verdict.reason.startswith(DATA_NOT_AVAILABLE):
+                    break
+                # A URI that does not answer may be a passing outage: try again before refusing.
+                self.log.info("task data not available; retrying", result_id=result_id.hex(),
+                              reason=verdict.reason, in_s=delay)
+                await asyncio.sleep(delay)
+        except Exception:
+            # A bug, not a verdict: leave it pending (the next start checks it again).
+            self.log.exception("result check crashed", result_id=result_id.hex())
+            return
+        if not verdict.ok:
+            self._refuse_result(record, verdict.reason, int(verdict.method))
+            return
+        attestation = derive_attestation(result_env, record.block_time, verdict.method)
+        if attestation.message_id != record.attestation_id:
+            self._refuse_result(record, f"internal: derived attestation 0x{attestation.message_id.hex()} differs "
+                                        f"from the one announced (0x{record.attestation_id.hex()})",
+                                int(verdict.method))
+            return
+        partial = self._sign(attestation.digest(self.epoch))
+        try:
+            self.signing_log.record_attestation(result_id, SignedEntry(
+                src_domain=attestation.src_domain, nonce=attestation.nonce, message_id=attestation.message_id,
+                epoch=self.epoch, partial=partial, source_tx=record.source_tx, signed_at=time.time()))
+        except EquivocationError as exc:
+            self.log.critical("refused to equivocate", reason=str(exc))
+            self._refuse_result(record, str(exc), int(verdict.method))
+            return
+        self.signing_log.set_result_status(result_id, "attested", verdict.reason, int(verdict.method))
+        self.log.info("attested result", result_id=result_id.hex(), attestation_id=attestation.message_id.hex(),
+                      method=int(verdict.method))
 
     async def observe_tx(self, src_domain: int, source_tx: str) -> list[SignedEntry]:
         adapter = self.adapters.get(src_domain)
@@ -130,10 +271,35 @@ class Attester:
                 return web.json_response({"error": "message id must be 32 bytes of hex"}, status=400)
             entry = self.signing_log.by_message(message_id, self.epoch)
             if entry is None:
+                checked = self.signing_log.task_result_by_attestation(message_id)
+                if checked is not None and checked.status == "refused":
+                    # Final for this attester: the relayer records the reason instead of waiting.
+                    return web.json_response({"error": f"refused: {checked.reason}",
+                                              "result_id": "0x" + checked.result_id.hex()}, status=403)
+                if checked is not None:
+                    return web.json_response({"error": "not signed yet: the result is still being checked"},
+                                             status=404)
                 return web.json_response(
                     {"error": "not signed: this attester has not observed the message final on its source chain"},
                     status=404)
             return web.json_response(partial_json(entry))
+
+        @routes.get("/v1/task-results/{result_id}")
+        async def task_result(request: web.Request) -> web.Response:
+            try:
+                result_id = bytes.fromhex(request.match_info["result_id"].removeprefix("0x"))
+                assert len(result_id) == 32
+            except (ValueError, AssertionError):
+                return web.json_response({"error": "result id must be 32 bytes of hex"}, status=400)
+            record = self.signing_log.task_result(result_id)
+            if record is None:
+                return web.json_response(
+                    {"error": "unknown result: this attester has not observed that TASK_RESULT final"}, status=404)
+            return web.json_response({
+                "result_id": "0x" + record.result_id.hex(), "request_id": "0x" + record.request_id.hex(),
+                "status": record.status, "reason": record.reason, "method": record.method,
+                "attestation_id": "0x" + record.attestation_id.hex() if record.attestation_id else None,
+            })
 
         @routes.post("/v1/observe")
         async def observe(request: web.Request) -> web.Response:

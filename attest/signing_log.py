@@ -15,7 +15,8 @@ from pathlib import Path
 
 
 class EquivocationError(Exception):
-    """Asked to sign a second, different envelope for a (source domain, nonce) already signed."""
+    """Asked to sign a second, different envelope for a (source domain, nonce) already signed, or a
+    second, different PROOF_ATTESTATION for a result already attested."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,58 @@ CREATE TABLE IF NOT EXISTS refusals (
     at         REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, cursor TEXT NOT NULL);
+-- Proof attestations. The committee has no nonce sequence (src_domain 0, nonce 0), so "never sign
+-- two" is keyed on the result an attestation speaks for.
+CREATE TABLE IF NOT EXISTS attested (
+    result_id  BLOB NOT NULL,
+    epoch      INTEGER NOT NULL,
+    message_id BLOB NOT NULL,
+    partial    BLOB NOT NULL,
+    source_tx  TEXT NOT NULL,
+    signed_at  REAL NOT NULL,
+    PRIMARY KEY (result_id, epoch)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS attested_by_id ON attested (message_id, epoch);
+CREATE TABLE IF NOT EXISTS task_requests (
+    request_id BLOB PRIMARY KEY,
+    envelope   BLOB NOT NULL,
+    source_tx  TEXT NOT NULL,
+    seen_at    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS task_results (
+    result_id      BLOB PRIMARY KEY,
+    request_id     BLOB NOT NULL,
+    envelope       BLOB NOT NULL,
+    source_tx      TEXT NOT NULL,
+    block_time     INTEGER,
+    attestation_id BLOB,
+    status         TEXT NOT NULL,  -- pending | attested | refused
+    method         INTEGER,
+    reason         TEXT NOT NULL DEFAULT '',
+    updated_at     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS task_results_by_request ON task_results (request_id);
+CREATE INDEX IF NOT EXISTS task_results_by_attestation ON task_results (attestation_id);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRecord:
+    """What this attester decided about one TASK_RESULT (GET /v1/task-results/{result_id})."""
+
+    result_id: bytes
+    request_id: bytes
+    envelope: bytes
+    source_tx: str
+    block_time: int | None
+    attestation_id: bytes | None
+    status: str  # pending | attested | refused
+    method: int | None
+    reason: str
+    updated_at: float
+
+
+_RESULT_COLUMNS = ", ".join(ResultRecord.__slots__)
 
 
 class SigningLog:
@@ -77,6 +129,11 @@ class SigningLog:
             "SELECT src_domain, nonce, message_id, epoch, partial, source_tx, signed_at FROM signed "
             "WHERE message_id = ? AND epoch = ?", (message_id, epoch)
         ).fetchone()
+        if row is None:
+            row = self._db.execute(
+                "SELECT 0, 0, message_id, epoch, partial, source_tx, signed_at FROM attested "
+                "WHERE message_id = ? AND epoch = ?", (message_id, epoch)
+            ).fetchone()
         return self._row(row)
 
     def by_nonce(self, src_domain: int, nonce: int, epoch: int) -> SignedEntry | None:
@@ -113,6 +170,72 @@ class SigningLog:
                  entry.signed_at),
             )
         return entry
+
+    # -- proof attestations ----------------------------------------------------------------
+    def record_attestation(self, result_id: bytes, entry: SignedEntry) -> SignedEntry:
+        """Insert the partial for a result's attestation; the one already written if it is the same
+        envelope; EquivocationError if a different attestation was signed for this result."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 0, 0, message_id, epoch, partial, source_tx, signed_at FROM attested "
+                "WHERE result_id = ? AND epoch = ?", (result_id, entry.epoch)).fetchone()
+            existing = self._row(row)
+            if existing is not None:
+                if existing.message_id != entry.message_id:
+                    raise EquivocationError(
+                        f"result 0x{result_id.hex()} was already attested as 0x{existing.message_id.hex()}; "
+                        f"refusing a second attestation 0x{entry.message_id.hex()} (did the result's block change?)")
+                return existing
+            self._db.execute(
+                "INSERT INTO attested (result_id, epoch, message_id, partial, source_tx, signed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (result_id, entry.epoch, entry.message_id, entry.partial, entry.source_tx, entry.signed_at))
+        return entry
+
+    def remember_request(self, request_id: bytes, envelope: bytes, source_tx: str) -> bool:
+        """Keep a final TASK_REQUEST so its results can be checked against it; False if known."""
+        with self._lock:
+            cur = self._db.execute("INSERT OR IGNORE INTO task_requests VALUES (?, ?, ?, ?)",
+                                   (request_id, envelope, source_tx, time.time()))
+        return cur.rowcount == 1
+
+    def request_envelope(self, request_id: bytes) -> bytes | None:
+        row = self._db.execute("SELECT envelope FROM task_requests WHERE request_id = ?", (request_id,)).fetchone()
+        return row[0] if row else None
+
+    def remember_result(self, result_id: bytes, request_id: bytes, envelope: bytes, source_tx: str,
+                        block_time: int | None, attestation_id: bytes | None) -> ResultRecord:
+        """Record a final TASK_RESULT as pending (unless already known) and return its record."""
+        with self._lock:
+            self._db.execute(
+                f"INSERT OR IGNORE INTO task_results ({_RESULT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, '', ?)",
+                (result_id, request_id, envelope, source_tx, block_time, attestation_id, time.time()))
+        record = self.task_result(result_id)
+        assert record is not None
+        return record
+
+    def _results(self, where: str, args: tuple) -> list[ResultRecord]:
+        rows = self._db.execute(f"SELECT {_RESULT_COLUMNS} FROM task_results WHERE {where}", args).fetchall()
+        return [ResultRecord(*row) for row in rows]
+
+    def task_result(self, result_id: bytes) -> ResultRecord | None:
+        found = self._results("result_id = ?", (result_id,))
+        return found[0] if found else None
+
+    def task_result_by_attestation(self, attestation_id: bytes) -> ResultRecord | None:
+        found = self._results("attestation_id = ?", (attestation_id,))
+        return found[0] if found else None
+
+    def results_for_request(self, request_id: bytes) -> list[ResultRecord]:
+        return self._results("request_id = ?", (request_id,))
+
+    def pending_results(self) -> list[ResultRecord]:
+        return self._results("status = 'pending'", ())
+
+    def set_result_status(self, result_id: bytes, status: str, reason: str, method: int | None) -> None:
+        with self._lock:
+            self._db.execute("UPDATE task_results SET status = ?, reason = ?, method = ?, updated_at = ? "
+                             "WHERE result_id = ?", (status, reason, method, time.time(), result_id))
 
     def refusals(self) -> list[tuple[int, int, bytes, str]]:
         return [tuple(r) for r in self._db.execute("SELECT src_domain, nonce, message_id, reason FROM refusals")]

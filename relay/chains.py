@@ -19,6 +19,9 @@ class Observation:
     source_tx: str  # EVM tx hash (0x-hex) or Solana signature (base58)
     position: int  # block number or slot
     cursor: str  # where a watcher resumes after this observation (adapter-defined, opaque)
+    # Unix time of the block/slot that carried the transaction (EVM block timestamp, Solana
+    # blockTime); None when the node cannot tell. PROOF_ATTESTATIONs derive checked_at from it.
+    block_time: int | None = None
 
 
 class DeliveryState(enum.Enum):

@@ -16,12 +16,17 @@ from attest.committee import Committee
 from relay.envelope import Envelope
 from relay.log import get_logger
 from relay.pipeline import Collected
+from relay.protocol import COMMITTEE_DOMAIN
 
 log = get_logger("collector")
 
 
 class _Unavailable(Exception):
     pass
+
+
+class _Refused(Exception):
+    """The member checked the message and will not sign it (HTTP 403, e.g. a wrong task result)."""
 
 
 class CommitteeCollector:
@@ -48,6 +53,13 @@ class CommitteeCollector:
             async with session.get(f"{endpoint}/v1/partials/0x{message_id}") as resp:
                 body = await resp.json(content_type=None)
                 status = resp.status
+            if status == 403:
+                raise _Refused(str(body.get("error", "refused")).removeprefix("refused: ")
+                               if isinstance(body, dict) else "refused")
+            if status == 404 and envelope.src_domain == COMMITTEE_DOMAIN:
+                # A derived attestation has no source transaction of its own: the member signs it
+                # once its check of the result is done (the result's own collection nudges it).
+                raise _Unavailable(body.get("error", "not signed yet") if isinstance(body, dict) else "not signed yet")
             if status == 404:
                 # The attester has not signed it (yet): ask it to read the source tx ITSELF.
                 async with session.post(f"{endpoint}/v1/observe",
@@ -77,6 +89,7 @@ class CommitteeCollector:
         tasks = {asyncio.create_task(self._fetch(m.index, envelope, source_tx)): m.index for m in committee.members}
         partials: list[attest.PartialSignature] = []
         problems: dict[int, str] = {}
+        refused: dict[int, str] = {}
         faulty: dict[int, str] = {}
         pending = set(tasks)
         tried_with = 0
@@ -89,6 +102,8 @@ class CommitteeCollector:
                         partials.append(task.result())
                     except _Unavailable as exc:
                         problems[index] = str(exc)
+                    except _Refused as exc:
+                        refused[index] = str(exc)
                 usable = [p for p in partials if p.index not in faulty]
                 if len(usable) >= committee.t and len(usable) > tried_with:
                     tried_with = len(usable)
@@ -102,5 +117,7 @@ class CommitteeCollector:
                 task.cancel()
         valid = len([p for p in partials if p.index not in faulty])
         details = "; ".join(f"member {i}: {why}" for i, why in sorted({**problems, **faulty}.items()))
-        return Collected(signature=None, epoch=committee.epoch, faulty=faulty,
+        if refused:
+            details = "; ".join(filter(None, [details, f"{len(refused)} refused"]))
+        return Collected(signature=None, epoch=committee.epoch, faulty=faulty, refused=refused,
                          reason=f"{valid}/{committee.t} valid partials ({details})")

@@ -22,7 +22,10 @@ from relay.envelope import Envelope
 from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
 from relay.metrics import RelayerMetrics
+from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.store import MessageRecord, Stage, Store
+from relay.tasks.attestation import AttestationError, attestation_for
+from relay.tasks.payloads import ProofAttestation, TaskPayloadError
 
 log = get_logger("relayer")
 
@@ -35,6 +38,7 @@ class Collected:
     epoch: int
     reason: str = ""  # why there is no signature yet
     faulty: dict[int, str] = field(default_factory=dict)  # member index -> what was wrong
+    refused: dict[int, str] = field(default_factory=dict)  # member index -> why it will not sign (403)
 
 
 class SignatureSource(Protocol):
@@ -49,6 +53,7 @@ class PipelineSettings:
     concurrency: int = 16
     gap_check_interval: float = 5.0
     idle_wait: float = 1.0
+    order_poll: float = 0.5  # seconds between checks whether an attestation's result has landed
 
 
 class Relayer:
@@ -85,16 +90,35 @@ class Relayer:
         cursor = await self.store.get_cursor(cursor_name)
         self.log.info("watching", chain=adapter.name, domain=adapter.domain, cursor=cursor)
         async for observation in adapter.watch(cursor):
-            await self.observe(observation.envelope, observation.source_tx)
+            await self.observe(observation.envelope, observation.source_tx, observation.block_time)
             await self.store.set_cursor(cursor_name, observation.cursor)
 
     def wake(self) -> None:
         self._wake.set()
 
-    async def observe(self, envelope: Envelope, source_tx: str) -> None:
+    async def observe(self, envelope: Envelope, source_tx: str, block_time: int | None = None) -> None:
         if await self.store.add_observed(envelope, source_tx):
             self.log.info("observed", msg_id=envelope.message_id.hex(), src=envelope.src_domain,
                           dst=envelope.dst_domain, nonce=envelope.nonce, tx=source_tx)
+            self._wake.set()
+        if envelope.kind == MessageKind.TASK_RESULT:
+            await self._enqueue_attestation(envelope, source_tx, block_time)
+
+    async def _enqueue_attestation(self, result: Envelope, source_tx: str, block_time: int | None) -> None:
+        """A TASK_RESULT also gets its PROOF_ATTESTATION carried: derived the way attesters derive it,
+        so the relayer knows its id at once; it is only delivered if the committee co-signs it."""
+        if block_time is None:
+            self.log.warning("no attestation for result: the source chain reported no block time",
+                             msg_id=result.message_id.hex(), tx=source_tx)
+            return
+        try:
+            attestation = attestation_for(result, block_time)
+        except AttestationError as exc:
+            self.log.warning("no attestation for result", msg_id=result.message_id.hex(), reason=str(exc))
+            return
+        if await self.store.add_observed(attestation, source_tx):
+            self.log.info("attestation queued", msg_id=attestation.message_id.hex(), result_id=result.message_id.hex(),
+                          dst=attestation.dst_domain)
             self._wake.set()
 
     async def _repair_gaps_forever(self, stop: asyncio.Event) -> None:
@@ -106,6 +130,8 @@ class Relayer:
         """Nonces are gap-free per source; a hole means a missed event: look it up again."""
         found = 0
         for domain, adapter in self.adapters.items():
+            if domain == COMMITTEE_DOMAIN:  # attestations share nonce 0: no sequence to repair
+                continue
             for nonce in await self.store.missing_nonces(domain):
                 try:
                     observation = await adapter.find_nonce(nonce)
@@ -116,7 +142,7 @@ class Relayer:
                     self.log.warning("nonce gap", chain=adapter.name, nonce=nonce, detail="not found final yet")
                     continue
                 self.log.info("nonce gap repaired", chain=adapter.name, nonce=nonce, tx=observation.source_tx)
-                await self.observe(observation.envelope, observation.source_tx)
+                await self.observe(observation.envelope, observation.source_tx, observation.block_time)
                 found += 1
         return found
 
@@ -175,7 +201,13 @@ class Relayer:
             self.metrics.faulty_partials.labels(member=str(member)).inc()
             self.log.warning("faulty partial signature", member=member, reason=what, msg_id=record.message_id.hex())
         if collected.signature is None:
-            await self._retry(record, f"waiting for signatures: {collected.reason}")
+            if collected.refused:
+                # Kept retrying (a member may still be re-executing), but the reasons are what
+                # `relay status` and the dead letter show.
+                refusals = "; ".join(f"refused by member {i}: {why}" for i, why in sorted(collected.refused.items()))
+                await self._retry(record, f"{refusals} ({collected.reason})")
+            else:
+                await self._retry(record, f"waiting for signatures: {collected.reason}")
             return
         await self.store.advance(record.message_id, Stage.READY, epoch=collected.epoch, signature=collected.signature)
         self.metrics.stage_latency.labels(stage="signed").observe(time.time() - record.observed_at)
@@ -190,12 +222,30 @@ class Relayer:
         if await destination.is_delivered(record.message_id):
             await self._confirmed(record, by="other")
             return
+        if not await self._result_landed(record, destination):
+            return
         delivery = SignedDelivery(envelope=record.decoded, epoch=record.epoch, signature=record.signature)
         tx = await destination.submit(delivery)
         await self.store.advance(record.message_id, Stage.SUBMITTED, dest_tx=tx,
                                  next_attempt_at=time.time() + self.settings.confirm_poll)
         self.metrics.stage_latency.labels(stage="submitted").observe(time.time() - record.observed_at)
         self.log.info("submitted", msg_id=record.message_id.hex(), chain=destination.name, tx=tx)
+
+    async def _result_landed(self, record: MessageRecord, destination: ChainAdapter) -> bool:
+        """A task board ignores an attestation for a result it has not recorded (and its gateway then
+        counts the attestation as delivered), so an attestation goes only once its result is final
+        there. Waiting for that does not use up retries."""
+        if record.kind != MessageKind.PROOF_ATTESTATION or record.src_domain != COMMITTEE_DOMAIN:
+            return True
+        try:
+            result_id = ProofAttestation.decode(record.decoded.payload).result_id
+        except TaskPayloadError:
+            return True
+        if await destination.is_delivered(result_id):
+            return True
+        await self.store.postpone(record.message_id, f"waiting for its result 0x{result_id.hex()} to be delivered first",
+                                  time.time() + self.settings.order_poll)
+        return False
 
     async def _confirm(self, record: MessageRecord) -> None:
         destination = self._destination(record)

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiosqlite
 
 from relay.envelope import Envelope
+from relay.protocol import COMMITTEE_DOMAIN
 
 
 class Stage(str, enum.Enum):
@@ -44,10 +45,12 @@ CREATE TABLE IF NOT EXISTS messages (
     signed_at       REAL,
     submitted_at    REAL,
     confirmed_at    REAL,
-    updated_at      REAL NOT NULL,
-    UNIQUE (src_domain, nonce)
+    updated_at      REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_due ON messages (stage, next_attempt_at);
+-- One message per (source, nonce), except for the committee (domain 0): its PROOF_ATTESTATIONs all
+-- carry nonce 0 and are told apart by their payload.
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_nonce ON messages (src_domain, nonce) WHERE src_domain != 0;
 CREATE TABLE IF NOT EXISTS cursors (
     name       TEXT PRIMARY KEY,
     cursor     TEXT NOT NULL,
@@ -92,6 +95,28 @@ def _record(row: aiosqlite.Row) -> MessageRecord:
     return MessageRecord(**values)
 
 
+async def _migrate_unique_nonce(db: aiosqlite.Connection) -> None:
+    """Stores written before proof attestations had UNIQUE (src_domain, nonce) on the table itself;
+    move the old table aside so the schema recreates it with the partial index instead."""
+    async with db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'messages'") as cur:
+        row = await cur.fetchone()
+    if row is not None and "UNIQUE (src_domain, nonce)" in row[0]:
+        await db.execute("ALTER TABLE messages RENAME TO messages_v0")
+        await db.execute("DROP INDEX IF EXISTS messages_due")
+        await db.commit()
+
+
+async def _finish_migration(db: aiosqlite.Connection) -> None:
+    # Also completes a migration a crash interrupted: the copy is idempotent.
+    async with db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages_v0'") as cur:
+        if await cur.fetchone() is None:
+            return
+    await db.execute(f"INSERT OR IGNORE INTO messages ({_COLUMNS}) SELECT {_COLUMNS} FROM messages_v0")
+    await db.execute("DROP TABLE messages_v0")
+    await db.executescript(_SCHEMA)  # indexes that went with the old table (an interrupted run)
+    await db.commit()
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
@@ -106,8 +131,10 @@ class Store:
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=FULL")
         await db.execute("PRAGMA busy_timeout=5000")
+        await _migrate_unique_nonce(db)
         await db.executescript(_SCHEMA)
         await db.commit()
+        await _finish_migration(db)
         return cls(db)
 
     async def close(self) -> None:
@@ -242,6 +269,8 @@ class Store:
 
     async def missing_nonces(self, src_domain: int, limit: int = 100) -> list[int]:
         """Nonces below the highest seen that were never observed (gaps to re-observe)."""
+        if src_domain == COMMITTEE_DOMAIN:
+            return []  # attestations all use nonce 0: there is no sequence
         async with self._db.execute(
             "SELECT nonce FROM messages WHERE src_domain = ? ORDER BY nonce", (src_domain,)
         ) as cur:

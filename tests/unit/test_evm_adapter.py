@@ -49,7 +49,9 @@ class FakeEth:
     async def get_block(self, tag: Any) -> dict:
         if tag == "finalized":
             return {"number": self.finalized}
-        return {"number": tag, "hash": self.hashes[tag]}
+        if tag not in self.hashes:  # a block only asked for its timestamp (Observation.block_time)
+            return {"number": tag, "timestamp": 1_700_000_000 + tag}
+        return {"number": tag, "hash": self.hashes[tag], "timestamp": 1_700_000_000 + tag}
 
     async def get_transaction_receipt(self, tx_hash: str) -> dict:
         if tx_hash not in self.receipts:
