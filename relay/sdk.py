@@ -70,6 +70,7 @@ class TesseraClient:
         self._committee = None
         self._started = False
         self._boards: dict[str, object] = {}
+        self._feeds = None  # relay.feeds.client.FeedsClient, made on first use
 
     @classmethod
     def from_config(cls, path: str | Path | None = None) -> "TesseraClient":
@@ -96,6 +97,8 @@ class TesseraClient:
         for board in self._boards.values():
             await board.close()
         self._boards.clear()
+        if self._feeds is not None:
+            await self._feeds.close()
         for adapter in self._adapters.values():
             await adapter.close()
         self._started = False
@@ -133,6 +136,16 @@ class TesseraClient:
             if adapter.domain == domain:
                 return name, adapter
         raise UnknownChainError(f"no configured chain has domain {domain}")
+
+    @property
+    def feeds(self):
+        """A `relay.feeds.client.FeedsClient` for the `[feed_server]` listen address: `await
+        client.feeds.latest("ETH/USD")`, `async for update in client.feeds.stream([...])`."""
+        if self._feeds is None:
+            from relay.feeds.client import FeedsClient
+
+            self._feeds = FeedsClient(f"http://{self.config.feed_server.listen}", self.committee)
+        return self._feeds
 
     @property
     def committee(self):
