@@ -152,20 +152,164 @@ class AttesterSection(_Model):
     max_observe_requests_per_s: Annotated[float, Field(gt=0)] = 20.0
 
 
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _b58_to_32(text: str) -> bytes:
+    # relay/ never imports solders, so a Solana key is decoded here (big base58 integer).
+    number = 0
+    for ch in text:
+        number = number * 58 + _B58_ALPHABET.index(ch)
+    raw = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
+    raw = b"\x00" * (len(text) - len(text.lstrip("1"))) + raw
+    if len(raw) != 32:
+        raise ValueError(f"{text!r} decodes to {len(raw)} bytes, not a 32-byte Solana key")
+    return raw
+
+
 class WorkerSection(_Model):
-    """`[worker]`: the task worker daemon (`relay worker`, relay/tasks/worker.py). Owned by the worker."""
+    """`[worker]`: the task worker daemon (`relay worker`, relay/tasks/worker.py). Owned by the worker.
+
+    `{chain}` in `db` and `key_file` is replaced by the served chain's name, so one config can run
+    one worker per chain."""
+
+    db: str = "worker-{chain}.db"
+    key_file: str = "keys/worker-{chain}.key"  # Ed25519 seed (`relay worker keygen`): the worker identity
+    # The account that submits results on an EVM chain / pays fees on Solana. Deliberately not the
+    # relayer's signer or the SDK's sender: sharing an account makes the processes fight over nonces.
+    evm_key: KeyRef | None = None
+    solana_keypair: KeyRef | None = None
+    executors: Annotated[list[str], Field(min_length=1)] = ["echo", "sentiment"]
+    # Where requesters pay: chain name -> address on that chain (0x EVM address or base58 key).
+    payout: dict[str, str] = {}
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 4
+    min_fee: Annotated[int, Field(ge=0)] = 0  # smallest unit of the requester chain's token
+    min_time_left_s: Annotated[float, Field(ge=0)] = 5.0  # skip requests whose deadline is closer
+    input_fetch_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_input_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
+    listen: str | None = None  # host:port for /health, /metrics and /v1/outputs; None = no HTTP server
+    # Public base URL of `listen` as requesters and attesters reach it. When set, outputs too large
+    # to travel inline are served at <output_url>/v1/outputs/0x<output_hash> and sent by URI.
+    output_url: str | None = None
+
+    _listen = field_validator("listen")(lambda cls, v: v if v is None else _check_listen(v))
+
+    @field_validator("output_url")
+    @classmethod
+    def _output_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_urls([value], ("http", "https"))
+            value = value.rstrip("/")
+        return value
+
+    @model_validator(mode="after")
+    def _output_url_needs_listen(self) -> "WorkerSection":
+        if self.output_url is not None and self.listen is None:
+            raise ValueError("output_url is set but listen is not: outputs are served by the worker's HTTP server, "
+                             "so set listen = \"host:port\" too")
+        return self
+
+    @field_validator("payout")
+    @classmethod
+    def _payout_format(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, address in value.items():
+            if not (_EVM_ADDRESS.match(address) or _BASE58.match(address)):
+                raise ValueError(f"payout.{name}: {address!r} is neither a 0x EVM address nor a base58 Solana key")
+        return value
+
+    def path_for(self, template: str, chain: str) -> Path:
+        return Path(template.replace("{chain}", chain))
+
+    def payout_by_domain(self, config: "TesseraConfig") -> dict[int, bytes]:
+        """Payout addresses as the 32-byte wire form, keyed by the requester chain's domain; each is
+        checked against its chain's kind."""
+        payouts: dict[int, bytes] = {}
+        for name, address in self.payout.items():
+            chain = config.chains.get(name)
+            if chain is None:
+                raise ConfigError(f"worker.payout.{name}: no chain {name!r} under [chains]; use a configured chain name")
+            if chain.kind == "evm":
+                if not _EVM_ADDRESS.match(address):
+                    raise ConfigError(f"worker.payout.{name}: {address!r} is not a 0x-prefixed 20-byte EVM address")
+                payouts[chain.domain] = b"\x00" * 12 + bytes.fromhex(address[2:])
+            else:
+                try:
+                    if not _BASE58.match(address):
+                        raise ValueError(f"{address!r} is not base58")
+                    payouts[chain.domain] = _b58_to_32(address)
+                except ValueError as exc:
+                    raise ConfigError(f"worker.payout.{name}: {exc}; give the base58 public key that receives payouts") from None
+        return payouts
 
 
 class FeedRoundSection(_Model):
     """`[feed_round]`: how attesters run feed rounds among themselves (relay/feeds/round.py)."""
 
+    # Round r starts at r · interval_ms on every member's clock: members agree without talking.
+    interval_ms: Annotated[int, Field(ge=50, le=3_600_000)] = 1000
+    # The leader waits this long after the t-th observation for the rest (0: build at once).
+    collect_ms: Annotated[int, Field(ge=0, le=60_000)] = 50
+    # A member that sent its observation and saw no proposal this long moves to the next leader.
+    leader_timeout_ms: Annotated[int, Field(ge=10, le=60_000)] = 250
+    # Where the leader POSTs each signed report (a feed server's /v1/reports; a bare host gets it appended).
+    publish_urls: list[str] = []
+    # An attester refuses a report whose published_at is further than this from its own clock.
+    max_skew_ms: Annotated[int, Field(ge=0)] = 10_000
+
+    _publish = field_validator("publish_urls")(lambda cls, v: _check_urls(v, ("http", "https")))
+
+    @model_validator(mode="after")
+    def _leader_waits_less_than_members(self) -> "FeedRoundSection":
+        if self.collect_ms >= self.leader_timeout_ms:
+            raise ValueError(
+                f"collect_ms ({self.collect_ms}) must be below leader_timeout_ms ({self.leader_timeout_ms}): "
+                "members would move to the next leader before this one proposes"
+            )
+        return self
+
 
 class FeedServerSection(_Model):
     """`[feed_server]`: the feed server daemon (relay/feeds/server.py)."""
 
+    listen: str = "127.0.0.1:7400"
+    history_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # reports kept per feed
+    # A feed with no report this long is stale (None: 3 × [feed_round] interval_ms); per-feed overrides below.
+    stale_after_s: Annotated[float, Field(gt=0)] | None = None
+    stale_after: dict[str, Annotated[float, Field(gt=0)]] = {}
+    queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = 256  # events waiting per subscriber before it is dropped
+    max_subscribers: Annotated[int, Field(ge=1)] = 10_000
+    keepalive_s: Annotated[float, Field(gt=0)] = 15.0
+    db: Path | None = None  # SQLite history that survives restarts (relative to the config file)
+    send_buffer_bytes: Annotated[int, Field(ge=1024)] | None = None  # SO_SNDBUF per stream socket
+    previous_committee: Path | None = None  # still accept reports of the epoch before a rotation
+
+    _listen = field_validator("listen")(lambda cls, v: _check_listen(v))
+
 
 class FeedPushSection(_Model):
-    """`[feed_push]`: the on-chain pusher (relay/feeds/push.py)."""
+    """`[feed_push]`: the on-chain pusher (relay/feeds/push.py, `relay feed-push`).
+
+    Key files are relative to the config file, like every other path in it."""
+
+    # The feed server whose `GET /v1/stream` (server-sent events) the pusher follows.
+    source: str | None = None
+    targets: list[str] = []  # chain names under [chains]; empty = every configured chain
+    feeds: list[str] | None = None  # feed ids to push; None = every [feeds] table
+    # The pusher's own accounts. Deliberately not the relayer's signer: sharing an account makes the
+    # processes fight over nonces. Without one, the chain's `sender` pays.
+    evm_key: KeyRef | None = None
+    solana_keypair: KeyRef | None = None
+    verify: bool = True  # check each report against [committee] before spending gas on it
+    retry_base_s: Annotated[float, Field(gt=0)] = 0.5
+    retry_cap_s: Annotated[float, Field(gt=0)] = 30.0
+    max_attempts: Annotated[int, Field(ge=1)] = 8
+
+    @field_validator("source")
+    @classmethod
+    def _source_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_urls([value], ("http", "https"))
+        return value
 
 
 class TesseraConfig(_Model):
@@ -234,6 +378,16 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
             update={"db": config.attester.db if Path(config.attester.db).is_absolute() else str(base / config.attester.db)}
         ),
     }
+    if config.worker is not None:
+        worker = config.worker
+
+        def fix_template(value: str) -> str:
+            return value if Path(value).is_absolute() else str(base / value)
+
+        update["worker"] = worker.model_copy(update={
+            "db": fix_template(worker.db), "key_file": fix_template(worker.key_file),
+            "evm_key": fix_key(worker.evm_key), "solana_keypair": fix_key(worker.solana_keypair),
+        })
     if config.committee is not None:
         update["committee"] = config.committee.model_copy(
             update={

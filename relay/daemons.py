@@ -105,6 +105,8 @@ async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | 
     from adapters.factory import build_adapters
     from attest.daemon import Attester
     from attest.signing_log import SigningLog
+    from relay.tasks.executors import ExecutorRegistry
+    from relay.tasks.proofs import ProofVerifierRegistry
 
     stop = stop or _stop_event()
     committee = _committee(config)
@@ -112,19 +114,34 @@ async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | 
     share = _load_share(config, committee, index)
     adapters = build_adapters(config, with_signers=False)  # an attester never sends transactions
     signing_log = SigningLog(config.attester.db.replace("{index}", str(index)))
+    # Re-execution of task results uses the same executors (and [executors.<id>] options) as workers.
+    executors = ExecutorRegistry.load(config.executors)
     attester = Attester(index, committee.epoch, lambda digest: attest.partial_sign(share, digest).signature,
-                        adapters, signing_log, observe_rate=config.attester.max_observe_requests_per_s)
+                        adapters, signing_log, observe_rate=config.attester.max_observe_requests_per_s,
+                        executors=executors, verifiers=ProofVerifierRegistry.load(executors))
     listen = member.endpoint.split("://", 1)[-1].rstrip("/")
     runner = None
+    feed_node = None
     try:
         for adapter in adapters.values():
             await adapter.start()
-        runner = await _serve(attester.build_app(), listen)
+        app = attester.build_app()
+        if config.feeds:  # feed rounds share the attester's port and process (relay/feeds/node.py)
+            from adapters.evm_feeds import register_feed_sources
+            from relay.feeds.node import FeedNode
+
+            register_feed_sources(config)  # the evm_pool source kind reads EVM chains: it lives in adapters/
+            feed_node = FeedNode.from_config(config, committee, share)
+            await feed_node.start()
+            app.add_routes(feed_node.routes())
+        runner = await _serve(app, listen)
         log.info("attester running", member=index, listen=listen, epoch=committee.epoch)
-        await attester.run(stop)
+        await asyncio.gather(attester.run(stop), *([feed_node.run(stop)] if feed_node is not None else []))
     finally:
         if runner is not None:
             await runner.cleanup()
+        if feed_node is not None:
+            await feed_node.close()
         for adapter in adapters.values():
             await adapter.close()
         signing_log.close()
