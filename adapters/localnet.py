@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from relay.config import (CommitteeRef, EvmChain, FeedPushSection, KeyRef, RelayerSection, SolanaChain,
-                          TesseraConfig, dump_config)
+from relay.config import (CommitteeRef, EvmChain, FeedPushSection, FeedRoundSection, FeedServerSection, KeyRef,
+                          RelayerSection, SolanaChain, TesseraConfig, dump_config)
 from relay.log import get_logger
 
 if TYPE_CHECKING:
@@ -239,8 +239,12 @@ async def deploy_all(options: "LocalnetOptions", state_dir: Path, evm_chain_id: 
             key_file=Path("keys/committee.key"),
         ),
         relayer=RelayerSection(listen=f"{options.host}:{options.relayer_port}"),
-        feeds=localnet_feeds(evm_contracts.get("MarketPool")),
-        feed_push=FeedPushSection(targets=["evm", "solana"], evm_key=KeyRef(file=Path("keys/evm-feed-pusher.key"))),
+        feeds=localnet_feeds(evm_contracts.get("MarketPool")) if options.feeds else {},
+        # Round leaders publish to the feed server; the pusher reads its stream.
+        feed_server=FeedServerSection(listen=f"{options.host}:{options.feed_server_port}"),
+        feed_round=FeedRoundSection(publish_urls=[f"http://{options.host}:{options.feed_server_port}/v1/reports"]),
+        feed_push=FeedPushSection(targets=["evm", "solana"], evm_key=KeyRef(file=Path("keys/evm-feed-pusher.key")),
+                                  source=f"http://{options.host}:{options.feed_server_port}"),
     )
     dump_config(config, state_dir / "config.toml")
     return {

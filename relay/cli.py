@@ -46,6 +46,11 @@ def _add_localnet(sub: argparse._SubParsersAction) -> None:
                     help="committee member i's attester listens on this port + i - 1 (default: %(default)s)")
     up.add_argument("--relayer-port", type=int, default=defaults.relayer_port,
                     help="the relayer's HTTP API port written to the config (default: %(default)s)")
+    up.add_argument("--feed-server-port", type=int, default=defaults.feed_server_port,
+                    help="the feed server's port written to the config; round leaders publish there "
+                    "(default: %(default)s)")
+    up.add_argument("--no-feeds", action="store_true",
+                    help="leave [feeds] out of the config: attesters then run no feed rounds")
     lsub.add_parser("down", help="stop a localnet started with --detach (no process is left behind)")
     lsub.add_parser("status", help="show the localnet's processes and whether each chain answers")
 
@@ -65,6 +70,8 @@ def _run_localnet(args: argparse.Namespace) -> int:
             evm_block_time=args.evm_block_time or None,
             attester_base_port=args.attester_base_port,
             relayer_port=args.relayer_port,
+            feed_server_port=args.feed_server_port,
+            feeds=not args.no_feeds,
         )
         if args.detach:
             argv = [a for a in sys.argv[1:] if a != "--detach"]

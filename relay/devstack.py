@@ -159,7 +159,10 @@ class Stack:
         path = self.state_dir / f"config-feed-server-{name}.toml"
         if not path.exists():
             config = load_config(self.config_path)
-            fields = {"listen": f"127.0.0.1:{free_port()}", "db": self.state_dir / f"feed-server-{name}.db", **settings}
+            # The main server listens where the config's round leaders publish (localnet configs).
+            listen = (config.feed_server.listen if name == "main" and config.feed_round.publish_urls
+                      else f"127.0.0.1:{free_port()}")
+            fields = {"listen": listen, "db": self.state_dir / f"feed-server-{name}.db", **settings}
             dump_config(config.model_copy(update={"feed_server": FeedServerSection(**fields)}), path)
         return path
 
@@ -183,11 +186,15 @@ class Stack:
 
 @asynccontextmanager
 async def messaging_stack(tmp_path: Path, attesters=(1, 2, 3, 4), relayer: bool = True, n: int = 4, t: int = 3,
-                          slot_ms: int = 100, finality_slots: int = 4, evm_block_time: float = 0.25):
+                          slot_ms: int = 100, finality_slots: int = 4, evm_block_time: float = 0.25,
+                          feeds: bool = False):
+    """The localnet plus attester and relayer processes on free ports. `feeds=True` keeps the
+    localnet's [feeds] so attesters run feed rounds (off by default: tests of messaging and tasks
+    should not pay for them on 2 cores)."""
     options = LocalnetOptions(
         state_dir=tmp_path / "net", evm_port=free_port(), solana_rpc_port=free_port(), solana_ws_port=free_port(),
         slot_ms=slot_ms, finality_slots=finality_slots, evm_block_time=evm_block_time, committee_n=n, committee_t=t,
-        attester_base_port=free_port_block(n), relayer_port=free_port(),
+        attester_base_port=free_port_block(n), relayer_port=free_port(), feed_server_port=free_port(), feeds=feeds,
     )
     net = Localnet(options)
     stack = Stack(net=net, config_path=net.state_dir / CONFIG_FILE)

@@ -62,6 +62,9 @@ class LocalnetOptions:
     committee_t: int = 3
     attester_base_port: int = 7101  # member i listens on base + i - 1
     relayer_port: int = 7300
+    feed_server_port: int = 7400
+    # Write the localnet's [feeds] (ETH/USD, BTC/USD) into the config, so attesters run feed rounds.
+    feeds: bool = True
 
     @property
     def evm_rpc_url(self) -> str:

@@ -41,13 +41,12 @@ async def _served(url: str, feed_id: str, round_: int) -> SignedReport | None:
 
 
 async def test_reports_flow_to_the_evm_aggregator_and_solana(tmp_path: Path) -> None:
-    async with messaging_stack(tmp_path, attesters=(), relayer=False) as stack:
+    async with messaging_stack(tmp_path, attesters=(), relayer=False, feeds=True) as stack:
         await stack.start_feed_server()
         url = stack.feed_server_url()
         config = load_config(stack.config_path)
-        rounds = config.feed_round.model_copy(update={"publish_urls": [url]})
-        dump_config(config.model_copy(update={"feed_round": rounds}), stack.config_path)
-        config = load_config(stack.config_path)
+        # The localnet config wires it all: leaders publish where the main feed server listens.
+        assert config.feed_round.publish_urls == [f"{url}/v1/reports"] and config.feed_push.source == url
         await asyncio.gather(*(stack.start_attester(i) for i in (1, 2, 3, 4)))
 
         evm = config.chains["evm"]
