@@ -7,7 +7,11 @@
    back → the committee checks it (re-executing deterministic executors) and its attestation
    carried back → the requester's task board pays the worker;
 4. a summary: outputs, who was paid, where the time went, and the committee's signature over each
-   attestation checked off-chain. Exit code 0 only if every task completed and verified.
+   attestation checked off-chain;
+5. the same committee's price feeds: the attesters ran a feed round every second meanwhile; a
+   committee-signed ETH/USD report read through the SDK (verified), and the same feed on both chains
+   (the EVM's Chainlink-compatible aggregator, the Solana feed account), put there by the pusher.
+Exit code 0 only if every task completed and verified and the feed reached both chains.
 """
 
 from __future__ import annotations
@@ -85,13 +89,15 @@ async def run_demo() -> int:
         configure_logging("warning")
     tty = sys.stdout.isatty()
     print("Tessera demo: AI tasks across chains\n====================================\n"
-          "1. Starting real chains (anvil + Solana SVM localnet), deploying the gateways and task boards,\n"
-          "   dealing a 3-of-4 attester committee, starting 4 attesters, a relayer and a worker per chain...",
-          flush=True)
+          "1. Starting real chains (anvil + Solana SVM localnet), deploying the gateways, task boards and\n"
+          "   feed contracts, dealing a 3-of-4 attester committee, starting 4 attesters, a relayer, a worker\n"
+          "   per chain, the feed server, the feed pusher and a market simulator...", flush=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tessera-demo-") as tmp:
-        async with messaging_stack(Path(tmp)) as stack:
-            await asyncio.gather(stack.start_worker("evm"), stack.start_worker("solana"))
+        async with messaging_stack(Path(tmp), feeds=True) as stack:
+            await asyncio.gather(stack.start_worker("evm"), stack.start_worker("solana"), stack.start_feed_server())
+            stack.start_feed_pusher()
+            stack.start_market()  # trades on the localnet pool move the ETH/USD price
             print(f"   up in {time.perf_counter() - started:.1f}s\n")
             print("\n".join("   " + line for line in summary(read_state(stack.state_dir), stack.state_dir).splitlines()))
 
@@ -126,9 +132,59 @@ async def run_demo() -> int:
                     print(f"\x1b[{last.count(chr(10)) + 2}A", end="")
                 print(_render(rows, time.perf_counter() - t0) + "\n")
                 ok = _summarise(rows)
+                feeds_ok = await _feeds(client, stack)
     print(f"\n{'every task completed: outputs checked, attestations verified, workers paid' if ok else 'demo FAILED'}"
+          f"{'; the ETH/USD feed reached both chains' if feeds_ok else '; the feed did NOT reach both chains'}"
           "; everything stopped.")
-    return 0 if ok else 1
+    return 0 if ok and feeds_ok else 1
+
+
+def _price(value: int, decimals: int) -> str:
+    return f"{value / 10**decimals:,.{min(decimals, 4)}f}"
+
+
+async def _feeds(client, stack) -> bool:
+    from adapters import evm_deploy
+    from adapters.evm_feeds import EvmFeedTarget, aggregator_key
+    from adapters.solana_feeds import SolanaFeedTarget, feed_address
+
+    print("\n5. Price feeds from the same committee. The attesters ran a feed round every second during the tasks\n"
+          "   (observe the sources, a rotating leader builds the median report, every member checks it and\n"
+          "   signs); the feed server serves the signed reports and the pusher puts them on both chains when\n"
+          "   the price moved 0.5 % or the last one is 60 s old (Chainlink's deviation/heartbeat rule):\n")
+    config = client.config
+    evm = EvmFeedTarget.from_config(config, "evm")
+    solana = SolanaFeedTarget.from_config(config, "solana")
+    try:
+        report = await client.feeds.latest("ETH/USD")  # refused if unsigned, stale or too uncertain
+        r = report.report
+        print(f"   SDK     ETH/USD {_price(r.price, r.decimals)} ± {_price(r.confidence, r.decimals)}  round {r.round}, "
+              f"{r.observations} observations, epoch {report.epoch} signature verified against the committee key")
+        deadline = time.monotonic() + 60
+        on_evm = on_solana = None
+        while time.monotonic() < deadline and (on_evm is None or on_solana is None):
+            on_evm, on_solana = await evm.latest("ETH/USD"), await solana.latest("ETH/USD")
+            if on_evm is None or on_solana is None:
+                await asyncio.sleep(0.5)
+        if on_evm is None or on_solana is None:
+            print("   the pusher did not put ETH/USD on both chains within 60 s (see logs/feed-pusher.log)")
+            return False
+        aggregator = evm_deploy.contract(evm.w3, "TesseraAggregator", config.chains["evm"].contracts[aggregator_key("ETH/USD")])
+        round_id, answer, _, updated_at, _ = await aggregator.functions.latestRoundData().call()
+        description = await aggregator.functions.description().call()
+        decimals = await aggregator.functions.decimals().call()
+        print(f"   EVM     AggregatorV3Interface({description!r}).latestRoundData(): round {round_id}, answer "
+              f"{_price(answer, decimals)}, updated {max(0, int(time.time()) - updated_at)} s ago")
+        account, _ = feed_address(solana.program_id, "ETH/USD")
+        print(f"   Solana  feed account {str(account)[:12]}...: round {on_solana.round}, price "
+              f"{_price(on_solana.price, on_solana.decimals)}, {on_solana.observations} observations")
+        return True
+    except Exception as exc:
+        print(f"   feeds FAILED: {type(exc).__name__}: {exc}")
+        return False
+    finally:
+        await evm.close()
+        await solana.close()
 
 
 def _summarise(rows: list[Row]) -> bool:

@@ -179,6 +179,24 @@ class Stack:
         await wait_http(f"{self.feed_server_url(name)}/health", proc)
         return proc
 
+    def start_feed_pusher(self) -> ChildProcess:
+        """`relay feed-push` as a child process: follows the config's feed server, pushes on-chain."""
+        proc = ChildProcess("feed-pusher", [sys.executable, "-m", "relay.cli", "feed-push", "--config",
+                                            str(self.config_path)],
+                            self.state_dir / "logs" / "feed-pusher.log", env=self._env())
+        proc.start()
+        self.feed_servers["pusher"] = proc
+        return proc
+
+    def start_market(self, interval_ms: int = 500) -> ChildProcess:
+        """`relay market`: random-walk swaps on the localnet pool, so the evm_pool feed source moves."""
+        proc = ChildProcess("market", [sys.executable, "-m", "relay.cli", "market", "--config", str(self.config_path),
+                                       "--interval-ms", str(interval_ms)],
+                            self.state_dir / "logs" / "market.log", env=self._env())
+        proc.start()
+        self.feed_servers["market"] = proc
+        return proc
+
     def stop_all(self) -> None:
         for proc in [*self.feed_servers.values(), *self.workers.values(), *self.relayers.values(), *self.attesters.values()]:
             proc.stop()
