@@ -114,3 +114,4 @@ def test_relay_demo_runs_to_completion() -> None:
     assert done.stdout.count("signature verified off-chain") == 4  # one per task's attestation
     assert "forged signature refused" in done.stdout  # the smoke checks
     assert "every task completed" in done.stdout
+    assert "the ETH/USD feed reached both chains" in done.stdout
