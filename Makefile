@@ -51,6 +51,13 @@ bench: setup
 	$(PY) bench/attest.py
 	$(PY) bench/evm_verify_gas.py
 	$(PY) bench/solana_verify_cu.py
+	$(PY) bench/e2e.py
+	$(PY) bench/tasks.py
+	$(PY) bench/solana_tasks_cu.py
+	$(PY) bench/feed_rounds.py --sizes 4 7
+	$(PY) bench/feed_fanout.py
+	$(PY) bench/feeds_onchain.py
+	$(PY) bench/solana_feeds_cu.py
 
 solana-program: setup
 	$(PY) contracts/solana/build.py
