@@ -92,7 +92,9 @@ class CommitteeCollector:
         refused: dict[int, str] = {}
         faulty: dict[int, str] = {}
         pending = set(tasks)
-        tried_with = 0
+        # Sets of members already combined: a new set is tried even when it is no larger, e.g. once a
+        # faulty member is dropped and a late honest one arrives (1, 2, 3✗ then 1, 2, 4).
+        tried: set[frozenset[int]] = set()
         try:
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -105,8 +107,9 @@ class CommitteeCollector:
                     except _Refused as exc:
                         refused[index] = str(exc)
                 usable = [p for p in partials if p.index not in faulty]
-                if len(usable) >= committee.t and len(usable) > tried_with:
-                    tried_with = len(usable)
+                members = frozenset(p.index for p in usable)
+                if len(usable) >= committee.t and members not in tried:
+                    tried.add(members)
                     result = attest.combine(committee, digest, usable)
                     for index in result.faulty:
                         faulty[index] = "invalid partial signature"

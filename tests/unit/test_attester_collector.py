@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
@@ -166,3 +167,38 @@ def test_attester_refuses_foreign_source_domain_and_unknown_destination(tmp_path
     unknown_dst = envelope(0, dst=4242)
     assert attester.attest(Observation(unknown_dst, "0x", 1, "1"), source) is None
     assert attester.attest(Observation(envelope(0), "0x", 1, "1"), source) is not None
+
+
+async def test_a_late_honest_member_completes_the_set_after_a_liar_was_dropped() -> None:
+    """1, 2 and the liar 3 answer first (combination fails, 3 is named); 4 answers late: 1, 2, 4 is a
+    new set of the same size and must still be tried."""
+    env = envelope(3)
+    committee, shares = attest.deal(4, 3, epoch=1, endpoints=["http://127.0.0.1:1"] * 4)
+    ports = [_port() for _ in shares]
+    committee = committee.model_copy(update={"members": [
+        m.model_copy(update={"endpoint": f"http://127.0.0.1:{p}"}) for m, p in zip(committee.members, ports)]})
+    runners = []
+    for share, port in zip(shares, ports):
+        partial = attest.sign(999, env.digest(1)) if share.index == 3 else attest.partial_sign(share, env.digest(1)).signature
+        delay = 0.5 if share.index == 4 else 0.0
+
+        async def answer(request, partial=partial, delay=delay, index=share.index):
+            await asyncio.sleep(delay)
+            return web.json_response({"member": index, "epoch": 1, "message_id": request.match_info["m"],
+                                      "signature": "0x" + partial.hex()})
+        app = web.Application()
+        app.router.add_get("/v1/partials/{m}", answer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+    collector = CommitteeCollector(committee, timeout=2.0)
+    try:
+        result = await collector.collect(env, "0xtx")
+        assert result.signature is not None, result.reason
+        assert committee.verify(env.digest(1), result.signature)
+        assert set(result.faulty) == {3}
+    finally:
+        await collector.close()
+        for runner in runners:
+            await runner.cleanup()
