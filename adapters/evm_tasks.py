@@ -34,10 +34,21 @@ from adapters.endpoints import AllEndpointsFailed
 from adapters.evm import GAS_MULTIPLIER, LOG_RANGE, EvmAdapter, _hex
 from relay.config import EvmChain, KeyRef, TesseraConfig
 from relay.envelope import Envelope, EnvelopeError, address_to_bytes32
-from relay.errors import TesseraError
 from relay.log import get_logger
 from relay.protocol import MessageKind
-from relay.tasks.board import IncomingRequest, SentRequest, TaskState, TaskStatus
+from relay.tasks.board import (  # noqa: F401 - the errors are re-exported: callers catch them from here
+    BoardRefused,
+    IncomingRequest,
+    ReclaimRefused,
+    RequestExpired,
+    RequestRefused,
+    ResultAlreadySubmitted,
+    ResultRefused,
+    SentRequest,
+    TaskBoardError,
+    TaskState,
+    TaskStatus,
+)
 from relay.tasks.payloads import TaskPayloadError, TaskRequest, TaskResult, decode_executor_id
 
 TASK_BOARD = "TaskBoard"
@@ -53,10 +64,6 @@ def _log() -> Any:
 
 
 # --- errors ---------------------------------------------------------------------------------
-
-
-class TaskBoardError(TesseraError):
-    """The EVM task board could not do what was asked; the message says why and what to do."""
 
 
 class TransactionNotMined(TaskBoardError):
@@ -77,39 +84,7 @@ class TaskBoardNotConfigured(TaskBoardError):
         )
 
 
-class BoardRefused(TaskBoardError):
-    """The board refuses the call (seen when estimating gas, or the transaction reverted).
-
-    `error` is the custom error's name (e.g. "RequestExpired"), `reason` the decoded error with its
-    arguments."""
-
-    def __init__(self, action: str, reason: str, hint: str = "") -> None:
-        super().__init__(f"TaskBoard refuses {action}: {reason}" + (f"; {hint}" if hint else ""))
-        self.action = action
-        self.reason = reason
-        self.error = reason.split("(", 1)[0]
-
-
-class ResultRefused(BoardRefused):
-    """`submitResult` is refused: unknown request, expired, wrong executor, malformed payload, fee."""
-
-
-class ResultAlreadySubmitted(ResultRefused):
-    """Another submission (any worker's) already answered this request: the first valid result wins."""
-
-
-class RequestExpired(ResultRefused):
-    """The request's deadline has passed; the requester's board would ignore a late result anyway."""
-
-
-class RequestRefused(BoardRefused):
-    """`requestTask` is refused (deadline not in the future, executor id, input too long, fee...)."""
-
-
-class ReclaimRefused(BoardRefused):
-    """`reclaim` is refused: unknown task, not refundable, or the deadline (plus grace) has not passed."""
-
-
+_BOARD = "TaskBoard"  # how refusals name the board
 _HINTS = {
     "ResultAlreadySubmitted": "another result was sent first; nothing to do",
     "RequestExpired": "the deadline passed; the requester will reclaim the escrow",
@@ -127,7 +102,7 @@ def _refusal(cls: type[BoardRefused], action: str, reason: str) -> BoardRefused:
     name = reason.split("(", 1)[0]
     if cls is ResultRefused:
         cls = {"ResultAlreadySubmitted": ResultAlreadySubmitted, "RequestExpired": RequestExpired}.get(name, cls)
-    return cls(action, reason, _HINTS.get(name, ""))
+    return cls(action, reason, _HINTS.get(name, ""), board=_BOARD)
 
 
 # --- the board ------------------------------------------------------------------------------
@@ -292,11 +267,12 @@ class EvmTaskBoard:
         try:
             result = TaskResult.decode(bytes(result_payload))
         except (TaskPayloadError, EnvelopeError) as exc:
-            raise ResultRefused("the result", f"malformed TASK_RESULT: {exc}", "fix the payload encoding") from None
+            raise ResultRefused("the result", f"malformed TASK_RESULT: {exc}", "fix the payload encoding",
+                                board=_BOARD) from None
         if result.request_id != bytes(request_id):
             raise ResultRefused(
                 "the result", f"the payload answers request 0x{result.request_id.hex()}, not 0x{bytes(request_id).hex()}",
-                "submit it for the request it names",
+                "submit it for the request it names", board=_BOARD,
             )
         fee = await self._evm.fee()
         receipt = await self._transact(

@@ -45,10 +45,21 @@ from adapters.solana_program import (
 )
 from relay.config import KeyRef, SolanaChain, TesseraConfig
 from relay.envelope import Envelope, EnvelopeError
-from relay.errors import TesseraError
 from relay.log import get_logger
 from relay.protocol import MessageKind
-from relay.tasks.board import IncomingRequest, SentRequest, TaskState, TaskStatus
+from relay.tasks.board import (  # noqa: F401 - the errors are re-exported: callers catch them from here
+    BoardRefused,
+    IncomingRequest,
+    ReclaimRefused,
+    RequestExpired,
+    RequestRefused,
+    ResultAlreadySubmitted,
+    ResultRefused,
+    SentRequest,
+    TaskBoardError,
+    TaskState,
+    TaskStatus,
+)
 from relay.tasks.payloads import TaskPayloadError, TaskRequest, TaskResult, decode_executor_id
 
 log = get_logger("adapters.solana_tasks")
@@ -228,40 +239,11 @@ def delivered_envelopes(tx: VersionedTransaction, program_id: Pubkey) -> list[by
 # --- errors ------------------------------------------------------------------------------------
 
 
-class SolanaTaskBoardError(TesseraError):
+class SolanaTaskBoardError(TaskBoardError):
     """The Solana task board could not do what was asked; the message says why and what to do."""
 
 
-class BoardRefused(SolanaTaskBoardError):
-    """The program refused the call. `error` is its ProgramErrorCode name (e.g. "ALREADY_ANSWERED")."""
-
-    def __init__(self, action: str, reason: str, hint: str = "", error: str = "") -> None:
-        super().__init__(f"the Solana task board refuses {action}: {reason}" + (f"; {hint}" if hint else ""))
-        self.action = action
-        self.reason = reason
-        self.error = error
-
-
-class ResultRefused(BoardRefused):
-    """SubmitResult is refused: request not delivered here, wrong executor, malformed payload."""
-
-
-class ResultAlreadySubmitted(ResultRefused):
-    """Another submission (any worker's) already answered this request: the first one wins."""
-
-
-class RequestExpired(ResultRefused):
-    """The request's deadline has passed; the requester's board would ignore a late result anyway."""
-
-
-class RequestRefused(BoardRefused):
-    """RequestTask is refused (deadline not in the future, executor id, fee over u64, payload)."""
-
-
-class ReclaimRefused(BoardRefused):
-    """Reclaim is refused: unknown task, not refundable, or the deadline (plus grace) has not passed."""
-
-
+_BOARD = "the Solana task board"  # how refusals name the board
 _HINTS = {
     "ALREADY_ANSWERED": "another result was sent first; nothing to do",
     "TASK_EXPIRED": "the deadline passed; the requester will reclaim the escrow",
@@ -300,7 +282,7 @@ def _refusal(cls: type[BoardRefused], action: str, err: Any, logs: Sequence[str]
     tail = [line for line in logs if "tessera" in line or "failed" in line][-3:]
     if tail:
         reason += " [" + " | ".join(tail) + "]"
-    return cls(action, reason, _HINTS.get(name, ""), name)
+    return cls(action, reason, _HINTS.get(name, ""), name, _BOARD)
 
 
 # --- the board ---------------------------------------------------------------------------------
@@ -443,7 +425,7 @@ class SolanaTaskBoard:
             raise SolanaTaskBoardError("worker_board must be 32 bytes (left-pad an EVM address with 12 zero bytes)")
         if request.max_fee >= 2**64:
             raise RequestRefused("the task request", f"max_fee {request.max_fee} does not fit u64 lamports",
-                                 _HINTS["TASK_FEE_TOO_LARGE"], "TASK_FEE_TOO_LARGE")
+                                 _HINTS["TASK_FEE_TOO_LARGE"], "TASK_FEE_TOO_LARGE", _BOARD)
         payload = request.encode()
         requester = self._signer_key()
         # One request at a time per client: concurrent ones would read the same outbox nonce and
@@ -482,10 +464,10 @@ class SolanaTaskBoard:
             result = TaskResult.decode(result_payload)
         except TaskPayloadError as exc:
             raise ResultRefused("the result", f"malformed TASK_RESULT: {exc}", "fix the payload encoding",
-                                "RESULT_MALFORMED") from None
+                                "RESULT_MALFORMED", _BOARD) from None
         if result.request_id != request_id:
             raise ResultRefused("the result", "its request_id is not the request it is submitted for",
-                                _HINTS["RESULT_REQUEST_MISMATCH"], "RESULT_REQUEST_MISMATCH")
+                                _HINTS["RESULT_REQUEST_MISMATCH"], "RESULT_REQUEST_MISMATCH", _BOARD)
         ix = submit_result_ix(self.program_id, self._signer_key(), request_id, result_payload)
         tx = await self._transact([set_compute_unit_limit(SUBMIT_CU_LIMIT), ix], "the result", ResultRefused)
         log.info("task result submitted", chain=self.name, request_id=request_id.hex(), tx=tx)
@@ -495,7 +477,7 @@ class SolanaTaskBoard:
         task = await self.task_account(request_id)
         if task is None:
             raise ReclaimRefused("the reclaim", f"no task {request_id.hex()} on {self.name}", _HINTS["TASK_NOT_FOUND"],
-                                 "TASK_NOT_FOUND")
+                                 "TASK_NOT_FOUND", _BOARD)
         ix = reclaim_ix(self.program_id, task.requester, request_id)
         return await self._transact([set_compute_unit_limit(RECLAIM_CU_LIMIT), ix], "the reclaim", ReclaimRefused)
 

@@ -24,7 +24,45 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from relay.envelope import Envelope
+from relay.errors import TesseraError
 from relay.tasks.payloads import TaskRequest
+
+
+class TaskBoardError(TesseraError):
+    """A task board could not do what was asked; the message says why and what to do."""
+
+
+class BoardRefused(TaskBoardError):
+    """The board (contract or program) refuses the call. `error` is the chain's own name for the
+    refusal (a Solidity custom error such as "RequestExpired", a ProgramErrorCode such as
+    "TASK_EXPIRED"; empty when the chain gave none), `reason` the decoded refusal."""
+
+    def __init__(self, action: str, reason: str, hint: str = "", error: str | None = None,
+                 board: str = "the task board") -> None:
+        super().__init__(f"{board} refuses {action}: {reason}" + (f"; {hint}" if hint else ""))
+        self.action = action
+        self.reason = reason
+        self.error = reason.split("(", 1)[0] if error is None else error
+
+
+class ResultRefused(BoardRefused):
+    """Submitting a result is refused: request not delivered here, wrong executor, malformed payload."""
+
+
+class ResultAlreadySubmitted(ResultRefused):
+    """Another submission (any worker's) already answered this request: the first valid result wins."""
+
+
+class RequestExpired(ResultRefused):
+    """The request's deadline has passed; the requester's board would ignore a late result anyway."""
+
+
+class RequestRefused(BoardRefused):
+    """Requesting a task is refused (deadline not in the future, executor id, fee, payload)."""
+
+
+class ReclaimRefused(BoardRefused):
+    """Reclaim is refused: unknown task, not refundable, or the deadline (plus grace) has not passed."""
 
 
 class TaskState(enum.IntEnum):

@@ -27,7 +27,7 @@ from relay.errors import ConfigError, TesseraError
 from relay.lifecycle import keep_running
 from relay.log import get_logger
 from relay.protocol import MessageKind
-from relay.tasks.board import IncomingRequest, ServingBoard
+from relay.tasks.board import IncomingRequest, RequestExpired, ResultAlreadySubmitted, ServingBoard
 from relay.tasks.executors import (
     ExecutorError,
     ExecutorRegistry,
@@ -361,6 +361,12 @@ class Worker:
                 tx = await self.board.submit_result(rid, record.result)
             except asyncio.CancelledError:
                 raise
+            except ResultAlreadySubmitted:
+                # Our own submission was refused because another result is there: it cannot be ours.
+                await self._finish(rid, TaskStage.LOST, "another worker answered this request first")
+                return
+            except RequestExpired as exc:
+                raise _Fail(f"the board refuses the result: the deadline passed ({exc.reason})") from None
             except Exception as exc:
                 attempts += 1
                 await self._submit_backoff(rid, record, attempts, f"submission failed: {type(exc).__name__}: {exc}")

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from relay.devstack import free_port
 from relay.envelope import Envelope, keccak256
 from relay.protocol import MessageKind
-from relay.tasks.board import IncomingRequest
+from relay.tasks.board import IncomingRequest, RequestExpired, ResultAlreadySubmitted
 from relay.tasks.executors import ExecutorRegistry, ExecutorUpstreamError, VerifyResult
 from relay.tasks.payloads import ProofKind, TaskRequest, TaskResult, worker_public_key
 from relay.tasks.worker import OUTPUT_TOO_LARGE, Worker, WorkerError, WorkerSettings, generate_identity, load_identity
@@ -51,6 +51,7 @@ class FakeBoard:
         self.hold = asyncio.Event()
         self.hold.set()
         self.land_then_hang = False
+        self.refuse_with: Exception | None = None  # the board's refusal of the next submission
         self.watched_from: list[str | None] = []
 
     def deliver(self, incoming: IncomingRequest) -> IncomingRequest:
@@ -81,6 +82,9 @@ class FakeBoard:
         if self.fail_submits:
             self.fail_submits -= 1
             raise ConnectionError("rpc endpoint went away")
+        if self.refuse_with is not None:
+            refusal, self.refuse_with = self.refuse_with, None
+            raise refusal
         if request_id in self.results:
             raise RuntimeError("board refuses: a result for this request was already sent")
         self.results[request_id] = result_payload
@@ -408,6 +412,21 @@ async def test_already_answered_is_not_submitted(tmp_path, registry, counting, k
     record = await task
     assert record.stage is TaskStage.LOST and record.runs == 1
     assert board.submissions == []
+    await worker.store.close()
+
+
+async def test_a_board_refusal_ends_the_task_at_once(tmp_path, registry, counting, key) -> None:
+    """The shared refusals (relay.tasks.board) are permanent: no retries, the right final stage."""
+    board = FakeBoard()
+    worker = await make(tmp_path, board, registry, key)
+    # Another result landed between our check and our transaction: lost, never retried.
+    board.refuse_with = ResultAlreadySubmitted("the result", "ResultAlreadySubmitted(0x01)", board="the fake board")
+    record = await process_one(worker, board, incoming(req("count", b"race")))
+    assert record.stage is TaskStage.LOST and len(board.submissions) == 1
+    # The deadline passed on chain (clocks differ): failed with the board's reason, never retried.
+    board.refuse_with = RequestExpired("the result", "RequestExpired(0x02, 1700000000)", board="the fake board")
+    record = await process_one(worker, board, incoming(req("count", b"late")))
+    assert record.stage is TaskStage.FAILED and "deadline passed" in record.reason and len(board.submissions) == 2
     await worker.store.close()
 
 
