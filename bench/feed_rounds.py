@@ -46,6 +46,7 @@ from relay.devstack import free_port, wait_http  # noqa: E402
 from relay.feeds import FeedReport, parse_feeds  # noqa: E402
 from relay.feeds.node import FeedNode  # noqa: E402
 from relay.feeds.signed import SignedReport  # noqa: E402
+from relay.lifecycle import own_process, settle_heap  # noqa: E402
 from relay.log import configure_logging  # noqa: E402
 from relay.processes import ChildProcess  # noqa: E402
 
@@ -159,6 +160,7 @@ async def run_inproc(n: int, rounds: int, interval_ms: int, exchange: str, recor
             app.add_routes(node.routes())
             runners.append((await serve(app, port))[0])
             tasks.append(asyncio.create_task(node.run(stop)))
+        settle_heap()  # as `relay attester` does once started
         await asyncio.wait_for(sink.done.wait(), (rounds + WARMUP_ROUNDS) * interval_ms / 1000 * 2 + 30)
     finally:
         stop.set()
@@ -198,6 +200,7 @@ async def run_procs(n: int, rounds: int, interval_ms: int, exchange: str, record
             proc.start()
             procs.append(proc)
         await asyncio.gather(*(wait_http(f"{endpoints[i]}/health", p, 60) for i, p in enumerate(procs)))
+        settle_heap()  # this process is the feed server + subscriber: as `relay feed-server` does
         sink.reset()  # rounds while members were still starting do not count
         await asyncio.wait_for(sink.done.wait(), (rounds + WARMUP_ROUNDS) * interval_ms / 1000 * 2 + 30)
     finally:
@@ -246,6 +249,7 @@ async def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (procs: the attester logs)")
     args = parser.parse_args()
     configure_logging(level="error")
+    own_process()
     exchange_runner, exchange = await serve(exchange_app())
     results = []
     tmp = tempfile.mkdtemp(prefix="feed-bench-")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from relay.errors import TesseraError
+from relay.lifecycle import own_process
 from relay.log import configure_logging
 
 
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    own_process()  # a daemon started from here may tune the process (relay.lifecycle.settle_heap)
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level, None if args.log_format is None else args.log_format == "json")

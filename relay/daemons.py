@@ -13,6 +13,7 @@ from aiohttp import web
 
 from relay.config import TesseraConfig
 from relay.errors import ConfigError
+from relay.lifecycle import settle_heap
 from relay.log import get_logger
 
 log = get_logger("daemon")
@@ -71,6 +72,7 @@ async def run_relayer(config: TesseraConfig, stop: asyncio.Event | None = None) 
         for adapter in adapters.values():
             await adapter.start()
         runner = await _serve(build_app(relayer), settings.listen)
+        settle_heap()
         log.info("relayer running", listen=settings.listen, db=str(settings.db), chains=[a.name for a in adapters.values()],
                  committee_epoch=committee.epoch, threshold=f"{committee.t}/{committee.n}")
         await relayer.run(stop)
@@ -135,6 +137,7 @@ async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | 
             await feed_node.start()
             app.add_routes(feed_node.routes())
         runner = await _serve(app, listen)
+        settle_heap()
         log.info("attester running", member=index, listen=listen, epoch=committee.epoch)
         await asyncio.gather(attester.run(stop), *([feed_node.run(stop)] if feed_node is not None else []))
     finally:

@@ -9,6 +9,7 @@ from typing import Any
 
 from relay.config import KeyRef, TesseraConfig
 from relay.errors import ConfigError
+from relay.lifecycle import settle_heap
 from relay.log import get_logger
 
 log = get_logger("relay.feed_push")
@@ -122,6 +123,7 @@ async def run_feed_push(config: TesseraConfig, base: Path, source: str | None = 
     pusher = Pusher(targets, policies, backoff=backoff)
     try:
         await pusher.start()
+        settle_heap()
         log.info("feed pusher running", source=source, targets=pusher.targets, feeds=feed_ids,
                  verified=committee is not None)
         follow = asyncio.create_task(pusher.run(reports))

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 from relay.errors import ConfigError
+from relay.lifecycle import settle_heap
 from relay.log import get_logger
 
 log = get_logger("feeds.serve")
@@ -70,6 +71,7 @@ async def run_feed_server(config, listen: str | None = None, base: Path | None =
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     runner = await serve_app(server.app, listen)
+    settle_heap()
     try:
         log.info("feed server running", listen=listen, feeds=list(server.feeds), epoch=server.committee.epoch,
                  history_size=server.settings.history_size, stale_after_s=server.settings.stale_after_s,

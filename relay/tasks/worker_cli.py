@@ -10,6 +10,7 @@ from pathlib import Path
 
 from relay.config import TesseraConfig, WorkerSection
 from relay.errors import ConfigError
+from relay.lifecycle import settle_heap
 from relay.log import get_logger
 
 log = get_logger("relay.worker")
@@ -97,6 +98,7 @@ async def run_worker(config: TesseraConfig, chain: str, db: Path | None = None,
         worker = Worker(board, executors, identity, payouts, store, settings_from_section(section))
         if section.listen:
             runner = await _serve(_build_app(worker), section.listen)
+        settle_heap()
         log.info("worker running", chain=chain, board="0x" + board.address.hex(), db=str(db_path),
                  worker="0x" + worker_public_key(identity).hex(), executors=list(section.executors),
                  listen=section.listen)
