@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 import attest
 from attest.bls import BATCH_WEIGHT_BITS, NEG_G2
-from attest.bn254 import BN254Error, G2Point, decode_g1, decode_g2, hash_to_g1
+from attest.bn254 import G2_GENERATOR, BN254Error, G2Point, decode_g1, decode_g2, hash_to_g1
 from attest.committee import Committee, KeyShare
 from relay.config import FeedRoundSection, TesseraConfig
 from relay.errors import ConfigError
@@ -132,6 +132,14 @@ class RememberingBackend:
             self._remember(key)
         return ok
 
+    def remember_own(self, pk: G2Point, digest: bytes, signature: bytes) -> None:
+        """Count this node's own fresh signature as checked: it was made with the share whose public
+        share is `pk` (FeedNode.start checks they match), so verifying it again — at the leader, or
+        in a proposal that carries it — could only say yes."""
+        sigma = decode_g1(bytes(signature))
+        h, _ = hash_to_g1(digest)
+        self._remember(((sigma, NEG_G2), (h, pk)))
+
     def batch_check(self, items: list[tuple[G2Point, bytes, bytes]]) -> bool:
         """Check partial signatures (public share, digest, signature) under DIFFERENT keys at once:
         e(Σ r_i σ_i, −G2) · Π e(r_i H_i, PK_i) = 1 for random 128-bit r_i: one multi-pairing of
@@ -150,11 +158,7 @@ class RememberingBackend:
         if len(pending) < 2:
             return True  # nothing to gain over the individual check
         weights = [secrets.randbits(BATCH_WEIGHT_BITS) | 1 for _ in pending]
-        sigma_sum = self._inner.g1_msm([p[1] for p in pending], weights)
-        scaled = [self._inner.g1_mul(p[2], w) for p, w in zip(pending, weights)]
-        if sigma_sum is None or any(h is None for h in scaled):
-            return False
-        if not self._inner.pairing_check([(sigma_sum, NEG_G2)] + [(h, p[3]) for h, p in zip(scaled, pending)]):
+        if not self._inner.weighted_pairing_check([(p[1], p[2], p[3]) for p in pending], weights, NEG_G2):
             return False
         for key, *_ in pending:
             self._remember(key)
@@ -196,6 +200,7 @@ class FeedNode:
         self._leading: dict[tuple[str, int, int], LeaderRound] = {}
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._own_pk: G2Point | None = None  # set by start() once the share is known to match it
         self._endpoints = {m.index: m.endpoint.rstrip("/") for m in committee.members}
         self.log = log.bind(member=member)
 
@@ -219,6 +224,12 @@ class FeedNode:
 
     async def start(self) -> None:
         """Build every feed's sources and the HTTP client; bad source configs fail here, loudly."""
+        if self._own_pk is None:
+            own_pk = decode_g2(self.committee.public_share(self.member))
+            if self.backend.g2_mul(G2_GENERATOR, self.share.scalar) != own_pk:
+                raise ConfigError(f"the key share does not match member {self.member}'s public share in the committee "
+                                  f"file: point committee.share at this member's own share of epoch {self.committee.epoch}")
+            self._own_pk = own_pk
         if self._session is None:
             self._session = aiohttp.ClientSession()
         for feed_id, feed in self.feeds.items():
@@ -309,6 +320,8 @@ class FeedNode:
             self.metrics.failed.labels(feed=feed.id, reason="no_observation").inc()
             return None
         signed = sign_observation(self.share, observation, self.committee.epoch, self.backend)
+        if self._own_pk is not None:
+            self.backend.remember_own(self._own_pk, observation.digest(self.committee.epoch), signed.signature)
         state.own = signed
         wait_s = self.settings.leader_timeout_ms / 1000
         for attempt in range(self.committee.n):

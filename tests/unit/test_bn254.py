@@ -156,3 +156,25 @@ def test_backend_selection(monkeypatch: pytest.MonkeyPatch) -> None:
         get_backend()
     monkeypatch.delenv("TESSERA_BN254_BACKEND")
     assert get_backend().name == "zksnake"  # the fast one is preferred when importable
+
+
+@pytest.mark.parametrize("name", ["pyecc", "zksnake"])
+def test_weighted_pairing_check_accepts_a_good_batch_and_refuses_one_bad_signature(name: str) -> None:
+    from attest.bls import NEG_G2
+
+    bk = get_backend(name)
+    secrets_ = [11, 22, 33]
+    items = []
+    for i, secret in enumerate(secrets_):
+        h, _ = hash_to_g1(bytes([i + 1]) * 32)
+        items.append((bk.g1_mul(h, secret), h, bk.g2_mul(G2_GENERATOR, secret)))
+    weights = [(1 << 127) + 5, (1 << 126) + 7, (1 << 125) + 9]
+    assert bk.weighted_pairing_check(items, weights, NEG_G2)
+    # σ₁ signed under the wrong secret: the combination no longer cancels.
+    bad = [items[0], (bk.g1_mul(items[1][1], 23), items[1][1], items[1][2]), items[2]]
+    assert not bk.weighted_pairing_check(bad, weights, NEG_G2)
+    # Two signatures swapped between messages: each is valid for the other's message, not its own.
+    swapped = [(items[1][0], items[0][1], items[0][2]), (items[0][0], items[1][1], items[1][2]), items[2]]
+    assert not bk.weighted_pairing_check(swapped, weights, NEG_G2)
+    with pytest.raises(ValueError):
+        bk.weighted_pairing_check(items, weights[:2], NEG_G2)

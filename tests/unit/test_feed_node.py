@@ -332,3 +332,57 @@ async def test_a_faulty_partial_is_named_and_the_round_still_completes(
         await asyncio.sleep(0.05)
     reports = await cluster.wait_reports(3)
     assert all(signed.verify(cluster.committee) for _, signed in reports)
+
+
+async def test_a_share_that_does_not_match_its_public_share_is_refused_at_start(cluster: Cluster,
+                                                                                 exchange: Exchange) -> None:
+    from attest.committee import KeyShare
+
+    feed = feed_config(exchange, 1, None)
+    wrong = KeyShare(index=1, epoch=cluster.committee.epoch, scalar=cluster.shares[1].scalar)  # member 2's secret
+    node = FeedNode(1, cluster.committee, wrong, {feed.id: feed}, SETTINGS)
+    with pytest.raises(ConfigError, match="does not match member 1's public share"):
+        await node.start()
+    await node.close()
+
+
+async def test_own_observation_is_not_verified_again(cluster: Cluster, exchange: Exchange) -> None:
+    """The node's own fresh signature counts as checked (its share was matched at start): the leader
+    accepting it, and a member checking a proposal that carries it, do no pairing for it; other
+    members' observations are still checked, and a forged one is still refused."""
+    feed = feed_config(exchange, 1, None)
+    round_ = round_of(int(time.time() * 1000), SETTINGS.interval_ms)
+    leader = leader_of(cluster.committee, round_, 0)
+    node = FeedNode(leader, cluster.committee, cluster.shares[leader - 1], {feed.id: feed}, SETTINGS)
+    await node.start()
+    try:
+        pairings: list[int] = []
+        inner = node.backend._inner
+        original = inner.pairing_check
+
+        def counting(pairs):
+            pairings.append(len(pairs))
+            return original(pairs)
+
+        inner.pairing_check = counting
+        # The whole member part of a round: observe, sign, hand to itself as leader (then wait and
+        # fail over to the other leaders, which are not running here).
+        observing = asyncio.create_task(node.observe_round(feed, round_))
+        for _ in range(200):
+            if (feed.id, round_, 0) in node._leading:
+                break
+            await asyncio.sleep(0.005)
+        assert node._leading[(feed.id, round_, 0)].members == 1
+        assert pairings == []
+        other = next(m for m in (1, 2, 3, 4) if m != leader)
+        [theirs] = signed_observations(cluster, round_, {other: 100_010})
+        node.accept_observation(ObservationMessage(0, theirs))
+        assert pairings == [2]
+        third = next(m for m in (1, 2, 3, 4) if m not in (leader, other))
+        [forged] = signed_observations(cluster, round_, {third: 100_020})
+        forged = type(forged)(forged.observation, theirs.signature)  # a valid signature, of another message
+        with pytest.raises(RoundMessageError, match="does not verify"):
+            node.accept_observation(ObservationMessage(0, forged))
+        assert (await observing).signature == node._member_round(feed.id, round_).own.signature
+    finally:
+        await node.close()
