@@ -64,6 +64,7 @@ from relay.chains import DeliveryState, DeliveryStatus, EndpointHealth, Observat
 from relay.config import SolanaChain
 from relay.envelope import Envelope, EnvelopeError
 from relay.errors import TesseraError
+from relay.lifecycle import cancel_quietly
 from relay.log import get_logger
 
 __all__ = ["SolanaAdapter", "SolanaAdapterError", "describe_transaction_error", "initialize_gateway", "load_keypair"]
@@ -246,12 +247,7 @@ class SolanaAdapter:
                 except asyncio.TimeoutError:
                     pass
         finally:
-            if waker is not None:
-                waker.cancel()
-                try:
-                    await waker
-                except (asyncio.CancelledError, Exception):
-                    pass
+            await cancel_quietly(waker)
 
     async def _wake_on_logs(self, wake: asyncio.Event) -> None:
         attempt = 0

@@ -45,6 +45,7 @@ from adapters.solana_program import (
 )
 from relay.config import KeyRef, SolanaChain, TesseraConfig
 from relay.envelope import Envelope, EnvelopeError
+from relay.lifecycle import cancel_quietly
 from relay.log import get_logger
 from relay.protocol import MessageKind
 from relay.tasks.board import (  # noqa: F401 - the errors are re-exported: callers catch them from here
@@ -498,12 +499,7 @@ class SolanaTaskBoard:
                 async for request in requests:
                     yield request
         finally:
-            if waker is not None:
-                waker.cancel()
-                try:
-                    await waker
-                except (asyncio.CancelledError, Exception):
-                    pass
+            await cancel_quietly(waker)
 
     async def _watch(self, last: Signature | None, wake: asyncio.Event) -> AsyncIterator[IncomingRequest]:
         failures = 0

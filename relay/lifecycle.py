@@ -43,6 +43,19 @@ async def run_until_stopped(stop: asyncio.Event, *coroutines: Coroutine) -> None
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def cancel_quietly(task: asyncio.Task | None) -> None:
+    """Cancel a helper task and wait until it has ended, whatever it ended with: for background
+    helpers (a wake-up subscription, a reader pump, a writer) whose own errors are already logged or
+    do not matter once their owner is done."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass
+
+
 async def keep_running(what: str, run: Callable[[], Awaitable[None]], log, base_delay: float = 1.0,
                        max_delay: float = 30.0) -> None:
     """Run `run()` again after any failure (an RPC outage that outlasted the adapter's own retries,

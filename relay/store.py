@@ -117,20 +117,27 @@ async def _finish_migration(db: aiosqlite.Connection) -> None:
     await db.commit()
 
 
+async def open_durable(path: str | Path) -> aiosqlite.Connection:
+    """An SQLite connection for a daemon's progress (rows as aiosqlite.Row), the folder made if
+    needed. WAL + synchronous=FULL: a committed stage change survives a killed process or power loss;
+    busy_timeout lets a second reader (`relay status`) wait instead of failing."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = await aiosqlite.connect(str(path))
+    db.row_factory = aiosqlite.Row
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("PRAGMA synchronous=FULL")
+    await db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
     @classmethod
     async def open(cls, path: str | Path) -> "Store":
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(str(path))
-        db.row_factory = aiosqlite.Row
-        # WAL + synchronous=FULL: a committed stage change survives a killed process or power loss.
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        await db.execute("PRAGMA busy_timeout=5000")
+        db = await open_durable(path)
         await _migrate_unique_nonce(db)
         await db.executescript(_SCHEMA)
         await db.commit()

@@ -31,6 +31,7 @@ import aiohttp
 from relay.errors import TesseraError
 from relay.feeds.report import ReportError
 from relay.feeds.signed import SignedReport
+from relay.lifecycle import cancel_quietly
 from relay.log import get_logger
 
 log = get_logger("feeds.client")
@@ -300,11 +301,7 @@ class FeedsClient:
                         stale[fid] = False
                         yield LiveEvent(fid, int(data["round"]))
         finally:
-            pump.cancel()
-            try:
-                await pump
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_quietly(pump)
 
     def _client_stale(self, ids: list[str], last_seen: dict[str, SignedReport], stale: dict[str, bool]):
         if self.max_age_s is None:

@@ -35,6 +35,7 @@ from relay.errors import TesseraError
 from relay.feeds.config import FeedConfig
 from relay.feeds.report import ReportError
 from relay.feeds.signed import SignedReport
+from relay.lifecycle import cancel_quietly
 from relay.log import get_logger
 
 log = get_logger("feeds.server")
@@ -797,11 +798,7 @@ class FeedServer:
                 sub.closed = True
                 server._unregister(sub)
                 sub.wakeup.set()
-                writer.cancel()
-                try:
-                    await writer
-                except (asyncio.CancelledError, Exception):
-                    pass
+                await cancel_quietly(writer)
             return ws
 
         @routes.get("/openapi.json")

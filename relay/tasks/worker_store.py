@@ -11,6 +11,8 @@ from pathlib import Path
 
 import aiosqlite
 
+from relay.store import open_durable
+
 
 class TaskStage(str, enum.Enum):
     SEEN = "seen"  # recorded; not started
@@ -92,15 +94,8 @@ class WorkerStore:
 
     @classmethod
     async def open(cls, path: str | Path) -> "WorkerStore":
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(str(path))
-        db.row_factory = aiosqlite.Row
-        # WAL + synchronous=FULL: a committed stage change survives a SIGKILL or power loss, which
-        # is what makes "never run the executor twice after `executed`" hold.
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        await db.execute("PRAGMA busy_timeout=5000")
+        # Durable commits are what make "never run the executor twice after `executed`" hold.
+        db = await open_durable(path)
         await db.executescript(_SCHEMA)
         await db.commit()
         return cls(db)
