@@ -386,3 +386,33 @@ async def test_own_observation_is_not_verified_again(cluster: Cluster, exchange:
         assert (await observing).signature == node._member_round(feed.id, round_).own.signature
     finally:
         await node.close()
+
+
+async def test_a_restarted_member_cannot_sign_a_second_report_for_a_round(cluster: Cluster, exchange: Exchange) -> None:
+    """The one-report-per-round promise lives in memory, but a member signs only rounds it observed
+    itself, and its clock observes only rounds that start after it started: after a restart, every
+    round its previous run could have signed is refused (no_own_view)."""
+    from relay.feeds import build_report
+
+    feed = feed_config(exchange, 1, None)
+    round_ = round_of(int(time.time() * 1000), SETTINGS.interval_ms)
+    observations = signed_observations(cluster, round_, {1: 100_000, 2: 100_010, 3: 100_020, 4: 99_990})
+    now_ms = int(time.time() * 1000)
+    first = build_report(feed, cluster.committee, round_, observations, now_ms)
+    second = build_report(feed, cluster.committee, round_, observations[:3], now_ms)
+    before = FeedNode(1, cluster.committee, cluster.shares[0], {feed.id: feed}, SETTINGS)
+    before._member_round(feed.id, round_).own = observations[0]
+    before.sign_proposal(Proposal(0, 2, first.report, first.observations))
+
+    after = FeedNode(1, cluster.committee, cluster.shares[0], {feed.id: feed}, SETTINGS)  # the restarted process
+    stop = asyncio.Event()
+    running = asyncio.create_task(after.run(stop))
+    try:
+        await asyncio.sleep(2 * SETTINGS.interval_ms / 1000)  # its clock has run rounds since
+        assert min(key[1] for key in after._members) > round_  # it observed only later rounds
+        with pytest.raises(RoundRefused) as refused:
+            after.sign_proposal(Proposal(1, 3, second.report, second.observations))
+        assert refused.value.code == "no_own_view"
+    finally:
+        stop.set()
+        await running
