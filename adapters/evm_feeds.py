@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +19,13 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.exceptions import ContractLogicError
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from adapters import evm_deploy
-from adapters.evm import _verifier_errors, hash_to_g1_hint
+from adapters.endpoints import EndpointPool
+from adapters.evm import _bump, _make_client, _verifier_errors, hash_to_g1_hint, is_retryable
+from relay.chains import EndpointHealth
+from relay.envelope import keccak256
 from relay.errors import ConfigError
 from relay.feeds.config import EvmPoolSourceConfig, FeedConfig
 from relay.feeds.push import FeedNotNewer
@@ -39,6 +43,8 @@ FEED_STORE = "FeedStore"
 AGGREGATOR = "TesseraAggregator"
 GAS_MULTIPLIER = 1.2
 RECEIPT_TIMEOUT_S = 60.0
+STUCK_AFTER_S = 20.0  # seconds without a receipt before an update is re-sent with bumped fees
+RPC_TIMEOUT_S = 15.0
 # getReserves() of a Uniswap-v2 pair (and of ConstantProductPool).
 GET_RESERVES = "0x0902f1ac"
 _UINT112_MAX = 2**112 - 1
@@ -99,25 +105,55 @@ def _feed_store_errors() -> list[dict[str, Any]]:
     return [e for e in evm_deploy.load_artifact(FEED_STORE).abi if e.get("type") == "error"] + _verifier_errors()
 
 
+@dataclass
+class _InFlight:
+    """An update sent and not yet mined: its nonce is reused (with higher fees) by the next send."""
+
+    tx: dict[str, Any]
+    hashes: list[str]
+    sent_at: float
+
+
 class EvmFeedTarget:
     """Pushes signed reports into a FeedStore with `updateWithHint` (no modexp on-chain) and reads
     the stored latest round back.
 
     `push` estimates first, so a refused report costs no gas: one the store already has (or has a
     newer one of) comes back as `FeedNotNewer`; any other refusal raises FeedPushError naming the
-    contract's error. Transactions are sent one at a time per target (its own nonce sequence)."""
+    contract's error. Transactions are sent one at a time per target (its own nonce sequence).
 
-    def __init__(self, w3: AsyncWeb3, account: LocalAccount | str, store_address: str, *, name: str = "evm",
-                 owns_provider: bool = False, receipt_timeout_s: float = RECEIPT_TIMEOUT_S) -> None:
-        self.w3 = w3
+    Every RPC goes through an endpoint pool (adapters/endpoints.py): the chain's `rpc_urls` in order,
+    failing over on connection errors, timeouts and 429/5xx. An update not mined after
+    `stuck_after_s` is re-sent with the same nonce and fees bumped by 12.5 % (replacing it, as the
+    messaging adapter does); one still unmined when `push` gives up (`receipt_timeout_s`) is
+    replaced by the next push — with that push's newer report — instead of queueing behind it."""
+
+    def __init__(self, endpoints: AsyncWeb3 | Sequence[str], account: LocalAccount | str, store_address: str, *,
+                 name: str = "evm", receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
+                 stuck_after_s: float = STUCK_AFTER_S, rpc_timeout_s: float = RPC_TIMEOUT_S,
+                 poll_interval_s: float = 0.05) -> None:
+        if isinstance(endpoints, AsyncWeb3):  # one provider the caller owns (and closes)
+            given = endpoints
+            self.pool: EndpointPool[AsyncWeb3] = EndpointPool(name, ["(given provider)"], lambda _url: given,
+                                                              is_retryable, timeout=rpc_timeout_s)
+            self._owns_clients = False
+        else:
+            self.pool = EndpointPool(name, list(endpoints), lambda url: _make_client(url, rpc_timeout_s),
+                                     is_retryable, timeout=rpc_timeout_s)
+            self._owns_clients = True
         self.account = Account.from_key(account) if isinstance(account, str) else account
         self.store_address = to_checksum_address(store_address)
-        self.store = evm_deploy.contract(w3, FEED_STORE, self.store_address)
+        # Offline: encodes calls and decodes results; every call goes out through the pool.
+        self._store = AsyncWeb3().eth.contract(address=self.store_address,
+                                               abi=evm_deploy.load_artifact(FEED_STORE).abi)
         self.name = name
         self.receipt_timeout_s = receipt_timeout_s
-        self._owns_provider = owns_provider
+        self.stuck_after_s = stuck_after_s
+        self.poll_interval_s = poll_interval_s
         self._lock = asyncio.Lock()
         self._errors = _feed_store_errors()
+        self._chain_id: int | None = None
+        self._in_flight: _InFlight | None = None
         self.last_receipt: Any = None  # of the last successful push (the benchmark reads its gas)
 
     @classmethod
@@ -139,13 +175,13 @@ class EvmFeedTarget:
             account = Account.from_key(ref.read_text())
         except ValueError:
             raise ConfigError(f"{ref.describe()} does not hold a 0x-hex secp256k1 private key") from None
-        w3 = AsyncWeb3(AsyncHTTPProvider(chain.rpc_urls[0], request_kwargs={"timeout": aiohttp.ClientTimeout(total=15)}))
         options.setdefault("name", chain_name)
-        return cls(w3, account, store, owns_provider=True, **options)
+        return cls(chain.rpc_urls, account, store, **options)
 
     async def close(self) -> None:
-        if self._owns_provider:
-            await self.w3.provider.disconnect()
+        if self._owns_clients:
+            for client in self.pool.clients:
+                await client.provider.disconnect()
 
     async def __aenter__(self) -> "EvmFeedTarget":
         return self
@@ -153,23 +189,38 @@ class EvmFeedTarget:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def health(self) -> list[EndpointHealth]:
+        return self.pool.health()
+
+    async def _call(self, what: str, fn: Any) -> Any:
+        return await self.pool.call(f"{what} ({self.name})", fn)
+
+    async def _read(self, function: Any, block: int | str = "latest") -> Any:
+        """eth_call of a FeedStore view function through the pool, decoded."""
+        data = function._encode_transaction_data()
+        raw = await self._call("eth_call", lambda w3: w3.eth.call({"to": self.store_address, "data": data},
+                                                                   block_identifier=block))
+        types = [o["type"] for o in function.abi["outputs"]]
+        values = abi_decode(types, bytes(raw))
+        return values if len(values) != 1 else values[0]
+
     async def latest(self, feed_id: str) -> FeedReport | None:
         """The stored latest round as a FeedReport (None before the first update). published_at is
         the stored second × 1000: the store keeps seconds (the ms are in the FeedUpdated event)."""
         fid = encode_feed_id(feed_id)
-        registered, decimals, round_, observed_at = await self.store.functions.feed(fid).call()
+        registered, decimals, round_, observed_at = await self._read(self._store.functions.feed(fid))
         if not registered:
             raise EvmFeedError(f"{self.name}: feed {feed_id!r} is not registered in FeedStore {self.store_address}: "
                                "register it (FeedStore.registerFeed) or remove it from the pusher")
         if round_ == 0:
             return None
-        answer, _, updated_at, confidence, observations = await self.store.functions.getRound(fid, round_).call()
+        answer, _, updated_at, confidence, observations = await self._read(self._store.functions.getRound(fid, round_))
         return FeedReport(feed_id, round_, answer, confidence, decimals, observations, observed_at, updated_at * 1000)
 
     async def push(self, signed: SignedReport) -> str | FeedNotNewer:
         """Sends updateWithHint and waits for the receipt; returns the transaction hash (0x-hex), or
         FeedNotNewer when the store already holds this round or a newer one."""
-        call = self.store.functions.updateWithHint(*hinted_update_args(signed))
+        call = self._store.functions.updateWithHint(*hinted_update_args(signed))
         async with self._lock:
             try:
                 return await self._send(signed, call)
@@ -181,34 +232,122 @@ class EvmFeedTarget:
                     f"check chains.{self.name}.rpc_urls and retry", retryable=True,
                 ) from exc
 
+    async def _fees(self) -> tuple[int, int]:
+        block = await self._call("eth_getBlockByNumber(latest)", lambda w3: w3.eth.get_block("latest"))
+        tip = await self._call("eth_maxPriorityFeePerGas", lambda w3: w3.eth.max_priority_fee)
+        return 2 * int(block.get("baseFeePerGas") or 0) + tip, tip
+
+    async def _nonce(self) -> tuple[int, _InFlight | None]:
+        """The nonce for this update, and the unmined update it replaces (None: a fresh nonce)."""
+        address = self.account.address
+        mined = await self._call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, "latest"))
+        stuck = self._in_flight
+        if stuck is not None and mined <= int(stuck.tx["nonce"]):
+            return int(stuck.tx["nonce"]), stuck
+        self._in_flight = None
+        pending = await self._call("eth_getTransactionCount",
+                                   lambda w3: w3.eth.get_transaction_count(address, "pending"))
+        return max(mined, pending), None
+
+    async def _send_raw(self, tx: dict[str, Any]) -> str:
+        raw = self.account.sign_transaction(tx).raw_transaction
+        tx_hash = "0x" + keccak256(bytes(raw)).hex()
+
+        async def send(w3: AsyncWeb3) -> str:
+            try:
+                await w3.eth.send_raw_transaction(raw)
+            except Web3RPCError as exc:
+                # A retry on another endpoint (or after a timeout) may meet our own transaction.
+                if "already known" not in str(exc).lower() and "already imported" not in str(exc).lower():
+                    raise
+            return tx_hash
+
+        return await self._call("eth_sendRawTransaction", send)
+
+    async def _receipt(self, tx_hash: str) -> Any | None:
+        async def get(w3: AsyncWeb3) -> Any | None:
+            try:
+                return await w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                return None
+
+        return await self._call("eth_getTransactionReceipt", get)
+
     async def _send(self, signed: SignedReport, call: Any) -> str | FeedNotNewer:
         tx: dict[str, Any] = {"from": self.account.address, "to": self.store_address,
                               "data": call._encode_transaction_data(), "value": 0}
         try:
-            gas = await self.w3.eth.estimate_gas(tx)
+            gas = await self._call("eth_estimateGas", lambda w3: w3.eth.estimate_gas(tx))
         except ContractLogicError as exc:
             return await self._refused(signed, evm_deploy.revert_data(exc))
-        base = (await self.w3.eth.get_block("latest")).get("baseFeePerGas") or 0
-        tip = await self.w3.eth.max_priority_fee
-        tx.update(gas=int(gas * GAS_MULTIPLIER), chainId=await self.w3.eth.chain_id, type=2,
-                  nonce=await self.w3.eth.get_transaction_count(self.account.address, "pending"),
-                  maxPriorityFeePerGas=tip, maxFeePerGas=2 * base + tip)
-        signed_tx = self.account.sign_transaction(tx)
-        tx_hash = await self.w3.eth.send_raw_transaction(signed_tx.raw_transaction)
-        receipt = await self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout_s)
+        if self._chain_id is None:
+            self._chain_id = await self._call("eth_chainId", lambda w3: w3.eth.chain_id)
+        max_fee, tip = await self._fees()
+        nonce, replaced = await self._nonce()
+        if replaced is not None:  # must outbid the stuck one, or nodes refuse the replacement
+            tip = max(tip, _bump(int(replaced.tx["maxPriorityFeePerGas"])))
+            max_fee = max(max_fee, _bump(int(replaced.tx["maxFeePerGas"])), tip)
+        tx.update(gas=int(gas * GAS_MULTIPLIER), chainId=self._chain_id, type=2, nonce=nonce,
+                  maxPriorityFeePerGas=tip, maxFeePerGas=max_fee)
+        flight = _InFlight(tx=dict(tx), hashes=[*(replaced.hashes if replaced else [])], sent_at=time.monotonic())
+        flight.hashes.append(await self._send_raw(tx))
+        self._in_flight = flight
+        if replaced is not None:
+            log.warning("feed update replaces an unmined one", target=self.name, feed=signed.feed_id,
+                        round=signed.round, nonce=nonce, replaced=replaced.hashes[-1], tx=flight.hashes[-1])
+        tx_hash, receipt = await self._wait_mined(signed, flight)
+        self._in_flight = None
         if receipt["status"] != 1:
             # Mined but reverted: another update of this round got in between estimate and inclusion.
             try:
-                await self.w3.eth.call({k: tx[k] for k in ("from", "to", "data")}, block_identifier=receipt["blockNumber"])
+                await self._call("eth_call (replay)", lambda w3: w3.eth.call(
+                    {k: tx[k] for k in ("from", "to", "data")}, block_identifier=receipt["blockNumber"]))
             except ContractLogicError as exc:
                 return await self._refused(signed, evm_deploy.revert_data(exc))
             raise FeedPushError(f"{self.name}: update of {signed.feed_id} round {signed.round} reverted "
-                                f"(tx 0x{bytes(tx_hash).hex()}, gas used {receipt['gasUsed']})", retryable=True)
+                                f"(tx {tx_hash}, gas used {receipt['gasUsed']})", retryable=True)
         self.last_receipt = receipt
-        tx_id = "0x" + bytes(tx_hash).hex()
-        log.info("feed_pushed", target=self.name, feed=signed.feed_id, round=signed.round, tx=tx_id,
-                 gas=receipt["gasUsed"])
-        return tx_id
+        log.info("feed_pushed", target=self.name, feed=signed.feed_id, round=signed.round, tx=tx_hash,
+                 gas=receipt["gasUsed"], replacements=len(flight.hashes) - 1 or None)
+        return tx_hash
+
+    async def _wait_mined(self, signed: SignedReport, flight: _InFlight) -> tuple[str, Any]:
+        """(hash, receipt) of whichever of the flight's transactions is mined; re-sends with bumped
+        fees every stuck_after_s. Raises a retryable FeedPushError after receipt_timeout_s (the
+        flight stays recorded: the next push replaces it)."""
+        deadline = time.monotonic() + self.receipt_timeout_s
+        while True:
+            for tx_hash in reversed(flight.hashes):
+                receipt = await self._receipt(tx_hash)
+                if receipt is not None:
+                    return tx_hash, receipt
+            mined = await self._call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(
+                self.account.address, "latest"))
+            if mined > int(flight.tx["nonce"]):
+                # The nonce went to one of ours between the receipt checks and the count: look again.
+                for tx_hash in reversed(flight.hashes):
+                    receipt = await self._receipt(tx_hash)
+                    if receipt is not None:
+                        return tx_hash, receipt
+                self._in_flight = None
+                raise FeedPushError(f"{self.name}: nonce {flight.tx['nonce']} was used by another transaction of "
+                                    f"{self.account.address} (not this pusher's update); pushing again", retryable=True)
+            now = time.monotonic()
+            if now > deadline:
+                raise FeedPushError(f"{self.name}: update of {signed.feed_id} round {signed.round} not mined within "
+                                    f"{self.receipt_timeout_s:.0f}s (tx {flight.hashes[-1]}); the next push replaces it",
+                                    retryable=True)
+            if now - flight.sent_at >= self.stuck_after_s:
+                fee_now, tip_now = await self._fees()
+                flight.tx["maxPriorityFeePerGas"] = max(_bump(int(flight.tx["maxPriorityFeePerGas"])), tip_now)
+                flight.tx["maxFeePerGas"] = max(_bump(int(flight.tx["maxFeePerGas"])), fee_now,
+                                                flight.tx["maxPriorityFeePerGas"])
+                flight.hashes.append(await self._send_raw(flight.tx))
+                flight.sent_at = time.monotonic()
+                log.warning("stuck feed update re-sent with bumped fees", target=self.name, feed=signed.feed_id,
+                            round=signed.round, nonce=flight.tx["nonce"], tx=flight.hashes[-1],
+                            max_fee=flight.tx["maxFeePerGas"])
+            await asyncio.sleep(self.poll_interval_s)
 
     async def _refused(self, signed: SignedReport, data: str | None) -> FeedNotNewer:
         reason = evm_deploy.decode_revert(self._errors, data)

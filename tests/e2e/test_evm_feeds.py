@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
 import attest
@@ -474,3 +475,77 @@ async def test_feed_push_and_market_commands(setup: Setup, tmp_path: Any) -> Non
     with pytest.raises(ConfigError, match="no MarketPool"):
         await run_market(config.model_copy(update={"chains": {"evm": setup.chain()}}), tmp_path, "evm", None,
                          interval_ms=1, volatility_bps=50, reversion=0.05, steps=1, seed=1, stop=asyncio.Event())
+
+
+async def _wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_push_fails_over_to_the_next_rpc_endpoint(setup: Setup) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+    target = EvmFeedTarget([dead, setup.node.rpc_url], setup.node.private_keys[2], setup.contracts["FeedStore"],
+                           rpc_timeout_s=2.0)
+    try:
+        tx = await target.push(setup.sign(report(3, 300_000_000_000)))
+        assert isinstance(tx, str)
+        assert (await target.latest("ETH/USD")).round == 3
+        health = {h.url: h for h in target.health()}
+        assert health[dead].total_errors >= 1 and health[setup.node.rpc_url].healthy
+    finally:
+        await target.close()
+
+
+@contextlib.asynccontextmanager
+async def no_automine(w3: AsyncWeb3) -> AsyncIterator[None]:
+    await w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        yield
+    finally:
+        await w3.provider.make_request("evm_setAutomine", [True])
+
+
+async def test_a_stuck_update_is_replaced_with_higher_fees(setup: Setup) -> None:
+    target = EvmFeedTarget(setup.w3, setup.node.private_keys[2], setup.contracts["FeedStore"],
+                           stuck_after_s=0.3, receipt_timeout_s=30)
+    tip_before = await setup.w3.eth.max_priority_fee
+    async with no_automine(setup.w3):
+        pushing = asyncio.create_task(target.push(setup.sign(report(4, 310_000_000_000))))
+        await _wait_for(lambda: target._in_flight is not None and len(target._in_flight.hashes) >= 2)
+        first = target._in_flight.hashes[0]
+        await setup.w3.provider.make_request("evm_mine", [])
+        tx = await asyncio.wait_for(pushing, 10)
+    assert tx != first
+    mined = await setup.w3.eth.get_transaction_receipt(tx)
+    assert mined["status"] == 1
+    sent = await setup.w3.eth.get_transaction(tx)
+    assert sent["maxPriorityFeePerGas"] > tip_before  # the replacement outbid the original
+    # One nonce, one update: the replaced transaction never made it into a block.
+    assert await setup.w3.eth.get_transaction_count(target.account.address) == sent["nonce"] + 1
+    with pytest.raises(TransactionNotFound):
+        await setup.w3.eth.get_transaction_receipt(first)
+    assert (await target.latest("ETH/USD")).round == 4
+
+
+async def test_an_update_still_unmined_at_timeout_is_replaced_by_the_next_push(setup: Setup) -> None:
+    target = EvmFeedTarget(setup.w3, setup.node.private_keys[2], setup.contracts["FeedStore"],
+                           stuck_after_s=60, receipt_timeout_s=0.5)
+    async with no_automine(setup.w3):
+        with pytest.raises(FeedPushError, match="not mined within") as timed_out:
+            await target.push(setup.sign(report(5, 320_000_000_000)))
+        assert timed_out.value.retryable
+        [stuck] = target._in_flight.hashes
+        stuck_tx = await setup.w3.eth.get_transaction(stuck)
+        # The next report takes the stuck update's nonce with higher fees, instead of queueing behind it.
+        pushing = asyncio.create_task(target.push(setup.sign(report(6, 321_000_000_000))))
+        await _wait_for(lambda: target._in_flight is not None and len(target._in_flight.hashes) >= 2)
+        await setup.w3.provider.make_request("evm_mine", [])
+        tx = await asyncio.wait_for(pushing, 10)
+    newer = await setup.w3.eth.get_transaction(tx)
+    assert newer["nonce"] == stuck_tx["nonce"]
+    assert newer["maxPriorityFeePerGas"] > stuck_tx["maxPriorityFeePerGas"]
+    assert (await target.latest("ETH/USD")).round == 6
+    with pytest.raises(TransactionNotFound):
+        await setup.w3.eth.get_transaction_receipt(stuck)
