@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ from solders.signature import Signature
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.transaction import VersionedTransaction
 
+from adapters.endpoints import EndpointPool
+from adapters.solana import _LEVELS, SolanaAdapterError, _is_retryable, _level, load_keypair
 from adapters.solana_program import (
     Attestation,
     G1Hint,
@@ -31,6 +34,7 @@ from adapters.solana_program import (
     ProgramInstruction,
     committee_address,
 )
+from relay.chains import EndpointHealth
 from relay.config import KeyRef, TesseraConfig
 from relay.errors import ConfigError, TesseraError
 from relay.feeds.report import FEED_ID_LEN, FeedReport, ReportError, decode_feed_id, encode_feed_id
@@ -231,27 +235,36 @@ class SolanaFeedTarget:
 
     `push` simulates first: a report the chain already has (or has a newer one of) comes back as
     `FeedNotNewer` without paying for a transaction; any other refusal raises `FeedPushError` with
-    the program's error name."""
+    the program's error name. Every RPC goes through the endpoint pool the relayer's adapters use
+    (adapters/endpoints.py): `rpc_urls` in order, failing over on transport errors, timeouts,
+    429/5xx and unhealthy nodes; a transaction is re-sent as the same bytes, so it lands at most once."""
 
-    def __init__(self, client: AsyncClient, payer: Keypair, program_id: Pubkey,
+    def __init__(self, client: AsyncClient | Sequence[str], payer: Keypair, program_id: Pubkey,
                  committee_config: Pubkey | None = None, *, name: str = "solana",
-                 commitment: Commitment = Confirmed, confirm_timeout_s: float = 60.0, owns_client: bool = False) -> None:
-        self.client = client
+                 commitment: Commitment = Confirmed, confirm_timeout_s: float = 60.0, rpc_timeout_s: float = 10.0,
+                 owns_client: bool = False) -> None:
+        if isinstance(client, AsyncClient):  # one client; closed here only with owns_client
+            given = client
+            self.pool: EndpointPool[AsyncClient] = EndpointPool(name, ["(given client)"], lambda _url: given,
+                                                                _is_retryable, timeout=rpc_timeout_s)
+            self._owns_client = owns_client
+        else:
+            self.pool = EndpointPool(
+                name, list(client), lambda url: AsyncClient(url, timeout=rpc_timeout_s, max_transport_retries=0),
+                _is_retryable, timeout=rpc_timeout_s)
+            self._owns_client = True
         self.payer = payer
         self.program_id = program_id
         self.committee_config = committee_config or committee_address(program_id)[0]
         self.name = name
         self.commitment = commitment
         self.confirm_timeout_s = confirm_timeout_s
-        self._owns_client = owns_client
 
     @classmethod
     def from_config(cls, config: TesseraConfig, chain_name: str, payer: KeyRef | None = None,
                     **options: Any) -> "SolanaFeedTarget":
         """The target for `[chains.<chain_name>]` (a solana chain with `program_id`). `payer` is a
         `KeyRef` (the pusher's own key); without one the chain's `sender`, then its `signer`."""
-        from adapters.solana import SolanaAdapterError, load_keypair
-
         chain = config.chains.get(chain_name)
         if chain is None or getattr(chain, "kind", None) != "solana":
             raise ConfigError(f"chains.{chain_name} is not a configured solana chain: add it under [chains.{chain_name}]")
@@ -267,13 +280,19 @@ class SolanaFeedTarget:
             keypair = load_keypair(key.read_text(), key.describe())
         except SolanaAdapterError as exc:
             raise ConfigError(str(exc)) from None
-        client = AsyncClient(chain.rpc_urls[0], commitment=Confirmed)
         options.setdefault("name", chain_name)
-        return cls(client, keypair, Pubkey.from_string(chain.program_id), owns_client=True, **options)
+        return cls(chain.rpc_urls, keypair, Pubkey.from_string(chain.program_id), **options)
 
     async def close(self) -> None:
         if self._owns_client:
-            await self.client.close()
+            for client in self.pool.clients:
+                await client.close()
+
+    def health(self) -> list[EndpointHealth]:
+        return self.pool.health()
+
+    async def _call(self, what: str, fn: Any) -> Any:
+        return await self.pool.call(f"{what} ({self.name})", fn)
 
     async def __aenter__(self) -> "SolanaFeedTarget":
         return self
@@ -286,7 +305,8 @@ class SolanaFeedTarget:
 
     async def latest(self, feed_id: str) -> FeedAccount | None:
         """The feed account as of `commitment`, or None before its first update."""
-        info = (await self.client.get_account_info(self.address(feed_id), commitment=self.commitment)).value
+        address = self.address(feed_id)
+        info = (await self._call("getAccountInfo", lambda c: c.get_account_info(address, commitment=self.commitment))).value
         if info is None or info.owner != self.program_id:
             return None  # never written (an address someone only sent lamports to is not a feed)
         return FeedAccount.decode(bytes(info.data))
@@ -297,32 +317,48 @@ class SolanaFeedTarget:
         ix = update_feed_ix(self.program_id, self.payer.pubkey(), signed, self.committee_config)
         instructions = [set_compute_unit_limit(UPDATE_FEED_CU_LIMIT), ix]
         try:
-            latest = (await self.client.get_latest_blockhash(self.commitment)).value
+            latest = (await self._call("getLatestBlockhash", lambda c: c.get_latest_blockhash(self.commitment))).value
             tx = VersionedTransaction(Message.new_with_blockhash(instructions, self.payer.pubkey(), latest.blockhash),
                                       [self.payer])
-            simulated = (await self.client.simulate_transaction(tx, commitment=self.commitment)).value
+            simulated = (await self._call("simulateTransaction",
+                                          lambda c: c.simulate_transaction(tx, commitment=self.commitment))).value
             if simulated.err is not None:
                 return await self._refused(signed, simulated.err, list(simulated.logs or []))
-            sent = await self.client.send_raw_transaction(bytes(tx), TxOpts(skip_preflight=True))
+            raw = bytes(tx)
+            sent = await self._call("sendTransaction",
+                                    lambda c: c.send_raw_transaction(raw, TxOpts(skip_preflight=True)))
             signature: Signature = sent.value
-            statuses = await asyncio.wait_for(
-                self.client.confirm_transaction(signature, self.commitment, sleep_seconds=0.1,
-                                                last_valid_block_height=latest.last_valid_block_height),
-                self.confirm_timeout_s,
-            )
+            status = await self._confirm(signature, latest.last_valid_block_height)
         except (FeedPushError, FeedAccountError):
             raise
         except Exception as exc:  # transport failures, timeouts, an expired blockhash: worth a retry
             raise FeedPushError(f"{self.name}: pushing {signed.feed_id} round {signed.round} failed: {exc!r}; "
                                 f"check chains.{self.name}.rpc_urls and retry", retryable=True) from exc
-        status = statuses.value[0]
-        if status is None:
-            raise FeedPushError(f"{self.name}: {signature} has no status after confirmation; retry", retryable=True)
         if status.err is not None:
             # Landed but failed: another pusher's update of the same round got in between.
             return await self._refused(signed, status.err, [], signature)
         log.info("feed_pushed", target=self.name, feed=signed.feed_id, round=signed.round, tx=str(signature))
         return str(signature)
+
+    async def _confirm(self, signature: Signature, last_valid_block_height: int) -> Any:
+        """The transaction's status once it reached `commitment` (or failed); a retryable
+        FeedPushError when its blockhash expired unlanded or confirm_timeout_s passed."""
+        want = _LEVELS[str(self.commitment)]
+        deadline = asyncio.get_running_loop().time() + self.confirm_timeout_s
+        while True:
+            statuses = await self._call("getSignatureStatuses", lambda c: c.get_signature_statuses([signature]))
+            status = statuses.value[0]
+            if status is not None and (status.err is not None or _level(status.confirmation_status) >= want):
+                return status
+            if status is None:
+                height = (await self._call("getBlockHeight", lambda c: c.get_block_height(self.commitment))).value
+                if height > last_valid_block_height:
+                    raise FeedPushError(f"{self.name}: {signature} expired unlanded (blockhash valid to height "
+                                        f"{last_valid_block_height}, now {height}); pushing again", retryable=True)
+            if asyncio.get_running_loop().time() > deadline:
+                raise FeedPushError(f"{self.name}: {signature} not {self.commitment} within "
+                                    f"{self.confirm_timeout_s:.0f}s; pushing again", retryable=True)
+            await asyncio.sleep(0.1)
 
     async def _refused(self, signed: SignedReport, err: Any, logs: list[str],
                        signature: Signature | None = None) -> FeedNotNewer:

@@ -16,6 +16,7 @@ from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 
 import attest
+from adapters.anvil import free_port
 from adapters.solana_feeds import FeedAccount, FeedNotNewer, FeedPushError, SolanaFeedTarget, feed_address
 from adapters.solana_localnet.testing import running_solana_localnet
 from adapters.solana_program import ProgramErrorCode, deploy_program, initialize_committee
@@ -57,8 +58,9 @@ async def test_signed_reports_flow_into_the_feed_account_over_rpc(tmp_path: Path
                                        group_key=committee.group_key)
             pusher = await _funded(client, 10**9)  # the pusher's own key, not the admin's
             (tmp_path / "pusher.json").write_text(json.dumps(list(bytes(pusher))))
+            dead = f"http://127.0.0.1:{free_port()}"  # a first endpoint that is down: the target fails over
             config = parse_config({"chains": {"solana": {
-                "kind": "solana", "domain": DOMAIN, "rpc_urls": [net.rpc_url], "program_id": str(program_id),
+                "kind": "solana", "domain": DOMAIN, "rpc_urls": [dead, net.rpc_url], "program_id": str(program_id),
                 "sender": {"file": str(tmp_path / "pusher.json")},
             }}})
 
@@ -68,6 +70,8 @@ async def test_signed_reports_flow_into_the_feed_account_over_rpc(tmp_path: Path
 
                 tx = await target.push(vector)
                 assert isinstance(tx, str)
+                health = {h.url: h for h in target.health()}
+                assert health[dead].total_errors >= 1 and health[net.rpc_url].healthy
                 info = (await client.get_account_info(feed_address(program_id, "ETH/USD")[0])).value
                 assert info.owner == program_id
                 stored = FeedAccount.decode(bytes(info.data))

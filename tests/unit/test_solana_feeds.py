@@ -394,3 +394,34 @@ async def test_the_target_from_config_takes_the_given_key_then_sender_then_signe
     (tmp_path / "bad.json").write_text("[1, 2, 3]")
     with pytest.raises(ConfigError, match="not a Solana keypair"):
         SolanaFeedTarget.from_config(config, "sol", KeyRef(file=tmp_path / "bad.json"))
+
+
+async def test_confirmation_gives_up_retryably_when_the_blockhash_expires_or_time_runs_out() -> None:
+    from types import SimpleNamespace
+
+    from solders.signature import Signature
+
+    from adapters.solana_feeds import FeedPushError, SolanaFeedTarget
+
+    target = SolanaFeedTarget(["http://127.0.0.1:9"], Keypair(), Pubkey.default(), Pubkey.default(),
+                              confirm_timeout_s=0.3)
+    height = {"now": 101}
+    calls: list[str] = []
+
+    async def fake_call(what: str, fn) -> SimpleNamespace:
+        calls.append(what)
+        if what == "getSignatureStatuses":
+            return SimpleNamespace(value=[None])  # never landed
+        return SimpleNamespace(value=height["now"])
+
+    target._call = fake_call  # type: ignore[method-assign]
+    try:
+        with pytest.raises(FeedPushError, match="expired unlanded") as expired:
+            await target._confirm(Signature.default(), 100)
+        assert expired.value.retryable
+        height["now"] = 50  # still valid, but nothing lands before confirm_timeout_s
+        with pytest.raises(FeedPushError, match="not confirmed within") as slow:
+            await target._confirm(Signature.default(), 100)
+        assert slow.value.retryable and calls.count("getSignatureStatuses") > 2
+    finally:
+        await target.close()
