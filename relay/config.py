@@ -324,6 +324,8 @@ class TesseraConfig(_Model):
     worker: WorkerSection | None = None
     # `[executors.<id>]`: options for each executor, passed to its factory as keywords.
     executors: dict[str, dict] = {}
+    # `[proof_verifiers.<entry point name>]`: options for each proof-verifier plugin, as keywords.
+    proof_verifiers: dict[str, dict] = {}
     state_dir: Path | None = None
 
     @model_validator(mode="after")

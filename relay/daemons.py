@@ -102,13 +102,22 @@ def _load_share(config: TesseraConfig, committee, index: int):
     return load_share_for(committee, ref.share_path(index), secret)
 
 
+def result_checkers(config: TesseraConfig):
+    """What an attester checks task results with: the executors for re-execution (with the same
+    `[executors.<id>]` options as workers) and the proof verifiers (plugins get their
+    `[proof_verifiers.<name>]` options)."""
+    from relay.tasks.executors import ExecutorRegistry
+    from relay.tasks.proofs import ProofVerifierRegistry
+
+    executors = ExecutorRegistry.load(config.executors)
+    return executors, ProofVerifierRegistry.load(executors, config.proof_verifiers)
+
+
 async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | None = None) -> None:
     import attest
     from adapters.factory import build_adapters
     from attest.daemon import Attester
     from attest.signing_log import SigningLog
-    from relay.tasks.executors import ExecutorRegistry
-    from relay.tasks.proofs import ProofVerifierRegistry
 
     stop = stop or _stop_event()
     committee = _committee(config)
@@ -116,11 +125,10 @@ async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | 
     share = _load_share(config, committee, index)
     adapters = build_adapters(config, with_signers=False)  # an attester never sends transactions
     signing_log = SigningLog(config.attester.db.replace("{index}", str(index)))
-    # Re-execution of task results uses the same executors (and [executors.<id>] options) as workers.
-    executors = ExecutorRegistry.load(config.executors)
+    executors, verifiers = result_checkers(config)
     attester = Attester(index, committee.epoch, lambda digest: attest.partial_sign(share, digest).signature,
                         adapters, signing_log, observe_rate=config.attester.max_observe_requests_per_s,
-                        executors=executors, verifiers=ProofVerifierRegistry.load(executors))
+                        executors=executors, verifiers=verifiers)
     listen = member.endpoint.split("://", 1)[-1].rstrip("/")
     runner = None
     feed_node = None

@@ -286,3 +286,22 @@ async def test_request_result_attestation_flow_through_envelopes() -> None:
     attestation = ProofAttestation.for_result(seen, result_env.message_id, method, int(time.time()))
     assert ProofAttestation.decode(attestation.encode()).payout == PAYOUT
     assert json.loads(seen.output or b"")["label"] == "positive"
+
+
+def test_the_attester_gives_proof_verifier_plugins_their_config_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relay.config import parse_config
+    from relay.daemons import result_checkers
+
+    install_plugin(tmp_path, monkeypatch, "tessera_testplugin", "tessera_testplugin", PLUGIN_SOURCE, PLUGIN_ENTRY_POINTS)
+    config = parse_config({"chains": {}, "executors": {"upper": {"suffix": "?"}},
+                           "proof_verifiers": {"quote": {"vendor_key": "K7"}}})
+    executors, proofs = result_checkers(config)
+    assert executors.get("upper").suffix == b"?"
+    good, _ = proofs.check(signed("http", b"answer", ProofKind.TEE_QUOTE, b"quote signed by K7"))
+    assert good.ok
+    bad, _ = proofs.check(signed("http", b"answer", ProofKind.TEE_QUOTE, b"quote signed by K1"))
+    assert not bad.ok and "vendor key" in bad.reason
+    with pytest.raises(Exception, match="proof_verifiers"):
+        parse_config({"chains": {}, "proof_verifiers": ["not", "a", "table"]})
