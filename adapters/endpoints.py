@@ -61,6 +61,11 @@ class EndpointPool(Generic[C]):
     def health(self) -> list[EndpointHealth]:
         return [h for h, _ in self._clients]
 
+    @property
+    def preferred(self) -> C:
+        """The client the next call tries first (healthy, fewest recent errors, configured order)."""
+        return self._ordered()[0][1]
+
     def _ordered(self) -> list[tuple[EndpointHealth, C]]:
         # Healthy first, in configured order (the first is the preferred one); then the others.
         return sorted(self._clients, key=lambda hc: (not hc[0].healthy, hc[0].consecutive_errors))

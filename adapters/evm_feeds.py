@@ -192,6 +192,11 @@ class EvmFeedTarget:
     def health(self) -> list[EndpointHealth]:
         return self.pool.health()
 
+    @property
+    def w3(self) -> AsyncWeb3:
+        """A client for the caller's own reads (an aggregator, say): the pool's preferred endpoint."""
+        return self.pool.preferred
+
     async def _call(self, what: str, fn: Any) -> Any:
         return await self.pool.call(f"{what} ({self.name})", fn)
 

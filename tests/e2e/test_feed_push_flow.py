@@ -67,8 +67,7 @@ async def test_reports_flow_to_the_evm_aggregator_and_solana(tmp_path: Path) -> 
             assert evm_latest is not None and sol_latest is not None, "no report reached both chains in 45 s"
 
             # What the aggregator says is a report the committee signed and the server served.
-            aggregator = evm_deploy.contract(evm_target.pool.clients[0], "TesseraAggregator",
-                                             evm.contracts[aggregator_key("ETH/USD")])
+            aggregator = evm_deploy.contract(evm_target.w3, "TesseraAggregator", evm.contracts[aggregator_key("ETH/USD")])
             round_id, answer, started_at, _, _ = await aggregator.functions.latestRoundData().call()
             served = await _served(url, "ETH/USD", round_id)
             assert served is not None and served.verify(Committee.load(config.committee.file))

@@ -36,6 +36,7 @@ async def test_fails_over_to_the_next_endpoint_and_records_health() -> None:
     calls.clear()
     assert await p.call("eth_blockNumber", fn) == 42
     assert calls == ["http://b"]  # the healthy endpoint is now tried first
+    assert p.preferred == "http://b"  # and is the one offered for a caller's own reads
 
 
 async def test_request_errors_are_not_retried() -> None:
