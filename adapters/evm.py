@@ -122,6 +122,37 @@ def _make_client(url: str, timeout: float) -> AsyncWeb3:
     return AsyncWeb3(provider)
 
 
+PoolCall = Callable[[str, Callable[[AsyncWeb3], Awaitable[Any]]], Awaitable[Any]]
+
+
+async def send_signed(call: PoolCall, signer: LocalAccount, tx: dict[str, Any]) -> str:
+    """Signs `tx` and sends it through `call` (an endpoint pool's call); returns its 0x-hex hash.
+    A retry that meets our own transaction on another endpoint ("already known") counts as sent."""
+    raw = signer.sign_transaction(tx).raw_transaction
+    tx_hash = _hex(keccak256(bytes(raw)))
+
+    async def send(w3: AsyncWeb3) -> str:
+        try:
+            await w3.eth.send_raw_transaction(raw)
+        except Web3RPCError as exc:
+            if "already known" not in str(exc).lower() and "already imported" not in str(exc).lower():
+                raise
+        return tx_hash
+
+    return await call("eth_sendRawTransaction", send)
+
+
+async def receipt_or_none(call: PoolCall, tx_hash: str) -> Any | None:
+    """The transaction's receipt through `call`, or None while it is not mined (or unknown)."""
+    async def get(w3: AsyncWeb3) -> Any | None:
+        try:
+            return await w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+
+    return await call("eth_getTransactionReceipt", get)
+
+
 def _hex(data: bytes) -> str:
     return "0x" + bytes(data).hex()
 
@@ -470,20 +501,7 @@ class EvmAdapter:
         return await self._call("eth_estimateGas", lambda w3: w3.eth.estimate_gas(tx))
 
     async def _send_signed(self, tx: dict[str, Any]) -> str:
-        signer = self._signer()
-        raw = signer.sign_transaction(tx).raw_transaction
-        tx_hash = _hex(keccak256(bytes(raw)))
-
-        async def send(w3: AsyncWeb3) -> str:
-            try:
-                return _hex(await w3.eth.send_raw_transaction(raw))
-            except Web3RPCError as exc:
-                # A retry on another endpoint (or after a timeout) may meet our own transaction.
-                if "already known" in str(exc).lower() or "already imported" in str(exc).lower():
-                    return tx_hash
-                raise
-
-        return await self._call("eth_sendRawTransaction", send)
+        return await send_signed(self._call, self._signer(), tx)
 
     async def _send_new(self, tx: dict[str, Any]) -> str:
         """Assigns the next account nonce and sends; one at a time so nonces never collide."""
@@ -534,13 +552,7 @@ class EvmAdapter:
         return tx_hash
 
     async def _receipt(self, tx_hash: str) -> Any | None:
-        async def get(w3: AsyncWeb3) -> Any | None:
-            try:
-                return await w3.eth.get_transaction_receipt(tx_hash)
-            except TransactionNotFound:
-                return None
-
-        return await self._call("eth_getTransactionReceipt", get)
+        return await receipt_or_none(self._call, tx_hash)
 
     def _original(self, tx_hash: str) -> str:
         return self._replaced_by.get(tx_hash.lower(), tx_hash.lower())

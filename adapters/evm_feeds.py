@@ -19,13 +19,13 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.exceptions import ContractLogicError
 
 from adapters import evm_deploy
 from adapters.endpoints import EndpointPool
-from adapters.evm import _bump, _make_client, _verifier_errors, hash_to_g1_hint, is_retryable
+from adapters.evm import (_bump, _make_client, _verifier_errors, hash_to_g1_hint, is_retryable, receipt_or_none,
+                          send_signed)
 from relay.chains import EndpointHealth
-from relay.envelope import keccak256
 from relay.errors import ConfigError
 from relay.feeds.config import EvmPoolSourceConfig, FeedConfig
 from relay.feeds.push import FeedNotNewer
@@ -255,28 +255,10 @@ class EvmFeedTarget:
         return max(mined, pending), None
 
     async def _send_raw(self, tx: dict[str, Any]) -> str:
-        raw = self.account.sign_transaction(tx).raw_transaction
-        tx_hash = "0x" + keccak256(bytes(raw)).hex()
-
-        async def send(w3: AsyncWeb3) -> str:
-            try:
-                await w3.eth.send_raw_transaction(raw)
-            except Web3RPCError as exc:
-                # A retry on another endpoint (or after a timeout) may meet our own transaction.
-                if "already known" not in str(exc).lower() and "already imported" not in str(exc).lower():
-                    raise
-            return tx_hash
-
-        return await self._call("eth_sendRawTransaction", send)
+        return await send_signed(self._call, self.account, tx)
 
     async def _receipt(self, tx_hash: str) -> Any | None:
-        async def get(w3: AsyncWeb3) -> Any | None:
-            try:
-                return await w3.eth.get_transaction_receipt(tx_hash)
-            except TransactionNotFound:
-                return None
-
-        return await self._call("eth_getTransactionReceipt", get)
+        return await receipt_or_none(self._call, tx_hash)
 
     async def _send(self, signed: SignedReport, call: Any) -> str | FeedNotNewer:
         tx: dict[str, Any] = {"from": self.account.address, "to": self.store_address,
