@@ -142,6 +142,15 @@ async def send_signed(call: PoolCall, signer: LocalAccount, tx: dict[str, Any]) 
     return await call("eth_sendRawTransaction", send)
 
 
+async def current_fees(call: PoolCall) -> tuple[int, int]:
+    """(maxFeePerGas, maxPriorityFeePerGas) for a transaction sent now, read through `call`."""
+    block = await call("eth_getBlockByNumber(latest)", lambda w3: w3.eth.get_block("latest"))
+    tip = await call("eth_maxPriorityFeePerGas", lambda w3: w3.eth.max_priority_fee)
+    base = int(block.get("baseFeePerGas") or 0)
+    # Twice the base fee survives six full blocks of +12.5 % before the transaction stalls.
+    return 2 * base + tip, tip
+
+
 async def receipt_or_none(call: PoolCall, tx_hash: str) -> Any | None:
     """The transaction's receipt through `call`, or None while it is not mined (or unknown)."""
     async def get(w3: AsyncWeb3) -> Any | None:
@@ -473,11 +482,7 @@ class EvmAdapter:
         return self.account
 
     async def _fees(self) -> tuple[int, int]:
-        block = await self._call("eth_getBlockByNumber(latest)", lambda w3: w3.eth.get_block("latest"))
-        tip = await self._call("eth_maxPriorityFeePerGas", lambda w3: w3.eth.max_priority_fee)
-        base = int(block.get("baseFeePerGas") or 0)
-        # Twice the base fee survives six full blocks of +12.5 % before the transaction stalls.
-        return 2 * base + tip, tip
+        return await current_fees(self._call)
 
     async def _pending_nonce(self, address: str) -> int:
         return await self._call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, "pending"))

@@ -23,8 +23,8 @@ from web3.exceptions import ContractLogicError
 
 from adapters import evm_deploy
 from adapters.endpoints import EndpointPool
-from adapters.evm import (_bump, _make_client, _verifier_errors, hash_to_g1_hint, is_retryable, receipt_or_none,
-                          send_signed)
+from adapters.evm import (_bump, _make_client, _verifier_errors, current_fees, hash_to_g1_hint, is_retryable,
+                          receipt_or_none, send_signed)
 from relay.chains import EndpointHealth
 from relay.errors import ConfigError
 from relay.feeds.config import EvmPoolSourceConfig, FeedConfig
@@ -238,21 +238,20 @@ class EvmFeedTarget:
                 ) from exc
 
     async def _fees(self) -> tuple[int, int]:
-        block = await self._call("eth_getBlockByNumber(latest)", lambda w3: w3.eth.get_block("latest"))
-        tip = await self._call("eth_maxPriorityFeePerGas", lambda w3: w3.eth.max_priority_fee)
-        return 2 * int(block.get("baseFeePerGas") or 0) + tip, tip
+        return await current_fees(self._call)
+
+    async def _count(self, block: str) -> int:
+        address = self.account.address
+        return await self._call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, block))
 
     async def _nonce(self) -> tuple[int, _InFlight | None]:
         """The nonce for this update, and the unmined update it replaces (None: a fresh nonce)."""
-        address = self.account.address
-        mined = await self._call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, "latest"))
         stuck = self._in_flight
-        if stuck is not None and mined <= int(stuck.tx["nonce"]):
-            return int(stuck.tx["nonce"]), stuck
-        self._in_flight = None
-        pending = await self._call("eth_getTransactionCount",
-                                   lambda w3: w3.eth.get_transaction_count(address, "pending"))
-        return max(mined, pending), None
+        if stuck is not None:
+            if await self._count("latest") <= int(stuck.tx["nonce"]):
+                return int(stuck.tx["nonce"]), stuck
+            self._in_flight = None  # mined after all (or its nonce went elsewhere)
+        return await self._count("pending"), None
 
     async def _send_raw(self, tx: dict[str, Any]) -> str:
         return await send_signed(self._call, self.account, tx)
@@ -304,14 +303,9 @@ class EvmFeedTarget:
         flight stays recorded: the next push replaces it)."""
         deadline = time.monotonic() + self.receipt_timeout_s
         while True:
-            for tx_hash in reversed(flight.hashes):
-                receipt = await self._receipt(tx_hash)
-                if receipt is not None:
-                    return tx_hash, receipt
-            mined = await self._call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(
-                self.account.address, "latest"))
-            if mined > int(flight.tx["nonce"]):
-                # The nonce went to one of ours between the receipt checks and the count: look again.
+            # One call per poll: the account's mined count says when the nonce is used, and only
+            # then is it worth asking which of the flight's transactions used it.
+            if await self._count("latest") > int(flight.tx["nonce"]):
                 for tx_hash in reversed(flight.hashes):
                     receipt = await self._receipt(tx_hash)
                     if receipt is not None:

@@ -36,7 +36,7 @@ from relay.config import EvmChain, KeyRef, TesseraConfig
 from relay.envelope import Envelope, EnvelopeError, address_to_bytes32
 from relay.log import get_logger
 from relay.protocol import MessageKind
-from relay.tasks.board import (  # noqa: F401 - the errors are re-exported: callers catch them from here
+from relay.tasks.board import (
     BoardRefused,
     IncomingRequest,
     ReclaimRefused,

@@ -48,7 +48,7 @@ from relay.envelope import Envelope, EnvelopeError
 from relay.lifecycle import cancel_quietly
 from relay.log import get_logger
 from relay.protocol import MessageKind
-from relay.tasks.board import (  # noqa: F401 - the errors are re-exported: callers catch them from here
+from relay.tasks.board import (
     BoardRefused,
     IncomingRequest,
     ReclaimRefused,

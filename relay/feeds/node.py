@@ -320,8 +320,7 @@ class FeedNode:
             self.metrics.failed.labels(feed=feed.id, reason="no_observation").inc()
             return None
         signed = sign_observation(self.share, observation, self.committee.epoch, self.backend)
-        if self._own_pk is not None:
-            self.backend.remember_own(self._own_pk, observation.digest(self.committee.epoch), signed.signature)
+        self.backend.remember_own(self._own_pk, observation.digest(self.committee.epoch), signed.signature)
         state.own = signed
         wait_s = self.settings.leader_timeout_ms / 1000
         for attempt in range(self.committee.n):

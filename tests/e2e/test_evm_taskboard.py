@@ -21,17 +21,22 @@ from adapters.anvil import AnvilProcess, _rpc, running_anvil
 from adapters.evm import EvmAdapter, deploy_gateway
 from adapters.evm_tasks import (
     EvmTaskBoard,
-    ReclaimRefused,
-    RequestRefused,
-    ResultAlreadySubmitted,
-    ResultRefused,
     deploy_task_board,
 )
 from relay.chains import SignedDelivery
 from relay.config import EvmChain
 from relay.envelope import Envelope, address_to_bytes32
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
-from relay.tasks.board import IncomingRequest, RequesterBoard, ServingBoard, TaskState
+from relay.tasks.board import (
+    IncomingRequest,
+    ReclaimRefused,
+    RequestRefused,
+    RequesterBoard,
+    ResultAlreadySubmitted,
+    ResultRefused,
+    ServingBoard,
+    TaskState,
+)
 from relay.tasks.payloads import AttestationMethod, ProofAttestation, TaskRequest, TaskResult
 
 pytestmark = pytest.mark.e2e

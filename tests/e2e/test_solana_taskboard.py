@@ -21,10 +21,6 @@ from adapters.solana import SolanaAdapter, initialize_gateway
 from adapters.solana_localnet.testing import RunningLocalnet, running_solana_localnet
 from adapters.solana_program import deploy_program, initialize_committee
 from adapters.solana_tasks import (
-    ReclaimRefused,
-    RequestRefused,
-    ResultAlreadySubmitted,
-    ResultRefused,
     SolanaTaskBoard,
     task_address,
 )
@@ -33,7 +29,16 @@ from relay.chains import DeliveryState, SignedDelivery
 from relay.config import SolanaChain
 from relay.envelope import Envelope
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
-from relay.tasks.board import IncomingRequest, RequesterBoard, ServingBoard, TaskState
+from relay.tasks.board import (
+    IncomingRequest,
+    ReclaimRefused,
+    RequestRefused,
+    RequesterBoard,
+    ResultAlreadySubmitted,
+    ResultRefused,
+    ServingBoard,
+    TaskState,
+)
 from relay.tasks.payloads import AttestationMethod, ProofAttestation, TaskRequest, TaskResult
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]

@@ -13,12 +13,7 @@ from eth_abi import encode as abi_encode
 
 from adapters import evm_deploy
 from adapters.evm_tasks import (
-    BoardRefused,
     EvmTaskBoard,
-    RequestExpired,
-    ResultAlreadySubmitted,
-    ResultRefused,
-    TaskBoardError,
     TaskBoardNotConfigured,
     _parse_cursor,
     _refusal,
@@ -26,7 +21,15 @@ from adapters.evm_tasks import (
 from relay.config import EvmChain, KeyRef, WorkerSection, parse_config
 from relay.envelope import Envelope, address_to_bytes32
 from relay.protocol import MessageKind
-from relay.tasks.board import RequesterBoard, ServingBoard
+from relay.tasks.board import (
+    BoardRefused,
+    RequestExpired,
+    RequesterBoard,
+    ResultAlreadySubmitted,
+    ResultRefused,
+    ServingBoard,
+    TaskBoardError,
+)
 from relay.tasks.payloads import TaskRequest
 
 DOMAIN = 31337
