@@ -233,12 +233,18 @@ def test_python_error_codes_match_the_c_header() -> None:
     assert in_c == {code.name: code.value for code in ProgramErrorCode}
 
 
-def test_committed_program_is_an_sbpfv0_shared_object() -> None:
+def test_committed_program_is_sbpfv3() -> None:
     elf = PROGRAM_SO_PATH.read_bytes()
     assert elf[:4] == b"\x7fELF" and elf[4] == 2 and elf[5] == 1
     e_type, e_machine = struct.unpack_from("<HH", elf, 16)
     (e_flags,) = struct.unpack_from("<I", elf, 48)
-    assert (e_type, e_machine, e_flags) == (3, 247, 0)  # ET_DYN, EM_BPF, SBPFv0
+    assert (e_type, e_machine, e_flags) == (3, 247, 3)  # ET_DYN, EM_BPF, SBPFv3
+    e_phoff, e_phnum = struct.unpack_from("<Q", elf, 32)[0], struct.unpack_from("<H", elf, 56)[0]
+    phdrs = [struct.unpack_from("<IIQQQQQ", elf, e_phoff + 56 * i) for i in range(e_phnum)]
+    # exactly rodata (PF_R at 0) and text (PF_X at 1 << 32): no PT_DYNAMIC, nothing for the loader to relocate
+    assert [(p_type, flags, vaddr, paddr) for p_type, flags, _, vaddr, paddr, _, _ in phdrs] == [
+        (1, 4, 0, 0), (1, 1, 1 << 32, 1 << 32)
+    ]
 
 
 # --- deployment + probe ------------------------------------------------------------------------
@@ -504,15 +510,22 @@ def test_runs_with_the_mainnet_feature_set() -> None:
     chain.ok(verify_digest_ix(program_id, signature=signature, hint=hint, digest=digest, group_key=ALICE.group_key))
 
 
-def test_a_runtime_without_sbpfv0_refuses_the_deployment_with_a_hint() -> None:
-    # Known limit (README.md): with every feature on (SIMD-0500), v0 programs cannot be deployed.
+def test_every_feature_on_deploys_the_v3_program_and_refuses_the_old_v0_with_a_hint() -> None:
+    # With every feature on (SIMD-0500) v0 programs cannot be deployed; the SBPFv3 build can
+    # (README.md, "Supported runtimes"; the feature matrix is in test_sbpf_v3.py).
     from solders.solders import FeatureSet
 
     svm = LiteSVM().with_feature_set(FeatureSet.all_enabled())
     payer = Keypair()
     svm.airdrop(payer.pubkey(), 10 * 10**9)
     with pytest.raises(DeploymentError, match="deactivate-feature"):
-        deploy_program_litesvm(svm, payer, PROGRAM_SO_PATH.read_bytes())
+        deploy_program_litesvm(svm, payer, (ROOT / "tests" / "fixtures" / "tessera_v0.so").read_bytes())
+    program_id = deploy_program_litesvm(svm, payer, PROGRAM_SO_PATH.read_bytes())
+    digest = keccak256(b"every feature")
+    signature, hint = ALICE.sign_digest(digest)
+    Chain(svm, payer, program_id).ok(
+        verify_digest_ix(program_id, signature=signature, hint=hint, digest=digest, group_key=ALICE.group_key)
+    )
 
 
 # --- property: the on-chain hash check agrees with the Python one --------------------------------
