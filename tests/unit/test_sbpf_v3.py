@@ -505,3 +505,44 @@ def test_hand_made_objects_with_an_unknown_syscall_or_writable_data_are_refused(
         build.link([("hand.o", relocatable_object("sol_get_fees_sysvar"))])
     with pytest.raises(build.BuildError, match=r"hand.o: writable data in \.data"):
         build.link([("hand.o", relocatable_object("abort", writable=True))])
+
+
+# --- the allow-list against the runtime -------------------------------------------------------------
+
+
+def test_every_allowed_syscall_is_registered_and_an_unknown_one_fails_only_when_called(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Why the allow-list exists: SBPFv3 deploys a call to an unregistered syscall and fails only when it
+    # runs ("unsupported BPF instruction"). Every allowed name must therefore be registered: calling each
+    # one with junk arguments may fail, but never with that error.
+    unknown = ["sol_big_mod_exp", "sol_remaining_compute_units"]  # not registered in this runtime
+    names = sorted(linker.ALLOWED_SYSCALLS) + unknown
+    for module in (linker.syscalls, linker.relocate):  # let the unknown names through, for this build only
+        monkeypatch.setattr(module, "ALLOWED_SYSCALLS", frozenset(names))
+    source = "#include <stdint.h>\n" + "".join(
+        f"uint64_t {name}(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);\n" for name in names
+    ) + "uint64_t entrypoint(const uint8_t *in) {\n  uint64_t heap = 0x300000000ULL;\n  switch (in[16]) {\n" + "".join(
+        f"  case {i}: {name}(heap, 0, heap, 0, heap); return 0;\n" for i, name in enumerate(names)
+    ) + "  }\n  return 0;\n}\n"
+    elf = build.link(compile_snippet(tmp_path, source))
+    for features, make in FEATURE_SETS.items():
+        program = deploy(make(), elf)
+        for i, name in enumerate(names):
+            result = program.send(Instruction(program.program_id, bytes([i]), []))
+            logs = "\n".join(result.logs() if isinstance(result, TransactionMetadata) else result.meta().logs())
+            assert ("unsupported BPF instruction" in logs) == (name in unknown), (features, name, logs)
+
+
+def test_with_simd_0460_on_litesvm_fails_every_call_with_accounts_v3_and_spl_memo_alike() -> None:
+    # Why "all features" is tested without SIMD-0460: with it, LiteSVM cannot set up any program call
+    # that passes accounts, for the v3 build as for the preloaded SPL Memo (a LiteSVM matter, not a
+    # format one). If this starts passing, add FeatureSet.all_enabled() to FEATURE_SETS.
+    program = deploy(LiteSVM().with_feature_set(FeatureSet.all_enabled()), v3_program())
+    init = program.send(init_committee_ix(program.program_id, program.payer.pubkey(), domain=DOMAIN, epoch=1, n=3,
+                                          t=2, group_key=GROUP_KEY))
+    memo = program.send(Instruction(Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr"), b"hello",
+                                    [AccountMeta(program.payer.pubkey(), True, False)]))
+    for result in (init, memo):
+        assert isinstance(result, FailedTransactionMetadata)
+        assert "ProgramEnvironmentSetupFailure" in str(result.err()), result.err()
