@@ -6,7 +6,7 @@
 try-and-increment steps the on-chain hash needs; each costs one modexp, ~4.2k gas on Osaka), over
 `--messages` envelopes with different nonces, so the mean reflects the natural distribution of k
 (P(k) = 2^-(k+1)). Next to it, in the same run and for the same messages, `verifyWithHint(...,
-k, y, ySqrt)`: the relayer's hash-to-curve hint (adapters.evm.hash_to_g1_hint) replaces the
+k, y, ySqrt)`: the relayer's hash-to-curve hint (adapters.evm.gateway.hash_to_g1_hint) replaces the
 modexps with a few mulmods, so its cost should not depend on k. Also: a message of the previous committee during the grace period, a verify that
 fails (InvalidSignature, via eth_estimateGas: it reverts), `rotate`, and the deployment.
 Target from the brief: one verification ≤ 150k gas.
@@ -29,10 +29,10 @@ if str(ROOT) not in sys.path:
 from web3 import AsyncHTTPProvider, AsyncWeb3  # noqa: E402
 from web3.exceptions import ContractLogicError  # noqa: E402
 
-from adapters import evm_deploy  # noqa: E402
+from adapters.evm import deploy as evm_deploy  # noqa: E402
 from attest import hash_to_g1, public_key, sign  # noqa: E402
-from adapters.anvil import running_anvil  # noqa: E402
-from adapters.evm import hash_to_g1_hint  # noqa: E402
+from adapters.evm.devnet import running_anvil  # noqa: E402
+from adapters.evm.gateway import hash_to_g1_hint  # noqa: E402
 from relay.envelope import Envelope, address_to_bytes32, message_digest  # noqa: E402
 from relay.payloads import CommitteeRotation  # noqa: E402
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind  # noqa: E402

@@ -6,7 +6,7 @@
 Each member reads a loopback HTTP exchange and a recording, signs its observation, sends it to the
 round's leader; the leader builds the report, collects t partials over HTTP, combines, verifies and
 POSTs the signed report to `publish_urls`. With `--sink subscriber` (default) that is a real feed
-server (relay/feeds/server.py) in this process and the report is timed when an SDK FeedsClient
+server (relay/feeds/server/) in this process and the report is timed when an SDK FeedsClient
 streaming from it over SSE yields it (verified by the server and again by the client); with
 `--sink post`, when a bare POST /v1/reports handler here receives it. Latency = arrival on this
 machine's clock − the round's start (round · interval_ms).
@@ -72,7 +72,7 @@ async def serve(app: web.Application, port: int | None = None) -> tuple[web.AppR
 
 class Sink:
     """Where latency is measured. kind "post": a bare POST /v1/reports endpoint (the leader's side of
-    publishing); kind "subscriber": the real feed server (relay/feeds/server.py) with an SDK
+    publishing); kind "subscriber": the real feed server (relay/feeds/server/) with an SDK
     FeedsClient streaming from it over SSE, so a report is timed after the server verified and fanned
     it out and the client verified it again."""
 

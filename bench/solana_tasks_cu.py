@@ -25,7 +25,7 @@ from solders.keypair import Keypair  # noqa: E402
 from solders.litesvm import LiteSVM  # noqa: E402
 from solders.transaction import Transaction  # noqa: E402
 
-from adapters.solana_program import (  # noqa: E402
+from adapters.solana.program import (  # noqa: E402
     OutboxState,
     deliver_ix,
     deploy_program_litesvm,
@@ -34,7 +34,7 @@ from adapters.solana_program import (  # noqa: E402
     load_program_bytes,
     outbox_address,
 )
-from adapters.solana_tasks import (  # noqa: E402
+from adapters.solana.taskboard import (  # noqa: E402
     board_delivery_accounts,
     reclaim_ix,
     request_task_ix,

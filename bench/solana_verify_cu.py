@@ -24,7 +24,7 @@ from solders.litesvm import LiteSVM  # noqa: E402
 from solders.transaction import Transaction  # noqa: E402
 from solders.transaction_metadata import FailedTransactionMetadata  # noqa: E402
 
-from adapters.solana_program import (  # noqa: E402
+from adapters.solana.program import (  # noqa: E402
     Attestation,
     G1Hint,
     deploy_program_litesvm,

@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cli.register(sub)
     push_cli.register(sub)
     try:
-        from attest.cli import register as register_keys
+        from relay.keys_cli import register as register_keys
     except ImportError:
         pass
     else:

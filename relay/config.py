@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Union
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from attest.files import write_atomic
 from relay.configfile import format_validation_error, read_toml
 from relay.errors import ConfigError
 from relay.feeds.config import FeedTables, resolve_feed_paths
@@ -78,6 +79,13 @@ class EvmChain(_Model):
     _rpc = field_validator("rpc_urls")(lambda cls, v: _check_urls(v, ("http", "https")))
     _ws = field_validator("ws_urls")(lambda cls, v: _check_urls(v, ("ws", "wss")))
 
+    @staticmethod
+    def parse_address(text: str) -> bytes:
+        """A 0x-prefixed 20-byte address in its 32-byte wire form (left-padded with zeros)."""
+        if not _EVM_ADDRESS.match(text):
+            raise ValueError(f"{text!r} is not a 0x-prefixed 20-byte EVM address")
+        return b"\x00" * 12 + bytes.fromhex(text[2:])
+
     @field_validator("contracts")
     @classmethod
     def _addresses(cls, value: dict[str, str]) -> dict[str, str]:
@@ -100,6 +108,13 @@ class SolanaChain(_Model):
 
     _rpc = field_validator("rpc_urls")(lambda cls, v: _check_urls(v, ("http", "https")))
     _ws = field_validator("ws_urls")(lambda cls, v: _check_urls(v, ("ws", "wss")))
+
+    @staticmethod
+    def parse_address(text: str) -> bytes:
+        """A base58 public key as its 32 bytes."""
+        if not _BASE58.match(text):
+            raise ValueError(f"{text!r} is not a base58 Solana public key")
+        return _b58_to_32(text)
 
     @field_validator("program_id")
     @classmethod
@@ -228,17 +243,11 @@ class WorkerSection(_Model):
             chain = config.chains.get(name)
             if chain is None:
                 raise ConfigError(f"worker.payout.{name}: no chain {name!r} under [chains]; use a configured chain name")
-            if chain.kind == "evm":
-                if not _EVM_ADDRESS.match(address):
-                    raise ConfigError(f"worker.payout.{name}: {address!r} is not a 0x-prefixed 20-byte EVM address")
-                payouts[chain.domain] = b"\x00" * 12 + bytes.fromhex(address[2:])
-            else:
-                try:
-                    if not _BASE58.match(address):
-                        raise ValueError(f"{address!r} is not base58")
-                    payouts[chain.domain] = _b58_to_32(address)
-                except ValueError as exc:
-                    raise ConfigError(f"worker.payout.{name}: {exc}; give the base58 public key that receives payouts") from None
+            try:
+                payouts[chain.domain] = chain.parse_address(address)
+            except ValueError as exc:
+                raise ConfigError(f"worker.payout.{name}: {exc}; give the address on chain {name!r} that receives "
+                                  "payouts") from None
         return payouts
 
 
@@ -269,7 +278,7 @@ class FeedRoundSection(_Model):
 
 
 class FeedServerSection(_Model):
-    """`[feed_server]`: the feed server daemon (relay/feeds/server.py)."""
+    """`[feed_server]`: the feed server daemon (relay/feeds/server/)."""
 
     listen: str = "127.0.0.1:7400"
     history_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # reports kept per feed
@@ -406,6 +415,4 @@ def dump_config(config: TesseraConfig, path: str | os.PathLike[str]) -> None:
     """Write atomically, so a reader never sees half a file."""
     path = Path(path)
     data = config.model_dump(mode="json", exclude_none=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(tomli_w.dumps(data))
-    os.replace(tmp, path)
+    write_atomic(path, tomli_w.dumps(data), 0o644)

@@ -48,7 +48,7 @@ def _committee(config: TesseraConfig):
 
 
 async def run_relayer(config: TesseraConfig, stop: asyncio.Event | None = None) -> None:
-    from adapters.factory import build_adapters
+    from adapters.registry import messaging_adapters
     from relay.api import build_app
     from relay.backoff import Backoff
     from relay.collector import CommitteeCollector
@@ -58,7 +58,7 @@ async def run_relayer(config: TesseraConfig, stop: asyncio.Event | None = None) 
     stop = stop or _stop_event()
     committee = _committee(config)
     settings = config.relayer
-    adapters = build_adapters(config, with_signers=True)
+    adapters = messaging_adapters(config, with_signers=True)
     store = await Store.open(settings.db)
     collector = CommitteeCollector(committee, timeout=settings.partial_timeout_s)
     relayer = Relayer(
@@ -115,15 +115,15 @@ def result_checkers(config: TesseraConfig):
 
 async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | None = None) -> None:
     import attest
-    from adapters.factory import build_adapters
-    from attest.daemon import Attester
+    from adapters.registry import messaging_adapters
+    from relay.attester import Attester
     from attest.signing_log import SigningLog
 
     stop = stop or _stop_event()
     committee = _committee(config)
     member = committee.member(index)
     share = _load_share(config, committee, index)
-    adapters = build_adapters(config, with_signers=False)  # an attester never sends transactions
+    adapters = messaging_adapters(config, with_signers=False)  # an attester never sends transactions
     signing_log = SigningLog(config.attester.db.replace("{index}", str(index)))
     executors, verifiers = result_checkers(config)
     attester = Attester(index, committee.epoch, lambda digest: attest.partial_sign(share, digest).signature,
@@ -137,7 +137,7 @@ async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | 
             await adapter.start()
         app = attester.build_app()
         if config.feeds:  # feed rounds share the attester's port and process (relay/feeds/node.py)
-            from adapters.evm_feeds import register_feed_sources
+            from adapters.evm.feeds import register_feed_sources
             from relay.feeds.node import FeedNode
 
             register_feed_sources(config)  # the evm_pool source kind reads EVM chains: it lives in adapters/

@@ -144,9 +144,9 @@ def _price(value: int, decimals: int) -> str:
 
 
 async def _feeds(client, stack) -> bool:
-    from adapters import evm_deploy
-    from adapters.evm_feeds import EvmFeedTarget, aggregator_key
-    from adapters.solana_feeds import SolanaFeedTarget, feed_address
+    from adapters.evm import deploy as evm_deploy
+    from adapters.evm.feeds import EvmFeedTarget, aggregator_key
+    from adapters.solana.feeds import SolanaFeedTarget, feed_address
 
     print("\n5. Price feeds from the same committee. The attesters ran a feed round every second during the tasks\n"
           "   (observe the sources, a rotating leader builds the median report, every member checks it and\n"

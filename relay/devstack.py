@@ -16,9 +16,11 @@ from pathlib import Path
 
 import aiohttp
 
-from relay.config import dump_config, load_config
+from adapters.registry import driver_for
+from relay.config import TesseraConfig, dump_config, load_config
 from relay.localnet import CONFIG_FILE, Localnet, LocalnetOptions
 from relay.processes import ChildProcess
+from relay.tasks.worker import generate_identity
 
 
 def free_port() -> int:
@@ -86,7 +88,7 @@ class Stack:
         """A copy of the config with its own store and port, so several relayers can run."""
         if name == "main":
             return self.config_path
-        from adapters.localnet import ANVIL_DEV_KEYS
+        from adapters.evm.devnet import ANVIL_DEV_KEYS
         from relay.config import KeyRef
 
         config = load_config(self.config_path)
@@ -117,7 +119,6 @@ class Stack:
                             **worker: object) -> Path:
         """A copy of the config with a [worker] section for `chain` (keys, accounts and payouts made
         if missing); `worker` overrides WorkerSection fields, `executor_options` sets [executors]."""
-        from adapters.task_boards import provision_localnet_worker
         from relay.config import WorkerSection
 
         config = load_config(self.config_path)
@@ -225,3 +226,21 @@ async def messaging_stack(tmp_path: Path, attesters=(1, 2, 3, 4), relayer: bool 
     finally:
         stack.stop_all()
         net.stop()
+
+
+async def provision_localnet_worker(state_dir: Path, config: TesseraConfig, chain_name: str, name: str = "") -> dict:
+    """Keys and payout addresses for a worker on a localnet, written under `state_dir/keys` if
+    missing: the worker identity, and on every chain the account its driver provisions (funded where
+    the worker submits). Returns the `[worker]` fields to set."""
+    keys = Path(state_dir) / "keys"
+    suffix = f"-{name}" if name else ""
+    identity = keys / f"worker-{chain_name}{suffix}.key"
+    if not identity.exists():
+        generate_identity(identity)
+    fields: dict = {"key_file": str(identity), "payout": {}}
+    for chain_key, chain in config.chains.items():
+        address, accounts = await driver_for(chain_key, chain).provision_devnet_worker(
+            keys, suffix, serves=chain_key == chain_name)
+        fields["payout"][chain_key] = address
+        fields.update(accounts)
+    return fields

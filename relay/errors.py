@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from attest.errors import TesseraError
 
-class TesseraError(Exception):
-    """Base class of every error Tessera reports to a user."""
+__all__ = ["TesseraError", "ConfigError", "LocalnetError"]
 
 
 class ConfigError(TesseraError):

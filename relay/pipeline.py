@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from relay.backoff import Backoff
-from relay.chains import ChainAdapter, DeliveryState, SignedDelivery
+from relay.interfaces import ChainAdapter, DeliveryState, SignedDelivery
 from relay.envelope import Envelope
 from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger

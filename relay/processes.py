@@ -20,6 +20,7 @@ from typing import Awaitable, Callable
 
 import aiohttp
 
+from attest.files import write_atomic
 from relay.errors import LocalnetError
 
 _PR_SET_PDEATHSIG = 1
@@ -167,6 +168,4 @@ class ChildProcess:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2) + "\n", 0o644)

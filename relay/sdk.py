@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.registry import driver_for
 from relay.config import TesseraConfig, load_config
 from relay.envelope import Envelope
 from relay.errors import TesseraError
@@ -63,10 +64,9 @@ class Delivery:
 
 class TesseraClient:
     def __init__(self, config: TesseraConfig) -> None:
-        from adapters.factory import build_adapter
-
         self.config = config
-        self._adapters = {name: build_adapter(name, chain, role="sender") for name, chain in config.chains.items()}
+        self._drivers = {name: driver_for(name, chain) for name, chain in config.chains.items()}
+        self._adapters = {name: driver.messaging(role="sender") for name, driver in self._drivers.items()}
         self._committee = None
         self._started = False
         self._boards: dict[str, object] = {}
@@ -115,9 +115,8 @@ class TesseraClient:
 
     def _task_board(self, name: str):
         if name not in self._boards:
-            from relay.tasks.client import open_board
-
-            self._boards[name] = open_board(self.config, name)
+            self._chain(name)  # the same error for an unknown name
+            self._boards[name] = self._drivers[name].requester_board(self.config)
         return self._boards[name]
 
     async def request_task(self, *, src: str, dst: str, executor: str, input: bytes | str | None = None,
@@ -169,8 +168,6 @@ class TesseraClient:
             raise SdkError(f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_LEN}: send a hash + URI instead")
         if kind == MessageKind.COMMITTEE_ROTATION:
             raise SdkError("COMMITTEE_ROTATION messages come from the committee, not from a gateway")
-        if not hasattr(source, "send_message"):
-            raise SdkError(f"chain {src!r} adapter cannot send")
         envelope, tx = await source.send_message(destination.domain, receiver, int(kind), payload)
         return SentMessage(envelope=envelope, source_chain=src, source_tx=tx)
 
@@ -186,7 +183,7 @@ class TesseraClient:
         started = time.monotonic()
         while True:
             if await destination.is_delivered(envelope.message_id):
-                tx = await destination.delivery_tx(envelope.message_id) if hasattr(destination, "delivery_tx") else None
+                tx = await destination.delivery_tx(envelope.message_id)
                 return Delivery(envelope.message_id, name, tx, time.monotonic() - started)
             if time.monotonic() - started > timeout:
                 raise DeliveryTimeoutError(

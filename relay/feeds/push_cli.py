@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from adapters.registry import driver_named
 from relay.config import KeyRef, TesseraConfig
 from relay.errors import ConfigError
 from relay.lifecycle import settle_heap
@@ -75,22 +76,17 @@ def _stop_event() -> asyncio.Event:
 
 
 def build_targets(config: TesseraConfig, base: Path, names: list[str]) -> list[Any]:
-    """One push target per chain name, each with the pusher's own key from [feed_push]."""
+    """One push target per chain name, each with the pusher's own key from [feed_push] (the one for
+    that chain's kind, chosen by its driver)."""
     section = config.feed_push
+    section = section.model_copy(update={"evm_key": _resolve_key(section.evm_key, base),
+                                         "solana_keypair": _resolve_key(section.solana_keypair, base)})
     targets: list[Any] = []
     for name in names:
-        chain = config.chains.get(name)
-        if chain is None:
+        if name not in config.chains:
             raise ConfigError(f"feed_push.targets: no chain {name!r} under [chains]; configured: "
                               f"{', '.join(sorted(config.chains))}")
-        if chain.kind == "evm":
-            from adapters.evm_feeds import EvmFeedTarget
-
-            targets.append(EvmFeedTarget.from_config(config, name, key=_resolve_key(section.evm_key, base)))
-        else:
-            from adapters.solana_feeds import SolanaFeedTarget
-
-            targets.append(SolanaFeedTarget.from_config(config, name, payer=_resolve_key(section.solana_keypair, base)))
+        targets.append(driver_named(config, name).feed_target(config, section))
     return targets
 
 
@@ -152,7 +148,7 @@ def _run_feed_push(args: argparse.Namespace) -> int:
 async def run_market(config: TesseraConfig, base: Path, chain_name: str, key_file: Path | None, *,
                      interval_ms: int, volatility_bps: float, reversion: float, steps: int | None,
                      seed: int | None, stop: asyncio.Event | None = None) -> None:
-    from adapters.market import MarketSimulator
+    from adapters.evm.market import MarketSimulator
 
     chain = config.chains.get(chain_name)
     if chain is None or chain.kind != "evm":

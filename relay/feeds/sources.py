@@ -302,7 +302,7 @@ def build_source(config: SourceConfig, name: str, **options: Any) -> Source:
     if factory is None:
         raise SourceError(
             f"source {name}: kind {config.kind!r} has no implementation loaded"
-            + (" (it reads a chain: it comes with adapters/; call adapters.evm_feeds.register_feed_sources(config) first)"
+            + (" (it reads a chain: it comes with adapters/; call adapters.evm.feeds.register_feed_sources(config) first)"
                if config.kind == "evm_pool" else "")
         )
     return factory(config, name, **options)

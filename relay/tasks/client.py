@@ -30,7 +30,7 @@ import aiohttp
 from relay.envelope import Envelope
 from relay.errors import TesseraError
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
-from relay.tasks.board import RequesterBoard, ServingBoard, TaskState, TaskStatus
+from relay.interfaces import RequesterBoard, ServingBoard, TaskState, TaskStatus
 from relay.tasks.executors import ExecutorRegistry
 from relay.envelope import keccak256
 from relay.tasks.payloads import (
@@ -99,16 +99,6 @@ class VerifiedResult:
     @property
     def method(self) -> AttestationMethod:
         return self.attestation.method
-
-
-def _board_modules(kind: str):
-    if kind == "evm":
-        from adapters import evm_tasks
-
-        return evm_tasks.EvmTaskBoard
-    from adapters import solana_tasks
-
-    return solana_tasks.SolanaTaskBoard
 
 
 @functools.cache
@@ -331,8 +321,3 @@ async def request_task(client: "TesseraClient", *, src: str, dst: str, executor:
     sent = await requester.request_task(dst_domain=dst_chain.domain, worker_board=serving.address, request=request)
     return TaskHandle(client, src, dst, request, sent.envelope, sent.tx, requester, serving)
 
-
-def open_board(config, chain_name: str):
-    """The requester-role board client of a configured chain (read calls and the SDK's requests)."""
-    chain = config.chains[chain_name]
-    return _board_modules(chain.kind).from_config(config, chain_name, role="requester")

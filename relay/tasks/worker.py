@@ -21,13 +21,15 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from attest.files import write_atomic
 from relay.backoff import Backoff
 from relay.envelope import Envelope, EnvelopeError, keccak256
 from relay.errors import ConfigError, TesseraError
 from relay.lifecycle import keep_running
 from relay.log import get_logger
 from relay.protocol import MessageKind
-from relay.tasks.board import IncomingRequest, RequestExpired, ResultAlreadySubmitted, ServingBoard
+from relay.tasks.board import RequestExpired, ResultAlreadySubmitted
+from relay.interfaces import IncomingRequest, ServingBoard
 from relay.tasks.executors import (
     ExecutorError,
     ExecutorRegistry,
@@ -458,21 +460,11 @@ def generate_identity(path: Path) -> Ed25519PrivateKey:
     path = Path(path)
     if path.exists():
         raise WorkerError(f"{path} already exists; a worker identity is never overwritten (move it away first)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     seed = os.urandom(32)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, (seed.hex() + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # fails if someone created `path` meanwhile, unlike rename
+        write_atomic(path, seed.hex() + "\n", 0o600, exclusive=True)
     except FileExistsError:
         raise WorkerError(f"{path} already exists; a worker identity is never overwritten") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return Ed25519PrivateKey.from_private_bytes(seed)
 
 

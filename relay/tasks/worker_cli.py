@@ -69,7 +69,7 @@ def settings_from_section(section: WorkerSection):
 
 async def run_worker(config: TesseraConfig, chain: str, db: Path | None = None,
                      stop: asyncio.Event | None = None) -> None:
-    from adapters.task_boards import build_serving_board
+    from adapters.registry import driver_named
     from relay.daemons import _serve
     from relay.tasks.executors import ExecutorRegistry
     from relay.tasks.payloads import worker_public_key
@@ -91,7 +91,7 @@ async def run_worker(config: TesseraConfig, chain: str, db: Path | None = None,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    board = build_serving_board(config, chain, section)
+    board = driver_named(config, chain).serving_board(config, section)
     store = await WorkerStore.open(db_path)
     runner = None
     try:

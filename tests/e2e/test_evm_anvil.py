@@ -1,4 +1,4 @@
-"""adapters/anvil.py against the real anvil binary: readiness, options, clean shutdown."""
+"""adapters/evm/devnet.py against the real anvil binary: readiness, options, clean shutdown."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from adapters import anvil
+from adapters.evm import devnet as anvil
 
 pytestmark = pytest.mark.e2e
 

@@ -19,16 +19,17 @@ from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
 import attest
-from adapters import evm_deploy
-from adapters.anvil import AnvilProcess, free_port, running_anvil
-from adapters.evm import hash_to_g1_hint
-from adapters.evm_feeds import (EvmFeedTarget, FeedPushError, aggregator_key, deploy_feeds, hinted_update_args,
+from adapters.evm import deploy as evm_deploy
+from adapters.evm.devnet import AnvilProcess, free_port, running_anvil
+from adapters.evm.gateway import hash_to_g1_hint
+from adapters.evm.feeds import (EvmFeedTarget, FeedPushError, aggregator_key, deploy_feeds, hinted_update_args,
                                 register_feed_sources)
-from adapters.market import MarketSimulator, deploy_market, pool_price
+from adapters.evm.market import MarketSimulator, deploy_market, pool_price
 from relay.config import EvmChain
 from relay.feeds.aggregate import PushPolicy
 from relay.feeds.config import EvmPoolSourceConfig, FeedConfig
-from relay.feeds.push import FeedNotNewer, Pusher, sse_reports
+from relay.interfaces import FeedNotNewer
+from relay.feeds.push import Pusher, sse_reports
 from relay.feeds.report import FeedReport, encode_feed_id
 from relay.feeds.signed import SignedReport
 from relay.feeds.sources import SourceError, build_source
@@ -366,7 +367,8 @@ async def test_sse_stream_feeds_the_pusher(setup: Setup) -> None:
 
 
 async def test_localnet_feed_deployment(setup: Setup, tmp_path: Any) -> None:
-    from adapters.localnet import ANVIL_DEV_KEYS, _deploy_localnet_feeds, localnet_feeds
+    from adapters.evm.devnet import ANVIL_DEV_KEYS
+    from adapters.localnet import _deploy_localnet_feeds, localnet_feeds
 
     account = setup.w3.eth.account.from_key(ANVIL_DEV_KEYS[0])
     contracts = await _deploy_localnet_feeds(setup.w3, account, tmp_path, setup.verifier)

@@ -16,10 +16,10 @@ from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
 import attest
-from adapters import evm_deploy
-from adapters.anvil import AnvilProcess, _rpc, free_port, running_anvil
+from adapters.evm import deploy as evm_deploy
+from adapters.evm.devnet import AnvilProcess, _rpc, free_port, running_anvil
 from adapters.endpoints import AllEndpointsFailed
-from adapters.evm import (
+from adapters.evm.gateway import (
     AlreadyDeliveredError,
     DeliveryRejected,
     EvmAdapter,
@@ -28,7 +28,7 @@ from adapters.evm import (
     deploy_recording_receiver,
     hash_to_g1_hint,
 )
-from relay.chains import DeliveryState, Observation, SignedDelivery
+from relay.interfaces import DeliveryState, Observation, SignedDelivery
 from relay.config import EvmChain
 from attest.bn254 import P
 from relay.envelope import Envelope, address_to_bytes32

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from adapters import evm_deploy
-from adapters.anvil import running_anvil
+from adapters.evm import deploy as evm_deploy
+from adapters.evm.devnet import running_anvil
 from relay.envelope import keccak256
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""The EVM task board on a real anvil, through adapters/evm_tasks.py: requests delivered by the
+"""The EVM task board on a real anvil, through adapters/evm/taskboard.py: requests delivered by the
 committee are watched and answered (serving side); requests are escrowed, results and the
 committee's PROOF_ATTESTATION pay the worker, and expired tasks are reclaimed (requester side)."""
 
@@ -16,27 +16,19 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.logs import DISCARD
 
 import attest
-from adapters import evm_deploy
-from adapters.anvil import AnvilProcess, _rpc, running_anvil
-from adapters.evm import EvmAdapter, deploy_gateway
-from adapters.evm_tasks import (
+from adapters.evm import deploy as evm_deploy
+from adapters.evm.devnet import AnvilProcess, _rpc, running_anvil
+from adapters.evm.gateway import EvmAdapter, deploy_gateway
+from adapters.evm.taskboard import (
     EvmTaskBoard,
     deploy_task_board,
 )
-from relay.chains import SignedDelivery
+from relay.interfaces import SignedDelivery
 from relay.config import EvmChain
 from relay.envelope import Envelope, address_to_bytes32
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
-from relay.tasks.board import (
-    IncomingRequest,
-    ReclaimRefused,
-    RequestRefused,
-    RequesterBoard,
-    ResultAlreadySubmitted,
-    ResultRefused,
-    ServingBoard,
-    TaskState,
-)
+from relay.tasks.board import ReclaimRefused, RequestRefused, ResultAlreadySubmitted, ResultRefused
+from relay.interfaces import IncomingRequest, RequesterBoard, ServingBoard, TaskState
 from relay.tasks.payloads import AttestationMethod, ProofAttestation, TaskRequest, TaskResult
 
 pytestmark = pytest.mark.e2e

@@ -13,10 +13,10 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import ContractLogicError
 
 import attest
-from adapters import evm_deploy
+from adapters.evm import deploy as evm_deploy
 from attest.bn254 import P
-from adapters.anvil import AnvilProcess, free_port
-from adapters.evm import hash_to_g1_hint
+from adapters.evm.devnet import AnvilProcess, free_port
+from adapters.evm.gateway import hash_to_g1_hint
 from relay.envelope import Envelope, address_to_bytes32, message_digest
 from relay.payloads import CommitteeRotation
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind

@@ -14,11 +14,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters import evm_deploy
+from adapters.evm import deploy as evm_deploy
 from attest.committee import Committee
-from adapters.evm_feeds import EvmFeedTarget, FeedPushError, aggregator_key
-from adapters.solana_feeds import FeedPushError as SolanaFeedPushError
-from adapters.solana_feeds import SolanaFeedTarget
+from adapters.evm.feeds import EvmFeedTarget, FeedPushError, aggregator_key
+from adapters.solana.feeds import FeedPushError as SolanaFeedPushError
+from adapters.solana.feeds import SolanaFeedTarget
 from relay.config import dump_config, load_config
 from relay.devstack import messaging_stack
 from relay.feeds.push_cli import run_feed_push

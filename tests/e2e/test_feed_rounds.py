@@ -2,7 +2,7 @@
 member reads a loopback exchange served by this test and a recording, the members run rounds among
 themselves, and the leader of each round POSTs the signed report to a sink run by this test. Kill
 the leader and reports keep coming; kill two of four (t = 3) and none do. The leaders also publish to
-a real feed server (relay/feeds/server.py) whose SDK subscriber sees the reports, then `stale`."""
+a real feed server (relay/feeds/server/) whose SDK subscriber sees the reports, then `stale`."""
 
 from __future__ import annotations
 

@@ -137,8 +137,8 @@ def _successful_solana_deliveries(rpc_url: str, receipt: str) -> int:
 async def test_relayer_killed_between_submit_and_confirm_delivers_exactly_once(tmp_path: Path) -> None:
     from web3 import AsyncHTTPProvider, AsyncWeb3
 
-    from adapters import evm_deploy
-    from adapters.solana_program import receipt_address
+    from adapters.evm import deploy as evm_deploy
+    from adapters.solana.program import receipt_address
     from solders.pubkey import Pubkey
 
     async with messaging_stack(tmp_path) as stack:
@@ -181,7 +181,7 @@ async def test_relayer_killed_between_submit_and_confirm_delivers_exactly_once(t
 async def test_two_relayers_deliver_each_message_once(tmp_path: Path) -> None:
     from web3 import AsyncHTTPProvider, AsyncWeb3
 
-    from adapters import evm_deploy
+    from adapters.evm import deploy as evm_deploy
 
     async with messaging_stack(tmp_path) as stack:
         await stack.start_relayer("second")
@@ -246,8 +246,8 @@ async def test_reorg_before_finality_gets_no_signature_for_the_orphaned_message(
 async def test_reverting_receiver_leaves_the_message_retryable(tmp_path: Path) -> None:
     from web3 import AsyncHTTPProvider, AsyncWeb3
 
-    from adapters import evm_deploy
-    from adapters.localnet import ANVIL_DEV_KEYS
+    from adapters.evm import deploy as evm_deploy
+    from adapters.evm.devnet import ANVIL_DEV_KEYS
 
     async with messaging_stack(tmp_path) as stack:
         config = load_config(stack.config_path)

@@ -16,10 +16,10 @@ from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 
 import attest
-from adapters.anvil import free_port
-from adapters.solana_feeds import FeedAccount, FeedNotNewer, FeedPushError, SolanaFeedTarget, feed_address
+from adapters.evm.devnet import free_port
+from adapters.solana.feeds import FeedAccount, FeedNotNewer, FeedPushError, SolanaFeedTarget, feed_address
 from adapters.solana_localnet.testing import running_solana_localnet
-from adapters.solana_program import ProgramErrorCode, deploy_program, initialize_committee
+from adapters.solana.program import ProgramErrorCode, deploy_program, initialize_committee
 from relay.config import parse_config
 from relay.feeds.aggregate import PushPolicy
 from relay.feeds.push import Pusher

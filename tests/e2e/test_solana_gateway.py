@@ -25,9 +25,9 @@ from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus
 
 from adapters.endpoints import AllEndpointsFailed
-from adapters.solana import SolanaAdapter, initialize_gateway
+from adapters.solana.gateway import SolanaAdapter, initialize_gateway
 from adapters.solana_localnet.testing import RunningLocalnet, running_solana_localnet
-from adapters.solana_program import (
+from adapters.solana.program import (
     DeliveryReceipt,
     OutboxState,
     deploy_program,
@@ -37,7 +37,7 @@ from adapters.solana_program import (
     send_ix,
 )
 from attest import Committee, KeyShare, combine, deal, partial_sign
-from relay.chains import DeliveryState, DeliveryStatus, Observation, SignedDelivery
+from relay.interfaces import DeliveryState, DeliveryStatus, Observation, SignedDelivery
 from relay.config import SolanaChain
 from relay.envelope import Envelope
 from relay.protocol import MessageKind

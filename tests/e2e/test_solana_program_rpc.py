@@ -13,7 +13,7 @@ from solders.keypair import Keypair
 from solders.system_program import CreateAccountParams, create_account
 
 from adapters.solana_localnet.testing import running_solana_localnet
-from adapters.solana_program import (
+from adapters.solana.program import (
     BPF_LOADER_UPGRADEABLE_ID,
     CommitteeConfig,
     TransactionFailedError,

@@ -17,28 +17,20 @@ from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from adapters.solana import SolanaAdapter, initialize_gateway
+from adapters.solana.gateway import SolanaAdapter, initialize_gateway
 from adapters.solana_localnet.testing import RunningLocalnet, running_solana_localnet
-from adapters.solana_program import deploy_program, initialize_committee
-from adapters.solana_tasks import (
+from adapters.solana.program import deploy_program, initialize_committee
+from adapters.solana.taskboard import (
     SolanaTaskBoard,
     task_address,
 )
 from attest import Committee, KeyShare, combine, deal, partial_sign
-from relay.chains import DeliveryState, SignedDelivery
+from relay.interfaces import DeliveryState, SignedDelivery
 from relay.config import SolanaChain
 from relay.envelope import Envelope
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
-from relay.tasks.board import (
-    IncomingRequest,
-    ReclaimRefused,
-    RequestRefused,
-    RequesterBoard,
-    ResultAlreadySubmitted,
-    ResultRefused,
-    ServingBoard,
-    TaskState,
-)
+from relay.tasks.board import ReclaimRefused, RequestRefused, ResultAlreadySubmitted, ResultRefused
+from relay.interfaces import IncomingRequest, RequesterBoard, ServingBoard, TaskState
 from relay.tasks.payloads import AttestationMethod, ProofAttestation, TaskRequest, TaskResult
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]

@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 
-from adapters.evm import EvmAdapter
-from adapters.localnet import ANVIL_DEV_KEYS
+from adapters.evm.gateway import EvmAdapter
+from adapters.evm.devnet import ANVIL_DEV_KEYS
 from attest.committee import Committee
 from relay.config import dump_config, load_config
 from relay.devstack import messaging_stack

@@ -15,7 +15,7 @@ from relay.config import load_config
 from relay.devstack import messaging_stack
 from relay.envelope import keccak256
 from relay.sdk import TesseraClient
-from relay.tasks.board import TaskState
+from relay.interfaces import TaskState
 from relay.tasks.client import TaskExpiredError
 from relay.tasks.payloads import AttestationMethod, ProofKind, TaskResult
 from relay.tasks.sentiment import SentimentExecutor
@@ -69,7 +69,7 @@ async def test_tasks_both_ways_are_executed_attested_verified_and_paid(tmp_path:
 async def test_a_wrong_sentiment_result_is_refused_by_the_attesters_and_not_paid(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from adapters.solana_tasks import SolanaTaskBoard
+    from adapters.solana.taskboard import SolanaTaskBoard
 
     async with messaging_stack(tmp_path) as stack:  # no worker: the test plays a dishonest one
         config = load_config(stack.config_path)
@@ -104,7 +104,7 @@ async def test_a_wrong_sentiment_result_is_refused_by_the_attesters_and_not_paid
 
 
 def _funded_keypair(stack):
-    from adapters.solana import load_keypair
+    from adapters.solana.gateway import load_keypair
 
     path = stack.state_dir / "keys" / "solana-user.json"  # funded by the localnet
     return load_keypair(path.read_text(), str(path))

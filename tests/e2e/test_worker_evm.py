@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 
 import attest
-from adapters.factory import build_adapter
-from relay.chains import SignedDelivery
+from adapters.registry import driver_for
+from relay.interfaces import SignedDelivery
 from relay.config import load_config
 from relay.daemons import _load_share
 from relay.devstack import free_port, messaging_stack
@@ -97,7 +97,7 @@ class Requester:
         self.shares = [_load_share(config, committee, i) for i in (1, 2, 3)]
         self.board = config.chains["evm"].contracts["TaskBoard"]
         self.src_domain = config.chains["solana"].domain
-        self.adapter = build_adapter("evm", config.chains["evm"])  # the relayer's account; no relayer runs
+        self.adapter = driver_for("evm", config.chains["evm"]).messaging()  # the relayer's account; no relayer runs
         self.nonce = 0
         self.results: dict[bytes, list[TaskResult]] = {}
 
@@ -126,7 +126,7 @@ class Requester:
         """TASK_RESULT envelopes the EVM gateway emitted (MessageSent), by request id."""
         from web3 import AsyncHTTPProvider, AsyncWeb3
 
-        from adapters import evm_deploy
+        from adapters.evm import deploy as evm_deploy
 
         w3 = AsyncWeb3(AsyncHTTPProvider(self.config.chains["evm"].rpc_urls[0]))
         try:

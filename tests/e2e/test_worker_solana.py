@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import attest
-from adapters.factory import build_adapter
-from adapters.solana_tasks import SolanaTaskBoard
-from relay.chains import DeliveryState, SignedDelivery
+from adapters.registry import driver_for
+from adapters.solana.taskboard import SolanaTaskBoard
+from relay.interfaces import DeliveryState, SignedDelivery
 from relay.config import load_config
 from relay.daemons import _load_share
 from relay.devstack import messaging_stack
@@ -38,7 +38,7 @@ class SolanaRequester:
         self.epoch = committee.epoch
         self.shares = [_load_share(config, committee, i) for i in (1, 2, 4)]
         self.src_domain = config.chains["evm"].domain
-        self.adapter = build_adapter("solana", config.chains["solana"])  # the relayer's fee payer; no relayer runs
+        self.adapter = driver_for("solana", config.chains["solana"]).messaging()  # the relayer's fee payer; no relayer runs
         self.board = SolanaTaskBoard.from_config(config, "solana", role="requester")
         self.nonce = 0
         self.results: dict[bytes, list[TaskResult]] = {}

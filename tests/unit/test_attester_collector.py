@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 
 import attest
-from attest.daemon import Attester
+from relay.attester import Attester
 from attest.signing_log import EquivocationError, SignedEntry, SigningLog
-from relay.chains import Observation
+from relay.interfaces import Observation
 from relay.collector import CommitteeCollector
 from relay.envelope import Envelope
 from tests.unit.test_pipeline import DST, SRC, FakeChain, envelope

@@ -12,10 +12,10 @@ import pytest
 from eth_abi import encode as abi_encode
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
-from adapters import evm_deploy
+from adapters.evm import deploy as evm_deploy
 from adapters.endpoints import EndpointPool
-from adapters.evm import EvmAdapter, GatewayNotConfigured, NoSignerError, _bump, is_retryable
-from relay.chains import DeliveryState, SignedDelivery
+from adapters.evm.gateway import EvmAdapter, GatewayNotConfigured, NoSignerError, _bump, is_retryable
+from relay.interfaces import DeliveryState, SignedDelivery
 from relay.config import EvmChain, KeyRef
 from relay.envelope import Envelope, keccak256
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from eth_abi import encode as abi_encode
 
-from adapters import evm_deploy
-from adapters.evm_tasks import (
+from adapters.evm import deploy as evm_deploy
+from adapters.evm.taskboard import (
     EvmTaskBoard,
     TaskBoardNotConfigured,
     _parse_cursor,
@@ -21,15 +21,8 @@ from adapters.evm_tasks import (
 from relay.config import EvmChain, KeyRef, WorkerSection, parse_config
 from relay.envelope import Envelope, address_to_bytes32
 from relay.protocol import MessageKind
-from relay.tasks.board import (
-    BoardRefused,
-    RequestExpired,
-    RequesterBoard,
-    ResultAlreadySubmitted,
-    ResultRefused,
-    ServingBoard,
-    TaskBoardError,
-)
+from relay.tasks.board import BoardRefused, RequestExpired, ResultAlreadySubmitted, ResultRefused, TaskBoardError
+from relay.interfaces import RequesterBoard, ServingBoard
 from relay.tasks.payloads import TaskRequest
 
 DOMAIN = 31337

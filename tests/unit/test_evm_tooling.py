@@ -1,4 +1,4 @@
-"""adapters/anvil.py and adapters/evm_deploy.py without a running chain: errors, keys, revert decoding."""
+"""adapters/evm/devnet.py and adapters/evm/deploy.py without a running chain: errors, keys, revert decoding."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector
 
-from adapters import anvil, evm_deploy
+from adapters.evm import devnet as anvil, deploy as evm_deploy
 
 
 def test_dev_keys_are_anvils_default_accounts() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from relay.backoff import Backoff
-from relay.chains import DeliveryState, DeliveryStatus, EndpointHealth, Observation, SignedDelivery
+from relay.interfaces import DeliveryState, DeliveryStatus, EndpointHealth, Observation, SignedDelivery
 from relay.envelope import Envelope
 from relay.pipeline import Collected, PipelineSettings, Relayer
 from relay.store import Stage, Store

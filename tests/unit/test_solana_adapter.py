@@ -15,9 +15,9 @@ from solders.pubkey import Pubkey
 from solders.rpc.responses import GetSlotResp
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
-from adapters.solana import SolanaAdapter, SolanaAdapterError, _is_retryable, describe_transaction_error
-from adapters.solana_program import SENT_EVENT_TAG, sent_envelopes, sent_envelopes_of
-from relay.chains import ChainAdapter
+from adapters.solana.gateway import SolanaAdapter, SolanaAdapterError, _is_retryable, describe_transaction_error
+from adapters.solana.program import SENT_EVENT_TAG, sent_envelopes, sent_envelopes_of
+from relay.interfaces import ChainAdapter
 from relay.config import SolanaChain
 
 PROGRAM = Pubkey.new_unique()

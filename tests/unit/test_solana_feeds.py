@@ -21,7 +21,7 @@ from solders.pubkey import Pubkey
 from solders.transaction_metadata import TransactionMetadata
 
 import attest
-from adapters.solana_feeds import (
+from adapters.solana.feeds import (
     FEED_ACCOUNT_LEN,
     FEED_EVENT_TAG,
     FeedAccount,
@@ -31,7 +31,7 @@ from adapters.solana_feeds import (
     raw_update_feed_ix,
     update_feed_ix,
 )
-from adapters.solana_program import (
+from adapters.solana.program import (
     PROGRAM_SO_PATH,
     Attestation,
     G1Hint,
@@ -369,7 +369,7 @@ def _config(tmp_path: Path, **chain: object):
 
 
 async def test_the_target_from_config_takes_the_given_key_then_sender_then_signer(tmp_path: Path) -> None:
-    from adapters.solana_feeds import SolanaFeedTarget
+    from adapters.solana.feeds import SolanaFeedTarget
     from relay.config import KeyRef
     from relay.errors import ConfigError
 
@@ -401,7 +401,7 @@ async def test_confirmation_gives_up_retryably_when_the_blockhash_expires_or_tim
 
     from solders.signature import Signature
 
-    from adapters.solana_feeds import FeedPushError, SolanaFeedTarget
+    from adapters.solana.feeds import FeedPushError, SolanaFeedTarget
 
     target = SolanaFeedTarget(["http://127.0.0.1:9"], Keypair(), Pubkey.default(), Pubkey.default(),
                               confirm_timeout_s=0.3)

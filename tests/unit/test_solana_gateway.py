@@ -14,7 +14,7 @@ from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 from solders.transaction_metadata import TransactionMetadata
 
-from adapters.solana_program import (
+from adapters.solana.program import (
     OUTBOX_LEN,
     RECEIPT_HEADER_LEN,
     SENT_EVENT_TAG,

@@ -27,7 +27,7 @@ from solders.system_program import CreateAccountParams, create_account, transfer
 from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 
-from adapters.solana_program import (
+from adapters.solana.program import (
     BPF_LOADER_UPGRADEABLE_ID,
     FIELD_MODULUS,
     PROGRAM_SO_PATH,

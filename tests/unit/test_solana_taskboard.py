@@ -13,7 +13,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 
-from adapters.solana_program import (
+from adapters.solana.program import (
     OutboxState,
     ProgramErrorCode,
     deliver_ix,
@@ -22,7 +22,7 @@ from adapters.solana_program import (
     receipt_address,
     sent_envelopes_of,
 )
-from adapters.solana_tasks import (
+from adapters.solana.taskboard import (
     ANSWERED_LEN,
     TASK_LEN,
     AnsweredAccount,
@@ -37,7 +37,7 @@ from adapters.solana_tasks import (
 )
 from relay.envelope import Envelope, keccak256
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
-from relay.tasks.board import TaskState
+from relay.interfaces import TaskState
 from relay.tasks.payloads import AttestationMethod, ProofAttestation, TaskRequest, TaskResult
 from tests.unit.test_solana_program import (  # noqa: F401 (chain and committee are fixtures used here)
     ALICE,
@@ -514,7 +514,7 @@ def test_submit_result_refuses_a_receipt_that_is_not_a_request_to_the_board(boar
 def test_from_config_picks_the_keypair_of_the_role(tmp_path, monkeypatch) -> None:
     from relay.config import parse_config
 
-    from adapters.solana_tasks import SolanaTaskBoard, SolanaTaskBoardError
+    from adapters.solana.taskboard import SolanaTaskBoard, SolanaTaskBoardError
 
     program_id = str(Pubkey.new_unique())
     sender, worker = Keypair(), Keypair()

@@ -15,9 +15,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import attest
-from attest.daemon import Attester
+from relay.attester import Attester
 from attest.signing_log import SigningLog
-from relay.chains import Observation
+from relay.interfaces import Observation
 from relay.collector import CommitteeCollector
 from relay.envelope import Envelope, keccak256
 from relay.pipeline import PipelineSettings, Relayer

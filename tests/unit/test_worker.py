@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from relay.devstack import free_port
 from relay.envelope import Envelope, keccak256
 from relay.protocol import MessageKind
-from relay.tasks.board import IncomingRequest, RequestExpired, ResultAlreadySubmitted
+from relay.tasks.board import RequestExpired, ResultAlreadySubmitted
+from relay.interfaces import IncomingRequest
 from relay.tasks.executors import ExecutorRegistry, ExecutorUpstreamError, VerifyResult
 from relay.tasks.payloads import ProofKind, TaskRequest, TaskResult, worker_public_key
 from relay.tasks.worker import OUTPUT_TOO_LARGE, Worker, WorkerError, WorkerSettings, generate_identity, load_identity

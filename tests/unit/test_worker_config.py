@@ -10,7 +10,7 @@ import pytest
 import tomli_w
 
 from relay.cli import main
-from relay.config import load_config, parse_config
+from relay.config import WorkerSection, load_config, parse_config
 from relay.errors import ConfigError
 
 SOL_KEY = "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T"
@@ -84,15 +84,16 @@ def test_bad_worker_fields_name_the_field(worker: dict, field: str) -> None:
 
 
 def test_board_factory_needs_the_workers_own_account() -> None:
-    from adapters.task_boards import build_serving_board
+    from adapters.registry import driver_named
 
     config = parse_config(base({}))
+    section = WorkerSection()
     with pytest.raises(ConfigError, match="evm_key"):
-        build_serving_board(config, "evm")
+        driver_named(config, "evm").serving_board(config, section)
     with pytest.raises(ConfigError, match="solana_keypair"):
-        build_serving_board(config, "solana")
+        driver_named(config, "solana").serving_board(config, section)
     with pytest.raises(ConfigError, match="no chain 'base'"):
-        build_serving_board(config, "base")
+        driver_named(config, "base")
 
 
 def test_cli_errors_say_what_to_do(tmp_path: Path, capsys) -> None:
@@ -112,10 +113,10 @@ def test_cli_errors_say_what_to_do(tmp_path: Path, capsys) -> None:
 
 
 def test_board_factory_picks_the_class_by_chain_kind(tmp_path: Path) -> None:
-    from adapters.evm_tasks import EvmTaskBoard
-    from adapters.solana_tasks import SolanaTaskBoard
-    from adapters.task_boards import build_requester_board, build_serving_board
-    from relay.tasks.board import RequesterBoard, ServingBoard
+    from adapters.evm.taskboard import EvmTaskBoard
+    from adapters.solana.taskboard import SolanaTaskBoard
+    from adapters.registry import driver_named
+    from relay.interfaces import RequesterBoard, ServingBoard
 
     evm_key = tmp_path / "evm.key"
     evm_key.write_text("0x" + "11" * 32)
@@ -129,10 +130,10 @@ def test_board_factory_picks_the_class_by_chain_kind(tmp_path: Path) -> None:
     data["chains"]["solana"]["program_id"] = SOL_KEY
     data["chains"]["solana"]["sender"] = {"file": str(sol_key)}
     config = parse_config(data)
-    evm = build_serving_board(config, "evm")
-    sol = build_serving_board(config, "solana")
+    evm = driver_named(config, "evm").serving_board(config, config.worker)
+    sol = driver_named(config, "solana").serving_board(config, config.worker)
     assert isinstance(evm, EvmTaskBoard) and isinstance(evm, ServingBoard)
     assert isinstance(sol, SolanaTaskBoard) and isinstance(sol, ServingBoard)
     assert evm.address == b"\x00" * 12 + b"\x33" * 20
-    assert isinstance(build_requester_board(config, "evm"), RequesterBoard)
-    assert isinstance(build_requester_board(config, "solana"), SolanaTaskBoard)
+    assert isinstance(driver_named(config, "evm").requester_board(config), RequesterBoard)
+    assert isinstance(driver_named(config, "solana").requester_board(config), SolanaTaskBoard)

@@ -20,7 +20,7 @@ from typing import Callable
 from aiohttp import web
 
 from attest.signing_log import EquivocationError, ResultRecord, SignedEntry, SigningLog
-from relay.chains import ChainAdapter, Observation
+from relay.interfaces import ChainAdapter, Observation
 from relay.envelope import Envelope
 from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger

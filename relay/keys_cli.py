@@ -117,7 +117,7 @@ def _run_dkg(args: argparse.Namespace) -> int:
 
 def _run_identity(args: argparse.Namespace) -> int:
     from attest.dkg import generate_identity, identity_private_bytes, identity_public_bytes
-    from attest.keystore import write_atomic
+    from attest.files import write_atomic
 
     if args.out.exists() and not args.force:
         raise KeygenError(f"refusing to overwrite {args.out}; choose another --out or pass --force")
@@ -149,7 +149,7 @@ def _run_show(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m attest.cli")
+    parser = argparse.ArgumentParser(prog="python -m relay.keys_cli")
     parser.add_argument("--log-level", default=None, help="debug, info, warning or error (default: info)")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
