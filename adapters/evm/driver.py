@@ -1,0 +1,62 @@
+"""The EVM chain driver: what `adapters.registry.driver_for` returns for `kind = "evm"`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eth_account import Account
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from adapters.evm.devnet import ANVIL_DEV_KEYS
+from adapters.evm.feeds import EvmFeedTarget
+from adapters.evm.gateway import EvmAdapter, evm_key
+from adapters.evm.taskboard import EvmTaskBoard
+from attest.files import write_atomic
+from relay.config import FeedPushSection, EvmChain, KeyRef, TesseraConfig, WorkerSection
+from relay.errors import ConfigError
+
+WORKER_EVM_KEY_INDEX = 5  # anvil dev account of the default localnet worker
+WORKER_FUNDING_WEI = 100 * 10**18
+
+
+class EvmDriver:
+    def __init__(self, name: str, chain: EvmChain) -> None:
+        self.name = name
+        self.chain = chain
+
+    def messaging(self, *, role: str = "relayer", with_signer: bool = True) -> EvmAdapter:
+        field = "sender" if role == "sender" and self.chain.sender is not None else "signer"
+        ref = getattr(self.chain, field) if with_signer else None
+        return EvmAdapter(self.name, self.chain, evm_key(ref, f"chains.{self.name}.{field}"))
+
+    def requester_board(self, config: TesseraConfig) -> EvmTaskBoard:
+        return EvmTaskBoard.from_config(config, self.name, role="requester")
+
+    def serving_board(self, config: TesseraConfig, worker: WorkerSection) -> EvmTaskBoard:
+        if worker.evm_key is None:
+            raise ConfigError(f"the worker on EVM chain {self.name!r} needs its own account: set [worker] evm_key "
+                              "(file = ... or env = ...), not the relayer's signer")
+        return EvmTaskBoard.from_config(config, self.name, role="worker", worker_key=worker.evm_key)
+
+    def feed_target(self, config: TesseraConfig, push: FeedPushSection) -> EvmFeedTarget:
+        return EvmFeedTarget.from_config(config, self.name, key=push.evm_key)
+
+    def parse_address(self, text: str) -> bytes:
+        return self.chain.parse_address(text)
+
+    async def provision_devnet_worker(self, keys_dir: Path, suffix: str, serves: bool) -> tuple[str, dict]:
+        """A localnet worker's account on this chain: anvil dev key 5 for the default worker, a fresh
+        funded account for a named extra one (two workers never share an account's nonces). Returns
+        its payout address and the `[worker]` fields it needs."""
+        key_file = keys_dir / f"evm-worker{suffix}.key"
+        if not key_file.exists():
+            write_atomic(key_file, (ANVIL_DEV_KEYS[WORKER_EVM_KEY_INDEX] if not suffix
+                                    else "0x" + bytes(Account.create().key).hex()) + "\n")
+        address = Account.from_key(key_file.read_text().strip()).address
+        if suffix:
+            w3 = AsyncWeb3(AsyncHTTPProvider(self.chain.rpc_urls[0]))
+            try:  # anvil's own cheat: the localnet is the only place extra workers are provisioned
+                await w3.provider.make_request("anvil_setBalance", [address, hex(WORKER_FUNDING_WEI)])
+            finally:
+                await w3.provider.disconnect()
+        return address, {"evm_key": KeyRef(file=key_file)}

@@ -1,0 +1,49 @@
+"""The one place in Tessera that asks which kind a chain is.
+
+`driver_for(name, chain)` maps a validated `[chains.<name>]` table to its chain package's driver
+(`relay.interfaces.ChainDriver`): every builder — messaging adapter, task boards, feed targets,
+address parsing, deployment, devnet — is reached through it. The match is exhaustive: a chain kind
+added to the config model without a driver here fails type checking (`assert_never`) and, at run
+time, with a clear error instead of falling into another kind's code.
+
+The chain packages are imported inside the match on purpose: a worker serving one chain must not
+load the other chains' client libraries (web3 or solana-py and solders).
+"""
+
+from __future__ import annotations
+
+from typing import assert_never
+
+from relay.config import Chain, EvmChain, SolanaChain, TesseraConfig
+from relay.errors import ConfigError
+from relay.interfaces import ChainAdapter, ChainDriver
+
+
+def driver_for(name: str, chain: Chain) -> ChainDriver:
+    """The driver of chain `name` (its `[chains.<name>]` table)."""
+    match chain:
+        case EvmChain():
+            from adapters.evm.driver import EvmDriver
+
+            return EvmDriver(name, chain)
+        case SolanaChain():
+            from adapters.solana.driver import SolanaDriver
+
+            return SolanaDriver(name, chain)
+        case _:
+            assert_never(chain)
+            raise ConfigError(f"chains.{name}: no driver for chain kind {getattr(chain, 'kind', chain)!r}")
+
+
+def driver_named(config: TesseraConfig, name: str) -> ChainDriver:
+    """The driver of a chain by its name, with a clear error for a name not under [chains]."""
+    chain = config.chains.get(name)
+    if chain is None:
+        raise ConfigError(f"no chain {name!r} under [chains]; configured: {', '.join(sorted(config.chains))}")
+    return driver_for(name, chain)
+
+
+def messaging_adapters(config: TesseraConfig, *, role: str = "relayer", with_signers: bool = True) -> dict[int, ChainAdapter]:
+    """Every configured chain's gateway adapter, keyed by domain."""
+    return {chain.domain: driver_for(name, chain).messaging(role=role, with_signer=with_signers)
+            for name, chain in config.chains.items()}

@@ -1,0 +1,58 @@
+"""The Solana chain driver: what `adapters.registry.driver_for` returns for `kind = "solana"`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+
+from adapters.solana.devnet import load_or_create_keypair
+from adapters.solana.feeds import SolanaFeedTarget
+from adapters.solana.gateway import SolanaAdapter, load_keypair
+from adapters.solana.taskboard import SolanaTaskBoard
+from relay.config import FeedPushSection, KeyRef, SolanaChain, TesseraConfig, WorkerSection
+from relay.errors import ConfigError
+
+WORKER_SOLANA_LAMPORTS = 100 * 10**9
+
+
+class SolanaDriver:
+    def __init__(self, name: str, chain: SolanaChain) -> None:
+        self.name = name
+        self.chain = chain
+
+    def messaging(self, *, role: str = "relayer", with_signer: bool = True) -> SolanaAdapter:
+        field = "sender" if role == "sender" and self.chain.sender is not None else "signer"
+        ref = getattr(self.chain, field) if with_signer else None
+        where = f"chains.{self.name}.{field}"
+        return SolanaAdapter(self.name, self.chain,
+                             load_keypair(ref.read_text(), f"{where} ({ref.describe()})") if ref else None)
+
+    def requester_board(self, config: TesseraConfig) -> SolanaTaskBoard:
+        return SolanaTaskBoard.from_config(config, self.name, role="requester")
+
+    def serving_board(self, config: TesseraConfig, worker: WorkerSection) -> SolanaTaskBoard:
+        if worker.solana_keypair is None:
+            raise ConfigError(f"the worker on Solana chain {self.name!r} needs its own fee payer: set [worker] "
+                              "solana_keypair (file = ... or env = ...)")
+        return SolanaTaskBoard.from_config(config, self.name, role="worker", keypair=worker.solana_keypair)
+
+    def feed_target(self, config: TesseraConfig, push: FeedPushSection) -> SolanaFeedTarget:
+        return SolanaFeedTarget.from_config(config, self.name, payer=push.solana_keypair)
+
+    def parse_address(self, text: str) -> bytes:
+        return self.chain.parse_address(text)
+
+    async def provision_devnet_worker(self, keys_dir: Path, suffix: str, serves: bool) -> tuple[str, dict]:
+        """A localnet worker's fee payer on this chain (funded by airdrop when it serves here).
+        Returns its payout address and the `[worker]` fields it needs."""
+        key_file = keys_dir / f"solana-worker{suffix}.json"
+        keypair = load_or_create_keypair(key_file)
+        if serves:
+            async with AsyncClient(self.chain.rpc_urls[0], commitment=Confirmed) as client:
+                balance = (await client.get_balance(keypair.pubkey())).value
+                if balance < WORKER_SOLANA_LAMPORTS // 2:
+                    sig = (await client.request_airdrop(keypair.pubkey(), WORKER_SOLANA_LAMPORTS)).value
+                    await client.confirm_transaction(sig, commitment=Confirmed)
+        return str(keypair.pubkey()), {"solana_keypair": KeyRef(file=key_file)}
