@@ -9,7 +9,7 @@ import random
 import time
 from typing import Awaitable, Callable, Generic, Sequence, TypeVar
 
-from relay.chains import EndpointHealth
+from relay.interfaces import EndpointHealth
 from relay.errors import TesseraError
 from relay.log import get_logger
 

@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adapters.evm.devnet import ANVIL_DEV_KEYS
+from adapters.solana.devnet import load_or_create_keypair
+from attest.files import write_atomic
 from relay.config import (CommitteeRef, EvmChain, FeedPushSection, FeedRoundSection, FeedServerSection, KeyRef,
                           RelayerSection, SolanaChain, TesseraConfig, dump_config)
 from relay.log import get_logger
@@ -21,17 +24,6 @@ if TYPE_CHECKING:
 
 log = get_logger("localnet.deploy")
 
-# anvil's well-known development accounts (mnemonic "test test ... junk"; adapters.anvil derives
-# them, slowly): index 0 deploys, 1 relays, 3 is the SDK user, 4-5 spare relayers.
-# Public knowledge: never use them outside a localnet.
-ANVIL_DEV_KEYS = [
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
-    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
-]
 SOLANA_PAYER_LAMPORTS = 1_000 * 10**9
 
 
@@ -54,22 +46,7 @@ def solana_argv(host: str, rpc_port: int, ws_port: int, slot_ms: int, finality_s
 
 
 def _write_secret(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o600)
-    tmp.replace(path)
-
-
-def _load_or_create_keypair(path: Path):
-    from solders.keypair import Keypair
-
-    if path.exists():
-        return Keypair.from_bytes(bytes(json.loads(path.read_text())))
-    keypair = Keypair()
-    # Same format as the Solana CLI (a JSON array of the 64 secret-key bytes).
-    _write_secret(path, json.dumps(list(bytes(keypair))))
-    return keypair
+    write_atomic(path, text, 0o600)  # mode 0600 from the first byte
 
 
 COMMITTEE_EPOCH = 1
@@ -101,9 +78,9 @@ def deal_committee(options: "LocalnetOptions", keys_dir: Path):
 async def deploy_evm(options: "LocalnetOptions", keys_dir: Path, committee, evm_domain: int) -> dict[str, str]:
     from web3 import AsyncHTTPProvider, AsyncWeb3
 
-    from adapters import evm_deploy
-    from adapters.evm import deploy_gateway, deploy_recording_receiver
-    from adapters.evm_tasks import deploy_task_board
+    from adapters.evm import deploy as evm_deploy
+    from adapters.evm.gateway import deploy_gateway, deploy_recording_receiver
+    from adapters.evm.taskboard import deploy_task_board
 
     await asyncio.to_thread(evm_deploy.ensure_built)  # forge build when sources changed
     _write_secret(keys_dir / "evm-deployer.key", ANVIL_DEV_KEYS[0] + "\n")
@@ -157,9 +134,9 @@ def localnet_feeds(pool: str | None) -> dict:
 async def _deploy_localnet_feeds(w3, account, keys_dir: Path, verifier: str) -> dict[str, str]:
     from eth_account import Account
 
-    from adapters import evm_deploy
-    from adapters.evm_feeds import deploy_feeds
-    from adapters.market import deploy_market
+    from adapters.evm import deploy as evm_deploy
+    from adapters.evm.feeds import deploy_feeds
+    from adapters.evm.market import deploy_market
 
     # The simulator trades from dev account 2; the pusher gets an account of its own (funded here)
     # so it never shares a nonce sequence with the relayer, the SDK user or the market.
@@ -179,11 +156,11 @@ async def deploy_solana(options: "LocalnetOptions", keys_dir: Path, committee, s
     from solana.rpc.async_api import AsyncClient
     from solana.rpc.commitment import Confirmed
 
-    from adapters import solana_program
+    from adapters.solana import program as solana_program
 
-    payer = _load_or_create_keypair(keys_dir / "solana-payer.json")
-    user = _load_or_create_keypair(keys_dir / "solana-user.json")  # the SDK's sender
-    program_keypair = _load_or_create_keypair(keys_dir / "solana-program.json")
+    payer = load_or_create_keypair(keys_dir / "solana-payer.json")
+    user = load_or_create_keypair(keys_dir / "solana-user.json")  # the SDK's sender
+    program_keypair = load_or_create_keypair(keys_dir / "solana-program.json")
     async with AsyncClient(options.solana_rpc_url, commitment=Confirmed) as client:
         for account in (payer, user):
             sig = (await client.request_airdrop(account.pubkey(), SOLANA_PAYER_LAMPORTS)).value
@@ -283,7 +260,8 @@ async def _smoke(state_dir: Path, config, w3) -> list[tuple[str, str]]:
     from solders.system_program import CreateAccountParams, create_account
 
     import attest
-    from adapters import evm_deploy, solana_program
+    from adapters.evm import deploy as evm_deploy
+    from adapters.solana import program as solana_program
     from attest.committee import Committee
     from attest.keystore import load_share_for, read_key_file
     from relay.envelope import Envelope, address_to_bytes32, keccak256
@@ -307,7 +285,7 @@ async def _smoke(state_dir: Path, config, w3) -> list[tuple[str, str]]:
     row("EVM Probe.set(42) + hash()", f"ok (block {receipt['blockNumber']}, gas {receipt['gasUsed']:,})")
 
     # Solana: the program's probe writes keccak256 of its input into an account it owns.
-    payer = _load_or_create_keypair(state_dir / "keys" / "solana-payer.json")
+    payer = load_or_create_keypair(state_dir / "keys" / "solana-payer.json")
     program_id = Pubkey.from_string(sol.program_id)
     async with AsyncClient(sol.rpc_urls[0], commitment=Confirmed) as client:
         target = Keypair()

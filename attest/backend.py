@@ -15,7 +15,7 @@ import os
 from functools import lru_cache
 from typing import Protocol, Sequence
 
-from relay.errors import TesseraError
+from attest.errors import TesseraError
 from attest.bn254 import G1Point, G2Point, R
 
 ENV_VAR = "TESSERA_BN254_BACKEND"

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-from relay.errors import TesseraError
+from attest.errors import TesseraError
 from attest.backend import Backend, get_backend
 from attest.bn254 import (
     G2_GENERATOR,

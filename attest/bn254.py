@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from relay.errors import TesseraError
+from attest.errors import TesseraError
 
 # Base field modulus p and group order r of Ethereum's BN254 (EIP-196/197).
 P = 21888242871839275222246405745257275088696311157297823662689037894645226208583

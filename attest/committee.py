@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from relay.errors import TesseraError
+from attest.errors import TesseraError
 from attest.backend import Backend, get_backend
 from attest.bls import lagrange_at, verify
 from attest.bn254 import (

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Sequence
 
 from attest.committee import Committee, KeyShare
-from attest.keystore import Secret, save_share, write_atomic
+from attest.files import write_atomic
+from attest.keystore import Secret, save_share
 from attest.threshold import deal
-from relay.errors import TesseraError
+from attest.errors import TesseraError
 
 COMMITTEE_FILE = "committee.toml"
 

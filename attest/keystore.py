@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from attest.bn254 import G2_LEN, R
 from attest.committee import Committee, CommitteeError, KeyShare
-from relay.errors import TesseraError
+from attest.errors import TesseraError
+from attest.files import write_atomic
 
 VERSION = 1
 PASSWORD_ENV = "TESSERA_KEY_PASSWORD"
@@ -55,29 +56,6 @@ class StoredShare:
     share: KeyShare
     public_share: bytes  # as recorded in the file (bound by the AAD)
     group_key: bytes
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Temp file in the same directory, fsync, rename over path, fsync the directory: a reader
-    sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)  # O_CREAT's mode is filtered by the umask
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from relay.errors import TesseraError
+from attest.errors import TesseraError
 from attest.backend import Backend, get_backend
 from attest.bls import NEG_G2, RandomSource, lagrange_at, random_scalar, sign, verify_point
 from attest.bn254 import G2_GENERATOR, R, BN254Error, G1Point, decode_g1, decode_g2, encode_g1, encode_g2, hash_to_g1

@@ -30,7 +30,7 @@ def _log() -> Any:
     return get_logger("evm.deploy")
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 EVM_PROJECT = REPO_ROOT / "contracts/evm"
 OUT_DIR = EVM_PROJECT / "out"
 FORGE_BIN = REPO_ROOT / "node_modules/@foundry-rs/forge-linux-amd64/bin/forge"

@@ -31,7 +31,7 @@ def _log() -> Any:
     return get_logger("anvil")
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ANVIL_BIN = REPO_ROOT / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 
 DEFAULT_HOST = "127.0.0.1"
@@ -40,6 +40,17 @@ DEFAULT_CHAIN_ID = 31337
 # anvil's default mnemonic: its dev accounts are public knowledge, for localnets only.
 DEFAULT_MNEMONIC = "test test test test test test test test test test test junk"
 DEFAULT_ACCOUNTS = 10
+# The private keys of anvil's dev accounts 0-5 for DEFAULT_MNEMONIC (derived once: deriving them is
+# slow). Index 0 deploys, 1 relays, 2 trades on the market pool, 3 is the SDK user, 4-5 spare
+# relayers, 5 the default localnet worker. Public knowledge: never use them outside a localnet.
+ANVIL_DEV_KEYS = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+]
 
 
 class AnvilError(RuntimeError):

@@ -21,14 +21,14 @@ from eth_utils import to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import ContractLogicError
 
-from adapters import evm_deploy
+from adapters.evm import deploy as evm_deploy
 from adapters.endpoints import EndpointPool
-from adapters.evm import (_bump, _make_client, _verifier_errors, current_fees, hash_to_g1_hint, is_retryable,
+from adapters.evm.gateway import (_bump, _make_client, _verifier_errors, current_fees, hash_to_g1_hint, is_retryable,
                           receipt_or_none, send_signed)
-from relay.chains import EndpointHealth
+from relay.interfaces import EndpointHealth
 from relay.errors import ConfigError
 from relay.feeds.config import EvmPoolSourceConfig, FeedConfig
-from relay.feeds.push import FeedNotNewer
+from relay.interfaces import FeedNotNewer
 from relay.feeds.report import FeedError, FeedReport, encode_feed_id
 from relay.feeds.signed import SignedReport
 from relay.feeds.sources import Quote, SourceError, check_fresh, register_source

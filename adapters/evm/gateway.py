@@ -35,14 +35,14 @@ from web3.exceptions import (
     Web3RPCError,
 )
 
-from adapters import evm_deploy
+from adapters.evm import deploy as evm_deploy
 from adapters.endpoints import AllEndpointsFailed, EndpointPool
 from attest import hash_to_g1
 from attest.bn254 import P as BN254_P
-from relay.chains import DeliveryState, DeliveryStatus, EndpointHealth, Observation, SignedDelivery
-from relay.config import EvmChain
+from relay.interfaces import DeliveryState, DeliveryStatus, EndpointHealth, Observation, SignedDelivery
+from relay.config import EvmChain, KeyRef
 from relay.envelope import Envelope, keccak256, message_digest
-from relay.errors import TesseraError
+from relay.errors import ConfigError, TesseraError
 from relay.log import get_logger
 
 T = TypeVar("T")
@@ -99,6 +99,17 @@ class SendRejected(EvmAdapterError):
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def evm_key(ref: KeyRef | None, where: str) -> str | None:
+    """The 0x-hex private key a KeyRef points at, checked; None without a ref."""
+    if ref is None:
+        return None
+    key = ref.read_text()
+    key = key if key.startswith("0x") else "0x" + key
+    if len(key) != 66:
+        raise ConfigError(f"{where} ({ref.describe()}) must hold a 32-byte hex private key")
+    return key
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -21,7 +21,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from adapters import evm_deploy
+from adapters.evm import deploy as evm_deploy
 from relay.errors import TesseraError
 from relay.log import get_logger
 

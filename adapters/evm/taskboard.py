@@ -29,26 +29,15 @@ from eth_utils import event_abi_to_log_topic, to_checksum_address
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TimeExhausted
 
-from adapters import evm_deploy
+from adapters.evm import deploy as evm_deploy
 from adapters.endpoints import AllEndpointsFailed
-from adapters.evm import GAS_MULTIPLIER, LOG_RANGE, EvmAdapter, _hex
+from adapters.evm.gateway import GAS_MULTIPLIER, LOG_RANGE, EvmAdapter, _hex, evm_key
 from relay.config import EvmChain, KeyRef, TesseraConfig
 from relay.envelope import Envelope, EnvelopeError, address_to_bytes32
 from relay.log import get_logger
 from relay.protocol import MessageKind
-from relay.tasks.board import (
-    BoardRefused,
-    IncomingRequest,
-    ReclaimRefused,
-    RequestExpired,
-    RequestRefused,
-    ResultAlreadySubmitted,
-    ResultRefused,
-    SentRequest,
-    TaskBoardError,
-    TaskState,
-    TaskStatus,
-)
+from relay.tasks.board import BoardRefused, ReclaimRefused, RequestExpired, RequestRefused, ResultAlreadySubmitted, ResultRefused, TaskBoardError
+from relay.interfaces import IncomingRequest, SentRequest, TaskState, TaskStatus
 from relay.tasks.payloads import TaskPayloadError, TaskRequest, TaskResult, decode_executor_id
 
 TASK_BOARD = "TaskBoard"
@@ -80,7 +69,7 @@ class TaskBoardNotConfigured(TaskBoardError):
     def __init__(self, chain: str) -> None:
         super().__init__(
             f"chains.{chain}.contracts has no TaskBoard address: deploy it (`relay localnet up` does, or "
-            f"adapters.evm_tasks.deploy_task_board) and add `TaskBoard = \"0x…\"` under [chains.{chain}.contracts]"
+            f"adapters.evm.taskboard.deploy_task_board) and add `TaskBoard = \"0x…\"` under [chains.{chain}.contracts]"
         )
 
 
@@ -109,7 +98,7 @@ def _refusal(cls: type[BoardRefused], action: str, reason: str) -> BoardRefused:
 
 
 class EvmTaskBoard:
-    """Both roles of the task board on one EVM chain (relay.tasks.board.ServingBoard and RequesterBoard)."""
+    """Both roles of the task board on one EVM chain (relay.interfaces.ServingBoard and RequesterBoard)."""
 
     def __init__(
         self,
@@ -160,8 +149,6 @@ class EvmTaskBoard:
     ) -> "EvmTaskBoard":
         """role "requester" signs with `chains.<name>.sender` (else `signer`, as the SDK does); role
         "worker" with `worker_key` (a hex private key, or a KeyRef), else `[worker] evm_key`."""
-        from adapters.factory import _evm_key
-
         chain = config.chains.get(chain_name)
         if chain is None:
             raise TaskBoardError(f"no chain named {chain_name!r} in the config; known: {', '.join(config.chains)}")
@@ -178,7 +165,7 @@ class EvmTaskBoard:
             key = _check_key(worker_key.read_text() if isinstance(worker_key, KeyRef) else worker_key)
         elif role == "requester":
             field = "sender" if chain.sender is not None else "signer"
-            key = _evm_key(getattr(chain, field), f"chains.{chain_name}.{field}")
+            key = evm_key(getattr(chain, field), f"chains.{chain_name}.{field}")
             if key is None:
                 raise TaskBoardError(f"requesting tasks on {chain_name} needs a key: set chains.{chain_name}.sender")
         else:

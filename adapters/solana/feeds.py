@@ -26,19 +26,19 @@ from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.transaction import VersionedTransaction
 
 from adapters.endpoints import EndpointPool
-from adapters.solana import _LEVELS, SolanaAdapterError, _is_retryable, _level, load_keypair
-from adapters.solana_program import (
+from adapters.solana.gateway import _LEVELS, SolanaAdapterError, _is_retryable, _level, load_keypair
+from adapters.solana.program import (
     Attestation,
     G1Hint,
     ProgramErrorCode,
     ProgramInstruction,
     committee_address,
 )
-from relay.chains import EndpointHealth
+from relay.interfaces import EndpointHealth
 from relay.config import KeyRef, TesseraConfig
 from relay.errors import ConfigError, TesseraError
 from relay.feeds.report import FEED_ID_LEN, FeedReport, ReportError, decode_feed_id, encode_feed_id
-from relay.feeds.push import FeedNotNewer  # the pusher's not-newer result, shared by every target
+from relay.interfaces import FeedNotNewer
 from relay.feeds.signed import SignedReport
 from relay.log import get_logger
 
@@ -56,7 +56,7 @@ __all__ = [
     "update_feed_ix",
 ]
 
-log = get_logger("adapters.solana_feeds")
+log = get_logger("adapters.solana.feeds")
 
 FEED_SEED = b"feed"
 FEED_MAGIC = b"TESSFEED"

@@ -1,5 +1,5 @@
 """The Solana chain adapter: watches the Tessera program's outbox (Send) and delivers envelopes to
-its gateway (Deliver), behind `relay.chains.ChainAdapter`. Program side: contracts/solana/README.md.
+its gateway (Deliver), behind `relay.interfaces.ChainAdapter`. Program side: contracts/solana/README.md.
 
 Finality is the configured commitment (`finalized` by default): `watch`, `reobserve`, `find_nonce`,
 `is_delivered` and `delivery_status` only report what reached it. On the localnet server, finalized
@@ -49,7 +49,7 @@ from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus
 
 from adapters.endpoints import AllEndpointsFailed, EndpointPool
-from adapters.solana_program import (
+from adapters.solana.program import (
     Attestation,
     DeliveryReceipt,
     ProgramErrorCode,
@@ -60,7 +60,7 @@ from adapters.solana_program import (
     send_ix,
     sent_envelopes_of,
 )
-from relay.chains import DeliveryState, DeliveryStatus, EndpointHealth, Observation, SignedDelivery
+from relay.interfaces import DeliveryState, DeliveryStatus, EndpointHealth, Observation, SignedDelivery
 from relay.config import SolanaChain
 from relay.envelope import Envelope, EnvelopeError
 from relay.errors import TesseraError
@@ -391,8 +391,8 @@ class SolanaAdapter:
         attestation = Attestation.for_envelope(raw, delivery.epoch, delivery.signature)
         ix = deliver_ix(self.program_id, self._require_signer().pubkey(), attestation, raw)
         # Deliveries to the task board carry its accounts (board, task, payout); imported here
-        # because adapters.solana_tasks builds on this module.
-        from adapters.solana_tasks import board_delivery_accounts
+        # because adapters.solana.taskboard builds on this module.
+        from adapters.solana.taskboard import board_delivery_accounts
 
         extra = board_delivery_accounts(self.program_id, delivery.envelope)
         if extra:

@@ -35,7 +35,7 @@ from solders.transaction_metadata import FailedTransactionMetadata
 from relay.envelope import keccak256, message_digest
 from relay.log import get_logger
 
-PROGRAM_SO_PATH = Path(__file__).resolve().parent.parent / "contracts" / "solana" / "tessera.so"
+PROGRAM_SO_PATH = Path(__file__).resolve().parents[2] / "contracts" / "solana" / "tessera.so"
 
 BPF_LOADER_UPGRADEABLE_ID = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
 COMMITTEE_SEED = b"committee"

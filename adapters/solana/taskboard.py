@@ -33,8 +33,8 @@ from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.transaction import VersionedTransaction
 
 from adapters.endpoints import AllEndpointsFailed
-from adapters.solana import SolanaAdapter, SolanaAdapterError, _level, describe_transaction_error, load_keypair
-from adapters.solana_program import (
+from adapters.solana.gateway import SolanaAdapter, SolanaAdapterError, _level, describe_transaction_error, load_keypair
+from adapters.solana.program import (
     ProgramErrorCode,
     ProgramInstruction,
     committee_address,
@@ -48,22 +48,11 @@ from relay.envelope import Envelope, EnvelopeError
 from relay.lifecycle import cancel_quietly
 from relay.log import get_logger
 from relay.protocol import MessageKind
-from relay.tasks.board import (
-    BoardRefused,
-    IncomingRequest,
-    ReclaimRefused,
-    RequestExpired,
-    RequestRefused,
-    ResultAlreadySubmitted,
-    ResultRefused,
-    SentRequest,
-    TaskBoardError,
-    TaskState,
-    TaskStatus,
-)
+from relay.tasks.board import BoardRefused, ReclaimRefused, RequestExpired, RequestRefused, ResultAlreadySubmitted, ResultRefused, TaskBoardError
+from relay.interfaces import IncomingRequest, SentRequest, TaskState, TaskStatus
 from relay.tasks.payloads import TaskPayloadError, TaskRequest, TaskResult, decode_executor_id
 
-log = get_logger("adapters.solana_tasks")
+log = get_logger("adapters.solana.taskboard")
 
 TASKBOARD_SEED = b"taskboard"
 TASK_SEED = b"task"
@@ -74,7 +63,7 @@ ANSWERED_MAGIC = b"TESSANSW"
 ANSWERED_LEN = 120
 ATTESTATION_GRACE_SECONDS = 300  # taskboard.h: reclaim waits this long after the deadline once a result is recorded
 ATTESTATION_PAYLOAD_LEN = 170
-DELIVER_ATTESTATION_LEN = 133  # the Deliver instruction's attestation block (adapters.solana_program.Attestation)
+DELIVER_ATTESTATION_LEN = 133  # the Deliver instruction's attestation block (adapters.solana.program.Attestation)
 
 REQUEST_CU_LIMIT = 80_000
 SUBMIT_CU_LIMIT = 80_000
