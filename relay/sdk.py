@@ -17,10 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.registry import driver_for
+from attest.committee import Committee
+from relay.collector import CommitteeCollector
 from relay.config import TesseraConfig, load_config
 from relay.envelope import Envelope
 from relay.errors import TesseraError
+from relay.feeds.client import FeedsClient
+from relay.localnet import CONFIG_FILE, default_state_dir
 from relay.protocol import MAX_PAYLOAD_LEN, MessageKind
+from relay.tasks.client import request_task
 
 
 class SdkError(TesseraError):
@@ -75,8 +80,6 @@ class TesseraClient:
     @classmethod
     def from_config(cls, path: str | Path | None = None) -> "TesseraClient":
         if path is None:
-            from relay.localnet import CONFIG_FILE, default_state_dir
-
             path = default_state_dir() / CONFIG_FILE
         return cls(load_config(path))
 
@@ -124,8 +127,6 @@ class TesseraClient:
                            input_hash: bytes | None = None, allow_unknown_executor: bool = False):
         """Escrow `max_fee` on `src` and ask the workers on `dst` to run `executor` on `input`.
         Returns a `relay.tasks.client.TaskHandle` (`await handle.result()`, `handle.events()`)."""
-        from relay.tasks.client import request_task
-
         return await request_task(self, src=src, dst=dst, executor=executor, input=input, max_fee=max_fee,
                                   deadline=deadline, input_uri=input_uri, input_hash=input_hash,
                                   allow_unknown_executor=allow_unknown_executor)
@@ -141,16 +142,12 @@ class TesseraClient:
         """A `relay.feeds.client.FeedsClient` for the `[feed_server]` listen address: `await
         client.feeds.latest("ETH/USD")`, `async for update in client.feeds.stream([...])`."""
         if self._feeds is None:
-            from relay.feeds.client import FeedsClient
-
             self._feeds = FeedsClient(f"http://{self.config.feed_server.listen}", self.committee)
         return self._feeds
 
     @property
     def committee(self):
         if self._committee is None:
-            from attest.committee import Committee
-
             if self.config.committee is None:
                 raise SdkError("the config has no [committee] table, so signatures cannot be verified")
             self._committee = Committee.load(self.config.committee.file)
@@ -166,7 +163,7 @@ class TesseraClient:
             raise SdkError("receiver must be 32 bytes (a Solana public key) or a 20-byte EVM address")
         if len(payload) > MAX_PAYLOAD_LEN:
             raise SdkError(f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_LEN}: send a hash + URI instead")
-        if kind == MessageKind.COMMITTEE_ROTATION:
+        if MessageKind(kind) is MessageKind.COMMITTEE_ROTATION:
             raise SdkError("COMMITTEE_ROTATION messages come from the committee, not from a gateway")
         envelope, tx = await source.send_message(destination.domain, receiver, int(kind), payload)
         return SentMessage(envelope=envelope, source_chain=src, source_tx=tx)
@@ -198,19 +195,20 @@ class TesseraClient:
             return False
         return committee.verify(envelope.digest(epoch), signature)
 
-    async def committee_signature(self, message: SentMessage, timeout: float = 5.0) -> tuple[int, bytes]:
-        """Ask the attesters for their partials and combine them: the same signature the relayer uses."""
-        from relay.collector import CommitteeCollector
-
+    async def committee_signature(self, message: SentMessage | Envelope, timeout: float = 5.0) -> tuple[int, bytes]:
+        """Ask the attesters for their partials and combine them: the same signature the relayer uses.
+        An envelope the committee derives itself (a PROOF_ATTESTATION) has no source transaction."""
+        envelope, source_tx = (message.envelope, message.source_tx) if isinstance(message, SentMessage) else (message, "")
+        id_hex = "0x" + envelope.message_id.hex()
         collector = CommitteeCollector(self.committee, timeout=timeout)
         try:
-            collected = await collector.collect(message.envelope, message.source_tx)
+            collected = await collector.collect(envelope, source_tx)
         finally:
             await collector.close()
         if collected.signature is None:
-            raise SignatureError(f"the committee has not signed {message.id_hex} yet: {collected.reason}")
-        if not self.verify(message.envelope, collected.epoch, collected.signature):
-            raise SignatureError(f"combined signature for {message.id_hex} does not verify under the committee key")
+            raise SignatureError(f"the committee has not signed {id_hex} yet: {collected.reason}")
+        if not self.verify(envelope, collected.epoch, collected.signature):
+            raise SignatureError(f"combined signature for {id_hex} does not verify under the committee key")
         return collected.epoch, collected.signature
 
 

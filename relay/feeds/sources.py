@@ -293,6 +293,10 @@ def register_source(kind: str, factory: SourceFactory) -> None:
     _FACTORIES[kind] = factory
 
 
+# Source kinds that read a chain live in adapters/ and register themselves when loaded.
+_CHAIN_SOURCE_LOADERS = {"evm_pool": "adapters.evm.feeds.register_feed_sources(config)"}
+
+
 def source_kinds() -> list[str]:
     return sorted(_FACTORIES)
 
@@ -300,10 +304,10 @@ def source_kinds() -> list[str]:
 def build_source(config: SourceConfig, name: str, **options: Any) -> Source:
     factory = _FACTORIES.get(config.kind)
     if factory is None:
+        loader = _CHAIN_SOURCE_LOADERS.get(config.kind)
         raise SourceError(
             f"source {name}: kind {config.kind!r} has no implementation loaded"
-            + (" (it reads a chain: it comes with adapters/; call adapters.evm.feeds.register_feed_sources(config) first)"
-               if config.kind == "evm_pool" else "")
+            + (f" (it reads a chain: it comes with adapters/; call {loader} first)" if loader else "")
         )
     return factory(config, name, **options)
 

@@ -261,10 +261,7 @@ class TaskHandle:
                     attestation.payout)
                 != (self.request_id, status.result_id, result.output_hash, result.worker, result.payout)):
             raise TaskVerificationError("the PROOF_ATTESTATION does not match the recorded result")
-        from relay.sdk import SentMessage
-
-        epoch, signature = await self._client.committee_signature(
-            SentMessage(envelope=attestation_env, source_chain="committee", source_tx=""))
+        epoch, signature = await self._client.committee_signature(attestation_env)
         return VerifiedResult(self.request_id, output, result, result_env, attestation, attestation_env, epoch,
                               signature, status)
 
