@@ -41,7 +41,7 @@ import tomli_w  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 import attest  # noqa: E402
-from relay.config import FeedRoundSection  # noqa: E402
+from relay.feeds.config import FeedRoundSection  # noqa: E402
 from relay.devstack import free_port, wait_http  # noqa: E402
 from relay.feeds import FeedReport, parse_feeds  # noqa: E402
 from relay.feeds.node import FeedNode  # noqa: E402

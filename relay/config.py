@@ -15,9 +15,9 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from attest.files import write_atomic
-from relay.configfile import format_validation_error, read_toml
+from relay.configfile import check_listen, check_urls, format_validation_error, read_toml
 from relay.errors import ConfigError
-from relay.feeds.config import FeedTables, resolve_feed_paths
+from relay.feeds.config import FeedRoundSection, FeedTables, resolve_feed_paths
 
 U32_MAX = 2**32 - 1
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -26,13 +26,6 @@ _BASE58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_urls(urls: list[str], schemes: tuple[str, ...]) -> list[str]:
-    for url in urls:
-        if not url.startswith(tuple(f"{s}://" for s in schemes)):
-            raise ValueError(f"{url!r} is not a {'/'.join(schemes)} URL")
-    return urls
 
 
 class KeyRef(_Model):
@@ -76,8 +69,8 @@ class EvmChain(_Model):
     signer: KeyRef | None = None  # the relayer's account (pays for deliveries)
     sender: KeyRef | None = None  # the SDK's account for sending messages (default: signer)
 
-    _rpc = field_validator("rpc_urls")(lambda cls, v: _check_urls(v, ("http", "https")))
-    _ws = field_validator("ws_urls")(lambda cls, v: _check_urls(v, ("ws", "wss")))
+    _rpc = field_validator("rpc_urls")(lambda cls, v: check_urls(v, ("http", "https")))
+    _ws = field_validator("ws_urls")(lambda cls, v: check_urls(v, ("ws", "wss")))
 
     @staticmethod
     def parse_address(text: str) -> bytes:
@@ -106,8 +99,8 @@ class SolanaChain(_Model):
     signer: KeyRef | None = None  # the relayer's fee payer
     sender: KeyRef | None = None  # the SDK's keypair for sending messages (default: signer)
 
-    _rpc = field_validator("rpc_urls")(lambda cls, v: _check_urls(v, ("http", "https")))
-    _ws = field_validator("ws_urls")(lambda cls, v: _check_urls(v, ("ws", "wss")))
+    _rpc = field_validator("rpc_urls")(lambda cls, v: check_urls(v, ("http", "https")))
+    _ws = field_validator("ws_urls")(lambda cls, v: check_urls(v, ("ws", "wss")))
 
     @staticmethod
     def parse_address(text: str) -> bytes:
@@ -142,13 +135,6 @@ class CommitteeRef(_Model):
         return Path(str(self.share).replace("{index}", str(index)))
 
 
-def _check_listen(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{value!r} is not host:port")
-    return value
-
-
 class RelayerSection(_Model):
     db: Path = Path("relayer.db")
     listen: str = "127.0.0.1:7300"
@@ -158,7 +144,7 @@ class RelayerSection(_Model):
     max_attempts: Annotated[int, Field(ge=1)] = 12
     partial_timeout_s: Annotated[float, Field(gt=0)] = 3.0
 
-    _listen = field_validator("listen")(lambda cls, v: _check_listen(v))
+    _listen = field_validator("listen")(lambda cls, v: check_listen(v))
 
 
 class AttesterSection(_Model):
@@ -207,13 +193,13 @@ class WorkerSection(_Model):
     # to travel inline are served at <output_url>/v1/outputs/0x<output_hash> and sent by URI.
     output_url: str | None = None
 
-    _listen = field_validator("listen")(lambda cls, v: v if v is None else _check_listen(v))
+    _listen = field_validator("listen")(lambda cls, v: v if v is None else check_listen(v))
 
     @field_validator("output_url")
     @classmethod
     def _output_url(cls, value: str | None) -> str | None:
         if value is not None:
-            _check_urls([value], ("http", "https"))
+            check_urls([value], ("http", "https"))
             value = value.rstrip("/")
         return value
 
@@ -251,32 +237,6 @@ class WorkerSection(_Model):
         return payouts
 
 
-class FeedRoundSection(_Model):
-    """`[feed_round]`: how attesters run feed rounds among themselves (relay/feeds/round.py)."""
-
-    # Round r starts at r · interval_ms on every member's clock: members agree without talking.
-    interval_ms: Annotated[int, Field(ge=50, le=3_600_000)] = 1000
-    # The leader waits this long after the t-th observation for the rest (0: build at once).
-    collect_ms: Annotated[int, Field(ge=0, le=60_000)] = 50
-    # A member that sent its observation and saw no proposal this long moves to the next leader.
-    leader_timeout_ms: Annotated[int, Field(ge=10, le=60_000)] = 250
-    # Where the leader POSTs each signed report (a feed server's /v1/reports; a bare host gets it appended).
-    publish_urls: list[str] = []
-    # An attester refuses a report whose published_at is further than this from its own clock.
-    max_skew_ms: Annotated[int, Field(ge=0)] = 10_000
-
-    _publish = field_validator("publish_urls")(lambda cls, v: _check_urls(v, ("http", "https")))
-
-    @model_validator(mode="after")
-    def _leader_waits_less_than_members(self) -> "FeedRoundSection":
-        if self.collect_ms >= self.leader_timeout_ms:
-            raise ValueError(
-                f"collect_ms ({self.collect_ms}) must be below leader_timeout_ms ({self.leader_timeout_ms}): "
-                "members would move to the next leader before this one proposes"
-            )
-        return self
-
-
 class FeedServerSection(_Model):
     """`[feed_server]`: the feed server daemon (relay/feeds/server/)."""
 
@@ -292,7 +252,7 @@ class FeedServerSection(_Model):
     send_buffer_bytes: Annotated[int, Field(ge=1024)] | None = None  # SO_SNDBUF per stream socket
     previous_committee: Path | None = None  # still accept reports of the epoch before a rotation
 
-    _listen = field_validator("listen")(lambda cls, v: _check_listen(v))
+    _listen = field_validator("listen")(lambda cls, v: check_listen(v))
 
 
 class FeedPushSection(_Model):
@@ -317,7 +277,7 @@ class FeedPushSection(_Model):
     @classmethod
     def _source_url(cls, value: str | None) -> str | None:
         if value is not None:
-            _check_urls([value], ("http", "https"))
+            check_urls([value], ("http", "https"))
         return value
 
 

@@ -30,3 +30,17 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
         message = err["msg"].removeprefix("Value error, ")
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
+
+
+def check_urls(urls: list[str], schemes: tuple[str, ...]) -> list[str]:
+    for url in urls:
+        if not url.startswith(tuple(f"{s}://" for s in schemes)):
+            raise ValueError(f"{url!r} is not a {'/'.join(schemes)} URL")
+    return urls
+
+
+def check_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port")
+    return value

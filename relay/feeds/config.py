@@ -24,7 +24,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from relay.configfile import format_validation_error, read_toml
+from relay.configfile import check_urls, format_validation_error, read_toml
 from relay.errors import ConfigError
 from relay.feeds.report import FEED_ID_LEN, MAX_DECIMALS
 
@@ -205,3 +205,31 @@ def resolve_feed_paths(feeds: dict[str, FeedConfig], base: Path) -> dict[str, Fe
         )
         for fid, feed in feeds.items()
     }
+
+
+class FeedRoundSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    """`[feed_round]`: how attesters run feed rounds among themselves (relay/feeds/round.py)."""
+
+    # Round r starts at r · interval_ms on every member's clock: members agree without talking.
+    interval_ms: Annotated[int, Field(ge=50, le=3_600_000)] = 1000
+    # The leader waits this long after the t-th observation for the rest (0: build at once).
+    collect_ms: Annotated[int, Field(ge=0, le=60_000)] = 50
+    # A member that sent its observation and saw no proposal this long moves to the next leader.
+    leader_timeout_ms: Annotated[int, Field(ge=10, le=60_000)] = 250
+    # Where the leader POSTs each signed report (a feed server's /v1/reports; a bare host gets it appended).
+    publish_urls: list[str] = []
+    # An attester refuses a report whose published_at is further than this from its own clock.
+    max_skew_ms: Annotated[int, Field(ge=0)] = 10_000
+
+    _publish = field_validator("publish_urls")(lambda cls, v: check_urls(v, ("http", "https")))
+
+    @model_validator(mode="after")
+    def _leader_waits_less_than_members(self) -> "FeedRoundSection":
+        if self.collect_ms >= self.leader_timeout_ms:
+            raise ValueError(
+                f"collect_ms ({self.collect_ms}) must be below leader_timeout_ms ({self.leader_timeout_ms}): "
+                "members would move to the next leader before this one proposes"
+            )
+        return self

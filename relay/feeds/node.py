@@ -15,7 +15,7 @@ import inspect
 import secrets
 import time
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -26,7 +26,7 @@ import attest
 from attest.bls import BATCH_WEIGHT_BITS, NEG_G2
 from attest.bn254 import G2_GENERATOR, BN254Error, G2Point, decode_g1, decode_g2, hash_to_g1
 from attest.committee import Committee, KeyShare
-from relay.config import FeedRoundSection, TesseraConfig
+from relay.feeds.config import FeedRoundSection
 from relay.errors import ConfigError
 from relay.feeds.aggregate import (
     NotEnoughObservationsError,
@@ -58,6 +58,9 @@ from relay.feeds.round import (
 from relay.feeds.signed import SignedReport
 from relay.feeds.sources import Source, SourceError, build_sources, gather_quotes
 from relay.log import get_logger
+
+if TYPE_CHECKING:  # annotation only: relay.config sits above the feed modules
+    from relay.config import TesseraConfig
 
 log = get_logger("feeds")
 

@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 
 import attest
-from relay.config import FeedRoundSection, parse_config
+from relay.config import parse_config
+from relay.feeds.config import FeedRoundSection
 from relay.errors import ConfigError
 from relay.devstack import free_port
 from relay.feeds import FeedConfig, parse_feeds, sign_observation
