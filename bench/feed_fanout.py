@@ -17,6 +17,8 @@ import asyncio
 import json
 import os
 import re
+import select
+import socket
 import statistics
 import subprocess
 import sys
@@ -24,10 +26,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
+import tomli_w
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-_ID = re.compile(rb"id: ETH/USD:(\d+)\n")
+# After the sys.path line: the bench runs as a script from a checkout.
+import attest  # noqa: E402
+from attest.threshold import combine_signatures  # noqa: E402
+from relay.devstack import free_port  # noqa: E402
+from relay.feeds.report import FeedReport  # noqa: E402
+from relay.feeds.server.events import parse_event_id  # noqa: E402
+from relay.feeds.signed import SignedReport  # noqa: E402
+from relay.feeds.sse import SseDecoder  # noqa: E402
 
 
 # --- subscriber process ------------------------------------------------------------------------
@@ -35,14 +47,11 @@ _ID = re.compile(rb"id: ETH/USD:(\d+)\n")
 
 def _subscribe(port: int, count: int, ready_file: Path, stop_file: Path, out: Path) -> None:
     """Raw sockets on one epoll, no event-loop framework: the receiving side should add as little
-    as it can to the measured latency. Each arrival is stamped when its bytes are read."""
-    import select
-    import socket
-
+    as it can to the measured latency. Each read is stamped when its bytes arrive and kept; the
+    events are parsed after the run (relay.feeds.sse), each stamped with the read that completed it."""
     request = b"GET /v1/stream?ids=ETH/USD HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
     socks: dict[int, socket.socket] = {}
-    logs: dict[int, dict[int, int]] = {}
-    tails: dict[int, bytes] = {}
+    reads: dict[int, list[tuple[int, bytes]]] = {}
     for _ in range(count):
         for attempt in range(50):
             try:
@@ -58,8 +67,7 @@ def _subscribe(port: int, count: int, ready_file: Path, stop_file: Path, out: Pa
             raise SystemExit(f"subscription refused: {head[:200]!r}")
         sock.setblocking(False)
         socks[sock.fileno()] = sock
-        logs[sock.fileno()] = {}
-        tails[sock.fileno()] = b""
+        reads[sock.fileno()] = []
     poller = select.epoll()
     for fd in socks:
         poller.register(fd, select.EPOLLIN)
@@ -75,13 +83,23 @@ def _subscribe(port: int, count: int, ready_file: Path, stop_file: Path, out: Pa
             if not data:
                 poller.unregister(fd)
                 continue
-            chunk = tails[fd] + data
-            received = logs[fd]
-            for match in _ID.finditer(chunk):
-                received.setdefault(int(match.group(1)), now)
-            tails[fd] = chunk[-40:]
-    out.write_text(json.dumps({"cpu_s": time.process_time() - cpu0,
-                               "logs": [{str(k): v for k, v in r.items()} for r in logs.values()]}))
+            reads[fd].append((now, data))
+    cpu_s = time.process_time() - cpu0
+    out.write_text(json.dumps({"cpu_s": cpu_s, "logs": [_arrivals(r) for r in reads.values()]}))
+
+
+def _arrivals(reads: list[tuple[int, bytes]]) -> dict[str, int]:
+    """Round -> when its report event was complete. The body is HTTP/1.1 chunked: the decoder reads each
+    chunk-size line as a field it does not know and the CRLF closing a chunk as an empty line, both of
+    which the SSE rules ignore."""
+    decoder = SseDecoder()
+    received: dict[str, int] = {}
+    for stamp, data in reads:
+        for event in decoder.feed(data):
+            parsed = parse_event_id(event.id) if event.event == "report" and event.id else None
+            if parsed is not None and parsed[0] == "ETH/USD":
+                received.setdefault(str(parsed[1]), stamp)
+    return received
 
 
 # --- publisher / driver ------------------------------------------------------------------------
@@ -106,8 +124,6 @@ def _percentile(values: list[float], q: float) -> float:
 
 async def _phase(url: str, port: int, server_pid: int, subscribers: int, reports: list, interval: float,
                  workdir: Path, procs: int, first_round: int) -> dict:
-    import aiohttp
-
     tag = f"{subscribers}-{first_round}"
     children = []
     per = [subscribers // procs + (1 if i < subscribers % procs else 0) for i in range(procs)]
@@ -184,14 +200,6 @@ async def _phase(url: str, port: int, server_pid: int, subscribers: int, reports
 
 
 async def _main(args: argparse.Namespace) -> dict:
-    import tomli_w
-
-    import attest
-    from attest.threshold import combine_signatures
-    from relay.devstack import free_port
-    from relay.feeds.report import FeedReport
-    from relay.feeds.signed import SignedReport
-
     committee, shares = attest.deal(4, 3, epoch=1)
     total = args.reports * 2
     workdir = Path(tempfile.mkdtemp(prefix="feed-fanout-"))
@@ -222,8 +230,6 @@ async def _main(args: argparse.Namespace) -> dict:
                             combine_signatures([attest.partial_sign(s, digest) for s in shares[:3]]))
 
     try:
-        import aiohttp
-
         async with aiohttp.ClientSession() as http:
             for _ in range(200):
                 try:

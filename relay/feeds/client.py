@@ -31,6 +31,7 @@ import aiohttp
 from relay.errors import TesseraError
 from relay.feeds.report import ReportError
 from relay.feeds.signed import SignedReport
+from relay.feeds.sse import read_events
 from relay.lifecycle import cancel_quietly
 from relay.log import get_logger
 
@@ -375,31 +376,13 @@ class FeedsClient:
             if resp.status != 200:
                 await self._refused(resp, base)
             connected.set()
-            event, data = "message", []
-            while True:
-                raw = await resp.content.readline()
-                if not raw:
-                    return
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if line == "":
-                    if data:
-                        payload = "\n".join(data)
-                        if event == "dropped":
-                            raise _Reconnect(f"dropped by the server: {payload}")
-                        try:
-                            yield event, json.loads(payload)
-                        except json.JSONDecodeError:
-                            log.warning("feed_stream_bad_event", server=base, event=event)
-                    event, data = "message", []
-                elif line.startswith(":"):
-                    continue
-                else:
-                    name, _, value = line.partition(":")
-                    value = value[1:] if value.startswith(" ") else value
-                    if name == "event":
-                        event = value
-                    elif name == "data":
-                        data.append(value)
+            async for event in read_events(resp):
+                if event.event == "dropped":
+                    raise _Reconnect(f"dropped by the server: {event.data}")
+                try:
+                    yield event.event, json.loads(event.data)
+                except json.JSONDecodeError:
+                    log.warning("feed_stream_bad_event", server=base, event=event.event)
 
     async def _read_ws(self, base: str, ids: list[str], last: dict[str, int], connected: asyncio.Event):
         url = "ws" + base[len("http"):] + "/v1/ws"

@@ -27,6 +27,7 @@ from relay.backoff import Backoff
 from relay.feeds.aggregate import PushDecision, PushPolicy
 from relay.feeds.report import FeedError, FeedReport, ReportError
 from relay.feeds.signed import SignedReport
+from relay.feeds.sse import SseError, read_events
 from relay.log import get_logger
 
 log = get_logger("feeds.push")
@@ -297,11 +298,11 @@ async def sse_reports(
                         raise PushError(f"GET {url} answered HTTP {resp.status}; is [feed_push] source a feed server?")
                     log.info("stream_connected", url=url)
                     attempt = 0
-                    async for data in _sse_data(resp.content):
-                        signed = _parse_event(data)
+                    async for event in read_events(resp):
+                        signed = _parse_event(event.data)
                         if signed is not None:
                             yield signed
-            except (aiohttp.ClientError, asyncio.TimeoutError, PushError) as exc:
+            except (aiohttp.ClientError, asyncio.TimeoutError, PushError, SseError) as exc:
                 log.warning("stream_down", url=url, error=str(exc) or type(exc).__name__)
             delay = backoff.delay(attempt)
             attempt += 1
@@ -324,22 +325,6 @@ async def client_reports(base_urls: str | list[str], committee: Any, feed_ids: l
                 yield update
             else:
                 log.info("stream_event", kind=type(update).__name__, detail=str(update))
-
-
-async def _sse_data(content: aiohttp.StreamReader) -> AsyncIterator[str]:
-    # The SSE framing: `data:` lines accumulate until a blank line ends the event.
-    lines: list[str] = []
-    async for raw in content:
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not line:
-            if lines:
-                yield "\n".join(lines)
-                lines = []
-            continue
-        if line.startswith("data:"):
-            lines.append(line[5:].removeprefix(" "))
-    if lines:
-        yield "\n".join(lines)
 
 
 def _parse_event(data: str) -> SignedReport | None:

@@ -1,5 +1,5 @@
 """Shared by the feed server/client tests: a dealt committee, signed reports, a server on a free port,
-and a small raw SSE reader (independent of the SDK client under test)."""
+and `read_sse`: the next events of a stream through relay.feeds.sse (not through the SDK client under test)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from relay.feeds.config import FeedConfig
 from relay.feeds.report import FeedReport
 from relay.feeds.server import FeedServer, FeedServerSettings
 from relay.feeds.signed import SignedReport
+from relay.feeds.sse import read_events
 
 FEEDS = {
     fid: FeedConfig.model_validate({"id": fid, "description": desc, "decimals": 8,
@@ -81,31 +82,16 @@ class SseMessage:
 
 async def read_sse(resp: aiohttp.ClientResponse, count: int, timeout: float = 5.0,
                    kinds: tuple[str, ...] = ("report", "stale", "live", "gap", "dropped")) -> list[SseMessage]:
-    """The next `count` events of the given kinds (comments, `retry` and other kinds skipped)."""
+    """The next `count` events of the given kinds, JSON-decoded (comments, `retry` and other kinds skipped)."""
     out: list[SseMessage] = []
 
     async def run() -> None:
-        event, data, eid = "message", [], None
-        while len(out) < count:
-            raw = await resp.content.readline()
-            if not raw:
-                raise EOFError("stream closed")
-            line = raw.decode().rstrip("\n")
-            if line == "":
-                if data and event in kinds:
-                    out.append(SseMessage(event, json.loads("\n".join(data)), eid))
-                event, data, eid = "message", [], None
-            elif line.startswith(":"):
-                continue
-            else:
-                name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if name == "event":
-                    event = value
-                elif name == "data":
-                    data.append(value)
-                elif name == "id":
-                    eid = value
+        async for event in read_events(resp):
+            if event.event in kinds:
+                out.append(SseMessage(event.event, json.loads(event.data), event.id))
+                if len(out) == count:
+                    return
+        raise EOFError("stream closed")
 
     await asyncio.wait_for(run(), timeout)
     return out

@@ -26,6 +26,7 @@ from relay.feeds.client import (
     StaleReportError,
 )
 from relay.feeds.signed import SignedReport
+from relay.feeds.sse import encode_event
 from tests.unit.feed_helpers import RunningServer, deal, make_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -79,7 +80,7 @@ class FakeFeedServer:
             await resp.prepare(request)
             for body in self.script[min(n, len(self.script) - 1)]:
                 data = json.dumps(body)
-                await resp.write(f"id: x\nevent: report\ndata: {data}\n\n".encode())
+                await resp.write(encode_event(data, event="report", id="x"))
             return resp  # closing the stream: the client must reconnect
 
         async def latest(request: web.Request) -> web.Response:
@@ -106,7 +107,7 @@ class FakeFeedServer:
 
 async def test_latest_verified(dealt, srv):
     report = dealt.sign(round_=3)
-    assert srv.server.ingest(report).accepted
+    assert srv.server.hub.ingest(report).accepted
     async with client(srv.url, dealt) as feeds:
         got = await feeds.latest("ETH/USD")
         assert got == report and got.verify(dealt.committee)
@@ -118,14 +119,14 @@ async def test_latest_verified(dealt, srv):
 
 async def test_latest_refuses_stale_and_wide_reports(dealt, srv):
     old_ms = int(time.time() * 1000) - 120_000
-    srv.server.ingest(dealt.sign(round_=1, published_at=old_ms))
+    srv.server.hub.ingest(dealt.sign(round_=1, published_at=old_ms))
     async with client(srv.url, dealt) as feeds:
         with pytest.raises(StaleReportError, match="max_age_s=60"):
             await feeds.latest("ETH/USD")
     async with client(srv.url, dealt, max_age_s=300) as feeds:
         assert (await feeds.latest("ETH/USD")).round == 1
     # confidence 10 % of the price
-    srv.server.ingest(dealt.sign(round_=2, price=1_000_000, confidence=100_000))
+    srv.server.hub.ingest(dealt.sign(round_=2, price=1_000_000, confidence=100_000))
     async with client(srv.url, dealt) as feeds:
         with pytest.raises(ConfidenceTooWideError, match="10.0000%"):
             await feeds.latest("ETH/USD")
@@ -189,13 +190,13 @@ async def test_unavailable_and_bad_arguments(dealt):
 
 @pytest.mark.parametrize("transport", ["sse", "ws"])
 async def test_stream_verified_reports_and_unknown_feed(dealt, srv, transport):
-    srv.server.ingest(dealt.sign(round_=1))
+    srv.server.hub.ingest(dealt.sign(round_=1))
     async with client(srv.url, dealt) as feeds:
         stream = feeds.stream(["ETH/USD", "BTC/USD"], transport=transport)
         (first,) = await take(stream, 1)
         assert first.round == 1
-        srv.server.ingest(dealt.sign("BTC/USD", round_=1))
-        srv.server.ingest(dealt.sign(round_=2))
+        srv.server.hub.ingest(dealt.sign("BTC/USD", round_=1))
+        srv.server.hub.ingest(dealt.sign(round_=2))
         got = await take(stream, 2)
         assert [(r.feed_id, r.round) for r in got] == [("BTC/USD", 1), ("ETH/USD", 2)]
         await stream.aclose()
@@ -225,20 +226,20 @@ async def test_reconnect_after_server_restart_resumes_without_duplicates(dealt, 
     first = await RunningServer(make_server(dealt, db=db, stale_after_s=60), port).start()
     async with client(first.url, dealt) as feeds:
         stream = feeds.stream(["ETH/USD"], transport=transport)
-        first.server.ingest(dealt.sign(round_=1))
+        first.server.hub.ingest(dealt.sign(round_=1))
         got = await take(stream, 1)
         for i in (2, 3):
-            first.server.ingest(dealt.sign(round_=i))
+            first.server.hub.ingest(dealt.sign(round_=i))
         got += await take(stream, 2)
         await first.stop()  # killed mid-stream
-        first.server.db.close()
+        first.server.hub.db.close()
         second_server = make_server(dealt, db=db, stale_after_s=60)
         for i in (4, 5):  # published while the client was away
-            assert second_server.ingest(dealt.sign(round_=i)).accepted
+            assert second_server.hub.ingest(dealt.sign(round_=i)).accepted
         second = await RunningServer(second_server, port).start()
         try:
             got += await take(stream, 2)
-            second_server.ingest(dealt.sign(round_=6))
+            second_server.hub.ingest(dealt.sign(round_=6))
             got += await take(stream, 1)
         finally:
             await stream.aclose()
@@ -255,13 +256,13 @@ async def test_gap_event_when_restarted_server_cannot_fill_the_hole(dealt):
         stream = feeds.stream(["ETH/USD"])
         got = []
         for i in (1, 2):  # one at a time: a new subscription starts at the latest report
-            first.server.ingest(dealt.sign(round_=i))
+            first.server.hub.ingest(dealt.sign(round_=i))
             got += await take(stream, 1)
         await first.stop()
         # A fresh server without persistence, which kept only the last 2 of rounds 3..7.
         fresh = make_server(dealt, history_size=2, stale_after_s=60)
         for i in range(3, 8):
-            fresh.ingest(dealt.sign(round_=i))
+            fresh.hub.ingest(dealt.sign(round_=i))
         second = await RunningServer(fresh, port).start()
         try:
             got += await take(stream, 3)
@@ -278,11 +279,11 @@ async def test_stale_and_live_events(dealt):
     try:
         async with client(running.url, dealt) as feeds:
             stream = feeds.stream(["ETH/USD"], transport="ws")
-            running.server.ingest(dealt.sign(round_=1))
+            running.server.hub.ingest(dealt.sign(round_=1))
             (report,) = await take(stream, 1)
             (stale,) = await take(stream, 1, timeout=5)
             assert isinstance(stale, StaleEvent) and stale.last_round == 1 and stale.source == "server"
-            running.server.ingest(dealt.sign(round_=2))
+            running.server.hub.ingest(dealt.sign(round_=2))
             live, fresh = await take(stream, 2)
             assert live == LiveEvent("ETH/USD", 2) and fresh.round == 2
             await stream.aclose()
@@ -291,7 +292,7 @@ async def test_stale_and_live_events(dealt):
 
 
 async def test_client_says_stale_when_no_server_reachable(dealt, srv):
-    srv.server.ingest(dealt.sign(round_=1))
+    srv.server.hub.ingest(dealt.sign(round_=1))
     now = [time.time()]
     async with client(srv.url, dealt, clock=lambda: now[0], max_age_s=30) as feeds:
         stream = feeds.stream(["ETH/USD"], check_interval_s=0.05)
@@ -311,7 +312,7 @@ async def test_sdk_attach(dealt, srv, tmp_path):
     dealt.committee.save(committee_file)
     config = parse_config({"chains": {}, "committee": {"file": str(committee_file)},
                            "feed_server": {"listen": f"127.0.0.1:{srv.port}"}})
-    srv.server.ingest(dealt.sign(round_=9))
+    srv.server.hub.ingest(dealt.sign(round_=9))
     async with TesseraClient(config) as sdk:
         assert (await sdk.feeds.latest("ETH/USD")).round == 9
         (report,) = await take(sdk.feeds.stream(["ETH/USD"]), 1)

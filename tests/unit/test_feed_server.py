@@ -12,7 +12,8 @@ import time
 import aiohttp
 import pytest
 
-from relay.feeds.server import FeedServer, FeedServerError, FeedServerSettings, OPENAPI_PATH
+from relay.feeds.server import FeedServer, FeedServerError, FeedServerSettings
+from relay.feeds.server.app import OPENAPI_PATH
 from tests.unit.feed_helpers import FEEDS, RunningServer, deal, make_server, read_sse
 
 pytestmark = pytest.mark.timeout(60)
@@ -94,9 +95,9 @@ async def test_ingest_tampered_and_malformed_are_400(dealt, srv, http):
 async def test_previous_committee_accepted_during_rotation(dealt, http):
     old = deal(epoch=dealt.committee.epoch - 1)
     server = FeedServer(dealt.committee, FEEDS, FeedServerSettings(), previous_committee=old.committee)
-    assert server.ingest(old.sign(round_=1)).accepted
-    assert server.ingest(dealt.sign(round_=2)).accepted
-    assert not server.ingest(deal(epoch=99).sign(round_=3)).accepted
+    assert server.hub.ingest(old.sign(round_=1)).accepted
+    assert server.hub.ingest(dealt.sign(round_=2)).accepted
+    assert not server.hub.ingest(deal(epoch=99).sign(round_=3)).accepted
 
 
 # --- REST --------------------------------------------------------------------------------------
@@ -234,22 +235,22 @@ async def test_slow_sse_consumer_dropped_fast_one_keeps_receiving(dealt, http):
     try:
         async with http.get(running.url + "/v1/stream?ids=ETH/USD") as fast:
             for _ in range(100):
-                if server.subscriber_count == 2:
+                if server.hub.subscriber_count == 2:
                     break
                 await asyncio.sleep(0.02)
-            assert server.subscriber_count == 2
+            assert server.hub.subscriber_count == 2
             total = 0
             received = []
-            while server.dropped_count == 0 and total < 3000:
+            while server.hub.dropped_count == 0 and total < 3000:
                 for _ in range(20):
                     total += 1
-                    assert server.ingest(dealt.sign(round_=total)).accepted
+                    assert server.hub.ingest(dealt.sign(round_=total)).accepted
                 received += await read_sse(fast, 20)  # the fast one reads everything as it comes
-            assert server.dropped_count == 1, f"slow consumer not dropped after {total} reports"
-            assert server.subscriber_count == 1
+            assert server.hub.dropped_count == 1, f"slow consumer not dropped after {total} reports"
+            assert server.hub.subscriber_count == 1
             for _ in range(5):
                 total += 1
-                server.ingest(dealt.sign(round_=total))
+                server.hub.ingest(dealt.sign(round_=total))
             received += await read_sse(fast, 5)
             assert [m.data["round"] for m in received] == list(range(1, total + 1))
         async with http.get(running.url + "/metrics") as r:
@@ -307,19 +308,19 @@ async def test_slow_ws_consumer_closed_1008(dealt, http):
                 await ws.send_json({"op": "subscribe", "ids": ["ETH/USD"]})
             assert (await _ws_next(fast))["type"] == "subscribed"
             total = 0
-            while server.dropped_count == 0 and total < 5000:
+            while server.hub.dropped_count == 0 and total < 5000:
                 # One report per loop turn, as reports arrive in practice: the writers get to run in between.
                 total += 1
-                server.ingest(dealt.sign(round_=total))
+                server.hub.ingest(dealt.sign(round_=total))
                 assert (await _ws_next(fast, "report"))["report"]["round"] == total
-            assert server.dropped_count == 1, f"slow consumer not dropped after {total} reports"
+            assert server.hub.dropped_count == 1, f"slow consumer not dropped after {total} reports"
             # The slow one, reading at last, finds the close frame after what was already buffered.
             while True:
                 msg = await asyncio.wait_for(slow.receive(), 10)
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     break
             assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1008 and msg.extra == "slow consumer"
-            server.ingest(dealt.sign(round_=total + 1))
+            server.hub.ingest(dealt.sign(round_=total + 1))
             assert (await _ws_next(fast, "report"))["report"]["round"] == total + 1
     finally:
         await running.stop()
@@ -332,8 +333,8 @@ async def test_history_survives_restart_with_db(dealt, tmp_path, http):
     db = tmp_path / "feeds.db"
     first = make_server(dealt, db=db, history_size=3)
     for r in range(1, 6):
-        assert first.ingest(dealt.sign(round_=r)).accepted
-    first.db.close()
+        assert first.hub.ingest(dealt.sign(round_=r)).accepted
+    first.hub.db.close()
     running = await RunningServer(make_server(dealt, db=db, history_size=3)).start()
     try:
         async with http.get(running.url + "/v1/feeds/ETH/USD/history") as r:
@@ -409,9 +410,9 @@ async def test_openapi_schemas_match_real_responses(dealt, srv, http):
         assert set(await r.json()) == props("History")
     async with http.get(srv.url + "/health") as r:
         assert set(await r.json()) == props("Health")
-    assert set(srv.server.ingest(dealt.sign(round_=1)).to_json()) <= props("IngestResult")
-    srv.server.check_stale(now_ms=10**13)
-    stale = srv.server._stale_event(srv.server.feeds["ETH/USD"], 10**13).data
+    assert set(srv.server.hub.ingest(dealt.sign(round_=1)).to_json()) <= props("IngestResult")
+    srv.server.hub.check_stale(now_ms=10**13)
+    stale = srv.server.feeds["ETH/USD"].stale_event(10**13).data
     assert set(stale) == props("StaleEvent")
 
 
@@ -421,9 +422,9 @@ async def test_hung_up_subscribers_are_unregistered_at_once(dealt, srv, http):
         async with http.ws_connect(srv.url.replace("http", "ws") + "/v1/ws") as ws:
             await ws.send_json({"op": "subscribe", "ids": ["ETH/USD"]})
             assert (await _ws_next(ws))["type"] == "subscribed"
-            assert srv.server.subscriber_count == 2
+            assert srv.server.hub.subscriber_count == 2
     for _ in range(100):  # well before the 15 s keepalive
-        if srv.server.subscriber_count == 0:
+        if srv.server.hub.subscriber_count == 0:
             break
         await asyncio.sleep(0.02)
-    assert srv.server.subscriber_count == 0
+    assert srv.server.hub.subscriber_count == 0
