@@ -33,6 +33,7 @@ from relay.feeds.push import Pusher, sse_reports
 from relay.feeds.report import FeedReport, encode_feed_id
 from relay.feeds.signed import SignedReport
 from relay.feeds.sources import SourceError, build_source
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -479,13 +480,6 @@ async def test_feed_push_and_market_commands(setup: Setup, tmp_path: Any) -> Non
                          interval_ms=1, volatility_bps=50, reversion=0.05, steps=1, seed=1, stop=asyncio.Event())
 
 
-async def _wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
 async def test_push_fails_over_to_the_next_rpc_endpoint(setup: Setup) -> None:
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens here
     target = EvmFeedTarget([dead, setup.node.rpc_url], setup.node.private_keys[2], setup.contracts["FeedStore"],
@@ -515,7 +509,7 @@ async def test_a_stuck_update_is_replaced_with_higher_fees(setup: Setup) -> None
     tip_before = await setup.w3.eth.max_priority_fee
     async with no_automine(setup.w3):
         pushing = asyncio.create_task(target.push(setup.sign(report(4, 310_000_000_000))))
-        await _wait_for(lambda: target._in_flight is not None and len(target._in_flight.hashes) >= 2)
+        await wait_for(lambda: target._in_flight is not None and len(target._in_flight.hashes) >= 2, timeout=10.0)
         first = target._in_flight.hashes[0]
         await setup.w3.provider.make_request("evm_mine", [])
         tx = await asyncio.wait_for(pushing, 10)
@@ -542,7 +536,7 @@ async def test_an_update_still_unmined_at_timeout_is_replaced_by_the_next_push(s
         stuck_tx = await setup.w3.eth.get_transaction(stuck)
         # The next report takes the stuck update's nonce with higher fees, instead of queueing behind it.
         pushing = asyncio.create_task(target.push(setup.sign(report(6, 321_000_000_000))))
-        await _wait_for(lambda: target._in_flight is not None and len(target._in_flight.hashes) >= 2)
+        await wait_for(lambda: target._in_flight is not None and len(target._in_flight.hashes) >= 2, timeout=10.0)
         await setup.w3.provider.make_request("evm_mine", [])
         tx = await asyncio.wait_for(pushing, 10)
     newer = await setup.w3.eth.get_transaction(tx)

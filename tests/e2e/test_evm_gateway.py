@@ -33,6 +33,7 @@ from relay.config import EvmChain
 from attest.bn254 import P
 from relay.envelope import Envelope, address_to_bytes32
 from relay.protocol import MessageKind
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -114,14 +115,6 @@ async def _collect(adapter: EvmAdapter, cursor: str | None, into: list[Observati
         into.append(observation)
 
 
-async def _until(predicate: Any, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def _status_until(adapter: EvmAdapter, tx: str, state: DeliveryState, setup: Setup | None = None,
                         timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout
@@ -156,11 +149,11 @@ async def test_watch_yields_messages_only_once_final_in_order_and_resumes(setup:
         await asyncio.sleep(0.6)
         assert seen == [], "yielded before the block had 2 confirmations"
         setup.mine()  # the first message's block now has 2 blocks on top
-        await _until(lambda: len(seen) == 1, what="first message")
+        await wait_for(lambda: len(seen) == 1, what="first message", timeout=5.0)
         await asyncio.sleep(0.4)
         assert len(seen) == 1, "the second message was yielded before it was final"
         setup.mine()
-        await _until(lambda: len(seen) == 2, what="second message")
+        await wait_for(lambda: len(seen) == 2, what="second message", timeout=5.0)
         assert [o.envelope for o in seen] == envelopes
         assert [o.source_tx for o in seen] == [tx for _, tx in sent]
         assert seen[0].position < seen[1].position
@@ -175,7 +168,7 @@ async def test_watch_yields_messages_only_once_final_in_order_and_resumes(setup:
     later: list[Observation] = []
     task = asyncio.create_task(_collect(resumed, seen[-1].cursor, later))
     try:
-        await _until(lambda: len(later) >= 1, what="third message")
+        await wait_for(lambda: len(later) >= 1, what="third message", timeout=5.0)
         await asyncio.sleep(0.3)
         assert [o.envelope for o in later] == [third] and third.nonce == 2
         assert later[0].source_tx == third_tx
@@ -213,7 +206,7 @@ async def test_reorg_before_finality_never_yields_the_orphaned_envelope(setup: S
         assert fresh.nonce == 0 and fresh != orphan
         assert await watcher.reobserve(fresh_tx) == [], "reobserve returned a message that is not final"
         setup.mine(3)
-        await _until(lambda: len(seen) == 1, what="the message sent after the reorg")
+        await wait_for(lambda: len(seen) == 1, what="the message sent after the reorg", timeout=5.0)
         assert seen[0].envelope == fresh
         (again,) = await watcher.reobserve(fresh_tx)
         assert again.envelope == fresh and again.source_tx == fresh_tx
@@ -235,7 +228,7 @@ async def test_newheads_subscription_wakes_the_watcher(setup: Setup) -> None:
         await asyncio.sleep(0.2)  # the wake-up the subscription itself gives has been used
         envelope, _ = await sender.send_message(REMOTE, b"\x00" * 31 + b"\x03", MessageKind.DATA, b"ws")
         setup.mine()
-        await _until(lambda: len(seen) == 1, timeout=3.0, what="a WS-woken watcher")
+        await wait_for(lambda: len(seen) == 1, timeout=3.0, what="a WS-woken watcher")
         assert seen[0].envelope == envelope
     finally:
         task.cancel()
@@ -525,7 +518,7 @@ async def test_finalized_tag_is_used_when_confirmations_are_unset(setup: Setup) 
         await asyncio.sleep(0.4)
         assert seen == []
         setup.rpc("anvil_mine", hex(100))  # anvil finalizes blocks a fixed depth under the head
-        await _until(lambda: len(seen) == 1, what="a finalized message")
+        await wait_for(lambda: len(seen) == 1, what="a finalized message", timeout=5.0)
         assert seen[0].envelope == envelope and await sender.final_block() >= held
     finally:
         task.cancel()

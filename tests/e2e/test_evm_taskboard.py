@@ -5,7 +5,6 @@ committee's PROOF_ATTESTATION pay the worker, and expired tasks are reclaimed (r
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.tasks.board import ReclaimRefused, RequestRefused, ResultAlreadySubmitted, ResultRefused
 from relay.interfaces import IncomingRequest, RequesterBoard, ServingBoard, TaskState
 from relay.tasks.payloads import AttestationMethod, ProofAttestation, TaskRequest, TaskResult
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -111,14 +111,6 @@ async def _collect(board: EvmTaskBoard, cursor: str | None, into: list[IncomingR
         into.append(incoming)
 
 
-async def _until(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def _signed_result(request_id: bytes, executor: str, output: bytes) -> TaskResult:
     return TaskResult.signed(Ed25519PrivateKey.generate(), request_id=request_id, executor=executor, output=output,
                              payout=address_to_bytes32(PAYOUT))
@@ -143,7 +135,7 @@ async def test_watch_requests_and_submit_result(setup: Setup) -> None:
         await asyncio.sleep(0.4)
         assert seen == [], "yielded before the delivery had 1 confirmation"
         setup.mine()
-        await _until(lambda: len(seen) == 1, what="the delivered request")
+        await wait_for(lambda: len(seen) == 1, what="the delivered request", timeout=10.0)
         (incoming,) = seen
         assert incoming.envelope == delivered
         assert incoming.request_id == delivered.message_id == incoming.envelope.message_id
@@ -195,7 +187,7 @@ async def test_watch_requests_and_submit_result(setup: Setup) -> None:
     later: list[IncomingRequest] = []
     task = asyncio.create_task(_collect(resumed, incoming.cursor, later))
     try:
-        await _until(lambda: len(later) == 1, what="the second request")
+        await wait_for(lambda: len(later) == 1, what="the second request", timeout=10.0)
         await asyncio.sleep(0.3)
         assert [i.envelope for i in later] == [second]
         assert later[0].request.input_uri == "ipfs://bafy2"

@@ -29,6 +29,7 @@ from relay.feeds.round import leader_of
 from relay.feeds.server import FeedServer, FeedServerSettings
 from relay.feeds.signed import SignedReport
 from relay.processes import ChildProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -100,13 +101,6 @@ def write_config(root: Path, exchange: str, sinks: list[str], n: int = 4, t: int
     return path, committee
 
 
-async def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 async def test_rounds_on_attester_processes(tmp_path: Path) -> None:
     sink = Sink()
     sink_runner, sink_url = await serve(sink.app())
@@ -137,7 +131,7 @@ async def test_rounds_on_attester_processes(tmp_path: Path) -> None:
 
         # All four up: a signed report per round arrives at the sink and verifies against the committee.
         start = time.monotonic()
-        await wait_until(lambda: len(sink.since(start)) >= 5, 30, "five reports")
+        await wait_for(lambda: len(sink.since(start)) >= 5, 30, "five reports")
         reports = sink.since(start)
         assert all(r.verify(committee) for r in reports)
         assert len({r.round for r in reports}) == len(reports)
@@ -149,9 +143,9 @@ async def test_rounds_on_attester_processes(tmp_path: Path) -> None:
         victim = leader_of(committee, reports[-1].round + 2, 0)
         os.kill(procs[victim].pid, signal.SIGKILL)
         killed = time.monotonic()
-        await wait_until(lambda: any(leader_of(committee, r.round, 0) == victim for r in sink.since(killed)),
+        await wait_for(lambda: any(leader_of(committee, r.round, 0) == victim for r in sink.since(killed)),
                          30, f"a report for a round member {victim} should have led")
-        await wait_until(lambda: len(sink.since(killed)) >= 6, 30, "six reports after the kill")
+        await wait_for(lambda: len(sink.since(killed)) >= 6, 30, "six reports after the kill")
         after = sink.since(killed)
         assert all(r.verify(committee) for r in after)
         assert {r.report.observations for r in after if r.round > after[0].round} == {3}

@@ -24,6 +24,7 @@ from relay.feeds.client import FeedsClient, LiveEvent, StaleEvent
 from relay.feeds.report import FeedReport
 from relay.feeds.signed import SignedReport
 from relay.processes import ChildProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,13 +80,6 @@ def reports_of(items, feed="ETH/USD"):
     return [i.round for i in items if isinstance(i, SignedReport) and i.feed_id == feed]
 
 
-async def wait_until(cond, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def test_feed_server_process_end_to_end(setup, tmp_path):
     committee, shares, path, url = setup
     proc = feed_server(path, tmp_path)
@@ -102,13 +96,13 @@ async def test_feed_server_process_end_to_end(setup, tmp_path):
                                               lambda xs: 12 in reports_of(xs)))
             ws = asyncio.create_task(collect(ws_client.stream(["ETH/USD", "BTC/USD"], transport="ws"), ws_items,
                                              lambda xs: 12 in reports_of(xs)))
-            await wait_until(lambda: 1 in reports_of(sse_items) and 1 in reports_of(ws_items))
+            await wait_for(lambda: 1 in reports_of(sse_items) and 1 in reports_of(ws_items), timeout=15.0)
 
             # Rounds 2..5 flow to both transports, each verified by the SDK against the committee key.
             for r in range(2, 6):
                 assert (await post(http, url, sign(shares, committee, "ETH/USD", r, 3000_00000000 + r)))[1]["accepted"]
             assert (await post(http, url, sign(shares, committee, "BTC/USD", 1, 90000_00000000)))[1]["accepted"]
-            await wait_until(lambda: 5 in reports_of(sse_items) and 5 in reports_of(ws_items))
+            await wait_for(lambda: 5 in reports_of(sse_items) and 5 in reports_of(ws_items), timeout=15.0)
             latest = await sse_client.latest("ETH/USD")
             assert latest.round == 5 and latest.verify(committee)
 
@@ -117,15 +111,15 @@ async def test_feed_server_process_end_to_end(setup, tmp_path):
             weak = sign(shares, committee, "ETH/USD", 6, 3000_00000000, signers=2)
             status, body = await post(http, url, weak)
             assert status == 400 and "signature does not verify" in body["reason"]
-            await wait_until(lambda: any(isinstance(i, StaleEvent) and i.feed_id == "ETH/USD" for i in sse_items)
-                             and any(isinstance(i, StaleEvent) and i.feed_id == "ETH/USD" for i in ws_items))
+            await wait_for(lambda: any(isinstance(i, StaleEvent) and i.feed_id == "ETH/USD" for i in sse_items)
+                           and any(isinstance(i, StaleEvent) and i.feed_id == "ETH/USD" for i in ws_items), timeout=15.0)
             assert 6 not in reports_of(sse_items) and 6 not in reports_of(ws_items)
             async with http.get(url + "/v1/feeds") as resp:
                 assert {f["id"]: f["status"] for f in (await resp.json())["feeds"]}["ETH/USD"] == "stale"
 
             # The committee is back: live again.
             assert (await post(http, url, sign(shares, committee, "ETH/USD", 7, 3000_00000007)))[1]["accepted"]
-            await wait_until(lambda: 7 in reports_of(sse_items) and 7 in reports_of(ws_items))
+            await wait_for(lambda: 7 in reports_of(sse_items) and 7 in reports_of(ws_items), timeout=15.0)
             for items in (sse_items, ws_items):
                 kinds = [(type(i).__name__, getattr(i, "round", None)) for i in items if getattr(i, "feed_id", "") == "ETH/USD"]
                 assert kinds.index(("LiveEvent", 7)) == kinds.index(("SignedReport", 7)) - 1
@@ -226,7 +220,7 @@ async def test_attester_rounds_to_sdk_streams(tmp_path):
             ws_items: list = []
             tasks = [asyncio.create_task(collect(c.stream(["ETH/USD"], transport=t), items, lambda xs: False))
                      for c, t, items in ((sse_client, "sse", sse_items), (ws_client, "ws", ws_items))]
-            await wait_until(lambda: len(reports_of(sse_items)) >= 4 and len(reports_of(ws_items)) >= 4, 40)
+            await wait_for(lambda: len(reports_of(sse_items)) >= 4 and len(reports_of(ws_items)) >= 4, 40)
             for items in (sse_items, ws_items):
                 reports = [i for i in items if isinstance(i, SignedReport)]
                 assert all(r.verify(committee) and r.report.price == 300_100_000_000 for r in reports)
@@ -236,8 +230,8 @@ async def test_attester_rounds_to_sdk_streams(tmp_path):
             # Two of four down (t = 3): no report is published and both streams say stale.
             for index in (1, 2):
                 os.kill(procs[index].pid, signal.SIGKILL)
-            await wait_until(lambda: any(isinstance(i, StaleEvent) for i in sse_items)
-                             and any(isinstance(i, StaleEvent) for i in ws_items), 20)
+            await wait_for(lambda: any(isinstance(i, StaleEvent) for i in sse_items)
+                           and any(isinstance(i, StaleEvent) for i in ws_items), 20)
             last = max(reports_of(sse_items))
             await asyncio.sleep(1.0)
             async with aiohttp.ClientSession() as http:
@@ -249,9 +243,9 @@ async def test_attester_rounds_to_sdk_streams(tmp_path):
             procs[1].stop()
             attester(1)
             await wait_http(f"{committee.member(1).endpoint}/health", procs[1])
-            await wait_until(lambda: any(isinstance(i, LiveEvent) for i in sse_items)
-                             and any(isinstance(i, LiveEvent) for i in ws_items), 30)
-            await wait_until(lambda: max(reports_of(sse_items)) > last and max(reports_of(ws_items)) > last, 30)
+            await wait_for(lambda: any(isinstance(i, LiveEvent) for i in sse_items)
+                           and any(isinstance(i, LiveEvent) for i in ws_items), 30)
+            await wait_for(lambda: max(reports_of(sse_items)) > last and max(reports_of(ws_items)) > last, 30)
             for task in tasks:
                 task.cancel()
     finally:

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from solders.keypair import Keypair
 from relay.config import load_config
 from relay.sdk import TesseraClient
 from relay.devstack import messaging_stack
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -25,16 +25,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def stages(db: Path) -> dict[str, str]:
     with sqlite3.connect(db) as conn:
         return {row[0].hex(): row[1] for row in conn.execute("SELECT message_id, stage FROM messages")}
-
-
-async def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate() if asyncio.iscoroutinefunction(predicate) else predicate()
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 async def test_evm_to_solana_and_back_with_one_attester_down(tmp_path: Path) -> None:

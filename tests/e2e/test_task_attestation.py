@@ -28,21 +28,12 @@ from relay.store import Stage, Store
 from relay.tasks import ProofKind, TaskRequest, TaskResult
 from relay.tasks.attestation import attestation_for
 from relay.tasks.sentiment import SentimentExecutor
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 WORKER_KEY = ANVIL_DEV_KEYS[5]  # the EOA that plays the worker's board on EVM
 TEXT = b"The relay delivered every message on time. Brilliant work!"
-
-
-async def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 async def _json(url: str) -> tuple[int, dict]:

@@ -19,6 +19,7 @@ from relay.interfaces import TaskState
 from relay.tasks.client import TaskExpiredError
 from relay.tasks.payloads import AttestationMethod, ProofKind, TaskResult
 from relay.tasks.sentiment import SentimentExecutor
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -93,10 +94,10 @@ async def test_a_wrong_sentiment_result_is_refused_by_the_attesters_and_not_paid
                 status = await handle.status()
                 return status if status.state is TaskState.RESULT_RECEIVED else None
 
-            status = await _wait_for(recorded, 90)
+            status = await wait_for(recorded, 90)
             assert status.output_hash == keccak256(wrong)
             committee = Committee.load(config.committee.file)
-            refusals = await _wait_for(lambda: _refusals(committee, status.result_id), 60)
+            refusals = await wait_for(lambda: _refusals(committee, status.result_id), 60)
             assert len(refusals) >= committee.t
             assert all("re-execution" in reason or "output" in reason for reason in refusals), refusals
             await asyncio.sleep(5)  # time for an attestation, were there one
@@ -120,12 +121,3 @@ async def _refusals(committee: Committee, result_id: bytes) -> list[str] | None:
                 reasons.append(body["reason"])
     return reasons if len(reasons) == len(committee.members) else None
 
-
-async def _wait_for(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"condition not met within {timeout}s")

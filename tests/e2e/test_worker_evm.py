@@ -9,13 +9,11 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 import attest
 from adapters.registry import driver_for
@@ -26,63 +24,12 @@ from relay.devstack import free_port, messaging_stack
 from relay.envelope import Envelope, address_to_bytes32, keccak256
 from relay.protocol import MessageKind
 from relay.tasks.payloads import ProofKind, TaskRequest, TaskResult
+from tests.support.waiting import wait_for
+from tests.support.worker import Inference, stages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 REQUESTER_BOARD = b"\x5e" * 32  # a Solana-side requester board (any 32 bytes: the EVM board records it)
-
-
-def stages(db: Path) -> dict[bytes, tuple[str, str, int]]:
-    with sqlite3.connect(db) as conn:
-        return {row[0]: (row[1], row[2], row[3]) for row in conn.execute("SELECT request_id, stage, reason, runs FROM tasks")}
-
-
-async def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate() if asyncio.iscoroutinefunction(predicate) else predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} not met within {timeout}s")
-
-
-class Inference:
-    """An OpenAI-compatible server that counts calls per prompt. Prompts starting with "slow:"
-    hang on their first call (the worker gets killed meanwhile) and answer on later ones; prompts
-    starting with "gated:" answer once `gate` is set."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, int] = {}
-        self.gate = asyncio.Event()
-        self.closing = asyncio.Event()
-        self.port = free_port()
-        self.runner: web.AppRunner | None = None
-
-    async def completions(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        prompt = body["messages"][-1]["content"]
-        self.calls[prompt] = self.calls.get(prompt, 0) + 1
-        if prompt.startswith("slow:") and self.calls[prompt] == 1:
-            await self.closing.wait()  # the worker is killed meanwhile; nobody reads this answer
-            return web.Response(status=503)
-        if prompt.startswith("gated:"):
-            await self.gate.wait()
-        answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": f"answer({prompt})"}}]}
-        return web.json_response(answer)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self.completions)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        self.closing.set()
-        self.gate.set()
-        if self.runner is not None:
-            await self.runner.cleanup()
 
 
 class Requester:

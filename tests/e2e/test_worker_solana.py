@@ -23,7 +23,8 @@ from relay.devstack import messaging_stack
 from relay.envelope import Envelope
 from relay.protocol import MessageKind
 from relay.tasks.payloads import ProofKind, TaskRequest, TaskResult
-from tests.e2e.test_worker_evm import Inference, stages, wait_for
+from tests.support.waiting import wait_for
+from tests.support.worker import Inference, stages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -15,7 +15,7 @@ from attest.signing_log import EquivocationError, SignedEntry, SigningLog
 from relay.interfaces import Observation
 from relay.collector import CommitteeCollector
 from relay.envelope import Envelope
-from tests.unit.test_pipeline import DST, SRC, FakeChain, envelope
+from tests.support.fakes import DST, SRC, FakeChain, envelope
 
 
 def _port() -> int:

@@ -10,7 +10,7 @@ from relay.cli import main
 from relay.config import dump_config, parse_config
 from relay.pipeline import PipelineSettings, Relayer
 from relay.store import Stage, Store
-from tests.unit.test_pipeline import DST, SRC, FakeChain, FakeCommittee, envelope
+from tests.support.fakes import DST, SRC, FakeChain, FakeCommittee, envelope
 
 FAST = PipelineSettings(backoff=Backoff(base=0.0, jitter=0.0, max_attempts=2), confirm_poll=0.0)
 

@@ -35,7 +35,7 @@ from relay.tasks.attestation import (
     method_for,
 )
 from relay.tasks.sentiment import SentimentExecutor
-from tests.unit.test_pipeline import FakeChain
+from tests.support.fakes import FakeChain, FakeCommittee
 
 SOL, EVM = 900, 31337
 USER = bytes(range(32))  # the requester on Solana
@@ -439,8 +439,6 @@ async def test_old_store_with_a_table_wide_unique_nonce_is_migrated(tmp_path: Pa
 
 
 async def test_an_attestation_is_submitted_only_after_its_result_landed(tmp_path: Path) -> None:
-    from tests.unit.test_pipeline import FakeCommittee
-
     store = await Store.open(tmp_path / "relayer.db")
     sol = FakeChain("solana", SOL)
     chains = {SOL: sol, EVM: FakeChain("evm", EVM)}
