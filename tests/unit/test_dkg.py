@@ -2,9 +2,10 @@
 
 import asyncio
 import copy
+import functools
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from aiohttp import web
@@ -19,6 +20,7 @@ from attest.dealer import KeygenError
 from attest.dkg import (
     ROUND_COMPLAINTS,
     ROUND_DEAL,
+    Conduct,
     DKGConfig,
     DKGError,
     DKGParticipant,
@@ -56,7 +58,7 @@ def make_config(n: int = 4, t: int = 3, start_timeout: float = 10.0, round_timeo
     return config, socks
 
 
-async def run_dkg(config: DKGConfig, socks: dict[int, socket.socket], *, behaviour: dict[int, type] | None = None,
+async def run_dkg(config: DKGConfig, socks: dict[int, socket.socket], *, behaviour: dict[int, Callable[..., DKGParticipant]] | None = None,
                   down: set[int] = frozenset(), backend: str | None = None,
                   identities: dict[int, Ed25519PrivateKey] | None = None) -> dict[int, DKGResult | Exception]:
     behaviour = behaviour or {}
@@ -106,25 +108,30 @@ async def test_honest_dkg_gives_everyone_the_same_committee_that_signs(backend: 
     assert secrets[0] == secrets[1]
 
 
-class _CheatsParticipant2(DKGParticipant):
+class CheatsParticipant2(Conduct):
     """Deals participant 2 a share that is off by one: its commitments do not match."""
 
-    def _outgoing_share(self, recipient: int, share: int) -> int:
+    def outgoing_share(self, recipient: int, share: int) -> int:
         return (share + 1) % R if recipient == 2 else share
 
 
-class RefusesToReveal(_CheatsParticipant2):
-    def _reveal(self, complainer: int, share: int) -> int | None:
+class RefusesToReveal(CheatsParticipant2):
+    def reveal(self, complainer: int, share: int) -> int | None:
         return None
 
 
-class RevealsBadShare(_CheatsParticipant2):
-    def _reveal(self, complainer: int, share: int) -> int | None:
+class RevealsBadShare(CheatsParticipant2):
+    def reveal(self, complainer: int, share: int) -> int | None:
         return (share + 1) % R
 
 
-class RevealsTrueShare(_CheatsParticipant2):
-    pass  # the default _reveal publishes the true share
+class RevealsTrueShare(CheatsParticipant2):
+    pass  # the default reveal publishes the true share
+
+
+def dealer(conduct: Conduct) -> Callable[..., DKGParticipant]:
+    """A participant that deals and answers complaints by `conduct`."""
+    return functools.partial(DKGParticipant, conduct=conduct)
 
 
 @pytest.mark.parametrize("cheater, reason", [
@@ -133,7 +140,7 @@ class RevealsTrueShare(_CheatsParticipant2):
 ])
 async def test_bad_dealer_is_disqualified_and_the_others_agree(cheater: type, reason: str) -> None:
     config, socks = make_config()
-    results = await run_dkg(config, socks, behaviour={4: cheater})
+    results = await run_dkg(config, socks, behaviour={4: dealer(cheater())})
     committee = honest_agree(results, [1, 2, 3])
     for i in (1, 2, 3):
         assert results[i].qual == [1, 2, 3]
@@ -146,7 +153,7 @@ async def test_bad_dealer_is_disqualified_and_the_others_agree(cheater: type, re
 
 async def test_complaint_answered_with_the_true_share_is_dismissed() -> None:
     config, socks = make_config()
-    results = await run_dkg(config, socks, behaviour={4: RevealsTrueShare})
+    results = await run_dkg(config, socks, behaviour={4: dealer(RevealsTrueShare())})
     committee = honest_agree(results, [1, 2, 3, 4])
     assert all(r.qual == [1, 2, 3, 4] and r.excluded == {} for r in results.values())
     # Participant 2 uses the publicly revealed share: its key works in a signature.
