@@ -1,31 +1,15 @@
-"""`relay feed-server`: the feed server daemon."""
+"""The feed server daemon (`relay feed-server`, parsed in relay/cli/feeds.py)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
 from pathlib import Path
 
 from relay.errors import ConfigError
-from relay.lifecycle import settle_heap
+from relay.lifecycle import http_service, run_daemon
 from relay.log import get_logger
 
 log = get_logger("feeds.serve")
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Adds this module's sub-commands (each sets `handler`)."""
-    p = sub.add_parser(
-        "feed-server", help="serve committee-signed feed reports over REST, SSE and WebSocket",
-        description="Accept feed reports from the round leader (POST /v1/reports, verified against the committee "
-        "key) and serve them: GET /v1/feeds, /v1/feeds/{id}/latest, /v1/feeds/{id}/history, SSE /v1/stream, "
-        "WebSocket /v1/ws, /openapi.json, /health, /metrics. Settings come from [feed_server]; feeds from "
-        "[feeds.<id>]; the committee from [committee] file.",
-    )
-    p.add_argument("--config", type=Path, default=None, help="Tessera config (default: the localnet's)")
-    p.add_argument("--listen", default=None, help="host:port to listen on (default: [feed_server] listen)")
-    p.set_defaults(handler=_run)
 
 
 def settings_from_config(config, base: Path | None = None):
@@ -65,49 +49,10 @@ async def run_feed_server(config, listen: str | None = None, base: Path | None =
                           stop: asyncio.Event | None = None) -> None:
     server = build_server(config, base)
     listen = listen or config.feed_server.listen
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-    runner = await serve_app(server.app, listen)
-    settle_heap()
-    try:
-        log.info("feed server running", listen=listen, feeds=list(server.feeds), epoch=server.committee.epoch,
-                 history_size=server.settings.history_size, stale_after_s=server.settings.stale_after_s,
-                 db=str(server.settings.db) if server.settings.db else None)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        log.info("feed server stopped")
-
-
-async def serve_app(app, listen: str):
-    """Like relay.daemons._serve, with handler cancellation: a stream handler learns at once that its
-    subscriber hung up (instead of at the next keepalive) and unregisters it."""
-    from aiohttp import web
-
-    host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=5)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, int(port), backlog=1024).start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ConfigError(f"cannot listen on {listen}: {exc.strerror}; is another instance running?") from None
-    return runner
-
-
-def _run(args: argparse.Namespace) -> int:
-    from relay.cli import _config_path
-    from relay.config import _check_listen, load_config
-
-    path = _config_path(args.config)
-    config = load_config(path)
-    if args.listen is not None:
-        try:
-            _check_listen(args.listen)
-        except ValueError as exc:
-            raise ConfigError(f"--listen: {exc}") from None
-    asyncio.run(run_feed_server(config, args.listen, base=Path(path).parent))
-    return 0
+    # Handler cancellation: a stream handler learns at once that its subscriber hung up (instead of
+    # at the next keepalive) and unregisters it.
+    http = http_service("http", server.app, listen, handler_cancellation=True, shutdown_timeout=5, backlog=1024)
+    await run_daemon("feed server", [http], stop, listen=listen, feeds=list(server.feeds),
+                     epoch=server.committee.epoch, history_size=server.settings.history_size,
+                     stale_after_s=server.settings.stale_after_s,
+                     db=str(server.settings.db) if server.settings.db else None)

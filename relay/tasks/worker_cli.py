@@ -1,65 +1,24 @@
-"""`relay worker`: the task worker daemon, and `relay worker keygen` for its Ed25519 identity."""
+"""The task worker daemon (`relay worker`, parsed in relay/cli/worker.py): serves one chain's task
+board through the common daemon lifecycle, with its HTTP endpoints (health, metrics, outputs)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import signal
 from pathlib import Path
 
+from aiohttp import web
+
+from adapters.registry import driver_named
 from relay.config import TesseraConfig, WorkerSection
 from relay.errors import ConfigError
-from relay.lifecycle import settle_heap
-from relay.log import get_logger
-
-log = get_logger("relay.worker")
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Adds this module's sub-commands (each sets `handler`)."""
-    p = sub.add_parser(
-        "worker", help="run the AI-task worker for one chain's task board",
-        description="Serve TASK_REQUESTs delivered to the task board on --chain: run the executor, sign the "
-        "TASK_RESULT with the worker key ([worker] key_file) and send it back through the board. Progress "
-        "lives in [worker] db, so a restarted worker neither loses nor repeats work. "
-        "`relay worker keygen --out PATH` creates a worker key.",
-    )
-    p.add_argument("--config", type=Path, default=None, help="Tessera config (default: the localnet's)")
-    p.add_argument("--chain", help="the chain (name under [chains]) whose task board this worker serves")
-    p.add_argument("--db", type=Path, default=None, help="worker store (default: [worker] db)")
-    p.set_defaults(handler=_run)
-    wsub = p.add_subparsers(dest="worker_cmd", metavar="{keygen}")
-    keygen = wsub.add_parser("keygen", help="create a worker Ed25519 key (hex seed, mode 0600)",
-                             description="Write a new Ed25519 seed to PATH (never overwrites) and print the "
-                             "public key, which appears as `worker` in every TASK_RESULT this worker signs.")
-    keygen.add_argument("--out", type=Path, required=True, help="where to write the key")
-    keygen.set_defaults(handler=_keygen)
+from relay.lifecycle import Service, http_service, run_daemon
+from relay.tasks.executors import ExecutorRegistry
+from relay.tasks.payloads import worker_public_key
+from relay.tasks.worker import Worker, WorkerSettings, load_identity
+from relay.tasks.worker_store import WorkerStore
 
 
-def _keygen(args: argparse.Namespace) -> int:
-    from relay.tasks.payloads import worker_public_key
-    from relay.tasks.worker import generate_identity
-
-    key = generate_identity(args.out)
-    print(json.dumps({"key_file": str(args.out), "public_key": "0x" + worker_public_key(key).hex()}))
-    return 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    from relay.cli import _config_path
-    from relay.config import load_config
-
-    if not args.chain:
-        raise ConfigError("say which chain's task board to serve: relay worker --chain NAME (a name under [chains])")
-    config = load_config(_config_path(args.config))
-    asyncio.run(run_worker(config, args.chain, db=args.db))
-    return 0
-
-
-def settings_from_section(section: WorkerSection):
-    from relay.tasks.worker import WorkerSettings
-
+def settings_from_section(section: WorkerSection) -> WorkerSettings:
     return WorkerSettings(
         executors=tuple(section.executors), concurrency=section.concurrency, min_fee=section.min_fee,
         min_time_left_s=section.min_time_left_s, input_fetch_timeout_s=section.input_fetch_timeout_s,
@@ -69,13 +28,6 @@ def settings_from_section(section: WorkerSection):
 
 async def run_worker(config: TesseraConfig, chain: str, db: Path | None = None,
                      stop: asyncio.Event | None = None) -> None:
-    from adapters.registry import driver_named
-    from relay.daemons import _serve
-    from relay.tasks.executors import ExecutorRegistry
-    from relay.tasks.payloads import worker_public_key
-    from relay.tasks.worker import Worker, load_identity
-    from relay.tasks.worker_store import WorkerStore
-
     if chain not in config.chains:
         raise ConfigError(f"no chain {chain!r} under [chains]; configured: {', '.join(sorted(config.chains))}")
     section = config.worker or WorkerSection()
@@ -86,34 +38,19 @@ async def run_worker(config: TesseraConfig, chain: str, db: Path | None = None,
         raise ConfigError("[worker] payout is empty: add `payout.<chain> = \"<address>\"` for each chain whose "
                           "requesters this worker serves, or it would skip every request")
     executors = ExecutorRegistry.load(config.executors)
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
     board = driver_named(config, chain).serving_board(config, section)
     store = await WorkerStore.open(db_path)
-    runner = None
-    try:
-        worker = Worker(board, executors, identity, payouts, store, settings_from_section(section))
-        if section.listen:
-            runner = await _serve(_build_app(worker), section.listen)
-        settle_heap()
-        log.info("worker running", chain=chain, board="0x" + board.address.hex(), db=str(db_path),
-                 worker="0x" + worker_public_key(identity).hex(), executors=list(section.executors),
-                 listen=section.listen)
-        await worker.run(stop)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await board.close()
-        await store.close()
-        log.info("worker stopped", chain=chain)
+    worker = Worker(board, executors, identity, payouts, store, settings_from_section(section))
+    await run_daemon("worker", [
+        Service("store", cleanup=store.close),
+        Service("board", cleanup=board.close),
+        *([http_service("http", _build_app(worker), section.listen)] if section.listen else []),
+        Service("tasks", run=worker.run),
+    ], stop, chain=chain, board="0x" + board.address.hex(), db=str(db_path),
+        worker="0x" + worker_public_key(identity).hex(), executors=list(section.executors), listen=section.listen)
 
 
-def _build_app(worker):
-    from aiohttp import web
-
+def _build_app(worker: Worker) -> web.Application:
     routes = web.RouteTableDef()
 
     @routes.get("/health")
