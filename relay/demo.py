@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.devstack import messaging_stack
-from relay.localnet import read_state, summary
+from relay.localnet import read_state, smoke, summary
 
 # (src, dst, executor, input): what agents on each chain ask the other chain's workers to do.
 TASKS = [
@@ -80,7 +80,6 @@ async def _follow(row: Row, timeout: float) -> None:
 
 
 async def run_demo() -> int:
-    from adapters.localnet import smoke
     from relay.sdk import TesseraClient
 
     if "TESSERA_LOG_LEVEL" not in os.environ:  # the demo narrates; logs only for problems
@@ -153,8 +152,8 @@ async def _feeds(client, stack) -> bool:
           "   signs); the feed server serves the signed reports and the pusher puts them on both chains when\n"
           "   the price moved 0.5 % or the last one is 60 s old (Chainlink's deviation/heartbeat rule):\n")
     config = client.config
-    evm = EvmFeedTarget.from_config(config, "evm")
-    solana = SolanaFeedTarget.from_config(config, "solana")
+    evm = EvmFeedTarget.from_config("evm", config.chains["evm"])
+    solana = SolanaFeedTarget.from_config("solana", config.chains["solana"])
     try:
         report = await client.feeds.latest("ETH/USD")  # refused if unsigned, stale or too uncertain
         r = report.report

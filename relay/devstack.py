@@ -1,7 +1,7 @@
 """The whole messaging stack on real processes, used by `relay demo`, the end-to-end tests and
-bench/e2e.py: a localnet (anvil + the Solana localnet server, contracts and program deployed), n
-attester processes and relayer processes, each started exactly as an operator would
-(`relay attester`, `relay run`)."""
+bench/e2e.py: a localnet (one or more anvils + the Solana localnet server, contracts and program
+deployed), n attester processes and relayer processes, workers, feed server and pusher, each started
+exactly as an operator would (`relay attester`, `relay run`, `relay worker`, ...)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from pathlib import Path
 import aiohttp
 
 from adapters.registry import driver_for
-from relay.config import TesseraConfig, dump_config, load_config
+from attest.committee import Committee
+from relay.config import FeedServerSection, KeyRef, TesseraConfig, WorkerSection, dump_config, load_config
 from relay.localnet import CONFIG_FILE, Localnet, LocalnetOptions
 from relay.processes import ChildProcess
 from relay.tasks.worker import generate_identity
@@ -72,8 +73,6 @@ class Stack:
 
     async def start_attester(self, index: int) -> ChildProcess:
         config = load_config(self.config_path)
-        from attest.committee import Committee
-
         endpoint = Committee.load(config.committee.file).member(index).endpoint
         proc = ChildProcess(f"attester-{index}",
                             [sys.executable, "-m", "relay.cli", "attester", "--index", str(index),
@@ -88,17 +87,21 @@ class Stack:
         """A copy of the config with its own store and port, so several relayers can run."""
         if name == "main":
             return self.config_path
+        # Imported here, not at the top: it loads web3, and the CLI imports this module (through
+        # relay.demo) for every command, a worker or attester included.
         from adapters.evm.devnet import ANVIL_DEV_KEYS
-        from relay.config import KeyRef
 
         config = load_config(self.config_path)
         relayer = config.relayer.model_copy(update={"db": self.state_dir / f"relayer-{name}.db",
                                                     "listen": f"127.0.0.1:{free_port()}"})
-        # Its own EVM account: two relayers sharing one account would fight over its nonces.
+        # Its own EVM account: two relayers sharing one account would fight over its nonces. Every
+        # chain that signs with the localnet's EVM relayer key (each anvil) gets this one instead.
         key_file = self.state_dir / "keys" / f"evm-relayer-{name}.key"
         key_file.write_text(ANVIL_DEV_KEYS[4 + len(self.relayers) % 2] + "\n")
-        chains = dict(config.chains)
-        chains["evm"] = chains["evm"].model_copy(update={"signer": KeyRef(file=key_file)})
+        shared = (self.state_dir / "keys" / "evm-relayer.key").resolve()
+        chains = {chain_name: chain.model_copy(update={"signer": KeyRef(file=key_file)})
+                  if chain.signer is not None and chain.signer.file is not None and chain.signer.file.resolve() == shared
+                  else chain for chain_name, chain in config.chains.items()}
         path = self.state_dir / f"config-{name}.toml"
         dump_config(config.model_copy(update={"relayer": relayer, "chains": chains}), path)
         return path
@@ -119,8 +122,6 @@ class Stack:
                             **worker: object) -> Path:
         """A copy of the config with a [worker] section for `chain` (keys, accounts and payouts made
         if missing); `worker` overrides WorkerSection fields, `executor_options` sets [executors]."""
-        from relay.config import WorkerSection
-
         config = load_config(self.config_path)
         fields = await provision_localnet_worker(self.state_dir, config, chain, name)
         label = f"{chain}-{name}" if name else chain
@@ -155,8 +156,6 @@ class Stack:
     def feed_server_config(self, name: str = "main", **settings: object) -> Path:
         """A copy of the config whose [feed_server] listens on a free port with its own history db;
         `settings` override FeedServerSection fields. Written once: a restart keeps port and history."""
-        from relay.config import FeedServerSection
-
         path = self.state_dir / f"config-feed-server-{name}.toml"
         if not path.exists():
             config = load_config(self.config_path)
@@ -206,12 +205,15 @@ class Stack:
 @asynccontextmanager
 async def messaging_stack(tmp_path: Path, attesters=(1, 2, 3, 4), relayer: bool = True, n: int = 4, t: int = 3,
                           slot_ms: int = 100, finality_slots: int = 4, evm_block_time: float = 0.25,
-                          feeds: bool = False):
+                          feeds: bool = False, evm_chains: int = 1):
     """The localnet plus attester and relayer processes on free ports. `feeds=True` keeps the
     localnet's [feeds] so attesters run feed rounds (off by default: tests of messaging and tasks
-    should not pay for them on 2 cores)."""
+    should not pay for them on 2 cores). `evm_chains=2` adds a second anvil ("evm2", chain id and
+    domain 31338) with the same contracts: three chains behind one committee and one relayer."""
     options = LocalnetOptions(
-        state_dir=tmp_path / "net", evm_port=free_port(), solana_rpc_port=free_port(), solana_ws_port=free_port(),
+        state_dir=tmp_path / "net", evm_port=free_port(), evm_chains=evm_chains,
+        evm_extra_ports=[free_port() for _ in range(evm_chains - 1)],
+        solana_rpc_port=free_port(), solana_ws_port=free_port(),
         slot_ms=slot_ms, finality_slots=finality_slots, evm_block_time=evm_block_time, committee_n=n, committee_t=t,
         attester_base_port=free_port_block(n), relayer_port=free_port(), feed_server_port=free_port(), feeds=feeds,
     )

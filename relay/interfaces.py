@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol, runtime_checkable
 
 from relay.envelope import Envelope
 
 if TYPE_CHECKING:  # annotations only: the payload codecs sit above this module
+    from attest.committee import Committee
+    from relay.feeds.config import FeedConfig
     from relay.feeds.signed import SignedReport
     from relay.tasks.payloads import TaskRequest
 
@@ -136,6 +140,32 @@ class ChainAdapter(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class DevnetNode:
+    """How the localnet runs one chain's node on this machine (`ChainDriver.devnet_node`)."""
+
+    argv: list[str]  # the node's command line (the localnet supervises it as a child process)
+    rpc_url: str  # its JSON-RPC endpoint
+    ready_method: str  # a JSON-RPC method (no params) that answers once the node serves requests
+    status_method: str  # a JSON-RPC method (no params) whose answer `relay localnet status` shows
+
+
+@dataclass(frozen=True, slots=True)
+class DevnetDeployment:
+    """What `ChainDriver.deploy_devnet` deployed on a localnet chain."""
+
+    chain: Any  # the chain's complete [chains.<name>] table (addresses, accounts, key files)
+    deployed: dict[str, str]  # what was deployed, name -> address (for the localnet summary)
+    # Feed id -> source tables ([feeds.<id>] sources) that read this chain, for the localnet's feeds.
+    feed_sources: dict[str, list[dict]] = field(default_factory=dict)
+    # [feed_push] fields naming the pusher's own funded account on this chain (e.g. evm_key).
+    feed_push: dict[str, Any] = field(default_factory=dict)
+
+
+# Signs an envelope as the committee would: returns (epoch, combined signature).
+EnvelopeSigner = Callable[[Envelope], tuple[int, bytes]]
+
+
 @runtime_checkable
 class ChainDriver(Protocol):
     """Everything Tessera builds for one configured chain. `adapters.registry.driver_for` returns the
@@ -174,6 +204,31 @@ class ChainDriver(Protocol):
         (idempotent: an existing key is reused) and funded when needed (`serves`: the worker submits
         here). Returns its payout address as written in a config, and the `[worker]` fields naming
         its key."""
+        ...
+
+    def devnet_node(self, settings: Mapping[str, Any]) -> DevnetNode:
+        """Localnet only: the node that serves this chain's table (its rpc_urls, ws_urls, chain id)
+        on this machine, with the node's own `settings` from the localnet plan (e.g. `block_time`
+        for anvil, `slot_ms` and `finality_slots` for the Solana localnet server). Pure: starts
+        nothing."""
+        ...
+
+    async def deploy_devnet(self, keys_dir: Path, committee: Committee,
+                            feeds: Mapping[str, FeedConfig]) -> DevnetDeployment:
+        """Localnet only: deploy Tessera on this chain's freshly started node — its gateway and
+        committee verification bound to `committee` and to the chain's domain, the task board, and
+        a store for each of `feeds` where the chain keeps feeds on-chain — and fund the accounts
+        the localnet's processes use. Keys are written under `keys_dir` when missing (0600) and
+        reused when present, so several chains of one kind may share them; key paths in the
+        returned table are relative to `keys_dir`'s parent, where the config is written. Not
+        idempotent on one node (a second call deploys a second set of contracts)."""
+        ...
+
+    async def smoke_devnet(self, keys_dir: Path, sign: EnvelopeSigner) -> list[tuple[str, str]]:
+        """Localnet only: prove the deployment works — call a deployed contract or program, then
+        have the chain verify a committee signature over an envelope addressed to it (`sign`
+        makes one) and refuse a forged one. Returns (check, outcome) rows for a reader; raises on
+        the first failure. Sends transactions; safe to repeat."""
         ...
 
 

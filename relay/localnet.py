@@ -1,8 +1,15 @@
-"""`relay localnet`: real chains on this machine (anvil + the Solana localnet server), deployed and
-configured, with their state in one directory that every other command reads.
+"""`relay localnet`: real chains on this machine (anvil + the Solana localnet server, optionally
+more anvils), deployed and configured, with their state in one directory that every other command
+reads.
+
+The chains come from a plan (`plan(options)`): each planned chain is a `[chains.<name>]` table
+without addresses plus its node's settings. For each one this module asks the chain's driver
+(`adapters.registry.driver_for`) for its node's command line, starts and supervises the node, then
+has the driver deploy Tessera on it (`deploy_devnet`), and writes the tables it returns into the
+generated config. Nothing here knows what a chain kind needs beyond the table the plan writes.
 
 State directory (default `.tessera/localnet`, or `--state-dir` / `TESSERA_LOCALNET_DIR`):
-  localnet.json   supervisor and child pids, URLs, status (starting | ready | stopping)
+  localnet.json   supervisor and child pids, chains and their URLs, status (starting | ready | stopping)
   config.toml     the generated Tessera config (chains, domains, contract addresses, program id, keys)
   keys/           generated keys (EVM deployer, Solana payer/program keypairs, committee shares)
   logs/           one log per process
@@ -17,10 +24,22 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import attest
+from adapters.registry import driver_for
+from attest.committee import Committee
+from attest.dealer import deal_to_directory
+from attest.keystore import generate_key_file, load_share_for, read_key_file
+from relay.config import (Chain, CommitteeRef, EvmChain, FeedPushSection, FeedRoundSection, FeedServerSection,
+                          RelayerSection, SolanaChain, TesseraConfig, dump_config, load_config)
+from relay.envelope import Envelope
 from relay.errors import LocalnetError
+from relay.feeds.config import FeedConfig
+from relay.interfaces import DevnetNode
 from relay.log import get_logger
 from relay.processes import (
     ChildProcess,
@@ -33,10 +52,12 @@ from relay.processes import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ANVIL_BIN = REPO_ROOT / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-EVM_CHAIN_ID = 31337
+RECORDINGS = REPO_ROOT / "configs/recordings"
+EVM_CHAIN_ID = 31337  # the first EVM chain's; the k-th extra one (k = 1, 2, ...) gets EVM_CHAIN_ID + k
+MAX_EVM_CHAINS = 8
 # Hyperlane's convention for a local Sealevel chain; any uint32 not used by another chain works.
 SOLANA_LOCALNET_DOMAIN = 13375
+COMMITTEE_EPOCH = 1
 STATE_FILE = "localnet.json"
 CONFIG_FILE = "config.toml"
 
@@ -52,6 +73,10 @@ class LocalnetOptions:
     state_dir: Path = field(default_factory=default_state_dir)
     host: str = "127.0.0.1"
     evm_port: int = 8545
+    # EVM chains: "evm", then "evm2", "evm3", ... each its own anvil, chain id and domain.
+    evm_chains: int = 1
+    # Ports of the extra EVM chains' anvils, in order; one not given is evm_port + k for the k-th.
+    evm_extra_ports: list[int] = field(default_factory=list)
     solana_rpc_port: int = 8899
     solana_ws_port: int = 8900
     slot_ms: int = 400
@@ -66,21 +91,159 @@ class LocalnetOptions:
     # Write the localnet's [feeds] (ETH/USD, BTC/USD) into the config, so attesters run feed rounds.
     feeds: bool = True
 
-    @property
-    def evm_rpc_url(self) -> str:
-        return f"http://{self.host}:{self.evm_port}"
+    def evm_port_of(self, k: int) -> int:
+        """The anvil port of the k-th EVM chain (0: "evm")."""
+        if k == 0:
+            return self.evm_port
+        return self.evm_extra_ports[k - 1] if k - 1 < len(self.evm_extra_ports) else self.evm_port + k
 
-    @property
-    def evm_ws_url(self) -> str:
-        return f"ws://{self.host}:{self.evm_port}"
 
-    @property
-    def solana_rpc_url(self) -> str:
-        return f"http://{self.host}:{self.solana_rpc_port}"
+@dataclass(frozen=True)
+class PlannedChain:
+    """One chain of the localnet: its config table before deployment and how to run its node."""
 
-    @property
-    def solana_ws_url(self) -> str:
-        return f"ws://{self.host}:{self.solana_ws_port}"
+    name: str  # its name under [chains]
+    process: str  # its node's process name (logs/<process>.log, `relay localnet status`)
+    table: Chain  # the [chains.<name>] table without addresses (the driver's deploy_devnet fills them in)
+    node: dict[str, Any]  # the node's own settings (ChainDriver.devnet_node)
+    ports: tuple[tuple[int, str, str], ...]  # (port, who needs it, the flag that moves it)
+
+
+def evm_chain_name(k: int) -> str:
+    return "evm" if k == 0 else f"evm{k + 1}"
+
+
+def plan(options: LocalnetOptions) -> list[PlannedChain]:
+    """The localnet's chains: `options.evm_chains` anvils (chain id and domain 31337, 31338, ...) and
+    the Solana localnet server."""
+    o = options
+    if not 1 <= o.evm_chains <= MAX_EVM_CHAINS:
+        raise LocalnetError(f"--evm-chains must be between 1 and {MAX_EVM_CHAINS}, not {o.evm_chains}")
+    chains = []
+    for k in range(o.evm_chains):
+        name, port, chain_id = evm_chain_name(k), o.evm_port_of(k), EVM_CHAIN_ID + k
+        table = EvmChain(kind="evm", domain=chain_id, chain_id=chain_id, rpc_urls=[f"http://{o.host}:{port}"],
+                         ws_urls=[f"ws://{o.host}:{port}"], confirmations=2)
+        chains.append(PlannedChain(name, "anvil" if k == 0 else f"anvil-{name}", table,
+                                   {"block_time": o.evm_block_time},
+                                   ((port, "anvil" if k == 0 else f"anvil of {name}",
+                                     "--evm-port" if k == 0 else "--evm-extra-port"),)))
+    table = SolanaChain(kind="solana", domain=SOLANA_LOCALNET_DOMAIN, rpc_urls=[f"http://{o.host}:{o.solana_rpc_port}"],
+                        ws_urls=[f"ws://{o.host}:{o.solana_ws_port}"], commitment="finalized")
+    chains.append(PlannedChain("solana", "solana", table, {"slot_ms": o.slot_ms, "finality_slots": o.finality_slots},
+                               ((o.solana_rpc_port, "the Solana localnet RPC", "--solana-rpc-port"),
+                                (o.solana_ws_port, "the Solana localnet WebSocket", "--solana-ws-port"))))
+    return chains
+
+
+def check_ports(options: LocalnetOptions) -> None:
+    seen: dict[int, str] = {}
+    for chain in plan(options):
+        for port, what, flag in chain.ports:
+            if port in seen:
+                raise LocalnetError(f"port {port} is planned for both {seen[port]} and {what}: pass {flag}")
+            seen[port] = what
+            ensure_port_free(options.host, port, what, flag)
+
+
+def localnet_feeds(sources: Mapping[str, list[dict]] | None = None) -> dict[str, FeedConfig]:
+    """The localnet's [feeds]: ETH/USD and BTC/USD from recordings, plus `sources` (feed id -> source
+    tables) that chains offer (the EVM market's pool for ETH/USD), read first."""
+    sources = sources or {}
+    recording = {"kind": "file", "name": "recording"}
+    return {
+        "ETH/USD": FeedConfig(id="ETH/USD", description="Ether in US dollars (localnet pool + recording)", decimals=8,
+                              sources=[*sources.get("ETH/USD", []),
+                                       {**recording, "path": str(RECORDINGS / "eth_usd.jsonl")}],
+                              min_sources=1, deviation_bps=50, heartbeat_s=60),
+        "BTC/USD": FeedConfig(id="BTC/USD", description="Bitcoin in US dollars (recording)", decimals=8,
+                              sources=[*sources.get("BTC/USD", []),
+                                       {**recording, "path": str(RECORDINGS / "btc_usd.jsonl")}],
+                              min_sources=1, deviation_bps=50, heartbeat_s=60),
+    }
+
+
+def deal_committee(options: LocalnetOptions, keys_dir: Path) -> Committee:
+    """A trusted dealer is fine for a localnet; real committees run `relay keys dkg`."""
+    committee_dir = keys_dir / "committee"
+    committee_file = committee_dir / "committee.toml"
+    key_file = keys_dir / "committee.key"
+    endpoints = [f"http://{options.host}:{options.attester_base_port + i}" for i in range(options.committee_n)]
+    if committee_file.exists() and key_file.exists():
+        committee = Committee.load(committee_file)
+        same_endpoints = [m.endpoint for m in committee.members] == endpoints
+        if committee.n == options.committee_n and committee.t == options.committee_t and same_endpoints:
+            return committee  # keep the committee across restarts of the same state directory
+    secret = read_key_file(key_file) if key_file.exists() else generate_key_file(key_file)
+    committee = deal_to_directory(committee_dir, options.committee_n, options.committee_t, COMMITTEE_EPOCH, secret,
+                                  endpoints, force=True)
+    log.info("committee dealt", n=committee.n, t=committee.t, epoch=committee.epoch)
+    return committee
+
+
+async def deploy_all(options: LocalnetOptions, state_dir: Path, chains: list[PlannedChain]) -> dict:
+    """Every planned chain deployed by its driver (concurrently), and the config written."""
+    keys_dir = state_dir / "keys"
+    committee = deal_committee(options, keys_dir)
+    feeds = localnet_feeds() if options.feeds else {}
+    deployments = await asyncio.gather(*(driver_for(c.name, c.table).deploy_devnet(keys_dir, committee, feeds)
+                                         for c in chains))
+    sources: dict[str, list[dict]] = {}
+    feed_push: dict[str, Any] = {}
+    for deployment in deployments:
+        for feed_id, tables in deployment.feed_sources.items():
+            sources.setdefault(feed_id, []).extend(tables)
+        feed_push.update(deployment.feed_push)
+    config = TesseraConfig(
+        chains={c.name: d.chain for c, d in zip(chains, deployments)},
+        committee=CommitteeRef(
+            file=Path("keys/committee/committee.toml"),
+            share=Path("keys/committee/share-{index}.json"),
+            key_file=Path("keys/committee.key"),
+        ),
+        relayer=RelayerSection(listen=f"{options.host}:{options.relayer_port}"),
+        feeds=localnet_feeds(sources) if options.feeds else {},
+        # Round leaders publish to the feed server; the pusher reads its stream.
+        feed_server=FeedServerSection(listen=f"{options.host}:{options.feed_server_port}"),
+        feed_round=FeedRoundSection(publish_urls=[f"http://{options.host}:{options.feed_server_port}/v1/reports"]),
+        feed_push=FeedPushSection(targets=[c.name for c in chains], source=f"http://{options.host}:{options.feed_server_port}",
+                                  **feed_push),
+    )
+    dump_config(config, state_dir / CONFIG_FILE)
+    return {
+        "chains": {c.name: d.deployed for c, d in zip(chains, deployments)},
+        "committee": {"epoch": committee.epoch, "n": committee.n, "t": committee.t,
+                      "group_key": "0x" + committee.group_key.hex()},
+    }
+
+
+async def smoke(state_dir: Path) -> list[tuple[str, str]]:
+    """Exercise what `up` deployed on every chain (each driver's smoke_devnet) with a t-of-n committee
+    signature combined here; returns (check, outcome) rows. Raises on the first failure."""
+    config = load_config(state_dir / CONFIG_FILE)
+    committee = Committee.load(config.committee.file)
+    secret = read_key_file(config.committee.key_file)
+    shares = [load_share_for(committee, config.committee.share_path(i), secret) for i in range(1, committee.t + 1)]
+    combine_ms: list[float] = []
+
+    def sign(envelope: Envelope) -> tuple[int, bytes]:
+        digest = envelope.digest(committee.epoch)
+        started = time.perf_counter()
+        result = attest.combine(committee, digest, [attest.partial_sign(share, digest) for share in shares])
+        if not result.ok or not committee.verify(digest, result.signature):
+            raise LocalnetError(f"combining partial signatures failed: {result.reason}")
+        combine_ms.append((time.perf_counter() - started) * 1000)
+        return committee.epoch, result.signature
+
+    rows: list[tuple[str, str]] = []
+    for name, chain in config.chains.items():
+        for check, outcome in await driver_for(name, chain).smoke_devnet(state_dir / "keys", sign):
+            if check == "committee signature":
+                check = f"{committee.t}-of-{committee.n} BLS signature"
+                outcome = f"combined in {combine_ms[-1]:.1f} ms, {outcome}"
+            rows.append((f"{name}: {check}", outcome))
+            log.info("smoke", chain=name, check=check, outcome=outcome)
+    return rows
 
 
 def read_state(state_dir: Path) -> dict | None:
@@ -111,12 +274,6 @@ class Localnet:
         self.state: dict = {}
         self._owns_state = False  # set once we have checked that no other localnet uses state_dir
 
-    def _check_ports(self) -> None:
-        o = self.options
-        ensure_port_free(o.host, o.evm_port, "anvil", "--evm-port")
-        ensure_port_free(o.host, o.solana_rpc_port, "the Solana localnet RPC", "--solana-rpc-port")
-        ensure_port_free(o.host, o.solana_ws_port, "the Solana localnet WebSocket", "--solana-ws-port")
-
     def _save_state(self, status: str) -> None:
         self.state.update(
             status=status,
@@ -127,41 +284,35 @@ class Localnet:
         write_json_atomic(self.state_dir / STATE_FILE, self.state)
 
     async def start(self) -> None:
-        from adapters import localnet as chains  # chain-specific steps live in adapters/
-
         existing = read_state(self.state_dir)
         if _supervisor_running(existing):
             raise LocalnetError(
                 f"a localnet is already running from {self.state_dir} (pid {existing['supervisor_pid']}): "
                 "`relay localnet status` shows it, `relay localnet down` stops it"
             )
-        self._check_ports()
+        chains = plan(self.options)
+        check_ports(self.options)
         self._owns_state = True
         o = self.options
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
+        nodes: list[DevnetNode] = [driver_for(c.name, c.table).devnet_node(c.node) for c in chains]
         self.state = {
             "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(o).items()},
-            "evm": {"rpc_url": o.evm_rpc_url, "ws_url": o.evm_ws_url, "chain_id": EVM_CHAIN_ID},
-            "solana": {"rpc_url": o.solana_rpc_url, "ws_url": o.solana_ws_url, "domain": SOLANA_LOCALNET_DOMAIN},
+            "chains": {c.name: {"kind": c.table.kind, "domain": c.table.domain, "process": c.process,
+                                "rpc_url": node.rpc_url, "ws_url": (c.table.ws_urls or ["-"])[0],
+                                "status_method": node.status_method}
+                       for c, node in zip(chains, nodes)},
             "started_at": time.time(),
         }
         self._save_state("starting")
-
-        anvil = self._spawn("anvil", chains.anvil_argv(ANVIL_BIN, o.host, o.evm_port, EVM_CHAIN_ID, o.evm_block_time))
-        solana = self._spawn(
-            "solana",
-            chains.solana_argv(o.host, o.solana_rpc_port, o.solana_ws_port, o.slot_ms, o.finality_slots),
-        )
+        children = [self._spawn(c.process, node.argv) for c, node in zip(chains, nodes)]
         self._save_state("starting")
-        await asyncio.gather(
-            anvil.wait_ready(lambda: json_rpc_call(o.evm_rpc_url, "eth_chainId")),
-            solana.wait_ready(lambda: json_rpc_call(o.solana_rpc_url, "getHealth")),
-        )
-        log.info("chains up", evm=o.evm_rpc_url, solana=o.solana_rpc_url)
+        await asyncio.gather(*(child.wait_ready(lambda node=node: json_rpc_call(node.rpc_url, node.ready_method))
+                               for child, node in zip(children, nodes)))
+        log.info("chains up", **{c.name: node.rpc_url for c, node in zip(chains, nodes)})
 
-        deployment = await chains.deploy_all(o, self.state_dir, EVM_CHAIN_ID, SOLANA_LOCALNET_DOMAIN)
-        self.state["deployment"] = deployment
+        self.state["deployment"] = await deploy_all(o, self.state_dir, chains)
         self._save_state("ready")
         log.info("localnet ready", state_dir=str(self.state_dir), config=str(self.state_dir / CONFIG_FILE))
 
@@ -226,9 +377,7 @@ def start_detached(options: LocalnetOptions, argv: list[str], timeout: float = 1
             "`relay localnet down` stops it"
         )
     # Check ports here too, so the error reaches the user's terminal directly.
-    ensure_port_free(options.host, options.evm_port, "anvil", "--evm-port")
-    ensure_port_free(options.host, options.solana_rpc_port, "the Solana localnet RPC", "--solana-rpc-port")
-    ensure_port_free(options.host, options.solana_ws_port, "the Solana localnet WebSocket", "--solana-ws-port")
+    check_ports(options)
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     log_path = state_dir / "logs" / "supervisor.log"
     with open(log_path, "ab") as out:
@@ -284,10 +433,7 @@ async def status(state_dir: Path) -> tuple[bool, str]:
     rows = [("component", "pid", "process", "endpoint", "health")]
     all_ok = _supervisor_running(state)
     rows.append(("supervisor", str(state.get("supervisor_pid")), "alive" if all_ok else "dead", "-", state.get("status", "?")))
-    probes = {
-        "anvil": (state["evm"]["rpc_url"], "eth_blockNumber"),
-        "solana": (state["solana"]["rpc_url"], "getSlot"),
-    }
+    probes = {chain["process"]: (chain["rpc_url"], chain["status_method"]) for chain in state.get("chains", {}).values()}
     for name, proc in state.get("processes", {}).items():
         alive = pid_alive(proc["pid"])
         url, method = probes.get(name, ("-", None))
@@ -307,14 +453,12 @@ async def status(state_dir: Path) -> tuple[bool, str]:
 
 
 def summary(state: dict, state_dir: Path) -> str:
-    dep = state.get("deployment", {})
-    lines = [
-        f"EVM     {state['evm']['rpc_url']}  chain id {state['evm']['chain_id']}",
-        f"Solana  {state['solana']['rpc_url']}  ws {state['solana']['ws_url']}  domain {state['solana']['domain']}",
-    ]
-    for name, address in dep.get("evm_contracts", {}).items():
-        lines.append(f"  EVM contract   {name:<20} {address}")
-    if dep.get("solana_program_id"):
-        lines.append(f"  Solana program tessera              {dep['solana_program_id']}")
+    deployed = state.get("deployment", {}).get("chains", {})
+    width = max((len(name) for name in state.get("chains", {})), default=6) + 2
+    lines = []
+    for name, chain in state.get("chains", {}).items():
+        lines.append(f"{name:<{width}}{chain['kind']:<7} {chain['rpc_url']}  ws {chain['ws_url']}  domain {chain['domain']}")
+        for what, address in deployed.get(name, {}).items():
+            lines.append(f"  {what:<24} {address}")
     lines.append(f"config  {state_dir / CONFIG_FILE}")
     return "\n".join(lines)

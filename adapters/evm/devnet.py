@@ -1,8 +1,13 @@
-"""anvil (Foundry's EVM node) as a managed child process: start, wait until it answers, stop.
+"""The EVM side of a localnet: anvil (Foundry's EVM node) and what Tessera deploys on it.
 
-The binary comes from npm (`@foundry-rs/anvil-linux-amd64`, installed by `make setup`). Every
-method has a synchronous form and an async one (`start`/`astart`, `stop`/`astop`); the async ones
-run the blocking parts in a thread so an event loop keeps serving while anvil boots.
+- `AnvilProcess` / `running_anvil`: anvil as a managed child process (start, wait until it answers,
+  stop), for tests and tools. The binary comes from npm (`@foundry-rs/anvil-linux-amd64`, installed
+  by `make setup`). Every method has a synchronous form and an async one (`start`/`astart`,
+  `stop`/`astop`); the async ones run the blocking parts in a thread so an event loop keeps serving
+  while anvil boots.
+- `devnet_node`, `deploy_devnet`, `smoke_devnet`: the steps of `relay localnet up` for an EVM chain
+  (anvil's command line; the contracts, keys and funding; the smoke check), reached through
+  `EvmDriver` by relay/localnet.py.
 """
 
 from __future__ import annotations
@@ -18,12 +23,31 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import ContractLogicError
+
+from adapters.evm import deploy as evm_deploy
+from adapters.evm.deploy import EvmDeployError
+from adapters.evm.feeds import deploy_feeds
+from adapters.evm.gateway import deploy_gateway, deploy_recording_receiver
+from adapters.evm.market import deploy_market
+from adapters.evm.taskboard import deploy_task_board
+from attest.committee import Committee
+from attest.files import write_atomic
+from relay.config import EvmChain, KeyRef
+from relay.envelope import Envelope, address_to_bytes32, keccak256
+from relay.feeds.config import FeedConfig
+from relay.interfaces import DevnetDeployment, DevnetNode, EnvelopeSigner
 from relay.log import get_logger
+from relay.protocol import MessageKind
 
 
 def _log() -> Any:
@@ -100,8 +124,6 @@ def dev_private_keys(mnemonic: str = DEFAULT_MNEMONIC, count: int = DEFAULT_ACCO
 
 @functools.lru_cache(maxsize=8)
 def _derive_keys(mnemonic: str, count: int) -> tuple[str, ...]:
-    from eth_account import Account
-
     Account.enable_unaudited_hdwallet_features()
     return tuple(
         "0x" + Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}").key.hex().removeprefix("0x")
@@ -296,3 +318,129 @@ async def running_anvil(**options: Any) -> AsyncIterator[AnvilProcess]:
         yield node
     finally:
         await node.astop()
+
+
+# --- the localnet: anvil's command line, deployment, smoke check -----------------------------------
+# Reached through EvmDriver.devnet_node / deploy_devnet / smoke_devnet (relay/localnet.py drives them).
+
+SMOKE_PAYLOAD = b"hello from the localnet"
+PUSHER_FUNDING_WEI = 100 * 10**18
+# Key files under the localnet's keys/ (the same anvil dev accounts on every EVM chain of the
+# localnet: separate nodes, separate nonces).
+DEV_KEY_FILES = {"evm-deployer.key": 0, "evm-relayer.key": 1, "evm-user.key": 3}  # 2: the market's
+
+
+def anvil_argv(binary: Path, host: str, port: int, chain_id: int, block_time: float | None) -> list[str]:
+    argv = [str(binary), "--host", host, "--port", str(port), "--chain-id", str(chain_id), "--silent"]
+    if block_time:
+        argv += ["--block-time", str(block_time)]
+    return argv
+
+
+def devnet_node(chain: EvmChain, settings: Mapping[str, Any]) -> DevnetNode:
+    """anvil serving `chain` (host and port from its first rpc_url); settings: `block_time` (seconds,
+    None mines a block per transaction)."""
+    url = urlsplit(chain.rpc_urls[0])
+    argv = anvil_argv(ANVIL_BIN, url.hostname or DEFAULT_HOST, url.port or DEFAULT_PORT, chain.chain_id,
+                      settings.get("block_time"))
+    return DevnetNode(argv=argv, rpc_url=chain.rpc_urls[0], ready_method="eth_chainId", status_method="eth_blockNumber")
+
+
+def pool_source(chain_name: str, pool: str) -> dict:
+    """A [feeds] source table reading ETH/USD from the localnet market's pool on `chain_name`."""
+    return {"kind": "evm_pool", "name": f"{chain_name}-pool", "chain": chain_name, "pool": pool,
+            "base_decimals": 18, "quote_decimals": 6}
+
+
+def _load_or_create_pusher(keys_dir: Path) -> LocalAccount:
+    # The pusher gets an account of its own so it never shares a nonce sequence with the relayer,
+    # the SDK user or the market. Created once, exclusively: EVM chains deploy concurrently.
+    path = keys_dir / "evm-feed-pusher.key"
+    if not path.exists():
+        try:
+            write_atomic(path, "0x" + bytes(Account.create().key).hex() + "\n", exclusive=True)
+        except FileExistsError:
+            pass  # another chain's deployment made it first
+    return Account.from_key(path.read_text().strip())
+
+
+async def deploy_devnet_feeds(w3: AsyncWeb3, account: LocalAccount, keys_dir: Path, verifier: str,
+                              feeds: Mapping[str, FeedConfig]) -> dict[str, str]:
+    """The market the evm_pool source reads, the feed store with an aggregator per feed, and the
+    feed pusher's account (funded). Returns the deployed addresses."""
+    write_atomic(keys_dir / "evm-market.key", ANVIL_DEV_KEYS[2] + "\n")  # `relay market` trades from dev account 2
+    pusher = _load_or_create_pusher(keys_dir)
+    # anvil's own cheat: the localnet is the only place accounts are funded out of thin air.
+    await w3.provider.make_request("anvil_setBalance", [pusher.address, hex(PUSHER_FUNDING_WEI)])
+    market = await deploy_market(w3, account, price="3456.5", base_liquidity="1000")
+    contracts = market.contracts()
+    contracts.update(await deploy_feeds(w3, account, verifier, feeds))
+    return contracts
+
+
+async def deploy_devnet(name: str, chain: EvmChain, keys_dir: Path, committee: Committee,
+                        feeds: Mapping[str, FeedConfig]) -> DevnetDeployment:
+    """Everything Tessera needs on a fresh anvil (see ChainDriver.deploy_devnet)."""
+    await asyncio.to_thread(evm_deploy.ensure_built)  # forge build when sources changed
+    for file, index in DEV_KEY_FILES.items():
+        write_atomic(keys_dir / file, ANVIL_DEV_KEYS[index] + "\n")
+    w3 = AsyncWeb3(AsyncHTTPProvider(chain.rpc_urls[0]))
+    account = Account.from_key(ANVIL_DEV_KEYS[0])
+    try:
+        contracts = {
+            "Probe": await evm_deploy.deploy(w3, account, "Probe"),
+            "CommitteeVerifier": await evm_deploy.deploy(
+                w3, account, "CommitteeVerifier", chain.domain, committee.epoch, committee.n, committee.t,
+                committee.group_key,
+            ),
+        }
+        contracts["Gateway"] = await deploy_gateway(w3, account, contracts["CommitteeVerifier"], chain.domain)
+        # A receiver that records what it is handed: the demo's and the tests' destination.
+        contracts["RecordingReceiver"] = await deploy_recording_receiver(w3, account, contracts["Gateway"])
+        # Both task-board roles; PROOF_ATTESTATIONs count only from the committee (domain 0, sender 0).
+        contracts["TaskBoard"] = await deploy_task_board(w3, account, contracts["Gateway"], attestation_grace=300)
+        contracts.update(await deploy_devnet_feeds(w3, account, keys_dir, contracts["CommitteeVerifier"], feeds))
+    finally:
+        await w3.provider.disconnect()
+    _log().info("evm contracts deployed", chain=name, **contracts)
+    keys = Path(keys_dir.name)
+    table = chain.model_copy(update={"contracts": contracts, "signer": KeyRef(file=keys / "evm-relayer.key"),
+                                     "sender": KeyRef(file=keys / "evm-user.key")})
+    return DevnetDeployment(
+        chain=table, deployed=contracts,
+        feed_sources={"ETH/USD": [pool_source(name, contracts["MarketPool"])]} if "ETH/USD" in feeds else {},
+        feed_push={"evm_key": KeyRef(file=keys / "evm-feed-pusher.key")},
+    )
+
+
+async def smoke_devnet(chain: EvmChain, sign: EnvelopeSigner) -> list[tuple[str, str]]:
+    """The Probe contract through web3.py, then a committee signature verified by the chain's
+    CommitteeVerifier while a forged one is refused (see ChainDriver.smoke_devnet)."""
+    w3 = AsyncWeb3(AsyncHTTPProvider(chain.rpc_urls[0]))
+    deployer = Account.from_key(ANVIL_DEV_KEYS[0])
+    try:
+        probe = evm_deploy.contract(w3, "Probe", chain.contracts["Probe"])
+        receipt = await evm_deploy.transact(w3, deployer, probe.functions.set(42))
+        value = await probe.functions.value().call()
+        digest = await probe.functions.hash(b"tessera").call()
+        if value != 42 or bytes(digest) != keccak256(b"tessera"):
+            raise EvmDeployError(f"Probe returned value={value}, hash={bytes(digest).hex()}")
+        rows = [("Probe.set(42) + hash()", f"ok (block {receipt['blockNumber']}, gas {receipt['gasUsed']:,})")]
+
+        verifier_address = chain.contracts["CommitteeVerifier"]
+        envelope = Envelope(kind=MessageKind.DATA, nonce=0, src_domain=0, src_sender=bytes(32), dst_domain=chain.domain,
+                            dst_receiver=address_to_bytes32(verifier_address), payload=SMOKE_PAYLOAD)
+        epoch, signature = sign(envelope)
+        verifier = evm_deploy.contract(w3, "CommitteeVerifier", verifier_address)
+        gas = (await evm_deploy.transact(w3, deployer, verifier.functions.verify(envelope.encode(), epoch, signature)))["gasUsed"]
+        forged = bytes(signature[:-1]) + bytes([signature[-1] ^ 1])
+        try:
+            await verifier.functions.verify(envelope.encode(), epoch, forged).call()
+        except ContractLogicError:
+            pass
+        else:
+            raise EvmDeployError(f"the CommitteeVerifier on {chain.rpc_urls[0]} accepted a forged signature")
+        rows.append(("committee signature", f"verified on-chain ({gas:,} gas); forged signature refused"))
+        return rows
+    finally:
+        await w3.provider.disconnect()

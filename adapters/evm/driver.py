@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
+from adapters.evm import devnet
 from adapters.evm.devnet import ANVIL_DEV_KEYS
 from adapters.evm.feeds import EvmFeedTarget
 from adapters.evm.gateway import EvmAdapter, evm_key
 from adapters.evm.taskboard import EvmTaskBoard
+from attest.committee import Committee
 from attest.files import write_atomic
 from relay.config import FeedPushSection, EvmChain, KeyRef, TesseraConfig, WorkerSection
 from relay.errors import ConfigError
+from relay.feeds.config import FeedConfig
+from relay.interfaces import DevnetDeployment, DevnetNode, EnvelopeSigner
 
 WORKER_EVM_KEY_INDEX = 5  # anvil dev account of the default localnet worker
 WORKER_FUNDING_WEI = 100 * 10**18
@@ -60,3 +66,13 @@ class EvmDriver:
             finally:
                 await w3.provider.disconnect()
         return address, {"evm_key": KeyRef(file=key_file)}
+
+    def devnet_node(self, settings: Mapping[str, Any]) -> DevnetNode:
+        return devnet.devnet_node(self.chain, settings)
+
+    async def deploy_devnet(self, keys_dir: Path, committee: Committee,
+                            feeds: Mapping[str, FeedConfig]) -> DevnetDeployment:
+        return await devnet.deploy_devnet(self.name, self.chain, keys_dir, committee, feeds)
+
+    async def smoke_devnet(self, keys_dir: Path, sign: EnvelopeSigner) -> list[tuple[str, str]]:
+        return await devnet.smoke_devnet(self.chain, sign)

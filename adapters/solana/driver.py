@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 
+from adapters.solana import devnet
 from adapters.solana.devnet import load_or_create_keypair
 from adapters.solana.feeds import SolanaFeedTarget
 from adapters.solana.gateway import SolanaAdapter, load_keypair
 from adapters.solana.taskboard import SolanaTaskBoard
+from attest.committee import Committee
 from relay.config import FeedPushSection, KeyRef, SolanaChain, TesseraConfig, WorkerSection
 from relay.errors import ConfigError
+from relay.feeds.config import FeedConfig
+from relay.interfaces import DevnetDeployment, DevnetNode, EnvelopeSigner
 
 WORKER_SOLANA_LAMPORTS = 100 * 10**9
 
@@ -56,3 +62,13 @@ class SolanaDriver:
                     sig = (await client.request_airdrop(keypair.pubkey(), WORKER_SOLANA_LAMPORTS)).value
                     await client.confirm_transaction(sig, commitment=Confirmed)
         return str(keypair.pubkey()), {"solana_keypair": KeyRef(file=key_file)}
+
+    def devnet_node(self, settings: Mapping[str, Any]) -> DevnetNode:
+        return devnet.devnet_node(self.chain, settings)
+
+    async def deploy_devnet(self, keys_dir: Path, committee: Committee,
+                            feeds: Mapping[str, FeedConfig]) -> DevnetDeployment:
+        return await devnet.deploy_devnet(self.name, self.chain, keys_dir, committee, feeds)
+
+    async def smoke_devnet(self, keys_dir: Path, sign: EnvelopeSigner) -> list[tuple[str, str]]:
+        return await devnet.smoke_devnet(self.chain, keys_dir, sign)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from relay.config import load_config
+from relay.localnet import smoke
 from relay.processes import pid_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -38,31 +39,41 @@ def ports() -> list[str]:
 
 
 async def test_up_detach_status_smoke_down(tmp_path: Path, ports: list[str]) -> None:
-    from adapters.localnet import smoke
-
+    """Three chains (`--evm-chains 2`): two anvils and the Solana localnet server."""
     state_dir = tmp_path / "net"
-    up = relay("up", "--detach", *ports, state_dir=state_dir)
+    evm2_port = _free_port()
+    up = relay("up", "--detach", *ports, "--evm-chains", "2", "--evm-extra-port", str(evm2_port), state_dir=state_dir)
     assert up.returncode == 0, up.stderr + up.stdout
     assert "localnet running in the background" in up.stdout
+    assert f"evm2    evm     http://127.0.0.1:{evm2_port}" in up.stdout and "domain 31338" in up.stdout
     state = json.loads((state_dir / "localnet.json").read_text())
+    assert set(state["processes"]) == {"anvil", "anvil-evm2", "solana"}
     pids = [state["supervisor_pid"]] + [p["pid"] for p in state["processes"].values()]
     try:
         assert all(pid_alive(pid) for pid in pids)
         status = relay("status", state_dir=state_dir)
         assert status.returncode == 0, status.stdout
-        assert "ok (eth_blockNumber=" in status.stdout and "ok (getSlot=" in status.stdout
+        assert status.stdout.count("ok (eth_blockNumber=") == 2 and "ok (getSlot=" in status.stdout
 
         config = load_config(state_dir / "config.toml")
-        assert {"Probe", "CommitteeVerifier", "Gateway", "RecordingReceiver", "TaskBoard"} <= set(config.chains["evm"].contracts)
+        assert list(config.chains) == ["evm", "evm2", "solana"]
+        assert (config.chains["evm2"].chain_id, config.chains["evm2"].domain) == (31338, 31338)
+        assert config.chains["evm2"].rpc_urls == [f"http://127.0.0.1:{evm2_port}"]
+        for name in ("evm", "evm2"):
+            assert {"Probe", "CommitteeVerifier", "Gateway", "RecordingReceiver", "TaskBoard",
+                    "FeedStore", "MarketPool"} <= set(config.chains[name].contracts)
         assert config.chains["solana"].program_id
+        assert config.feed_push.targets == ["evm", "evm2", "solana"]
+        assert [s.name for s in config.feeds["ETH/USD"].sources] == ["evm-pool", "evm2-pool", "recording"]
 
-        # web3.py calls the deployed contract, solana-py runs the deployed program, and a 3-of-4
-        # committee signature verifies on both chains while a forged one is refused.
+        # web3.py calls the deployed contracts, solana-py runs the deployed program, and a 3-of-4
+        # committee signature verifies on every chain while a forged one is refused.
         rows = dict(await smoke(state_dir))
-        assert rows["EVM Probe.set(42) + hash()"].startswith("ok")
-        assert rows["Solana program probe (keccak into its account)"] == "ok"
-        assert "forged signature refused" in rows["3-of-4 BLS signature -> EVM"]
-        assert "forged signature refused" in rows["3-of-4 BLS signature -> Solana"]
+        assert rows["evm: Probe.set(42) + hash()"].startswith("ok")
+        assert rows["evm2: Probe.set(42) + hash()"].startswith("ok")
+        assert rows["solana: program probe (keccak into its account)"] == "ok"
+        for name in ("evm", "evm2", "solana"):
+            assert "forged signature refused" in rows[f"{name}: 3-of-4 BLS signature"]
 
         # A second localnet on the same ports fails clearly and leaves the first one intact.
         other = relay("up", "--detach", *ports, state_dir=tmp_path / "other")
