@@ -20,6 +20,7 @@ def record_json(record: MessageRecord) -> dict:
         "kind": record.kind,
         "stage": record.stage.value,
         "reason": record.reason,
+        "reason_code": record.reason_code.value if record.reason_code else None,
         "attempts": record.attempts,
         "next_attempt_in_s": None if record.next_attempt_at == float("inf") else round(max(0.0, record.next_attempt_at - now), 3),
         "source_tx": record.source_tx,

@@ -7,6 +7,10 @@
 with its stage, last reason and next attempt persisted in the store, so a restarted relayer goes on
 where it stopped. Submission is at-least-once; the destination gateway refuses a message id it has
 already accepted, so acceptance is exactly-once, also with several relayers.
+
+Each step (prepare, submit, confirm) looks at one message and returns an outcome value; only
+`Relayer.apply` acts on outcomes (store, metrics, logs). Why a message waits is a `RetryReason`
+(a closed set, stored), with a free-text detail beside it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Awaitable, Callable, Protocol
 
 from relay.backoff import Backoff
 from relay.interfaces import ChainAdapter, DeliveryState, SignedDelivery
@@ -23,11 +27,16 @@ from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
 from relay.metrics import RelayerMetrics
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
-from relay.store import MessageRecord, Stage, Store
+from relay.store import MessageRecord, RetryReason, Stage, Store
 from relay.tasks.attestation import AttestationError, attestation_for
 from relay.tasks.payloads import ProofAttestation, TaskPayloadError
 
 log = get_logger("relayer")
+
+__all__ = [
+    "Collected", "Confirmed", "Drop", "Outcome", "PipelineSettings", "Postpone", "Relayer", "Retry", "RetryReason",
+    "SignatureSource", "Signed", "Submitted",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,64 @@ class Collected:
 
 class SignatureSource(Protocol):
     async def collect(self, envelope: Envelope, source_tx: str) -> Collected: ...
+
+
+# -- outcomes of a step ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """prepare: the committee's combined signature is verified; the message is ready to submit."""
+
+    epoch: int
+    signature: bytes
+    faulty: dict[int, str] = field(default_factory=dict)  # members whose partials were invalid
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """submit: the delivery transaction was sent; confirm it next."""
+
+    tx: str
+    chain: str
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """The destination has the message: delivered by us, or by another relayer ("other")."""
+
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Try again after a backoff, counting an attempt (dead once the attempts are used up), from
+    `stage` if given, else from the same stage."""
+
+    reason: RetryReason
+    detail: str
+    stage: Stage | None = None
+    faulty: dict[int, str] = field(default_factory=dict)  # members whose partials were invalid
+
+
+@dataclass(frozen=True, slots=True)
+class Postpone:
+    """Look again after `delay` seconds without counting an attempt: waiting is not failing."""
+
+    reason: RetryReason
+    detail: str
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Nothing will change by trying again: straight to the dead letter."""
+
+    reason: RetryReason
+    detail: str
+
+
+Outcome = Signed | Submitted | Confirmed | Retry | Postpone | Drop
+Step = Callable[[MessageRecord], Awaitable[Outcome]]
 
 
 @dataclass
@@ -171,123 +238,137 @@ class Relayer:
     async def process_due(self) -> int:
         """One pass over every due operation of every active stage."""
         handled = 0
-        for stage, step in ((Stage.OBSERVED, self._prepare), (Stage.READY, self._submit), (Stage.SUBMITTED, self._confirm)):
+        for stage, step in ((Stage.OBSERVED, self.prepare), (Stage.READY, self.submit), (Stage.SUBMITTED, self.confirm)):
             records = await self.store.due(stage)
             handled += len(records)
-            await asyncio.gather(*(self._guarded(step, r) for r in records))
+            await asyncio.gather(*(self._step(step, r) for r in records))
         return handled
 
-    async def _guarded(self, step, record: MessageRecord) -> None:
+    async def _step(self, step: Step, record: MessageRecord) -> None:
         async with self._semaphore:
             try:
-                await step(record)
+                outcome = await step(record)
             except Exception as exc:
-                await self._retry(record, f"{type(exc).__name__}: {exc}")
+                outcome = Retry(RetryReason.STEP_FAILED, f"{type(exc).__name__}: {exc}")
+            await self.apply(record, outcome)
 
-    # -- stages ----------------------------------------------------------------------------
+    # -- steps: each looks at one message and says what should happen ---------------------------
     def _destination(self, record: MessageRecord) -> ChainAdapter | None:
         return self.adapters.get(record.dst_domain)
 
-    async def _prepare(self, record: MessageRecord) -> None:
+    async def prepare(self, record: MessageRecord) -> Outcome:
         destination = self._destination(record)
         if destination is None:
-            await self._dead(record, f"no adapter for destination domain {record.dst_domain}: add the chain to the config")
-            return
+            return Drop(RetryReason.NO_ROUTE,
+                        f"no adapter for destination domain {record.dst_domain}: add the chain to the config")
         if await destination.is_delivered(record.message_id):
-            await self._confirmed(record, by="other")
-            return
+            return Confirmed(by="other")
         collected = await self.signatures.collect(record.decoded, record.source_tx)
-        for member, what in collected.faulty.items():
-            self.metrics.faulty_partials.labels(member=str(member)).inc()
-            self.log.warning("faulty partial signature", member=member, reason=what, msg_id=record.message_id.hex())
-        if collected.signature is None:
-            if collected.refused:
-                # Kept retrying (a member may still be re-executing), but the reasons are what
-                # `relay status` and the dead letter show.
-                refusals = "; ".join(f"refused by member {i}: {why}" for i, why in sorted(collected.refused.items()))
-                await self._retry(record, f"{refusals} ({collected.reason})")
-            else:
-                await self._retry(record, f"waiting for signatures: {collected.reason}")
-            return
-        await self.store.advance(record.message_id, Stage.READY, epoch=collected.epoch, signature=collected.signature)
-        self.metrics.stage_latency.labels(stage="signed").observe(time.time() - record.observed_at)
-        self.log.info("signed", msg_id=record.message_id.hex(), epoch=collected.epoch)
-        self._wake.set()
+        if collected.signature is not None:
+            return Signed(collected.epoch, collected.signature, faulty=collected.faulty)
+        if collected.refused:
+            # Kept retrying (a member may still be re-executing), but the reasons are what
+            # `relay status` and the dead letter show.
+            refusals = "; ".join(f"refused by member {i}: {why}" for i, why in sorted(collected.refused.items()))
+            return Retry(RetryReason.REFUSED_BY_MEMBERS, f"{refusals} ({collected.reason})", faulty=collected.faulty)
+        return Retry(RetryReason.WAITING_FOR_SIGNATURES, f"waiting for signatures: {collected.reason}",
+                     faulty=collected.faulty)
 
-    async def _submit(self, record: MessageRecord) -> None:
+    async def submit(self, record: MessageRecord) -> Outcome:
         destination = self._destination(record)
         assert destination is not None and record.signature is not None and record.epoch is not None
         # Cheap insurance against a crash after the previous submission: never pay for a
         # transaction the gateway would refuse as a replay.
         if await destination.is_delivered(record.message_id):
-            await self._confirmed(record, by="other")
-            return
-        if not await self._result_landed(record, destination):
-            return
+            return Confirmed(by="other")
+        waiting = await self._result_pending(record, destination)
+        if waiting is not None:
+            return waiting
         delivery = SignedDelivery(envelope=record.decoded, epoch=record.epoch, signature=record.signature)
-        tx = await destination.submit(delivery)
-        await self.store.advance(record.message_id, Stage.SUBMITTED, dest_tx=tx,
-                                 next_attempt_at=time.time() + self.settings.confirm_poll)
-        self.metrics.stage_latency.labels(stage="submitted").observe(time.time() - record.observed_at)
-        self.log.info("submitted", msg_id=record.message_id.hex(), chain=destination.name, tx=tx)
+        try:
+            tx = await destination.submit(delivery)
+        except Exception as exc:
+            return Retry(RetryReason.SUBMIT_FAILED, f"{type(exc).__name__}: {exc}")
+        return Submitted(tx, destination.name)
 
-    async def _result_landed(self, record: MessageRecord, destination: ChainAdapter) -> bool:
+    async def _result_pending(self, record: MessageRecord, destination: ChainAdapter) -> Postpone | None:
         """A task board ignores an attestation for a result it has not recorded (and its gateway then
         counts the attestation as delivered), so an attestation goes only once its result is final
         there. Waiting for that does not use up retries."""
         if record.kind != MessageKind.PROOF_ATTESTATION or record.src_domain != COMMITTEE_DOMAIN:
-            return True
+            return None
         try:
             result_id = ProofAttestation.decode(record.decoded.payload).result_id
         except TaskPayloadError:
-            return True
+            return None
         if await destination.is_delivered(result_id):
-            return True
-        await self.store.postpone(record.message_id, f"waiting for its result 0x{result_id.hex()} to be delivered first",
-                                  time.time() + self.settings.order_poll)
-        return False
+            return None
+        return Postpone(RetryReason.AWAITING_RESULT, f"waiting for its result 0x{result_id.hex()} to be delivered first",
+                        self.settings.order_poll)
 
-    async def _confirm(self, record: MessageRecord) -> None:
+    async def confirm(self, record: MessageRecord) -> Outcome:
         destination = self._destination(record)
         assert destination is not None and record.dest_tx is not None
         status = await destination.delivery_status(record.dest_tx)
         if status.state is DeliveryState.CONFIRMED:
-            await self._confirmed(record, by="us")
-        elif status.state is DeliveryState.PENDING:
+            return Confirmed(by="us")
+        if status.state is DeliveryState.PENDING:
             if record.submitted_at and time.time() - record.submitted_at > self.settings.submitted_timeout:
-                await self._retry(record, f"not final after {self.settings.submitted_timeout:.0f}s: resubmitting",
-                                  stage=Stage.READY)
-            else:
-                # Waiting for finality is not a failure: it does not use up the retry budget.
-                await self.store.postpone(record.message_id, f"pending: {status.detail}" if status.detail else "pending",
-                                          time.time() + self.settings.confirm_poll)
-        elif await destination.is_delivered(record.message_id):
-            # Our transaction failed or vanished because another relayer's won.
-            await self._confirmed(record, by="other")
-        elif status.state is DeliveryState.REVERTED:
-            await self._retry(record, f"delivery reverted: {status.detail}; re-preparing", stage=Stage.OBSERVED)
-        else:
-            await self._retry(record, f"delivery dropped: {status.detail}; resubmitting", stage=Stage.READY)
+                return Retry(RetryReason.NOT_FINAL_IN_TIME,
+                             f"not final after {self.settings.submitted_timeout:.0f}s: resubmitting", stage=Stage.READY)
+            # Waiting for finality is not a failure: it does not use up the retry budget.
+            return Postpone(RetryReason.AWAITING_FINALITY, f"pending: {status.detail}" if status.detail else "pending",
+                            self.settings.confirm_poll)
+        if await destination.is_delivered(record.message_id):
+            return Confirmed(by="other")  # our transaction failed or vanished because another relayer's won
+        if status.state is DeliveryState.REVERTED:
+            return Retry(RetryReason.DELIVERY_REVERTED, f"delivery reverted: {status.detail}; re-preparing",
+                         stage=Stage.OBSERVED)
+        return Retry(RetryReason.DELIVERY_DROPPED, f"delivery dropped: {status.detail}; resubmitting", stage=Stage.READY)
 
-    # -- outcomes --------------------------------------------------------------------------
-    async def _confirmed(self, record: MessageRecord, by: str) -> None:
-        await self.store.advance(record.message_id, Stage.CONFIRMED)
-        self.metrics.deliveries.labels(src_domain=str(record.src_domain), dst_domain=str(record.dst_domain), by=by).inc()
-        self.metrics.stage_latency.labels(stage="confirmed").observe(time.time() - record.observed_at)
-        self.log.info("delivered", msg_id=record.message_id.hex(), by=by, src=record.src_domain, dst=record.dst_domain)
+    # -- the one place outcomes take effect -------------------------------------------------------
+    async def apply(self, record: MessageRecord, outcome: Outcome) -> None:
+        """Record what a step decided: the store first (so a crash right after loses nothing), then
+        metrics and logs."""
+        msg_id = record.message_id.hex()
+        for member, what in (outcome.faulty if isinstance(outcome, (Signed, Retry)) else {}).items():
+            self.metrics.faulty_partials.labels(member=str(member)).inc()
+            self.log.warning("faulty partial signature", member=member, reason=what, msg_id=msg_id)
+        now = time.time()
+        match outcome:
+            case Signed(epoch=epoch, signature=signature):
+                await self.store.advance(record.message_id, Stage.READY, epoch=epoch, signature=signature)
+                self.metrics.stage_latency.labels(stage="signed").observe(now - record.observed_at)
+                self.log.info("signed", msg_id=msg_id, epoch=epoch)
+                self._wake.set()
+            case Submitted(tx=tx, chain=chain):
+                await self.store.advance(record.message_id, Stage.SUBMITTED, dest_tx=tx,
+                                         next_attempt_at=now + self.settings.confirm_poll)
+                self.metrics.stage_latency.labels(stage="submitted").observe(now - record.observed_at)
+                self.log.info("submitted", msg_id=msg_id, chain=chain, tx=tx)
+            case Confirmed(by=by):
+                await self.store.advance(record.message_id, Stage.CONFIRMED)
+                self.metrics.deliveries.labels(src_domain=str(record.src_domain), dst_domain=str(record.dst_domain),
+                                               by=by).inc()
+                self.metrics.stage_latency.labels(stage="confirmed").observe(now - record.observed_at)
+                self.log.info("delivered", msg_id=msg_id, by=by, src=record.src_domain, dst=record.dst_domain)
+            case Postpone(reason=reason, detail=detail, delay=delay):
+                await self.store.postpone(record.message_id, reason, detail, now + delay)
+            case Retry(reason=reason, detail=detail, stage=stage):
+                if self.settings.backoff.exhausted(record.attempts):
+                    await self._dead(record, reason, f"retries exhausted ({record.attempts + 1}); last: {detail}")
+                    return
+                delay = self.settings.backoff.delay(record.attempts)
+                await self.store.retry_later(record.message_id, reason, detail, now + delay, stage=stage)
+                stage_label = (stage or record.stage).value
+                self.metrics.retries.labels(stage=stage_label, reason=reason.value).inc()
+                self.log.info("retry scheduled", msg_id=msg_id, stage=stage_label, reason=reason.value, detail=detail,
+                              in_s=round(delay, 2), attempt=record.attempts + 1)
+            case Drop(reason=reason, detail=detail):
+                await self._dead(record, reason, detail)
 
-    async def _retry(self, record: MessageRecord, reason: str, stage: Stage | None = None) -> None:
-        backoff = self.settings.backoff
-        if backoff.exhausted(record.attempts):
-            await self._dead(record, f"retries exhausted ({record.attempts + 1}); last: {reason}")
-            return
-        delay = backoff.delay(record.attempts)
-        await self.store.retry_later(record.message_id, reason, time.time() + delay, stage=stage)
-        self.metrics.retries.labels(stage=(stage or record.stage).value, reason=reason.split(":", 1)[0][:48]).inc()
-        self.log.info("retry scheduled", msg_id=record.message_id.hex(), stage=(stage or record.stage).value,
-                      reason=reason, in_s=round(delay, 2), attempt=record.attempts + 1)
-
-    async def _dead(self, record: MessageRecord, reason: str) -> None:
-        await self.store.retry_later(record.message_id, reason, float("inf"), stage=Stage.DEAD)
-        self.log.error("dead letter", msg_id=record.message_id.hex(), reason=reason,
+    async def _dead(self, record: MessageRecord, reason: RetryReason, detail: str) -> None:
+        await self.store.retry_later(record.message_id, reason, detail, float("inf"), stage=Stage.DEAD)
+        self.metrics.dead_letters.labels(reason=reason.value).inc()
+        self.log.error("dead letter", msg_id=record.message_id.hex(), reason=reason.value, detail=detail,
                        hint="fix the cause, then `relay retry <id>`")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from relay.api import record_json
 from relay.errors import TesseraError
-from relay.store import MessageRecord, Stage, Store
+from relay.store import MessageRecord, RetryReason, Stage, Store
 
 
 class UnknownMessageError(TesseraError):
@@ -32,17 +32,22 @@ def _ago(ts: float | None) -> str:
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
 
 
-def format_table(records: list[MessageRecord], counts: dict[tuple[str, str], int]) -> str:
-    totals: dict[str, int] = {}
-    for (stage, _), n in counts.items():
+def format_table(records: list[MessageRecord], counts: dict[tuple[Stage, RetryReason | None], int]) -> str:
+    totals: dict[Stage, int] = {}
+    waiting: dict[RetryReason, int] = {}
+    for (stage, code), n in counts.items():
         totals[stage] = totals.get(stage, 0) + n
-    header = "  ".join(f"{s.value}={totals.get(s.value, 0)}" for s in Stage)
-    rows = [("message", "route", "nonce", "stage", "age", "attempts", "next", "reason")]
+        if code is not None and stage is not Stage.CONFIRMED:
+            waiting[code] = waiting.get(code, 0) + n
+    header = "  ".join(f"{s.value}={totals.get(s, 0)}" for s in Stage)
+    if waiting:  # why the unfinished ones wait, by reason
+        header += "\nwhy: " + "  ".join(f"{code.value}={n}" for code, n in sorted(waiting.items(), key=lambda i: -i[1]))
+    rows = [("message", "route", "nonce", "stage", "age", "attempts", "next", "why", "reason")]
     for r in records:
         next_in = "-" if r.stage in (Stage.CONFIRMED, Stage.DEAD) else f"{max(0.0, r.next_attempt_at - time.time()):.1f}s"
         rows.append((
             "0x" + r.message_id.hex()[:12], f"{r.src_domain}->{r.dst_domain}", str(r.nonce), r.stage.value,
-            _ago(r.observed_at), str(r.attempts), next_in, r.reason[:60],
+            _ago(r.observed_at), str(r.attempts), next_in, r.reason_code.value if r.reason_code else "-", r.reason[:60],
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -56,7 +61,8 @@ def format_detail(record: MessageRecord) -> str:
     lines.append(f"{'observed':>18}: {datetime.fromtimestamp(record.observed_at, timezone.utc).isoformat()}")
     lines.append(f"{'payload bytes':>18}: {len(env.payload)}")
     if record.stage is Stage.DEAD:
-        lines.append("\nThis message exhausted its retries. Fix the cause above, then: relay retry " + data["message_id"])
+        why = record.reason_code.value if record.reason_code else "see the reason above"
+        lines.append(f"\nThis message is in the dead letter ({why}). Fix the cause, then: relay retry {data['message_id']}")
     return "\n".join(lines)
 
 

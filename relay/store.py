@@ -25,6 +25,34 @@ class Stage(str, enum.Enum):
 
 ACTIVE_STAGES = (Stage.OBSERVED, Stage.READY, Stage.SUBMITTED)
 
+
+class RetryReason(str, enum.Enum):
+    """Why a message is not done yet (or why it is dead): a closed set, stored in the `reason_code`
+    column and used as the metrics label, in `relay status` and in the dead letter. The values are
+    stored: never rename one (add a new one instead). The free text beside it (`reason`) is the
+    detail for people."""
+
+    WAITING_FOR_SIGNATURES = "waiting_for_signatures"  # fewer than t valid partials so far
+    REFUSED_BY_MEMBERS = "refused_by_members"  # members checked the message and will not sign it
+    NO_ROUTE = "no_route"  # no adapter for the destination domain: dead at once
+    SUBMIT_FAILED = "submit_failed"  # sending the delivery transaction failed
+    AWAITING_RESULT = "awaiting_result"  # an attestation waits for its result to land (not a retry)
+    AWAITING_FINALITY = "awaiting_finality"  # submitted, not final yet (not a retry)
+    NOT_FINAL_IN_TIME = "not_final_in_time"  # submitted but not final in time: resubmitted
+    DELIVERY_REVERTED = "delivery_reverted"  # the delivery reverted: re-prepared
+    DELIVERY_DROPPED = "delivery_dropped"  # the delivery vanished (e.g. expired blockhash): resubmitted
+    STEP_FAILED = "step_failed"  # a step raised (an RPC outage past the adapter's retries, a bug)
+    MANUAL_RETRY = "manual_retry"  # `relay retry` / POST /v1/messages/<id>/retry
+
+    @classmethod
+    def stored(cls, value: str) -> "RetryReason | None":
+        """The reason a row holds: None for none ('' — rows written before reasons had codes, or
+        done) and for a value this version does not know (a newer relayer's)."""
+        try:
+            return cls(value) if value else None
+        except ValueError:
+            return None
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     message_id      BLOB PRIMARY KEY,
@@ -36,6 +64,7 @@ CREATE TABLE IF NOT EXISTS messages (
     source_tx       TEXT NOT NULL,
     stage           TEXT NOT NULL,
     reason          TEXT NOT NULL DEFAULT '',
+    reason_code     TEXT NOT NULL DEFAULT '',
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
     epoch           INTEGER,
@@ -69,7 +98,8 @@ class MessageRecord:
     envelope: bytes
     source_tx: str
     stage: Stage
-    reason: str
+    reason: str  # the detail, for people
+    reason_code: RetryReason | None  # what kind of reason, for metrics, status and queries
     attempts: int
     next_attempt_at: float
     epoch: int | None
@@ -92,6 +122,7 @@ _COLUMNS = ", ".join(MessageRecord.__slots__)
 def _record(row: aiosqlite.Row) -> MessageRecord:
     values = dict(row)
     values["stage"] = Stage(values["stage"])
+    values["reason_code"] = RetryReason.stored(values["reason_code"])
     return MessageRecord(**values)
 
 
@@ -106,12 +137,27 @@ async def _migrate_unique_nonce(db: aiosqlite.Connection) -> None:
         await db.commit()
 
 
+async def _columns(db: aiosqlite.Connection, table: str) -> list[str]:
+    async with db.execute(f"PRAGMA table_info({table})") as cur:
+        return [row[1] for row in await cur.fetchall()]
+
+
+async def _add_reason_code(db: aiosqlite.Connection) -> None:
+    """Stores written before retry reasons were a closed set have no reason_code column: add it
+    (empty for the existing rows; each gets its code at its next step)."""
+    if "reason_code" not in await _columns(db, "messages"):
+        await db.execute("ALTER TABLE messages ADD COLUMN reason_code TEXT NOT NULL DEFAULT ''")
+        await db.commit()
+
+
 async def _finish_migration(db: aiosqlite.Connection) -> None:
     # Also completes a migration a crash interrupted: the copy is idempotent.
     async with db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages_v0'") as cur:
         if await cur.fetchone() is None:
             return
-    await db.execute(f"INSERT OR IGNORE INTO messages ({_COLUMNS}) SELECT {_COLUMNS} FROM messages_v0")
+    old = set(await _columns(db, "messages_v0"))
+    columns = ", ".join(c for c in MessageRecord.__slots__ if c in old)  # the old table may predate some
+    await db.execute(f"INSERT OR IGNORE INTO messages ({columns}) SELECT {columns} FROM messages_v0")
     await db.execute("DROP TABLE messages_v0")
     await db.executescript(_SCHEMA)  # indexes that went with the old table (an interrupted run)
     await db.commit()
@@ -141,6 +187,7 @@ class Store:
         await _migrate_unique_nonce(db)
         await db.executescript(_SCHEMA)
         await db.commit()
+        await _add_reason_code(db)
         await _finish_migration(db)
         return cls(db)
 
@@ -152,7 +199,7 @@ class Store:
         now = time.time() if now is None else now
         cursor = await self._db.execute(
             f"INSERT OR IGNORE INTO messages ({_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, '', 0, ?, NULL, NULL, NULL, ?, NULL, NULL, NULL, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, '', '', 0, ?, NULL, NULL, NULL, ?, NULL, NULL, NULL, ?)",
             (
                 envelope.message_id, envelope.src_domain, envelope.nonce, envelope.dst_domain, envelope.kind,
                 envelope.encode(), source_tx, Stage.OBSERVED.value, now, now, now,
@@ -203,14 +250,17 @@ class Store:
         stamp = {Stage.READY: "signed_at", Stage.SUBMITTED: "submitted_at", Stage.CONFIRMED: "confirmed_at"}.get(stage)
         if stamp and stamp not in fields:
             fields[stamp] = now
-        assignments = {"stage": stage.value, "reason": "", "attempts": 0, "next_attempt_at": now, "updated_at": now}
+        assignments = {"stage": stage.value, "reason": "", "reason_code": "", "attempts": 0, "next_attempt_at": now,
+                       "updated_at": now}
         assignments.update(fields)
         await self._update(message_id, assignments)
 
-    async def retry_later(self, message_id: bytes, reason: str, next_attempt_at: float, *, now: float | None = None,
-                          stage: Stage | None = None) -> None:
+    async def retry_later(self, message_id: bytes, code: RetryReason, reason: str, next_attempt_at: float, *,
+                          now: float | None = None, stage: Stage | None = None) -> None:
+        """Count an attempt and look again at `next_attempt_at` (never, with inf: the dead letter)."""
         now = time.time() if now is None else now
-        assignments: dict[str, object] = {"reason": reason, "next_attempt_at": next_attempt_at, "updated_at": now}
+        assignments: dict[str, object] = {"reason": reason, "reason_code": code.value,
+                                          "next_attempt_at": next_attempt_at, "updated_at": now}
         if stage is not None:
             assignments["stage"] = stage.value
         await self._db.execute(
@@ -221,9 +271,10 @@ class Store:
         )
         await self._db.commit()
 
-    async def postpone(self, message_id: bytes, reason: str, next_attempt_at: float) -> None:
+    async def postpone(self, message_id: bytes, code: RetryReason, reason: str, next_attempt_at: float) -> None:
         """Look again later without counting an attempt (e.g. waiting for finality)."""
-        await self._update(message_id, {"reason": reason, "next_attempt_at": next_attempt_at, "updated_at": time.time()})
+        await self._update(message_id, {"reason": reason, "reason_code": code.value, "next_attempt_at": next_attempt_at,
+                                        "updated_at": time.time()})
 
     async def force_retry(self, message_id: bytes, now: float | None = None) -> MessageRecord | None:
         """Operator's `relay retry`: make the message due now; a dead one restarts from observed."""
@@ -237,7 +288,8 @@ class Store:
         await self._update(
             message_id,
             {"stage": stage.value, "attempts": 0, "next_attempt_at": now, "updated_at": now,
-             "reason": f"manual retry (was: {record.reason or record.stage.value})"},
+             "reason": f"manual retry (was: {record.reason or record.stage.value})",
+             "reason_code": RetryReason.MANUAL_RETRY.value},
         )
         return await self.get(message_id)
 
@@ -248,10 +300,16 @@ class Store:
         )
         await self._db.commit()
 
-    async def counts(self) -> dict[tuple[str, str], int]:
-        """Messages by (stage, reason), for metrics and `relay status`."""
-        async with self._db.execute("SELECT stage, reason, count(*) FROM messages GROUP BY stage, reason") as cur:
-            return {(stage, reason): n for stage, reason, n in await cur.fetchall()}
+    async def counts(self) -> dict[tuple[Stage, RetryReason | None], int]:
+        """Messages by stage and reason code, for metrics and `relay status`."""
+        counts: dict[tuple[Stage, RetryReason | None], int] = {}
+        async with self._db.execute(
+            "SELECT stage, reason_code, count(*) FROM messages GROUP BY stage, reason_code"
+        ) as cur:
+            for stage, code, n in await cur.fetchall():
+                key = (Stage(stage), RetryReason.stored(code))
+                counts[key] = counts.get(key, 0) + n  # (codes this version does not know count as none)
+        return counts
 
     async def listing(self, limit: int = 50) -> list[MessageRecord]:
         """Unfinished first, oldest (most stuck) first; then the latest confirmed."""

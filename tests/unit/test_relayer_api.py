@@ -32,16 +32,19 @@ async def test_health_metrics_status_and_retry_over_http(relayer: Relayer) -> No
         health = await client.get("/health")
         assert health.status == 200 and (await health.json())["chains"]["evm"][0]["healthy"] is True
         metrics = await (await client.get("/metrics")).text()
-        assert 'tessera_messages{reason="retries exhausted (2); last",stage="dead"} 1.0' in metrics
+        assert 'tessera_messages{reason="waiting_for_signatures",stage="dead"} 1.0' in metrics
+        assert 'tessera_dead_letters_total{reason="waiting_for_signatures"} 1.0' in metrics
         listing = await (await client.get("/v1/messages")).json()
         assert listing[0]["stage"] == "dead" and listing[0]["next_attempt_in_s"] is None
         one = await client.get(f"/v1/messages/0x{env.message_id.hex()}")
-        assert (await one.json())["reason"].startswith("retries exhausted")
+        body = await one.json()
+        assert body["reason"].startswith("retries exhausted") and body["reason_code"] == "waiting_for_signatures"
         assert (await client.get("/v1/messages/0x1234")).status == 400
         assert (await client.get("/v1/messages/" + "00" * 32)).status == 404
         retried = await client.post(f"/v1/messages/{env.message_id.hex()}/retry")
         body = await retried.json()
         assert body["stage"] == "observed" and body["attempts"] == 0 and body["reason"].startswith("manual retry")
+        assert body["reason_code"] == "manual_retry"
 
 
 def test_cli_status_and_retry_read_the_store(tmp_path: Path, capsys) -> None:
@@ -63,6 +66,7 @@ def test_cli_status_and_retry_read_the_store(tmp_path: Path, capsys) -> None:
     assert main(["status", "--config", str(tmp_path / "config.toml")]) == 0
     table = capsys.readouterr().out
     assert "observed=1" in table and f"0x{env.message_id.hex()[:12]}" in table and "waiting for signatures" in table
+    assert "why: waiting_for_signatures=1" in table
     assert main(["status", env.message_id.hex()[:10], "--config", str(tmp_path / "config.toml")]) == 0
     assert "stage: observed" in capsys.readouterr().out
     assert main(["retry", "0x" + env.message_id.hex(), "--config", str(tmp_path / "config.toml")]) == 0
