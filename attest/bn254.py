@@ -9,6 +9,7 @@ key, share or signature, so it has no representation here besides its encoding (
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
 from attest.errors import TesseraError
 
@@ -200,11 +201,37 @@ def _hash_to_g1(digest: bytes) -> tuple[G1Point, int]:
     x = int.from_bytes(digest, "big") % P
     for k in range(MAX_HASH_INCREMENTS + 1):
         beta = (x * x * x + 3) % P
-        y = pow(beta, _SQRT_EXP, P)
+        y = fp_sqrt(beta)
         if y * y % P == beta:
             return (x, y), k
         x = (x + 1) % P
     raise HashToCurveError(f"no curve point within {MAX_HASH_INCREMENTS} increments of digest 0x{digest.hex()}")
+
+
+def fp_sqrt(value: int) -> int:
+    """value^((p+1)/4) mod p: the principal square root of `value` when it is a square (p = 3 mod 4)."""
+    return pow(value, _SQRT_EXP, P)
+
+
+class HashToG1Hint(NamedTuple):
+    """What an on-chain verifier needs to skip try-and-increment's square roots: H(digest) =
+    (x0 + k, y) with x0 = digest mod p, and y_sqrt, a square root of y that proves y is the
+    principal root (contracts/evm/README.md, contracts/solana/README.md). Both chains' encoders
+    send (k, y, y_sqrt); the verifier recomputes x from the digest and k."""
+
+    k: int
+    y: int
+    y_sqrt: int
+
+
+def hash_to_g1_hint(digest: bytes) -> HashToG1Hint:
+    """The hint for `hash_to_g1(digest)`: the one place either chain's hint is computed."""
+    (_, y), k = hash_to_g1(digest)
+    y_sqrt = fp_sqrt(y)
+    # The principal root β^((p+1)/4) is itself a square (β is one); anything else is a bug above.
+    if y_sqrt * y_sqrt % P != y:
+        raise HashToCurveError(f"hash_to_g1(0x{bytes(digest).hex()}) returned a y that is not the principal root")
+    return HashToG1Hint(k, y, y_sqrt)
 
 
 # --- encodings ----------------------------------------------------------------------------
