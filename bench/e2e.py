@@ -78,7 +78,7 @@ async def floors(config) -> dict[str, float]:
     from solders.transaction import Transaction
     from web3 import AsyncHTTPProvider, AsyncWeb3
 
-    from adapters.localnet import ANVIL_DEV_KEYS
+    from adapters.evm.devnet import ANVIL_DEV_KEYS
     from adapters.solana.gateway import load_keypair
 
     evm, sol = config.chains["evm"], config.chains["solana"]

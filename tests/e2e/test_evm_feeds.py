@@ -368,18 +368,18 @@ async def test_sse_stream_feeds_the_pusher(setup: Setup) -> None:
 
 
 async def test_localnet_feed_deployment(setup: Setup, tmp_path: Any) -> None:
-    from adapters.evm.devnet import ANVIL_DEV_KEYS
-    from adapters.localnet import _deploy_localnet_feeds, localnet_feeds
+    from adapters.evm.devnet import ANVIL_DEV_KEYS, deploy_devnet_feeds, pool_source
+    from relay.localnet import localnet_feeds
 
     account = setup.w3.eth.account.from_key(ANVIL_DEV_KEYS[0])
-    contracts = await _deploy_localnet_feeds(setup.w3, account, tmp_path, setup.verifier)
+    contracts = await deploy_devnet_feeds(setup.w3, account, tmp_path, setup.verifier, localnet_feeds())
     assert {"MarketPool", "MarketBase", "MarketQuote", "FeedStore", "Aggregator:ETH/USD", "Aggregator:BTC/USD"} <= set(contracts)
     pusher_key = (tmp_path / "evm-feed-pusher.key").read_text().strip()
     assert pusher_key not in ANVIL_DEV_KEYS and (tmp_path / "evm-market.key").read_text().strip() == ANVIL_DEV_KEYS[2]
     pusher = setup.w3.eth.account.from_key(pusher_key)
     assert await setup.w3.eth.get_balance(pusher.address) == 100 * 10**18
 
-    feeds = localnet_feeds(contracts["MarketPool"])
+    feeds = localnet_feeds({"ETH/USD": [pool_source("evm", contracts["MarketPool"])]})
     register_feed_sources({"evm": setup.chain()})
     pool_cfg = feeds["ETH/USD"].sources[0]
     source = build_source(pool_cfg.model_copy(update={"max_age_s": 3600}), "localnet-pool")
