@@ -15,6 +15,10 @@ TAG_FEED = b"TESSERA/v1/FEED"
 TAG_ROOT = b"TESSERA/v1/ROOT"
 # What a worker signs (Ed25519) over a task result.
 TAG_RESULT = b"TESSERA/v1/RESULT"
+# Task protocol v2 (docs/PROTOCOL.md, "AI-task payloads v2"): the worker's tag, and the version byte
+# v2 task payloads carry (offset 0 of a request, offset 32 of a result or verdict).
+TAG_RESULT_V2 = b"TESSERA/v2/RESULT"
+TASK_PAYLOAD_V2 = 2
 
 # Fixed-size header of an envelope: version u8, kind u8, nonce u64, src_domain u32,
 # src_sender bytes32, dst_domain u32, dst_receiver bytes32.
