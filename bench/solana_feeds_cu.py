@@ -28,7 +28,8 @@ from solders.transaction import Transaction  # noqa: E402
 from solders.transaction_metadata import FailedTransactionMetadata  # noqa: E402
 
 from adapters.solana.feeds import UPDATE_FEED_CU_LIMIT, update_feed_ix  # noqa: E402
-from adapters.solana.program import deploy_program_litesvm, init_committee_ix, load_program_bytes  # noqa: E402
+from adapters.solana.deploy import deploy_program_litesvm, load_program_bytes  # noqa: E402
+from adapters.solana.program import init_committee_ix  # noqa: E402
 from attest.bls import public_key, sign  # noqa: E402
 from relay.feeds.report import FeedReport  # noqa: E402
 from relay.feeds.signed import SignedReport  # noqa: E402

@@ -30,15 +30,16 @@ from solders.transaction import Transaction  # noqa: E402
 from solders.transaction_metadata import FailedTransactionMetadata  # noqa: E402
 
 from adapters.solana.feeds import update_feed_ix  # noqa: E402
+from adapters.solana.deploy import deploy_program_litesvm  # noqa: E402
 from adapters.solana.program import (  # noqa: E402
     Attestation,
     deliver_ix,
-    deploy_program_litesvm,
     init_committee_ix,
     init_gateway_ix,
+    taskboard_address,
     verify_signature_ix,
 )
-from adapters.solana.taskboard import request_task_ix, taskboard_address  # noqa: E402
+from adapters.solana.taskboard import request_task_ix  # noqa: E402
 from attest.bls import public_key, sign  # noqa: E402
 from contracts.solana import build  # noqa: E402
 from relay.envelope import Envelope, keccak256, message_digest  # noqa: E402

@@ -25,22 +25,17 @@ from solders.keypair import Keypair  # noqa: E402
 from solders.litesvm import LiteSVM  # noqa: E402
 from solders.transaction import Transaction  # noqa: E402
 
+from adapters.solana.deploy import deploy_program_litesvm, load_program_bytes  # noqa: E402
 from adapters.solana.program import (  # noqa: E402
     OutboxState,
+    board_delivery_accounts,
     deliver_ix,
-    deploy_program_litesvm,
     init_committee_ix,
     init_gateway_ix,
-    load_program_bytes,
     outbox_address,
-)
-from adapters.solana.taskboard import (  # noqa: E402
-    board_delivery_accounts,
-    reclaim_ix,
-    request_task_ix,
-    submit_result_ix,
     taskboard_address,
 )
+from adapters.solana.taskboard import reclaim_ix, request_task_ix, submit_result_ix  # noqa: E402
 from attest.bls import public_key  # noqa: E402
 from bench.solana_verify_cu import _attest, _program_units  # noqa: E402
 from relay.envelope import Envelope  # noqa: E402

@@ -24,12 +24,11 @@ from solders.litesvm import LiteSVM  # noqa: E402
 from solders.transaction import Transaction  # noqa: E402
 from solders.transaction_metadata import FailedTransactionMetadata  # noqa: E402
 
+from adapters.solana.deploy import deploy_program_litesvm, load_program_bytes  # noqa: E402
 from adapters.solana.program import (  # noqa: E402
     Attestation,
     G1Hint,
-    deploy_program_litesvm,
     init_committee_ix,
-    load_program_bytes,
     rotate_committee_ix,
     verify_digest_ix,
     verify_signature_ix,

@@ -12,7 +12,8 @@ from solana.rpc.commitment import Confirmed
 from adapters.solana import devnet
 from adapters.solana.devnet import load_or_create_keypair
 from adapters.solana.feeds import SolanaFeedTarget
-from adapters.solana.gateway import SolanaAdapter, load_keypair
+from adapters.solana.gateway import SolanaAdapter
+from adapters.solana.rpc import load_keypair
 from adapters.solana.taskboard import SolanaTaskBoard
 from attest.committee import Committee
 from relay.config import FeedPushSection, KeyRef, SolanaChain, TesseraConfig, WorkerSection
@@ -36,16 +37,16 @@ class SolanaDriver:
                              load_keypair(ref.read_text(), f"{where} ({ref.describe()})") if ref else None)
 
     def requester_board(self, config: TesseraConfig) -> SolanaTaskBoard:
-        return SolanaTaskBoard.from_config(config, self.name, role="requester")
+        return SolanaTaskBoard.from_config(self.name, self.chain, role="requester")
 
     def serving_board(self, config: TesseraConfig, worker: WorkerSection) -> SolanaTaskBoard:
         if worker.solana_keypair is None:
             raise ConfigError(f"the worker on Solana chain {self.name!r} needs its own fee payer: set [worker] "
                               "solana_keypair (file = ... or env = ...)")
-        return SolanaTaskBoard.from_config(config, self.name, role="worker", keypair=worker.solana_keypair)
+        return SolanaTaskBoard.from_config(self.name, self.chain, role="worker", keypair=worker.solana_keypair)
 
     def feed_target(self, config: TesseraConfig, push: FeedPushSection) -> SolanaFeedTarget:
-        return SolanaFeedTarget.from_config(config, self.name, payer=push.solana_keypair)
+        return SolanaFeedTarget.from_config(self.name, self.chain, payer=push.solana_keypair)
 
     def parse_address(self, text: str) -> bytes:
         return self.chain.parse_address(text)

@@ -7,7 +7,6 @@ Layout and instruction: contracts/solana/README.md "Feeds"; report encoding and 
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,38 +14,34 @@ from typing import Any
 
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Commitment, Confirmed
-from solana.rpc.models import TxOpts
-from solders.compute_budget import set_compute_unit_limit
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
-from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
-from solders.transaction import VersionedTransaction
 
-from adapters.endpoints import EndpointPool
-from adapters.solana.gateway import _LEVELS, SolanaAdapterError, _is_retryable, _level, load_keypair
 from adapters.solana.program import (
     Attestation,
     G1Hint,
     ProgramErrorCode,
     ProgramInstruction,
     committee_address,
+    program_error_code,
+    program_error_name,
 )
-from relay.interfaces import EndpointHealth
-from relay.config import KeyRef, TesseraConfig
+from adapters.solana.rpc import SolanaAdapterError, SolanaRpc, load_keypair
+from adapters.solana.tx import SentTransaction, SolanaTransactor, TransactionRefused
+from relay.config import KeyRef, SolanaChain
 from relay.errors import ConfigError, TesseraError
 from relay.feeds.report import FEED_ID_LEN, FeedReport, ReportError, decode_feed_id, encode_feed_id
-from relay.interfaces import FeedNotNewer
 from relay.feeds.signed import SignedReport
+from relay.interfaces import EndpointHealth, FeedNotNewer
 from relay.log import get_logger
 
 __all__ = [
     "FEED_ACCOUNT_LEN",
     "FeedAccount",
     "FeedAccountError",
-    "FeedNotNewer",
     "FeedPushError",
     "SolanaFeedError",
     "SolanaFeedTarget",
@@ -211,14 +206,10 @@ class FeedAccount:
 
 def _program_error(err: Any) -> tuple[int | None, str]:
     """(custom code, readable text) of a transaction error."""
-    inner = getattr(err, "err", None)
-    code = getattr(inner, "code", None)
+    code = program_error_code(err)
     if code is None:
         return None, str(err)
-    try:
-        return code, f"{ProgramErrorCode(code).name} (custom error {code:#x})"
-    except ValueError:
-        return code, f"UNKNOWN_PROGRAM_ERROR (custom error {code:#x})"
+    return code, f"{program_error_name(err) or 'UNKNOWN_PROGRAM_ERROR'} (custom error {code:#x})"
 
 
 _HINTS = {
@@ -244,15 +235,10 @@ class SolanaFeedTarget:
                  commitment: Commitment = Confirmed, confirm_timeout_s: float = 60.0, rpc_timeout_s: float = 10.0,
                  owns_client: bool = False) -> None:
         if isinstance(client, AsyncClient):  # one client; closed here only with owns_client
-            given = client
-            self.pool: EndpointPool[AsyncClient] = EndpointPool(name, ["(given client)"], lambda _url: given,
-                                                                _is_retryable, timeout=rpc_timeout_s)
-            self._owns_client = owns_client
+            self.rpc = SolanaRpc.for_client(name, client, timeout=rpc_timeout_s, owns_client=owns_client)
         else:
-            self.pool = EndpointPool(
-                name, list(client), lambda url: AsyncClient(url, timeout=rpc_timeout_s, max_transport_retries=0),
-                _is_retryable, timeout=rpc_timeout_s)
-            self._owns_client = True
+            self.rpc = SolanaRpc(name, list(client), timeout=rpc_timeout_s)
+        self.tx = SolanaTransactor(self.rpc, payer, name=name)
         self.payer = payer
         self.program_id = program_id
         self.committee_config = committee_config or committee_address(program_id)[0]
@@ -261,38 +247,30 @@ class SolanaFeedTarget:
         self.confirm_timeout_s = confirm_timeout_s
 
     @classmethod
-    def from_config(cls, config: TesseraConfig, chain_name: str, payer: KeyRef | None = None,
+    def from_config(cls, name: str, chain: SolanaChain, payer: KeyRef | None = None,
                     **options: Any) -> "SolanaFeedTarget":
-        """The target for `[chains.<chain_name>]` (a solana chain with `program_id`). `payer` is a
-        `KeyRef` (the pusher's own key); without one the chain's `sender`, then its `signer`."""
-        chain = config.chains.get(chain_name)
-        if chain is None or getattr(chain, "kind", None) != "solana":
-            raise ConfigError(f"chains.{chain_name} is not a configured solana chain: add it under [chains.{chain_name}]")
+        """The target for `[chains.<name>]` (with `program_id`). `payer` is a `KeyRef` (the pusher's
+        own key); without one the chain's `sender`, then its `signer`."""
         if chain.program_id is None:
-            raise ConfigError(f"chains.{chain_name}.program_id is not set: deploy the program and write its id")
+            raise ConfigError(f"chains.{name}.program_id is not set: deploy the program and write its id")
         key = payer or chain.sender or chain.signer
         if key is None:
             raise ConfigError(
-                f"no key to pay for feed updates on {chain_name}: set the pusher's Solana key, or "
-                f"chains.{chain_name}.sender"
+                f"no key to pay for feed updates on {name}: set the pusher's Solana key, or "
+                f"chains.{name}.sender"
             )
         try:
             keypair = load_keypair(key.read_text(), key.describe())
         except SolanaAdapterError as exc:
             raise ConfigError(str(exc)) from None
-        options.setdefault("name", chain_name)
+        options.setdefault("name", name)
         return cls(chain.rpc_urls, keypair, Pubkey.from_string(chain.program_id), **options)
 
     async def close(self) -> None:
-        if self._owns_client:
-            for client in self.pool.clients:
-                await client.close()
+        await self.rpc.close()
 
     def health(self) -> list[EndpointHealth]:
-        return self.pool.health()
-
-    async def _call(self, what: str, fn: Any) -> Any:
-        return await self.pool.call(f"{what} ({self.name})", fn)
+        return self.rpc.health()
 
     async def __aenter__(self) -> "SolanaFeedTarget":
         return self
@@ -305,60 +283,39 @@ class SolanaFeedTarget:
 
     async def latest(self, feed_id: str) -> FeedAccount | None:
         """The feed account as of `commitment`, or None before its first update."""
-        address = self.address(feed_id)
-        info = (await self._call("getAccountInfo", lambda c: c.get_account_info(address, commitment=self.commitment))).value
-        if info is None or info.owner != self.program_id:
-            return None  # never written (an address someone only sent lamports to is not a feed)
-        return FeedAccount.decode(bytes(info.data))
+        # An address someone only sent lamports to is not a feed.
+        data = await self.rpc.account_data(self.address(feed_id), self.program_id, self.commitment)
+        return FeedAccount.decode(data) if data is not None else None
 
     async def push(self, signed: SignedReport) -> str | FeedNotNewer:
         """Sends UpdateFeed and waits for `commitment`. Returns the transaction signature, or
         `FeedNotNewer` when the chain already holds this round or a newer one."""
         ix = update_feed_ix(self.program_id, self.payer.pubkey(), signed, self.committee_config)
-        instructions = [set_compute_unit_limit(UPDATE_FEED_CU_LIMIT), ix]
         try:
-            latest = (await self._call("getLatestBlockhash", lambda c: c.get_latest_blockhash(self.commitment))).value
-            tx = VersionedTransaction(Message.new_with_blockhash(instructions, self.payer.pubkey(), latest.blockhash),
-                                      [self.payer])
-            simulated = (await self._call("simulateTransaction",
-                                          lambda c: c.simulate_transaction(tx, commitment=self.commitment))).value
-            if simulated.err is not None:
-                return await self._refused(signed, simulated.err, list(simulated.logs or []))
-            raw = bytes(tx)
-            sent = await self._call("sendTransaction",
-                                    lambda c: c.send_raw_transaction(raw, TxOpts(skip_preflight=True)))
-            signature: Signature = sent.value
-            status = await self._confirm(signature, latest.last_valid_block_height)
+            sent = await self.tx.send([ix], cu_limit=UPDATE_FEED_CU_LIMIT)
+            await self._confirm(*sent)
+        except TransactionRefused as exc:
+            # In preflight: the chain has this round already, or refuses the report. Landed but
+            # failed: another pusher's update of the same round got in between.
+            return await self._refused(signed, exc.err, exc.logs, exc.signature)
         except (FeedPushError, FeedAccountError):
             raise
         except Exception as exc:  # transport failures, timeouts, an expired blockhash: worth a retry
             raise FeedPushError(f"{self.name}: pushing {signed.feed_id} round {signed.round} failed: {exc!r}; "
                                 f"check chains.{self.name}.rpc_urls and retry", retryable=True) from exc
-        if status.err is not None:
-            # Landed but failed: another pusher's update of the same round got in between.
-            return await self._refused(signed, status.err, [], signature)
-        log.info("feed_pushed", target=self.name, feed=signed.feed_id, round=signed.round, tx=str(signature))
-        return str(signature)
+        log.info("feed_pushed", target=self.name, feed=signed.feed_id, round=signed.round, tx=str(sent.signature))
+        return str(sent.signature)
 
     async def _confirm(self, signature: Signature, last_valid_block_height: int) -> Any:
-        """The transaction's status once it reached `commitment` (or failed); a retryable
-        FeedPushError when its blockhash expired unlanded or confirm_timeout_s passed."""
-        want = _LEVELS[str(self.commitment)]
-        deadline = asyncio.get_running_loop().time() + self.confirm_timeout_s
-        while True:
-            statuses = await self._call("getSignatureStatuses", lambda c: c.get_signature_statuses([signature]))
-            status = statuses.value[0]
-            if status is not None and (status.err is not None or _level(status.confirmation_status) >= want):
-                return status
-            if status is None:
-                height = (await self._call("getBlockHeight", lambda c: c.get_block_height(self.commitment))).value
-                if height > last_valid_block_height:
-                    raise FeedPushError(f"{self.name}: {signature} expired unlanded (blockhash valid to height "
-                                        f"{last_valid_block_height}, now {height}); pushing again", retryable=True)
-            if asyncio.get_running_loop().time() > deadline:
-                raise FeedPushError(f"{self.name}: {signature} not {self.commitment} within "
-                                    f"{self.confirm_timeout_s:.0f}s; pushing again", retryable=True)
-            await asyncio.sleep(0.1)
+        """The transaction's status once it reached `commitment`; TransactionRefused when it failed,
+        a retryable FeedPushError when its blockhash expired unlanded or confirm_timeout_s passed."""
+        try:
+            return await self.tx.confirm(SentTransaction(signature, last_valid_block_height),
+                                         commitment=self.commitment, timeout=self.confirm_timeout_s)
+        except TransactionRefused:
+            raise
+        except SolanaAdapterError as exc:  # expired or timed out
+            raise FeedPushError(f"{exc}; pushing again", retryable=True) from None
 
     async def _refused(self, signed: SignedReport, err: Any, logs: list[str],
                        signature: Signature | None = None) -> FeedNotNewer:

@@ -1,58 +1,39 @@
-"""The Tessera Solana program from Python: deployment through the upgradeable BPF loader,
-instruction builders and account decoders. Layouts: contracts/solana/README.md.
-
-Deployment sends the sequence `solana program deploy` sends (create + initialize a buffer, write
-the ELF in chunks, DeployWithMaxDataLen), either to a LiteSVM instance or over JSON-RPC.
+"""The Tessera Solana program's interface from Python: instruction encoders, PDAs, account decoders
+and program error codes, for the gateway, the task board's Deliver accounts and the committee.
+Layouts: contracts/solana/README.md. Deployment through the upgradeable loader is in
+adapters.solana.deploy; the task board's and the feeds' own instructions and accounts are in
+adapters.solana.taskboard and adapters.solana.feeds.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import enum
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-from solana.rpc.async_api import AsyncClient
-from solana.rpc.commitment import Confirmed
-from solana.rpc.models import TxOpts
-from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
-from solders.keypair import Keypair
-from solders.litesvm import LiteSVM
-from solders.message import Message
 from solders.pubkey import Pubkey
-from solders.signature import Signature
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
-from solders.system_program import CreateAccountParams, create_account
-from solders.sysvar import CLOCK, RENT
-from solders.transaction import Transaction, VersionedTransaction
-from solders.transaction_metadata import FailedTransactionMetadata
 
-from relay.envelope import keccak256, message_digest
-from relay.log import get_logger
-
-PROGRAM_SO_PATH = Path(__file__).resolve().parents[2] / "contracts" / "solana" / "tessera.so"
+from attest.bn254 import G1_LEN, G2_LEN, MAX_HASH_INCREMENTS, fp_sqrt, hash_to_g1_hint
+from relay.envelope import Envelope, keccak256, message_digest
+from relay.protocol import MessageKind
 
 BPF_LOADER_UPGRADEABLE_ID = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
 COMMITTEE_SEED = b"committee"
 OUTBOX_SEED = b"outbox"
 RECEIPT_SEED = b"delivered"
+TASKBOARD_SEED = b"taskboard"
+TASK_SEED = b"task"
+ANSWERED_SEED = b"answered"
 SENT_EVENT_TAG = b"TESSERA_SENT"  # first sol_log_data field of a Send; the envelope is the second
+ATTESTATION_PAYLOAD_LEN = 170  # a PROOF_ATTESTATION payload to the board: task id ... payout at 128..160
 
-# UpgradeableLoaderState sizes (bincode): Buffer = tag + Option<authority>; Program = tag + programdata
-# address.
-_BUFFER_METADATA_LEN = 4 + 1 + 32
-_PROGRAM_ACCOUNT_LEN = 4 + 32
-_PACKET_DATA_SIZE = 1232
-
-G1_LEN = 64
-G2_LEN = 128
-FIELD_MODULUS = 21888242871839275222246405745257275088696311157297823662689037894645226208583
-MAX_HINT_INCREMENTS = 255  # k is one byte on-chain
+MAX_HINT_INCREMENTS = MAX_HASH_INCREMENTS  # k is one byte on-chain
 
 
 class ProgramInstruction(enum.IntEnum):
@@ -152,243 +133,29 @@ class SolanaProgramError(RuntimeError):
     """Deploying or calling the Tessera program failed."""
 
 
-log = get_logger(__name__)
+def program_error_code(err: Any) -> int | None:
+    """The program's custom error code in a transaction error (InstructionError(i, Custom(code))),
+    None for an error the program did not raise."""
+    return getattr(getattr(err, "err", None), "code", None)
 
 
-class TransactionFailedError(SolanaProgramError):
-    """A transaction was refused or failed on-chain; the message carries the node's error and logs."""
-
-
-class DeploymentError(TransactionFailedError):
-    """A deployment transaction failed; the message names the step."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Deployment
-
-
-def programdata_address(program_id: Pubkey) -> Pubkey:
-    return Pubkey.find_program_address([bytes(program_id)], BPF_LOADER_UPGRADEABLE_ID)[0]
-
-
-def load_program_bytes(path: Path = PROGRAM_SO_PATH) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise SolanaProgramError(
-            f"{path} is missing: build it with `.venv/bin/python contracts/solana/build.py`"
-        ) from None
-
-
-def _loader_ix(data: bytes, accounts: Sequence[tuple[Pubkey, bool, bool]]) -> Instruction:
-    metas = [AccountMeta(pubkey=k, is_signer=s, is_writable=w) for k, s, w in accounts]
-    return Instruction(BPF_LOADER_UPGRADEABLE_ID, data, metas)
-
-
-def initialize_buffer_ix(buffer: Pubkey, authority: Pubkey) -> Instruction:
-    return _loader_ix(struct.pack("<I", 0), [(buffer, False, True), (authority, False, False)])
-
-
-def write_ix(buffer: Pubkey, authority: Pubkey, offset: int, chunk: bytes) -> Instruction:
-    data = struct.pack("<IIQ", 1, offset, len(chunk)) + chunk
-    return _loader_ix(data, [(buffer, False, True), (authority, True, False)])
-
-
-def deploy_with_max_data_len_ix(
-    payer: Pubkey, program_id: Pubkey, buffer: Pubkey, authority: Pubkey, max_data_len: int
-) -> Instruction:
-    return _loader_ix(
-        struct.pack("<IQ", 2, max_data_len),
-        [
-            (payer, True, True),
-            (programdata_address(program_id), False, True),
-            (program_id, False, True),
-            (buffer, False, True),
-            (RENT, False, False),
-            (CLOCK, False, False),
-            (SYSTEM_PROGRAM_ID, False, False),
-            (authority, True, False),
-        ],
-    )
-
-
-@dataclass(frozen=True)
-class _Step:
-    name: str
-    instructions: list[Instruction]
-    signers: list[Keypair]
-    deployment: bool = True
-
-
-def _write_chunk_size(payer: Keypair, buffer: Pubkey) -> int:
-    probe = Transaction.new_signed_with_payer(
-        [write_ix(buffer, payer.pubkey(), 0, b"")], payer.pubkey(), [payer], Hash.default()
-    )
-    return _PACKET_DATA_SIZE - len(bytes(probe)) - 8  # margin: compact-u16 lengths grow with the chunk
-
-
-def _deploy_steps(
-    payer: Keypair,
-    so_bytes: bytes,
-    program: Keypair,
-    buffer: Keypair,
-    rent: Callable[[int], int],
-    max_data_len: int,
-) -> list[_Step]:
-    authority = payer.pubkey()
-    buffer_len = _BUFFER_METADATA_LEN + len(so_bytes)
-    steps = [
-        _Step(
-            "create buffer",
-            [
-                create_account(
-                    CreateAccountParams(
-                        from_pubkey=payer.pubkey(),
-                        to_pubkey=buffer.pubkey(),
-                        lamports=rent(buffer_len),
-                        space=buffer_len,
-                        owner=BPF_LOADER_UPGRADEABLE_ID,
-                    )
-                ),
-                initialize_buffer_ix(buffer.pubkey(), authority),
-            ],
-            [payer, buffer],
-        )
-    ]
-    chunk = _write_chunk_size(payer, buffer.pubkey())
-    for offset in range(0, len(so_bytes), chunk):
-        steps.append(
-            _Step(
-                f"write {offset}",
-                [write_ix(buffer.pubkey(), authority, offset, so_bytes[offset : offset + chunk])],
-                [payer],
-            )
-        )
-    steps.append(
-        _Step(
-            "deploy",
-            [
-                create_account(
-                    CreateAccountParams(
-                        from_pubkey=payer.pubkey(),
-                        to_pubkey=program.pubkey(),
-                        lamports=rent(_PROGRAM_ACCOUNT_LEN),
-                        space=_PROGRAM_ACCOUNT_LEN,
-                        owner=BPF_LOADER_UPGRADEABLE_ID,
-                    )
-                ),
-                deploy_with_max_data_len_ix(
-                    payer.pubkey(), program.pubkey(), buffer.pubkey(), authority, max_data_len
-                ),
-            ],
-            [payer, program],
-        )
-    )
-    return steps
-
-
-def _max_data_len(so_bytes: bytes) -> int:
-    # Room for upgrades twice the size, as `solana program deploy` does by default.
-    return 2 * len(so_bytes)
-
-
-def deploy_program_litesvm(
-    svm: LiteSVM, payer: Keypair, so_bytes: bytes | None = None, program_keypair: Keypair | None = None
-) -> Pubkey:
-    """Deploys into a solders.litesvm.LiteSVM through the upgradeable loader; the payer becomes the
-    upgrade authority. Returns the program id."""
-    so_bytes = load_program_bytes() if so_bytes is None else so_bytes
-    program = program_keypair or Keypair()
-    steps = _deploy_steps(
-        payer, so_bytes, program, Keypair(), svm.minimum_balance_for_rent_exemption, _max_data_len(so_bytes)
-    )
-    for step in steps:
-        tx = Transaction.new_signed_with_payer(step.instructions, payer.pubkey(), step.signers, svm.latest_blockhash())
-        result = svm.send_transaction(tx)
-        if isinstance(result, FailedTransactionMetadata):
-            logs = "\n".join(result.meta().logs())
-            raise DeploymentError(f"deployment step '{step.name}' failed: {result.err()}\n{logs}{_v0_hint(step)}")
-    # The loader makes a new program visible from the next slot on.
-    svm.warp_to_slot(svm.get_clock().slot + 1)
-    return program.pubkey()
-
-
-async def _send(client: AsyncClient, payer: Keypair, step: _Step) -> Signature:
-    blockhash = (await client.get_latest_blockhash(Confirmed)).value.blockhash
-    tx = VersionedTransaction(Message.new_with_blockhash(step.instructions, payer.pubkey(), blockhash), step.signers)
-    try:
-        return (await client.send_transaction(tx, opts=TxOpts(preflight_commitment=Confirmed))).value
-    except Exception as exc:  # solana-py raises RPCException & co. carrying the node's simulation logs
-        raise _error(step)(f"step '{step.name}' was refused: {exc}{_v0_hint(step)}") from exc
-
-
-async def _confirm(client: AsyncClient, signature: Signature, step: _Step) -> None:
-    statuses = await client.confirm_transaction(signature, Confirmed, sleep_seconds=0.1)
-    status = statuses.value[0]
-    if status is None or status.err is not None:
-        raise _error(step)(
-            f"step '{step.name}' failed on-chain: {status.err if status else 'no status'}{_v0_hint(step)}"
-        )
-
-
-def _error(step: _Step) -> type[TransactionFailedError]:
-    return DeploymentError if step.deployment else TransactionFailedError
-
-
-def _v0_hint(step: _Step) -> str:
-    if step.name != "deploy":
+def program_error_name(err: Any) -> str:
+    """The program's error name in a transaction error; "" when it is not one of ours."""
+    code = program_error_code(err)
+    if code is None:
         return ""
-    return (
-        "\n(if the cluster activates SIMD-0500 B8JJXCy5amZyWG9r7EnUYLwzXSXTxG7GZ1qZ1qggo83g it refuses SBPFv0 "
-        "programs: start solana-test-validator with --deactivate-feature for it and for "
-        "SIMD-0460 7VgiehxNxu53KdxgLspGQY8myE6f7UokaWa4jsGcaSz; see contracts/solana/README.md)"
-    )
+    try:
+        return ProgramErrorCode(code).name
+    except ValueError:
+        return ""
 
 
-async def deploy_program(
-    client: AsyncClient, payer: Keypair, so_bytes: bytes | None = None, program_keypair: Keypair | None = None
-) -> Pubkey:
-    """Deploys over JSON-RPC through the upgradeable loader; the payer pays and becomes the upgrade
-    authority. The buffer writes go out together, then are confirmed, as `solana program deploy` does.
-    Returns the program id."""
-    so_bytes = load_program_bytes() if so_bytes is None else so_bytes
-    program = program_keypair or Keypair()
-    rents: dict[int, int] = {}
-    for size in (_BUFFER_METADATA_LEN + len(so_bytes), _PROGRAM_ACCOUNT_LEN):
-        rents[size] = (await client.get_minimum_balance_for_rent_exemption(size)).value
-    create, *writes, deploy = _deploy_steps(
-        payer, so_bytes, program, Keypair(), rents.__getitem__, _max_data_len(so_bytes)
-    )
-    await _confirm(client, await _send(client, payer, create), create)
-    sent = [(await _send(client, payer, step), step) for step in writes]
-    for signature, step in sent:
-        await _confirm(client, signature, step)
-    await _confirm(client, await _send(client, payer, deploy), deploy)
-    # A validator makes a new program callable from the slot after its deployment.
-    deployed_at = (await client.get_slot(Confirmed)).value
-    while (await client.get_slot(Confirmed)).value <= deployed_at:
-        await asyncio.sleep(0.05)
-    log.info("solana_program_deployed", program_id=str(program.pubkey()), size=len(so_bytes))
-    return program.pubkey()
-
-
-async def send_instructions(client: AsyncClient, payer: Keypair, instructions: list[Instruction],
-                            signers: Sequence[Keypair] = ()) -> Signature:
-    """Sends one transaction and waits until it is confirmed; raises SolanaProgramError if it failed."""
-    step = _Step("transaction", instructions, [payer, *signers], deployment=False)
-    signature = await _send(client, payer, step)
-    await _confirm(client, signature, step)
-    return signature
-
-
-async def initialize_committee(
-    client: AsyncClient, admin: Keypair, program_id: Pubkey, *, domain: int, epoch: int, n: int, t: int,
-    group_key: bytes,
-) -> Pubkey:
-    """Runs InitCommittee (admin = the program's upgrade authority); returns the config address."""
-    ix = init_committee_ix(program_id, admin.pubkey(), domain=domain, epoch=epoch, n=n, t=t, group_key=group_key)
-    await send_instructions(client, admin, [ix])
-    return committee_address(program_id)[0]
+def describe_transaction_error(err: Any) -> str:
+    """A transaction error as a person reads it: the program's error name for a custom code."""
+    code = program_error_code(err)
+    if code is None:
+        return str(err)
+    return f"{program_error_name(err) or 'UNKNOWN_PROGRAM_ERROR'} (custom error {code:#x} in instruction {getattr(err, 'index', '?')})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,6 +164,11 @@ async def initialize_committee(
 
 def committee_address(program_id: Pubkey) -> tuple[Pubkey, int]:
     return Pubkey.find_program_address([COMMITTEE_SEED], program_id)
+
+
+def programdata_address(program_id: Pubkey) -> Pubkey:
+    """The upgradeable loader's ProgramData account of a program (its upgrade authority lives there)."""
+    return Pubkey.find_program_address([bytes(program_id)], BPF_LOADER_UPGRADEABLE_ID)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,21 +192,15 @@ class G1Hint:
     @classmethod
     def for_point(cls, k: int, y: int) -> "G1Hint":
         """Hint for H = (x0 + k, y) when H is already known (e.g. from attest.bn254.hash_to_g1)."""
-        root = pow(y, (FIELD_MODULUS + 1) // 4, FIELD_MODULUS)
         # When y is not a square (the negated root) no witness exists; send one the program rejects.
-        return cls(k, y.to_bytes(32, "big"), root.to_bytes(32, "big"))
+        return cls(k, y.to_bytes(32, "big"), fp_sqrt(y).to_bytes(32, "big"))
 
     @classmethod
     def for_digest(cls, digest: bytes) -> "G1Hint":
-        """Try-and-increment hashing of `digest` as DESIGN.md specifies."""
-        x = int.from_bytes(digest, "big") % FIELD_MODULUS
-        for k in range(MAX_HINT_INCREMENTS + 1):
-            beta = (pow(x, 3, FIELD_MODULUS) + 3) % FIELD_MODULUS
-            y = pow(beta, (FIELD_MODULUS + 1) // 4, FIELD_MODULUS)
-            if y * y % FIELD_MODULUS == beta:
-                return cls.for_point(k, y)
-            x = (x + 1) % FIELD_MODULUS
-        raise ValueError("no curve point within 255 increments (probability ~2^-255): cannot be verified on Solana")
+        """The hint for `digest` (attest.bn254.hash_to_g1_hint: try-and-increment as DESIGN.md
+        specifies)."""
+        k, y, y_sqrt = hash_to_g1_hint(digest)
+        return cls(k, y.to_bytes(32, "big"), y_sqrt.to_bytes(32, "big"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -708,8 +474,46 @@ class DeliveryReceipt:
         )
 
 
-async def initialize_gateway(client: AsyncClient, admin: Keypair, program_id: Pubkey) -> Pubkey:
-    """Runs InitGateway (admin = the program's upgrade authority; after InitCommittee); returns the
-    outbox address. The program computes the outbox's rent itself from the Rent sysvar."""
-    await send_instructions(client, admin, [init_gateway_ix(program_id, admin.pubkey())])
-    return outbox_address(program_id)[0]
+# ---------------------------------------------------------------------------------------------
+# Task board PDAs, and the accounts a Deliver to the board carries. The board's own instructions
+# and accounts: adapters.solana.taskboard.
+
+
+def taskboard_address(program_id: Pubkey) -> Pubkey:
+    """The board (PDA ["taskboard"], an address only): src_sender of what it sends, dst_receiver
+    of what it is sent."""
+    return Pubkey.find_program_address([TASKBOARD_SEED], program_id)[0]
+
+
+def _request_address(seed: bytes, program_id: Pubkey, request_id: bytes) -> Pubkey:
+    if len(request_id) != 32:
+        raise ValueError("request_id must be 32 bytes (the TASK_REQUEST envelope's message id)")
+    return Pubkey.find_program_address([seed, request_id], program_id)[0]
+
+
+def task_address(program_id: Pubkey, request_id: bytes) -> Pubkey:
+    """A request's record and escrow (PDA ["task", request_id])."""
+    return _request_address(TASK_SEED, program_id, request_id)
+
+
+def answered_address(program_id: Pubkey, request_id: bytes) -> Pubkey:
+    """The serving side's "a result was sent" marker (PDA ["answered", request_id])."""
+    return _request_address(ANSWERED_SEED, program_id, request_id)
+
+
+def board_delivery_accounts(program_id: Pubkey, envelope: Envelope) -> list[AccountMeta]:
+    """The extra accounts a Deliver of `envelope` needs after its usual four; [] when it is not
+    addressed to the board. Derived from the payload the same way the program does: a TASK_RESULT
+    of at least 32 bytes names its task, a 170-byte PROOF_ATTESTATION its task and payout."""
+    board = taskboard_address(program_id)
+    if envelope.dst_receiver != bytes(board):
+        return []
+    metas = [AccountMeta(board, False, False)]
+    payload = envelope.payload
+    match envelope.kind:
+        case MessageKind.TASK_RESULT if len(payload) >= 32:
+            metas.append(AccountMeta(task_address(program_id, payload[:32]), False, True))
+        case MessageKind.PROOF_ATTESTATION if len(payload) == ATTESTATION_PAYLOAD_LEN:
+            metas.append(AccountMeta(task_address(program_id, payload[:32]), False, True))
+            metas.append(AccountMeta(Pubkey.from_bytes(payload[128:160]), False, True))
+    return metas

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from contextlib import aclosing
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from solana.rpc.commitment import Confirmed
+from solana.rpc.commitment import Commitment, Confirmed
 from solana.rpc.core import RPCException
-from solders.compute_budget import set_compute_unit_limit
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -32,67 +30,55 @@ from solders.signature import Signature
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.transaction import VersionedTransaction
 
-from adapters.endpoints import AllEndpointsFailed
-from adapters.solana.gateway import SolanaAdapter, SolanaAdapterError, _level, describe_transaction_error, load_keypair
 from adapters.solana.program import (
-    ProgramErrorCode,
-    ProgramInstruction,
-    committee_address,
-    outbox_address,
-    receipt_address,
     OutboxState,
+    ProgramInstruction,
     SolanaProgramError,
+    answered_address,
+    committee_address,
+    describe_transaction_error,
+    outbox_address,
+    program_error_name,
+    receipt_address,
+    task_address,
+    taskboard_address,
 )
-from relay.config import KeyRef, SolanaChain, TesseraConfig
+from adapters.solana.rpc import LogsWaker, SolanaAdapterError, SolanaRpc, follow_address, load_keypair
+from adapters.solana.tx import ConfirmationTimeout, SolanaTransactor, TransactionRefused
+from relay.config import KeyRef, SolanaChain, WorkerSection
 from relay.envelope import Envelope, EnvelopeError
-from relay.lifecycle import cancel_quietly
+from relay.interfaces import IncomingRequest, SentRequest, TaskState, TaskStatus
 from relay.log import get_logger
 from relay.protocol import MessageKind
-from relay.tasks.board import BoardRefused, ReclaimRefused, RequestExpired, RequestRefused, ResultAlreadySubmitted, ResultRefused, TaskBoardError
-from relay.interfaces import IncomingRequest, SentRequest, TaskState, TaskStatus
+from relay.tasks.board import (
+    BoardRefused,
+    ReclaimRefused,
+    RequestExpired,
+    RequestRefused,
+    ResultAlreadySubmitted,
+    ResultRefused,
+    TaskBoardError,
+)
 from relay.tasks.payloads import TaskPayloadError, TaskRequest, TaskResult, decode_executor_id
 
 log = get_logger("adapters.solana.taskboard")
 
-TASKBOARD_SEED = b"taskboard"
-TASK_SEED = b"task"
-ANSWERED_SEED = b"answered"
 TASK_MAGIC = b"TESSTASK"
 TASK_LEN = 288
 ANSWERED_MAGIC = b"TESSANSW"
 ANSWERED_LEN = 120
 ATTESTATION_GRACE_SECONDS = 300  # taskboard.h: reclaim waits this long after the deadline once a result is recorded
-ATTESTATION_PAYLOAD_LEN = 170
 DELIVER_ATTESTATION_LEN = 133  # the Deliver instruction's attestation block (adapters.solana.program.Attestation)
 
 REQUEST_CU_LIMIT = 80_000
 SUBMIT_CU_LIMIT = 80_000
 RECLAIM_CU_LIMIT = 20_000
-_SIGNATURE_PAGE = 1000
 _NONCE_RACE_RETRIES = 8
 
 Role = Literal["requester", "worker"]
 
 
 # --- addresses and instructions ---------------------------------------------------------------
-
-
-def taskboard_address(program_id: Pubkey) -> Pubkey:
-    return Pubkey.find_program_address([TASKBOARD_SEED], program_id)[0]
-
-
-def _id_address(seed: bytes, program_id: Pubkey, request_id: bytes) -> Pubkey:
-    if len(request_id) != 32:
-        raise ValueError("request_id must be 32 bytes (the TASK_REQUEST envelope's message id)")
-    return Pubkey.find_program_address([seed, request_id], program_id)[0]
-
-
-def task_address(program_id: Pubkey, request_id: bytes) -> Pubkey:
-    return _id_address(TASK_SEED, program_id, request_id)
-
-
-def answered_address(program_id: Pubkey, request_id: bytes) -> Pubkey:
-    return _id_address(ANSWERED_SEED, program_id, request_id)
 
 
 def request_task_ix(program_id: Pubkey, requester: Pubkey, *, request_id: bytes, dst_domain: int,
@@ -126,23 +112,6 @@ def reclaim_ix(program_id: Pubkey, requester: Pubkey, request_id: bytes) -> Inst
         AccountMeta(requester, False, True),
         AccountMeta(task_address(program_id, request_id), False, True),
     ])
-
-
-def board_delivery_accounts(program_id: Pubkey, envelope: Envelope) -> list[AccountMeta]:
-    """The extra accounts a Deliver of `envelope` needs after its usual four; [] when it is not
-    addressed to the board. Derived from the payload the same way the program does: a TASK_RESULT
-    of at least 32 bytes names its task, a 170-byte PROOF_ATTESTATION its task and payout."""
-    board = taskboard_address(program_id)
-    if envelope.dst_receiver != bytes(board):
-        return []
-    metas = [AccountMeta(board, False, False)]
-    payload = envelope.payload
-    if envelope.kind == MessageKind.TASK_RESULT and len(payload) >= 32:
-        metas.append(AccountMeta(task_address(program_id, payload[:32]), False, True))
-    elif envelope.kind == MessageKind.PROOF_ATTESTATION and len(payload) == ATTESTATION_PAYLOAD_LEN:
-        metas.append(AccountMeta(task_address(program_id, payload[:32]), False, True))
-        metas.append(AccountMeta(Pubkey.from_bytes(payload[128:160]), False, True))
-    return metas
 
 
 # --- accounts ----------------------------------------------------------------------------------
@@ -254,18 +223,8 @@ _HINTS = {
 }
 
 
-def _error_name(err: Any) -> str:
-    code = getattr(getattr(err, "err", None), "code", None)
-    if code is None:
-        return ""
-    try:
-        return ProgramErrorCode(code).name
-    except ValueError:
-        return ""
-
-
 def _refusal(cls: type[BoardRefused], action: str, err: Any, logs: Sequence[str] = ()) -> BoardRefused:
-    name = _error_name(err)
+    name = program_error_name(err)
     if cls is ResultRefused:
         cls = {"ALREADY_ANSWERED": ResultAlreadySubmitted, "TASK_EXPIRED": RequestExpired}.get(name, cls)
     reason = describe_transaction_error(err)
@@ -279,57 +238,59 @@ def _refusal(cls: type[BoardRefused], action: str, err: Any, logs: Sequence[str]
 
 
 class SolanaTaskBoard:
-    """Both roles of the Solana task board, over the chain's RPC endpoints (through SolanaAdapter's
-    endpoint pool). Writes go out with preflight at `confirmed` and are awaited at `confirmed`;
+    """Both roles of the Solana task board, over the chain's RPC endpoints (adapters.solana.rpc).
+    Writes go out with preflight at `confirmed` and are awaited at `confirmed` (adapters.solana.tx);
     `watch_requests` reports deliveries at the chain's commitment."""
 
     def __init__(self, name: str, chain: SolanaChain, signer: Keypair | None = None, *,
                  poll_interval: float = 1.0, idle_poll_interval: float = 10.0, confirm_timeout: float = 60.0,
-                 **adapter_options: Any) -> None:
-        self._adapter = SolanaAdapter(name, chain, signer, poll_interval=poll_interval,
-                                      idle_poll_interval=idle_poll_interval, **adapter_options)
+                 rpc_timeout: float = 10.0, pool_attempts: int = 4, pool_base_delay: float = 0.2) -> None:
+        if chain.program_id is None:
+            raise SolanaTaskBoardError(f"chains.{name}.program_id is not set: deploy the program and write its id")
         self.name = name
         self.domain = chain.domain
-        self.program_id = self._adapter.program_id
+        self.program_id = Pubkey.from_string(chain.program_id)
         self.board = taskboard_address(self.program_id)
         self.address = bytes(self.board)
-        self.commitment = chain.commitment
+        self.commitment: Commitment = chain.commitment  # type: ignore[assignment]
         self.signer = signer
         self.poll_interval = poll_interval
         self.idle_poll_interval = idle_poll_interval
         self.confirm_timeout = confirm_timeout
+        self.rpc = SolanaRpc(name, chain.rpc_urls, timeout=rpc_timeout, attempts=pool_attempts,
+                             base_delay=pool_base_delay)
+        self.tx = SolanaTransactor(self.rpc, signer, name=name,
+                                   no_payer_hint="this board client has no keypair; build it with from_config")
+        # Every Deliver mentions the program: its logs subscription wakes the watcher (a superset of
+        # what reaches the board, which costs one extra listing); polling covers while it is down.
+        self.logs = LogsWaker(name, chain.ws_urls, self.program_id, self.commitment)
         self._request_lock = asyncio.Lock()
 
     @classmethod
-    def from_config(cls, config: TesseraConfig, chain_name: str, role: Role = "requester",
-                    keypair: Keypair | KeyRef | None = None, **options: Any) -> "SolanaTaskBoard":
-        """role "requester" signs with `chains.<name>.sender` (else `signer`, as the SDK does); role
-        "worker" with `keypair`, else `[worker] solana_keypair` (never the relayer's signer)."""
-        chain = config.chains.get(chain_name)
-        if chain is None:
-            raise SolanaTaskBoardError(
-                f"no chain named {chain_name!r} in the config; known: {', '.join(config.chains)}")
-        if not isinstance(chain, SolanaChain):
-            raise SolanaTaskBoardError(
-                f"chains.{chain_name} is a {chain.kind} chain; SolanaTaskBoard serves Solana chains only")
+    def from_config(cls, name: str, chain: SolanaChain, role: Role = "requester",
+                    keypair: Keypair | KeyRef | None = None, worker: WorkerSection | None = None,
+                    **options: Any) -> "SolanaTaskBoard":
+        """The board of `[chains.<name>]`. Role "requester" signs with `keypair`, else the chain's
+        `sender` (else `signer`, as the SDK does); role "worker" with `keypair`, else the `[worker]`
+        section's `solana_keypair` (never the relayer's signer)."""
         if role == "worker":
-            ref = keypair if keypair is not None else (config.worker.solana_keypair if config.worker else None)
+            ref = keypair if keypair is not None else (worker.solana_keypair if worker else None)
             if ref is None:
                 raise SolanaTaskBoardError(
-                    f"the worker's board on {chain_name} needs the worker's own fee payer: pass keypair= or set "
+                    f"the worker's board on {name} needs the worker's own fee payer: pass keypair= or set "
                     "[worker] solana_keypair (file = ... or env = ...); the relayer's signer must not be shared")
         elif role == "requester":
             ref = keypair if keypair is not None else (chain.sender or chain.signer)
             if ref is None:
                 raise SolanaTaskBoardError(
-                    f"requesting tasks on {chain_name} needs a keypair: set chains.{chain_name}.sender")
+                    f"requesting tasks on {name} needs a keypair: set chains.{name}.sender")
         else:
             raise SolanaTaskBoardError(f"role must be 'worker' or 'requester', not {role!r}")
         signer = ref if isinstance(ref, Keypair) else load_keypair(ref.read_text(), ref.describe())
-        return cls(chain_name, chain, signer, **options)
+        return cls(name, chain, signer, **options)
 
     async def close(self) -> None:
-        await self._adapter.close()
+        await self.rpc.close()
 
     async def __aenter__(self) -> "SolanaTaskBoard":
         return self
@@ -339,12 +300,8 @@ class SolanaTaskBoard:
 
     # ----- reads -----------------------------------------------------------------------------
 
-    async def _account_data(self, address: Pubkey, commitment: Any = Confirmed) -> bytes | None:
-        account = (await self._adapter._rpc("getAccountInfo", lambda c: c.get_account_info(
-            address, commitment=commitment))).value
-        if account is None or account.owner != self.program_id:
-            return None
-        return bytes(account.data)
+    async def _account_data(self, address: Pubkey) -> bytes | None:
+        return await self.rpc.account_data(address, self.program_id, Confirmed)
 
     async def task_account(self, request_id: bytes) -> TaskAccount | None:
         data = await self._account_data(task_address(self.program_id, request_id))
@@ -374,35 +331,24 @@ class SolanaTaskBoard:
 
     # ----- writes ----------------------------------------------------------------------------
 
-    async def _transact(self, instructions: Sequence[Instruction], action: str,
+    async def _transact(self, instructions: Sequence[Instruction], cu_limit: int, action: str,
                         refusal: type[BoardRefused]) -> str:
         """Sends with preflight, waits for `confirmed`; a refusal (in preflight or on-chain) raises
         `refusal` named after the program's error."""
         try:
-            signature, _ = await self._adapter._send(instructions, skip_preflight=False)
-        except SolanaAdapterError as exc:
-            raise SolanaTaskBoardError(f"{self.name}: {exc}") from None
+            signature = await self.tx.transact(instructions, cu_limit=cu_limit, commitment=Confirmed,
+                                               timeout=self.confirm_timeout)
+        except TransactionRefused as exc:
+            raise _refusal(refusal, action, exc.err, exc.logs) from None
         except RPCException as exc:
-            data = getattr(exc.args[0], "data", None) if exc.args else None
-            err = getattr(data, "err", None)
-            if err is None:
-                raise SolanaTaskBoardError(f"{self.name}: {action} was refused by the node: {exc}") from None
-            raise _refusal(refusal, action, err, list(getattr(data, "logs", None) or [])) from None
-        sig = Signature.from_string(signature)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.confirm_timeout
-        while True:
-            status = await self._adapter._status(sig)
-            if status is not None and _level(status.confirmation_status) >= 1:  # confirmed or finalized
-                break
-            if loop.time() > deadline:
-                raise SolanaTaskBoardError(
-                    f"{self.name}: {action} ({signature}) was not confirmed within {self.confirm_timeout:.0f}s; "
-                    "check the transaction before retrying")
-            await asyncio.sleep(0.1)
-        if status.err is not None:
-            raise _refusal(refusal, action, status.err)
-        return signature
+            raise SolanaTaskBoardError(f"{self.name}: {action} was refused by the node: {exc}") from None
+        except ConfirmationTimeout:
+            raise SolanaTaskBoardError(
+                f"{self.name}: {action} was not confirmed within {self.confirm_timeout:.0f}s; "
+                "check the transaction before retrying") from None
+        except SolanaAdapterError as exc:
+            raise SolanaTaskBoardError(f"{self.name}: {action}: {exc}") from None
+        return str(signature)
 
     def _signer_key(self) -> Pubkey:
         if self.signer is None:
@@ -433,8 +379,7 @@ class SolanaTaskBoard:
             ix = request_task_ix(self.program_id, requester, request_id=envelope.message_id, dst_domain=dst_domain,
                                  worker_board=worker_board, payload=payload)
             try:
-                tx = await self._transact([set_compute_unit_limit(REQUEST_CU_LIMIT), ix], "the task request",
-                                          RequestRefused)
+                tx = await self._transact([ix], REQUEST_CU_LIMIT, "the task request", RequestRefused)
             except RequestRefused as exc:
                 if exc.error != "TASK_WRONG_ADDRESS":
                     raise
@@ -459,7 +404,7 @@ class SolanaTaskBoard:
             raise ResultRefused("the result", "its request_id is not the request it is submitted for",
                                 _HINTS["RESULT_REQUEST_MISMATCH"], "RESULT_REQUEST_MISMATCH", _BOARD)
         ix = submit_result_ix(self.program_id, self._signer_key(), request_id, result_payload)
-        tx = await self._transact([set_compute_unit_limit(SUBMIT_CU_LIMIT), ix], "the result", ResultRefused)
+        tx = await self._transact([ix], SUBMIT_CU_LIMIT, "the result", ResultRefused)
         log.info("task result submitted", chain=self.name, request_id=request_id.hex(), tx=tx)
         return tx
 
@@ -469,7 +414,7 @@ class SolanaTaskBoard:
             raise ReclaimRefused("the reclaim", f"no task {request_id.hex()} on {self.name}", _HINTS["TASK_NOT_FOUND"],
                                  "TASK_NOT_FOUND", _BOARD)
         ix = reclaim_ix(self.program_id, task.requester, request_id)
-        return await self._transact([set_compute_unit_limit(RECLAIM_CU_LIMIT), ix], "the reclaim", ReclaimRefused)
+        return await self._transact([ix], RECLAIM_CU_LIMIT, "the reclaim", ReclaimRefused)
 
     # ----- serving side: delivered requests --------------------------------------------------
 
@@ -477,72 +422,15 @@ class SolanaTaskBoard:
         """TASK_REQUESTs delivered to the board, at the chain's commitment, oldest first, after the
         transaction `cursor` names (None: from the oldest the node still has). Runs forever; RPC
         outages are logged and retried. Idle, it waits for the program's logs subscription (or polls
-        every `poll_interval` while that is down, every `idle_poll_interval` otherwise)."""
-        last = Signature.from_string(cursor) if cursor else None
-        wake = asyncio.Event()
-        # Every Deliver mentions the program: its logs subscription wakes us (a superset of what
-        # reaches the board, which costs one extra listing); polling covers while it is down.
-        waker = asyncio.create_task(self._adapter._wake_on_logs(wake)) if self._adapter.chain.ws_urls else None
-        try:
-            async with aclosing(self._watch(last, wake)) as requests:
-                async for request in requests:
-                    yield request
-        finally:
-            await cancel_quietly(waker)
-
-    async def _watch(self, last: Signature | None, wake: asyncio.Event) -> AsyncIterator[IncomingRequest]:
-        failures = 0
-        while True:
-            wake.clear()
-            try:
-                pending = await self._signatures_after(last)
-            except (AllEndpointsFailed, RPCException) as exc:
-                failures += 1
-                log.error("cannot list the board's transactions; retrying", chain=self.name, error=str(exc)[:300])
-                await asyncio.sleep(min(30.0, self.poll_interval * 2 ** min(failures, 5)))
-                continue
-            failures = 0
-            caught_up = True
-            for signature, err in pending:
-                if err is None:
-                    try:
-                        found = await self._requests_in(signature, str(last) if last else "")
-                    except (AllEndpointsFailed, RPCException) as exc:
-                        log.error("cannot read a board transaction; retrying it", chain=self.name,
-                                  tx=str(signature), error=str(exc)[:300])
-                        found = None
-                    if found is None:  # not served (yet) at the commitment: stay on it
-                        caught_up = False
-                        break
-                    for request in found:
-                        yield request
-                last = signature
-            if not caught_up:
-                await asyncio.sleep(self.poll_interval)
-                continue
-            timeout = self.idle_poll_interval if self._adapter.ws_connected else self.poll_interval
-            try:
-                await asyncio.wait_for(wake.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
-
-    async def _signatures_after(self, until: Signature | None) -> list[tuple[Signature, Any]]:
-        newest_first: list[tuple[Signature, Any]] = []
-        before: Signature | None = None
-        while True:
-            page = (await self._adapter._rpc(
-                "getSignaturesForAddress", lambda c, b=before: c.get_signatures_for_address(
-                    self.board, before=b, until=until, limit=_SIGNATURE_PAGE, commitment=self.commitment))).value
-            newest_first += [(item.signature, item.err) for item in page]
-            if len(page) < _SIGNATURE_PAGE:
-                break
-            before = page[-1].signature
-        newest_first.reverse()
-        return newest_first
+        every `poll_interval` while that is down, every `idle_poll_interval` otherwise). Every
+        Deliver to the board carries the board account, so listing the board lists them all."""
+        async for request in follow_address(
+                self.rpc, self.board, cursor, self._requests_in, commitment=self.commitment, logs=self.logs,
+                poll_interval=self.poll_interval, idle_poll_interval=self.idle_poll_interval, what="board"):
+            yield request
 
     async def _requests_in(self, signature: Signature, cursor_before: str) -> list[IncomingRequest] | None:
-        tx = (await self._adapter._rpc("getTransaction", lambda c: c.get_transaction(
-            signature, encoding="base64", commitment=self.commitment, max_supported_transaction_version=0))).value
+        tx = await self.rpc.transaction(signature, self.commitment, encoding="base64")
         if tx is None:
             return None
         meta = tx.transaction.meta

@@ -17,14 +17,16 @@ from solders.keypair import Keypair
 
 import attest
 from adapters.evm.devnet import free_port
-from adapters.solana.feeds import FeedAccount, FeedNotNewer, FeedPushError, SolanaFeedTarget, feed_address
+from adapters.solana.feeds import FeedAccount, FeedPushError, SolanaFeedTarget, feed_address
 from adapters.solana_localnet.testing import running_solana_localnet
-from adapters.solana.program import ProgramErrorCode, deploy_program, initialize_committee
+from adapters.solana.deploy import deploy_program, initialize_committee
+from adapters.solana.program import ProgramErrorCode
 from relay.config import parse_config
 from relay.feeds.aggregate import PushPolicy
 from relay.feeds.push import Pusher
 from relay.feeds.report import FeedReport
 from relay.feeds.signed import SignedReport
+from relay.interfaces import FeedNotNewer
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +66,7 @@ async def test_signed_reports_flow_into_the_feed_account_over_rpc(tmp_path: Path
                 "sender": {"file": str(tmp_path / "pusher.json")},
             }}})
 
-            async with SolanaFeedTarget.from_config(config, "solana") as target:
+            async with SolanaFeedTarget.from_config("solana", config.chains["solana"]) as target:
                 assert target.name == "solana" and target.payer.pubkey() == pusher.pubkey()
                 assert await target.latest("ETH/USD") is None
 

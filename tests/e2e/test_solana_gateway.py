@@ -25,17 +25,11 @@ from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus
 
 from adapters.endpoints import AllEndpointsFailed
-from adapters.solana.gateway import SolanaAdapter, initialize_gateway
+from adapters.solana.deploy import initialize_gateway
+from adapters.solana.gateway import SolanaAdapter
 from adapters.solana_localnet.testing import RunningLocalnet, running_solana_localnet
-from adapters.solana.program import (
-    DeliveryReceipt,
-    OutboxState,
-    deploy_program,
-    initialize_committee,
-    outbox_address,
-    receipt_address,
-    send_ix,
-)
+from adapters.solana.deploy import deploy_program, initialize_committee
+from adapters.solana.program import DeliveryReceipt, OutboxState, outbox_address, receipt_address, send_ix
 from attest import Committee, KeyShare, combine, deal, partial_sign
 from relay.interfaces import DeliveryState, DeliveryStatus, Observation, SignedDelivery
 from relay.config import SolanaChain
@@ -169,7 +163,7 @@ async def test_reobserve_of_a_failed_or_unknown_transaction_is_empty(deployed: D
         # A Send of kind COMMITTEE_ROTATION is refused by the program; without preflight it lands failed.
         bad = send_ix(deployed.program_id, sender.pubkey(), dst_domain=EVM_DOMAIN, receiver=RECEIVER,
                       kind=MessageKind.COMMITTEE_ROTATION, payload=b"")
-        failed, _ = await adapter._send([bad], skip_preflight=True)
+        failed = str((await adapter.tx.send([bad], preflight=False)).signature)
         status = await _final_status(adapter, failed)
         assert status.state is DeliveryState.REVERTED and "WRONG_MESSAGE_KIND" in status.detail
         assert await adapter.reobserve(failed) == []

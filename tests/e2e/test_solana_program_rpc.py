@@ -13,18 +13,20 @@ from solders.keypair import Keypair
 from solders.system_program import CreateAccountParams, create_account
 
 from adapters.solana_localnet.testing import running_solana_localnet
-from adapters.solana.program import (
-    BPF_LOADER_UPGRADEABLE_ID,
-    CommitteeConfig,
+from adapters.solana.deploy import (
     TransactionFailedError,
-    committee_address,
     deploy_program,
     initialize_committee,
     load_program_bytes,
+    send_instructions,
+)
+from adapters.solana.program import (
+    BPF_LOADER_UPGRADEABLE_ID,
+    CommitteeConfig,
+    committee_address,
     probe_ix,
     programdata_address,
     rotate_committee_ix,
-    send_instructions,
     verify_signature_ix,
 )
 from relay.envelope import keccak256

@@ -17,13 +17,12 @@ from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from adapters.solana.gateway import SolanaAdapter, initialize_gateway
+from adapters.solana.deploy import initialize_gateway
+from adapters.solana.gateway import SolanaAdapter
 from adapters.solana_localnet.testing import RunningLocalnet, running_solana_localnet
-from adapters.solana.program import deploy_program, initialize_committee
-from adapters.solana.taskboard import (
-    SolanaTaskBoard,
-    task_address,
-)
+from adapters.solana.deploy import deploy_program, initialize_committee
+from adapters.solana.program import task_address
+from adapters.solana.taskboard import SolanaTaskBoard
 from attest import Committee, KeyShare, combine, deal, partial_sign
 from relay.interfaces import DeliveryState, SignedDelivery
 from relay.config import SolanaChain

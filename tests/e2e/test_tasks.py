@@ -83,7 +83,7 @@ async def test_a_wrong_sentiment_result_is_refused_by_the_attesters_and_not_paid
             result = TaskResult.signed(Ed25519PrivateKey.generate(), request_id=handle.request_id,
                                        executor="sentiment", output=wrong, payout=payout,
                                        proof_kind=ProofKind.REEXECUTION)
-            board = SolanaTaskBoard.from_config(config, "solana", role="worker",
+            board = SolanaTaskBoard.from_config("solana", config.chains["solana"], role="worker",
                                                 keypair=_funded_keypair(stack))
             try:
                 await board.submit_result(handle.request_id, result.encode())
@@ -105,7 +105,7 @@ async def test_a_wrong_sentiment_result_is_refused_by_the_attesters_and_not_paid
 
 
 def _funded_keypair(stack):
-    from adapters.solana.gateway import load_keypair
+    from adapters.solana.rpc import load_keypair
 
     path = stack.state_dir / "keys" / "solana-user.json"  # funded by the localnet
     return load_keypair(path.read_text(), str(path))

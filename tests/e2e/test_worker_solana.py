@@ -40,7 +40,7 @@ class SolanaRequester:
         self.shares = [_load_share(config, committee, i) for i in (1, 2, 4)]
         self.src_domain = config.chains["evm"].domain
         self.adapter = driver_for("solana", config.chains["solana"]).messaging()  # the relayer's fee payer; no relayer runs
-        self.board = SolanaTaskBoard.from_config(config, "solana", role="requester")
+        self.board = SolanaTaskBoard.from_config("solana", config.chains["solana"], role="requester")
         self.nonce = 0
         self.results: dict[bytes, list[TaskResult]] = {}
         self._cursor: str | None = None

@@ -39,28 +39,31 @@ from solders.transaction_metadata import FailedTransactionMetadata, TransactionM
 
 import attest
 from adapters.solana.feeds import FeedAccount, feed_address, update_feed_ix
+from adapters.solana.deploy import (
+    PROGRAM_SO_PATH,
+    DeploymentError,
+    deploy_program_litesvm,
+    initialize_buffer_ix,
+    write_ix,
+)
 from adapters.solana.program import (
     BPF_LOADER_UPGRADEABLE_ID,
-    PROGRAM_SO_PATH,
     Attestation,
     CommitteeConfig,
     DeliveryReceipt,
-    DeploymentError,
+    OutboxState,
     ProgramErrorCode,
     committee_address,
     deliver_ix,
-    deploy_program_litesvm,
     init_committee_ix,
     init_gateway_ix,
-    OutboxState,
-    initialize_buffer_ix,
     outbox_address,
     programdata_address,
     receipt_address,
     verify_signature_ix,
-    write_ix,
 )
-from adapters.solana.taskboard import TaskAccount, request_task_ix, task_address, taskboard_address
+from adapters.solana.program import task_address, taskboard_address
+from adapters.solana.taskboard import TaskAccount, request_task_ix
 from relay.envelope import Envelope, keccak256, message_digest
 from relay.feeds.report import FeedReport
 from relay.feeds.signed import SignedReport

@@ -15,7 +15,9 @@ from solders.pubkey import Pubkey
 from solders.rpc.responses import GetSlotResp
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
-from adapters.solana.gateway import SolanaAdapter, SolanaAdapterError, _is_retryable, describe_transaction_error
+from adapters.solana.gateway import SolanaAdapter
+from adapters.solana.program import describe_transaction_error
+from adapters.solana.rpc import SolanaAdapterError, is_retryable
 from adapters.solana.program import SENT_EVENT_TAG, sent_envelopes, sent_envelopes_of
 from relay.interfaces import ChainAdapter
 from relay.config import SolanaChain
@@ -41,16 +43,16 @@ def _status_error(code: int) -> SolanaRpcException:
 
 
 def test_endpoint_faults_are_retried_request_faults_are_not() -> None:
-    assert _is_retryable(_wrapped(httpx2.ConnectError("refused")))
-    assert _is_retryable(_wrapped(httpx2.ReadTimeout("slow")))
-    assert _is_retryable(_status_error(429))
-    assert _is_retryable(_status_error(503))
-    assert not _is_retryable(_status_error(400))
-    assert not _is_retryable(RPCException("Transaction simulation failed: custom program error: 0x36"))
-    assert not _is_retryable(ValueError("bad input"))
+    assert is_retryable(_wrapped(httpx2.ConnectError("refused")))
+    assert is_retryable(_wrapped(httpx2.ReadTimeout("slow")))
+    assert is_retryable(_status_error(429))
+    assert is_retryable(_status_error(503))
+    assert not is_retryable(_status_error(400))
+    assert not is_retryable(RPCException("Transaction simulation failed: custom program error: 0x36"))
+    assert not is_retryable(ValueError("bad input"))
     behind = GetSlotResp.from_json('{"jsonrpc":"2.0","error":{"code":-32005,"message":"Node is unhealthy",'
                                    '"data":{"numSlotsBehind":5}},"id":0}')
-    assert _is_retryable(RPCException(behind))
+    assert is_retryable(RPCException(behind))
 
 
 def test_custom_program_errors_are_named() -> None:

@@ -31,15 +31,8 @@ from adapters.solana.feeds import (
     raw_update_feed_ix,
     update_feed_ix,
 )
-from adapters.solana.program import (
-    PROGRAM_SO_PATH,
-    Attestation,
-    G1Hint,
-    ProgramErrorCode,
-    deploy_program_litesvm,
-    init_committee_ix,
-    rotate_committee_ix,
-)
+from adapters.solana.deploy import PROGRAM_SO_PATH, deploy_program_litesvm
+from adapters.solana.program import Attestation, G1Hint, ProgramErrorCode, init_committee_ix, rotate_committee_ix
 from relay.envelope import keccak256, message_digest
 from relay.feeds.report import FeedReport
 from relay.feeds.signed import SignedReport
@@ -369,8 +362,10 @@ def _config(tmp_path: Path, **chain: object):
 
 
 async def test_the_target_from_config_takes_the_given_key_then_sender_then_signer(tmp_path: Path) -> None:
+    from adapters.registry import driver_named
+    from adapters.solana.driver import SolanaDriver
     from adapters.solana.feeds import SolanaFeedTarget
-    from relay.config import KeyRef
+    from relay.config import FeedPushSection, KeyRef
     from relay.errors import ConfigError
 
     keys = {}
@@ -380,20 +375,22 @@ async def test_the_target_from_config_takes_the_given_key_then_sender_then_signe
     ref = lambda name: {"file": str(tmp_path / f"{name}.json")}  # noqa: E731
     config = _config(tmp_path, sender=ref("sender"), signer=ref("signer"))
     for payer, expected in ((KeyRef(**ref("pusher")), "pusher"), (None, "sender")):
-        async with SolanaFeedTarget.from_config(config, "sol", payer) as target:
+        async with SolanaFeedTarget.from_config("sol", config.chains["sol"], payer) as target:
             assert target.payer.pubkey() == keys[expected].pubkey() and target.name == "sol"
-    async with SolanaFeedTarget.from_config(_config(tmp_path, signer=ref("signer")), "sol") as target:
+    async with SolanaFeedTarget.from_config("sol", _config(tmp_path, signer=ref("signer")).chains["sol"]) as target:
         assert target.payer.pubkey() == keys["signer"].pubkey()
 
     with pytest.raises(ConfigError, match="no key to pay for feed updates on sol"):
-        SolanaFeedTarget.from_config(_config(tmp_path), "sol")
-    with pytest.raises(ConfigError, match="chains.evm is not a configured solana chain"):
-        SolanaFeedTarget.from_config(config, "evm")
+        SolanaFeedTarget.from_config("sol", _config(tmp_path).chains["sol"])
+    # Which target class serves a chain is the registry's answer (adapters.registry), not the target's.
+    async with driver_named(config, "sol").feed_target(config, FeedPushSection()) as target:
+        assert isinstance(target, SolanaFeedTarget) and target.payer.pubkey() == keys["sender"].pubkey()
+    assert not isinstance(driver_named(config, "evm"), SolanaDriver)
     with pytest.raises(ConfigError, match="program_id is not set"):
-        SolanaFeedTarget.from_config(_config(tmp_path, program_id=None, signer=ref("signer")), "sol")
+        SolanaFeedTarget.from_config("sol", _config(tmp_path, program_id=None, signer=ref("signer")).chains["sol"])
     (tmp_path / "bad.json").write_text("[1, 2, 3]")
     with pytest.raises(ConfigError, match="not a Solana keypair"):
-        SolanaFeedTarget.from_config(config, "sol", KeyRef(file=tmp_path / "bad.json"))
+        SolanaFeedTarget.from_config("sol", config.chains["sol"], KeyRef(file=tmp_path / "bad.json"))
 
 
 async def test_confirmation_gives_up_retryably_when_the_blockhash_expires_or_time_runs_out() -> None:
@@ -414,7 +411,7 @@ async def test_confirmation_gives_up_retryably_when_the_blockhash_expires_or_tim
             return SimpleNamespace(value=[None])  # never landed
         return SimpleNamespace(value=height["now"])
 
-    target._call = fake_call  # type: ignore[method-assign]
+    target.rpc.call = fake_call  # type: ignore[method-assign]
     try:
         with pytest.raises(FeedPushError, match="expired unlanded") as expired:
             await target._confirm(Signature.default(), 100)

@@ -27,17 +27,14 @@ from solders.system_program import CreateAccountParams, create_account, transfer
 from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 
+from adapters.solana.deploy import PROGRAM_SO_PATH, DeploymentError, deploy_program_litesvm
 from adapters.solana.program import (
     BPF_LOADER_UPGRADEABLE_ID,
-    FIELD_MODULUS,
-    PROGRAM_SO_PATH,
     Attestation,
     CommitteeConfig,
-    DeploymentError,
     G1Hint,
     ProgramErrorCode,
     committee_address,
-    deploy_program_litesvm,
     init_committee_ix,
     probe_ix,
     programdata_address,
@@ -45,6 +42,7 @@ from adapters.solana.program import (
     verify_digest_ix,
     verify_signature_ix,
 )
+from attest.bn254 import P as FIELD_MODULUS
 from relay.envelope import Envelope, keccak256, message_digest
 from relay.payloads import CommitteeRotation
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind

@@ -22,18 +22,15 @@ from adapters.solana.program import (
     receipt_address,
     sent_envelopes_of,
 )
+from adapters.solana.program import answered_address, board_delivery_accounts, task_address, taskboard_address
 from adapters.solana.taskboard import (
     ANSWERED_LEN,
     TASK_LEN,
     AnsweredAccount,
     TaskAccount,
-    answered_address,
-    board_delivery_accounts,
     reclaim_ix,
     request_task_ix,
     submit_result_ix,
-    task_address,
-    taskboard_address,
 )
 from relay.envelope import Envelope, keccak256
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
@@ -514,7 +511,10 @@ def test_submit_result_refuses_a_receipt_that_is_not_a_request_to_the_board(boar
 def test_from_config_picks_the_keypair_of_the_role(tmp_path, monkeypatch) -> None:
     from relay.config import parse_config
 
+    from adapters.registry import driver_named
+    from adapters.solana.driver import SolanaDriver
     from adapters.solana.taskboard import SolanaTaskBoard, SolanaTaskBoardError
+    from relay.errors import ConfigError
 
     program_id = str(Pubkey.new_unique())
     sender, worker = Keypair(), Keypair()
@@ -526,20 +526,22 @@ def test_from_config_picks_the_keypair_of_the_role(tmp_path, monkeypatch) -> Non
         "evm": {"kind": "evm", "domain": OTHER_DOMAIN, "chain_id": OTHER_DOMAIN, "rpc_urls": ["http://127.0.0.1:2"]},
     }
     config = parse_config({"chains": chains})
-    requester = SolanaTaskBoard.from_config(config, "solana")
+    chain = config.chains["solana"]
+    requester = SolanaTaskBoard.from_config("solana", chain)
     assert requester.signer.pubkey() == sender.pubkey()
     assert requester.address == bytes(taskboard_address(Pubkey.from_string(program_id)))
     assert requester.domain == DOMAIN
     with pytest.raises(SolanaTaskBoardError, match=r"\[worker\] solana_keypair"):
-        SolanaTaskBoard.from_config(config, "solana", role="worker")
-    assert SolanaTaskBoard.from_config(config, "solana", role="worker", keypair=worker).signer == worker
+        SolanaTaskBoard.from_config("solana", chain, role="worker")
+    assert SolanaTaskBoard.from_config("solana", chain, role="worker", keypair=worker).signer == worker
     worker_section = {"solana_keypair": {"file": str(tmp_path / "worker.json")}}
     with_worker = parse_config({"chains": chains, "worker": worker_section})
-    assert SolanaTaskBoard.from_config(with_worker, "solana", role="worker").signer.pubkey() == worker.pubkey()
-    with pytest.raises(SolanaTaskBoardError, match="Solana chains only"):
-        SolanaTaskBoard.from_config(config, "evm")
-    with pytest.raises(SolanaTaskBoardError, match="no chain named 'x'"):
-        SolanaTaskBoard.from_config(config, "x")
+    from_section = driver_named(with_worker, "solana").serving_board(with_worker, with_worker.worker)
+    assert isinstance(from_section, SolanaTaskBoard) and from_section.signer.pubkey() == worker.pubkey()
+    # Which board class serves a chain is the registry's answer, not the board's.
+    assert not isinstance(driver_named(config, "evm"), SolanaDriver)
+    with pytest.raises(ConfigError, match="no chain 'x'"):
+        driver_named(config, "x")
 
 
 # --- differential: the program's TASK_REQUEST checks against the Python decoder --------------------

@@ -1,0 +1,292 @@
+"""Talking to Solana nodes: the endpoint pool over a chain's `rpc_urls`, which errors are the
+endpoint's fault (worth another endpoint) and which are the request's, commitment levels, keypairs,
+and following an address's transactions (listing, then a logs subscription or polling to wake up).
+
+Every RPC of the Solana package goes through a `SolanaRpc`: `call(what, fn)` where `fn` takes one
+`AsyncClient`, failing over between the configured endpoints; `SolanaRpc.for_client(client)` wraps
+one client a caller owns (deployment, tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import httpx2
+from solana.exceptions import SolanaRpcException
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Commitment, Confirmed
+from solana.rpc.core import RPCException
+from solana.rpc.websocket_api import SolanaWsClient
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from solders.rpc.config import RpcTransactionLogsFilterMentions
+from solders.rpc.errors import MinContextSlotNotReachedMessage, NodeUnhealthyMessage
+from solders.signature import Signature
+from solders.transaction_status import TransactionConfirmationStatus
+
+from adapters.endpoints import AllEndpointsFailed, EndpointPool
+from relay.errors import TesseraError
+from relay.interfaces import EndpointHealth
+from relay.lifecycle import cancel_quietly
+from relay.log import get_logger
+
+__all__ = [
+    "COMMITMENT_LEVELS",
+    "SIGNATURE_PAGE",
+    "LogsWaker",
+    "SolanaAdapterError",
+    "SolanaRpc",
+    "commitment_level",
+    "confirmation_level",
+    "follow_address",
+    "is_retryable",
+    "load_keypair",
+]
+
+log = get_logger("adapters.solana.rpc")
+
+T = TypeVar("T")
+
+SIGNATURE_PAGE = 1000  # getSignaturesForAddress's maximum
+COMMITMENT_LEVELS = {"processed": 0, "confirmed": 1, "finalized": 2}
+
+
+# solana-py wraps every HTTP-level failure in its own exception, the cause attached.
+_TRANSPORT_WRAPPERS = (SolanaRpcException,)
+
+
+class SolanaAdapterError(TesseraError):
+    """A Solana adapter operation could not be done; the message says what to fix."""
+
+
+def commitment_level(commitment: Commitment | str) -> int:
+    """0, 1, 2 for processed, confirmed, finalized."""
+    return COMMITMENT_LEVELS[str(commitment)]
+
+
+def confirmation_level(status: Any) -> int:
+    """The level a signature status reached (as `commitment_level`); -1 when it has none."""
+    # solders' confirmation-status enum is not hashable: compare instead of a dict lookup.
+    if status == TransactionConfirmationStatus.Finalized:
+        return 2
+    if status == TransactionConfirmationStatus.Confirmed:
+        return 1
+    return 0 if status == TransactionConfirmationStatus.Processed else -1
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The endpoint's fault (down, slow, rate-limited, failing, behind) is worth another endpoint; a
+    JSON-RPC error (RPCException: bad request, preflight failure) is the request's."""
+    if isinstance(exc, RPCException):
+        # A node that is behind answers with a JSON-RPC error, but another node may well answer.
+        return bool(exc.args) and isinstance(exc.args[0], (NodeUnhealthyMessage, MinContextSlotNotReachedMessage))
+    if isinstance(exc, _TRANSPORT_WRAPPERS):
+        cause = exc.__cause__
+        if isinstance(cause, httpx2.HTTPStatusError):
+            status = cause.response.status_code
+            return status == 429 or status >= 500
+        return isinstance(cause, httpx2.TransportError)
+    return isinstance(exc, (OSError, asyncio.TimeoutError, httpx2.TransportError))
+
+
+def load_keypair(text: str, where: str = "the key") -> Keypair:
+    """A Solana keypair as the Solana CLI writes it (a JSON array of the 64 secret-key bytes) or as
+    a base58 string."""
+    text = text.strip()
+    try:
+        if text.startswith("["):
+            return Keypair.from_bytes(bytes(json.loads(text)))
+        return Keypair.from_base58_string(text)
+    except (ValueError, TypeError) as exc:
+        raise SolanaAdapterError(
+            f"{where} is not a Solana keypair: write a JSON array of 64 bytes (solana-keygen's format) "
+            f"or a base58 secret key ({exc})"
+        ) from None
+
+
+class SolanaRpc:
+    """One chain's JSON-RPC endpoints behind the failover pool (adapters/endpoints.py): `rpc_urls`
+    in order, failing over on transport errors, timeouts, 429/5xx and unhealthy nodes."""
+
+    def __init__(self, name: str, rpc_urls: Sequence[str], *, timeout: float = 10.0, attempts: int = 4,
+                 base_delay: float = 0.2) -> None:
+        self.name = name
+        self.pool: EndpointPool[AsyncClient] = EndpointPool(
+            name, list(rpc_urls), lambda url: AsyncClient(url, timeout=timeout, max_transport_retries=0),
+            is_retryable, attempts=attempts, base_delay=base_delay, timeout=timeout)
+        self._owns_clients = True
+
+    @classmethod
+    def for_client(cls, name: str, client: AsyncClient, *, timeout: float = 10.0, owns_client: bool = False
+                   ) -> "SolanaRpc":
+        """Calls through one given client; `close` closes it only with `owns_client`."""
+        rpc = cls.__new__(cls)
+        rpc.name = name
+        rpc.pool = EndpointPool(name, ["(given client)"], lambda _url: client, is_retryable, timeout=timeout)
+        rpc._owns_clients = owns_client
+        return rpc
+
+    async def close(self) -> None:
+        if self._owns_clients:
+            for client in self.pool.clients:
+                await client.close()
+
+    def health(self) -> list[EndpointHealth]:
+        return self.pool.health()
+
+    async def call(self, what: str, fn: Callable[[AsyncClient], Awaitable[T]]) -> T:
+        return await self.pool.call(what, fn)
+
+    # ----- reads shared by the gateway, the task board and the feed target ------------------
+
+    async def account_data(self, address: Pubkey, owner: Pubkey, commitment: Commitment = Confirmed) -> bytes | None:
+        """The data of `address` at `commitment` when `owner` owns it; None otherwise (an address
+        someone only sent lamports to is not one of the owner's accounts)."""
+        account = (await self.call("getAccountInfo", lambda c: c.get_account_info(
+            address, commitment=commitment))).value
+        if account is None or account.owner != owner:
+            return None
+        return bytes(account.data)
+
+    async def signatures_page(self, address: Pubkey, commitment: Commitment, *, before: Signature | None = None,
+                              until: Signature | None = None) -> list[Any]:
+        """One page (newest first) of the successful and failed transactions mentioning `address`."""
+        return (await self.call("getSignaturesForAddress", lambda c: c.get_signatures_for_address(
+            address, before=before, until=until, limit=SIGNATURE_PAGE, commitment=commitment))).value
+
+    async def signatures_after(self, address: Pubkey, until: Signature | None, commitment: Commitment
+                               ) -> list[tuple[Signature, Any]]:
+        """(signature, err) of every transaction mentioning `address` after `until`, oldest first."""
+        newest_first: list[tuple[Signature, Any]] = []
+        before: Signature | None = None
+        while True:
+            page = await self.signatures_page(address, commitment, before=before, until=until)
+            newest_first += [(item.signature, item.err) for item in page]
+            if len(page) < SIGNATURE_PAGE:
+                break
+            before = page[-1].signature
+        newest_first.reverse()
+        return newest_first
+
+    async def transaction(self, signature: Signature, commitment: Commitment, *, encoding: str = "json") -> Any:
+        """The transaction with its meta at `commitment`; None when the node does not serve it (yet)."""
+        return (await self.call("getTransaction", lambda c: c.get_transaction(
+            signature, encoding=encoding, commitment=commitment, max_supported_transaction_version=0))).value
+
+    async def signature_status(self, signature: Signature) -> Any:
+        """The node's status of one signature (searching its history too); None when unknown."""
+        return (await self.call("getSignatureStatuses", lambda c: c.get_signature_statuses(
+            [signature], search_transaction_history=True))).value[0]
+
+    async def block_height(self, commitment: Commitment) -> int:
+        return (await self.call("getBlockHeight", lambda c: c.get_block_height(commitment))).value
+
+
+class LogsWaker:
+    """A `logsSubscribe` (mentions `program_id`, at the commitment) over the chain's `ws_urls` in
+    turn, setting an event on every notification, so a watcher sleeps until something happened.
+    `connected` says whether the subscription is up; while it is down the watcher polls."""
+
+    def __init__(self, name: str, ws_urls: Sequence[str], program_id: Pubkey, commitment: Commitment) -> None:
+        self.name = name
+        self.ws_urls = list(ws_urls)
+        self.program_id = program_id
+        self.commitment = commitment
+        self.connected = False
+
+    async def run(self, wake: asyncio.Event) -> None:
+        """Forever (until cancelled): subscribe, set `wake` on each notification, reconnect on loss."""
+        attempt = 0
+        while True:
+            url = self.ws_urls[attempt % len(self.ws_urls)]
+            try:
+                async with SolanaWsClient(url) as ws:
+                    await ws.logs_subscribe(
+                        filter_=RpcTransactionLogsFilterMentions(self.program_id), commitment=self.commitment
+                    )
+                    self.connected = True
+                    attempt = 0
+                    wake.set()  # anything sent while we were not subscribed
+                    while True:
+                        await ws.recv()
+                        wake.set()
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - solders parse errors are pyo3 panics (BaseException)
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                self.connected = False
+                attempt += 1
+                log.warning("solana logs subscription lost; polling meanwhile", chain=self.name, url=url,
+                            error=f"{type(exc).__name__}: {exc}"[:200])
+                await asyncio.sleep(min(5.0, 0.2 * attempt))
+            finally:
+                self.connected = False
+
+
+async def follow_address(
+    rpc: SolanaRpc,
+    address: Pubkey,
+    cursor: str | None,
+    read: Callable[[Signature, str], Awaitable[list[T] | None]],
+    *,
+    commitment: Commitment,
+    logs: LogsWaker | None,
+    poll_interval: float,
+    idle_poll_interval: float,
+    what: str,
+) -> AsyncIterator[T]:
+    """What `read(signature, cursor_before)` finds in each successful transaction mentioning
+    `address`, oldest first, after the transaction `cursor` names (None or "": from the oldest the
+    node still has). `read` returns None when the node does not serve the transaction at the
+    commitment (yet): the follower stays on it. Runs forever; RPC outages are logged and retried.
+    Idle, it waits for `logs` (or polls every `poll_interval` while that is down or absent, every
+    `idle_poll_interval` otherwise)."""
+    last = Signature.from_string(cursor) if cursor else None
+    wake = asyncio.Event()
+    waker = asyncio.create_task(logs.run(wake)) if logs is not None and logs.ws_urls else None
+    failures = 0
+    try:
+        while True:
+            wake.clear()
+            try:
+                pending = await rpc.signatures_after(address, last, commitment)
+            except (AllEndpointsFailed, RPCException) as exc:
+                # Forever means through outages too: log, back off, try again.
+                failures += 1
+                log.error(f"cannot list {what} transactions; retrying", chain=rpc.name, error=str(exc)[:300],
+                          failures=failures)
+                await asyncio.sleep(min(30.0, poll_interval * 2 ** min(failures, 5)))
+                continue
+            failures = 0
+            caught_up = True
+            for signature, err in pending:
+                if err is None:  # a failed transaction changed nothing
+                    try:
+                        found = await read(signature, str(last) if last else "")
+                    except (AllEndpointsFailed, RPCException) as exc:
+                        # Never skip a transaction we could not read: stay on it (loudly) until a
+                        # node serves it.
+                        log.error(f"cannot read a {what} transaction; retrying it", chain=rpc.name,
+                                  tx=str(signature), error=str(exc)[:300])
+                        found = None
+                    if found is None:  # not served (yet) at the commitment: next round
+                        caught_up = False
+                        break
+                    for item in found:
+                        yield item
+                last = signature
+            if not caught_up:
+                await asyncio.sleep(poll_interval)
+                continue
+            # Idle: the subscription wakes us; polling is the fallback when it is down.
+            timeout = idle_poll_interval if logs is not None and logs.connected else poll_interval
+            try:
+                await asyncio.wait_for(wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        await cancel_quietly(waker)
