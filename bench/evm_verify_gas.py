@@ -6,7 +6,7 @@
 try-and-increment steps the on-chain hash needs; each costs one modexp, ~4.2k gas on Osaka), over
 `--messages` envelopes with different nonces, so the mean reflects the natural distribution of k
 (P(k) = 2^-(k+1)). Next to it, in the same run and for the same messages, `verifyWithHint(...,
-k, y, ySqrt)`: the relayer's hash-to-curve hint (adapters.evm.gateway.hash_to_g1_hint) replaces the
+k, y, ySqrt)`: the relayer's hash-to-curve hint (attest.bn254.hash_to_g1_hint) replaces the
 modexps with a few mulmods, so its cost should not depend on k. Also: a message of the previous committee during the grace period, a verify that
 fails (InvalidSignature, via eth_estimateGas: it reverts), `rotate`, and the deployment.
 Target from the brief: one verification ≤ 150k gas.
@@ -30,9 +30,10 @@ from web3 import AsyncHTTPProvider, AsyncWeb3  # noqa: E402
 from web3.exceptions import ContractLogicError  # noqa: E402
 
 from adapters.evm import deploy as evm_deploy  # noqa: E402
+from adapters.evm.rpc import decode_revert, revert_data  # noqa: E402
 from attest import hash_to_g1, public_key, sign  # noqa: E402
 from adapters.evm.devnet import running_anvil  # noqa: E402
-from adapters.evm.gateway import hash_to_g1_hint  # noqa: E402
+from attest.bn254 import hash_to_g1_hint  # noqa: E402
 from relay.envelope import Envelope, address_to_bytes32, message_digest  # noqa: E402
 from relay.payloads import CommitteeRotation  # noqa: E402
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind  # noqa: E402
@@ -78,7 +79,7 @@ async def run(messages: int) -> dict[str, Any]:
             await verifier.functions.verify(bad.encode(), 1, sign(SECRET_2, message_digest(1, bad.message_id))).call()
             refused = "accepted (bug)"
         except ContractLogicError as exc:
-            refused = evm_deploy.decode_revert(verifier.abi, evm_deploy.revert_data(exc))
+            refused = decode_revert(verifier.abi, revert_data(exc))
 
         payload = CommitteeRotation(new_epoch=2, n=4, t=3, group_key=public_key(SECRET_2), grace_seconds=3600).encode()
         rotation = Envelope(MessageKind.COMMITTEE_ROTATION, 0, COMMITTEE_DOMAIN, bytes(32), DOMAIN, receiver, payload)

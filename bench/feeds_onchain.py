@@ -4,7 +4,7 @@
 
 Two FeedStores behind one CommitteeVerifier receive the same committee-signed reports (3-of-4,
 dealt here): one through `update` (the store hashes the digest to G1 itself, one modexp per
-try-and-increment step), the other through `updateWithHint` (adapters.evm.gateway.hash_to_g1_hint; what
+try-and-increment step), the other through `updateWithHint` (attest.bn254.hash_to_g1_hint; what
 EvmFeedTarget sends). The first update of a feed writes fresh slots for the feed state; later ones
 write a new round's two slots and rewrite the feed's. Also measured: the pull path
 (PullConsumer.settle submitting the report, then again when the round is already stored),
@@ -31,7 +31,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3  # noqa: E402
 import attest  # noqa: E402
 from adapters.evm import deploy as evm_deploy  # noqa: E402
 from adapters.evm.devnet import running_anvil  # noqa: E402
-from adapters.evm.gateway import hash_to_g1_hint  # noqa: E402
+from attest.bn254 import hash_to_g1_hint  # noqa: E402
 from adapters.evm.feeds import aggregator_key, deploy_feeds  # noqa: E402
 from relay.feeds.config import FeedConfig  # noqa: E402
 from relay.feeds.report import FeedReport, encode_feed_id  # noqa: E402

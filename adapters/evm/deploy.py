@@ -12,17 +12,16 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_utils import function_abi_to_4byte_selector
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import AsyncWeb3
+from web3.exceptions import ContractLogicError
 
+from adapters.evm.rpc import decode_revert, direct, error_entries, revert_data, to_hex
+from adapters.evm.tx import TxManager
 from relay.log import get_logger
-
-if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
-    from web3 import AsyncWeb3
-    from web3.types import TxReceipt
 
 
 def _log() -> Any:
@@ -138,101 +137,44 @@ def load_artifact(name: str) -> Artifact:
     )
 
 
-# --- revert reasons -----------------------------------------------------------------------
-
-
-def decode_revert(abi: list[dict[str, Any]], data: str | bytes | None) -> str:
-    """A readable revert reason: custom errors from the ABI by name, Error(string), Panic(uint)."""
-    if data is None:
-        return "no revert data (out of gas, or a failing precompile without a reason)"
-    if isinstance(data, dict):  # some nodes nest it
-        data = data.get("data")
-    raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else bytes(data)
-    if len(raw) < 4:
-        return f"revert data 0x{raw.hex()}" if raw else "reverted without data"
-    selector, body = raw[:4], raw[4:]
-    if selector == bytes.fromhex("08c379a0"):
-        return f"Error({abi_decode(['string'], body)[0]!r})"
-    if selector == bytes.fromhex("4e487b71"):
-        return f"Panic(0x{abi_decode(['uint256'], body)[0]:02x})"
-    for entry in abi:
-        if entry.get("type") != "error":
-            continue
-        if function_abi_to_4byte_selector(entry) == selector:
-            types = [i["type"] for i in entry.get("inputs", [])]
-            try:
-                values = abi_decode(types, body) if types else ()
-            except Exception:  # noqa: BLE001 - malformed body: still name the error
-                return f"{entry['name']}(<undecodable 0x{body.hex()}>)"
-            shown = ", ".join("0x" + v.hex() if isinstance(v, bytes) else str(v) for v in values)
-            return f"{entry['name']}({shown})"
-    return f"unknown error 0x{raw.hex()}"
-
-
-def revert_data(error: BaseException) -> str | None:
-    """The revert data web3 attached to a ContractLogicError, if any."""
-    data = getattr(error, "data", None)
-    if isinstance(data, dict):
-        data = data.get("data")
-    return data if isinstance(data, str) else None
-
-
 # --- transactions -------------------------------------------------------------------------
 
 
-def _as_account(w3: "AsyncWeb3", account: "LocalAccount | str") -> "LocalAccount":
-    return w3.eth.account.from_key(account) if isinstance(account, str) else account
+def _as_account(account: LocalAccount | str) -> LocalAccount:
+    return Account.from_key(account) if isinstance(account, str) else account
 
 
-async def _send(w3: "AsyncWeb3", account: "LocalAccount", tx: dict[str, Any], what: str, abi: list[dict[str, Any]]) -> "TxReceipt":
-    from web3.exceptions import ContractLogicError
-
-    tx.setdefault("from", account.address)
-    tx.setdefault("chainId", await w3.eth.chain_id)
-    tx.setdefault("nonce", await w3.eth.get_transaction_count(account.address, "pending"))
-    if "gas" not in tx:
-        try:
-            tx["gas"] = await w3.eth.estimate_gas(tx)
-        except ContractLogicError as exc:
-            raise TransactionReverted(what, decode_revert(abi, revert_data(exc))) from exc
-    if "gasPrice" not in tx and "maxFeePerGas" not in tx:
-        base = (await w3.eth.get_block("latest")).get("baseFeePerGas")
-        if base is None:
-            tx["gasPrice"] = await w3.eth.gas_price
-        else:
-            tip = await w3.eth.max_priority_fee
-            tx["maxPriorityFeePerGas"] = tip
-            tx["maxFeePerGas"] = 2 * base + tip
-    signed = account.sign_transaction(tx)
-    tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
-    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=_RECEIPT_TIMEOUT)
+async def _send(w3: AsyncWeb3, account: LocalAccount, to: str | None, data: str, what: str,
+                abi: list[dict[str, Any]], *, gas: int | None, value: int) -> Any:
+    """Sends through one client and waits for the receipt; a refusal (when estimating, or a mined
+    revert replayed) raises TransactionReverted with the decoded reason."""
+    txs = TxManager(direct(w3), account, name="deploy")
+    try:
+        tx = await txs.transaction(to, data, value, gas=gas)
+    except ContractLogicError as exc:
+        raise TransactionReverted(what, decode_revert(abi, revert_data(exc))) from exc
+    mined = await txs.wait(await txs.send(tx), _RECEIPT_TIMEOUT)
+    receipt = mined.receipt
     if receipt["status"] != 1:
-        reason = await _replay_reason(w3, tx, receipt, abi)
+        try:
+            reverted, revert = await txs.replay(tx, int(receipt["blockNumber"]))
+            detail = f"gas used {receipt['gasUsed']}"
+        except Exception as exc:  # noqa: BLE001 - the reason is a courtesy, the revert is the fact
+            reverted, revert, detail = False, None, str(exc)
+        reason = (decode_revert(abi, revert) if reverted
+                  else f"status 0 in transaction {to_hex(receipt['transactionHash'])} ({detail})")
         raise TransactionReverted(what, reason, receipt)
     return receipt
 
 
-async def _replay_reason(w3: "AsyncWeb3", tx: dict[str, Any], receipt: Any, abi: list[dict[str, Any]]) -> str:
-    # Receipts carry no revert data: re-run the call at the block it failed in.
-    from web3.exceptions import ContractLogicError
-
-    call = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")}
-    try:
-        await w3.eth.call(call, block_identifier=receipt["blockNumber"])
-    except ContractLogicError as exc:
-        return decode_revert(abi, revert_data(exc))
-    except Exception as exc:  # noqa: BLE001 - the reason is a courtesy, the revert is the fact
-        return f"status 0 in transaction 0x{bytes(receipt['transactionHash']).hex()} ({exc})"
-    return f"status 0 in transaction 0x{bytes(receipt['transactionHash']).hex()} (gas used {receipt['gasUsed']})"
-
-
-async def deploy(w3: "AsyncWeb3", account: "LocalAccount | str", name: str, *ctor_args: Any, **tx: Any) -> str:
+async def deploy(w3: AsyncWeb3, account: LocalAccount | str, name: str, *ctor_args: Any,
+                 gas: int | None = None, value: int = 0) -> str:
     """Deploys contract `name` from its forge artifact; returns its checksum address."""
     artifact = load_artifact(name)
-    signer = _as_account(w3, account)
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     data = factory.constructor(*ctor_args).data_in_transaction
-    receipt = await _send(w3, signer, {"data": data, **tx}, f"deployment of {name}", artifact.abi)
+    receipt = await _send(w3, _as_account(account), None, data, f"deployment of {name}", artifact.abi,
+                          gas=gas, value=value)
     address = receipt["contractAddress"]
     if not address:
         raise EvmDeployError(f"deployment of {name} mined without a contract address (receipt {receipt})")
@@ -240,12 +182,18 @@ async def deploy(w3: "AsyncWeb3", account: "LocalAccount | str", name: str, *cto
     return address
 
 
-def contract(w3: "AsyncWeb3", name: str, address: str) -> Any:
+def contract(w3: AsyncWeb3, name: str, address: str) -> Any:
     return w3.eth.contract(address=address, abi=load_artifact(name).abi)
 
 
-async def transact(w3: "AsyncWeb3", account: "LocalAccount | str", function: Any, **tx: Any) -> "TxReceipt":
+def error_abi(*names: str) -> list[dict[str, Any]]:
+    """The custom errors of the named contracts' ABIs (to decode reverts that bubble up through
+    another contract, e.g. the verifier's errors out of Gateway.deliver)."""
+    return [e for name in names for e in error_entries(load_artifact(name).abi)]
+
+
+async def transact(w3: AsyncWeb3, account: LocalAccount | str, function: Any, *, gas: int | None = None,
+                   value: int = 0) -> Any:
     """Sends a state-changing (or view) contract call as a real transaction and waits for it."""
-    signer = _as_account(w3, account)
-    params = {"to": function.address, "data": function._encode_transaction_data(), **tx}
-    return await _send(w3, signer, params, f"{function.fn_name} on {function.address}", function.contract_abi)
+    return await _send(w3, _as_account(account), function.address, function._encode_transaction_data(),
+                       f"{function.fn_name} on {function.address}", function.contract_abi, gas=gas, value=value)

@@ -36,16 +36,16 @@ class EvmDriver:
         return EvmAdapter(self.name, self.chain, evm_key(ref, f"chains.{self.name}.{field}"))
 
     def requester_board(self, config: TesseraConfig) -> EvmTaskBoard:
-        return EvmTaskBoard.from_config(config, self.name, role="requester")
+        return EvmTaskBoard.from_config(self.name, self.chain, role="requester")
 
     def serving_board(self, config: TesseraConfig, worker: WorkerSection) -> EvmTaskBoard:
         if worker.evm_key is None:
             raise ConfigError(f"the worker on EVM chain {self.name!r} needs its own account: set [worker] evm_key "
                               "(file = ... or env = ...), not the relayer's signer")
-        return EvmTaskBoard.from_config(config, self.name, role="worker", worker_key=worker.evm_key)
+        return EvmTaskBoard.from_config(self.name, self.chain, role="worker", worker_key=worker.evm_key)
 
     def feed_target(self, config: TesseraConfig, push: FeedPushSection) -> EvmFeedTarget:
-        return EvmFeedTarget.from_config(config, self.name, key=push.evm_key)
+        return EvmFeedTarget.from_config(self.name, self.chain, key=push.evm_key)
 
     def parse_address(self, text: str) -> bytes:
         return self.chain.parse_address(text)

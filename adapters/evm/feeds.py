@@ -9,39 +9,33 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal, localcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import aiohttp
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 
-from adapters.evm import deploy as evm_deploy
-from adapters.endpoints import EndpointPool
-from adapters.evm.gateway import (_bump, _make_client, _verifier_errors, current_fees, hash_to_g1_hint, is_retryable,
-                          receipt_or_none, send_signed)
-from relay.interfaces import EndpointHealth
+from adapters.evm.deploy import contract, deploy, error_abi, load_artifact, transact
+from attest.bn254 import hash_to_g1_hint
+from adapters.evm.rpc import decode_revert, endpoint_pool, given_client_pool, make_client, revert_data
+from adapters.evm.tx import NonceTaken, SentTx, TxManager, TxNotMined
+from relay.config import EvmChain, KeyRef, TesseraConfig
 from relay.errors import ConfigError
 from relay.feeds.config import EvmPoolSourceConfig, FeedConfig
-from relay.interfaces import FeedNotNewer
 from relay.feeds.report import FeedError, FeedReport, encode_feed_id
 from relay.feeds.signed import SignedReport
 from relay.feeds.sources import Quote, SourceError, check_fresh, register_source
+from relay.interfaces import EndpointHealth, FeedNotNewer
 from relay.log import get_logger
-
-if TYPE_CHECKING:
-    from relay.config import EvmChain, KeyRef, TesseraConfig
 
 log = get_logger("evm.feeds")
 
 FEED_STORE = "FeedStore"
 AGGREGATOR = "TesseraAggregator"
-GAS_MULTIPLIER = 1.2
 RECEIPT_TIMEOUT_S = 60.0
 STUCK_AFTER_S = 20.0  # seconds without a receipt before an update is re-sent with bumped fees
 RPC_TIMEOUT_S = 15.0
@@ -78,15 +72,15 @@ async def deploy_feeds(
     """Deploys a FeedStore bound to `verifier`, registers every feed (id, decimals, description) and
     deploys one TesseraAggregator per feed. Returns {"FeedStore": addr, "Aggregator:<id>": addr}."""
     signer = Account.from_key(account) if isinstance(account, str) else account
-    store_address = await evm_deploy.deploy(w3, signer, FEED_STORE, to_checksum_address(verifier), owner or signer.address)
-    store = evm_deploy.contract(w3, FEED_STORE, store_address)
+    store_address = await deploy(w3, signer, FEED_STORE, to_checksum_address(verifier), owner or signer.address)
+    store = contract(w3, FEED_STORE, store_address)
     contracts = {FEED_STORE: store_address}
     for feed_id, feed in feeds.items():
         fid = encode_feed_id(feed_id)
         if owner is not None and owner != signer.address:
             raise EvmFeedError("register the feeds before handing the FeedStore to another owner: deploy with owner=None")
-        await evm_deploy.transact(w3, signer, store.functions.registerFeed(fid, feed.decimals, feed.description))
-        contracts[aggregator_key(feed_id)] = await evm_deploy.deploy(w3, signer, AGGREGATOR, store_address, fid)
+        await transact(w3, signer, store.functions.registerFeed(fid, feed.decimals, feed.description))
+        contracts[aggregator_key(feed_id)] = await deploy(w3, signer, AGGREGATOR, store_address, fid)
     log.info("feed contracts deployed", **contracts)
     return contracts
 
@@ -99,19 +93,6 @@ def hinted_update_args(signed: SignedReport) -> tuple[bytes, int, bytes, int, in
 
 
 # --- the push target ------------------------------------------------------------------------------
-
-
-def _feed_store_errors() -> list[dict[str, Any]]:
-    return [e for e in evm_deploy.load_artifact(FEED_STORE).abi if e.get("type") == "error"] + _verifier_errors()
-
-
-@dataclass
-class _InFlight:
-    """An update sent and not yet mined: its nonce is reused (with higher fees) by the next send."""
-
-    tx: dict[str, Any]
-    hashes: list[str]
-    sent_at: float
 
 
 class EvmFeedTarget:
@@ -132,50 +113,39 @@ class EvmFeedTarget:
                  name: str = "evm", receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
                  stuck_after_s: float = STUCK_AFTER_S, rpc_timeout_s: float = RPC_TIMEOUT_S,
                  poll_interval_s: float = 0.05) -> None:
-        if isinstance(endpoints, AsyncWeb3):  # one provider the caller owns (and closes)
-            given = endpoints
-            self.pool: EndpointPool[AsyncWeb3] = EndpointPool(name, ["(given provider)"], lambda _url: given,
-                                                              is_retryable, timeout=rpc_timeout_s)
-            self._owns_clients = False
-        else:
-            self.pool = EndpointPool(name, list(endpoints), lambda url: _make_client(url, rpc_timeout_s),
-                                     is_retryable, timeout=rpc_timeout_s)
-            self._owns_clients = True
+        self._owns_clients = not isinstance(endpoints, AsyncWeb3)  # a given provider is the caller's to close
+        self.pool = (given_client_pool(name, endpoints, timeout=rpc_timeout_s) if isinstance(endpoints, AsyncWeb3)
+                     else endpoint_pool(name, endpoints, timeout=rpc_timeout_s))
         self.account = Account.from_key(account) if isinstance(account, str) else account
+        self.tx = TxManager(self._call, self.account, name=name, poll_interval=poll_interval_s)
         self.store_address = to_checksum_address(store_address)
         # Offline: encodes calls and decodes results; every call goes out through the pool.
-        self._store = AsyncWeb3().eth.contract(address=self.store_address,
-                                               abi=evm_deploy.load_artifact(FEED_STORE).abi)
+        abi = load_artifact(FEED_STORE).abi
+        self._store = AsyncWeb3().eth.contract(address=self.store_address, abi=abi)
         self.name = name
         self.receipt_timeout_s = receipt_timeout_s
         self.stuck_after_s = stuck_after_s
-        self.poll_interval_s = poll_interval_s
         self._lock = asyncio.Lock()
-        self._errors = _feed_store_errors()
-        self._chain_id: int | None = None
-        self._in_flight: _InFlight | None = None
+        self._errors = error_abi(FEED_STORE, "CommitteeVerifier")
+        self._in_flight: SentTx | None = None  # an update not known to be mined: the next push replaces it
         self.last_receipt: Any = None  # of the last successful push (the benchmark reads its gas)
 
     @classmethod
-    def from_config(cls, config: "TesseraConfig", chain_name: str, key: "KeyRef | None" = None,
-                    **options: Any) -> "EvmFeedTarget":
-        """The target for `[chains.<chain_name>]` (an evm chain whose contracts hold `FeedStore`).
-        `key` is the pusher's own account; without one the chain's `sender`."""
-        chain = config.chains.get(chain_name)
-        if chain is None or getattr(chain, "kind", None) != "evm":
-            raise ConfigError(f"chains.{chain_name} is not a configured evm chain: add it under [chains.{chain_name}]")
+    def from_config(cls, name: str, chain: EvmChain, key: KeyRef | None = None, **options: Any) -> "EvmFeedTarget":
+        """The target for `[chains.<name>]` (its contracts hold `FeedStore`). `key` is the pusher's
+        own account; without one the chain's `sender`."""
         store = chain.contracts.get(FEED_STORE)
         if store is None:
-            raise ConfigError(f"chains.{chain_name}.contracts has no FeedStore: deploy the feed contracts "
+            raise ConfigError(f"chains.{name}.contracts has no FeedStore: deploy the feed contracts "
                               "(`relay localnet up` does) and add its address")
         ref = key or chain.sender
         if ref is None:
-            raise ConfigError(f"no key to pay for feed updates on {chain_name}: set [feed_push] evm_key")
+            raise ConfigError(f"no key to pay for feed updates on {name}: set [feed_push] evm_key")
         try:
             account = Account.from_key(ref.read_text())
         except ValueError:
             raise ConfigError(f"{ref.describe()} does not hold a 0x-hex secp256k1 private key") from None
-        options.setdefault("name", chain_name)
+        options.setdefault("name", name)
         return cls(chain.rpc_urls, account, store, **options)
 
     async def close(self) -> None:
@@ -237,101 +207,42 @@ class EvmFeedTarget:
                     f"check chains.{self.name}.rpc_urls and retry", retryable=True,
                 ) from exc
 
-    async def _fees(self) -> tuple[int, int]:
-        return await current_fees(self._call)
-
-    async def _count(self, block: str) -> int:
-        address = self.account.address
-        return await self._call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, block))
-
-    async def _nonce(self) -> tuple[int, _InFlight | None]:
-        """The nonce for this update, and the unmined update it replaces (None: a fresh nonce)."""
-        stuck = self._in_flight
-        if stuck is not None:
-            if await self._count("latest") <= int(stuck.tx["nonce"]):
-                return int(stuck.tx["nonce"]), stuck
-            self._in_flight = None  # mined after all (or its nonce went elsewhere)
-        return await self._count("pending"), None
-
-    async def _send_raw(self, tx: dict[str, Any]) -> str:
-        return await send_signed(self._call, self.account, tx)
-
-    async def _receipt(self, tx_hash: str) -> Any | None:
-        return await receipt_or_none(self._call, tx_hash)
-
     async def _send(self, signed: SignedReport, call: Any) -> str | FeedNotNewer:
-        tx: dict[str, Any] = {"from": self.account.address, "to": self.store_address,
-                              "data": call._encode_transaction_data(), "value": 0}
+        data = call._encode_transaction_data()
         try:
-            gas = await self._call("eth_estimateGas", lambda w3: w3.eth.estimate_gas(tx))
+            tx = await self.tx.transaction(self.store_address, data)
         except ContractLogicError as exc:
-            return await self._refused(signed, evm_deploy.revert_data(exc))
-        if self._chain_id is None:
-            self._chain_id = await self._call("eth_chainId", lambda w3: w3.eth.chain_id)
-        max_fee, tip = await self._fees()
-        nonce, replaced = await self._nonce()
-        if replaced is not None:  # must outbid the stuck one, or nodes refuse the replacement
-            tip = max(tip, _bump(int(replaced.tx["maxPriorityFeePerGas"])))
-            max_fee = max(max_fee, _bump(int(replaced.tx["maxFeePerGas"])), tip)
-        tx.update(gas=int(gas * GAS_MULTIPLIER), chainId=self._chain_id, type=2, nonce=nonce,
-                  maxPriorityFeePerGas=tip, maxFeePerGas=max_fee)
-        flight = _InFlight(tx=dict(tx), hashes=[*(replaced.hashes if replaced else [])], sent_at=time.monotonic())
-        flight.hashes.append(await self._send_raw(tx))
+            return await self._refused(signed, revert_data(exc))
+        flight = await self.tx.send(tx, replacing=self._in_flight)
         self._in_flight = flight
-        if replaced is not None:
-            log.warning("feed update replaces an unmined one", target=self.name, feed=signed.feed_id,
-                        round=signed.round, nonce=nonce, replaced=replaced.hashes[-1], tx=flight.hashes[-1])
-        tx_hash, receipt = await self._wait_mined(signed, flight)
+        try:
+            mined = await self.tx.wait(flight, self.receipt_timeout_s, stuck_after=self.stuck_after_s)
+        except TxNotMined:
+            raise FeedPushError(f"{self.name}: update of {signed.feed_id} round {signed.round} not mined within "
+                                f"{self.receipt_timeout_s:.0f}s (tx {flight.latest}); the next push replaces it",
+                                retryable=True) from None
+        except NonceTaken:
+            self._in_flight = None
+            raise FeedPushError(f"{self.name}: nonce {flight.nonce} was used by another transaction of "
+                                f"{self.account.address} (not this pusher's update); pushing again",
+                                retryable=True) from None
         self._in_flight = None
+        tx_hash, receipt = mined.tx_hash, mined.receipt
         if receipt["status"] != 1:
             # Mined but reverted: another update of this round got in between estimate and inclusion.
-            try:
-                await self._call("eth_call (replay)", lambda w3: w3.eth.call(
-                    {k: tx[k] for k in ("from", "to", "data")}, block_identifier=receipt["blockNumber"]))
-            except ContractLogicError as exc:
-                return await self._refused(signed, evm_deploy.revert_data(exc))
+            reverted, revert = await self.tx.replay({k: tx[k] for k in ("from", "to", "data")},
+                                                    int(receipt["blockNumber"]))
+            if reverted:
+                return await self._refused(signed, revert)
             raise FeedPushError(f"{self.name}: update of {signed.feed_id} round {signed.round} reverted "
                                 f"(tx {tx_hash}, gas used {receipt['gasUsed']})", retryable=True)
         self.last_receipt = receipt
         log.info("feed_pushed", target=self.name, feed=signed.feed_id, round=signed.round, tx=tx_hash,
-                 gas=receipt["gasUsed"], replacements=len(flight.hashes) - 1 or None)
+                 gas=receipt["gasUsed"], replacements=len(flight.replacements) or None)
         return tx_hash
 
-    async def _wait_mined(self, signed: SignedReport, flight: _InFlight) -> tuple[str, Any]:
-        """(hash, receipt) of whichever of the flight's transactions is mined; re-sends with bumped
-        fees every stuck_after_s. Raises a retryable FeedPushError after receipt_timeout_s (the
-        flight stays recorded: the next push replaces it)."""
-        deadline = time.monotonic() + self.receipt_timeout_s
-        while True:
-            # One call per poll: the account's mined count says when the nonce is used, and only
-            # then is it worth asking which of the flight's transactions used it.
-            if await self._count("latest") > int(flight.tx["nonce"]):
-                for tx_hash in reversed(flight.hashes):
-                    receipt = await self._receipt(tx_hash)
-                    if receipt is not None:
-                        return tx_hash, receipt
-                self._in_flight = None
-                raise FeedPushError(f"{self.name}: nonce {flight.tx['nonce']} was used by another transaction of "
-                                    f"{self.account.address} (not this pusher's update); pushing again", retryable=True)
-            now = time.monotonic()
-            if now > deadline:
-                raise FeedPushError(f"{self.name}: update of {signed.feed_id} round {signed.round} not mined within "
-                                    f"{self.receipt_timeout_s:.0f}s (tx {flight.hashes[-1]}); the next push replaces it",
-                                    retryable=True)
-            if now - flight.sent_at >= self.stuck_after_s:
-                fee_now, tip_now = await self._fees()
-                flight.tx["maxPriorityFeePerGas"] = max(_bump(int(flight.tx["maxPriorityFeePerGas"])), tip_now)
-                flight.tx["maxFeePerGas"] = max(_bump(int(flight.tx["maxFeePerGas"])), fee_now,
-                                                flight.tx["maxPriorityFeePerGas"])
-                flight.hashes.append(await self._send_raw(flight.tx))
-                flight.sent_at = time.monotonic()
-                log.warning("stuck feed update re-sent with bumped fees", target=self.name, feed=signed.feed_id,
-                            round=signed.round, nonce=flight.tx["nonce"], tx=flight.hashes[-1],
-                            max_fee=flight.tx["maxFeePerGas"])
-            await asyncio.sleep(self.poll_interval_s)
-
     async def _refused(self, signed: SignedReport, data: str | None) -> FeedNotNewer:
-        reason = evm_deploy.decode_revert(self._errors, data)
+        reason = decode_revert(self._errors, data)
         if reason.startswith("StaleReport"):
             stored = await self.latest(signed.feed_id)
             return FeedNotNewer(self.name, signed.feed_id, signed.round, stored.round if stored else None)
@@ -370,8 +281,7 @@ class EvmPoolSource:
         self.name = name
         self.rpc_url = rpc_url
         self._clock = clock
-        self._w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, exception_retry_configuration=None,
-                                               request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout_s)}))
+        self._w3 = make_client(rpc_url, timeout_s)
 
     async def close(self) -> None:
         await self._w3.provider.disconnect()
@@ -404,7 +314,7 @@ class EvmPoolSource:
         return check_fresh(Quote(price, int(block["timestamp"]) * 1000), int(self._clock() * 1000), cfg.max_age_s)
 
 
-def register_feed_sources(chains: "Mapping[str, EvmChain] | TesseraConfig") -> None:
+def register_feed_sources(chains: Mapping[str, EvmChain] | TesseraConfig) -> None:
     """Registers the `evm_pool` source kind for the given `[chains]` (or a whole config): call it
     once at attester start, before building the feeds' sources."""
     chains = getattr(chains, "chains", chains)

@@ -4,45 +4,36 @@ Watching: only `MessageSent` events in final blocks leave this module (final = a
 `confirmations` blocks under the head, or at/below the node's `finalized` tag when confirmations is
 None), so a reorg shallower than the finality depth never reaches the attesters or the relayer.
 Delivering: `deliverWithHint(envelope, epoch, signature, k, y, y_sqrt)` transactions (`deliver` with
-the hash-to-curve point computed here, see `hash_to_g1_hint`) signed locally, one account nonce
-counter behind a lock, EIP-1559 fees from the node, and stuck transactions re-sent with the same
-nonce and bumped fees. Every RPC goes through an EndpointPool (failover, retries on endpoint
-errors, never on reverts).
+the hash-to-curve hint of `attest.bn254.hash_to_g1_hint`) signed locally and sent through the
+transaction manager (adapters/evm/tx.py: one account nonce counter, EIP-1559 fees, stuck
+transactions re-sent with the same nonce and bumped fees). Every RPC goes through an EndpointPool
+(adapters/evm/rpc.py: failover, retries on endpoint errors, never on reverts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
-import aiohttp
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import event_abi_to_log_topic, to_checksum_address
-from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
-from web3.exceptions import (
-    BadFunctionCallOutput,
-    ContractLogicError,
-    ProviderConnectionError,
-    TimeExhausted,
-    TooManyRequests,
-    TransactionNotFound,
-    Web3RPCError,
-)
+from web3 import AsyncWeb3, WebSocketProvider
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TransactionNotFound, Web3RPCError
 
-from adapters.evm import deploy as evm_deploy
 from adapters.endpoints import AllEndpointsFailed, EndpointPool
-from attest import hash_to_g1
-from attest.bn254 import P as BN254_P
-from relay.interfaces import DeliveryState, DeliveryStatus, EndpointHealth, Observation, SignedDelivery
+from adapters.evm.deploy import deploy, error_abi, load_artifact
+from adapters.evm.rpc import decode_revert, endpoint_pool, revert_data, to_hex
+from adapters.evm.tx import Mined, NoSignerError, NonceUsed, Replaced, SentTx, TxManager, Waiting
+from attest.bn254 import hash_to_g1_hint
 from relay.config import EvmChain, KeyRef
 from relay.envelope import Envelope, keccak256, message_digest
 from relay.errors import ConfigError, TesseraError
+from relay.interfaces import DeliveryState, DeliveryStatus, EndpointHealth, Observation, SignedDelivery
 from relay.log import get_logger
 
 T = TypeVar("T")
@@ -50,8 +41,6 @@ T = TypeVar("T")
 GATEWAY = "Gateway"
 LOG_RANGE = 2_000  # blocks per eth_getLogs: public nodes cap ranges (and result sizes)
 POLL_INTERVAL = 0.5  # seconds between head polls when no WS subscription wakes the watcher
-GAS_MULTIPLIER = 1.2
-FEE_BUMP_NUM, FEE_BUMP_DEN = 9, 8  # +12.5 %, what geth-style mempools require of a replacement
 STUCK_AFTER = 30.0  # seconds without a receipt before a delivery is re-sent with bumped fees
 
 STATUS_NONE, STATUS_HANDLED, STATUS_FAILED = 0, 1, 2
@@ -74,11 +63,6 @@ class GatewayNotConfigured(EvmAdapterError):
             f"chains.{chain}.contracts has no Gateway address: deploy it (`relay localnet up` does) "
             "and add `Gateway = \"0x…\"` under [chains.{chain}.contracts]"
         )
-
-
-class NoSignerError(EvmAdapterError):
-    def __init__(self, chain: str) -> None:
-        super().__init__(f"chain {chain}: sending transactions needs a signer key; set chains.{chain}.signer")
 
 
 class DeliveryRejected(EvmAdapterError):
@@ -112,83 +96,8 @@ def evm_key(ref: KeyRef | None, where: str) -> str | None:
     return key
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """Endpoint trouble (worth another endpoint or a later try), as opposed to a request the chain
-    refuses (a revert, a bad transaction), which no retry fixes."""
-    if isinstance(exc, ContractLogicError):
-        return False
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return exc.status == 429 or exc.status >= 500
-    if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, ProviderConnectionError,
-                        TooManyRequests, TimeoutError)):
-        return True
-    return isinstance(exc, OSError)
-
-
-def _make_client(url: str, timeout: float) -> AsyncWeb3:
-    # web3's own retries are off: the pool decides, and fails over instead of hammering one node.
-    provider = AsyncHTTPProvider(
-        url, exception_retry_configuration=None, request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)}
-    )
-    return AsyncWeb3(provider)
-
-
-PoolCall = Callable[[str, Callable[[AsyncWeb3], Awaitable[Any]]], Awaitable[Any]]
-
-
-async def send_signed(call: PoolCall, signer: LocalAccount, tx: dict[str, Any]) -> str:
-    """Signs `tx` and sends it through `call` (an endpoint pool's call); returns its 0x-hex hash.
-    A retry that meets our own transaction on another endpoint ("already known") counts as sent."""
-    raw = signer.sign_transaction(tx).raw_transaction
-    tx_hash = _hex(keccak256(bytes(raw)))
-
-    async def send(w3: AsyncWeb3) -> str:
-        try:
-            await w3.eth.send_raw_transaction(raw)
-        except Web3RPCError as exc:
-            if "already known" not in str(exc).lower() and "already imported" not in str(exc).lower():
-                raise
-        return tx_hash
-
-    return await call("eth_sendRawTransaction", send)
-
-
-async def current_fees(call: PoolCall) -> tuple[int, int]:
-    """(maxFeePerGas, maxPriorityFeePerGas) for a transaction sent now, read through `call`."""
-    block = await call("eth_getBlockByNumber(latest)", lambda w3: w3.eth.get_block("latest"))
-    tip = await call("eth_maxPriorityFeePerGas", lambda w3: w3.eth.max_priority_fee)
-    base = int(block.get("baseFeePerGas") or 0)
-    # Twice the base fee survives six full blocks of +12.5 % before the transaction stalls.
-    return 2 * base + tip, tip
-
-
-async def receipt_or_none(call: PoolCall, tx_hash: str) -> Any | None:
-    """The transaction's receipt through `call`, or None while it is not mined (or unknown)."""
-    async def get(w3: AsyncWeb3) -> Any | None:
-        try:
-            return await w3.eth.get_transaction_receipt(tx_hash)
-        except TransactionNotFound:
-            return None
-
-    return await call("eth_getTransactionReceipt", get)
-
-
-def _hex(data: bytes) -> str:
-    return "0x" + bytes(data).hex()
-
-
 def _topic_int(value: int) -> str:
     return "0x" + value.to_bytes(32, "big").hex()
-
-
-@dataclass(slots=True)
-class _SentTx:
-    """A delivery we signed: enough to re-send it with the same nonce and higher fees."""
-
-    tx: dict[str, Any]
-    sent_at: float
-    message_id: bytes
-    replacements: list[str] = field(default_factory=list)  # newest last
 
 
 # --- the adapter ----------------------------------------------------------------------------
@@ -220,28 +129,27 @@ class EvmAdapter:
         self.poll_interval = poll_interval
         self.stuck_after = stuck_after
         self.log_range = log_range
-        self.pool: EndpointPool[AsyncWeb3] = EndpointPool(
-            name, chain.rpc_urls, lambda url: _make_client(url, rpc_timeout), is_retryable,
-            attempts=pool_attempts, timeout=rpc_timeout,
-        )
-        self.account: LocalAccount | None = Account.from_key(signer_private_key) if signer_private_key else None
+        self.pool: EndpointPool[AsyncWeb3] = endpoint_pool(name, chain.rpc_urls, timeout=rpc_timeout,
+                                                           attempts=pool_attempts)
+        account = Account.from_key(signer_private_key) if signer_private_key else None
+        # Through self._call (not the pool's call bound now), so every RPC of the adapter takes one path.
+        self.tx = TxManager(lambda what, fn: self._call(what, fn), account, name=name)
 
-        artifact = evm_deploy.load_artifact(GATEWAY)
-        self.abi = artifact.abi
+        self.abi = load_artifact(GATEWAY).abi
+        # deliver() bubbles the verifier's custom errors (InvalidSignature, UnknownEpoch, ...) up
+        # unchanged; they are in the verifier's ABI, not the gateway's.
+        self.delivery_errors = self.abi + error_abi("CommitteeVerifier")
         # An offline contract object: encodes calls and decodes events without an endpoint.
         self._gateway = AsyncWeb3().eth.contract(address=self.gateway_address, abi=self.abi)
         events = {e["name"]: e for e in self.abi if e.get("type") == "event"}
-        self._topic_sent = _hex(event_abi_to_log_topic(events["MessageSent"]))
-        self._topic_delivered = _hex(event_abi_to_log_topic(events["MessageDelivered"]))
+        self._topic_sent = to_hex(event_abi_to_log_topic(events["MessageSent"]))
+        self._topic_delivered = to_hex(event_abi_to_log_topic(events["MessageDelivered"]))
 
-        self._tx_lock = asyncio.Lock()
-        self._next_nonce: int | None = None
-        self._sent: dict[str, _SentTx] = {}
+        self._sent: dict[str, SentTx] = {}  # deliveries sent by this process, by original hash
         self._replaced_by: dict[str, str] = {}  # replacement hash → the original it stands for
         self._wake = asyncio.Event()
         self.head_subscription = asyncio.Event()  # set while a newHeads subscription is live
         self._ws_task: asyncio.Task[None] | None = None
-        self._chain_id: int | None = None
         self._block_times: dict[int, int] = {}  # final block number -> timestamp (bounded)
 
     @classmethod
@@ -259,7 +167,7 @@ class EvmAdapter:
                 f"chain {self.name}: the node reports chain id {chain_id}, the config says {self.chain.chain_id}; "
                 "point rpc_urls at the right network"
             )
-        self._chain_id = chain_id
+        self.tx.chain_id = chain_id
         code = await self._call("eth_getCode", lambda w3: w3.eth.get_code(self.gateway_address))
         if not code:
             raise EvmAdapterError(
@@ -278,6 +186,10 @@ class EvmAdapter:
 
     def health(self) -> list[EndpointHealth]:
         return self.pool.health()
+
+    @property
+    def account(self) -> LocalAccount | None:
+        return self.tx.account
 
     async def _call(self, what: str, fn: Callable[[AsyncWeb3], Awaitable[T]]) -> T:
         return await self.pool.call(what, fn)
@@ -303,9 +215,9 @@ class EvmAdapter:
 
     def _observation(self, entry: Any, cursor: str) -> Observation | None:
         topics = [bytes(t) for t in entry["topics"]]
-        tx = _hex(entry["transactionHash"])
+        tx = to_hex(entry["transactionHash"])
         where = {"chain": self.name, "tx": tx, "block": entry["blockNumber"], "log_index": entry["logIndex"]}
-        if len(topics) != 4 or _hex(topics[0]) != self._topic_sent:
+        if len(topics) != 4 or to_hex(topics[0]) != self._topic_sent:
             _log().warning("skipping log that is not a MessageSent", **where)
             return None
         try:
@@ -414,7 +326,7 @@ class EvmAdapter:
             delay = min(delay * 2, 30.0)
 
     async def reobserve(self, source_tx: str) -> list[Observation]:
-        receipt = await self._receipt(source_tx)
+        receipt = await self.tx.receipt(source_tx)
         if receipt is None:
             return []
         block = int(receipt["blockNumber"])
@@ -425,7 +337,7 @@ class EvmAdapter:
         logs = [
             e for e in receipt["logs"]
             if to_checksum_address(e["address"]) == self.gateway_address and e["topics"]
-            and _hex(e["topics"][0]) == self._topic_sent
+            and to_hex(e["topics"][0]) == self._topic_sent
         ]
         return await self._timed([o for o in (self._observation(e, str(block)) for e in logs) if o is not None])
 
@@ -475,9 +387,9 @@ class EvmAdapter:
 
     async def delivery_tx(self, message_id: bytes) -> str | None:
         head = await self._call("eth_blockNumber", lambda w3: w3.eth.block_number)
-        async for logs in self._scan_newest_first(head, [self._topic_delivered, _hex(message_id)]):
+        async for logs in self._scan_newest_first(head, [self._topic_delivered, to_hex(message_id)]):
             if logs:
-                return _hex(logs[0]["transactionHash"])
+                return to_hex(logs[0]["transactionHash"])
         return None
 
     async def fee(self) -> int:
@@ -486,61 +398,6 @@ class EvmAdapter:
         return int.from_bytes(bytes(raw)[-32:], "big")
 
     # --- transactions ------------------------------------------------------------------------
-
-    def _signer(self) -> LocalAccount:
-        if self.account is None:
-            raise NoSignerError(self.name)
-        return self.account
-
-    async def _fees(self) -> tuple[int, int]:
-        return await current_fees(self._call)
-
-    async def _pending_nonce(self, address: str) -> int:
-        return await self._call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, "pending"))
-
-    async def _resync_nonce(self, address: str) -> int:
-        """The nonce for our next transaction. The node's pending count is the truth, except that a
-        lagging endpoint may not list what we just sent: keep our own counter then. If the node has
-        nothing of ours in flight (pending == mined) but we counted further, those transactions were
-        lost (a reorg, a dropped mempool): reuse their nonces instead of leaving a gap forever."""
-        pending = await self._pending_nonce(address)
-        local = self._next_nonce
-        if local is None or pending >= local:
-            return pending
-        mined = await self._call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, "latest"))
-        if mined == pending:
-            _log().warning("nonce gap healed", chain=self.name, local=local, node=pending)
-            return pending
-        return local
-
-    async def _estimate(self, tx: dict[str, Any]) -> int:
-        return await self._call("eth_estimateGas", lambda w3: w3.eth.estimate_gas(tx))
-
-    async def _send_signed(self, tx: dict[str, Any]) -> str:
-        return await send_signed(self._call, self._signer(), tx)
-
-    async def _send_new(self, tx: dict[str, Any]) -> str:
-        """Assigns the next account nonce and sends; one at a time so nonces never collide."""
-        signer = self._signer()
-        async with self._tx_lock:
-            self._next_nonce = await self._resync_nonce(signer.address)
-            tx["nonce"] = self._next_nonce
-            try:
-                tx_hash = await self._send_signed(tx)
-            except Exception:
-                # The node's view wins after any failure (a nonce used elsewhere, a restart, ...).
-                self._next_nonce = None
-                raise
-            self._next_nonce += 1
-            return tx_hash
-
-    async def _base_tx(self, data: str, value: int = 0) -> dict[str, Any]:
-        signer = self._signer()
-        if self._chain_id is None:
-            self._chain_id = await self._call("eth_chainId", lambda w3: w3.eth.chain_id)
-        tx: dict[str, Any] = {"from": signer.address, "to": self.gateway_address, "data": data, "value": value,
-                              "chainId": self._chain_id, "type": 2}
-        return tx
 
     async def submit(self, delivery: SignedDelivery) -> str:
         envelope = delivery.envelope.encode()
@@ -551,24 +408,18 @@ class EvmAdapter:
         data = self._gateway.functions.deliverWithHint(
             envelope, delivery.epoch, bytes(delivery.signature), k, y, y_sqrt
         )._encode_transaction_data()
-        tx = await self._base_tx(data)
         try:
-            gas = await self._estimate({k: tx[k] for k in ("from", "to", "data", "value")})
+            tx = await self.tx.transaction(self.gateway_address, data)
         except ContractLogicError as exc:
-            reason = evm_deploy.decode_revert(self.abi + _verifier_errors(), evm_deploy.revert_data(exc))
+            reason = decode_revert(self.delivery_errors, revert_data(exc))
             if reason.startswith("AlreadyDelivered"):
                 raise AlreadyDeliveredError(message_id, reason) from None
             raise DeliveryRejected(message_id, reason) from None
-        tx["gas"] = int(gas * GAS_MULTIPLIER)
-        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = await self._fees()
-        tx_hash = await self._send_new(tx)
-        self._sent[tx_hash] = _SentTx(tx=dict(tx), sent_at=time.monotonic(), message_id=message_id)
-        _log().info("delivery sent", chain=self.name, tx=tx_hash, msg_id=message_id.hex(), nonce=tx["nonce"],
+        sent = await self.tx.send(tx)
+        self._sent[sent.original] = sent
+        _log().info("delivery sent", chain=self.name, tx=sent.original, msg_id=message_id.hex(), nonce=sent.nonce,
                     gas=tx["gas"], max_fee=tx["maxFeePerGas"])
-        return tx_hash
-
-    async def _receipt(self, tx_hash: str) -> Any | None:
-        return await receipt_or_none(self._call, tx_hash)
+        return sent.original
 
     def _original(self, tx_hash: str) -> str:
         return self._replaced_by.get(tx_hash.lower(), tx_hash.lower())
@@ -576,16 +427,25 @@ class EvmAdapter:
     async def delivery_status(self, tx_id: str) -> DeliveryStatus:
         original = self._original(tx_id)
         sent = self._sent.get(original)
-        candidates = [original] + (sent.replacements if sent else [])
-        for tx_hash in reversed(candidates):
-            receipt = await self._receipt(tx_hash)
-            if receipt is not None:
-                return await self._status_of_receipt(tx_hash, receipt, sent)
         if sent is None:
+            # Not sent by this process (e.g. before a restart): we cannot re-send it, only judge it.
+            receipt = await self.tx.receipt(original)
+            if receipt is not None:
+                return await self._status_of_receipt(original, receipt, None)
             return await self._status_of_unknown(original)
-        return await self._status_of_unmined(original, sent)
+        match await self.tx.check(sent, self.stuck_after):
+            case Mined(tx_hash, receipt):
+                return await self._status_of_receipt(tx_hash, receipt, sent)
+            case NonceUsed(nonce):
+                return DeliveryStatus(DeliveryState.DROPPED,
+                                      f"nonce {nonce} was used by a transaction that is not this delivery")
+            case Waiting(tx_hash, waited):
+                return DeliveryStatus(DeliveryState.PENDING, f"tx {tx_hash} not mined yet ({waited:.0f}s)")
+            case Replaced(tx_hash, waited):
+                self._replaced_by[tx_hash] = original
+                return DeliveryStatus(DeliveryState.PENDING, f"not mined after {waited:.0f}s: re-sent as {tx_hash}")
 
-    async def _status_of_receipt(self, tx_hash: str, receipt: Any, sent: _SentTx | None) -> DeliveryStatus:
+    async def _status_of_receipt(self, tx_hash: str, receipt: Any, sent: SentTx | None) -> DeliveryStatus:
         block = int(receipt["blockNumber"])
         if receipt["status"] != 1:
             reason = await self._revert_reason(tx_hash, receipt, sent)
@@ -596,24 +456,20 @@ class EvmAdapter:
             return DeliveryStatus(DeliveryState.PENDING, f"block {block} of tx {tx_hash} was reorged out")
         return DeliveryStatus(DeliveryState.CONFIRMED, f"tx {tx_hash} final in block {block}")
 
-    async def _revert_reason(self, tx_hash: str, receipt: Any, sent: _SentTx | None) -> str:
-        # Receipts carry no revert data: replay the call, with the transaction's own gas limit, on
-        # the state at the end of its block (a reverted transaction changed nothing there, and a
-        # delivery that lost a race to one earlier in the block then reads AlreadyDelivered).
+    async def _revert_reason(self, tx_hash: str, receipt: Any, sent: SentTx | None) -> str:
+        # Replayed with the transaction's own gas limit on the state at the end of its block.
         if sent is not None:
-            call = {k: sent.tx[k] for k in ("from", "to", "data", "value", "gas")}
+            call = sent.tx
         else:
             tx = await self._call("eth_getTransactionByHash", lambda w3: w3.eth.get_transaction(tx_hash))
-            call = {"from": tx["from"], "to": tx["to"], "data": _hex(tx["input"]), "value": tx["value"], "gas": tx["gas"]}
-        at = int(receipt["blockNumber"])
-        try:
-            await self._call("eth_call (replay)", lambda w3: w3.eth.call(call, block_identifier=at))
-        except ContractLogicError as exc:
-            return evm_deploy.decode_revert(self.abi + _verifier_errors(), evm_deploy.revert_data(exc))
+            call = {"from": tx["from"], "to": tx["to"], "data": to_hex(tx["input"]), "value": tx["value"],
+                    "gas": tx["gas"]}
+        reverted, data = await self.tx.replay(call, int(receipt["blockNumber"]))
+        if reverted:
+            return decode_revert(self.delivery_errors, data)
         return f"status 0 (gas used {receipt['gasUsed']}; replaying the call did not revert: out of gas?)"
 
     async def _status_of_unknown(self, tx_hash: str) -> DeliveryStatus:
-        # Not sent by this process (e.g. before a restart): we cannot re-send it, only judge it.
         async def get(w3: AsyncWeb3) -> Any | None:
             try:
                 return await w3.eth.get_transaction(tx_hash)
@@ -623,51 +479,14 @@ class EvmAdapter:
         tx = await self._call("eth_getTransactionByHash", get)
         if tx is None:
             return DeliveryStatus(DeliveryState.DROPPED, f"no node knows tx {tx_hash}")
-        used = await self._call("eth_getTransactionCount",
-                                lambda w3: w3.eth.get_transaction_count(tx["from"], "latest"))
-        if used > int(tx["nonce"]):
+        if await self.tx.count(tx["from"], "latest") > int(tx["nonce"]):
             return DeliveryStatus(DeliveryState.DROPPED, f"nonce {tx['nonce']} of tx {tx_hash} was used by another transaction")
         return DeliveryStatus(DeliveryState.PENDING, f"tx {tx_hash} waits in the mempool")
-
-    async def _status_of_unmined(self, original: str, sent: _SentTx) -> DeliveryStatus:
-        nonce = int(sent.tx["nonce"])
-        signer = self._signer()
-        used = await self._call("eth_getTransactionCount",
-                                lambda w3: w3.eth.get_transaction_count(signer.address, "latest"))
-        if used > nonce:
-            # One of ours may have been mined between the receipt checks and this count.
-            for tx_hash in [original, *sent.replacements]:
-                receipt = await self._receipt(tx_hash)
-                if receipt is not None:
-                    return await self._status_of_receipt(tx_hash, receipt, sent)
-            return DeliveryStatus(DeliveryState.DROPPED, f"nonce {nonce} was used by a transaction that is not this delivery")
-        waited = time.monotonic() - sent.sent_at
-        if waited < self.stuck_after:
-            latest = sent.replacements[-1] if sent.replacements else original
-            return DeliveryStatus(DeliveryState.PENDING, f"tx {latest} not mined yet ({waited:.0f}s)")
-        replacement = await self._replace(original, sent)
-        return DeliveryStatus(DeliveryState.PENDING, f"not mined after {waited:.0f}s: re-sent as {replacement}")
-
-    async def _replace(self, original: str, sent: _SentTx) -> str:
-        tx = dict(sent.tx)
-        fee_now, tip_now = await self._fees()
-        tx["maxPriorityFeePerGas"] = max(_bump(tx["maxPriorityFeePerGas"]), tip_now)
-        tx["maxFeePerGas"] = max(_bump(tx["maxFeePerGas"]), fee_now, tx["maxPriorityFeePerGas"])
-        async with self._tx_lock:  # the same nonce on purpose: the replacement takes the old one's place
-            tx_hash = await self._send_signed(tx)
-        sent.tx = tx
-        sent.sent_at = time.monotonic()
-        sent.replacements.append(tx_hash.lower())
-        self._replaced_by[tx_hash.lower()] = original
-        _log().warning("stuck delivery re-sent with bumped fees", chain=self.name, original=original,
-                       replacement=tx_hash, nonce=tx["nonce"], max_fee=tx["maxFeePerGas"],
-                       tip=tx["maxPriorityFeePerGas"])
-        return tx_hash
 
     def replacements(self, tx_id: str) -> list[str]:
         """Hashes that replaced a delivery transaction (stuck-transaction handling), oldest first."""
         sent = self._sent.get(self._original(tx_id))
-        return list(sent.replacements) if sent else []
+        return sent.replacements if sent else []
 
     # --- SDK: sending messages -----------------------------------------------------------------
 
@@ -681,63 +500,28 @@ class EvmAdapter:
         if value is None:
             value = await self.fee()
         data = self._gateway.functions.send(dst_domain, bytes(receiver), kind, bytes(payload))._encode_transaction_data()
-        tx = await self._base_tx(data, value)
         try:
-            gas = await self._estimate({k: tx[k] for k in ("from", "to", "data", "value")})
+            tx = await self.tx.transaction(self.gateway_address, data, value)
         except ContractLogicError as exc:
-            raise SendRejected(
-                f"Gateway.send refused: {evm_deploy.decode_revert(self.abi, evm_deploy.revert_data(exc))}"
-            ) from None
-        tx["gas"] = int(gas * GAS_MULTIPLIER)
-        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = await self._fees()
-        tx_hash = await self._send_new(tx)
-        receipt = await self._wait_receipt(tx_hash, timeout)
+            raise SendRejected(f"Gateway.send refused: {decode_revert(self.abi, revert_data(exc))}") from None
+        mined = await self.tx.wait(await self.tx.send(tx), timeout)
+        tx_hash, receipt = mined.tx_hash, mined.receipt
         if receipt["status"] != 1:
             raise SendRejected(f"Gateway.send transaction {tx_hash} reverted")
         for entry in receipt["logs"]:
-            if entry["topics"] and _hex(entry["topics"][0]) == self._topic_sent:
+            if entry["topics"] and to_hex(entry["topics"][0]) == self._topic_sent:
                 observation = self._observation(entry, str(receipt["blockNumber"]))
                 if observation is not None:
                     return observation.envelope, tx_hash
         raise EvmAdapterError(f"transaction {tx_hash} emitted no valid MessageSent: is {self.gateway_address} a Gateway?")
 
     async def _wait_receipt(self, tx_hash: str, timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            receipt = await self._receipt(tx_hash)
-            if receipt is not None:
-                return receipt
-            if time.monotonic() > deadline:
-                raise TimeExhausted(f"transaction {tx_hash} not mined within {timeout:.0f}s")
-            await asyncio.sleep(0.05)
-
-
-def hash_to_g1_hint(digest: bytes) -> tuple[int, int, int]:
-    """(k, y, y_sqrt) for CommitteeVerifier.verifyWithHint / Gateway.deliverWithHint: the point
-    try-and-increment gives (attest.hash_to_g1), and a square root of y proving y is the principal
-    root, so the contract skips the modexps (contracts/evm/README.md)."""
-    (_, y), k = hash_to_g1(digest)
-    y_sqrt = pow(y, (BN254_P + 1) // 4, BN254_P)
-    # hash_to_g1 returns the principal root, which is a square; anything else is a bug upstream.
-    if y_sqrt * y_sqrt % BN254_P != y:
-        raise ValueError(f"hash_to_g1(0x{digest.hex()}) returned a y that is not the principal root")
-    return k, y, y_sqrt
-
-
-def _bump(value: int) -> int:
-    return value * FEE_BUMP_NUM // FEE_BUMP_DEN + 1
-
-
-_VERIFIER_ERRORS: list[dict[str, Any]] | None = None
-
-
-def _verifier_errors() -> list[dict[str, Any]]:
-    # deliver() bubbles the verifier's custom errors (InvalidSignature, UnknownEpoch, ...) up
-    # unchanged; they are in the verifier's ABI, not the gateway's.
-    global _VERIFIER_ERRORS
-    if _VERIFIER_ERRORS is None:
-        _VERIFIER_ERRORS = [e for e in evm_deploy.load_artifact("CommitteeVerifier").abi if e.get("type") == "error"]
-    return _VERIFIER_ERRORS
+        """The receipt of a transaction this adapter sent (whichever version of it was mined), once
+        mined; TxNotMined after `timeout` seconds."""
+        sent = self._sent.get(self._original(tx_hash))
+        if sent is None:
+            raise EvmAdapterError(f"chain {self.name}: transaction {tx_hash} was not sent by this adapter")
+        return (await self.tx.wait(sent, timeout)).receipt
 
 
 # --- deployment -------------------------------------------------------------------------------
@@ -749,11 +533,11 @@ async def deploy_gateway(
 ) -> str:
     """Deploys a Gateway bound to a CommitteeVerifier; the deployer owns it unless `owner` is given."""
     signer = Account.from_key(account) if isinstance(account, str) else account
-    return await evm_deploy.deploy(
+    return await deploy(
         w3, signer, GATEWAY, local_domain, to_checksum_address(verifier_address), fee, owner or signer.address
     )
 
 
 async def deploy_recording_receiver(w3: AsyncWeb3, account: LocalAccount | str, gateway_address: str) -> str:
     """A test receiver that records what it handles (contracts/evm/src/test/RecordingReceiver.sol)."""
-    return await evm_deploy.deploy(w3, account, "RecordingReceiver", to_checksum_address(gateway_address))
+    return await deploy(w3, account, "RecordingReceiver", to_checksum_address(gateway_address))

@@ -9,8 +9,8 @@ relay/tasks/board.py on one chain.
   (the envelope comes from the gateway's `MessageSent` in the receipt); `task_status` reads the
   `tasks()` getter; `reclaim` refunds an expired task.
 
-Transactions go through an internal `EvmAdapter` (endpoint pool with failover, one nonce counter
-behind a lock, EIP-1559 fees), so a board must own its key: the worker passes its own account,
+Transactions go through an internal `EvmAdapter`'s transaction manager (adapters/evm/tx.py: endpoint
+pool with failover, one nonce counter behind a lock, EIP-1559 fees), so a board must own its key: the worker passes its own account,
 the requester uses `chains.<name>.sender` — never the relayer's signer, whose nonces the relayer
 manages in another process.
 """
@@ -27,17 +27,20 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import event_abi_to_log_topic, to_checksum_address
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.exceptions import ContractLogicError
 
-from adapters.evm import deploy as evm_deploy
 from adapters.endpoints import AllEndpointsFailed
-from adapters.evm.gateway import GAS_MULTIPLIER, LOG_RANGE, EvmAdapter, _hex, evm_key
-from relay.config import EvmChain, KeyRef, TesseraConfig
+from adapters.evm.deploy import deploy, load_artifact
+from adapters.evm.gateway import LOG_RANGE, EvmAdapter, evm_key
+from adapters.evm.rpc import decode_revert, error_entries, revert_data, to_hex
+from adapters.evm.tx import TxNotMined
+from relay.config import EvmChain, KeyRef
 from relay.envelope import Envelope, EnvelopeError, address_to_bytes32
+from relay.interfaces import IncomingRequest, SentRequest, TaskState, TaskStatus
 from relay.log import get_logger
 from relay.protocol import MessageKind
-from relay.tasks.board import BoardRefused, ReclaimRefused, RequestExpired, RequestRefused, ResultAlreadySubmitted, ResultRefused, TaskBoardError
-from relay.interfaces import IncomingRequest, SentRequest, TaskState, TaskStatus
+from relay.tasks.board import (BoardRefused, ReclaimRefused, RequestExpired, RequestRefused, ResultAlreadySubmitted,
+                               ResultRefused, TaskBoardError)
 from relay.tasks.payloads import TaskPayloadError, TaskRequest, TaskResult, decode_executor_id
 
 TASK_BOARD = "TaskBoard"
@@ -87,7 +90,7 @@ _HINTS = {
 }
 
 
-def _refusal(cls: type[BoardRefused], action: str, reason: str) -> BoardRefused:
+def board_refusal(cls: type[BoardRefused], action: str, reason: str) -> BoardRefused:
     name = reason.split("(", 1)[0]
     if cls is ResultRefused:
         cls = {"ResultAlreadySubmitted": ResultAlreadySubmitted, "RequestExpired": RequestExpired}.get(name, cls)
@@ -124,12 +127,12 @@ class EvmTaskBoard:
         # The adapter brings the endpoint pool, finality, nonces and fees; its own watcher is unused.
         self._evm = EvmAdapter(name, chain, private_key, start_block=start_block, poll_interval=poll_interval,
                                log_range=log_range, rpc_timeout=rpc_timeout)
-        self.abi = evm_deploy.load_artifact(TASK_BOARD).abi
+        self.abi = load_artifact(TASK_BOARD).abi
         self._board = AsyncWeb3().eth.contract(address=self.board_address, abi=self.abi)  # offline: encode/decode
-        self._errors = self.abi + [e for e in self._evm.abi if e.get("type") == "error"]
+        self._errors = self.abi + error_entries(self._evm.abi)
         events = {e["name"]: e for e in self.abi if e.get("type") == "event"}
         self._received_abi = events["TaskReceived"]
-        self._topic_received = _hex(event_abi_to_log_topic(self._received_abi))
+        self._topic_received = to_hex(event_abi_to_log_topic(self._received_abi))
         self._received_types = [i["type"] for i in self._received_abi["inputs"] if not i["indexed"]]
 
     @classmethod
@@ -144,33 +147,27 @@ class EvmTaskBoard:
 
     @classmethod
     def from_config(
-        cls, config: TesseraConfig, chain_name: str, role: Role = "requester", *,
-        worker_key: str | KeyRef | None = None, **options: Any,
+        cls, name: str, chain: EvmChain, role: Role = "requester", *, worker_key: str | KeyRef | None = None,
+        **options: Any,
     ) -> "EvmTaskBoard":
-        """role "requester" signs with `chains.<name>.sender` (else `signer`, as the SDK does); role
-        "worker" with `worker_key` (a hex private key, or a KeyRef), else `[worker] evm_key`."""
-        chain = config.chains.get(chain_name)
-        if chain is None:
-            raise TaskBoardError(f"no chain named {chain_name!r} in the config; known: {', '.join(config.chains)}")
-        if not isinstance(chain, EvmChain):
-            raise TaskBoardError(f"chains.{chain_name} is a {chain.kind} chain; EvmTaskBoard serves EVM chains only")
+        """The board of `[chains.<name>]` for one role: "requester" signs with the chain's `sender`
+        (else `signer`, as the SDK does); "worker" with `worker_key` (a hex private key, or a KeyRef
+        such as `[worker] evm_key`), never the relayer's signer."""
         if role == "worker":
-            if worker_key is None and config.worker is not None:
-                worker_key = config.worker.evm_key
             if not worker_key:
                 raise TaskBoardError(
-                    f"the worker's board on {chain_name} needs the worker's own EVM private key: pass worker_key= "
+                    f"the worker's board on {name} needs the worker's own EVM private key: pass worker_key= "
                     "or set [worker] evm_key (file = ... or env = ...); the relayer's signer must not be shared"
                 )
             key = _check_key(worker_key.read_text() if isinstance(worker_key, KeyRef) else worker_key)
         elif role == "requester":
             field = "sender" if chain.sender is not None else "signer"
-            key = evm_key(getattr(chain, field), f"chains.{chain_name}.{field}")
+            key = evm_key(getattr(chain, field), f"chains.{name}.{field}")
             if key is None:
-                raise TaskBoardError(f"requesting tasks on {chain_name} needs a key: set chains.{chain_name}.sender")
+                raise TaskBoardError(f"requesting tasks on {name} needs a key: set chains.{name}.sender")
         else:
             raise TaskBoardError(f"role must be 'worker' or 'requester', not {role!r}")
-        return cls(chain_name, chain, key, **options)
+        return cls(name, chain, key, **options)
 
     @property
     def account(self) -> LocalAccount | None:
@@ -222,31 +219,25 @@ class EvmTaskBoard:
     async def _transact(self, function: Any, value: int, action: str, refusal: type[BoardRefused]) -> Any:
         """Estimates (a refusal raises with the decoded reason, nothing sent), sends, waits for the
         receipt; a transaction that still reverted (a race inside one block) raises the same way."""
-        data = function._encode_transaction_data()
-        tx = await self._evm._base_tx(data, value)
-        tx["to"] = self.board_address
-        call = {k: tx[k] for k in ("from", "to", "data", "value")}
+        txs = self._evm.tx
         try:
-            gas = await self._evm._estimate(call)
+            tx = await txs.transaction(self.board_address, function._encode_transaction_data(), value)
         except ContractLogicError as exc:
-            raise _refusal(refusal, action, evm_deploy.decode_revert(self._errors, evm_deploy.revert_data(exc))) from None
-        tx["gas"] = int(gas * GAS_MULTIPLIER)
-        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = await self._evm._fees()
-        tx_hash = await self._evm._send_new(tx)
+            raise board_refusal(refusal, action, decode_revert(self._errors, revert_data(exc))) from None
+        sent = await txs.send(tx)
         try:
-            receipt = await self._evm._wait_receipt(tx_hash, self.receipt_timeout)
-        except TimeExhausted:
-            raise TransactionNotMined(action, tx_hash, self.receipt_timeout) from None
+            mined = await txs.wait(sent, self.receipt_timeout)
+        except TxNotMined:
+            raise TransactionNotMined(action, sent.latest, self.receipt_timeout) from None
+        receipt = mined.receipt
         if receipt["status"] != 1:
-            reason = f"transaction {tx_hash} reverted (gas used {receipt['gasUsed']})"
-            try:
-                # Replayed on the state after its block: a race lost to another transaction in
-                # that block reads as what beat it (e.g. ResultAlreadySubmitted).
-                await self._evm._call("eth_call (replay)", lambda w3: w3.eth.call(
-                    {**call, "gas": tx["gas"]}, block_identifier=int(receipt["blockNumber"])))
-            except ContractLogicError as exc:
-                reason = evm_deploy.decode_revert(self._errors, evm_deploy.revert_data(exc))
-            raise _refusal(refusal, action, reason)
+            reason = f"transaction {mined.tx_hash} reverted (gas used {receipt['gasUsed']})"
+            # Replayed on the state after its block: a race lost to another transaction in that
+            # block reads as what beat it (e.g. ResultAlreadySubmitted).
+            reverted, revert = await txs.replay(sent.tx, int(receipt["blockNumber"]))
+            if reverted:
+                reason = decode_revert(self._errors, revert)
+            raise board_refusal(refusal, action, reason)
         return receipt
 
     async def submit_result(self, request_id: bytes, result_payload: bytes) -> str:
@@ -266,7 +257,7 @@ class EvmTaskBoard:
             self._board.functions.submitResult(bytes(result_payload)), fee,
             f"the result for request 0x{bytes(request_id).hex()}", ResultRefused,
         )
-        tx = _hex(receipt["transactionHash"])
+        tx = to_hex(receipt["transactionHash"])
         _log().info("task result submitted", chain=self.name, request=bytes(request_id).hex(), tx=tx,
                     gas=receipt["gasUsed"])
         return tx
@@ -283,10 +274,10 @@ class EvmTaskBoard:
                 request.deadline)
         fee = await self._evm.fee()
         receipt = await self._transact(function, fee + request.max_fee, "the task request", RequestRefused)
-        tx = _hex(receipt["transactionHash"])
+        tx = to_hex(receipt["transactionHash"])
         for entry in receipt["logs"]:
             if (to_checksum_address(entry["address"]) == self._evm.gateway_address and entry["topics"]
-                    and _hex(entry["topics"][0]) == self._evm._topic_sent):
+                    and to_hex(entry["topics"][0]) == self._evm._topic_sent):
                 observation = self._evm._observation(entry, str(receipt["blockNumber"]))
                 if observation is None:
                     continue
@@ -304,14 +295,14 @@ class EvmTaskBoard:
             self._board.functions.reclaim(bytes(request_id)), 0, f"reclaiming task 0x{bytes(request_id).hex()}",
             ReclaimRefused,
         )
-        return _hex(receipt["transactionHash"])
+        return to_hex(receipt["transactionHash"])
 
     # --- watching --------------------------------------------------------------------------
 
     async def watch_requests(self, cursor: str | None) -> AsyncIterator[IncomingRequest]:
         """TaskReceived events in final blocks, in (block, log index) order, after `cursor`
         ("block:logIndex" of the last one handled); polls forever."""
-        after = _parse_cursor(cursor)
+        after = parse_cursor(cursor)
         next_block = after[0] if after is not None else self._evm.start_block
         outage = 0
         # With ws_urls, a newHeads subscription wakes the poll early; the poll stays the source of truth.
@@ -324,7 +315,7 @@ class EvmTaskBoard:
                     to_block = min(final, next_block + self._evm.log_range - 1)
                     for incoming in await self._incoming(next_block, to_block, after):
                         yield incoming
-                        after = _parse_cursor(incoming.cursor)
+                        after = parse_cursor(incoming.cursor)
                     next_block = to_block + 1
                 outage = 0
             except AllEndpointsFailed as exc:
@@ -348,7 +339,7 @@ class EvmTaskBoard:
         if not logs:
             return []
         delivered = await self._logs(self._evm.gateway_address, from_block, to_block, [self._evm._topic_delivered])
-        nonces = {(_hex(e["transactionHash"]), bytes(e["topics"][1])): e for e in delivered if len(e["topics"]) == 3}
+        nonces = {(to_hex(e["transactionHash"]), bytes(e["topics"][1])): e for e in delivered if len(e["topics"]) == 3}
         out = []
         for entry in logs:
             incoming = await self._incoming_request(entry, nonces)
@@ -357,7 +348,7 @@ class EvmTaskBoard:
         return out
 
     async def _incoming_request(self, entry: Any, delivered: dict[tuple[str, bytes], Any]) -> IncomingRequest | None:
-        tx = _hex(entry["transactionHash"])
+        tx = to_hex(entry["transactionHash"])
         block, index = int(entry["blockNumber"]), int(entry["logIndex"])
         where = {"chain": self.name, "tx": tx, "block": block, "log_index": index}
         topics = [bytes(t) for t in entry["topics"]]
@@ -390,7 +381,7 @@ class EvmTaskBoard:
                                position=block, cursor=f"{block}:{index}")
 
     async def _delivered_event(self, message_id: bytes, at_or_before: int) -> Any | None:
-        async for logs in self._evm._scan_newest_first(at_or_before, [self._evm._topic_delivered, _hex(message_id)]):
+        async for logs in self._evm._scan_newest_first(at_or_before, [self._evm._topic_delivered, to_hex(message_id)]):
             if logs:
                 return logs[0]
         return None
@@ -402,7 +393,7 @@ def _request_id(value: bytes) -> bytes:
     return bytes(value)
 
 
-def _parse_cursor(cursor: str | None) -> tuple[int, int] | None:
+def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
     if cursor is None:
         return None
     try:
@@ -431,7 +422,7 @@ async def deploy_task_board(
 ) -> str:
     """Deploys a TaskBoard bound to `gateway`. PROOF_ATTESTATIONs count only from
     (attestation_domain, attestation_sender): (0, zero) is the committee, which no chain can stamp."""
-    return await evm_deploy.deploy(
+    return await deploy(
         w3, account, TASK_BOARD, to_checksum_address(gateway), attestation_domain, bytes(attestation_sender),
         attestation_grace,
     )

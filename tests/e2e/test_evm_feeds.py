@@ -21,7 +21,7 @@ from web3.logs import DISCARD
 import attest
 from adapters.evm import deploy as evm_deploy
 from adapters.evm.devnet import AnvilProcess, free_port, running_anvil
-from adapters.evm.gateway import hash_to_g1_hint
+from attest.bn254 import hash_to_g1_hint
 from adapters.evm.feeds import (EvmFeedTarget, FeedPushError, aggregator_key, deploy_feeds, hinted_update_args,
                                 register_feed_sources)
 from adapters.evm.market import MarketSimulator, deploy_market, pool_price

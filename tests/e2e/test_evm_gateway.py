@@ -17,17 +17,17 @@ from web3.logs import DISCARD
 
 import attest
 from adapters.evm import deploy as evm_deploy
+from adapters.evm.rpc import decode_revert, revert_data
 from adapters.evm.devnet import AnvilProcess, _rpc, free_port, running_anvil
 from adapters.endpoints import AllEndpointsFailed
 from adapters.evm.gateway import (
     AlreadyDeliveredError,
     DeliveryRejected,
     EvmAdapter,
-    _verifier_errors,
     deploy_gateway,
     deploy_recording_receiver,
-    hash_to_g1_hint,
 )
+from attest.bn254 import hash_to_g1_hint
 from relay.interfaces import DeliveryState, Observation, SignedDelivery
 from relay.config import EvmChain
 from attest.bn254 import P
@@ -301,7 +301,7 @@ async def test_reverting_receiver_is_delivered_as_failed_then_retried(setup: Set
     delivered = gateway.events.MessageDelivered().process_receipt(receipt, errors=DISCARD)
     assert len(failed) == 1 and failed[0]["args"]["messageId"] == envelope.message_id
     assert delivered[0]["args"]["handled"] is False
-    assert evm_deploy.decode_revert(receiver.abi, failed[0]["args"]["reason"]).startswith("ReceiverFailing")
+    assert decode_revert(receiver.abi, failed[0]["args"]["reason"]).startswith("ReceiverFailing")
 
     with pytest.raises(AlreadyDeliveredError):
         await adapter.submit(SignedDelivery(envelope=envelope, epoch=EPOCH, signature=setup.sign(envelope)))
@@ -357,7 +357,7 @@ async def test_hinted_delivery_costs_less_and_bent_hints_are_refused(setup: Setu
         "negated sigma and y": (neg_sig, k, P - y, pow(P - y, (P + 1) // 4, P), "HintNotCanonical()"),
         "y >= p": (signature, k, y + P, y_sqrt, "HintOutOfRange()"),
     }
-    errors = gateway.abi + _verifier_errors()
+    errors = gateway.abi + evm_deploy.error_abi("CommitteeVerifier")
     for name, (sig, k_, y_, root, error) in bent.items():
         call = gateway.functions.deliverWithHint(hinted_env.encode(), EPOCH, sig, k_, y_, root)
         with pytest.raises(evm_deploy.TransactionReverted) as caught:
@@ -368,7 +368,7 @@ async def test_hinted_delivery_costs_less_and_bent_hints_are_refused(setup: Setu
             await call.call()
             reason = None
         except ContractLogicError as exc:
-            reason = evm_deploy.decode_revert(errors, evm_deploy.revert_data(exc))
+            reason = decode_revert(errors, revert_data(exc))
         assert reason is not None and reason.startswith(error), f"{name}: {reason}"
     assert await gateway.functions.deliveryStatus(hinted_env.message_id).call() == 0
 

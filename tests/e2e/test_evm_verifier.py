@@ -14,9 +14,10 @@ from web3.exceptions import ContractLogicError
 
 import attest
 from adapters.evm import deploy as evm_deploy
+from adapters.evm.rpc import decode_revert, revert_data
 from attest.bn254 import P
 from adapters.evm.devnet import AnvilProcess, free_port
-from adapters.evm.gateway import hash_to_g1_hint
+from attest.bn254 import hash_to_g1_hint
 from relay.envelope import Envelope, address_to_bytes32, message_digest
 from relay.payloads import CommitteeRotation
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
@@ -63,7 +64,7 @@ async def _reverts(call: Any) -> str | None:
     try:
         await call.call()
     except ContractLogicError as exc:
-        return evm_deploy.decode_revert(call.contract_abi, evm_deploy.revert_data(exc))
+        return decode_revert(call.contract_abi, revert_data(exc))
     return None
 
 

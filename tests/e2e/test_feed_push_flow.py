@@ -52,7 +52,7 @@ async def test_reports_flow_to_the_evm_aggregator_and_solana(tmp_path: Path) -> 
         evm = config.chains["evm"]
         stop = asyncio.Event()
         pushing = asyncio.create_task(run_feed_push(config, stack.config_path.parent, source=url, stop=stop))
-        evm_target = EvmFeedTarget.from_config(config, "evm", key=None)
+        evm_target = EvmFeedTarget.from_config("evm", config.chains["evm"], key=None)
         solana_target = SolanaFeedTarget.from_config("solana", config.chains["solana"])
         try:
             deadline = time.monotonic() + 45

@@ -14,7 +14,9 @@ from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCErro
 
 from adapters.evm import deploy as evm_deploy
 from adapters.endpoints import EndpointPool
-from adapters.evm.gateway import EvmAdapter, GatewayNotConfigured, NoSignerError, _bump, is_retryable
+from adapters.evm.gateway import EvmAdapter, GatewayNotConfigured
+from adapters.evm.rpc import is_retryable
+from adapters.evm.tx import NoSignerError, bump
 from relay.interfaces import DeliveryState, SignedDelivery
 from relay.config import EvmChain, KeyRef
 from relay.envelope import Envelope, keccak256
@@ -113,7 +115,7 @@ def test_configuration_errors_say_what_to_do() -> None:
 
 def test_fee_bump_is_at_least_12_5_percent() -> None:
     for fee in (1, 7, 8, 1_000_000_007, 3 * 10**9):
-        assert _bump(fee) * 8 >= fee * 9 and _bump(fee) > fee
+        assert bump(fee) * 8 >= fee * 9 and bump(fee) > fee
 
 
 def test_observations_check_every_field_and_skip_bad_events() -> None:

@@ -12,13 +12,16 @@ import pytest
 from eth_abi import encode as abi_encode
 
 from adapters.evm import deploy as evm_deploy
+from adapters.evm.driver import EvmDriver
 from adapters.evm.taskboard import (
     EvmTaskBoard,
     TaskBoardNotConfigured,
-    _parse_cursor,
-    _refusal,
+    board_refusal,
+    parse_cursor,
 )
+from adapters.registry import driver_named
 from relay.config import EvmChain, KeyRef, WorkerSection, parse_config
+from relay.errors import ConfigError
 from relay.envelope import Envelope, address_to_bytes32
 from relay.protocol import MessageKind
 from relay.tasks.board import BoardRefused, RequestExpired, ResultAlreadySubmitted, ResultRefused, TaskBoardError
@@ -66,36 +69,38 @@ def _config(tmp_path: Any, sender: bool = True) -> Any:
 
 def test_from_config_roles(tmp_path: Any) -> None:
     config = _config(tmp_path)
-    requester = EvmTaskBoard.from_config(config, "evm", role="requester")
+    chain = config.chains["evm"]
+    requester = EvmTaskBoard.from_config("evm", chain, role="requester")
     assert requester.account is not None and requester.account.key.hex().endswith("22" * 32)
-    worker = EvmTaskBoard.from_config(config, "evm", role="worker", worker_key="33" * 32)
+    worker = EvmTaskBoard.from_config("evm", chain, role="worker", worker_key="33" * 32)
     assert worker.account is not None and worker.account.key.hex().endswith("33" * 32)
     with pytest.raises(TaskBoardError, match="worker's own EVM private key.*evm_key"):
-        EvmTaskBoard.from_config(config, "evm", role="worker")
+        EvmTaskBoard.from_config("evm", chain, role="worker")
     (tmp_path / "worker.key").write_text("44" * 32)
     with_section = config.model_copy(update={"worker": WorkerSection(evm_key=KeyRef(file=tmp_path / "worker.key"))})
-    from_section = EvmTaskBoard.from_config(with_section, "evm", role="worker")
+    from_section = driver_named(with_section, "evm").serving_board(with_section, with_section.worker)
+    assert isinstance(from_section, EvmTaskBoard)
     assert from_section.account is not None and from_section.account.key.hex().endswith("44" * 32)
     with pytest.raises(TaskBoardError, match="32-byte hex private key"):
-        EvmTaskBoard.from_config(config, "evm", role="worker", worker_key="0x1234")
-    with pytest.raises(TaskBoardError, match="EVM chains only"):
-        EvmTaskBoard.from_config(config, "sol", role="requester")
-    with pytest.raises(TaskBoardError, match="no chain named 'nope'"):
-        EvmTaskBoard.from_config(config, "nope", role="requester")
+        EvmTaskBoard.from_config("evm", chain, role="worker", worker_key="0x1234")
+    # Which board class serves a chain is the registry's answer, not the board's.
+    assert not isinstance(driver_named(config, "sol"), EvmDriver)
+    with pytest.raises(ConfigError, match="no chain 'nope'"):
+        driver_named(config, "nope")
     with pytest.raises(TaskBoardError, match="role must be"):
-        EvmTaskBoard.from_config(config, "evm", role="relayer")  # type: ignore[arg-type]
+        EvmTaskBoard.from_config("evm", chain, role="relayer")  # type: ignore[arg-type]
     with pytest.raises(TaskBoardError, match="set chains.evm.sender"):
-        EvmTaskBoard.from_config(_config(tmp_path, sender=False), "evm", role="requester")
+        EvmTaskBoard.from_config("evm", _config(tmp_path, sender=False).chains["evm"], role="requester")
 
 
 def test_refusals_are_typed_and_tell_what_to_do() -> None:
     rid = "0x" + "42" * 32
-    already = _refusal(ResultRefused, "the result", f"ResultAlreadySubmitted({rid})")
+    already = board_refusal(ResultRefused, "the result", f"ResultAlreadySubmitted({rid})")
     assert isinstance(already, ResultAlreadySubmitted) and already.error == "ResultAlreadySubmitted"
     assert "nothing to do" in str(already)
-    expired = _refusal(ResultRefused, "the result", f"RequestExpired({rid}, 1, 2)")
+    expired = board_refusal(ResultRefused, "the result", f"RequestExpired({rid}, 1, 2)")
     assert isinstance(expired, RequestExpired) and "reclaim" in str(expired)
-    other = _refusal(ResultRefused, "the result", "OutputHashMismatch(0x00, 0x11)")
+    other = board_refusal(ResultRefused, "the result", "OutputHashMismatch(0x00, 0x11)")
     assert type(other) is ResultRefused and other.reason == "OutputHashMismatch(0x00, 0x11)"
     assert isinstance(other, BoardRefused) and isinstance(other, TaskBoardError)
 
@@ -110,11 +115,11 @@ async def test_request_ids_must_be_32_bytes() -> None:
 
 
 def test_cursor_format() -> None:
-    assert _parse_cursor(None) is None
-    assert _parse_cursor("12:3") == (12, 3)
+    assert parse_cursor(None) is None
+    assert parse_cursor("12:3") == (12, 3)
     for bad in ("12", "a:b", "1:2:3"):
         with pytest.raises(TaskBoardError, match="block:logIndex"):
-            _parse_cursor(bad)
+            parse_cursor(bad)
 
 
 # --- the watcher against a fake node ------------------------------------------------------------

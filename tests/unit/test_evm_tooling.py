@@ -12,6 +12,7 @@ from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector
 
 from adapters.evm import devnet as anvil, deploy as evm_deploy
+from adapters.evm.rpc import decode_revert
 
 
 def test_dev_keys_are_anvils_default_accounts() -> None:
@@ -67,19 +68,19 @@ def _selector(signature: str) -> bytes:
 
 def test_decode_revert_names_custom_errors() -> None:
     data = _selector("UnknownEpoch(uint32,uint32)") + abi_encode(["uint32", "uint32"], [7, 3])
-    assert evm_deploy.decode_revert(_ABI, "0x" + data.hex()) == "UnknownEpoch(7, 3)"
+    assert decode_revert(_ABI, "0x" + data.hex()) == "UnknownEpoch(7, 3)"
     data = _selector("WrongDestination(uint32,bytes32)") + abi_encode(["uint32", "bytes32"], [5, b"\x01" * 32])
-    assert evm_deploy.decode_revert(_ABI, data) == "WrongDestination(5, 0x" + "01" * 32 + ")"
-    assert evm_deploy.decode_revert(_ABI, _selector("InvalidSignature()")) == "InvalidSignature()"
+    assert decode_revert(_ABI, data) == "WrongDestination(5, 0x" + "01" * 32 + ")"
+    assert decode_revert(_ABI, _selector("InvalidSignature()")) == "InvalidSignature()"
 
 
 def test_decode_revert_standard_and_unknown_forms() -> None:
     error_string = _selector("Error(string)") + abi_encode(["string"], ["nope"])
-    assert evm_deploy.decode_revert([], error_string) == "Error('nope')"
+    assert decode_revert([], error_string) == "Error('nope')"
     panic = _selector("Panic(uint256)") + abi_encode(["uint256"], [0x11])
-    assert evm_deploy.decode_revert([], panic) == "Panic(0x11)"
-    assert evm_deploy.decode_revert(_ABI, "0xdeadbeef") == "unknown error 0xdeadbeef"
-    assert "no revert data" in evm_deploy.decode_revert(_ABI, None)
+    assert decode_revert([], panic) == "Panic(0x11)"
+    assert decode_revert(_ABI, "0xdeadbeef") == "unknown error 0xdeadbeef"
+    assert "no revert data" in decode_revert(_ABI, None)
 
 
 def test_unknown_artifact_is_a_clear_error() -> None:

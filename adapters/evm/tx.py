@@ -1,0 +1,318 @@
+"""EVM transactions, one way for the whole package: the messaging adapter's deliveries, the task
+board's calls, the feed pusher's updates and deployments all go through a `TxManager`.
+
+- Nonces: one counter per account behind a lock, checked against the node's pending count before
+  every send (a lagging endpoint may not list what we just sent; a nonce whose transactions the
+  node lost is reused instead of leaving a gap forever).
+- Fees: EIP-1559, `current_fees` (twice the base fee plus the node's tip).
+- Stuck transactions: re-sent with the same nonce and fees bumped by 12.5 % (`bump`, what geth-style
+  mempools require of a replacement) after `stuck_after` seconds without a receipt; a later send may
+  also take an unmined transaction's nonce (`send(..., replacing=...)`).
+- Receipts: `check` tells one step (mined, waiting, replaced, nonce used by another transaction);
+  `wait` repeats it until mined or a deadline. Every RPC goes through a `PoolCall` (rpc.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import AsyncWeb3
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+
+from adapters.evm.rpc import PoolCall, revert_data, to_hex
+from relay.envelope import keccak256
+from relay.errors import TesseraError
+from relay.log import get_logger
+
+GAS_MULTIPLIER = 1.2  # over eth_estimateGas: state may change between the estimate and inclusion
+FEE_BUMP_NUM, FEE_BUMP_DEN = 9, 8  # +12.5 %, what geth-style mempools require of a replacement
+POLL_INTERVAL = 0.05  # seconds between checks while waiting for a transaction
+
+
+def _log() -> Any:
+    return get_logger("evm.tx")
+
+
+class TxError(TesseraError):
+    """A transaction could not be sent or was not mined as expected."""
+
+
+class NoSignerError(TxError):
+    def __init__(self, chain: str) -> None:
+        super().__init__(f"chain {chain}: sending transactions needs a signer key; set chains.{chain}.signer")
+
+
+class TxNotMined(TxError):
+    """Not mined within the time a caller waits; it may still be (the SentTx stays valid)."""
+
+    def __init__(self, tx_hash: str, timeout: float) -> None:
+        super().__init__(f"transaction {tx_hash} not mined within {timeout:.0f}s")
+        self.tx_hash = tx_hash
+        self.timeout = timeout
+
+
+class NonceTaken(TxError):
+    """The account's nonce of a transaction was used by a transaction that is none of its versions."""
+
+    def __init__(self, nonce: int, address: str) -> None:
+        super().__init__(f"nonce {nonce} of {address} was used by another transaction")
+        self.nonce = nonce
+
+
+def bump(value: int) -> int:
+    """A fee raised enough for a replacement to be accepted (+12.5 %, rounded up)."""
+    return value * FEE_BUMP_NUM // FEE_BUMP_DEN + 1
+
+
+async def current_fees(call: PoolCall) -> tuple[int, int]:
+    """(maxFeePerGas, maxPriorityFeePerGas) for a transaction sent now, read through `call`."""
+    block = await call("eth_getBlockByNumber(latest)", lambda w3: w3.eth.get_block("latest"))
+    tip = await call("eth_maxPriorityFeePerGas", lambda w3: w3.eth.max_priority_fee)
+    base = int(block.get("baseFeePerGas") or 0)
+    # Twice the base fee survives six full blocks of +12.5 % before the transaction stalls.
+    return 2 * base + tip, tip
+
+
+async def send_signed(call: PoolCall, signer: LocalAccount, tx: dict[str, Any]) -> str:
+    """Signs `tx` and sends it through `call`; returns its 0x-hex hash. A retry that meets our own
+    transaction on another endpoint ("already known") counts as sent."""
+    raw = signer.sign_transaction(tx).raw_transaction
+    tx_hash = to_hex(keccak256(bytes(raw)))
+
+    async def send(w3: AsyncWeb3) -> str:
+        try:
+            await w3.eth.send_raw_transaction(raw)
+        except Web3RPCError as exc:
+            if "already known" not in str(exc).lower() and "already imported" not in str(exc).lower():
+                raise
+        return tx_hash
+
+    return await call("eth_sendRawTransaction", send)
+
+
+async def receipt_or_none(call: PoolCall, tx_hash: str) -> Any | None:
+    """The transaction's receipt through `call`, or None while it is not mined (or unknown)."""
+    async def get(w3: AsyncWeb3) -> Any | None:
+        try:
+            return await w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+
+    return await call("eth_getTransactionReceipt", get)
+
+
+def _outbid(tx: dict[str, Any], fee_now: int, tip_now: int) -> tuple[int, int]:
+    """(maxFeePerGas, maxPriorityFeePerGas) that replace `tx`: both bumped, never under today's."""
+    tip = max(bump(int(tx["maxPriorityFeePerGas"])), tip_now)
+    return max(bump(int(tx["maxFeePerGas"])), fee_now, tip), tip
+
+
+@dataclass(slots=True)
+class SentTx:
+    """A transaction we signed and every version of it sent since (same nonce, higher fees)."""
+
+    tx: dict[str, Any]  # the newest version, as signed
+    hashes: list[str]  # oldest first
+    sent_at: float  # when the newest version was sent (monotonic)
+    mined: str | None = None  # the version whose receipt was seen last
+
+    @property
+    def nonce(self) -> int:
+        return int(self.tx["nonce"])
+
+    @property
+    def original(self) -> str:
+        return self.hashes[0]
+
+    @property
+    def latest(self) -> str:
+        return self.hashes[-1]
+
+    @property
+    def replacements(self) -> list[str]:
+        return self.hashes[1:]
+
+
+# What one `check` saw.
+@dataclass(frozen=True, slots=True)
+class Mined:
+    tx_hash: str
+    receipt: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    tx_hash: str
+    waited: float
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    tx_hash: str  # the new version
+    waited: float  # how long the previous one waited
+
+
+@dataclass(frozen=True, slots=True)
+class NonceUsed:
+    nonce: int
+
+
+Check = Mined | Waiting | Replaced | NonceUsed
+
+
+@dataclass
+class TxManager:
+    """Sends, replaces and follows one account's transactions on one chain through `call`."""
+
+    call: PoolCall
+    account: LocalAccount | None
+    name: str = "evm"
+    chain_id: int | None = None
+    poll_interval: float = POLL_INTERVAL
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    _next_nonce: int | None = field(default=None, init=False, repr=False)
+
+    @property
+    def signer(self) -> LocalAccount:
+        if self.account is None:
+            raise NoSignerError(self.name)
+        return self.account
+
+    async def fees(self) -> tuple[int, int]:
+        return await current_fees(self.call)
+
+    async def count(self, address: str, block: str) -> int:
+        """eth_getTransactionCount at `block` ("latest": mined, "pending": with the mempool)."""
+        return await self.call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, block))
+
+    async def receipt(self, tx_hash: str) -> Any | None:
+        return await receipt_or_none(self.call, tx_hash)
+
+    async def estimate(self, tx: dict[str, Any]) -> int:
+        """eth_estimateGas; a refusal raises ContractLogicError (revert_data() has the reason)."""
+        return await self.call("eth_estimateGas", lambda w3: w3.eth.estimate_gas(tx))
+
+    async def transaction(self, to: str | None, data: str, value: int = 0, *, gas: int | None = None) -> dict[str, Any]:
+        """A type-2 transaction ready to `send`: gas estimated (× GAS_MULTIPLIER) unless given, fees
+        of now. `to=None` creates a contract. Estimating a call the chain refuses raises
+        ContractLogicError: nothing is sent."""
+        tx: dict[str, Any] = {"from": self.signer.address, "data": data, "value": value}
+        if to is not None:
+            tx["to"] = to
+        if gas is None:
+            gas = int(await self.estimate(dict(tx)) * GAS_MULTIPLIER)
+        if self.chain_id is None:
+            self.chain_id = await self.call("eth_chainId", lambda w3: w3.eth.chain_id)
+        max_fee, tip = await self.fees()
+        tx.update(gas=gas, chainId=self.chain_id, type=2, maxFeePerGas=max_fee, maxPriorityFeePerGas=tip)
+        return tx
+
+    async def _resync_nonce(self, address: str) -> int:
+        """The nonce for our next transaction. The node's pending count is the truth, except that a
+        lagging endpoint may not list what we just sent: keep our own counter then. If the node has
+        nothing of ours in flight (pending == mined) but we counted further, those transactions were
+        lost (a reorg, a dropped mempool): reuse their nonces instead of leaving a gap forever."""
+        pending = await self.count(address, "pending")
+        local = self._next_nonce
+        if local is None or pending >= local:
+            return pending
+        if await self.count(address, "latest") == pending:
+            _log().warning("nonce gap healed", chain=self.name, local=local, node=pending)
+            return pending
+        return local
+
+    async def send(self, tx: dict[str, Any], *, replacing: SentTx | None = None) -> SentTx:
+        """Signs and sends `tx` with the account's next nonce, one send at a time so nonces never
+        collide. With `replacing` (an earlier transaction not known to be mined), `tx` takes its
+        nonce instead, outbidding its fees, and the result lists the earlier versions first."""
+        signer = self.signer
+        tx = dict(tx)
+        async with self._lock:
+            if replacing is not None and not await self.nonce_used(replacing.nonce):
+                tx["nonce"] = replacing.nonce
+                tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = _outbid(
+                    replacing.tx, int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"]))
+                tx_hash = await send_signed(self.call, signer, tx)
+                _log().warning("unmined transaction replaced by a new one", chain=self.name, nonce=tx["nonce"],
+                               replaced=replacing.latest, tx=tx_hash)
+                return SentTx(tx=tx, hashes=[*replacing.hashes, tx_hash], sent_at=time.monotonic())
+            self._next_nonce = await self._resync_nonce(signer.address)
+            tx["nonce"] = self._next_nonce
+            try:
+                tx_hash = await send_signed(self.call, signer, tx)
+            except Exception:
+                # The node's view wins after any failure (a nonce used elsewhere, a restart, ...).
+                self._next_nonce = None
+                raise
+            self._next_nonce += 1
+        return SentTx(tx=tx, hashes=[tx_hash], sent_at=time.monotonic())
+
+    async def replace(self, sent: SentTx) -> str:
+        """Re-sends `sent` with the same nonce and bumped fees (it takes the old version's place);
+        records and returns the new hash."""
+        tx = dict(sent.tx)
+        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = _outbid(tx, *await self.fees())
+        async with self._lock:
+            tx_hash = await send_signed(self.call, self.signer, tx)
+        waited = time.monotonic() - sent.sent_at
+        sent.tx, sent.sent_at = tx, time.monotonic()
+        sent.hashes.append(tx_hash)
+        _log().warning("stuck transaction re-sent with bumped fees", chain=self.name, original=sent.original,
+                       replacement=tx_hash, nonce=tx["nonce"], max_fee=tx["maxFeePerGas"],
+                       tip=tx["maxPriorityFeePerGas"], waited_s=round(waited, 1))
+        return tx_hash
+
+    async def nonce_used(self, nonce: int) -> bool:
+        return await self.count(self.signer.address, "latest") > nonce
+
+    async def check(self, sent: SentTx, stuck_after: float | None = None) -> Check:
+        """One look at `sent`: mined (which version, its receipt), nonce used by another
+        transaction, or waiting — re-sent with bumped fees first when it has waited `stuck_after`
+        seconds. One RPC while nothing is mined (the account's mined count); receipts only once
+        the nonce is used, and then only the mined version's."""
+        if sent.mined is not None:
+            receipt = await self.receipt(sent.mined)
+            if receipt is not None:
+                return Mined(sent.mined, receipt)
+            sent.mined = None  # reorged out: look again
+        if await self.nonce_used(sent.nonce):
+            for tx_hash in reversed(sent.hashes):
+                receipt = await self.receipt(tx_hash)
+                if receipt is not None:
+                    sent.mined = tx_hash
+                    return Mined(tx_hash, receipt)
+            return NonceUsed(sent.nonce)
+        waited = time.monotonic() - sent.sent_at
+        if stuck_after is not None and waited >= stuck_after:
+            return Replaced(await self.replace(sent), waited)
+        return Waiting(sent.latest, waited)
+
+    async def wait(self, sent: SentTx, timeout: float, *, stuck_after: float | None = None) -> Mined:
+        """Checks `sent` until a version is mined. Raises TxNotMined after `timeout` seconds,
+        NonceTaken when another transaction used its nonce."""
+        deadline = time.monotonic() + timeout
+        while True:
+            outcome = await self.check(sent, stuck_after)
+            if isinstance(outcome, Mined):
+                return outcome
+            if isinstance(outcome, NonceUsed):
+                raise NonceTaken(outcome.nonce, self.signer.address)
+            if time.monotonic() > deadline:
+                raise TxNotMined(sent.latest, timeout)
+            await asyncio.sleep(self.poll_interval)
+
+    async def replay(self, tx: dict[str, Any], block: int) -> tuple[bool, str | None]:
+        """Re-runs a mined transaction's call on the state at the end of `block` (receipts carry no
+        revert data): (True, revert data) when it reverts there, (False, None) when it does not. A
+        reverted transaction changed nothing, so a call that lost a race to one earlier in its block
+        then reads as what beat it."""
+        call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
+        try:
+            await self.call("eth_call (replay)", lambda w3: w3.eth.call(call, block_identifier=block))
+        except ContractLogicError as exc:
+            return True, revert_data(exc)
+        return False, None
