@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
-from solders.keypair import Keypair
 
 import attest
 from adapters.evm.devnet import free_port
@@ -27,18 +26,12 @@ from relay.feeds.push import Pusher
 from relay.feeds.report import FeedReport
 from relay.feeds.signed import SignedReport
 from relay.interfaces import FeedNotNewer
+from tests.support.solana import airdropped
 
 pytestmark = pytest.mark.e2e
 
 DOMAIN = 903
 SIGNED_ROUND = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "feeds_v1.json").read_text())["signed_round"]
-
-
-async def _funded(client: AsyncClient, lamports: int) -> Keypair:
-    keypair = Keypair()
-    signature = (await client.request_airdrop(keypair.pubkey(), lamports)).value
-    await client.confirm_transaction(signature, Confirmed, sleep_seconds=0.05)
-    return keypair
 
 
 async def test_signed_reports_flow_into_the_feed_account_over_rpc(tmp_path: Path) -> None:
@@ -54,11 +47,11 @@ async def test_signed_reports_flow_into_the_feed_account_over_rpc(tmp_path: Path
 
     async with running_solana_localnet(slot_ms=50, finality_slots=8) as net:
         async with AsyncClient(net.rpc_url, commitment=Confirmed) as client:
-            admin = await _funded(client, 50 * 10**9)
+            admin = await airdropped(client, 50 * 10**9)
             program_id = await asyncio.wait_for(deploy_program(client, admin), 60)
             await initialize_committee(client, admin, program_id, domain=DOMAIN, epoch=1, n=4, t=3,
                                        group_key=committee.group_key)
-            pusher = await _funded(client, 10**9)  # the pusher's own key, not the admin's
+            pusher = await airdropped(client, 10**9)  # the pusher's own key, not the admin's
             (tmp_path / "pusher.json").write_text(json.dumps(list(bytes(pusher))))
             dead = f"http://127.0.0.1:{free_port()}"  # a first endpoint that is down: the target fails over
             config = parse_config({"chains": {"solana": {

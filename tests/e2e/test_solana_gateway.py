@@ -35,6 +35,7 @@ from relay.interfaces import DeliveryState, DeliveryStatus, Observation, SignedD
 from relay.config import SolanaChain
 from relay.envelope import Envelope
 from relay.protocol import MessageKind
+from tests.support.solana import airdropped
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -56,19 +57,12 @@ class Deployed:
                            ws_urls=[self.net.ws_url] if ws else [], program_id=str(self.program_id))
 
 
-async def _funded(client: AsyncClient, lamports: int = 10 * 10**9) -> Keypair:
-    keypair = Keypair()
-    signature = (await client.request_airdrop(keypair.pubkey(), lamports)).value
-    await client.confirm_transaction(signature, Confirmed, sleep_seconds=0.05)
-    return keypair
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def deployed() -> AsyncIterator[Deployed]:
     # 30 ms slots: a blockhash (150 slots) expires in ~4.5 s, finalized trails by 8 slots (~0.24 s).
     async with running_solana_localnet(slot_ms=30, finality_slots=8) as net:
         async with AsyncClient(net.rpc_url, commitment=Confirmed) as client:
-            admin = await _funded(client, 100 * 10**9)
+            admin = await airdropped(client, 100 * 10**9)
             program_id = await asyncio.wait_for(deploy_program(client, admin), 60)
             committee, shares = deal(4, 3, epoch=1)
             await initialize_committee(client, admin, program_id, domain=DOMAIN, epoch=1, n=4, t=3,
@@ -119,7 +113,7 @@ def _sign(committee: Committee, shares: list[KeyShare], envelope: Envelope, epoc
 
 async def test_watch_yields_sent_envelopes_once_finalized_in_order_and_resumes(deployed: Deployed,
                                                                                client: AsyncClient) -> None:
-    sender = await _funded(client)
+    sender = await airdropped(client)
     # A long idle poll: between messages only the logs subscription can wake the watcher in time.
     async with SolanaAdapter("solana", deployed.chain(), sender, poll_interval=0.1, idle_poll_interval=60) as adapter:
         first, sig0 = await adapter.send_message(EVM_DOMAIN, RECEIVER, MessageKind.TASK_REQUEST, b"first task")
@@ -158,7 +152,7 @@ async def test_watch_yields_sent_envelopes_once_finalized_in_order_and_resumes(d
 
 
 async def test_reobserve_of_a_failed_or_unknown_transaction_is_empty(deployed: Deployed, client: AsyncClient) -> None:
-    sender = await _funded(client)
+    sender = await airdropped(client)
     async with SolanaAdapter("solana", deployed.chain(ws=False), sender) as adapter:
         # A Send of kind COMMITTEE_ROTATION is refused by the program; without preflight it lands failed.
         bad = send_ix(deployed.program_id, sender.pubkey(), dst_domain=EVM_DOMAIN, receiver=RECEIVER,
@@ -178,7 +172,7 @@ async def test_reobserve_of_a_failed_or_unknown_transaction_is_empty(deployed: D
 
 
 async def test_deliver_end_to_end_then_replay_forgery_and_wrong_domain(deployed: Deployed, client: AsyncClient) -> None:
-    relayer = await _funded(client)
+    relayer = await airdropped(client)
     async with SolanaAdapter("solana", deployed.chain(ws=False), relayer) as adapter:
         envelope = Envelope(kind=MessageKind.TASK_RESULT, nonce=5, src_domain=EVM_DOMAIN,
                             src_sender=b"\x00" * 12 + b"\x11" * 20, dst_domain=DOMAIN,
@@ -289,7 +283,7 @@ async def _rpc_proxy(upstream: str) -> AsyncIterator[_Proxy]:
 
 
 async def test_watch_rides_out_an_rpc_outage(deployed: Deployed, client: AsyncClient) -> None:
-    sender = await _funded(client)
+    sender = await airdropped(client)
     async with SolanaAdapter("solana", deployed.chain(), sender) as direct:
         sent, _ = await direct.send_message(EVM_DOMAIN, RECEIVER, MessageKind.DATA, b"before the outage")
     async with _rpc_proxy(deployed.net.rpc_url) as proxy:
@@ -314,7 +308,7 @@ async def test_watch_rides_out_an_rpc_outage(deployed: Deployed, client: AsyncCl
 
 async def test_a_delivery_that_never_lands_is_dropped_once_its_blockhash_expires(deployed: Deployed,
                                                                                  client: AsyncClient) -> None:
-    relayer = await _funded(client)
+    relayer = await airdropped(client)
     envelope = Envelope(kind=MessageKind.DATA, nonce=11, src_domain=EVM_DOMAIN, src_sender=b"\x01" * 32,
                         dst_domain=DOMAIN, dst_receiver=b"\x02" * 32, payload=b"lost in transit")
     signature = _sign(deployed.committee, deployed.shares, envelope)

@@ -31,6 +31,7 @@ from solders.transaction_status import (
 )
 
 from adapters.solana_localnet.testing import running_solana_localnet
+from tests.support.solana import airdropped
 
 pytestmark = pytest.mark.e2e
 
@@ -43,13 +44,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 def memo_ix(signer: Pubkey, text: bytes) -> Instruction:
     return Instruction(MEMO, text, [AccountMeta(signer, True, False)])
-
-
-async def funded(client: AsyncClient, lamports: int = 10 * 10**9) -> Keypair:
-    payer = Keypair()
-    sig = (await client.request_airdrop(payer.pubkey(), lamports)).value
-    await client.confirm_transaction(sig, Confirmed, sleep_seconds=POLL)
-    return payer
 
 
 async def signed(client: AsyncClient, payer: Keypair, instructions: list[Instruction]) -> VersionedTransaction:
@@ -65,7 +59,7 @@ async def localnet():
 
 async def test_transfer_with_memo_through_every_commitment(localnet) -> None:
     async with AsyncClient(localnet.rpc_url) as client:
-        payer = await funded(client)
+        payer = await airdropped(client, poll=POLL)
         recipient = Keypair().pubkey()
         blockhash = (await client.get_latest_blockhash(Processed)).value
         tx = VersionedTransaction(
@@ -139,7 +133,7 @@ async def test_finalized_reads_trail_processed(localnet) -> None:
 
 async def test_logs_subscription_sees_the_memo(localnet) -> None:
     async with AsyncClient(localnet.rpc_url) as client, SolanaWsClient(localnet.ws_url) as ws:
-        payer = await funded(client)
+        payer = await airdropped(client, poll=POLL)
         await ws.logs_subscribe(filter_=RpcTransactionLogsFilterMentions(payer.pubkey()), commitment=Confirmed)
         await ws.logs_subscribe(commitment=Processed)  # "all"
         tx = await signed(client, payer, [memo_ix(payer.pubkey(), b"over the socket")])
@@ -157,7 +151,7 @@ async def test_logs_subscription_sees_the_memo(localnet) -> None:
 
 async def test_preflight_failure_carries_logs(localnet) -> None:
     async with AsyncClient(localnet.rpc_url) as client:
-        payer = await funded(client)
+        payer = await airdropped(client, poll=POLL)
         bad = await signed(client, payer, [Instruction(MEMO, b"\xff\xfe", [])])  # memo must be UTF-8
         with pytest.raises(RPCException) as caught:
             await client.send_transaction(bad)
@@ -173,7 +167,7 @@ async def test_preflight_failure_carries_logs(localnet) -> None:
 
 async def test_signature_subscription_reports_a_failed_transaction(localnet) -> None:
     async with AsyncClient(localnet.rpc_url) as client, SolanaWsClient(localnet.ws_url) as ws:
-        payer = await funded(client, 10**9)
+        payer = await airdropped(client, 10**9, poll=POLL)
         # More than the balance: the system program fails with Custom(1), the fee is still charged.
         tx = await signed(
             client, payer, [transfer(TransferParams(from_pubkey=payer.pubkey(), to_pubkey=Keypair().pubkey(), lamports=10**12))]
@@ -222,7 +216,7 @@ async def test_account_and_slot_subscriptions(localnet) -> None:
 
 async def test_v0_transaction_needs_max_supported_version(localnet) -> None:
     async with AsyncClient(localnet.rpc_url) as client:
-        payer = await funded(client)
+        payer = await airdropped(client, poll=POLL)
         blockhash = (await client.get_latest_blockhash(Processed)).value.blockhash
         tx = VersionedTransaction(MessageV0.try_compile(payer.pubkey(), [memo_ix(payer.pubkey(), b"v0")], [], blockhash), [payer])
         sig = (await client.send_transaction(tx)).value
@@ -237,7 +231,7 @@ async def test_v0_transaction_needs_max_supported_version(localnet) -> None:
 
 async def test_simulate_and_helpers(localnet) -> None:
     async with AsyncClient(localnet.rpc_url) as client:
-        payer = await funded(client)
+        payer = await airdropped(client, poll=POLL)
         tx = await signed(client, payer, [memo_ix(payer.pubkey(), b"dry run")])
         sim = (await client.simulate_transaction(tx)).value
         assert sim.err is None and "Program log: dry run" in sim.logs

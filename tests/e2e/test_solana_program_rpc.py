@@ -30,22 +30,15 @@ from adapters.solana.program import (
     verify_signature_ix,
 )
 from relay.envelope import keccak256
-from tests.unit.test_solana_program import ALICE, BOB, DOMAIN, envelope, rotation_envelope
+from tests.support.solana import ALICE, BOB, DOMAIN, airdropped, envelope, rotation_envelope
 
 pytestmark = pytest.mark.e2e
-
-
-async def _funded(client: AsyncClient, lamports: int) -> Keypair:
-    payer = Keypair()
-    signature = (await client.request_airdrop(payer.pubkey(), lamports)).value
-    await client.confirm_transaction(signature, Confirmed, sleep_seconds=0.05)
-    return payer
 
 
 async def test_deploy_probe_and_verify_over_rpc() -> None:
     async with running_solana_localnet(slot_ms=50) as net:
         async with AsyncClient(net.rpc_url, commitment=Confirmed) as client:
-            payer = await _funded(client, 50 * 10**9)
+            payer = await airdropped(client, 50 * 10**9)
             program_id = await asyncio.wait_for(deploy_program(client, payer, load_program_bytes()), 60)
 
             program = (await client.get_account_info(program_id)).value

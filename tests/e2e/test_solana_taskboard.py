@@ -31,6 +31,7 @@ from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.tasks.board import ReclaimRefused, RequestRefused, ResultAlreadySubmitted, ResultRefused
 from relay.interfaces import IncomingRequest, RequesterBoard, ServingBoard, TaskState
 from relay.tasks.payloads import AttestationMethod, ProofAttestation, TaskRequest, TaskResult
+from tests.support.solana import airdropped
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -59,18 +60,11 @@ class Deployed:
         return SignedDelivery(envelope, 1, result.signature)
 
 
-async def _funded(client: AsyncClient, lamports: int = 10 * 10**9) -> Keypair:
-    keypair = Keypair()
-    signature = (await client.request_airdrop(keypair.pubkey(), lamports)).value
-    await client.confirm_transaction(signature, Confirmed, sleep_seconds=0.05)
-    return keypair
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def deployed() -> AsyncIterator[Deployed]:
     async with running_solana_localnet(slot_ms=30, finality_slots=8) as net:
         async with AsyncClient(net.rpc_url, commitment=Confirmed) as client:
-            admin = await _funded(client, 100 * 10**9)
+            admin = await airdropped(client, 100 * 10**9)
             program_id = await asyncio.wait_for(deploy_program(client, admin), 60)
             committee, shares = deal(4, 3, epoch=1)
             await initialize_committee(client, admin, program_id, domain=DOMAIN, epoch=1, n=4, t=3,
@@ -112,7 +106,7 @@ async def _balance(client: AsyncClient, key: Pubkey) -> int:
 
 
 async def test_request_task_escrows_and_sends_what_the_adapter_watches(deployed: Deployed, client: AsyncClient) -> None:
-    requester, other = await _funded(client), await _funded(client)
+    requester, other = await airdropped(client), await airdropped(client)
     boards = [SolanaTaskBoard("solana", deployed.chain(), key) for key in (requester, other)]
     assert isinstance(boards[0], RequesterBoard) and isinstance(boards[0], ServingBoard)
     async with SolanaAdapter("solana", deployed.chain(), poll_interval=0.1) as watcher:
@@ -156,7 +150,7 @@ async def test_request_task_escrows_and_sends_what_the_adapter_watches(deployed:
 
 async def test_a_delivered_request_is_watched_served_once_and_answered_through_the_gateway(
         deployed: Deployed, client: AsyncClient) -> None:
-    relayer, worker, rival = await _funded(client), await _funded(client), await _funded(client)
+    relayer, worker, rival = await airdropped(client), await airdropped(client), await airdropped(client)
     async with SolanaAdapter("solana", deployed.chain(), relayer, poll_interval=0.1) as adapter, \
             SolanaTaskBoard("solana", deployed.chain(), worker, poll_interval=0.1, idle_poll_interval=60) as board, \
             SolanaTaskBoard("solana", deployed.chain(), rival, poll_interval=0.1) as rival_board:
@@ -209,7 +203,7 @@ async def test_a_delivered_request_is_watched_served_once_and_answered_through_t
 
 async def test_result_and_attestation_delivered_pay_the_worker_and_reclaim_refunds(deployed: Deployed,
                                                                                   client: AsyncClient) -> None:
-    requester, relayer, payout = await _funded(client), await _funded(client), await _funded(client, 10**9)
+    requester, relayer, payout = await airdropped(client), await airdropped(client), await airdropped(client, 10**9)
     async with SolanaAdapter("solana", deployed.chain(), relayer, poll_interval=0.1) as adapter, \
             SolanaTaskBoard("solana", deployed.chain(), requester, poll_interval=0.1) as board:
         escrow = 3_000_000

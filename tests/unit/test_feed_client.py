@@ -27,14 +27,10 @@ from relay.feeds.client import (
 )
 from relay.feeds.signed import SignedReport
 from relay.feeds.sse import encode_event
-from tests.unit.feed_helpers import RunningServer, deal, make_server
+from tests.support.committee import deal
+from tests.support.feeds import RunningServer, make_server
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def dealt():
-    return deal()
 
 
 @pytest.fixture

@@ -14,14 +14,10 @@ import pytest
 
 from relay.feeds.server import FeedServer, FeedServerError, FeedServerSettings
 from relay.feeds.server.app import OPENAPI_PATH
-from tests.unit.feed_helpers import FEEDS, RunningServer, deal, make_server, read_sse
+from tests.support.committee import deal
+from tests.support.feeds import FEEDS, RunningServer, make_server, read_sse
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def dealt():
-    return deal()
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from adapters.solana.program import Attestation, G1Hint, ProgramErrorCode, init_
 from relay.envelope import keccak256, message_digest
 from relay.feeds.report import FeedReport
 from relay.feeds.signed import SignedReport
-from tests.unit.test_solana_program import DOMAIN, Chain, rotation_envelope
+from tests.support.solana import DOMAIN, Chain, rotation_envelope
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "feeds_v1.json").read_text())
 SIGNED_ROUND = VECTORS["signed_round"]

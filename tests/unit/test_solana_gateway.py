@@ -31,16 +31,7 @@ from adapters.solana.program import (
 )
 from relay.envelope import Envelope, keccak256
 from relay.protocol import MAX_PAYLOAD_LEN, MessageKind
-from tests.unit.test_solana_program import (  # noqa: F401 (chain and committee are fixtures used here)
-    ALICE,
-    BOB,
-    CU_LIMIT,
-    DOMAIN,
-    Chain,
-    chain,
-    committee,
-    envelope,
-)
+from tests.support.solana import ALICE, BOB, CU_LIMIT, DOMAIN, Chain, envelope
 
 OTHER_DOMAIN = 31337
 RECEIVER = bytes(range(32))

@@ -36,14 +36,7 @@ from relay.envelope import Envelope, keccak256
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.interfaces import TaskState
 from relay.tasks.payloads import AttestationMethod, ProofAttestation, TaskRequest, TaskResult
-from tests.unit.test_solana_program import (  # noqa: F401 (chain and committee are fixtures used here)
-    ALICE,
-    DOMAIN,
-    Chain,
-    chain,
-    committee,
-    custom_error,
-)
+from tests.support.solana import ALICE, DOMAIN, Chain, custom_error, funded
 
 OTHER_DOMAIN = 31337  # the chain on the other side (an EVM chain in production)
 WORKER_BOARD = b"\x00" * 12 + b"\xb0" * 20  # the TaskBoard contract there
@@ -57,12 +50,6 @@ WORKER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 def board(committee: Chain) -> Chain:
     committee.ok(init_gateway_ix(committee.program_id, committee.payer.pubkey()))
     return committee
-
-
-def funded(chain: Chain, lamports: int = 10**9) -> Keypair:
-    key = Keypair()
-    chain.svm.airdrop(key.pubkey(), lamports)
-    return key
 
 
 def balance(chain: Chain, key: Pubkey) -> int:
