@@ -1,6 +1,8 @@
 """The Solana task board (in the Tessera program, contracts/solana/src/taskboard.c) from Python:
-PDAs, instruction builders, account decoders and `SolanaTaskBoard`, which implements
-`relay.tasks.board.ServingBoard` and `RequesterBoard`. Layouts: contracts/solana/README.md "Task board".
+its instruction builders, account decoders and `SolanaTaskBoard`, which implements
+`relay.interfaces.ServingBoard` and `RequesterBoard`. The board's PDAs and the accounts a Deliver to
+it carries are in adapters.solana.program (the gateway needs them too). Layouts:
+contracts/solana/README.md "Task board".
 
 - The board is the PDA ["taskboard"] (an address only): the src_sender of what it sends and the
   dst_receiver of what it is sent.

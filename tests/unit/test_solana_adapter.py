@@ -16,9 +16,8 @@ from solders.rpc.responses import GetSlotResp
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
 from adapters.solana.gateway import SolanaAdapter
-from adapters.solana.program import describe_transaction_error
 from adapters.solana.rpc import SolanaAdapterError, is_retryable
-from adapters.solana.program import SENT_EVENT_TAG, sent_envelopes, sent_envelopes_of
+from adapters.solana.program import SENT_EVENT_TAG, describe_transaction_error, sent_envelopes, sent_envelopes_of
 from relay.interfaces import ChainAdapter
 from relay.config import SolanaChain
 
