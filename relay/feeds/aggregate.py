@@ -25,9 +25,15 @@ from relay.feeds.report import (
     Observation,
     SignedObservation,
 )
-from relay.feeds.sources import Quote
+from relay.feeds.sources import MAX_FUTURE_SKEW_MS, Quote
 
 BPS = 10_000
+
+# The time limits every chain applies to an update (contracts/evm/src/feeds/FeedStore.sol,
+# contracts/solana/src/feeds.c; docs/FEEDS.md "Time bounds"). The committee never signs a report
+# that breaks them, so an honest report is never refused for its times.
+MAX_OBSERVED_AFTER_PUBLISHED_MS = 60_000  # observed_at ≤ published_at + this
+MAX_AHEAD_OF_CHAIN_MS = 120_000  # observed_at and published_at ≤ the chain's clock + this
 
 
 class NotEnoughObservationsError(FeedError):
@@ -94,6 +100,54 @@ def within_bps(value: int, reference: int, bps: int) -> bool:
     return abs(value - reference) * BPS <= bps * abs(reference)
 
 
+# --- time bounds -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """The signed timestamps (unix ms) a member accepts at one moment, both ends included."""
+
+    earliest: int
+    latest: int
+
+    def problem(self, what: str, value: int) -> str | None:
+        if value > self.latest:
+            return (f"{what} {value} is {value - self.latest} ms later than this member accepts (latest {self.latest}); "
+                    "check the clocks (NTP)")
+        if value < self.earliest:
+            return (f"{what} {value} is {self.earliest - value} ms earlier than this member accepts "
+                    f"(earliest {self.earliest}); check the clocks (NTP)")
+        return None
+
+
+def max_quote_age_ms(feed: FeedConfig) -> int:
+    return int(max(source.max_age_s for source in feed.sources) * 1000)
+
+
+def time_window(feed: FeedConfig, now_ms: int, max_skew_ms: int, round_start_ms: int | None = None) -> TimeWindow:
+    """Where an honest member's signed timestamps can lie, seen from a clock that reads `now_ms`.
+
+    Latest: a member observes before anyone sees its observation, its quotes are at most
+    MAX_FUTURE_SKEW_MS ahead of its clock (sources.check_fresh), and its clock is at most
+    `max_skew_ms` ahead of this one. Earliest: a member observes a round once it has started on its
+    own clock, with quotes at most the feed's largest `max_age_s` old (plus `max_skew_ms` of slack);
+    without `round_start_ms` there is no lower bound (FeedNode always passes it).
+    A timestamp outside these bounds comes from a broken or lying member: counted, it would let
+    ⌈(t+1)/2⌉ members move a report's observed_at (the median) anywhere, e.g. to 2^64 − 1, after
+    which every chain refuses each later report as older — a frozen feed.
+    """
+    earliest = 0 if round_start_ms is None else max(0, round_start_ms - max_quote_age_ms(feed) - max_skew_ms)
+    return TimeWindow(earliest=earliest, latest=now_ms + max_skew_ms + MAX_FUTURE_SKEW_MS)
+
+
+def report_time_problem(report: FeedReport) -> str | None:
+    """The chains' own rule between a report's two timestamps (the clock rule needs the chain)."""
+    if report.observed_at > report.published_at + MAX_OBSERVED_AFTER_PUBLISHED_MS:
+        return (f"observed_at {report.observed_at} is {report.observed_at - report.published_at} ms after published_at "
+                f"{report.published_at}; every chain refuses more than {MAX_OBSERVED_AFTER_PUBLISHED_MS} ms")
+    return None
+
+
 # --- attester: own observation -----------------------------------------------------------------
 
 
@@ -135,8 +189,11 @@ def observation_problem(
     round_: int,
     decimals: int,
     backend: attest.Backend | str | None = None,
+    *,
+    window: TimeWindow | None = None,
 ) -> str | None:
-    """Why a signed observation cannot count this round, or None when it can."""
+    """Why a signed observation cannot count this round, or None when it can (its timestamp is
+    checked against `window` when one is given: see time_window)."""
     obs = signed.observation
     if obs.feed_id != feed_id:
         return f"it is for feed {obs.feed_id!r}, not {feed_id!r}"
@@ -146,6 +203,10 @@ def observation_problem(
         return f"its price has {obs.decimals} decimals, the feed has {decimals} (the member's config differs)"
     if obs.member not in committee.indices:
         return f"member {obs.member} is not in the committee of epoch {committee.epoch}"
+    if window is not None:
+        problem = window.problem("its timestamp", obs.timestamp)
+        if problem is not None:
+            return problem
     partial = attest.PartialSignature(index=obs.member, signature=bytes(signed.signature))
     if not attest.verify_partial(committee, partial, obs.digest(committee.epoch), backend):
         return f"member {obs.member}'s signature does not verify against its public share"
@@ -190,14 +251,24 @@ def build_report(
     signed: Sequence[SignedObservation],
     now_ms: int,
     backend: attest.Backend | str | None = None,
+    *,
+    max_skew_ms: int = 10_000,
+    round_start_ms: int | None = None,
 ) -> BuiltReport:
-    """The leader's report from every valid signed observation it received (needs ≥ t)."""
+    """The leader's report from every valid signed observation it received (needs ≥ t).
+
+    Observations with a timestamp outside time_window are left out, and none later than
+    now_ms + MAX_OBSERVED_AFTER_PUBLISHED_MS counts, so the report's observed_at (their median)
+    always lies within what members and chains accept.
+    """
+    bounds = time_window(feed, now_ms, max_skew_ms, round_start_ms)
+    window = TimeWindow(bounds.earliest, min(bounds.latest, now_ms + MAX_OBSERVED_AFTER_PUBLISHED_MS))
     invalid: dict[int, str] = {}
     valid: dict[int, SignedObservation] = {}
     equivocating: set[int] = set()
     for item in signed:
         # Signatures first: anyone can send bytes claiming to be member m, only m can sign them.
-        problem = observation_problem(committee, item, feed.id, round_, feed.decimals, backend)
+        problem = observation_problem(committee, item, feed.id, round_, feed.decimals, backend, window=window)
         if problem is not None:
             invalid.setdefault(item.member, problem)
         elif item.member in valid and valid[item.member].observation != item.observation:
@@ -218,6 +289,9 @@ def build_report(
         )
     chosen = tuple(valid[m] for m in sorted(valid))
     report = aggregate([s.observation for s in chosen], published_at=now_ms)
+    problem = window.problem("observed_at", report.observed_at) or report_time_problem(report)
+    if problem is not None:  # the median of in-window timestamps is in the window: a bug if reached
+        raise FeedError(f"feed {feed.id} round {round_}: built a report members would refuse: {problem}")
     return BuiltReport(report=report, observations=chosen, rejected=rejected)
 
 
@@ -233,14 +307,20 @@ def check_proposal(
     own: Observation | None,
     now_ms: int,
     max_skew_ms: int = 10_000,
+    round_start_ms: int | None = None,
     backend: attest.Backend | str | None = None,
 ) -> None:
     """Raise ReportRejected unless this attester should sign `report`.
 
     `own` is this attester's observation for the round, the one it sent the leader: the report
     must include it (a leader that drops observations it received is caught by their authors)
-    and its median must lie within feed.tolerance_bps of it.
+    and its median must lie within feed.tolerance_bps of it. Every observation's timestamp and
+    the report's observed_at must lie in time_window(feed, now_ms, max_skew_ms, round_start_ms),
+    published_at within ±max_skew_ms of now_ms, and observed_at no later than published_at +
+    MAX_OBSERVED_AFTER_PUBLISHED_MS: a minority that signs absurd timestamps cannot get a report
+    through this member (docs/FEEDS.md "Time bounds").
     """
+    window = time_window(feed, now_ms, max_skew_ms, round_start_ms)
     if report.feed_id != feed.id:
         raise ReportRejected("wrong_feed", f"the report is for feed {report.feed_id!r}, this check is for {feed.id!r}")
     if report.decimals != feed.decimals:
@@ -261,6 +341,9 @@ def check_proposal(
         problem = observation_problem(committee, item, feed.id, report.round, feed.decimals, backend)
         if problem is not None:
             raise ReportRejected("bad_observation", f"feed {feed.id} round {report.round}: an observation is invalid: {problem}")
+        problem = window.problem(f"member {item.member}'s observation timestamp", item.observation.timestamp)
+        if problem is not None:
+            raise ReportRejected("timestamp_out_of_bounds", f"feed {feed.id} round {report.round}: {problem}")
     if len(observations) < committee.threshold:
         raise ReportRejected(
             "too_few_observations",
@@ -282,6 +365,9 @@ def check_proposal(
             f"published_at {report.published_at} is {report.published_at - now_ms} ms from this attester's clock "
             f"(allowed ±{max_skew_ms} ms); check both clocks (NTP)",
         )
+    problem = window.problem("observed_at", report.observed_at) or report_time_problem(report)
+    if problem is not None:
+        raise ReportRejected("timestamp_out_of_bounds", f"feed {feed.id} round {report.round}: {problem}")
     if own is None:
         raise ReportRejected(
             "no_own_view", f"feed {feed.id} round {report.round}: this attester has no observation of its own to compare with"

@@ -37,6 +37,7 @@ from relay.feeds.aggregate import (
     observation_problem,
     own_observation,
     sign_observation,
+    time_window,
 )
 from relay.feeds.config import FeedConfig
 from relay.feeds.report import SignedObservation
@@ -391,7 +392,9 @@ class FeedNode:
         if leader != self.member:
             raise RoundRefused("not_leader", f"member {leader} leads round {obs.round} attempt {message.attempt}, "
                                              f"not member {self.member}")
-        problem = observation_problem(self.committee, message.signed, feed.id, obs.round, feed.decimals, self.backend)
+        window = time_window(feed, self._now_ms(), self.settings.max_skew_ms, round_start_ms(obs.round, self._interval))
+        problem = observation_problem(self.committee, message.signed, feed.id, obs.round, feed.decimals, self.backend,
+                                      window=window)
         if problem is not None:
             raise RoundMessageError(f"observation refused: {problem}")
         key = (feed.id, obs.round, message.attempt)
@@ -419,7 +422,8 @@ class FeedNode:
         state.closed = "proposed"
         built_ms = self._now_ms() - start
         try:
-            built = build_report(feed, self.committee, round_, state.all_signed(), self._now_ms(), self.backend)
+            built = build_report(feed, self.committee, round_, state.all_signed(), self._now_ms(), self.backend,
+                                 max_skew_ms=self.settings.max_skew_ms, round_start_ms=start)
         except NotEnoughObservationsError as exc:  # equivocating members left fewer than t
             self.log.warning("round failed", feed=feed.id, round=round_, attempt=attempt, reason=str(exc))
             self.metrics.failed.labels(feed=feed.id, reason="not_enough_observations").inc()
@@ -566,7 +570,8 @@ class FeedNode:
             self._batch_check(proposal.observations)
             try:
                 check_proposal(feed, self.committee, report, proposal.observations, own=own, now_ms=self._now_ms(),
-                               max_skew_ms=self.settings.max_skew_ms, backend=self.backend)
+                               max_skew_ms=self.settings.max_skew_ms,
+                               round_start_ms=round_start_ms(report.round, self._interval), backend=self.backend)
             except ReportRejected as exc:
                 raise RoundRefused(exc.code, str(exc)) from None
         except RoundRefused as exc:

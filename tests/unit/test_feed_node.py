@@ -218,7 +218,7 @@ async def test_fewer_than_t_members_up_publish_nothing(cluster: Cluster, exchang
 
 def signed_observations(cluster: Cluster, round_: int, prices: dict[int, int]):
     return [
-        sign_observation(cluster.shares[m - 1], Observation("ETH/USD", round_, m, 8, price, round_ * 1000), 3)
+        sign_observation(cluster.shares[m - 1], Observation("ETH/USD", round_, m, 8, price, round_ * SETTINGS.interval_ms), 3)
         for m, price in prices.items()
     ]
 

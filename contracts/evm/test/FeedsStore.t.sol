@@ -30,6 +30,20 @@ contract FeedsStoreTest is Test {
         aggregator = new TesseraAggregator(store, ETH_USD);
         report = vm.parseJsonBytes(json, ".signed_round.report.encoded");
         signature = vm.parseJsonBytes(json, ".signed_round.signature");
+        vm.warp(PUBLISHED_S); // the chain's clock at the report's published_at
+    }
+
+    uint64 internal constant OBSERVED_MS = 1795431722700;
+    uint64 internal constant PUBLISHED_MS = 1795431723000;
+    uint256 internal constant PUBLISHED_S = 1795431723;
+
+    /// The report with other times (its signature then no longer verifies: the time checks come first).
+    function _withTimes(bytes memory r, uint64 observedMs, uint64 publishedMs) internal pure returns (bytes memory out) {
+        out = bytes.concat(r);
+        for (uint256 i = 0; i < 8; i++) {
+            out[106 + i] = bytes1(uint8(observedMs >> (56 - 8 * i)));
+            out[114 + i] = bytes1(uint8(publishedMs >> (56 - 8 * i)));
+        }
     }
 
     function _digest(bytes memory r, uint32 epoch) internal pure returns (bytes32) {
@@ -149,6 +163,49 @@ contract FeedsStoreTest is Test {
         store.updateWithHint(report, 1, signature, k, y, ySqrt);
         assertTrue(!store.tryUpdate(report, 1, signature), "tryUpdate of the same round returns false");
         assertTrue(!store.tryUpdateWithHint(report, 1, signature, k, y, ySqrt), "hinted tryUpdate too");
+        _checkSignedRound();
+    }
+
+    /// The feed-freeze attack: observed_at = 2^64 - 1 would make every later report "older". Refused
+    /// before the signature is even checked, so it is refused whoever signed it (the anvil e2e test
+    /// tests/e2e/test_evm_feed_time_bounds.py pushes the same reports signed by a real committee).
+    function test_reportObservedFarInTheFutureIsRefused() public {
+        uint64 max = type(uint64).max;
+        bytes memory frozen = _withTimes(report, max, PUBLISHED_MS);
+        vm.expectRevert(abi.encodeWithSelector(FeedStore.ObservedAfterPublished.selector, max, PUBLISHED_MS));
+        store.update(frozen, 1, signature);
+        vm.expectRevert(abi.encodeWithSelector(FeedStore.ObservedAfterPublished.selector, max, PUBLISHED_MS));
+        store.tryUpdate(frozen, 1, signature); // not "merely old": tryUpdate reverts too
+        bytes memory bothMax = _withTimes(report, max, max);
+        vm.expectRevert(abi.encodeWithSelector(FeedStore.ReportFromTheFuture.selector, max, max, PUBLISHED_S));
+        store.update(bothMax, 1, signature);
+        (, , uint64 latest, uint64 observedAt) = store.feed(ETH_USD);
+        assertTrue(latest == 0 && observedAt == 0, "nothing stored");
+    }
+
+    function test_observedAtMayFollowPublishedAtByTheSkewOnly() public {
+        uint64 limit = PUBLISHED_MS + uint64(store.MAX_OBSERVED_AFTER_PUBLISHED_MS());
+        vm.warp(PUBLISHED_S + 3600);
+        vm.expectRevert(abi.encodeWithSelector(FeedStore.ObservedAfterPublished.selector, limit + 1, PUBLISHED_MS));
+        store.update(_withTimes(report, limit + 1, PUBLISHED_MS), 1, signature);
+        // At the limit the time checks pass: what refuses it is the signature (the times changed).
+        vm.expectRevert(BN254.InvalidSignature.selector);
+        store.update(_withTimes(report, limit, PUBLISHED_MS), 1, signature);
+    }
+
+    function test_signedReportAheadOfTheChainClockIsRefusedUntilTheClockCatchesUp() public {
+        uint256 tolerance = store.MAX_AHEAD_OF_CHAIN_MS() / 1000;
+        vm.warp(PUBLISHED_S - tolerance - 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(FeedStore.ReportFromTheFuture.selector, OBSERVED_MS, PUBLISHED_MS, PUBLISHED_S - tolerance - 1)
+        );
+        store.update(report, 1, signature);
+        vm.expectRevert(
+            abi.encodeWithSelector(FeedStore.ReportFromTheFuture.selector, OBSERVED_MS, PUBLISHED_MS, PUBLISHED_S - tolerance - 1)
+        );
+        store.tryUpdate(report, 1, signature);
+        vm.warp(PUBLISHED_S - tolerance); // published_at is exactly at the tolerance now
+        store.update(report, 1, signature);
         _checkSignedRound();
     }
 

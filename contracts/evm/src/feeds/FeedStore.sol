@@ -12,6 +12,12 @@ import {CommitteeVerifier} from "../CommitteeVerifier.sol";
 /// report is merely not newer, so a pull consumer racing the pusher with the same report does not
 /// fail its whole transaction.
 ///
+/// Time bounds (docs/FEEDS.md "Time bounds"): observed_at may follow published_at by at most
+/// MAX_OBSERVED_AFTER_PUBLISHED_MS, and neither may be more than MAX_AHEAD_OF_CHAIN_MS ahead of
+/// block.timestamp. Without them one report with observed_at = 2^64 - 1 would freeze the feed for ever
+/// (every later report would be "observed earlier"); with them such a report is refused, and the
+/// furthest a stored observed_at can lead the chain's clock is MAX_AHEAD_OF_CHAIN_MS.
+///
 /// Times: reports carry milliseconds; rounds store seconds (`startedAt` = observed_at / 1000,
 /// `updatedAt` = published_at / 1000, rounded down) because AggregatorV3Interface consumers compare
 /// them with `block.timestamp`. The millisecond values are in the `FeedUpdated` event.
@@ -19,6 +25,10 @@ contract FeedStore {
     uint256 public constant REPORT_LEN = 122;
     uint8 public constant MAX_DECIMALS = 18;
     bytes15 internal constant TAG_FEED = "TESSERA/v1/FEED";
+    /// ms; relay.feeds.aggregate.MAX_OBSERVED_AFTER_PUBLISHED_MS and the Solana program use the same.
+    uint256 public constant MAX_OBSERVED_AFTER_PUBLISHED_MS = 60_000;
+    /// ms; relay.feeds.aggregate.MAX_AHEAD_OF_CHAIN_MS and the Solana program use the same.
+    uint256 public constant MAX_AHEAD_OF_CHAIN_MS = 120_000;
 
     struct Feed {
         bool registered;
@@ -69,6 +79,8 @@ contract FeedStore {
     error NoObservations();
     error ConfidenceTooLarge(uint256 confidence);
     error StaleReport(bytes32 feedId, uint64 round, uint64 latestRound);
+    error ObservedAfterPublished(uint64 observedAtMs, uint64 publishedAtMs);
+    error ReportFromTheFuture(uint64 observedAtMs, uint64 publishedAtMs, uint256 blockTimestamp);
     error NoDataPresent(bytes32 feedId, uint80 roundId);
 
     modifier onlyOwner() {
@@ -209,6 +221,7 @@ contract FeedStore {
         if (r.decimals != f.decimals) revert WrongDecimals(r.feedId, r.decimals, f.decimals);
         if (r.observations == 0) revert NoObservations();
         if (r.confidence > type(uint120).max) revert ConfidenceTooLarge(r.confidence);
+        _checkTimes(r);
         if (r.round <= f.latestRound || r.observedAt < f.latestObservedAt) {
             if (revertIfStale) revert StaleReport(r.feedId, r.round, f.latestRound);
             return false;
@@ -220,6 +233,17 @@ contract FeedStore {
 
         _store(r, epoch);
         return true;
+    }
+
+    /// The time bounds (contract comment). Sums in uint256: a uint64 near 2^64 is refused, not wrapped.
+    function _checkTimes(Report memory r) private view {
+        if (uint256(r.observedAt) > uint256(r.publishedAt) + MAX_OBSERVED_AFTER_PUBLISHED_MS) {
+            revert ObservedAfterPublished(r.observedAt, r.publishedAt);
+        }
+        uint256 latestMs = block.timestamp * 1000 + MAX_AHEAD_OF_CHAIN_MS;
+        if (r.observedAt > latestMs || r.publishedAt > latestMs) {
+            revert ReportFromTheFuture(r.observedAt, r.publishedAt, block.timestamp);
+        }
     }
 
     function _store(Report memory r, uint32 epoch) private {
