@@ -150,6 +150,26 @@ u64 g1_check(const u8 point[G1_LEN], u64 err_not_on_curve) {
   return 0;
 }
 
+u64 g2_check(const u8 key[G2_LEN]) {
+  if (sol_is_zero(key, G2_LEN)) return ERR_KEY_INFINITY;
+  for (int i = 0; i < 4; i++)
+    if (!coordinate_in_field(key + 32 * i)) return ERR_KEY_OUT_OF_RANGE;
+  /* No G2 scalar multiplication is available to compute r·Q, but the pairing syscall decodes its G2
+   * input with arkworks' validation (on the twist AND in the order-r subgroup) and fails otherwise,
+   * like the EVM 0x08 precompile CommitteeVerifier uses for the same check. One pair e(G1, Q): only
+   * whether the syscall accepts Q matters, not the value. tests/unit/test_solana_rotation_checks.py
+   * pins this behaviour of the runtime. */
+  u8 *input = SCRATCH->pairing_input;
+  sol_memset_(input, 0, G1_LEN);
+  input[31] = 1; /* G1 generator (1, 2) */
+  input[63] = 2;
+  sol_memcpy_(input + G1_LEN, key, G2_LEN);
+  u8 result[32];
+  if (sol_alt_bn128_group_op(ALT_BN128_PAIRING, input, G1_LEN + G2_LEN, result) != 0)
+    return ERR_KEY_NOT_IN_SUBGROUP;
+  return 0;
+}
+
 u64 bls_verify_hinted(const u8 digest[32], const u8 hint[HINT_LEN], const u8 sigma[G1_LEN], const u8 pk[G2_LEN]) {
   u8 k = hint[0];
   const u8 *y = hint + 1;

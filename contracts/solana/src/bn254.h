@@ -14,4 +14,9 @@ u64 bls_verify_hinted(const u8 digest[32], const u8 hint[HINT_LEN], const u8 sig
 /* 0 when (x, y) is a point of G1 (infinity excluded), else ERR_* */
 u64 g1_check(const u8 point[G1_LEN], u64 err_not_on_curve);
 
+/* 0 when the key is a point of G2, else ERR_KEY_INFINITY, ERR_KEY_OUT_OF_RANGE (a coordinate >= p)
+ * or ERR_KEY_NOT_IN_SUBGROUP (off the twist or outside the order-r subgroup). For keys about to be
+ * stored: one pairing. */
+u64 g2_check(const u8 key[G2_LEN]);
+
 #endif

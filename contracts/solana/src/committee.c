@@ -123,6 +123,10 @@ u64 committee_rotate(SolParameters *params) {
   if (env.dst_domain != sol_read_u32_le(cfg + CFG_DOMAIN)) return ERR_WRONG_DESTINATION_DOMAIN;
   if (env.src_domain != COMMITTEE_DOMAIN) return ERR_WRONG_SOURCE_DOMAIN;
   if (env.payload_len != ROTATION_PAYLOAD_LEN) return ERR_ROTATION_PAYLOAD_MALFORMED;
+  /* As CommitteeVerifier.rotate: the committee's own sender (zero), and this program as receiver, so a
+   * rotation signed for another deployment on the same domain cannot be replayed here. */
+  if (!sol_is_zero(env.src_sender, 32)) return ERR_WRONG_SOURCE_SENDER;
+  if (!sol_bytes_eq(env.dst_receiver, params->program_id->x, SOL_PUBKEY_LEN)) return ERR_WRONG_DESTINATION_RECEIVER;
 
   u32 current_epoch = sol_read_u32_le(cfg + CFG_CUR_EPOCH);
   if (sol_read_u32_le(attestation) != current_epoch) return ERR_ROTATION_NOT_CURRENT_SIGNER;
@@ -139,6 +143,11 @@ u64 committee_rotate(SolParameters *params) {
 
   u8 message_id[32];
   err = verify_attestation(attestation, cfg + CFG_CUR_KEY, envelope, envelope_len, message_id);
+  if (err) return err;
+  /* A key outside G2 would make every later verification fail (the committee locked out for good):
+   * refuse it before storing it. After the signature check, so a forged rotation costs its sender
+   * nothing more. */
+  err = g2_check(new_key);
   if (err) return err;
 
   i64 now = unix_now();
@@ -191,7 +200,8 @@ u64 committee_init(SolParameters *params) {
   if (sol_pubkey_eq(config->owner, program_id)) return ERR_CONFIG_ALREADY_INITIALIZED;
   if (!sol_is_zero(config->owner->x, SOL_PUBKEY_LEN) || config->data_len != 0) return ERR_WRONG_ACCOUNT_OWNER;
 
-  if (sol_is_zero(key, G2_LEN)) return ERR_KEY_INFINITY;
+  err = g2_check(key);
+  if (err) return err;
   if (t == 0 || t > n) return ERR_BAD_THRESHOLD;
 
   u8 bump_seed = bump;

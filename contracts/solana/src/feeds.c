@@ -25,6 +25,19 @@ static u64 report_check(const u8 *report) {
   return 0;
 }
 
+/* The time bounds (feeds.h): how far observed_at may follow published_at, and how far either may be
+ * ahead of the chain's clock. Written without sums of untrusted values, so nothing can wrap. */
+static u64 report_time_check(const u8 *report, const SolClock *clock) {
+  u64 observed = read_u64_be(report + RPT_OBSERVED_AT);
+  u64 published = read_u64_be(report + RPT_PUBLISHED_AT);
+  if (observed > published && observed - published > FEED_MAX_OBSERVED_AFTER_PUBLISHED_MS)
+    return ERR_FEED_OBSERVED_AFTER_PUBLISHED;
+  u64 now_ms = clock->unix_timestamp > 0 ? (u64)clock->unix_timestamp * 1000 : 0;
+  u64 latest = now_ms + FEED_MAX_AHEAD_OF_CLOCK_MS;
+  if (observed > latest || published > latest) return ERR_FEED_AHEAD_OF_CLOCK;
+  return 0;
+}
+
 /* digest = keccak256("TESSERA/v1/FEED" | epoch u32 BE | keccak256(report)) (docs/FEEDS.md). Computed
  * here from the bytes being stored, never taken from the caller. */
 static u64 report_digest(const u8 *report, u32 epoch, u8 report_hash[32], u8 digest[32]) {
@@ -104,6 +117,10 @@ u64 feeds_update(SolParameters *params) {
   const u8 *feed_id = report + RPT_FEED_ID;
   u64 err = report_check(report);
   if (err) return err;
+  SolClock clock;
+  if (sol_get_clock_sysvar(&clock) != 0) return ERR_SYSCALL_FAILED;
+  err = report_time_check(report, &clock);
+  if (err) return err;
 
   /* Ordering checks come before the pairing: a pusher that lost the race learns it for a few k CU. */
   bool exists = sol_pubkey_eq(feed->owner, program_id);
@@ -147,8 +164,6 @@ u64 feeds_update(SolParameters *params) {
     sol_memcpy_(f + FEED_ID, feed_id, 32);
   }
 
-  SolClock clock;
-  if (sol_get_clock_sysvar(&clock) != 0) return ERR_SYSCALL_FAILED;
   feed_write(feed->data, report, attestation, &clock);
 
   SolBytes fields[2] = {{(const u8 *)FEED_EVENT_TAG, sizeof(FEED_EVENT_TAG) - 1}, {report, REPORT_LEN}};

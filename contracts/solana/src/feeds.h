@@ -21,6 +21,12 @@
 #define RPT_PUBLISHED_AT 114
 #define MAX_FEED_DECIMALS 18
 
+/* Time bounds of an update (docs/FEEDS.md "Time bounds"; relay.feeds.aggregate and FeedStore.sol
+ * use the same numbers). Without them a report with observed_at = 2^64 - 1 would freeze the feed:
+ * every later report would be older than the stored one. */
+#define FEED_MAX_OBSERVED_AFTER_PUBLISHED_MS 60000ULL /* observed_at <= published_at + this */
+#define FEED_MAX_AHEAD_OF_CLOCK_MS 120000ULL          /* both times <= Clock unix time (ms) + this */
+
 /* Feed account layout (PDA ["feed", feed_id]); program integers little-endian. See README.md. */
 #define FEED_MAGIC 0 /* 8 bytes "TESSFEED" */
 #define FEED_VERSION_AT 8

@@ -55,6 +55,8 @@ enum {
   ERR_ROTATION_PAYLOAD_MALFORMED = 0x26,
   ERR_ROTATION_WRONG_EPOCH = 0x27,
   ERR_ROTATION_NOT_CURRENT_SIGNER = 0x28,
+  ERR_WRONG_SOURCE_SENDER = 0x29,        /* a rotation's src_sender is not zero (the committee's) */
+  ERR_WRONG_DESTINATION_RECEIVER = 0x2a, /* a rotation's dst_receiver is not this program's id */
 
   ERR_SIGNATURE_INFINITY = 0x30,
   ERR_SIGNATURE_NOT_ON_CURVE = 0x31,
@@ -65,6 +67,7 @@ enum {
   ERR_SIGNATURE_INVALID = 0x36,
   ERR_HINT_NOT_CANONICAL = 0x37,
   ERR_KEY_OUT_OF_RANGE = 0x38,
+  ERR_KEY_NOT_IN_SUBGROUP = 0x39, /* a key to store is off the twist or outside the order-r subgroup */
 
   ERR_ALREADY_DELIVERED = 0x40,
   ERR_RECEIPT_WRONG_ADDRESS = 0x41,
@@ -108,6 +111,8 @@ enum {
   ERR_FEED_STALE_ROUND = 0x75,        /* round <= stored round, or observed_at < stored */
   ERR_FEED_DECIMALS_CHANGED = 0x76,   /* decimals differ from the stored feed's */
   ERR_FEED_ACCOUNT_INVALID = 0x77,    /* owned by this program but not a feed account */
+  ERR_FEED_OBSERVED_AFTER_PUBLISHED = 0x78, /* observed_at > published_at + FEED_MAX_OBSERVED_AFTER_PUBLISHED_MS */
+  ERR_FEED_AHEAD_OF_CLOCK = 0x79,     /* observed_at or published_at > Clock unix time + FEED_MAX_AHEAD_OF_CLOCK_MS */
 };
 
 /* Probe writes only to accounts of exactly this size; no other account type may have it, so a
