@@ -21,6 +21,12 @@ import {ITesseraReceiver} from "./interfaces/ITesseraReceiver.sol";
 /// (`InsufficientGasForHandler`) instead of being recorded as failed. That keeps a relayer from
 /// marking messages failed by starving them, and makes `eth_estimateGas` (a search for the lowest
 /// limit that does not revert) return a limit at which the handler really runs.
+///
+/// Fees: a decrease applies at once, an increase only FEE_INCREASE_DELAY after it is announced
+/// (`FeeIncreaseScheduled`), so whoever commits to sending later — a task claimant who must
+/// submit its result before a claim deadline and forfeits its bond otherwise — knows the most it
+/// will pay (`feeAt`). Task boards fix the requester's side themselves: the escrow is named in the
+/// request, the gateway fee is what the caller pays above it (docs/TASKS.md).
 contract Gateway {
     enum Status {
         None,
@@ -36,12 +42,17 @@ contract Gateway {
     /// Revert reasons of failed handlers are kept (in the event) up to this many bytes, so a
     /// receiver returning megabytes cannot make the gateway run out of gas copying them.
     uint256 public constant MAX_REASON_LEN = 256;
+    /// Notice before a fee increase takes effect.
+    uint256 public constant FEE_INCREASE_DELAY = 1 days;
 
     uint32 public immutable localDomain;
     CommitteeVerifier public immutable verifier;
 
     address public owner;
-    uint256 public fee;
+    uint256 internal _fee;
+    /// An announced increase: `pendingFee` applies from `pendingFeeAt` (0: none).
+    uint256 public pendingFee;
+    uint64 public pendingFeeAt;
     uint64 public nextNonce;
     mapping(bytes32 messageId => Status) internal _status;
 
@@ -50,6 +61,7 @@ contract Gateway {
     event HandlerFailed(bytes32 indexed messageId, bytes reason);
     event FailedMessageHandled(bytes32 indexed messageId);
     event FeeChanged(uint256 fee);
+    event FeeIncreaseScheduled(uint256 fee, uint64 effectiveAt);
     event FeesWithdrawn(address indexed to, uint256 amount);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
 
@@ -80,7 +92,7 @@ contract Gateway {
         if (verifier_ == address(0) || owner_ == address(0)) revert ZeroAddress();
         localDomain = localDomain_;
         verifier = CommitteeVerifier(verifier_);
-        fee = fee_;
+        _fee = fee_;
         owner = owner_;
         emit FeeChanged(fee_);
         emit OwnershipTransferred(address(0), owner_);
@@ -98,7 +110,8 @@ contract Gateway {
         if (payload.length > Envelope.MAX_PAYLOAD_LEN) revert PayloadTooLong(payload.length, Envelope.MAX_PAYLOAD_LEN);
         if (dstDomain == localDomain) revert SameDomain(dstDomain);
         if (receiver == bytes32(0)) revert ZeroReceiver();
-        if (msg.value < fee) revert FeeTooLow(msg.value, fee);
+        uint256 fee_ = fee();
+        if (msg.value < fee_) revert FeeTooLow(msg.value, fee_);
 
         nonce = nextNonce++;
         bytes memory envelope = abi.encodePacked(
@@ -161,9 +174,33 @@ contract Gateway {
 
     // --- fees and ownership ----------------------------------------------------------------
 
+    /// The fee `send` charges now.
+    function fee() public view returns (uint256) {
+        return feeAt(block.timestamp);
+    }
+
+    /// The fee in force at time `t` as far as is known now (an announced increase included).
+    function feeAt(uint256 t) public view returns (uint256) {
+        uint64 at = pendingFeeAt;
+        return at != 0 && t >= at ? pendingFee : _fee;
+    }
+
+    /// A lower fee applies at once (and cancels an announced increase); a higher one after
+    /// FEE_INCREASE_DELAY, replacing any increase announced before.
     function setFee(uint256 fee_) external onlyOwner {
-        fee = fee_;
-        emit FeeChanged(fee_);
+        uint256 current = fee();
+        _fee = current;
+        if (fee_ <= current) {
+            _fee = fee_;
+            pendingFee = 0;
+            pendingFeeAt = 0;
+            emit FeeChanged(fee_);
+        } else {
+            uint64 at = uint64(block.timestamp + FEE_INCREASE_DELAY);
+            pendingFee = fee_;
+            pendingFeeAt = at;
+            emit FeeIncreaseScheduled(fee_, at);
+        }
     }
 
     function withdrawFees(address payable to) external onlyOwner {

@@ -113,6 +113,42 @@ contract GatewayTest is Test {
         assertEq(gateway.fee(), 0, "fee");
     }
 
+    /// v1 let the owner raise the fee at once, so whoever had committed to sending later (a task
+    /// claimant bound to a claim deadline, a requester whose transaction was pending) paid it or
+    /// lost out. An increase now waits FEE_INCREASE_DELAY; `feeAt` shows it in advance.
+    function test_feeIncreaseWaitsForItsNotice() public {
+        uint256 t0 = block.timestamp;
+        uint256 delay = gateway.FEE_INCREASE_DELAY();
+        vm.expectEmit();
+        emit Gateway.FeeIncreaseScheduled(5 * FEE, uint64(t0 + delay));
+        vm.prank(OWNER);
+        gateway.setFee(5 * FEE);
+        assertEq(gateway.fee(), FEE, "still the old fee");
+        assertEq(gateway.feeAt(t0 + delay), 5 * FEE, "announced");
+        gateway.send{value: FEE}(REMOTE, bytes32(uint256(1)), 1, ""); // old fee accepted during the notice
+        vm.warp(t0 + delay);
+        assertEq(gateway.fee(), 5 * FEE, "in force after the notice");
+        vm.expectRevert(abi.encodeWithSelector(Gateway.FeeTooLow.selector, FEE, 5 * FEE));
+        gateway.send{value: FEE}(REMOTE, bytes32(uint256(1)), 1, "");
+        // A second increase counts from its own announcement, from the fee now in force.
+        vm.prank(OWNER);
+        gateway.setFee(6 * FEE);
+        assertEq(gateway.fee(), 5 * FEE, "the first increase stays in force");
+        assertEq(gateway.feeAt(t0 + 2 * delay), 6 * FEE, "the second is announced");
+    }
+
+    function test_feeDecreaseAppliesAtOnceAndCancelsAnAnnouncedIncrease() public {
+        vm.prank(OWNER);
+        gateway.setFee(9 * FEE);
+        vm.expectEmit();
+        emit Gateway.FeeChanged(FEE / 2);
+        vm.prank(OWNER);
+        gateway.setFee(FEE / 2);
+        assertEq(gateway.fee(), FEE / 2, "lower at once");
+        assertEq(gateway.pendingFeeAt(), 0, "increase cancelled");
+        assertEq(gateway.feeAt(block.timestamp + 365 days), FEE / 2, "nothing announced");
+    }
+
     // --- deliver -------------------------------------------------------------------------
 
     function test_deliverCommitteeSignedEnvelope() public {

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.30;
 
-/// AI-task payloads of wire protocol v1 (docs/PROTOCOL.md, "AI-task payloads"): TASK_REQUEST
-/// (encode and decode), TASK_RESULT and PROOF_ATTESTATION (decode). Big-endian, packed; the byte
-/// layouts and what is refused follow relay/tasks/payloads.py exactly, checked against
-/// tests/vectors/tasks_v1.json by test/TaskPayloads.t.sol.
+/// AI-task payloads (docs/PROTOCOL.md): v1 ("AI-task payloads": TASK_REQUEST encode and decode,
+/// TASK_RESULT and PROOF_ATTESTATION decode) and v2 ("AI-task payloads v2": TASK_REQUEST v2 with
+/// its auction terms, TASK_RESULT v2 with its claim, the committee's verdict, the auction price).
+/// Big-endian, packed; the byte layouts and what is refused follow relay/tasks/payloads.py
+/// exactly, checked against tests/vectors/tasks_v1.json and tasks_v2.json by
+/// test/TaskPayloads.t.sol and test/TaskPayloadsV2.t.sol.
 library TaskPayloads {
     uint256 internal constant MAX_PAYLOAD_LEN = 512;
     uint256 internal constant EXECUTOR_ID_LEN = 16;
@@ -76,6 +78,10 @@ library TaskPayloads {
     error UnknownAttestationMethod(uint8 method);
     error InvalidVerdict(uint8 verdict);
     error InputTooLong(uint256 length, uint256 max);
+    /// A v2 payload whose version byte (offset 0 of a request, 32 of a result or verdict) is not 2.
+    error UnsupportedPayloadVersion(uint8 version, uint256 offset);
+    /// start_bps above 10000, claim_window 0, or refund_to zero.
+    error InvalidAuctionTerms(string field);
 
     // --- TASK_REQUEST ----------------------------------------------------------------------
 
@@ -237,6 +243,256 @@ library TaskPayloads {
             }
             i += len;
         }
+    }
+
+    // === task protocol v2 ===================================================================
+
+    uint8 internal constant PAYLOAD_V2 = 2;
+    uint256 internal constant BPS = 10_000;
+    /// version, executor, max_fee, deadline, auction_window, start_bps, claim_window, bond, refund_to, input_mode.
+    uint256 internal constant REQUEST_V2_HEADER_LEN = 100;
+    uint256 internal constant MAX_INLINE_INPUT_LEN_V2 = MAX_PAYLOAD_LEN - REQUEST_V2_HEADER_LEN - 2; // 410
+    /// request_id, version, executor, output_hash, worker, claimant, payout, price, signature, proof_kind.
+    uint256 internal constant RESULT_V2_HEADER_LEN = 258;
+    uint256 internal constant VERDICT_LEN = 220;
+    uint8 internal constant VERDICT_REFUSED = 2;
+    uint8 internal constant MAX_REFUSAL_REASON = 7;
+    /// What a v2 worker signs: keccak256(tag ‖ request_id ‖ output_hash ‖ executor[16] ‖
+    /// claimant[32] ‖ payout[32] ‖ price u128).
+    bytes17 internal constant TAG_RESULT_V2 = "TESSERA/v2/RESULT";
+
+    /// What the requester sets for the auction and the claim (docs/TASKS.md, "Task protocol v2").
+    struct AuctionTerms {
+        uint32 auctionWindow; // seconds for the price to rise from start to max_fee (0: max_fee at once)
+        uint16 startBps; // price at the start, basis points of max_fee (0..10000)
+        uint32 claimWindow; // seconds a claimant has to submit (capped at the deadline), at least 1
+        uint128 bond; // serving chain's smallest unit
+        bytes32 refundTo; // the requester's account on the serving chain: receives forfeited bonds
+    }
+
+    struct TaskRequestV2 {
+        bytes16 executor;
+        uint128 maxFee;
+        uint64 deadline;
+        AuctionTerms terms;
+        uint8 inputMode;
+        bytes input;
+        bytes32 inputHash;
+        string inputUri;
+    }
+
+    struct TaskResultV2 {
+        bytes32 requestId;
+        bytes16 executor;
+        bytes32 outputHash;
+        bytes32 worker; // Ed25519 public key
+        bytes32 claimant; // the claiming account on the serving chain
+        bytes32 payout; // on the requester's chain
+        uint128 price; // the claim price
+        bytes signature;
+        uint8 proofKind;
+        bytes proof;
+        uint8 outputMode;
+        bytes output;
+        string outputUri;
+    }
+
+    /// PROOF_ATTESTATION v2: the committee's verdict on one result.
+    struct Verdict {
+        bytes32 requestId;
+        bytes32 resultId;
+        bytes32 outputHash;
+        bytes32 worker;
+        bytes32 claimant;
+        bytes32 payout;
+        uint128 price;
+        uint8 method;
+        uint8 verdict; // 1 valid, 2 refused
+        uint8 reason; // 0 with a valid verdict, 1..7 with a refusal
+        uint64 submittedAt; // block time of the result on the serving chain
+    }
+
+    function encodeRequestV2Inline(
+        string memory executor,
+        uint128 maxFee,
+        uint64 deadline,
+        AuctionTerms memory terms,
+        bytes memory input
+    ) internal pure returns (bytes memory) {
+        if (input.length > MAX_INLINE_INPUT_LEN_V2) revert InputTooLong(input.length, MAX_INLINE_INPUT_LEN_V2);
+        return bytes.concat(
+            _requestV2Head(executor, maxFee, deadline, terms, MODE_INLINE), abi.encodePacked(uint16(input.length), input)
+        );
+    }
+
+    function encodeRequestV2ByReference(
+        string memory executor,
+        uint128 maxFee,
+        uint64 deadline,
+        AuctionTerms memory terms,
+        bytes32 inputHash,
+        string memory inputUri
+    ) internal pure returns (bytes memory) {
+        bytes memory uri = bytes(inputUri);
+        checkUri(uri);
+        // 100 + 32 + 2 + 256 bytes at most: always within MAX_PAYLOAD_LEN.
+        return bytes.concat(
+            _requestV2Head(executor, maxFee, deadline, terms, MODE_URI),
+            abi.encodePacked(inputHash, uint16(uri.length), uri)
+        );
+    }
+
+    function decodeRequestV2(bytes memory data) internal pure returns (TaskRequestV2 memory r) {
+        _checkMax(data);
+        _need(data, 0, 1, "version");
+        if (uint8(data[0]) != PAYLOAD_V2) revert UnsupportedPayloadVersion(uint8(data[0]), 0);
+        _need(data, 0, REQUEST_V2_HEADER_LEN, "TASK_REQUEST v2 header");
+        r.executor = bytes16(_word(data, 1));
+        checkExecutorId(r.executor);
+        r.maxFee = uint128(uint256(_word(data, 17)) >> 128);
+        r.deadline = uint64(uint256(_word(data, 33)) >> 192);
+        r.terms.auctionWindow = uint32(uint256(_word(data, 41)) >> 224);
+        r.terms.startBps = uint16(uint256(_word(data, 45)) >> 240);
+        r.terms.claimWindow = uint32(uint256(_word(data, 47)) >> 224);
+        r.terms.bond = uint128(uint256(_word(data, 51)) >> 128);
+        r.terms.refundTo = _word(data, 67);
+        checkAuctionTerms(r.terms);
+        r.inputMode = uint8(data[99]);
+        uint256 offset = REQUEST_V2_HEADER_LEN;
+        if (r.inputMode == MODE_INLINE) {
+            (r.input, offset) = _prefixed(data, offset, "input");
+        } else if (r.inputMode == MODE_URI) {
+            _need(data, offset, 32, "input_hash");
+            r.inputHash = _word(data, offset);
+            bytes memory uri;
+            (uri, offset) = _prefixed(data, offset + 32, "input_uri");
+            checkUri(uri);
+            r.inputUri = string(uri);
+        } else {
+            revert UnknownDataMode("input mode", r.inputMode);
+        }
+        _finish(data, offset);
+    }
+
+    function decodeResultV2(bytes memory data) internal pure returns (TaskResultV2 memory r) {
+        _checkMax(data);
+        _need(data, 0, 33, "version");
+        if (uint8(data[32]) != PAYLOAD_V2) revert UnsupportedPayloadVersion(uint8(data[32]), 32);
+        _need(data, 0, RESULT_V2_HEADER_LEN, "TASK_RESULT v2 header");
+        r.requestId = _word(data, 0);
+        r.executor = bytes16(_word(data, 33));
+        checkExecutorId(r.executor);
+        r.outputHash = _word(data, 49);
+        r.worker = _word(data, 81);
+        r.claimant = _word(data, 113);
+        r.payout = _word(data, 145);
+        r.price = uint128(uint256(_word(data, 177)) >> 128);
+        r.signature = _slice(data, 193, 64);
+        r.proofKind = uint8(data[257]);
+        if (r.proofKind > PROOF_ZK) revert UnknownProofKind(r.proofKind);
+        uint256 offset;
+        (r.proof, offset) = _prefixed(data, RESULT_V2_HEADER_LEN, "proof");
+        if (r.proofKind == PROOF_NONE && r.proof.length != 0) revert ProofWithoutProofKind(r.proof.length);
+        _need(data, offset, 1, "output mode");
+        r.outputMode = uint8(data[offset]);
+        offset += 1;
+        if (r.outputMode == MODE_INLINE) {
+            (r.output, offset) = _prefixed(data, offset, "output");
+            bytes32 actual = keccak256(r.output);
+            if (actual != r.outputHash) revert OutputHashMismatch(r.outputHash, actual);
+        } else if (r.outputMode == MODE_URI) {
+            bytes memory uri;
+            (uri, offset) = _prefixed(data, offset, "output_uri");
+            checkUri(uri);
+            r.outputUri = string(uri);
+        } else {
+            revert UnknownDataMode("output mode", r.outputMode);
+        }
+        _finish(data, offset);
+    }
+
+    function decodeVerdict(bytes memory data) internal pure returns (Verdict memory v) {
+        if (data.length != VERDICT_LEN) revert AttestationLength(data.length, VERDICT_LEN);
+        if (uint8(data[32]) != PAYLOAD_V2) revert UnsupportedPayloadVersion(uint8(data[32]), 32);
+        v.requestId = _word(data, 0);
+        v.resultId = _word(data, 33);
+        v.outputHash = _word(data, 65);
+        v.worker = _word(data, 97);
+        v.claimant = _word(data, 129);
+        v.payout = _word(data, 161);
+        v.price = uint128(uint256(_word(data, 193)) >> 128);
+        v.method = uint8(data[209]);
+        v.verdict = uint8(data[210]);
+        v.reason = uint8(data[211]);
+        v.submittedAt = uint64(uint256(_word(data, 212)) >> 192);
+        if (v.method < METHOD_SIGNATURE_ONLY || v.method > METHOD_PLUGGABLE_VERIFIER) {
+            revert UnknownAttestationMethod(v.method);
+        }
+        if (v.verdict == VERDICT_VALID) {
+            if (v.reason != 0) revert InvalidVerdict(v.verdict);
+        } else if (v.verdict == VERDICT_REFUSED) {
+            if (v.reason == 0 || v.reason > MAX_REFUSAL_REASON) revert InvalidVerdict(v.verdict);
+        } else {
+            revert InvalidVerdict(v.verdict);
+        }
+    }
+
+    function checkAuctionTerms(AuctionTerms memory t) internal pure {
+        if (t.startBps > BPS) revert InvalidAuctionTerms("start_bps above 10000");
+        if (t.claimWindow == 0) revert InvalidAuctionTerms("claim_window is 0");
+        if (t.refundTo == bytes32(0)) revert InvalidAuctionTerms("refund_to is zero");
+    }
+
+    /// The claim price at `now` (serving chain's clock): floor(maxFee·startBps/10000), rising
+    /// linearly to maxFee over `window` seconds from `start`, floor at each division (the product
+    /// needs up to 160 bits). Identical to relay.tasks.payloads.auction_price.
+    function auctionPrice(uint128 maxFee, uint16 startBps, uint32 window, uint64 start, uint256 now_)
+        internal
+        pure
+        returns (uint128)
+    {
+        if (window == 0) return maxFee;
+        uint256 startPrice = uint256(maxFee) * startBps / BPS;
+        uint256 elapsed = now_ <= start ? 0 : now_ - start;
+        if (elapsed > window) elapsed = window;
+        return uint128(startPrice + (uint256(maxFee) - startPrice) * elapsed / window);
+    }
+
+    /// The fields a verdict must repeat from its result, hashed (boards compare one word).
+    function resultFieldsHash(
+        bytes32 requestId,
+        bytes32 outputHash,
+        bytes32 worker,
+        bytes32 claimant,
+        bytes32 payout,
+        uint128 price
+    ) internal pure returns (bytes32) {
+        return keccak256(abi.encodePacked(requestId, outputHash, worker, claimant, payout, price));
+    }
+
+    function resultSigningDigestV2(
+        bytes32 requestId,
+        bytes32 outputHash,
+        bytes16 executor,
+        bytes32 claimant,
+        bytes32 payout,
+        uint128 price
+    ) internal pure returns (bytes32) {
+        return keccak256(abi.encodePacked(TAG_RESULT_V2, requestId, outputHash, executor, claimant, payout, price));
+    }
+
+    function _requestV2Head(
+        string memory executor,
+        uint128 maxFee,
+        uint64 deadline,
+        AuctionTerms memory t,
+        uint8 mode
+    ) private pure returns (bytes memory) {
+        checkAuctionTerms(t);
+        return bytes.concat(
+            abi.encodePacked(PAYLOAD_V2, encodeExecutorId(executor), maxFee, deadline),
+            abi.encodePacked(t.auctionWindow, t.startBps, t.claimWindow, t.bond, t.refundTo, mode)
+        );
     }
 
     // --- internals -------------------------------------------------------------------------
