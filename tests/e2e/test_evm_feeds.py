@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
 import attest
 from adapters.evm import deploy as evm_deploy
-from adapters.evm.devnet import AnvilProcess, free_port, running_anvil
+from adapters.evm.devnet import AnvilProcess, free_port
 from attest.bn254 import hash_to_g1_hint
 from adapters.evm.feeds import (EvmFeedTarget, FeedPushError, aggregator_key, deploy_feeds, hinted_update_args,
                                 register_feed_sources)
@@ -33,6 +33,7 @@ from relay.feeds.push import Pusher, sse_reports
 from relay.feeds.report import FeedReport, encode_feed_id
 from relay.feeds.signed import SignedReport
 from relay.feeds.sources import SourceError, build_source
+from tests.support import evm
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -82,19 +83,10 @@ def report(round_: int, price: int, feed_id: str = "ETH/USD", published_s: int =
 
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
-    await asyncio.to_thread(evm_deploy.ensure_built)
-    committee, shares = attest.deal(4, 3, epoch=EPOCH)
-    async with running_anvil() as node:
-        w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
-        key = node.private_keys[0]
-        verifier = await evm_deploy.deploy(w3, key, "CommitteeVerifier", DOMAIN, EPOCH, committee.n, committee.t,
-                                           committee.group_key)
-        contracts = await deploy_feeds(w3, key, verifier, {"ETH/USD": feed_config("ETH/USD"),
-                                                            "BTC/USD": feed_config("BTC/USD")})
-        try:
-            yield Setup(node, w3, committee, shares, verifier, contracts)
-        finally:
-            await w3.provider.disconnect()
+    async with evm.anvil_with_committee(DOMAIN, EPOCH) as anvil:
+        contracts = await deploy_feeds(anvil.w3, anvil.deployer, anvil.verifier,
+                                       {"ETH/USD": feed_config("ETH/USD"), "BTC/USD": feed_config("BTC/USD")})
+        yield Setup(anvil.node, anvil.w3, anvil.committee, anvil.shares, anvil.verifier, contracts)
 
 
 async def test_push_updates_the_aggregator(setup: Setup) -> None:

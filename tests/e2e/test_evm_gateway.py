@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
 import attest
 from adapters.evm import deploy as evm_deploy
 from adapters.evm.rpc import decode_revert, revert_data
-from adapters.evm.devnet import AnvilProcess, _rpc, free_port, running_anvil
+from adapters.evm.devnet import AnvilProcess, free_port
 from adapters.endpoints import AllEndpointsFailed
 from adapters.evm.gateway import (
     AlreadyDeliveredError,
@@ -33,6 +33,7 @@ from relay.config import EvmChain
 from attest.bn254 import P
 from relay.envelope import Envelope, address_to_bytes32
 from relay.protocol import MessageKind
+from tests.support import evm
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -61,11 +62,10 @@ class Setup:
         return self.node.private_keys[1]
 
     def rpc(self, method: str, *params: Any) -> Any:
-        return _rpc(self.node.rpc_url, method, list(params), timeout=10)
+        return evm.rpc(self.node, method, *params)
 
     def mine(self, blocks: int = 1) -> None:
-        for _ in range(blocks):
-            self.rpc("evm_mine")
+        evm.mine(self.node, blocks)
 
     def chain(self, confirmations: int | None = 2, rpc_urls: list[str] | None = None,
               ws_urls: list[str] | None = None) -> EvmChain:
@@ -95,19 +95,10 @@ class Setup:
 
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
-    await asyncio.to_thread(evm_deploy.ensure_built)
-    committee, shares = attest.deal(4, 3, epoch=EPOCH)
-    async with running_anvil() as node:
-        w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
-        key = node.private_keys[0]
-        verifier = await evm_deploy.deploy(w3, key, "CommitteeVerifier", DOMAIN, EPOCH, committee.n, committee.t,
-                                           committee.group_key)
-        gateway = await deploy_gateway(w3, key, verifier, DOMAIN, fee=0)
-        receiver = await deploy_recording_receiver(w3, key, gateway)
-        try:
-            yield Setup(node, w3, committee, shares, verifier, gateway, receiver)
-        finally:
-            await w3.provider.disconnect()
+    async with evm.anvil_with_committee(DOMAIN, EPOCH) as anvil:
+        gateway = await deploy_gateway(anvil.w3, anvil.deployer, anvil.verifier, DOMAIN, fee=0)
+        receiver = await deploy_recording_receiver(anvil.w3, anvil.deployer, gateway)
+        yield Setup(anvil.node, anvil.w3, anvil.committee, anvil.shares, anvil.verifier, gateway, receiver)
 
 
 async def _collect(adapter: EvmAdapter, cursor: str | None, into: list[Observation]) -> None:

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.logs import DISCARD
 
 import attest
 from adapters.evm import deploy as evm_deploy
-from adapters.evm.devnet import AnvilProcess, _rpc, running_anvil
+from adapters.evm.devnet import AnvilProcess
 from adapters.evm.gateway import EvmAdapter, deploy_gateway
 from adapters.evm.taskboard import (
     EvmTaskBoard,
@@ -29,6 +29,7 @@ from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.tasks.board import ReclaimRefused, RequestRefused, ResultAlreadySubmitted, ResultRefused
 from relay.interfaces import IncomingRequest, RequesterBoard, ServingBoard, TaskState
 from relay.tasks.payloads import AttestationMethod, ProofAttestation, TaskRequest, TaskResult
+from tests.support import evm
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -51,11 +52,10 @@ class Setup:
     next_nonce: int = 0
 
     def rpc(self, method: str, *params: Any) -> Any:
-        return _rpc(self.node.rpc_url, method, list(params), timeout=10)
+        return evm.rpc(self.node, method, *params)
 
     def mine(self, blocks: int = 1) -> None:
-        for _ in range(blocks):
-            self.rpc("evm_mine")
+        evm.mine(self.node, blocks)
 
     def task_board(self, key_index: int, confirmations: int = 0) -> EvmTaskBoard:
         return EvmTaskBoard.connect(self.node.rpc_url, domain=DOMAIN, chain_id=DOMAIN, gateway=self.gateway,
@@ -91,19 +91,10 @@ class Setup:
 
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
-    await asyncio.to_thread(evm_deploy.ensure_built)
-    committee, shares = attest.deal(4, 3, epoch=EPOCH)
-    async with running_anvil() as node:
-        w3 = AsyncWeb3(AsyncHTTPProvider(node.rpc_url))
-        key = node.private_keys[0]
-        verifier = await evm_deploy.deploy(w3, key, "CommitteeVerifier", DOMAIN, EPOCH, committee.n, committee.t,
-                                           committee.group_key)
-        gateway = await deploy_gateway(w3, key, verifier, DOMAIN, fee=GATEWAY_FEE)
-        board = await deploy_task_board(w3, key, gateway, attestation_grace=300)
-        try:
-            yield Setup(node, w3, shares, gateway, board)
-        finally:
-            await w3.provider.disconnect()
+    async with evm.anvil_with_committee(DOMAIN, EPOCH) as anvil:
+        gateway = await deploy_gateway(anvil.w3, anvil.deployer, anvil.verifier, DOMAIN, fee=GATEWAY_FEE)
+        board = await deploy_task_board(anvil.w3, anvil.deployer, gateway, attestation_grace=300)
+        yield Setup(anvil.node, anvil.w3, anvil.shares, gateway, board)
 
 
 async def _collect(board: EvmTaskBoard, cursor: str | None, into: list[IncomingRequest]) -> None:

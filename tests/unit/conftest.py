@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
 
+from relay.store import Store
 from tests.support import solana
 from tests.support.committee import Dealt, deal
 
@@ -24,3 +28,11 @@ def committee(chain: solana.Chain) -> solana.Chain:
 def dealt() -> Dealt:
     """A 2-of-3 committee dealt at epoch 7, with its shares (a module-wide one: dealing is slow)."""
     return deal()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A relayer store in a fresh SQLite file, closed after the test."""
+    s = await Store.open(tmp_path / "relayer.db")
+    yield s
+    await s.close()

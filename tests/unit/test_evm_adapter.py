@@ -12,7 +12,6 @@ import pytest
 from eth_abi import encode as abi_encode
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
-from adapters.evm import deploy as evm_deploy
 from adapters.endpoints import EndpointPool
 from adapters.evm.gateway import EvmAdapter, GatewayNotConfigured
 from adapters.evm.rpc import is_retryable
@@ -25,9 +24,7 @@ DOMAIN = 31337
 GATEWAY = "0x" + "ab" * 20
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _built() -> None:
-    evm_deploy.ensure_built()
+pytestmark = pytest.mark.usefixtures("evm_contracts")  # tests/conftest.py
 
 
 def _chain(confirmations: int | None = 2, **kw: Any) -> EvmChain:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from eth_abi import encode as abi_encode
 
-from adapters.evm import deploy as evm_deploy
 from adapters.evm.driver import EvmDriver
 from adapters.evm.taskboard import (
     EvmTaskBoard,
@@ -36,9 +35,7 @@ REMOTE_BOARD = b"\x00" * 12 + b"\x5e" * 20
 KEY = "0x" + "11" * 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _built() -> None:
-    evm_deploy.ensure_built()
+pytestmark = pytest.mark.usefixtures("evm_contracts")  # tests/conftest.py
 
 
 def _board(confirmations: int | None = 0) -> EvmTaskBoard:

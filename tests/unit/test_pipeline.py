@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from relay.backoff import Backoff
 from relay.interfaces import DeliveryState, DeliveryStatus, Observation
 from relay.pipeline import PipelineSettings, Relayer
@@ -15,13 +13,6 @@ from relay.store import Stage, Store
 from tests.support.fakes import DST, SRC, FakeChain, FakeCommittee, envelope
 
 FAST = PipelineSettings(backoff=Backoff(base=0.0, jitter=0.0, max_attempts=3), confirm_poll=0.0, idle_wait=0.01)
-
-
-@pytest.fixture
-async def store(tmp_path: Path):
-    s = await Store.open(tmp_path / "relayer.db")
-    yield s
-    await s.close()
 
 
 async def drain(relayer: Relayer, rounds: int = 10) -> None:
