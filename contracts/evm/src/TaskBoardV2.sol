@@ -323,7 +323,7 @@ contract TaskBoardV2 is ITesseraReceiver {
     /// its claim deadline, with the claim's claimant (msg.sender), payout and price in the payload.
     /// msg.value must cover gateway.fee() and all of it goes to the gateway.
     function submitResult(bytes calldata resultPayload) external payable nonReentrant returns (bytes32 resultId) {
-        TaskPayloads.TaskResultV2 memory r = TaskPayloads.decodeResultV2(resultPayload);
+        ResultFields memory r = _resultFields(resultPayload);
         bytes32 requestId = r.requestId;
         Serving storage s = _serving[requestId];
         ServeState state = s.state;
@@ -410,13 +410,31 @@ contract TaskBoardV2 is ITesseraReceiver {
         _handling = false;
     }
 
-    /// External so the handler can catch a malformed payload (the library reverts) and ignore it.
-    function decodeRequestV2(bytes calldata payload) external pure returns (TaskPayloads.TaskRequestV2 memory) {
-        return TaskPayloads.decodeRequestV2(payload);
+    /// The fields of a TASK_RESULT v2 the boards use (a static struct: its ABI code is small).
+    struct ResultFields {
+        bytes32 requestId;
+        bytes16 executor;
+        bytes32 outputHash;
+        bytes32 worker;
+        bytes32 claimant;
+        bytes32 payout;
+        uint128 price;
     }
 
-    function decodeResultV2(bytes calldata payload) external pure returns (TaskPayloads.TaskResultV2 memory) {
-        return TaskPayloads.decodeResultV2(payload);
+    /// External so the handler can catch a malformed payload (the library reverts) and ignore it.
+    /// They return static values only: ABI-encoding the whole payload structs would not fit the
+    /// contract in the 24,576-byte limit.
+    function decodeRequestTerms(bytes calldata payload)
+        external
+        pure
+        returns (bytes16 executor, uint128 maxFee, uint64 deadline, TaskPayloads.AuctionTerms memory terms)
+    {
+        TaskPayloads.TaskRequestV2 memory r = TaskPayloads.decodeRequestV2(payload);
+        return (r.executor, r.maxFee, r.deadline, r.terms);
+    }
+
+    function decodeResultFields(bytes calldata payload) external pure returns (ResultFields memory) {
+        return _resultFields(payload);
     }
 
     function decodeVerdict(bytes calldata payload) external pure returns (TaskPayloads.Verdict memory) {
@@ -450,37 +468,42 @@ contract TaskBoardV2 is ITesseraReceiver {
     }
 
     function _onRequest(bytes32 messageId, uint32 srcDomain, bytes32 srcSender, bytes calldata payload) private {
-        TaskPayloads.TaskRequestV2 memory r;
-        try this.decodeRequestV2(payload) returns (TaskPayloads.TaskRequestV2 memory decoded) {
-            r = decoded;
+        bytes16 executor;
+        uint128 maxFee;
+        uint64 deadline;
+        TaskPayloads.AuctionTerms memory terms;
+        try this.decodeRequestTerms(payload) returns (
+            bytes16 executor_, uint128 maxFee_, uint64 deadline_, TaskPayloads.AuctionTerms memory terms_
+        ) {
+            (executor, maxFee, deadline, terms) = (executor_, maxFee_, deadline_, terms_);
         } catch {
             emit TaskMessageIgnored(messageId, "malformed TASK_REQUEST v2");
             return;
         }
-        bytes32 refundTo = r.terms.refundTo;
+        bytes32 refundTo = terms.refundTo;
         if (uint256(refundTo) >> 160 != 0) {
             emit TaskMessageIgnored(messageId, "refund_to is not an EVM address");
             return;
         }
         Serving storage s = _serving[messageId];
         s.srcDomain = srcDomain;
-        s.deadline = r.deadline;
+        s.deadline = deadline;
         s.auctionStart = uint64(block.timestamp);
-        s.auctionWindow = r.terms.auctionWindow;
-        s.startBps = r.terms.startBps;
-        s.claimWindow = r.terms.claimWindow;
+        s.auctionWindow = terms.auctionWindow;
+        s.startBps = terms.startBps;
+        s.claimWindow = terms.claimWindow;
         s.state = ServeState.Open;
-        s.executor = r.executor;
-        s.maxFee = r.maxFee;
+        s.executor = executor;
+        s.maxFee = maxFee;
         s.srcBoard = srcSender;
-        s.bond = r.terms.bond;
+        s.bond = terms.bond;
         s.refundTo = address(uint160(uint256(refundTo)));
-        emit TaskReceived(messageId, srcDomain, srcSender, r.deadline, payload);
+        emit TaskReceived(messageId, srcDomain, srcSender, deadline, payload);
     }
 
     function _onResult(bytes32 messageId, uint32 srcDomain, bytes32 srcSender, bytes calldata payload) private {
-        TaskPayloads.TaskResultV2 memory r;
-        try this.decodeResultV2(payload) returns (TaskPayloads.TaskResultV2 memory decoded) {
+        ResultFields memory r;
+        try this.decodeResultFields(payload) returns (ResultFields memory decoded) {
             r = decoded;
         } catch {
             emit TaskMessageIgnored(messageId, "malformed TASK_RESULT v2");
@@ -637,6 +660,11 @@ contract TaskBoardV2 is ITesseraReceiver {
         s.price = 0;
         s.payout = bytes32(0);
         s.resultId = bytes32(0);
+    }
+
+    function _resultFields(bytes memory payload) private pure returns (ResultFields memory f) {
+        TaskPayloads.TaskResultV2 memory r = TaskPayloads.decodeResultV2(payload);
+        return ResultFields(r.requestId, r.executor, r.outputHash, r.worker, r.claimant, r.payout, r.price);
     }
 
     /// A bounded-gas transfer that never reverts: a recipient that refuses is credited.
