@@ -131,6 +131,7 @@ async def run_daemon(name: str, services: Iterable[Service], stop: asyncio.Event
         log.info(f"{name} running", **announce)
         try:
             async with asyncio.TaskGroup() as group:
+                group.create_task(stop.wait())  # a daemon of servers alone (no run) lives until stopped
                 for service in services:
                     if service.run is not None:
                         group.create_task(_run_service(service, stop), name=f"{name}:{service.name}")

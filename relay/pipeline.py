@@ -238,7 +238,9 @@ class Relayer:
     async def process_due(self) -> int:
         """One pass over every due operation of every active stage."""
         handled = 0
-        for stage, step in ((Stage.OBSERVED, self.prepare), (Stage.READY, self.submit), (Stage.SUBMITTED, self.confirm)):
+        steps: tuple[tuple[Stage, Step], ...] = (
+            (Stage.OBSERVED, self.prepare), (Stage.READY, self.submit), (Stage.SUBMITTED, self.confirm))
+        for stage, step in steps:
             records = await self.store.due(stage)
             handled += len(records)
             await asyncio.gather(*(self._step(step, r) for r in records))
@@ -303,8 +305,8 @@ class Relayer:
             return None
         if await destination.is_delivered(result_id):
             return None
-        return Postpone(RetryReason.AWAITING_RESULT, f"waiting for its result 0x{result_id.hex()} to be delivered first",
-                        self.settings.order_poll)
+        return Postpone(RetryReason.AWAITING_RESULT,
+                        f"waiting for its result 0x{result_id.hex()} to be delivered first", self.settings.order_poll)
 
     async def confirm(self, record: MessageRecord) -> Outcome:
         destination = self._destination(record)
@@ -324,7 +326,8 @@ class Relayer:
         if status.state is DeliveryState.REVERTED:
             return Retry(RetryReason.DELIVERY_REVERTED, f"delivery reverted: {status.detail}; re-preparing",
                          stage=Stage.OBSERVED)
-        return Retry(RetryReason.DELIVERY_DROPPED, f"delivery dropped: {status.detail}; resubmitting", stage=Stage.READY)
+        return Retry(RetryReason.DELIVERY_DROPPED, f"delivery dropped: {status.detail}; resubmitting",
+                     stage=Stage.READY)
 
     # -- the one place outcomes take effect -------------------------------------------------------
     async def apply(self, record: MessageRecord, outcome: Outcome) -> None:

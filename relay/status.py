@@ -62,7 +62,8 @@ def format_detail(record: MessageRecord) -> str:
     lines.append(f"{'payload bytes':>18}: {len(env.payload)}")
     if record.stage is Stage.DEAD:
         why = record.reason_code.value if record.reason_code else "see the reason above"
-        lines.append(f"\nThis message is in the dead letter ({why}). Fix the cause, then: relay retry {data['message_id']}")
+        lines.append(f"\nThis message is in the dead letter ({why}). Fix the cause, then: "
+                     f"relay retry {data['message_id']}")
     return "\n".join(lines)
 
 

@@ -7,9 +7,6 @@ from pathlib import Path
 
 from relay.errors import ConfigError
 from relay.lifecycle import http_service, run_daemon
-from relay.log import get_logger
-
-log = get_logger("feeds.serve")
 
 
 def settings_from_config(config, base: Path | None = None):

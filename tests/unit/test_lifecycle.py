@@ -75,6 +75,17 @@ async def test_the_stop_event_ends_every_run_then_cleanup() -> None:
     assert rec.events[2:] == ["cleanup b", "cleanup a"]
 
 
+async def test_a_daemon_of_services_without_run_lives_until_stopped() -> None:
+    rec = Recorder()
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run_daemon("test", [rec.service("http")], stop))
+    await asyncio.sleep(0.05)
+    assert not daemon.done() and rec.events == ["setup http"]
+    stop.set()
+    await asyncio.wait_for(daemon, 5)
+    assert rec.events == ["setup http", "cleanup http"]
+
+
 async def test_a_service_that_returns_ends_the_daemon() -> None:
     rec = Recorder()
 
