@@ -79,7 +79,7 @@ async def floors(config) -> dict[str, float]:
     from web3 import AsyncHTTPProvider, AsyncWeb3
 
     from adapters.evm.devnet import ANVIL_DEV_KEYS
-    from adapters.solana.gateway import load_keypair
+    from adapters.solana.rpc import load_keypair
 
     evm, sol = config.chains["evm"], config.chains["solana"]
     w3 = AsyncWeb3(AsyncHTTPProvider(evm.rpc_urls[0]))

@@ -2,8 +2,8 @@
 push rule (deviation or heartbeat, docs/FEEDS.md "On-chain push rule") says so.
 
 A target is anything with `name`, `async push(signed) -> tx id | FeedNotNewer` and
-`async latest(feed_id) -> report-like | None` (adapters.evm_feeds.EvmFeedTarget,
-adapters.solana_feeds.SolanaFeedTarget). `push` raises on refusal; an exception whose `retryable`
+`async latest(feed_id) -> report-like | None` (adapters.evm.feeds.EvmFeedTarget,
+adapters.solana.feeds.SolanaFeedTarget). `push` raises on refusal; an exception whose `retryable`
 attribute is False (a report the chain will never accept) is not retried.
 
 Each target has its own worker and, per feed, only the newest report waiting: a slow or failing
@@ -28,6 +28,7 @@ from relay.feeds.aggregate import PushDecision, PushPolicy
 from relay.feeds.report import FeedError, FeedReport, ReportError
 from relay.feeds.signed import SignedReport
 from relay.feeds.sse import SseError, read_events
+from relay.interfaces import FeedNotNewer, FeedTarget
 from relay.log import get_logger
 
 log = get_logger("feeds.push")
@@ -37,29 +38,6 @@ Clock = Callable[[], float]  # unix seconds
 
 class PushError(FeedError):
     """The pusher cannot run (no targets, no feeds, a stream that is not a feed server)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FeedNotNewer:
-    """`push` result when the chain already holds this round or a newer one: nothing to do, not an
-    error (another pusher or a pull consumer may have been first)."""
-
-    target: str
-    feed_id: str
-    round: int
-    stored_round: int | None
-
-    def __str__(self) -> str:
-        return f"{self.target}: {self.feed_id} round {self.round} is not newer than the stored round {self.stored_round}"
-
-
-@runtime_checkable
-class FeedTarget(Protocol):
-    name: str
-
-    async def push(self, signed: SignedReport) -> Any: ...  # tx id (str) or a not-newer result
-
-    async def latest(self, feed_id: str) -> Any: ...  # SignedReport | FeedReport | report-like | None
 
 
 def as_report(value: Any) -> FeedReport | Any | None:

@@ -68,7 +68,7 @@ async def test_deploy_probe_and_verify_over_rpc() -> None:
             with pytest.raises(TransactionFailedError, match="0x36"):  # SIGNATURE_INVALID
                 await send_instructions(client, payer, [verify_signature_ix(program_id, BOB.attest(raw, 1), raw)])
 
-            rotation = rotation_envelope(2, BOB.group_key, grace=3600)
+            rotation = rotation_envelope(2, BOB.group_key, grace=3600, receiver=program_id)
             await send_instructions(client, payer, [rotate_committee_ix(program_id, ALICE.attest(rotation, 1), rotation)])
             decoded = CommitteeConfig.decode(bytes((await client.get_account_info(config)).value.data))
             assert (decoded.current_epoch, decoded.current_key, decoded.previous_epoch) == (2, BOB.group_key, 1)

@@ -128,13 +128,19 @@ def custom_error(result: FailedTransactionMetadata) -> int | None:
     return getattr(inner, "code", None)
 
 
+# The program id of `deployed_chain`: fixed, so rotation envelopes (whose dst_receiver must be the
+# program) can be written before a chain exists.
+PROGRAM_KEYPAIR = Keypair.from_seed(b"tessera unit-test program".ljust(32, b"\0"))
+PROGRAM_ID = PROGRAM_KEYPAIR.pubkey()
+
+
 def deployed_chain() -> Chain:
     """A fresh LiteSVM with a funded payer, the Tessera program deployed through the upgradeable
-    loader and the clock at 1_700_000_000."""
+    loader at PROGRAM_ID and the clock at 1_700_000_000."""
     svm = LiteSVM()
     payer = Keypair()
     svm.airdrop(payer.pubkey(), 100 * 10**9)
-    program_id = deploy_program_litesvm(svm, payer, PROGRAM_SO_PATH.read_bytes())
+    program_id = deploy_program_litesvm(svm, payer, PROGRAM_SO_PATH.read_bytes(), PROGRAM_KEYPAIR)
     svm.set_clock(Clock(svm.get_clock().slot, 1_700_000_000, 0, 0, 1_700_000_000))
     return Chain(svm, payer, program_id)
 
@@ -175,6 +181,9 @@ def envelope(kind: int = MessageKind.TASK_REQUEST, dst_domain: int = DOMAIN, pay
 
 
 def rotation_envelope(new_epoch: int, key: bytes, grace: int = 3600, dst_domain: int = DOMAIN,
-                      src_domain: int = COMMITTEE_DOMAIN, kind: int = MessageKind.COMMITTEE_ROTATION) -> bytes:
+                      src_domain: int = COMMITTEE_DOMAIN, kind: int = MessageKind.COMMITTEE_ROTATION, *,
+                      receiver: Pubkey = PROGRAM_ID, src_sender: bytes = bytes(32)) -> bytes:
+    """A rotation as the committee writes it: sender zero, receiver the program (`receiver`)."""
     payload = CommitteeRotation(new_epoch=new_epoch, n=4, t=3, group_key=key, grace_seconds=grace).encode()
-    return envelope(kind=kind, dst_domain=dst_domain, payload=payload, src_domain=src_domain)
+    return Envelope(kind=kind, nonce=0, src_domain=src_domain, src_sender=src_sender, dst_domain=dst_domain,
+                    dst_receiver=bytes(receiver), payload=payload).encode()

@@ -12,7 +12,8 @@ from relay.backoff import Backoff
 from relay.config import parse_config
 from relay.errors import ConfigError
 from relay.feeds.aggregate import PushPolicy
-from relay.feeds.push import FeedNotNewer, Pusher, PushError, _parse_event
+from relay.interfaces import FeedNotNewer
+from relay.feeds.push import Pusher, PushError, _parse_event
 from relay.feeds.report import FeedReport
 from relay.feeds.signed import SignedReport
 

@@ -303,7 +303,7 @@ def test_the_previous_committee_is_accepted_within_its_grace_period(
     chain: Chain, vector_committee: Dealt, next_committee: Dealt
 ) -> None:
     push(chain, vector_signed())
-    rotation = rotation_envelope(2, next_committee.committee.group_key, grace=600)
+    rotation = rotation_envelope(2, next_committee.committee.group_key, grace=600, receiver=chain.program_id)
     signature = vector_committee.sign_digest(message_digest(1, keccak256(rotation)))
     chain.ok(rotate_committee_ix(chain.program_id, Attestation.for_envelope(rotation, 1, signature), rotation))
     assert chain.config().current_epoch == 2
