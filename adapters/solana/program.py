@@ -30,6 +30,7 @@ RECEIPT_SEED = b"delivered"
 TASKBOARD_SEED = b"taskboard"
 TASK_SEED = b"task"
 ANSWERED_SEED = b"answered"
+SERVE_SEED = b"serve"  # task protocol v2, serving side: ["serve", request_id]
 SENT_EVENT_TAG = b"TESSERA_SENT"  # first sol_log_data field of a Send; the envelope is the second
 ATTESTATION_PAYLOAD_LEN = 170  # a PROOF_ATTESTATION payload to the board: task id ... payout at 128..160
 
@@ -48,6 +49,14 @@ class ProgramInstruction(enum.IntEnum):
     TASK_REQUEST = 32
     TASK_SUBMIT_RESULT = 33
     TASK_RECLAIM = 34
+    TASK_REQUEST_V2 = 35
+    TASK_CLAIM = 36
+    TASK_SUBMIT_RESULT_V2 = 37
+    TASK_EXPIRE_CLAIM = 38
+    TASK_RELEASE_BOND = 39
+    TASK_RECLAIM_V2 = 40
+    TASK_WITHDRAW = 41
+    TASK_CHECK_PAYLOAD_V2 = 47
     FEED_UPDATE = 48
 
 
@@ -132,6 +141,29 @@ class ProgramErrorCode(enum.IntEnum):
     FEED_ACCOUNT_INVALID = 0x77
     FEED_OBSERVED_AFTER_PUBLISHED = 0x78
     FEED_AHEAD_OF_CLOCK = 0x79
+    TASK_TERMS_INVALID = 0x80
+    TASK_VERSION_UNSUPPORTED = 0x81
+    TASK_SAME_DOMAIN = 0x82
+    BOND_TOO_LARGE = 0x83
+    SERVE_WRONG_ADDRESS = 0x84
+    ALREADY_CLAIMED = 0x85
+    RESULT_PENDING = 0x86
+    REQUEST_CLOSED = 0x87
+    ZERO_PAYOUT = 0x88
+    NOT_CLAIMED = 0x89
+    NOT_CLAIMANT = 0x8A
+    CLAIM_DEADLINE_PASSED = 0x8B
+    CLAIM_MISMATCH = 0x8C
+    CLAIM_NOT_EXPIRED = 0x8D
+    NO_RESULT_PENDING = 0x8E
+    RECIPIENT_WRONG = 0x8F
+    RECIPIENT_CANNOT_RECEIVE = 0x90
+    NOTHING_TO_WITHDRAW = 0x91
+    RECIPIENT_BELOW_RENT = 0x92
+    VERDICT_MALFORMED = 0x93
+    RESULT_RECEIPT_WRONG_ADDRESS = 0x94
+    TASK_NONCE_USED = 0x95
+    TASK_ACCOUNT_WRONG = 0x96
 
 
 class SolanaProgramError(RuntimeError):
@@ -522,3 +554,267 @@ def board_delivery_accounts(program_id: Pubkey, envelope: Envelope) -> list[Acco
             metas.append(AccountMeta(task_address(program_id, payload[:32]), False, True))
             metas.append(AccountMeta(Pubkey.from_bytes(payload[128:160]), False, True))
     return metas
+
+
+# ---------------------------------------------------------------------------------------------
+# Task protocol v2 (contracts/solana/src/taskboard_v2.c; layouts: contracts/solana/README.md
+# "Task board v2"). Requester side: the task lives at ["task", requester, task_nonce u64 LE], an
+# address the client picks before sending (no outbox-nonce race), and holds the request envelope.
+# Serving side: ["serve", request_id], created by the first Claim, holds the claim, the bond and the
+# last result envelope sent. Deliveries of v2 results and verdicts carry the accounts below.
+
+TASK_V2_MAGIC = b"TESSTSK2"
+TASK_V2_LEN = 948
+SERVE_MAGIC = b"TESSSERV"
+SERVE_LEN = 988
+SETTLEMENT_GRACE_SECONDS = 1800  # taskboard.h: ReclaimV2 and ReleaseBond open at deadline + this
+VERDICT_V2_LEN = 220
+
+
+class TaskStateV2(enum.IntEnum):
+    OPEN = 1
+    COMPLETED = 3
+    REFUNDED = 4
+
+
+class ServeState(enum.IntEnum):
+    OPEN = 1
+    CLAIMED = 2
+    ANSWERED = 3
+    CLOSED = 4
+
+
+def task_v2_address(program_id: Pubkey, requester: Pubkey, task_nonce: int) -> Pubkey:
+    """A v2 request's record and escrow: PDA ["task", requester, task_nonce u64 LE] (the client's own
+    nonce, e.g. random: the address does not depend on the outbox)."""
+    return Pubkey.find_program_address([TASK_SEED, bytes(requester), struct.pack("<Q", task_nonce)], program_id)[0]
+
+
+def serve_address(program_id: Pubkey, request_id: bytes) -> Pubkey:
+    """The serving side's record of a delivered v2 request: PDA ["serve", request_id]."""
+    return _request_address(SERVE_SEED, program_id, request_id)
+
+
+def request_task_v2_ix(program_id: Pubkey, requester: Pubkey, *, task_nonce: int, dst_domain: int,
+                       worker_board: bytes, payload: bytes) -> Instruction:
+    """RequestTask v2 (tag 35): escrows the payload's max_fee lamports in the task account."""
+    if len(worker_board) != 32:
+        raise ValueError("worker_board must be 32 bytes (left-pad an EVM address with 12 zero bytes)")
+    data = (bytes([ProgramInstruction.TASK_REQUEST_V2]) + struct.pack("<QI", task_nonce, dst_domain) + worker_board
+            + payload)
+    return Instruction(program_id, data, [
+        AccountMeta(requester, True, True),
+        AccountMeta(task_v2_address(program_id, requester, task_nonce), False, True),
+        AccountMeta(outbox_address(program_id)[0], False, True),
+        AccountMeta(committee_address(program_id)[0], False, False),
+        AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+    ])
+
+
+def claim_task_ix(program_id: Pubkey, claimant: Pubkey, request_id: bytes, *, payout: bytes,
+                  refund_to: Pubkey) -> Instruction:
+    """Claim (tag 36): at the current auction price, posting the request's bond (lamports).
+    `refund_to` is the request's refund_to (gets the bond of an expired claim this one replaces)."""
+    if len(payout) != 32:
+        raise ValueError("payout must be 32 bytes (an address on the requester's chain, EVM left-padded)")
+    return Instruction(program_id, bytes([ProgramInstruction.TASK_CLAIM]) + payout, [
+        AccountMeta(claimant, True, True),
+        AccountMeta(receipt_address(program_id, request_id)[0], False, False),
+        AccountMeta(serve_address(program_id, request_id), False, True),
+        AccountMeta(refund_to, False, True),
+        AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+    ])
+
+
+def submit_result_v2_ix(program_id: Pubkey, claimant: Pubkey, request_id: bytes, payload: bytes) -> Instruction:
+    """SubmitResult v2 (tag 37): only the claimant, by its claim deadline."""
+    return Instruction(program_id, bytes([ProgramInstruction.TASK_SUBMIT_RESULT_V2]) + payload, [
+        AccountMeta(claimant, True, False),
+        AccountMeta(serve_address(program_id, request_id), False, True),
+        AccountMeta(outbox_address(program_id)[0], False, True),
+        AccountMeta(committee_address(program_id)[0], False, False),
+    ])
+
+
+def expire_claim_ix(program_id: Pubkey, request_id: bytes, refund_to: Pubkey) -> Instruction:
+    return Instruction(program_id, bytes([ProgramInstruction.TASK_EXPIRE_CLAIM]), [
+        AccountMeta(serve_address(program_id, request_id), False, True),
+        AccountMeta(refund_to, False, True),
+    ])
+
+
+def release_bond_ix(program_id: Pubkey, request_id: bytes, claimant: Pubkey) -> Instruction:
+    return Instruction(program_id, bytes([ProgramInstruction.TASK_RELEASE_BOND]), [
+        AccountMeta(serve_address(program_id, request_id), False, True),
+        AccountMeta(claimant, False, True),
+    ])
+
+
+def reclaim_v2_ix(program_id: Pubkey, task: Pubkey, requester: Pubkey) -> Instruction:
+    return Instruction(program_id, bytes([ProgramInstruction.TASK_RECLAIM_V2]), [
+        AccountMeta(task, False, True),
+        AccountMeta(requester, False, True),
+    ])
+
+
+def withdraw_credit_ix(program_id: Pubkey, record: Pubkey, recipient: Pubkey) -> Instruction:
+    """Withdraw (tag 41): pays what a task or serve account holds for `recipient`."""
+    return Instruction(program_id, bytes([ProgramInstruction.TASK_WITHDRAW]), [
+        AccountMeta(record, False, True),
+        AccountMeta(recipient, False, True),
+    ])
+
+
+def check_task_payload_v2_ix(program_id: Pubkey, kind: int, payload: bytes) -> Instruction:
+    """CheckPayload v2 (tag 47, no accounts): kind 1/2/3 runs the program's TASK_REQUEST v2 /
+    TASK_RESULT v2 / verdict decoder; kind 0 computes the auction price (auction_price_input)."""
+    return Instruction(program_id, bytes([ProgramInstruction.TASK_CHECK_PAYLOAD_V2, kind]) + payload, [])
+
+
+def auction_price_input(max_fee: int, start_bps: int, auction_window: int, auction_start: int, now: int) -> bytes:
+    return (max_fee.to_bytes(16, "big") + start_bps.to_bytes(2, "big") + auction_window.to_bytes(4, "big")
+            + auction_start.to_bytes(8, "big") + now.to_bytes(8, "big"))
+
+
+def result_v2_delivery_accounts(program_id: Pubkey, envelope: Envelope, *, task: Pubkey,
+                                requester: Pubkey) -> list[AccountMeta]:
+    """After the Deliver's four: a TASK_RESULT v2 to this board (the requester's side)."""
+    return [
+        AccountMeta(taskboard_address(program_id), False, False),
+        AccountMeta(task, False, True),
+        AccountMeta(Pubkey.from_bytes(envelope.payload[145:177]), False, True),
+        AccountMeta(requester, False, True),
+    ]
+
+
+def verdict_delivery_accounts(program_id: Pubkey, envelope: Envelope, *, task: Pubkey | None = None,
+                              requester: Pubkey | None = None, claimant: Pubkey | None = None,
+                              refund_to: Pubkey | None = None) -> list[AccountMeta]:
+    """After the Deliver's four: a verdict to this board. Requester side (task + requester): the
+    task, the result's receipt, payout, requester. Serving side (claimant + refund_to, from the serve
+    account): the serve account, claimant, refund_to."""
+    payload = envelope.payload
+    board = AccountMeta(taskboard_address(program_id), False, False)
+    if task is not None and requester is not None:
+        return [board, AccountMeta(task, False, True),
+                AccountMeta(receipt_address(program_id, payload[33:65])[0], False, False),
+                AccountMeta(Pubkey.from_bytes(payload[161:193]), False, True), AccountMeta(requester, False, True)]
+    if claimant is not None and refund_to is not None:
+        return [board, AccountMeta(serve_address(program_id, payload[:32]), False, True),
+                AccountMeta(claimant, False, True), AccountMeta(refund_to, False, True)]
+    raise ValueError("a verdict names its side: task + requester (requester's board) or claimant + refund_to (serving)")
+
+
+def _stored_envelope(data: bytes, at: int) -> bytes | None:
+    (length,) = struct.unpack_from("<I", data, at - 8)
+    return bytes(data[at:at + length]) if length else None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAccountV2:
+    """A v2 task (PDA ["task", requester, task_nonce]): the request, its escrow and how it settled.
+    `envelope` is the TASK_REQUEST v2 envelope exactly as sent (read it here, not from logs)."""
+
+    bump: int
+    state: TaskStateV2
+    dst_domain: int
+    requester: Pubkey
+    task_nonce: int
+    deadline: int
+    max_fee: int
+    created_at: int
+    updated_at: int
+    executor: bytes
+    worker_board: bytes
+    request_id: bytes
+    request_nonce: int
+    pending_result_id: bytes | None  # a valid verdict kept until its result arrives
+    pending_fields_hash: bytes
+    pending_submitted_at: int
+    result_id: bytes | None  # the result that was paid
+    payout: bytes
+    price: int
+    refund: int
+    payout_credit: int
+    requester_credit: int
+    envelope: bytes
+
+    @classmethod
+    def decode(cls, data: bytes) -> "TaskAccountV2":
+        data = bytes(data)
+        if len(data) < TASK_V2_LEN or data[:8] != TASK_V2_MAGIC or data[8] != 2:
+            raise SolanaProgramError("not a Tessera v2 task account")
+        (dst_domain,) = struct.unpack_from("<I", data, 12)
+        nonce, deadline, max_fee, created, updated = struct.unpack_from("<QQQqq", data, 48)
+        (request_nonce,) = struct.unpack_from("<Q", data, 168)
+        (pending_at,) = struct.unpack_from("<Q", data, 240)
+        price, refund, payout_credit, requester_credit = struct.unpack_from("<QQQQ", data, 312)
+        pending, result = data[176:208], data[248:280]
+        return cls(
+            bump=data[9], state=TaskStateV2(data[10]), dst_domain=dst_domain, requester=Pubkey.from_bytes(data[16:48]),
+            task_nonce=nonce, deadline=deadline, max_fee=max_fee, created_at=created, updated_at=updated,
+            executor=data[88:104], worker_board=data[104:136], request_id=data[136:168], request_nonce=request_nonce,
+            pending_result_id=pending if any(pending) else None, pending_fields_hash=data[208:240],
+            pending_submitted_at=pending_at, result_id=result if any(result) else None, payout=data[280:312],
+            price=price, refund=refund, payout_credit=payout_credit, requester_credit=requester_credit,
+            envelope=_stored_envelope(data, 352) or b"",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServeAccount:
+    """The serving side of a v2 request (PDA ["serve", request_id]): terms, the current claim, the
+    bond, and the last TASK_RESULT v2 envelope sent (`result_envelope`; read it here, not from logs)."""
+
+    bump: int
+    state: ServeState
+    src_domain: int
+    request_id: bytes
+    src_board: bytes
+    deadline: int
+    auction_start: int
+    auction_window: int
+    claim_window: int
+    start_bps: int
+    claims: int
+    max_fee: int
+    bond: int
+    refund_to: Pubkey
+    executor: bytes
+    claimant: Pubkey | None
+    payout: bytes
+    price: int
+    claim_deadline: int
+    bond_held: int
+    refund_credit: int
+    claimant_credit: int
+    credited: Pubkey
+    result_id: bytes | None
+    result_nonce: int
+    submitted_at: int
+    updated_at: int
+    result_envelope: bytes | None
+
+    @classmethod
+    def decode(cls, data: bytes) -> "ServeAccount":
+        data = bytes(data)
+        if len(data) < SERVE_LEN or data[:8] != SERVE_MAGIC or data[8] != 1:
+            raise SolanaProgramError("not a Tessera serve account")
+        (src_domain,) = struct.unpack_from("<I", data, 12)
+        deadline, start, window, claim_window, bps, claims = struct.unpack_from("<QQIIHxxI", data, 80)
+        lo, hi, bond = struct.unpack_from("<QQQ", data, 112)
+        price_lo, price_hi, claim_deadline, bond_held, refund_credit, claimant_credit = struct.unpack_from(
+            "<QQQQQQ", data, 248)
+        result_nonce, submitted_at, updated_at = struct.unpack_from("<QQq", data, 360)
+        claimant, result = data[184:216], data[328:360]
+        return cls(
+            bump=data[9], state=ServeState(data[10]), src_domain=src_domain, request_id=data[16:48],
+            src_board=data[48:80], deadline=deadline, auction_start=start, auction_window=window,
+            claim_window=claim_window, start_bps=bps, claims=claims, max_fee=lo | hi << 64, bond=bond,
+            refund_to=Pubkey.from_bytes(data[136:168]), executor=data[168:184],
+            claimant=Pubkey.from_bytes(claimant) if any(claimant) else None, payout=data[216:248],
+            price=price_lo | price_hi << 64, claim_deadline=claim_deadline, bond_held=bond_held,
+            refund_credit=refund_credit, claimant_credit=claimant_credit, credited=Pubkey.from_bytes(data[296:328]),
+            result_id=result if any(result) else None, result_nonce=result_nonce, submitted_at=submitted_at,
+            updated_at=updated_at, result_envelope=_stored_envelope(data, 392),
+        )

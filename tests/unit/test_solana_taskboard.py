@@ -561,11 +561,12 @@ def test_request_checks_agree_with_the_python_decoder(board: Chain, seed: bytes,
             raw[at] = value
     payload = bytes(raw[:cut] if cut is not None else raw) + tail
     requester = board.payer
+    before = balance(board, requester.pubkey())  # before the send: an accepted request spends max_fee
     result = board.send(request_ix(board, requester, payload))
     accepted = isinstance(result, TransactionMetadata)
     event("accepted" if accepted else f"refused {ProgramErrorCode(custom_error(result)).name}")
     if _python_accepts(payload):
-        affordable = TaskRequest.decode(payload).max_fee + 10**7 < balance(board, requester.pubkey())
+        affordable = TaskRequest.decode(payload).max_fee + 10**7 < before
         if affordable:
             assert accepted, f"program refused a valid request: {custom_error(result):#x} {payload.hex()}"
         else:

@@ -52,6 +52,22 @@ uint64_t entrypoint(const uint8_t *input) {
       return taskboard_submit_result(params);
     case IX_TASK_RECLAIM:
       return taskboard_reclaim(params);
+    case IX_TASK_REQUEST_V2:
+      return taskboard_request_v2(params);
+    case IX_TASK_CLAIM:
+      return taskboard_claim(params);
+    case IX_TASK_SUBMIT_RESULT_V2:
+      return taskboard_submit_result_v2(params);
+    case IX_TASK_EXPIRE_CLAIM:
+      return taskboard_expire_claim(params);
+    case IX_TASK_RELEASE_BOND:
+      return taskboard_release_bond(params);
+    case IX_TASK_RECLAIM_V2:
+      return taskboard_reclaim_v2(params);
+    case IX_TASK_WITHDRAW:
+      return taskboard_withdraw(params);
+    case IX_TASK_CHECK_PAYLOAD_V2:
+      return taskboard_check_payload_v2(params);
     case IX_FEED_UPDATE:
       return feeds_update(params);
     default:

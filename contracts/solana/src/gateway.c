@@ -183,7 +183,7 @@ u64 gateway_deliver(SolParameters *params) {
   /* Deliveries to the task board carry its extra accounts; missing ones fail here, before the
    * pairing (a relayer bug, not bad content). */
   bool to_board = false;
-  u64 err = taskboard_check_delivery_accounts(params, &env, &to_board);
+  u64 err = taskboard_check_delivery_accounts(params, &env, message_id, &to_board);
   if (err) return err;
 
   u8 checked_id[32];

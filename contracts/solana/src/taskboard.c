@@ -376,12 +376,17 @@ u64 taskboard_reclaim(SolParameters *params) {
   return 0;
 }
 
-u64 taskboard_check_delivery_accounts(SolParameters *params, const Envelope *env, bool *to_board) {
+u64 taskboard_check_delivery_accounts(SolParameters *params, const Envelope *env, const u8 message_id[32],
+                                      bool *to_board) {
   SolPubkey board;
   u64 err = board_address(params->program_id, &board);
   if (err) return err;
   *to_board = sol_bytes_eq(env->dst_receiver, board.x, 32);
   if (!*to_board) return 0;
+  /* v2 results and verdicts (taskboard_v2.c) carry their own accounts after the board. */
+  bool v2 = false;
+  err = taskboard_v2_check_delivery(params, env, message_id, &v2);
+  if (err || v2) return err;
   /* The relayer derives these from the payload; when it cannot (a payload too short or of the
    * wrong size), only the board account is needed and the message is ignored later. */
   u64 need = 5;
@@ -469,8 +474,22 @@ static u64 on_attestation(SolParameters *params, const Envelope *env) {
 }
 
 u64 taskboard_on_delivery(SolParameters *params, const Envelope *env, const u8 message_id[32]) {
-  if (env->kind == KIND_TASK_REQUEST) return 0; /* served from the receipt (SubmitResult) */
+  if (env->kind == KIND_TASK_REQUEST) return 0; /* served from the receipt (SubmitResult, Claim) */
+  if (taskboard_v2_message(env)) return taskboard_v2_on_delivery(params, env, message_id);
   if (env->kind == KIND_TASK_RESULT) return on_result(params, env, message_id);
   if (env->kind == KIND_PROOF_ATTESTATION) return on_attestation(params, env);
   IGNORE("kind not handled by the task board");
 }
+
+/* Shared with taskboard_v2.c (taskboard.h). */
+bool tb_executor_valid(const u8 *p) { return executor_valid(p); }
+bool tb_uri_valid(const u8 *p, u64 len) { return uri_valid(p, len); }
+u64 tb_board_address(const SolPubkey *program_id, SolPubkey *out) { return board_address(program_id, out); }
+u64 tb_system_transfer(SolParameters *params, SolAccountInfo *system, SolAccountInfo *from, SolAccountInfo *to,
+                       u64 lamports) {
+  return system_transfer(params, system, from, to, lamports);
+}
+u64 tb_require_funds(const SolAccountInfo *payer, const SolAccountInfo *target, u64 space, u64 extra) {
+  return require_funds(payer, target, space, extra);
+}
+i64 tb_now(void) { return now_unix(); }

@@ -20,6 +20,15 @@ enum {
   IX_TASK_REQUEST = 32,
   IX_TASK_SUBMIT_RESULT = 33,
   IX_TASK_RECLAIM = 34,
+  /* task protocol v2 (taskboard_v2.c) */
+  IX_TASK_REQUEST_V2 = 35,
+  IX_TASK_CLAIM = 36,
+  IX_TASK_SUBMIT_RESULT_V2 = 37,
+  IX_TASK_EXPIRE_CLAIM = 38,
+  IX_TASK_RELEASE_BOND = 39,
+  IX_TASK_RECLAIM_V2 = 40,
+  IX_TASK_WITHDRAW = 41,
+  IX_TASK_CHECK_PAYLOAD_V2 = 47, /* stateless: the v2 decoders and the auction price (vectors) */
   /* 48..63: feeds (feeds.c) */
   IX_FEED_UPDATE = 48,
 };
@@ -101,6 +110,31 @@ enum {
   ERR_DEADLINE_NOT_PASSED = 0x63,       /* Reclaim: before deadline (+ grace once a result was recorded) */
   ERR_NOT_REQUESTER = 0x64,             /* Reclaim: the refund account is not the task's requester */
   ERR_INSUFFICIENT_LAMPORTS = 0x65,     /* the paying signer cannot cover the new account's rent (+ escrow) */
+
+  /* 0x80..0x9F: task protocol v2 (taskboard_v2.c) */
+  ERR_TASK_TERMS_INVALID = 0x80,         /* start_bps > 10000, claim_window 0 or refund_to zero */
+  ERR_TASK_VERSION_UNSUPPORTED = 0x81,   /* the payload's version byte is not 2 */
+  ERR_TASK_SAME_DOMAIN = 0x82,           /* RequestTask v2 to this chain's own domain */
+  ERR_BOND_TOO_LARGE = 0x83,             /* Claim: the request's bond does not fit u64 lamports */
+  ERR_SERVE_WRONG_ADDRESS = 0x84,        /* not the serve account ["serve", request_id] */
+  ERR_ALREADY_CLAIMED = 0x85,            /* Claim while another claim runs */
+  ERR_RESULT_PENDING = 0x86,             /* Claim while a result waits for its verdict */
+  ERR_REQUEST_CLOSED = 0x87,             /* Claim once the bond was settled for the last time */
+  ERR_ZERO_PAYOUT = 0x88,
+  ERR_NOT_CLAIMED = 0x89,                /* SubmitResult v2 / ExpireClaim without a running claim */
+  ERR_NOT_CLAIMANT = 0x8a,               /* SubmitResult v2 by another signer than the claimant */
+  ERR_CLAIM_DEADLINE_PASSED = 0x8b,
+  ERR_CLAIM_MISMATCH = 0x8c,             /* the result's claimant, payout or price is not the claim's */
+  ERR_CLAIM_NOT_EXPIRED = 0x8d,
+  ERR_NO_RESULT_PENDING = 0x8e,          /* ReleaseBond without a result waiting for a verdict */
+  ERR_RECIPIENT_WRONG = 0x8f,            /* an account paid lamports is not the one the record names */
+  ERR_RECIPIENT_CANNOT_RECEIVE = 0x90,   /* an account paid lamports is executable */
+  ERR_NOTHING_TO_WITHDRAW = 0x91,
+  ERR_RECIPIENT_BELOW_RENT = 0x92,       /* Withdraw: the credit would leave it below rent exemption */
+  ERR_VERDICT_MALFORMED = 0x93,          /* PROOF_ATTESTATION v2 layout (CheckPayload only) */
+  ERR_RESULT_RECEIPT_WRONG_ADDRESS = 0x94, /* verdict delivery: not ["delivered", result_id] */
+  ERR_TASK_NONCE_USED = 0x95,            /* RequestTask v2: the task account exists already */
+  ERR_TASK_ACCOUNT_WRONG = 0x96,         /* delivery: not the v2 task / serve account of the request */
 
   /* 0x70..0x7F: feeds (feeds.c) */
   ERR_FEED_REPORT_MALFORMED = 0x70,   /* data is not tag | attestation (133) | report (122) */
