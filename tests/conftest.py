@@ -3,9 +3,20 @@ in tests/support/; fixtures used only by one suite are in tests/unit/conftest.py
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
 
 from adapters.evm import deploy as evm_deploy
+
+# Hypothesis profiles (the fuzz budgets are in tests/support/fuzzing.py). `ci`, the default, is
+# derandomised: every run draws the same examples, so a CI failure reproduces anywhere; `dev`
+# (HYPOTHESIS_PROFILE=dev) draws fresh random examples and ten times as many.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,12 @@ class SignedReport:
         """Trusts only `report`, `epoch` and `signature`; the readable fields must agree with them."""
         if not isinstance(data, dict):
             raise SignedReportError("a signed report is a JSON object")
-        report = FeedReport.decode(_hex(data.get("report"), "report"))
+        try:
+            report = FeedReport.decode(_hex(data.get("report"), "report"))
+        except SignedReportError:
+            raise
+        except ReportError as exc:
+            raise SignedReportError(f"report: {exc}") from None
         epoch = data.get("epoch")
         if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch < 2**32:
             raise SignedReportError("epoch must be an integer in 0..2^32-1")

@@ -546,7 +546,11 @@ def task_payload_version(kind: MessageKind | int, data: bytes) -> int:
     0x02 right after the request id, where a v1 result has its executor's first (printable) byte.
     Attestations: a v2 verdict is 220 bytes, a v1 attestation 170."""
     data = bytes(data)
-    match MessageKind(kind):
+    try:
+        kind = MessageKind(kind)
+    except ValueError:
+        raise TaskPayloadError(f"message kind {kind} is unknown; task payloads travel in kinds 1, 2 and 3") from None
+    match kind:
         case MessageKind.TASK_REQUEST:
             return 2 if data[:1] == bytes([TASK_PAYLOAD_V2]) else 1
         case MessageKind.TASK_RESULT:
