@@ -12,10 +12,14 @@ load the other chains' client libraries (web3 or solana-py and solders).
 
 from __future__ import annotations
 
-from typing import assert_never
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, assert_never
 
 from relay.config import Chain, EvmChain, SolanaChain, TesseraConfig
 from relay.errors import ConfigError
+from relay.feeds.config import EvmPoolSourceConfig
+from relay.feeds.sources import SourceError, register_source
 from relay.interfaces import ChainAdapter, ChainDriver
 
 
@@ -47,3 +51,20 @@ def messaging_adapters(config: TesseraConfig, *, role: str = "relayer", with_sig
     """Every configured chain's gateway adapter, keyed by domain."""
     return {chain.domain: driver_for(name, chain).messaging(role=role, with_signer=with_signers)
             for name, chain in config.chains.items()}
+
+
+def register_feed_sources(config: TesseraConfig | Mapping[str, Chain]) -> None:
+    """Registers the source kinds that read a chain (`evm_pool`) for this config's chains: call it once
+    at attester start, before building the feeds' sources. The chain a source names is resolved by
+    its driver, which refuses a chain that has no such pool."""
+
+    chains = config.chains if isinstance(config, TesseraConfig) else dict(config)
+
+    def evm_pool(source: EvmPoolSourceConfig, name: str, clock: Callable[[], float] = time.time, **_: Any):
+        chain = chains.get(source.chain)
+        if chain is None:
+            raise SourceError(f"source {name}: no chain {source.chain!r} under [chains]; configured: "
+                              f"{', '.join(sorted(chains))}")
+        return driver_for(source.chain, chain).pool_source(source, name, clock)
+
+    register_source("evm_pool", evm_pool)

@@ -141,28 +141,29 @@ class Attester:
     # -- proof attestations ------------------------------------------------------------------
     def _task_hook(self, observation: Observation) -> None:
         env = observation.envelope
-        if env.kind == MessageKind.TASK_REQUEST:
-            if self.signing_log.remember_request(env.message_id, env.encode(), observation.source_tx):
-                # A result seen before its request (watchers of two chains run apart) gets a second look.
-                for record in self.signing_log.results_for_request(env.message_id):
-                    if record.status == "refused" and record.reason.startswith(REQUEST_NOT_SEEN):
-                        self.signing_log.set_result_status(record.result_id, "pending", "", record.method)
-                        self._schedule_check(record.result_id)
-        elif env.kind == MessageKind.TASK_RESULT:
-            try:
-                request_id = TaskResult.decode(env.payload).request_id
-            except TaskPayloadError:
-                request_id = bytes(32)  # recorded anyway, so the refusal is visible
-            attestation_id = None
-            if observation.block_time is not None:
+        match env.kind:
+            case MessageKind.TASK_REQUEST:
+                if self.signing_log.remember_request(env.message_id, env.encode(), observation.source_tx):
+                    # A result seen before its request (watchers of two chains run apart) gets a second look.
+                    for record in self.signing_log.results_for_request(env.message_id):
+                        if record.status == "refused" and record.reason.startswith(REQUEST_NOT_SEEN):
+                            self.signing_log.set_result_status(record.result_id, "pending", "", record.method)
+                            self._schedule_check(record.result_id)
+            case MessageKind.TASK_RESULT:
                 try:
-                    attestation_id = attestation_for(env, observation.block_time).message_id
-                except AttestationError:
-                    pass
-            record = self.signing_log.remember_result(env.message_id, request_id, env.encode(), observation.source_tx,
-                                                      observation.block_time, attestation_id)
-            if record.status == "pending":
-                self._schedule_check(record.result_id)
+                    request_id = TaskResult.decode(env.payload).request_id
+                except TaskPayloadError:
+                    request_id = bytes(32)  # recorded anyway, so the refusal is visible
+                attestation_id = None
+                if observation.block_time is not None:
+                    try:
+                        attestation_id = attestation_for(env, observation.block_time).message_id
+                    except AttestationError:
+                        pass
+                record = self.signing_log.remember_result(env.message_id, request_id, env.encode(), observation.source_tx,
+                                                          observation.block_time, attestation_id)
+                if record.status == "pending":
+                    self._schedule_check(record.result_id)
 
     def _schedule_check(self, result_id: bytes) -> None:
         if result_id in self._checking:
@@ -308,7 +309,9 @@ class Attester:
             try:
                 body = await request.json()
                 src_domain, source_tx = int(body["src_domain"]), str(body["source_tx"])
-            except (ValueError, KeyError, TypeError):
+            # LookupError: an unknown charset or a missing key; RecursionError: JSON nested too deep;
+            # OverflowError: int(Infinity).
+            except (ValueError, TypeError, LookupError, RecursionError, OverflowError):
                 return web.json_response({"error": 'body must be {"src_domain": int, "source_tx": str}'}, status=400)
             try:
                 entries = await self.observe_tx(src_domain, source_tx)

@@ -199,6 +199,16 @@ class ChainDriver(Protocol):
         ValueError saying what was expected."""
         ...
 
+    def pool_source(self, source: Any, name: str, clock: Any = None) -> Any:
+        """A price source reading a constant-product pool on this chain (`evm_pool` feeds); raises
+        ConfigError naming the source when this kind of chain has none."""
+        ...
+
+    def market(self, key: str, **options: Any) -> Any:
+        """Localnet only: the random-walk trader on this chain's MarketPool (`relay market`); raises
+        ConfigError when the chain has none."""
+        ...
+
     async def provision_devnet_worker(self, keys_dir: Any, suffix: str, serves: bool) -> tuple[str, dict]:
         """Localnet only: the account a worker uses on this chain, created under `keys_dir` when missing
         (idempotent: an existing key is reused) and funded when needed (`serves`: the worker submits

@@ -168,8 +168,9 @@ class Relayer:
             self.log.info("observed", msg_id=envelope.message_id.hex(), src=envelope.src_domain,
                           dst=envelope.dst_domain, nonce=envelope.nonce, tx=source_tx)
             self._wake.set()
-        if envelope.kind == MessageKind.TASK_RESULT:
-            await self._enqueue_attestation(envelope, source_tx, block_time)
+        match envelope.kind:
+            case MessageKind.TASK_RESULT:  # its PROOF_ATTESTATION is carried too
+                await self._enqueue_attestation(envelope, source_tx, block_time)
 
     async def _enqueue_attestation(self, result: Envelope, source_tx: str, block_time: int | None) -> None:
         """A TASK_RESULT also gets its PROOF_ATTESTATION carried: derived the way attesters derive it,

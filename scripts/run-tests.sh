@@ -3,6 +3,9 @@
 # and forge. pytest's exit code 5 ("no tests collected") is a failure here, never a pass.
 set -u
 cd "$(dirname "$0")/.."
+# The layers (pyproject.toml [tool.importlinter]): attest/ stands alone, services never import
+# adapters/ or a chain library, no import cycles. A broken contract fails the run before any test.
+.venv/bin/lint-imports --no-cache || { echo "error: the import-layer contracts do not hold (see above)"; exit 1; }
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ $rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi

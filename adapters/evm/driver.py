@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from typing import Any
 
 from eth_account import Account
@@ -11,13 +14,15 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from adapters.evm import devnet
 from adapters.evm.devnet import ANVIL_DEV_KEYS
-from adapters.evm.feeds import EvmFeedTarget
+from adapters.evm.feeds import EvmFeedTarget, EvmPoolSource
+from adapters.evm.market import MarketSimulator
 from adapters.evm.gateway import EvmAdapter, evm_key
 from adapters.evm.taskboard import EvmTaskBoard
 from attest.committee import Committee
 from attest.files import write_atomic
 from relay.config import FeedPushSection, EvmChain, KeyRef, TesseraConfig, WorkerSection
 from relay.errors import ConfigError
+from relay.feeds.config import EvmPoolSourceConfig
 from relay.feeds.config import FeedConfig
 from relay.interfaces import DevnetDeployment, DevnetNode, EnvelopeSigner
 
@@ -49,6 +54,15 @@ class EvmDriver:
 
     def parse_address(self, text: str) -> bytes:
         return self.chain.parse_address(text)
+
+    def pool_source(self, source: EvmPoolSourceConfig, name: str, clock: Callable[[], float] = time.time) -> EvmPoolSource:
+        return EvmPoolSource(source, name, self.chain.rpc_urls[0], clock=clock)
+
+    def market(self, key: str, **options: Any) -> MarketSimulator:
+        pool = self.chain.contracts.get("MarketPool")
+        if pool is None:
+            raise ConfigError(f"chains.{self.name}.contracts has no MarketPool: `relay localnet up` deploys the market")
+        return MarketSimulator.connect(self.chain.rpc_urls[0], key, pool, **options)
 
     async def provision_devnet_worker(self, keys_dir: Path, suffix: str, serves: bool) -> tuple[str, dict]:
         """A localnet worker's account on this chain: anvil dev key 5 for the default worker, a fresh

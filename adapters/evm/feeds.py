@@ -313,18 +313,3 @@ class EvmPoolSource:
             price = (Decimal(quote) / Decimal(10) ** cfg.quote_decimals) / (Decimal(base) / Decimal(10) ** cfg.base_decimals)
         return check_fresh(Quote(price, int(block["timestamp"]) * 1000), int(self._clock() * 1000), cfg.max_age_s)
 
-
-def register_feed_sources(chains: Mapping[str, EvmChain] | TesseraConfig) -> None:
-    """Registers the `evm_pool` source kind for the given `[chains]` (or a whole config): call it
-    once at attester start, before building the feeds' sources."""
-    chains = getattr(chains, "chains", chains)
-    evm = {name: chain for name, chain in chains.items() if getattr(chain, "kind", None) == "evm"}
-
-    def factory(config: EvmPoolSourceConfig, name: str, clock: Any = time.time, **_: Any) -> EvmPoolSource:
-        chain = evm.get(config.chain)
-        if chain is None:
-            raise SourceError(f"source {name}: chain {config.chain!r} is not an evm chain of this config; "
-                              f"known: {', '.join(sorted(evm)) or 'none'}")
-        return EvmPoolSource(config, name, chain.rpc_urls[0], clock=clock)
-
-    register_source("evm_pool", factory)

@@ -51,6 +51,14 @@ class SolanaDriver:
     def parse_address(self, text: str) -> bytes:
         return self.chain.parse_address(text)
 
+    def pool_source(self, source: Any, name: str, clock: Any = None) -> Any:
+        raise ConfigError(f"source {name}: chains.{self.name} is a Solana chain; an evm_pool source reads a "
+                          "Uniswap-v2-style pool on an EVM chain")
+
+    def market(self, key: str, **options: Any) -> Any:
+        raise ConfigError(f"chains.{self.name} is a Solana chain: the market simulator trades on the localnet's "
+                          "EVM pool; pass --chain with an EVM chain")
+
     async def provision_devnet_worker(self, keys_dir: Path, suffix: str, serves: bool) -> tuple[str, dict]:
         """A localnet worker's fee payer on this chain (funded by airdrop when it serves here).
         Returns its payout address and the `[worker]` fields it needs."""

@@ -80,7 +80,7 @@ class _Connection:
 @dataclass(eq=False)
 class _Subscription:
     id: int
-    kind: str
+    topic: str
     connection: _Connection
     commitment: str
     key: Any = None  # Pubkey or Signature the subscription watches, None for "all"
@@ -214,15 +214,15 @@ class PubSub:
         self._subscriptions[subscription.id] = subscription
         connection.subscriptions.add(subscription.id)
         connection.send(_reply(request_id, subscription.id))
-        if subscription.kind == "signature":
+        if subscription.topic == "signature":
             self._signature_already_there(subscription)
 
-    def _unsubscribe(self, connection: _Connection, kind: str, params: list[Any]) -> bool:
+    def _unsubscribe(self, connection: _Connection, topic: str, params: list[Any]) -> bool:
         sub_id = _param(params, 0, "subscription id")
         if not isinstance(sub_id, int) or isinstance(sub_id, bool):
             raise invalid_params("Invalid params: invalid type, expected a subscription id (u64)")
         subscription = self._subscriptions.get(sub_id)
-        if subscription is None or subscription.connection is not connection or subscription.kind != kind:
+        if subscription is None or subscription.connection is not connection or subscription.topic != topic:
             raise RpcError(INVALID_PARAMS, "Invalid subscription id.")
         self._remove(subscription)
         return True
@@ -231,8 +231,8 @@ class PubSub:
         self._subscriptions.pop(subscription.id, None)
         subscription.connection.subscriptions.discard(subscription.id)
 
-    def _new(self, kind: str, connection: _Connection, commitment: str, **kw: Any) -> _Subscription:
-        return _Subscription(next(self._ids), kind, connection, commitment, **kw)
+    def _new(self, topic: str, connection: _Connection, commitment: str, **kw: Any) -> _Subscription:
+        return _Subscription(next(self._ids), topic, connection, commitment, **kw)
 
     def _subscribe_logs(self, connection: _Connection, params: list[Any]) -> _Subscription:
         spec = _param(params, 0, "filter")
@@ -278,11 +278,11 @@ class PubSub:
 
     # ----- ledger events -----
 
-    def _of_kind(self, kind: str, commitment: str | None = None) -> list[_Subscription]:
+    def _of_topic(self, topic: str, commitment: str | None = None) -> list[_Subscription]:
         return [
             s
             for s in self._subscriptions.values()
-            if s.kind == kind and (commitment is None or s.commitment == commitment)
+            if s.topic == topic and (commitment is None or s.commitment == commitment)
         ]
 
     def on_transaction(self, record: TxRecord) -> None:
@@ -295,7 +295,7 @@ class PubSub:
         self._notify_accounts(commitment, slot, self.ledger.accounts_written_in(slot))
 
     def on_slot(self, slot: int, parent: int, root: int) -> None:
-        subs = self._of_kind("slot")
+        subs = self._of_topic("slot")
         if subs:
             result = {"parent": parent, "root": root, "slot": slot}
             for sub in subs:
@@ -305,13 +305,13 @@ class PubSub:
         if root <= self._last_root:
             return  # a validator notifies roots only when the root moves
         self._last_root = root
-        for sub in self._of_kind("root"):
+        for sub in self._of_topic("root"):
             sub.connection.send(
                 _notification("rootNotification", json.dumps({"result": root, "subscription": sub.id}))
             )
 
     def _notify_transaction(self, commitment: str, record: TxRecord) -> None:
-        logs_subs = self._of_kind("logs", commitment)
+        logs_subs = self._of_topic("logs", commitment)
         if logs_subs:
             keys = set(record.account_keys)
             value = RpcLogsResponse(record.signature, record.err, record.meta.logs())
@@ -321,7 +321,7 @@ class PubSub:
                         LogsNotificationResult(value, RpcResponseContext(record.slot, SOLANA_CORE_VERSION)), sub.id
                     ).to_json()
                     sub.connection.send(_notification("logsNotification", params))
-        for sub in self._of_kind("signature", commitment):
+        for sub in self._of_topic("signature", commitment):
             if sub.key == record.signature:
                 self._send_signature(sub, record)
 
@@ -347,7 +347,7 @@ class PubSub:
     def _notify_accounts(self, commitment: str, slot: int, written: set[Pubkey]) -> None:
         if not written:
             return
-        for sub in self._of_kind("account", commitment):
+        for sub in self._of_topic("account", commitment):
             if sub.key in written:
                 account = self.ledger.account_at_slot(sub.key, slot) if commitment != PROCESSED else (
                     self.ledger.get_account(sub.key, PROCESSED)
@@ -357,7 +357,7 @@ class PubSub:
                 sub.connection.send(
                     _notification("accountNotification", json.dumps({"result": result, "subscription": sub.id}))
                 )
-        for sub in self._of_kind("program", commitment):
+        for sub in self._of_topic("program", commitment):
             for pubkey in written:
                 account = self.ledger.account_at_slot(pubkey, slot) if commitment != PROCESSED else (
                     self.ledger.get_account(pubkey, PROCESSED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from relay import daemons
+from relay.daemons import messaging as daemons
 from relay.cli.common import add_config_option, load
 
 

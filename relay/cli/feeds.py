@@ -9,8 +9,8 @@ from pathlib import Path
 from relay.cli.common import add_config_option, load
 from relay.configfile import check_listen
 from relay.errors import ConfigError
-from relay.feeds.push_cli import run_feed_push, run_market
-from relay.feeds.serve_cli import run_feed_server
+from relay.daemons.feed_push import run_feed_push, run_market
+from relay.daemons.feed_server import run_feed_server
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,7 +11,7 @@ from relay.cli.common import add_config_option, load
 from relay.errors import ConfigError
 from relay.tasks.payloads import worker_public_key
 from relay.tasks.worker import generate_identity
-from relay.tasks.worker_cli import run_worker
+from relay.daemons.worker import run_worker
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -248,7 +248,7 @@ class FeedsClient:
         try:
             while True:
                 try:
-                    kind, data = await asyncio.wait_for(queue.get(), check_interval_s)
+                    event_type, data = await asyncio.wait_for(queue.get(), check_interval_s)
                 except TimeoutError:
                     if pump.done():
                         pump.result()  # re-raise what stopped it
@@ -256,10 +256,10 @@ class FeedsClient:
                         for event in self._client_stale(ids, last_seen, stale):
                             yield event
                     continue
-                if kind == "fatal":
+                if event_type == "fatal":
                     raise data
                 fid = data.get("feed_id") if isinstance(data, dict) else None
-                if kind == "report":
+                if event_type == "report":
                     try:
                         report = self._decode(data)
                     except ReportVerificationError as exc:
@@ -288,16 +288,16 @@ class FeedsClient:
                         stale[fid] = False
                         yield LiveEvent(fid, report.round)
                     yield report
-                elif kind == "gap" and fid in ids:
+                elif event_type == "gap" and fid in ids:
                     from_round, to_round = int(data["from_round"]), int(data["to_round"])
                     if to_round > last.get(fid, -1):
                         last[fid] = to_round  # those rounds are gone; resume after them
                         yield GapEvent(fid, from_round, to_round)
-                elif kind == "stale" and fid in ids:
+                elif event_type == "stale" and fid in ids:
                     if not stale.get(fid):
                         stale[fid] = True
                         yield StaleEvent(fid, data.get("last_round"), data.get("age_ms"), "server")
-                elif kind == "live" and fid in ids:
+                elif event_type == "live" and fid in ids:
                     if stale.get(fid):
                         stale[fid] = False
                         yield LiveEvent(fid, int(data["round"]))
@@ -331,10 +331,10 @@ class FeedsClient:
                 if not first:
                     self.reconnects += 1
                 first = False
-                async for kind, data in reader(base, ids, dict(last), connected):
+                async for event_type, data in reader(base, ids, dict(last), connected):
                     got_any = True
                     failures = 0
-                    await queue.put((kind, data))
+                    await queue.put((event_type, data))
                 reason = "the server closed the stream"
             except _Reconnect as exc:
                 reason = str(exc)
@@ -394,14 +394,14 @@ class FeedsClient:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     continue
                 data = json.loads(msg.data)
-                kind = data.get("type")
-                if kind == "error":
+                event_type = data.get("type")
+                if event_type == "error":
                     raise FeedNotFoundError(f"{base} refused the subscription: {data.get('message')}")
-                if kind == "subscribed":
+                if event_type == "subscribed":
                     connected.set()
-                elif kind == "report":
+                elif event_type == "report":
                     yield "report", data.get("report")
-                elif kind in ("gap", "stale", "live"):
-                    yield kind, data
+                elif event_type in ("gap", "stale", "live"):
+                    yield event_type, data
             if ws.close_code == 1008:
                 raise _Reconnect(f"dropped by the server: {ws.extra or 'slow consumer'}")

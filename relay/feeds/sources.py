@@ -294,7 +294,7 @@ def register_source(kind: str, factory: SourceFactory) -> None:
 
 
 # Source kinds that read a chain live in adapters/ and register themselves when loaded.
-_CHAIN_SOURCE_LOADERS = {"evm_pool": "adapters.evm.feeds.register_feed_sources(config)"}
+_CHAIN_SOURCE_LOADERS = {"evm_pool": "adapters.registry.register_feed_sources(config)"}
 
 
 def source_kinds() -> list[str]:

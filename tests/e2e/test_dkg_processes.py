@@ -1,4 +1,4 @@
-"""Four `python -m relay.keys_cli keys dkg` processes run a real DKG over HTTP on 127.0.0.1."""
+"""Four `python -m relay.cli keys dkg` processes run a real DKG over HTTP on 127.0.0.1."""
 
 import json
 import os
@@ -52,7 +52,7 @@ def _make_identities(tmp_path: Path, n: int) -> dict[int, str]:
     """`keys identity` for each participant; returns the public keys to pin in the config."""
     public = {}
     for i in range(1, n + 1):
-        done = subprocess.run([sys.executable, "-m", "relay.keys_cli", "keys", "identity", "--out",
+        done = subprocess.run([sys.executable, "-m", "relay.cli", "keys", "identity", "--out",
                                str(tmp_path / f"id-{i}.key")], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         public[i] = re.search(r'identity_key = "(0x[0-9a-f]{64})"', done.stdout).group(1)
@@ -66,7 +66,7 @@ def _run_participants(tmp_path: Path, indices: list[int], config: Path,
     env = {**os.environ, "TESSERA_LOG_LEVEL": "info", "TESSERA_LOG_FORMAT": "json"}
     procs = {
         i: subprocess.Popen(
-            [sys.executable, "-m", "relay.keys_cli", "keys", "dkg", "--config", str(config), "--index", str(i),
+            [sys.executable, "-m", "relay.cli", "keys", "dkg", "--config", str(config), "--index", str(i),
              "--out", str(tmp_path / f"p{i}"), "--password-file", str(password),
              *(["--identity-key", str(tmp_path / f"id-{i}.key")] if with_identity else [])],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -98,7 +98,7 @@ def _check_agreement(tmp_path: Path, indices: list[int]) -> None:
     # `keys show` accepts every participant's files.
     i = indices[-1]
     shown = subprocess.run(
-        [sys.executable, "-m", "relay.keys_cli", "keys", "show", str(tmp_path / f"p{i}"),
+        [sys.executable, "-m", "relay.cli", "keys", "show", str(tmp_path / f"p{i}"),
          "--share", str(tmp_path / f"p{i}" / f"share-{i}.json"), "--password-file", str(tmp_path / "password")],
         cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr

@@ -22,8 +22,8 @@ import attest
 from adapters.evm import deploy as evm_deploy
 from adapters.evm.devnet import AnvilProcess, free_port
 from attest.bn254 import hash_to_g1_hint
-from adapters.evm.feeds import (EvmFeedTarget, FeedPushError, aggregator_key, deploy_feeds, hinted_update_args,
-                                register_feed_sources)
+from adapters.evm.feeds import EvmFeedTarget, FeedPushError, aggregator_key, deploy_feeds, hinted_update_args
+from adapters.registry import register_feed_sources
 from adapters.evm.market import MarketSimulator, deploy_market, pool_price
 from relay.config import EvmChain
 from relay.feeds.aggregate import PushPolicy
@@ -391,7 +391,7 @@ async def test_feed_push_and_market_commands(setup: Setup, tmp_path: Any) -> Non
 
     from relay.config import CommitteeRef, FeedPushSection, KeyRef, TesseraConfig
     from relay.errors import ConfigError
-    from relay.feeds.push_cli import run_feed_push, run_market
+    from relay.daemons.feed_push import run_feed_push, run_market
 
     signed = [setup.sign(report(r, 100_000_000 * r)) for r in (1, 2)]
     finished = asyncio.Event()

@@ -21,7 +21,7 @@ from adapters.solana.feeds import FeedPushError as SolanaFeedPushError
 from adapters.solana.feeds import SolanaFeedTarget
 from relay.config import dump_config, load_config
 from relay.devstack import messaging_stack
-from relay.feeds.push_cli import run_feed_push
+from relay.daemons.feed_push import run_feed_push
 from relay.feeds.signed import SignedReport
 
 pytestmark = pytest.mark.e2e

@@ -19,7 +19,7 @@ import attest
 from adapters.registry import driver_for
 from relay.interfaces import SignedDelivery
 from relay.config import load_config
-from relay.daemons import _load_share
+from relay.daemons.messaging import _load_share
 from relay.devstack import free_port, messaging_stack
 from relay.envelope import Envelope, address_to_bytes32, keccak256
 from relay.protocol import MessageKind

@@ -18,7 +18,7 @@ from adapters.registry import driver_for
 from adapters.solana.taskboard import SolanaTaskBoard
 from relay.interfaces import DeliveryState, SignedDelivery
 from relay.config import load_config
-from relay.daemons import _load_share
+from relay.daemons.messaging import _load_share
 from relay.devstack import messaging_stack
 from relay.envelope import Envelope
 from relay.protocol import MessageKind

@@ -26,7 +26,7 @@ def _dkg(tmp_path: Path, *args: str, password: str | None = "pw") -> subprocess.
     env["TESSERA_LOG_LEVEL"] = "error"
     if password is not None:
         env[PASSWORD_ENV] = password
-    return subprocess.run([sys.executable, "-m", "relay.keys_cli", "keys", "dkg", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "relay.cli", "keys", "dkg", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -80,13 +80,13 @@ def test_identity_key_generation_and_use(tmp_path: Path) -> None:
     from attest.dkg import identity_public_bytes, load_identity
 
     key_path = tmp_path / "id.key"
-    done = subprocess.run([sys.executable, "-m", "relay.keys_cli", "keys", "identity", "--out", str(key_path)],
+    done = subprocess.run([sys.executable, "-m", "relay.cli", "keys", "identity", "--out", str(key_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert oct(key_path.stat().st_mode)[-3:] == "600"
     public = identity_public_bytes(load_identity(key_path))
     assert f'identity_key = "0x{public.hex()}"' in done.stdout
-    again = subprocess.run([sys.executable, "-m", "relay.keys_cli", "keys", "identity", "--out", str(key_path)],
+    again = subprocess.run([sys.executable, "-m", "relay.cli", "keys", "identity", "--out", str(key_path)],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "refusing to overwrite" in again.stderr
 

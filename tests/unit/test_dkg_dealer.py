@@ -65,7 +65,7 @@ def _cli(*args: str, env_password: str | None = None) -> subprocess.CompletedPro
     env["TESSERA_LOG_LEVEL"] = "warning"
     if env_password is not None:
         env[PASSWORD_ENV] = env_password
-    return subprocess.run([sys.executable, "-m", "relay.keys_cli", "keys", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "relay.cli", "keys", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -292,7 +292,7 @@ def test_the_attester_gives_proof_verifier_plugins_their_config_options(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from relay.config import parse_config
-    from relay.daemons import result_checkers
+    from relay.daemons.messaging import result_checkers
 
     install_plugin(tmp_path, monkeypatch, "tessera_testplugin", "tessera_testplugin", PLUGIN_SOURCE, PLUGIN_ENTRY_POINTS)
     config = parse_config({"chains": {}, "executors": {"upper": {"suffix": "?"}},

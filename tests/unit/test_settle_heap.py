@@ -31,7 +31,7 @@ def test_settle_heap_does_nothing_outside_a_daemon_process() -> None:
 def test_settle_heap_freezes_the_startup_heap_of_a_cli_daemon() -> None:
     out = _run("""
         import gc
-        import relay.daemons, relay.feeds.node  # what an attester imports
+        import relay.daemons.messaging, relay.feeds.node  # what an attester imports
         from relay.lifecycle import own_process, settle_heap
         own_process()
         froze = settle_heap()

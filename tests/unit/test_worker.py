@@ -494,7 +494,7 @@ def test_identity_keygen(tmp_path) -> None:
 
 
 async def test_large_output_is_served_by_uri_from_the_worker(tmp_path, registry, counting, key) -> None:
-    from relay.tasks.worker_cli import _build_app
+    from relay.daemons.worker import _build_app
 
     port = free_port()
     board = FakeBoard()

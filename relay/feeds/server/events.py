@@ -25,14 +25,14 @@ def _chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode("ascii") + data + b"\r\n"
 
 
-def make_event(kind: str, feed_id: str, data: dict, event_id: str | None = None) -> Event:
+def make_event(event_type: str, feed_id: str, data: dict, event_id: str | None = None) -> Event:
     body = json.dumps(data, separators=(",", ":"))
-    sse = encode_event(body, event=kind, id=event_id)
-    if kind == "report":
+    sse = encode_event(body, event=event_type, id=event_id)
+    if event_type == "report":
         ws = '{"type":"report","report":' + body + "}"
     else:
-        ws = json.dumps({"type": kind, **data}, separators=(",", ":"))
-    return Event(kind, feed_id, data, sse, _chunk(sse), ws)
+        ws = json.dumps({"type": event_type, **data}, separators=(",", ":"))
+    return Event(event_type, feed_id, data, sse, _chunk(sse), ws)
 
 
 def event_id(feed_id: str, round_: int) -> str:

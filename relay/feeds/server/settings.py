@@ -1,4 +1,4 @@
-"""The feed server's settings (`[feed_server]`, built by relay/feeds/serve_cli.py) and its error."""
+"""The feed server's settings (`[feed_server]`, built by relay/daemons/feed_server.py) and its error."""
 
 from __future__ import annotations
 

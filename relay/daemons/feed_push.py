@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from adapters.evm.market import MarketSimulator
 from adapters.registry import driver_named
 from attest.committee import Committee
 from relay.backoff import Backoff
@@ -84,19 +83,13 @@ async def run_feed_push(config: TesseraConfig, base: Path, source: str | None = 
 async def run_market(config: TesseraConfig, base: Path, chain_name: str, key_file: Path | None, *,
                      interval_ms: int, volatility_bps: float, reversion: float, steps: int | None,
                      seed: int | None, stop: asyncio.Event | None = None) -> None:
-    chain = config.chains.get(chain_name)
-    if chain is None or chain.kind != "evm":
-        raise ConfigError(f"chains.{chain_name} is not a configured evm chain: pass --chain NAME")
-    pool = chain.contracts.get("MarketPool")
-    if pool is None:
-        raise ConfigError(f"chains.{chain_name}.contracts has no MarketPool: `relay localnet up` deploys the market")
+    driver = driver_named(config, chain_name)
     key = KeyRef(file=key_file or base / MARKET_KEY_FILE).read_text()
-    simulator = MarketSimulator.connect(chain.rpc_urls[0], key, pool, interval_ms=interval_ms,
-                                        volatility_bps=volatility_bps, reversion=reversion, seed=seed)
-
+    simulator = driver.market(key, interval_ms=interval_ms, volatility_bps=volatility_bps, reversion=reversion,
+                              seed=seed)
     async def swap(stop: asyncio.Event) -> None:
         await until_stopped(stop, simulator.run(steps))
         log.info("market done", swaps=len(simulator.steps))
 
     await run_daemon("market", [Service("swaps", run=swap, cleanup=simulator.close)], stop,
-                     chain=chain_name, pool=pool, interval_ms=interval_ms)
+                     chain=chain_name, interval_ms=interval_ms)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import attest
-from adapters.evm.feeds import register_feed_sources
-from adapters.registry import messaging_adapters
+from adapters.registry import messaging_adapters, register_feed_sources
 from attest.committee import Committee, KeyShare
 from attest.keystore import Secret, load_share_for, read_key_file, resolve_secret
 from attest.signing_log import SigningLog
@@ -95,7 +94,7 @@ async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | 
     app = attester.build_app()
     feed_services: list[Service] = []
     if config.feeds:  # feed rounds share the attester's port and process (relay/feeds/node.py)
-        register_feed_sources(config)  # the evm_pool source kind reads EVM chains: it lives in adapters/
+        register_feed_sources(config)  # source kinds that read a chain (evm_pool) come from adapters/
         feed_node = FeedNode.from_config(config, committee, share)
         app.add_routes(feed_node.routes())
         feed_services.append(Service("feed rounds", setup=feed_node.start, run=feed_node.run, cleanup=feed_node.close))
