@@ -98,7 +98,7 @@ class FeedServer:
         if isinstance(raw, str) and raw.lstrip().startswith("{"):
             try:
                 raw = json.loads(raw)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
                 raise ValueError(f"{where} is not valid JSON; send an object like {{\"ETH/USD\": 42}}") from None
         result: dict[str, int] = {}
         if isinstance(raw, dict):
@@ -128,7 +128,8 @@ class FeedServer:
         async def post_report(request: web.Request) -> web.Response:
             try:
                 data = await request.json()
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            # LookupError: a charset Python does not know; RecursionError: JSON nested too deep.
+            except (json.JSONDecodeError, UnicodeDecodeError, LookupError, RecursionError):
                 server.hub.metrics.reports.labels("rejected").inc()
                 return web.json_response({"accepted": False, "reason": "the body is not JSON: POST a SignedReport object"},
                                          status=400)
@@ -317,7 +318,7 @@ class FeedServer:
     def _ws_command(self, sub: WsSubscriber, text: str) -> None:
         try:
             message = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return self._ws_error(sub, 'not JSON; send {"op": "subscribe", "ids": ["ETH/USD"]}')
         if not isinstance(message, dict) or message.get("op") not in ("subscribe", "unsubscribe"):
             return self._ws_error(sub, 'unknown op; use {"op": "subscribe"|"unsubscribe", "ids": [...]}')

@@ -42,7 +42,8 @@ def event_id(feed_id: str, round_: int) -> str:
 def parse_event_id(value: str) -> tuple[str, int] | None:
     # Feed ids may hold ':'; the round is whatever follows the last one.
     feed_id, sep, round_ = value.strip().rpartition(":")
-    if not sep or not feed_id or not round_.isdigit():
+    # ASCII digits only ("²".isdigit() holds but int() refuses it), and no more than a u64 has.
+    if not sep or not feed_id or not (round_.isascii() and round_.isdigit()) or len(round_) > 20:
         return None
     return feed_id, int(round_)
 
