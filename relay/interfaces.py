@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # annotations only: the payload codecs sit above this module
     from attest.committee import Committee
     from relay.feeds.config import FeedConfig
     from relay.feeds.signed import SignedReport
-    from relay.tasks.payloads import TaskRequest
+    from relay.tasks.payloads import TaskRequest, TaskRequestV2
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,9 @@ class DeliveryState(enum.Enum):
     CONFIRMED = "confirmed"  # final, and the gateway recorded the message as delivered
     REVERTED = "reverted"  # included but failed
     DROPPED = "dropped"  # not included and can no longer be (expired blockhash, replaced nonce)
+    # Final, the gateway recorded the message, but its receiver's handler failed (EVM Gateway
+    # status 2): NOT delivered. Retryable: `submit` again (it re-runs the handler) or `retry_failed`.
+    HANDLER_FAILED = "handler_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +110,9 @@ class ChainAdapter(Protocol):
         ...
 
     async def is_delivered(self, message_id: bytes) -> bool:
-        """True once the destination gateway has recorded the message as delivered (final or not,
-        as the chain's latest state says). Read-only."""
+        """True once the destination gateway has recorded the message as delivered and handled (as
+        the adapter's finality rule says). A message whose handler failed (EVM status 2) is not
+        delivered: it is retryable (`retry_failed`). Read-only."""
         ...
 
     async def delivery_tx(self, message_id: bytes) -> str | None:
@@ -126,7 +130,19 @@ class ChainAdapter(Protocol):
     async def delivery_status(self, tx_id: str) -> DeliveryStatus:
         """Where a submitted delivery transaction stands: PENDING while not final (also when the node
         has not seen it yet), CONFIRMED, REVERTED, or DROPPED when it can no longer be included.
-        Read-only; after a restart any earlier tx id can be asked again."""
+        Read-only; after a restart any earlier tx id can be asked again. HANDLER_FAILED when the
+        transaction is final but the receiver's handler failed (the message is not delivered)."""
+        ...
+
+    async def retry_failed(self, envelope: Envelope) -> str:
+        """Re-run the receiver's handler of a message the gateway recorded with a failed handler (EVM
+        `Gateway.retryFailed`; anyone may call it, no signature needed: the envelope was verified at
+        its first delivery). Returns the transaction id without waiting for finality; follow it with
+        `delivery_status` like a delivery. Not idempotent by itself, but safe: once the handler ran,
+        a repeat is refused before sending. Raises (before sending) when the message is not in the
+        failed state or the handler still fails. `submit` of such a message does the same thing, so
+        a relayer that only resubmits is correct too. Chains whose failing handler fails the whole
+        delivery (Solana) never hold a failed message: they raise, saying there is nothing to retry."""
         ...
 
     async def send_message(self, dst_domain: int, receiver: bytes, kind: int, payload: bytes) -> tuple[Envelope, str]:
@@ -187,6 +203,17 @@ class ChainDriver(Protocol):
     def serving_board(self, config: Any, worker: Any) -> ServingBoard:
         """The worker's side of the task board, submitting with the worker's own account from the
         given `[worker]` section; raises ConfigError naming the field when it has none."""
+        ...
+
+    def requester_board_v2(self, config: Any) -> RequesterBoardV2:
+        """Task protocol v2, requester's side, signing with the chain's sender (else signer)."""
+        ...
+
+    def serving_board_v2(self, config: Any, worker: Any = None) -> ServingBoardV2:
+        """Task protocol v2, serving side, claiming and submitting with the worker's own account from
+        the given `[worker]` section (ConfigError naming the field when it has none). `worker=None`
+        gives a read-only board (watch, prices, claim status: what the SDK follows); its transactions
+        raise TaskBoardError."""
         ...
 
     def feed_target(self, config: Any, push: Any) -> FeedTarget:
@@ -331,6 +358,220 @@ class RequesterBoard(Protocol):
     async def reclaim(self, request_id: bytes) -> str: ...
 
     async def close(self) -> None: ...
+
+
+# --- task boards, protocol v2 (docs/TASKS.md "Task protocol v2"; errors in relay/tasks/board.py) --
+# v2 replaces v1 everywhere (issue 12); the v1 protocols above stay only while the worker and the
+# SDK still use them.
+
+
+class ServeState(enum.IntEnum):
+    """Serving-side state of a request (same numbering as TaskBoardV2.ServeState and the Solana serve
+    account's state byte)."""
+
+    NONE = 0  # no TASK_REQUEST v2 with this id was delivered to this board (or it is not final yet)
+    OPEN = 1  # claimable until its deadline (also: re-opened after an expired or refused claim)
+    CLAIMED = 2  # one claimant may submit until claim_deadline
+    ANSWERED = 3  # a result was sent; waiting for the committee's verdict
+    CLOSED = 4  # bond returned or forfeited for the last time: nothing more happens
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequestV2:
+    """A TASK_REQUEST v2 delivered to this chain's board and final there: what a worker may claim."""
+
+    request_id: bytes  # message id of the TASK_REQUEST envelope (32 bytes)
+    envelope: Envelope  # the delivered envelope (src = requester's chain and board)
+    request: TaskRequestV2  # its decoded payload (auction and claim terms included)
+    auction_start: int  # unix seconds, serving chain's clock: the delivery's block time (the auction's t0)
+    delivery_tx: str  # the destination transaction that delivered it
+    position: int  # block number or slot of the delivery
+    cursor: str  # opaque: where watch_requests resumes after this one
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A claim this board's account holds: only it may submit, with this payout and price, until
+    claim_deadline (serving chain's clock)."""
+
+    request_id: bytes
+    claimant: bytes  # 32 bytes: the account that claimed (the board's own: `ServingBoardV2.account`)
+    payout: bytes  # 32 bytes, an address on the requester's chain
+    price: int  # requester chain's smallest unit: what the requester pays for a valid result
+    claim_deadline: int  # unix seconds, serving chain's clock
+    bond: int  # serving chain's smallest unit, posted with the claim
+    tx: str | None  # the claim transaction; None when the claim was already held (found on the board)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimStatus:
+    """Serving-side record of one request, read from the chain's latest state."""
+
+    request_id: bytes
+    state: ServeState
+    src_domain: int = 0  # the requester's chain
+    src_board: bytes = bytes(32)  # the requester's board: where the result goes
+    executor: str = ""
+    deadline: int = 0  # unix seconds, serving chain's clock
+    auction_start: int = 0  # t0 of the auction (the delivery's block time)
+    auction_window: int = 0
+    start_bps: int = 0
+    claim_window: int = 0
+    max_fee: int = 0  # requester chain's smallest unit
+    bond: int = 0  # serving chain's smallest unit
+    refund_to: bytes = bytes(32)  # receives forfeited bonds
+    claimant: bytes | None = None  # the running claim or the answered one (32 bytes); None when open
+    payout: bytes | None = None
+    price: int | None = None
+    claim_deadline: int | None = None
+    result_id: bytes | None = None  # message id of the result waiting for its verdict
+    submitted_at: int | None = None  # that result's block time, where the board stores it (Solana)
+    claims: int | None = None  # claims so far, where the board counts them (Solana)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatusV2:
+    """Requester-side record of one v2 task, read from the chain's latest state. `state` is a TaskState
+    (NONE, OPEN, COMPLETED or REFUNDED: v2 records results by result id, see `result_recorded`)."""
+
+    request_id: bytes
+    state: TaskState
+    requester: bytes = bytes(32)  # 32 bytes (EVM address left-padded, or Solana key)
+    dst_domain: int = 0
+    worker_board: bytes = bytes(32)
+    executor: str = ""
+    deadline: int = 0  # unix seconds, serving chain's clock
+    max_fee: int = 0  # escrowed, requester chain's smallest unit
+    refundable_after: int = 0  # reclaim opens after this (deadline + the board's settlement grace)
+    # Once COMPLETED (None before, and None where the chain does not keep them):
+    result_id: bytes | None = None  # the paid TASK_RESULT's message id
+    payout: bytes | None = None  # 32 bytes
+    price: int | None = None  # paid to the payout
+    refund: int | None = None  # max_fee - price back to the requester (or max_fee once REFUNDED)
+
+
+@runtime_checkable
+class ServingBoardV2(Protocol):
+    """A worker's side of a v2 board, on the chain where it serves: watch, claim at the auction price
+    with a bond, submit as the claimant, settle bonds. Built by `ChainDriver.serving_board_v2`; every
+    transaction is signed by the worker's own account (`account`) and returns once the chain accepted
+    it (EVM receipt status 1, Solana confirmed), not once final. Refusals raise
+    `relay.tasks.board` errors (same classes on every chain, `.error` = the chain's own name)."""
+
+    name: str
+    domain: int
+    address: bytes  # 32 bytes: the board as envelope receiver/sender
+    account: bytes  # 32 bytes: the claimant account (EVM address left-padded, Solana key); zero if read-only
+
+    def watch_requests(self, cursor: str | None) -> AsyncIterator[IncomingRequestV2]:
+        """Delivered TASK_REQUEST v2s addressed to this board, final, in delivery order, from `cursor`
+        on (None: from the adapter's start), forever. Each carries the cursor to resume after it:
+        after a restart `watch_requests(last_cursor)` yields nothing before it and misses nothing
+        after it. Deliveries whose payload is not a v2 request are skipped (logged). Read-only."""
+        ...
+
+    async def chain_time(self) -> int:
+        """The serving chain's clock now (latest block timestamp, Solana Clock unix_timestamp): the
+        clock of auction prices and deadlines. Read-only."""
+        ...
+
+    async def current_price(self, request_id: bytes) -> int:
+        """The price `claim` would fix if it landed now (auction price on the chain's latest clock),
+        requester chain's smallest unit. Raises ClaimRefused (`UnknownRequest`) when no v2 request with
+        that id was delivered here. Read-only."""
+        ...
+
+    async def claim(self, request_id: bytes, payout: bytes) -> Claim:
+        """Claims the request at the auction price when the transaction lands, posting the request's
+        bond, with `payout` (32 bytes, an address on the requester's chain). Returns the claim.
+        Idempotent for its holder: when this account already holds the running claim (e.g. after a
+        restart), returns it with tx None and sends nothing. Raises ClaimLost when another claim runs
+        or the request is answered or closed (a normal outcome of the race: not an error to retry),
+        RequestExpired after the deadline, ClaimRefused for anything else (wrong bond, zero payout,
+        unknown request; `.error` names it). An expired claim of someone else is forfeited by the
+        claim itself."""
+        ...
+
+    async def submit_result(self, request_id: bytes, result_payload: bytes) -> str:
+        """Sends the encoded TASK_RESULT v2 through the board (paying the gateway fee where there is
+        one); returns the transaction once it succeeded. Only the claimant, before its claim deadline,
+        with the claim's claimant, payout and price in the payload. Checked locally first (decodes,
+        names `request_id`; ResultRefused without a transaction). Not idempotent: after a restart read
+        `claim_status` first (ANSWERED with our claimant: it landed). Raises ResultAlreadySubmitted
+        (answered already), ClaimNotHeld (no claim, someone else's, or its deadline passed),
+        RequestExpired, ResultRefused (mismatched fields, executor)."""
+        ...
+
+    async def claim_status(self, request_id: bytes) -> ClaimStatus:
+        """The request's serving-side record (state NONE when unknown here). Read-only."""
+        ...
+
+    async def expire_claim(self, request_id: bytes) -> str:
+        """Forfeits a claim whose deadline passed without a result (bond to the request's refund_to,
+        the task open again until its deadline); anyone may call it. Returns the transaction. Raises
+        BondRefused (`NotClaimed`, `ClaimNotExpired`) otherwise; a second call is refused."""
+        ...
+
+    async def release_bond(self, request_id: bytes) -> str:
+        """Returns the bond to the claimant of a result that got no verdict by deadline + the board's
+        settlement grace; anyone may call it, the lamports/wei go to the claimant only. Returns the
+        transaction; raises BondRefused (`NoResultPending`, `VerdictWaitNotOver`) otherwise."""
+        ...
+
+    async def withdraw(self, request_id: bytes) -> str | None:
+        """Collects what the board holds for this board's account because a transfer to it could not
+        be made (EVM: the account's credits, from any task; Solana: the claimant credit held in this
+        request's serve account). Returns the transaction, or None when nothing is held (nothing
+        sent)."""
+        ...
+
+    async def close(self) -> None:
+        """Closes connections; idempotent."""
+        ...
+
+
+@runtime_checkable
+class RequesterBoardV2(Protocol):
+    """A requester's side of a v2 board, on the chain where the task is paid for. Built by
+    `ChainDriver.requester_board_v2`, signing with the chain's sender (else signer)."""
+
+    name: str
+    domain: int
+    address: bytes  # 32 bytes: the board as envelope sender/receiver
+    account: bytes  # 32 bytes: the requester account
+
+    async def request_task(self, *, dst_domain: int, worker_board: bytes, request: TaskRequestV2) -> SentRequest:
+        """Escrows exactly `request.max_fee` (plus the gateway fee where there is one, fixed in this
+        transaction) and sends the TASK_REQUEST v2 with the request's auction and claim terms to
+        `worker_board` on `dst_domain`; returns once the transaction succeeded, with the envelope as
+        the chain emitted it (its payload equals `request.encode()`). Each call sends a new request;
+        raises RequestRefused (deadline not in the future, terms, fee) before sending."""
+        ...
+
+    async def task_status(self, request_id: bytes) -> TaskStatusV2:
+        """The task's requester-side record (state NONE when unknown). Read-only."""
+        ...
+
+    async def result_recorded(self, result_id: bytes) -> bool:
+        """True once the board recorded the TASK_RESULT v2 with this message id (its verdict can then
+        settle it). Read-only; what relayers order a verdict after."""
+        ...
+
+    async def reclaim(self, request_id: bytes) -> str:
+        """Refunds max_fee to the requester of a task still open after deadline + settlement grace;
+        anyone may call it. Returns the transaction; raises ReclaimRefused otherwise (too early,
+        completed, refunded: a second call is refused)."""
+        ...
+
+    async def withdraw(self, request_id: bytes) -> str | None:
+        """Collects what the board holds for the requester because a refund could not be made (EVM:
+        the account's credits; Solana: the requester credit in this task's account). Returns the
+        transaction, or None when nothing is held (nothing sent)."""
+        ...
+
+    async def close(self) -> None:
+        """Closes connections; idempotent."""
+        ...
 
 
 # --- feed push targets (relay/feeds/push.py drives them) -----------------------------------------

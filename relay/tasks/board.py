@@ -1,6 +1,8 @@
 """The chain-side interface of AI tasks: one task board per chain (docs/TASKS.md).
 
-A task board plays two roles on its chain:
+A task board plays two roles on its chain (v1 below; protocol v2 adds a claim with a bond at a
+reverse-Dutch-auction price before a result: `ServingBoardV2`/`RequesterBoardV2` in relay/interfaces.py,
+docs/TASKS.md "Task protocol v2"; the errors here serve both):
 
 * **requester side**: `request_task` escrows the max fee and sends a TASK_REQUEST through the
   gateway to the worker board on another chain; it records the first valid TASK_RESULT delivered
@@ -46,8 +48,28 @@ class ResultAlreadySubmitted(ResultRefused):
     """Another submission (any worker's) already answered this request: the first valid result wins."""
 
 
-class RequestExpired(ResultRefused):
-    """The request's deadline has passed; the requester's board would ignore a late result anyway."""
+class ClaimRefused(BoardRefused):
+    """Claiming a request is refused (v2): unknown request, not a v2 request, wrong bond, zero payout."""
+
+
+class ClaimLost(ClaimRefused):
+    """Another worker's claim runs, or the request is already answered or closed: the claim race was
+    lost. A normal outcome of the auction, not an error to retry or report as a failure."""
+
+
+class RequestExpired(ResultRefused, ClaimRefused):
+    """The request's deadline has passed (serving chain's clock): no claim or result can count any more.
+    Raised by `submit_result` and, in v2, by `claim`."""
+
+
+class ClaimNotHeld(ResultRefused):
+    """Submitting a v2 result is refused because this account does not hold the running claim: it never
+    claimed, its claim deadline passed (`ClaimDeadlinePassed`), or the claim went to someone else."""
+
+
+class BondRefused(BoardRefused):
+    """expire_claim / release_bond / withdraw refused: no claim to expire, not yet expired, no result
+    waiting, verdict wait not over, nothing held."""
 
 
 class RequestRefused(BoardRefused):
