@@ -110,7 +110,10 @@ class LocalnetServer:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, self.config.host, port, reuse_address=False)
+        # SO_REUSEADDR: a restarted server binds its port while connections it closed itself sit in
+        # TIME-WAIT (Linux refuses that unless the old socket had it too). It never lets two servers
+        # listen on one port: a port somebody listens on still fails with EADDRINUSE.
+        site = web.TCPSite(runner, self.config.host, port, reuse_address=True)
         try:
             await site.start()
         except OSError as exc:
