@@ -25,7 +25,7 @@ from relay.errors import TesseraError
 from relay.feeds.client import FeedsClient
 from relay.localnet import CONFIG_FILE, default_state_dir
 from relay.protocol import MAX_PAYLOAD_LEN, MessageKind
-from relay.tasks.client import request_task
+from relay.tasks.client import DEFAULT_NO_WORKER_AFTER_S, request_task
 
 
 class SdkError(TesseraError):
@@ -124,12 +124,15 @@ class TesseraClient:
 
     async def request_task(self, *, src: str, dst: str, executor: str, input: bytes | str | None = None,
                            max_fee: int, deadline: int | None = None, input_uri: str | None = None,
-                           input_hash: bytes | None = None, allow_unknown_executor: bool = False):
+                           input_hash: bytes | None = None, allow_unknown_executor: bool = False,
+                           no_worker_after_s: float | None = DEFAULT_NO_WORKER_AFTER_S):
         """Escrow `max_fee` on `src` and ask the workers on `dst` to run `executor` on `input`.
-        Returns a `relay.tasks.client.TaskHandle` (`await handle.result()`, `handle.events()`)."""
+        Returns a `relay.tasks.client.TaskHandle` (`await handle.result()`, `handle.events()`). With no
+        result submitted after `no_worker_after_s` (None: never), the handle says so: a `no_worker`
+        event naming the executor and chain, and NoWorkerError from `result()`."""
         return await request_task(self, src=src, dst=dst, executor=executor, input=input, max_fee=max_fee,
                                   deadline=deadline, input_uri=input_uri, input_hash=input_hash,
-                                  allow_unknown_executor=allow_unknown_executor)
+                                  allow_unknown_executor=allow_unknown_executor, no_worker_after_s=no_worker_after_s)
 
     def _by_domain(self, domain: int) -> tuple[str, object]:
         for name, adapter in self._adapters.items():

@@ -29,6 +29,7 @@ import aiohttp
 
 from relay.envelope import Envelope
 from relay.errors import TesseraError
+from relay.log import get_logger
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.interfaces import RequesterBoard, ServingBoard, TaskState, TaskStatus
 from relay.tasks.executors import ExecutorRegistry
@@ -44,9 +45,14 @@ from relay.tasks.payloads import (
 if TYPE_CHECKING:
     from relay.sdk import TesseraClient
 
+_log = get_logger("sdk.tasks")
+
 # A TASK_REQUEST payload is 43 bytes of header + 2 bytes of length before the inline input.
 MAX_INLINE_INPUT = 512 - 43
 DEFAULT_DEADLINE_S = 300
+# After this long with no result submitted on the destination, the handle says so (a `no_worker`
+# event, NoWorkerError from result()) instead of waiting silently for the deadline.
+DEFAULT_NO_WORKER_AFTER_S = 90.0
 
 
 class TaskError(TesseraError):
@@ -73,9 +79,16 @@ class TaskVerificationError(TaskError):
     """Something the result rests on does not check out: do not use the output."""
 
 
+class NoWorkerError(TaskError):
+    """No worker answered the task within `no_worker_after_s` (the message names the executor, the
+    chain, and what to start). The task stays open until its deadline: a worker may still answer."""
+
+
 @dataclass(frozen=True, slots=True)
 class TaskEvent:
-    stage: str  # requested | request_delivered | result_submitted | result_delivered | completed | expired | refunded
+    # requested | request_delivered | result_submitted | result_delivered | completed | expired | refunded;
+    # also no_worker (once, not final: detail["reason"] says what is missing) when nothing answered in time
+    stage: str
     elapsed_s: float  # since request_task returned the request transaction
     detail: dict = field(default_factory=dict)
 
@@ -151,7 +164,8 @@ def build_request(executor: str, input: bytes | str | None, max_fee: int, deadli
 
 class TaskHandle:
     def __init__(self, client: "TesseraClient", src: str, dst: str, request: TaskRequest, envelope: Envelope,
-                 tx: str, requester: RequesterBoard, serving: ServingBoard) -> None:
+                 tx: str, requester: RequesterBoard, serving: ServingBoard,
+                 no_worker_after_s: float | None = DEFAULT_NO_WORKER_AFTER_S) -> None:
         self._client = client
         self.src, self.dst = src, dst
         self.request = request
@@ -161,6 +175,7 @@ class TaskHandle:
         self._serving = serving
         self._started = time.monotonic()
         self.timeline: dict[str, float] = {"requested": 0.0}
+        self.no_worker_after_s = no_worker_after_s  # None: never say so, wait for the deadline
 
     @property
     def request_id(self) -> bytes:
@@ -210,21 +225,45 @@ class TaskHandle:
             if status.state == TaskState.OPEN and time.time() > status.deadline + 2:
                 yield self._event("expired", deadline=status.deadline)
                 return
+            if ("result_submitted" not in seen and "no_worker" not in seen and self.no_worker_after_s is not None
+                    and time.monotonic() - self._started > self.no_worker_after_s):
+                seen.add("no_worker")
+                yield self._no_worker_event("request_delivered" in seen)
             if limit is not None and time.monotonic() > limit:
                 raise TaskTimeoutError(f"task {self.id_hex} did not finish within {timeout:.0f}s (stages: {sorted(seen)})")
             await asyncio.sleep(poll)
 
+    def _no_worker_event(self, delivered: bool) -> TaskEvent:
+        executor, chain, waited = self.request.executor, self.dst, self.no_worker_after_s
+        if delivered:
+            reason = (f"no worker on chain {chain!r} has answered task {self.id_hex} (executor {executor!r}) within "
+                      f"{waited:.0f}s: is one running with {executor!r} among its [worker] executors? "
+                      f"(`relay worker --chain {chain}`; `relay up` starts one per chain)")
+        else:
+            reason = (f"task {self.id_hex} (executor {executor!r}) has not reached chain {chain!r} within {waited:.0f}s, "
+                      f"so no worker there could answer it: are the relayer and the attesters running? (`relay run`, "
+                      f"`relay attester --index N`; `relay up` starts them; `relay status` shows the message)")
+        _log.warning("no worker has answered", task=self.id_hex, executor=executor, chain=chain,
+                     request_delivered=delivered, after_s=waited)
+        return self._event("no_worker", executor=executor, chain=chain, request_delivered=delivered, reason=reason)
+
     async def result(self, timeout: float = 120.0) -> VerifiedResult:
+        """The verified result; raises NoWorkerError once `no_worker_after_s` passed with no result
+        submitted, TaskExpiredError after the deadline, TaskTimeoutError after `timeout`."""
         last = None
         try:
             async with asyncio.timeout(timeout):
                 async for event in self.events():
                     last = event
+                    if event.stage == "no_worker":
+                        break
         except TimeoutError:
             raise TaskTimeoutError(
                 f"task {self.id_hex} has no attested result after {timeout:.0f}s (last stage: "
                 f"{last.stage if last else 'none'}); `relay status` shows the messages, handle.events() the stages") from None
         assert last is not None
+        if last.stage == "no_worker":
+            raise NoWorkerError(last.detail["reason"])
         if last.stage == "expired":
             raise TaskExpiredError(f"task {self.id_hex} passed its deadline with no result; call handle.reclaim()")
         if last.stage == "refunded":
@@ -307,7 +346,8 @@ class TaskHandle:
 async def request_task(client: "TesseraClient", *, src: str, dst: str, executor: str,
                        input: bytes | str | None = None, max_fee: int, deadline: int | None = None,
                        input_uri: str | None = None, input_hash: bytes | None = None,
-                       allow_unknown_executor: bool = False) -> TaskHandle:
+                       allow_unknown_executor: bool = False,
+                       no_worker_after_s: float | None = DEFAULT_NO_WORKER_AFTER_S) -> TaskHandle:
     if src == dst:
         raise TaskRequestError("src and dst are the same chain; a task goes to the workers of another chain")
     dst_chain = client._chain_config(dst)
@@ -316,5 +356,5 @@ async def request_task(client: "TesseraClient", *, src: str, dst: str, executor:
     requester = client._task_board(src)
     serving = client._task_board(dst)
     sent = await requester.request_task(dst_domain=dst_chain.domain, worker_board=serving.address, request=request)
-    return TaskHandle(client, src, dst, request, sent.envelope, sent.tx, requester, serving)
+    return TaskHandle(client, src, dst, request, sent.envelope, sent.tx, requester, serving, no_worker_after_s)
 

@@ -59,3 +59,76 @@ def test_deadline_in_the_past_and_negative_fee_are_refused():
         build_request("echo", "x", 1, int(time.time()) - 1)
     with pytest.raises(TaskRequestError, match="non-negative"):
         build_request("echo", "x", -1, deadline())
+
+
+class _Chain:
+    def __init__(self, delivered: bool) -> None:
+        self.delivered = delivered
+
+    async def is_delivered(self, message_id: bytes) -> bool:
+        return self.delivered
+
+
+class _Boards:
+    """The requester's board (an open task, far from its deadline) and the serving one (no result)."""
+
+    async def task_status(self, request_id: bytes):
+        from relay.interfaces import TaskState, TaskStatus
+
+        return TaskStatus(request_id, TaskState.OPEN, bytes(32), int(time.time()) + 300, 10, "sentiment")
+
+    async def result_submitted(self, request_id: bytes) -> bool:
+        return False
+
+
+class _Client:
+    def __init__(self, delivered: bool) -> None:
+        self.chain = _Chain(delivered)
+
+    def _chain(self, name: str) -> _Chain:
+        return self.chain
+
+
+def _unanswered_handle(delivered: bool, no_worker_after_s: float | None):
+    from relay.envelope import Envelope
+    from relay.protocol import MessageKind
+    from relay.tasks.client import TaskHandle
+
+    request = build_request("sentiment", "x", 1, deadline())
+    envelope = Envelope(kind=MessageKind.TASK_REQUEST, src_domain=31337, src_sender=bytes(32), dst_domain=13375,
+                        dst_receiver=bytes(32), nonce=1, payload=request.encode())
+    return TaskHandle(_Client(delivered), "evm", "solana", request, envelope, "0xtx", _Boards(), _Boards(),
+                      no_worker_after_s=no_worker_after_s)
+
+
+async def test_no_worker_event_and_error_name_the_executor_and_chain():
+    from relay.tasks.client import NoWorkerError
+
+    handle = _unanswered_handle(delivered=True, no_worker_after_s=0.3)
+    stages = []
+    async for event in handle.events(poll=0.05, timeout=1.0 + 0.3):
+        stages.append(event.stage)
+        if event.stage == "no_worker":
+            assert event.detail["executor"] == "sentiment" and event.detail["chain"] == "solana"
+            assert event.elapsed_s >= 0.3
+            break
+    assert stages == ["requested", "request_delivered", "no_worker"]
+    with pytest.raises(NoWorkerError, match=r"no worker on chain 'solana' .*executor 'sentiment'.*relay worker --chain solana"):
+        await handle.result(timeout=5)
+
+
+async def test_no_worker_says_when_the_request_never_reached_the_chain():
+    from relay.tasks.client import NoWorkerError
+
+    handle = _unanswered_handle(delivered=False, no_worker_after_s=0.2)
+    with pytest.raises(NoWorkerError, match=r"has not reached chain 'solana'.*relayer and the attesters"):
+        await handle.result(timeout=5)
+
+
+async def test_no_worker_after_none_waits_silently():
+    from relay.tasks.client import TaskTimeoutError
+
+    handle = _unanswered_handle(delivered=True, no_worker_after_s=None)
+    with pytest.raises(TaskTimeoutError):
+        async for event in handle.events(poll=0.05, timeout=0.5):
+            assert event.stage != "no_worker"
