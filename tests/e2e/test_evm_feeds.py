@@ -25,7 +25,8 @@ from attest.bn254 import hash_to_g1_hint
 from adapters.evm.feeds import EvmFeedTarget, FeedPushError, aggregator_key, deploy_feeds, hinted_update_args
 from adapters.registry import register_feed_sources
 from adapters.evm.market import MarketSimulator, deploy_market, pool_price
-from relay.config import EvmChain
+from relay.config import EvmChain, SolanaChain
+from relay.errors import ConfigError
 from relay.feeds.aggregate import PushPolicy
 from relay.feeds.config import EvmPoolSourceConfig, FeedConfig
 from relay.interfaces import FeedNotNewer
@@ -239,8 +240,12 @@ async def test_evm_pool_source_skips_garbage(setup: Setup) -> None:
     finally:
         await down.close()
     # A chain the config does not have.
-    with pytest.raises(SourceError, match="not an evm chain"):
+    with pytest.raises(SourceError, match=r"no chain 'nope' under \[chains\]"):
         build_source(EvmPoolSourceConfig(**base | {"chain": "nope"}, pool=empty_market.pool), "x")
+    # A chain of a kind that has no pools: its driver refuses, naming the source.
+    register_feed_sources({"sol": SolanaChain(kind="solana", domain=DOMAIN + 1, rpc_urls=["http://127.0.0.1:1"])})
+    with pytest.raises(ConfigError, match="source y: chains.sol is a Solana chain"):
+        build_source(EvmPoolSourceConfig(**base | {"chain": "sol"}, pool=empty_market.pool), "y")
 
 
 class Clock:
@@ -390,7 +395,7 @@ async def test_feed_push_and_market_commands(setup: Setup, tmp_path: Any) -> Non
     from pathlib import Path
 
     from relay.config import CommitteeRef, FeedPushSection, KeyRef, TesseraConfig
-    from relay.errors import ConfigError
+
     from relay.daemons.feed_push import run_feed_push, run_market
 
     signed = [setup.sign(report(r, 100_000_000 * r)) for r in (1, 2)]
