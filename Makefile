@@ -17,7 +17,7 @@ help:
 	@echo "make bench  - run the benchmarks under bench/"
 	@echo "make solana-program - rebuild contracts/solana/tessera.so with clang-16"
 
-setup: $(VENV)/.installed node_modules/.installed .clang-checked
+setup: $(VENV)/.installed node_modules/.installed .clang-checked .nats-checked
 
 $(VENV)/.installed: pyproject.toml
 	@scripts/check-python.sh $(PYTHON)
@@ -33,6 +33,9 @@ node_modules/.installed: package.json package-lock.json
 
 .clang-checked:
 	@scripts/ensure-clang.sh
+
+.nats-checked:
+	@scripts/ensure-nats.sh
 
 demo: setup
 	$(VENV)/bin/relay demo
@@ -63,4 +66,4 @@ solana-program: setup
 	$(PY) contracts/solana/build.py
 
 clean:
-	rm -rf $(VENV) node_modules .clang-checked contracts/evm/out contracts/evm/cache .tessera
+	rm -rf $(VENV) node_modules .clang-checked .nats-checked contracts/evm/out contracts/evm/cache .tessera

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from attest.files import write_atomic
 from relay.configfile import check_listen, check_urls, format_validation_error, read_toml
 from relay.errors import ConfigError
-from relay.feeds.config import FeedRoundSection, FeedTables, resolve_feed_paths
+from relay.feeds.config import (DEFAULT_NATS_STREAM, DEFAULT_NATS_SUBJECT, FeedRoundSection, FeedTables, NatsStreamName,
+                                NatsSubjectPrefix, NatsUrls, resolve_feed_paths)
 
 U32_MAX = 2**32 - 1
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -251,6 +252,10 @@ class FeedServerSection(_Model):
     db: Path | None = None  # SQLite history that survives restarts (relative to the config file)
     send_buffer_bytes: Annotated[int, Field(ge=1024)] | None = None  # SO_SNDBUF per stream socket
     previous_committee: Path | None = None  # still accept reports of the epoch before a rotation
+    # Read reports from this NATS JetStream stream too (docs/FEEDS.md "Fan-out through NATS JetStream").
+    nats_urls: NatsUrls = []
+    nats_stream: NatsStreamName = DEFAULT_NATS_STREAM
+    nats_subject: NatsSubjectPrefix = DEFAULT_NATS_SUBJECT
 
     _listen = field_validator("listen")(lambda cls, v: check_listen(v))
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from adapters.evm import deploy as evm_deploy
+from tests.support.nats import nats_server  # noqa: F401  (the session's nats-server -js, tests/support/nats.py)
 
 # Hypothesis profiles (the fuzz budgets are in tests/support/fuzzing.py). `ci`, the default, is
 # derandomised: every run draws the same examples, so a CI failure reproduces anywhere; `dev`

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from attest.committee import Committee
 from relay.errors import ConfigError
-from relay.lifecycle import http_service, run_daemon
+from relay.feeds.jetstream import StreamSettings
+from relay.feeds.server import FeedServer, FeedServerSettings
+from relay.feeds.server.consumer import StreamConsumer
+from relay.lifecycle import Service, http_service, run_daemon
 
 
 def settings_from_config(config, base: Path | None = None):
     """FeedServerSettings from `[feed_server]` (stale default: 3 × [feed_round] interval_ms)."""
-    from relay.feeds.server import FeedServerSettings
-
     section = config.feed_server
     stale = section.stale_after_s
     if stale is None:
@@ -28,9 +30,6 @@ def settings_from_config(config, base: Path | None = None):
 
 
 def build_server(config, base: Path | None = None):
-    from attest.committee import Committee
-    from relay.feeds.server import FeedServer
-
     if config.committee is None:
         raise ConfigError("the config has no [committee] table: add `file = \"committee.toml\"` so reports can be verified")
     if not config.feeds:
@@ -46,10 +45,18 @@ async def run_feed_server(config, listen: str | None = None, base: Path | None =
                           stop: asyncio.Event | None = None) -> None:
     server = build_server(config, base)
     listen = listen or config.feed_server.listen
+    services = []
+    stream = StreamSettings.from_section(config.feed_server)
+    if stream is not None:
+        # Set up before the HTTP side: the catch-up from the stream starts before the first subscriber.
+        server.stream = StreamConsumer(server.hub, stream, name=f"tessera-feed-server {listen}")
+        services.append(Service("nats", setup=server.stream.start, cleanup=server.stream.close))
     # Handler cancellation: a stream handler learns at once that its subscriber hung up (instead of
     # at the next keepalive) and unregisters it.
-    http = http_service("http", server.app, listen, handler_cancellation=True, shutdown_timeout=5, backlog=1024)
-    await run_daemon("feed server", [http], stop, listen=listen, feeds=list(server.feeds),
+    services.append(http_service("http", server.app, listen, handler_cancellation=True, shutdown_timeout=5,
+                                 backlog=1024))
+    await run_daemon("feed server", services, stop, listen=listen, feeds=list(server.feeds),
                      epoch=server.committee.epoch, history_size=server.settings.history_size,
                      stale_after_s=server.settings.stale_after_s,
-                     db=str(server.settings.db) if server.settings.db else None)
+                     db=str(server.settings.db) if server.settings.db else None,
+                     nats=list(stream.urls) if stream else None, nats_stream=stream.stream if stream else None)

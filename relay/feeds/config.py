@@ -22,7 +22,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from relay.configfile import check_urls, format_validation_error, read_toml
 from relay.errors import ConfigError
@@ -207,6 +208,31 @@ def resolve_feed_paths(feeds: dict[str, FeedConfig], base: Path) -> dict[str, Fe
     }
 
 
+# NATS JetStream fan-out (relay/feeds/jetstream.py): where leaders publish and feed servers read.
+DEFAULT_NATS_STREAM = "TESSERA_FEEDS"
+DEFAULT_NATS_SUBJECT = "tessera.feeds"
+_STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SUBJECT_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+def _check_stream_name(value: str) -> str:
+    if not _STREAM_NAME.match(value):
+        raise ValueError(f"{value!r} is not a JetStream stream name: use letters, digits, '-' and '_' (e.g. TESSERA_FEEDS)")
+    return value
+
+
+def _check_subject_prefix(value: str) -> str:
+    if not _SUBJECT_PREFIX.match(value):
+        raise ValueError(f"{value!r} is not a NATS subject prefix: dot-separated tokens of letters, digits, '-' and '_' "
+                         "without wildcards (e.g. tessera.feeds)")
+    return value
+
+
+NatsUrls = Annotated[list[str], AfterValidator(lambda v: check_urls(v, ("nats", "tls")))]
+NatsStreamName = Annotated[str, AfterValidator(_check_stream_name)]
+NatsSubjectPrefix = Annotated[str, AfterValidator(_check_subject_prefix)]
+
+
 class FeedRoundSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -222,6 +248,11 @@ class FeedRoundSection(BaseModel):
     publish_urls: list[str] = []
     # An attester refuses a report whose published_at is further than this from its own clock.
     max_skew_ms: Annotated[int, Field(ge=0)] = 10_000
+    # NATS servers of the JetStream stream the leader also publishes each report to (docs/FEEDS.md
+    # "Fan-out through NATS JetStream"); feed servers with the same [feed_server] nats_* read it.
+    nats_urls: NatsUrls = []
+    nats_stream: NatsStreamName = DEFAULT_NATS_STREAM
+    nats_subject: NatsSubjectPrefix = DEFAULT_NATS_SUBJECT
 
     _publish = field_validator("publish_urls")(lambda cls, v: check_urls(v, ("http", "https")))
 

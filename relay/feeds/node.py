@@ -40,6 +40,7 @@ from relay.feeds.aggregate import (
     time_window,
 )
 from relay.feeds.config import FeedConfig
+from relay.feeds.jetstream import PublishError, ReportPublisher, StreamSettings
 from relay.feeds.report import SignedObservation
 from relay.feeds.round import (
     METRICS_PATH,
@@ -89,7 +90,7 @@ class FeedRoundMetrics:
                                  registry=self.registry)
         self.faulty_partials = Counter("tessera_feed_faulty_partials", "Partial signatures that failed their check",
                                        ["member"], registry=self.registry)
-        self.publish_errors = Counter("tessera_feed_publish_errors", "Failed POSTs of a signed report", ["url"],
+        self.publish_errors = Counter("tessera_feed_publish_errors", "Failed publications of a signed report (by POST url, or \"nats\")", ["url"],
                                       registry=self.registry)
         self.latency = Histogram("tessera_feed_round_seconds", "Round start to signed report at the leader", ["feed"],
                                  buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5),
@@ -207,6 +208,9 @@ class FeedNode:
         self._own_pk: G2Point | None = None  # set by start() once the share is known to match it
         self._endpoints = {m.index: m.endpoint.rstrip("/") for m in committee.members}
         self.log = log.bind(member=member)
+        stream = StreamSettings.from_section(self.settings)
+        # Reports also go to a NATS JetStream stream that feed servers read ([feed_round] nats_urls).
+        self._stream = ReportPublisher(stream, f"tessera-feed-rounds member {member}") if stream else None
 
     @classmethod
     def from_config(cls, config: TesseraConfig, committee: Committee, share: KeyShare, **options: Any) -> "FeedNode":
@@ -236,6 +240,8 @@ class FeedNode:
             self._own_pk = own_pk
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        if self._stream is not None:
+            self._stream.start()  # connects in the background: NATS being down must not stop the attester
         for feed_id, feed in self.feeds.items():
             if feed_id in self._sources:
                 continue
@@ -253,6 +259,8 @@ class FeedNode:
             for source in sources.values():
                 await source.close()
         self._sources.clear()
+        if self._stream is not None:
+            await self._stream.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -261,10 +269,11 @@ class FeedNode:
         """Run rounds for every feed until `stop` is set, then clean up."""
         await self.start()
         self.log.info("feed rounds running", feeds=list(self.feeds), interval_ms=self._interval,
-                      leader_timeout_ms=self.settings.leader_timeout_ms, publish_urls=self.settings.publish_urls)
-        if not self.settings.publish_urls and self.on_report is None:
-            self.log.warning("[feed_round] publish_urls is empty: signed reports are only logged; "
-                             "add a feed server's URL to publish them")
+                      leader_timeout_ms=self.settings.leader_timeout_ms, publish_urls=self.settings.publish_urls,
+                      nats_urls=self.settings.nats_urls)
+        if not self.settings.publish_urls and not self.settings.nats_urls and self.on_report is None:
+            self.log.warning("[feed_round] publish_urls and nats_urls are empty: signed reports are only logged; "
+                             "add a feed server's URL or NATS servers to publish them")
         clocks = [asyncio.create_task(self._clock(feed)) for feed in self.feeds.values()]
         try:
             await stop.wait()
@@ -527,6 +536,8 @@ class FeedNode:
         body = signed.to_json()
         for url in self.settings.publish_urls:
             self._spawn(self._post_report(_reports_url(url), body))
+        if self._stream is not None:
+            self._spawn(self._publish_to_stream(signed))
         if self.on_report is not None:
             try:
                 result = self.on_report(signed)
@@ -546,6 +557,15 @@ class FeedNode:
             self.metrics.publish_errors.labels(url=url).inc()
             self.log.warning("publishing a report failed", url=url, feed=body["feed_id"], round=body["round"],
                              error=f"{type(exc).__name__}: {exc}")
+
+    async def _publish_to_stream(self, signed: SignedReport) -> None:
+        assert self._stream is not None
+        try:
+            await self._stream.publish(signed)
+        except PublishError as exc:
+            self.metrics.publish_errors.labels(url="nats").inc()
+            self.log.warning("publishing a report to NATS failed", stream=self._stream.settings.stream,
+                             feed=signed.feed_id, round=signed.round, error=str(exc))
 
     # --- member: check and sign -----------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import generate_latest
 
 from relay.feeds.config import FeedConfig
+from relay.feeds.server.consumer import StreamConsumer
 from relay.feeds.server.events import parse_event_id
 from relay.feeds.server.history import FeedState
 from relay.feeds.server.hub import FeedHub, current_ms
@@ -51,6 +52,7 @@ class FeedServer:
     def __init__(self, committee, feeds: dict[str, FeedConfig], settings: FeedServerSettings | None = None,
                  previous_committee=None) -> None:
         self.hub = FeedHub(committee, feeds, settings, previous_committee)
+        self.stream: StreamConsumer | None = None  # set when fed by NATS JetStream (its status in /health)
         self._app: web.Application | None = None
 
     @property
@@ -283,6 +285,7 @@ class FeedServer:
                 "stale": sorted(fid for fid, st in statuses.items() if st != "live"),
                 "subscribers": server.hub.subscriber_count,
                 "dropped_subscribers": server.hub.dropped_count,
+                "nats": server.stream.status() if server.stream is not None else None,
             })
 
         @routes.get("/metrics")

@@ -116,7 +116,27 @@ class FeedHub:
                     round=report.round if report else None)
         return IngestResult(False, status, reason, report.feed_id if report else "", report.round if report else None)
 
-    def ingest(self, report: SignedReport) -> IngestResult:
+    def ingest_stream(self, body: bytes, received_ms: int | None = None) -> IngestResult:
+        """One message of the JetStream stream (relay/feeds/server/consumer.py): a report already held
+        (replayed at catch-up, or also POSTed) is passed over before the costly signature check; any
+        other goes through `ingest`. `received_ms` is when the stream stored it, so a replayed report
+        keeps its age (a feed whose stream went quiet an hour ago is stale, not fresh)."""
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):  # ValueError covers bad UTF-8 and bad JSON
+            return self._reject("the message is not JSON: publish a SignedReport object")
+        try:
+            report = SignedReport.from_json(data)
+        except (ReportError, ValueError) as exc:
+            return self._reject(f"malformed report: {exc}")
+        state = self.feeds.get(report.feed_id)
+        latest = state.latest if state is not None else None
+        if latest is not None and report.round <= latest.report.round:
+            self.metrics.reports.labels("old").inc()
+            return IngestResult(False, 200, "already held", report.feed_id, report.round)
+        return self.ingest(report, received_ms)
+
+    def ingest(self, report: SignedReport, received_ms: int | None = None) -> IngestResult:
         """Verify, store and fan out one report. Synchronous: nothing here waits on a subscriber."""
         state = self.feeds.get(report.feed_id)
         if state is None:
@@ -138,7 +158,7 @@ class FeedHub:
             reason = "duplicate" if same else f"round {report.round} is not newer than the latest {latest.report.round}"
             self.metrics.reports.labels("duplicate" if same else "old").inc()
             return IngestResult(False, 200, reason, report.feed_id, report.round)
-        received = current_ms()
+        received = current_ms() if received_ms is None else min(received_ms, current_ms())
         event = report_event(report)
         evicted = state.history[0].report.round if len(state.history) == state.history.maxlen else None
         if self.db is not None:
@@ -163,7 +183,7 @@ class FeedHub:
                 since = sub.since.get(report.feed_id)
                 if since is not None and state.gap_after(since):
                     self._offer(sub, gap_event(report.feed_id, *state.gap_after(since)))
-        if state.stale and not state.is_stale(received):
+        if state.stale and not state.is_stale(current_ms()):  # a replayed old report leaves it stale
             state.stale = False
             self.metrics.stale.labels(report.feed_id).set(0)
             self._publish(live_event(report.feed_id, report.round))
