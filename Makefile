@@ -1,6 +1,6 @@
 # Tessera: the two commands a fresh machine needs are `make demo` and `make test`.
 # Each installs what it needs: Python packages into .venv/, the pinned npm toolchain
-# (anvil, forge, cast, solcjs) from package-lock.json, and Debian's clang-16 when root.
+# (anvil, forge, cast, solcjs) from package-lock.json, and Debian's clang-16 and postgresql when root.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -17,7 +17,7 @@ help:
 	@echo "make bench  - run the benchmarks under bench/"
 	@echo "make solana-program - rebuild contracts/solana/tessera.so with clang-16"
 
-setup: $(VENV)/.installed node_modules/.installed .clang-checked .nats-checked
+setup: $(VENV)/.installed node_modules/.installed .clang-checked .nats-checked .postgres-checked
 
 $(VENV)/.installed: pyproject.toml
 	@scripts/check-python.sh $(PYTHON)
@@ -36,6 +36,9 @@ node_modules/.installed: package.json package-lock.json
 
 .nats-checked:
 	@scripts/ensure-nats.sh
+
+.postgres-checked:
+	@scripts/ensure-postgres.sh
 
 demo: setup
 	$(VENV)/bin/relay demo
@@ -66,4 +69,4 @@ solana-program: setup
 	$(PY) contracts/solana/build.py
 
 clean:
-	rm -rf $(VENV) node_modules .clang-checked .nats-checked contracts/evm/out contracts/evm/cache .tessera
+	rm -rf $(VENV) node_modules .clang-checked .nats-checked .postgres-checked contracts/evm/out contracts/evm/cache .tessera

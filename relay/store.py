@@ -1,5 +1,14 @@
-"""The relayer's durable state (SQLite): every message is a pending operation whose stage, reason
-and next attempt live here, so a killed relayer resumes exactly where it was.
+"""The relayer's durable state: every message is a pending operation whose stage, reason and next
+attempt live here, so a killed relayer resumes exactly where it was.
+
+Two engines behind one interface (relay.database): an SQLite file, the embedded default, or a
+PostgreSQL database that several relayer replicas share. Replicas split the work by *leases*: `due`
+hands a message to one replica (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so two replicas asking at
+once get different messages) until `lease_s` after its next attempt; the replica's own writes keep
+it, so a message stays with one replica from observation to confirmation. A replica that dies stops
+renewing its leases; once they expire another replica takes its messages over (counted in
+`takeovers`), and the gateways' replay protection makes a second submission harmless. Writes of a
+replica whose lease was taken over are dropped (it is no longer responsible for the message).
 """
 
 from __future__ import annotations
@@ -9,9 +18,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import math
+import os
+import socket
+
 import aiosqlite
 
+from relay.database import Database, SqliteDatabase, open_database, redact
 from relay.envelope import Envelope
+from relay.log import get_logger
 from relay.protocol import COMMITTEE_DOMAIN
 
 
@@ -43,6 +58,7 @@ class RetryReason(str, enum.Enum):
     DELIVERY_DROPPED = "delivery_dropped"  # the delivery vanished (e.g. expired blockhash): resubmitted
     STEP_FAILED = "step_failed"  # a step raised (an RPC outage past the adapter's retries, a bug)
     MANUAL_RETRY = "manual_retry"  # `relay retry` / POST /v1/messages/<id>/retry
+    HANDLER_FAILED = "handler_failed"  # delivered, but the receiver's handler failed (EVM status 2): re-run it
 
     @classmethod
     def stored(cls, value: str) -> "RetryReason | None":
@@ -74,18 +90,47 @@ CREATE TABLE IF NOT EXISTS messages (
     signed_at       REAL,
     submitted_at    REAL,
     confirmed_at    REAL,
+    lease_owner     TEXT,
+    lease_until     REAL,
+    leases          INTEGER NOT NULL DEFAULT 0,
+    takeovers       INTEGER NOT NULL DEFAULT 0,
     updated_at      REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_due ON messages (stage, next_attempt_at);
 -- One message per (source, nonce), except for the committee (domain 0): its PROOF_ATTESTATIONs all
 -- carry nonce 0 and are told apart by their payload.
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_nonce ON messages (src_domain, nonce) WHERE src_domain != 0;
+-- The explorer finds messages by the transaction that emitted them (a result and its attestation share one).
+CREATE INDEX IF NOT EXISTS messages_by_source_tx ON messages (source_tx);
 CREATE TABLE IF NOT EXISTS cursors (
     name       TEXT PRIMARY KEY,
     cursor     TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+-- The identity of the chain each source domain's cursor and messages belong to (chain id + genesis).
+CREATE TABLE IF NOT EXISTS chains (
+    domain     INTEGER PRIMARY KEY,
+    identity   TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+-- Every delivery transaction a replica sent (what `lease_held` says: whether it still held the
+-- message's lease when it recorded the transaction).
+CREATE TABLE IF NOT EXISTS submissions (
+    message_id BLOB NOT NULL,
+    replica    TEXT NOT NULL,
+    tx         TEXT NOT NULL,
+    lease_held INTEGER NOT NULL,
+    at         REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS submissions_by_message ON submissions (message_id);
 """
+
+_LEASE_COLUMNS = {"lease_owner": "TEXT", "lease_until": "REAL", "leases": "INTEGER NOT NULL DEFAULT 0",
+                  "takeovers": "INTEGER NOT NULL DEFAULT 0"}
+TERMINAL_STAGES = (Stage.CONFIRMED, Stage.DEAD)
+DEFAULT_LEASE_S = 60.0
+
+log = get_logger("store")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,48 +164,75 @@ class MessageRecord:
 _COLUMNS = ", ".join(MessageRecord.__slots__)
 
 
-def _record(row: aiosqlite.Row) -> MessageRecord:
-    values = dict(row)
+@dataclass(frozen=True, slots=True)
+class Submission:
+    message_id: bytes
+    replica: str
+    tx: str
+    lease_held: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who holds a message and until when (None: nobody), with how often it was handed out."""
+
+    owner: str | None
+    until: float | None
+    leases: int
+    takeovers: int  # times a replica took it over after another's lease expired
+
+
+def _record(row: dict) -> MessageRecord:
+    values = {k: row[k] for k in MessageRecord.__slots__}
     values["stage"] = Stage(values["stage"])
     values["reason_code"] = RetryReason.stored(values["reason_code"])
     return MessageRecord(**values)
 
 
-async def _migrate_unique_nonce(db: aiosqlite.Connection) -> None:
+def default_replica_name() -> str:
+    """host:pid — unique among live processes; give replicas stable names (`[relayer] replica`) so a
+    restarted one takes its own leases back at once instead of waiting for them to expire."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def _sqlite_tables(db: Database) -> set[str]:
+    return {r["name"] for r in await db.fetch("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+async def _sqlite_columns(db: Database, table: str) -> list[str]:
+    return [r["name"] for r in await db.fetch(f"PRAGMA table_info({table})")]
+
+
+async def _migrate_unique_nonce(db: Database) -> None:
     """Stores written before proof attestations had UNIQUE (src_domain, nonce) on the table itself;
     move the old table aside so the schema recreates it with the partial index instead."""
-    async with db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'messages'") as cur:
-        row = await cur.fetchone()
-    if row is not None and "UNIQUE (src_domain, nonce)" in row[0]:
+    sql = await db.fetchval("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'messages'")
+    if sql is not None and "UNIQUE (src_domain, nonce)" in sql:
         await db.execute("ALTER TABLE messages RENAME TO messages_v0")
         await db.execute("DROP INDEX IF EXISTS messages_due")
-        await db.commit()
 
 
-async def _columns(db: aiosqlite.Connection, table: str) -> list[str]:
-    async with db.execute(f"PRAGMA table_info({table})") as cur:
-        return [row[1] for row in await cur.fetchall()]
-
-
-async def _add_reason_code(db: aiosqlite.Connection) -> None:
-    """Stores written before retry reasons were a closed set have no reason_code column: add it
-    (empty for the existing rows; each gets its code at its next step)."""
-    if "reason_code" not in await _columns(db, "messages"):
+async def _add_columns(db: Database) -> None:
+    """Stores written before retry reasons were a closed set have no reason_code column, stores from
+    before leases no lease columns: add them (empty for the existing rows)."""
+    columns = await _sqlite_columns(db, "messages")
+    if "reason_code" not in columns:
         await db.execute("ALTER TABLE messages ADD COLUMN reason_code TEXT NOT NULL DEFAULT ''")
-        await db.commit()
+    for name, kind in _LEASE_COLUMNS.items():
+        if name not in columns:
+            await db.execute(f"ALTER TABLE messages ADD COLUMN {name} {kind}")
 
 
-async def _finish_migration(db: aiosqlite.Connection) -> None:
+async def _finish_migration(db: Database) -> None:
     # Also completes a migration a crash interrupted: the copy is idempotent.
-    async with db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages_v0'") as cur:
-        if await cur.fetchone() is None:
-            return
-    old = set(await _columns(db, "messages_v0"))
+    if "messages_v0" not in await _sqlite_tables(db):
+        return
+    old = set(await _sqlite_columns(db, "messages_v0"))
     columns = ", ".join(c for c in MessageRecord.__slots__ if c in old)  # the old table may predate some
     await db.execute(f"INSERT OR IGNORE INTO messages ({columns}) SELECT {columns} FROM messages_v0")
     await db.execute("DROP TABLE messages_v0")
     await db.executescript(_SCHEMA)  # indexes that went with the old table (an interrupted run)
-    await db.commit()
 
 
 async def open_durable(path: str | Path) -> aiosqlite.Connection:
@@ -178,106 +250,178 @@ async def open_durable(path: str | Path) -> aiosqlite.Connection:
 
 
 class Store:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    """The relayer's pipeline state in `db` (an SQLite path or a PostgreSQL URL).
+
+    `replica` names this relayer among those sharing the database (leases are held in its name);
+    `lease_s` is how long past a message's next attempt its lease lasts without being renewed (longer
+    than any one step takes); `lease_batch` caps how many messages one `due` call leases, so replicas
+    asking one after another share a burst instead of the first taking it all."""
+
+    def __init__(self, db: Database, *, replica: str | None = None, lease_s: float = DEFAULT_LEASE_S,
+                 lease_batch: int | None = None, location: str = "") -> None:
         self._db = db
+        self.replica = replica or default_replica_name()
+        self.lease_s = lease_s
+        self.lease_batch = lease_batch
+        self.location = location
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
 
     @classmethod
-    async def open(cls, path: str | Path) -> "Store":
-        db = await open_durable(path)
-        await _migrate_unique_nonce(db)
-        await db.executescript(_SCHEMA)
-        await db.commit()
-        await _add_reason_code(db)
-        await _finish_migration(db)
-        return cls(db)
+    async def open(cls, db: str | Path, *, replica: str | None = None, lease_s: float = DEFAULT_LEASE_S,
+                   lease_batch: int | None = None) -> "Store":
+        database = await open_database(db)
+        try:
+            if isinstance(database, SqliteDatabase):
+                await _migrate_unique_nonce(database)
+                await database.executescript(_SCHEMA)
+                await _add_columns(database)
+                await _finish_migration(database)
+            else:
+                await database.executescript(_SCHEMA)
+        except BaseException:
+            await database.close()
+            raise
+        return cls(database, replica=replica, lease_s=lease_s, lease_batch=lease_batch, location=redact(db))
 
     async def close(self) -> None:
-        await self._db.close()
+        """Give this replica's leases back (another replica may go on at once), then close."""
+        try:
+            await self._db.execute("UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+                                   self.replica)
+        finally:
+            await self._db.close()
 
     async def add_observed(self, envelope: Envelope, source_tx: str, now: float | None = None) -> bool:
-        """Record a newly observed message; False if it was already known."""
+        """Record a newly observed message; False if it was already known (to any replica)."""
         now = time.time() if now is None else now
-        cursor = await self._db.execute(
-            f"INSERT OR IGNORE INTO messages ({_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, '', '', 0, ?, NULL, NULL, NULL, ?, NULL, NULL, NULL, ?)",
-            (
-                envelope.message_id, envelope.src_domain, envelope.nonce, envelope.dst_domain, envelope.kind,
-                envelope.encode(), source_tx, Stage.OBSERVED.value, now, now, now,
-            ),
+        changed = await self._db.execute(
+            f"INSERT INTO messages ({_COLUMNS}) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, '', '', 0, ?, NULL, NULL, NULL, ?, NULL, NULL, NULL, ?) ON CONFLICT DO NOTHING",
+            envelope.message_id, envelope.src_domain, envelope.nonce, envelope.dst_domain, envelope.kind,
+            envelope.encode(), source_tx, Stage.OBSERVED.value, now, now, now,
         )
-        await self._db.commit()
-        return cursor.rowcount == 1
+        return changed == 1
 
     async def get(self, message_id: bytes) -> MessageRecord | None:
-        async with self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?", (message_id,)) as cur:
-            row = await cur.fetchone()
+        row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?", message_id)
         return _record(row) if row else None
+
+    async def by_source_tx(self, source_tx: str, limit: int = 100) -> list[MessageRecord]:
+        """Messages emitted by one source transaction (an EVM hash in any case, or a Solana
+        signature), in nonce order; a TASK_RESULT's derived PROOF_ATTESTATION comes with it."""
+        text = source_tx.strip()
+        # EVM hashes are stored as the node wrote them (lowercase hex); base58 is case-sensitive.
+        candidates = (text, text.lower()) if text[:2].lower() == "0x" else (text,)
+        marks = ", ".join("?" for _ in candidates)
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS} FROM messages WHERE source_tx IN ({marks}) ORDER BY src_domain = 0, nonce LIMIT ?",
+            *candidates, limit)
+        return [_record(r) for r in rows]
 
     async def find_prefix(self, hex_prefix: str) -> list[MessageRecord]:
         prefix = hex_prefix.lower().removeprefix("0x")
-        async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE lower(hex(message_id)) LIKE ? LIMIT 5", (prefix + "%",)
-        ) as cur:
-            return [_record(r) for r in await cur.fetchall()]
+        as_hex = "lower(hex(message_id))" if self.dialect == "sqlite" else "encode(message_id, 'hex')"
+        rows = await self._db.fetch(f"SELECT {_COLUMNS} FROM messages WHERE {as_hex} LIKE ? LIMIT 5", prefix + "%")
+        return [_record(r) for r in rows]
 
     async def get_by_nonce(self, src_domain: int, nonce: int) -> MessageRecord | None:
-        async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE src_domain = ? AND nonce = ?", (src_domain, nonce)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM messages WHERE src_domain = ? AND nonce = ?",
+                                      src_domain, nonce)
         return _record(row) if row else None
 
     async def due(self, stage: Stage, now: float | None = None, limit: int = 100) -> list[MessageRecord]:
+        """The messages of `stage` whose next attempt has come, leased to this replica: none of them
+        is handed to another replica until its lease expires. A message leased to another replica
+        is left alone while that lease lasts; this replica's own leases are due again as usual."""
         now = time.time() if now is None else now
-        async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE stage = ? AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at LIMIT ?",
-            (stage.value, now, limit),
-        ) as cur:
-            return [_record(r) for r in await cur.fetchall()]
+        if self.lease_batch is not None:
+            limit = min(limit, self.lease_batch)
+        lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+        rows = await self._db.fetch(
+            "WITH picked AS (SELECT message_id FROM messages WHERE stage = ? AND next_attempt_at <= ? "
+            "AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?) "
+            f"ORDER BY next_attempt_at LIMIT ?{lock}) "
+            "UPDATE messages SET lease_owner = ?, lease_until = ?, leases = leases + 1, "
+            "takeovers = takeovers + CASE WHEN lease_owner IS NOT NULL AND lease_owner <> ? THEN 1 ELSE 0 END "
+            f"WHERE message_id IN (SELECT message_id FROM picked) RETURNING {_COLUMNS}",
+            stage.value, now, self.replica, now, limit, self.replica, now + self.lease_s, self.replica,
+        )
+        return sorted((_record(r) for r in rows), key=lambda r: r.next_attempt_at)
 
     async def next_due_at(self) -> float | None:
+        """When the next active message this replica could take is due (another replica's leased
+        messages count from when their lease expires)."""
         marks = ",".join("?" for _ in ACTIVE_STAGES)
-        async with self._db.execute(
-            f"SELECT min(next_attempt_at) FROM messages WHERE stage IN ({marks})", [s.value for s in ACTIVE_STAGES]
-        ) as cur:
-            (value,) = await cur.fetchone()
-        return value
+        return await self._db.fetchval(
+            "SELECT min(CASE WHEN lease_owner IS NULL OR lease_owner = ? OR lease_until IS NULL "
+            "OR lease_until <= next_attempt_at THEN next_attempt_at ELSE lease_until END) "
+            f"FROM messages WHERE stage IN ({marks})", self.replica, *[s.value for s in ACTIVE_STAGES])
 
-    async def advance(self, message_id: bytes, stage: Stage, *, now: float | None = None, **fields: object) -> None:
-        """Move to `stage` (resetting attempts and reason), setting any extra columns given."""
+    async def _step_write(self, message_id: bytes, assignments: dict[str, object], *, counting: bool = False,
+                          tx: Database | None = None) -> bool:
+        """A step's result: written only while this replica holds the message (or nobody does); the
+        lease is kept until `lease_s` past the next attempt, and given up at a terminal stage."""
+        stage = assignments.get("stage")
+        next_at = assignments.get("next_attempt_at")
+        terminal = stage in (s.value for s in TERMINAL_STAGES) or (isinstance(next_at, float) and math.isinf(next_at))
+        sets = [f"{k} = ?" for k in assignments]
+        values = list(assignments.values())
+        if counting:
+            sets.append("attempts = attempts + 1")
+        if terminal:
+            sets.append("lease_owner = NULL, lease_until = NULL")
+        elif isinstance(next_at, (int, float)):
+            sets.append("lease_until = CASE WHEN lease_owner IS NULL THEN NULL ELSE CAST(? AS DOUBLE PRECISION) END")
+            values.append(float(next_at) + self.lease_s)
+        changed = await (tx or self._db).execute(
+            f"UPDATE messages SET {', '.join(sets)} WHERE message_id = ? AND (lease_owner IS NULL OR lease_owner = ?)",
+            *values, message_id, self.replica)
+        if not changed:
+            log.warning("lease lost: another replica took this message over; its result is left to that replica",
+                        msg_id=message_id.hex(), replica=self.replica, write=sorted(assignments))
+        return changed == 1
+
+    async def advance(self, message_id: bytes, stage: Stage, *, now: float | None = None, **fields: object) -> bool:
+        """Move to `stage` (resetting attempts and reason), setting any extra columns given. False
+        when another replica holds the message now (nothing written). A submission (`dest_tx`) is
+        recorded in `submissions` either way."""
         now = time.time() if now is None else now
         stamp = {Stage.READY: "signed_at", Stage.SUBMITTED: "submitted_at", Stage.CONFIRMED: "confirmed_at"}.get(stage)
         if stamp and stamp not in fields:
             fields[stamp] = now
-        assignments = {"stage": stage.value, "reason": "", "reason_code": "", "attempts": 0, "next_attempt_at": now,
-                       "updated_at": now}
+        assignments = {"stage": stage.value, "reason": "", "reason_code": "", "attempts": 0,
+                       "next_attempt_at": float(now), "updated_at": now}
         assignments.update(fields)
-        await self._update(message_id, assignments)
+        if stage is Stage.SUBMITTED and fields.get("dest_tx"):
+            async with self._db.transaction() as tx:
+                held = await self._step_write(message_id, assignments, tx=tx)
+                await tx.execute("INSERT INTO submissions (message_id, replica, tx, lease_held, at) "
+                                 "VALUES (?, ?, ?, ?, ?)", message_id, self.replica, fields["dest_tx"], int(held), now)
+            return held
+        return await self._step_write(message_id, assignments)
 
     async def retry_later(self, message_id: bytes, code: RetryReason, reason: str, next_attempt_at: float, *,
-                          now: float | None = None, stage: Stage | None = None) -> None:
+                          now: float | None = None, stage: Stage | None = None) -> bool:
         """Count an attempt and look again at `next_attempt_at` (never, with inf: the dead letter)."""
         now = time.time() if now is None else now
         assignments: dict[str, object] = {"reason": reason, "reason_code": code.value,
-                                          "next_attempt_at": next_attempt_at, "updated_at": now}
+                                          "next_attempt_at": float(next_attempt_at), "updated_at": now}
         if stage is not None:
             assignments["stage"] = stage.value
-        await self._db.execute(
-            "UPDATE messages SET attempts = attempts + 1, "
-            + ", ".join(f"{k} = ?" for k in assignments)
-            + " WHERE message_id = ?",
-            [*assignments.values(), message_id],
-        )
-        await self._db.commit()
+        return await self._step_write(message_id, assignments, counting=True)
 
-    async def postpone(self, message_id: bytes, code: RetryReason, reason: str, next_attempt_at: float) -> None:
+    async def postpone(self, message_id: bytes, code: RetryReason, reason: str, next_attempt_at: float) -> bool:
         """Look again later without counting an attempt (e.g. waiting for finality)."""
-        await self._update(message_id, {"reason": reason, "reason_code": code.value, "next_attempt_at": next_attempt_at,
-                                        "updated_at": time.time()})
+        return await self._step_write(message_id, {"reason": reason, "reason_code": code.value,
+                                                   "next_attempt_at": float(next_attempt_at),
+                                                   "updated_at": time.time()})
 
     async def force_retry(self, message_id: bytes, now: float | None = None) -> MessageRecord | None:
-        """Operator's `relay retry`: make the message due now; a dead one restarts from observed."""
+        """Operator's `relay retry`: make the message due now, for whichever replica takes it first;
+        a dead one restarts from observed."""
         record = await self.get(message_id)
         if record is None:
             return None
@@ -285,64 +429,48 @@ class Store:
         stage = Stage.OBSERVED if record.stage is Stage.DEAD else record.stage
         if record.stage is Stage.CONFIRMED:
             return record
-        await self._update(
-            message_id,
-            {"stage": stage.value, "attempts": 0, "next_attempt_at": now, "updated_at": now,
-             "reason": f"manual retry (was: {record.reason or record.stage.value})",
-             "reason_code": RetryReason.MANUAL_RETRY.value},
-        )
-        return await self.get(message_id)
-
-    async def _update(self, message_id: bytes, assignments: dict[str, object]) -> None:
         await self._db.execute(
-            "UPDATE messages SET " + ", ".join(f"{k} = ?" for k in assignments) + " WHERE message_id = ?",
-            [*assignments.values(), message_id],
-        )
-        await self._db.commit()
+            "UPDATE messages SET stage = ?, attempts = 0, next_attempt_at = ?, updated_at = ?, reason = ?, "
+            "reason_code = ?, lease_owner = NULL, lease_until = NULL WHERE message_id = ?",
+            stage.value, float(now), now, f"manual retry (was: {record.reason or record.stage.value})",
+            RetryReason.MANUAL_RETRY.value, message_id)
+        return await self.get(message_id)
 
     async def counts(self) -> dict[tuple[Stage, RetryReason | None], int]:
         """Messages by stage and reason code, for metrics and `relay status`."""
         counts: dict[tuple[Stage, RetryReason | None], int] = {}
-        async with self._db.execute(
-            "SELECT stage, reason_code, count(*) FROM messages GROUP BY stage, reason_code"
-        ) as cur:
-            for stage, code, n in await cur.fetchall():
-                key = (Stage(stage), RetryReason.stored(code))
-                counts[key] = counts.get(key, 0) + n  # (codes this version does not know count as none)
+        for row in await self._db.fetch("SELECT stage, reason_code, count(*) AS n FROM messages GROUP BY stage, reason_code"):
+            key = (Stage(row["stage"]), RetryReason.stored(row["reason_code"]))
+            counts[key] = counts.get(key, 0) + row["n"]  # (codes this version does not know count as none)
         return counts
 
     async def listing(self, limit: int = 50) -> list[MessageRecord]:
         """Unfinished first, oldest (most stuck) first; then the latest confirmed."""
-        async with self._db.execute(
+        rows = await self._db.fetch(
             f"SELECT {_COLUMNS} FROM messages ORDER BY stage = 'confirmed', "
-            "CASE WHEN stage = 'confirmed' THEN -confirmed_at ELSE observed_at END LIMIT ?",
-            (limit,),
-        ) as cur:
-            return [_record(r) for r in await cur.fetchall()]
+            "CASE WHEN stage = 'confirmed' THEN -confirmed_at ELSE observed_at END LIMIT ?", limit)
+        return [_record(r) for r in rows]
+
+    async def _nonces(self, src_domain: int) -> list[int]:
+        rows = await self._db.fetch("SELECT nonce FROM messages WHERE src_domain = ? ORDER BY nonce", src_domain)
+        return [r["nonce"] for r in rows]
 
     async def highest_contiguous_nonce(self, src_domain: int) -> int:
         """The largest n such that nonces 0..n are all known (-1 if nonce 0 is missing)."""
-        async with self._db.execute(
-            "SELECT nonce FROM messages WHERE src_domain = ? ORDER BY nonce", (src_domain,)
-        ) as cur:
-            expected = 0
-            async for (nonce,) in cur:
-                if nonce != expected:
-                    break
-                expected += 1
+        expected = 0
+        for nonce in await self._nonces(src_domain):
+            if nonce != expected:
+                break
+            expected += 1
         return expected - 1
 
     async def missing_nonces(self, src_domain: int, limit: int = 100) -> list[int]:
         """Nonces below the highest seen that were never observed (gaps to re-observe)."""
         if src_domain == COMMITTEE_DOMAIN:
             return []  # attestations all use nonce 0: there is no sequence
-        async with self._db.execute(
-            "SELECT nonce FROM messages WHERE src_domain = ? ORDER BY nonce", (src_domain,)
-        ) as cur:
-            seen = [n async for (n,) in cur]
         missing: list[int] = []
         expected = 0
-        for nonce in seen:
+        for nonce in await self._nonces(src_domain):
             while expected < nonce and len(missing) < limit:
                 missing.append(expected)
                 expected += 1
@@ -350,14 +478,43 @@ class Store:
         return missing
 
     async def get_cursor(self, name: str) -> str | None:
-        async with self._db.execute("SELECT cursor FROM cursors WHERE name = ?", (name,)) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
+        return await self._db.fetchval("SELECT cursor FROM cursors WHERE name = ?", name)
 
     async def set_cursor(self, name: str, cursor: str) -> None:
         await self._db.execute(
             "INSERT INTO cursors (name, cursor, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(name) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-            (name, cursor, time.time()),
-        )
-        await self._db.commit()
+            name, cursor, time.time())
+
+    # -- replicas and chains ---------------------------------------------------------------------
+    async def lease(self, message_id: bytes) -> Lease | None:
+        row = await self._db.fetchrow(
+            "SELECT lease_owner, lease_until, leases, takeovers FROM messages WHERE message_id = ?", message_id)
+        return None if row is None else Lease(row["lease_owner"], row["lease_until"], row["leases"], row["takeovers"])
+
+    async def submissions(self, message_id: bytes | None = None) -> list[Submission]:
+        """Delivery transactions sent, by any replica (of one message, or all), oldest first."""
+        where, args = ("WHERE message_id = ?", (message_id,)) if message_id is not None else ("", ())
+        rows = await self._db.fetch(
+            f"SELECT message_id, replica, tx, lease_held, at FROM submissions {where} ORDER BY at", *args)
+        return [Submission(bytes(r["message_id"]), r["replica"], r["tx"], bool(r["lease_held"]), r["at"]) for r in rows]
+
+    async def chain_identity(self, domain: int) -> str | None:
+        """The identity (ChainIdentity.encode()) of the chain whose cursor and messages are kept for
+        `domain`; None before the first start that recorded it."""
+        return await self._db.fetchval("SELECT identity FROM chains WHERE domain = ?", domain)
+
+    async def set_chain_identity(self, domain: int, identity: str) -> None:
+        await self._db.execute(
+            "INSERT INTO chains (domain, identity, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(domain) DO UPDATE SET identity = excluded.identity, updated_at = excluded.updated_at",
+            domain, identity, time.time())
+
+    async def forget_chain(self, domain: int) -> int:
+        """`relay reset-chain`: drop what this store knows of the chain behind `domain` — its identity,
+        its watch cursor and the messages it sent (their nonces start again on a new chain).
+        Returns the number of messages dropped."""
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM chains WHERE domain = ?", domain)
+            await tx.execute("DELETE FROM cursors WHERE name = ?", f"watch:{domain}")
+            return await tx.execute("DELETE FROM messages WHERE src_domain = ?", domain)

@@ -4,12 +4,14 @@ in tests/support/; fixtures used only by one suite are in tests/unit/conftest.py
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from adapters.evm import deploy as evm_deploy
 from tests.support.nats import nats_server  # noqa: F401  (the session's nats-server -js, tests/support/nats.py)
+from tests.support.postgres import PostgresServer
 
 # Hypothesis profiles (the fuzz budgets are in tests/support/fuzzing.py). `ci`, the default, is
 # derandomised: every run draws the same examples, so a CI failure reproduces anywhere; `dev`
@@ -24,3 +26,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def evm_contracts() -> None:
     """The Solidity contracts compiled (once per run; a no-op when the build is current)."""
     evm_deploy.ensure_built()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this run's own (tests/support/postgres.py), started on first use;
+    `postgres.create_database()` gives each test a fresh database."""
+    server = PostgresServer.start()
+    yield server
+    server.stop()

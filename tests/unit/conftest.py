@@ -30,9 +30,18 @@ def dealt() -> Dealt:
     return deal()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a fresh store lives: an SQLite file, or a new database on the run's PostgreSQL server;
+    tests taking it (or `store`) run against both engines."""
+    if request.param == "sqlite":
+        return str(tmp_path / "relayer.db")
+    return request.getfixturevalue("postgres").create_database("store")
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A relayer store in a fresh SQLite file, closed after the test."""
-    s = await Store.open(tmp_path / "relayer.db")
+async def store(db_location: str) -> AsyncIterator[Store]:
+    """A relayer store in a fresh SQLite file or PostgreSQL database, closed after the test."""
+    s = await Store.open(db_location)
     yield s
     await s.close()
