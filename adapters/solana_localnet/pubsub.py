@@ -174,7 +174,7 @@ class PubSub:
     def _on_text(self, connection: _Connection, text: str) -> None:
         try:
             request = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's json parses
             connection.send(_error(None, RpcError(PARSE_ERROR, "Parse error")))
             return
         requests = request if isinstance(request, list) else [request]

@@ -163,7 +163,7 @@ class LocalnetServer:
             return web.Response(status=413, text=_dumps(_error_obj(None, error)), content_type="application/json")
         try:
             request_obj = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's json parses
             return self._json(_error_obj(None, RpcError(PARSE_ERROR, "Parse error")))
         if isinstance(request_obj, list):
             if not request_obj:

@@ -7,6 +7,9 @@ larger, for longer local runs)."""
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hypothesis import settings
@@ -78,3 +81,20 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
+
+
+# JSON nested deeper than Python's json module parses at the interpreter's default recursion limit.
+DEEP_JSON = "[" * 5000 + "]" * 5000
+
+
+@contextmanager
+def default_recursion_limit(limit: int = 1000) -> Iterator[None]:
+    """The interpreter's default recursion limit while the block runs. A daemon runs with it (deep
+    JSON raises RecursionError there); the test process does not: py_ecc, which the tests import,
+    raises the limit to 100000 on import, and hypothesis lifts it while a test runs."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)

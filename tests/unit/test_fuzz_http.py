@@ -34,7 +34,7 @@ from relay.tasks.worker_store import WorkerStore
 from tests.support.committee import Dealt
 from tests.support.fakes import DST, SRC, FakeChain, FakeCommittee, envelope
 from tests.support.feeds import make_server
-from tests.support.fuzzing import budget, json_values
+from tests.support.fuzzing import DEEP_JSON, budget, default_recursion_limit, json_values
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,7 +42,6 @@ pytestmark = pytest.mark.timeout(300)
 # (one server sees every request in turn and must keep serving).
 FUZZ = settings(max_examples=budget(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-DEEP_JSON = "[" * 1500 + "]" * 1500  # deeper than Python's json can parse: RecursionError
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 # --- what a request is made of ------------------------------------------------------------------
@@ -167,12 +166,16 @@ async def attester_client(tmp_path: Path) -> AsyncIterator[TestClient]:
 
 @FUZZ
 @given(request=requests(ATTESTER_ROUTES, bodies(_observe_body, limit=16 * 1024)))
-@example(request=Request("POST", "/v1/observe", {}, {}, Body(DEEP_JSON.encode())))
 @example(request=Request("POST", "/v1/observe", {}, {}, Body(b'{"src_domain": Infinity, "source_tx": "0x"}')))
 @example(request=Request("POST", "/v1/observe", {}, {"Content-Type": "application/json; charset=bogus"},
                          Body(b'{"src_domain": 1, "source_tx": "0x"}')))
 async def test_attester_endpoints_refuse_bad_requests_cleanly(attester_client: TestClient, request: Request) -> None:
     await assert_refused_cleanly(attester_client, request)
+
+
+async def test_attester_refuses_json_nested_too_deep(attester_client: TestClient) -> None:
+    with default_recursion_limit():
+        await assert_refused_cleanly(attester_client, Request("POST", "/v1/observe", {}, {}, Body(DEEP_JSON.encode())))
 
 
 # --- the relayer --------------------------------------------------------------------------------
@@ -287,8 +290,11 @@ async def test_feed_server_endpoints_refuse_bad_requests_cleanly(feed_server, si
 
 async def test_feed_server_deep_json_and_bad_headers(feed_server) -> None:
     _, client = feed_server
+    with default_recursion_limit():
+        await assert_refused_cleanly(client, Request("POST", "/v1/reports", {}, {}, Body(DEEP_JSON.encode())))
+        await assert_refused_cleanly(client, Request("GET", "/v1/stream", {"since": "{" + DEEP_JSON[:3000]}, {},
+                                                     Body(None)))
     for request in [
-        Request("POST", "/v1/reports", {}, {}, Body(DEEP_JSON.encode())),
         Request("POST", "/v1/reports", {}, {"Content-Type": "application/json; charset=bogus"}, Body(b"{}")),
         Request("GET", "/v1/stream", {}, {"Last-Event-ID": "ETH/USD:²"}, Body(None)),
         Request("GET", "/v1/stream", {"since": "ETH/USD:²"}, {}, Body(None)),
@@ -315,8 +321,16 @@ class Frames(list):
 
 @settings(FUZZ, max_examples=budget(60))
 @given(messages=st.lists(_ws_text | st.binary(max_size=20), min_size=1, max_size=4).map(Frames))
-@example(messages=Frames([DEEP_JSON]))
 async def test_feed_server_websocket_answers_bad_commands_and_stays_open(feed_server, messages) -> None:
+    await _websocket_answers(feed_server, messages)
+
+
+async def test_feed_server_websocket_answers_json_nested_too_deep(feed_server) -> None:
+    with default_recursion_limit():
+        await _websocket_answers(feed_server, Frames([DEEP_JSON]))
+
+
+async def _websocket_answers(feed_server, messages: Frames) -> None:
     _, client = feed_server
     async with client.ws_connect("/v1/ws") as ws:
         for message in messages:
