@@ -39,7 +39,7 @@ from adapters.evm.deploy import EvmDeployError
 from adapters.evm.feeds import deploy_feeds
 from adapters.evm.gateway import deploy_gateway, deploy_recording_receiver
 from adapters.evm.market import deploy_market
-from adapters.evm.taskboard import deploy_task_board
+from adapters.evm.taskboard import deploy_task_board, deploy_task_board_v2
 from attest.committee import Committee
 from attest.files import write_atomic
 from relay.config import EvmChain, KeyRef
@@ -399,6 +399,8 @@ async def deploy_devnet(name: str, chain: EvmChain, keys_dir: Path, committee: C
         contracts["RecordingReceiver"] = await deploy_recording_receiver(w3, account, contracts["Gateway"])
         # Both task-board roles; PROOF_ATTESTATIONs count only from the committee (domain 0, sender 0).
         contracts["TaskBoard"] = await deploy_task_board(w3, account, contracts["Gateway"], attestation_grace=300)
+        # Task protocol v2 beside v1 until the worker and the SDK speak it; verdicts from the committee.
+        contracts["TaskBoardV2"] = await deploy_task_board_v2(w3, account, contracts["Gateway"], settlement_grace=300)
         contracts.update(await deploy_devnet_feeds(w3, account, keys_dir, contracts["CommitteeVerifier"], feeds))
     finally:
         await w3.provider.disconnect()

@@ -17,7 +17,7 @@ from adapters.evm.devnet import ANVIL_DEV_KEYS
 from adapters.evm.feeds import EvmFeedTarget, EvmPoolSource
 from adapters.evm.market import MarketSimulator
 from adapters.evm.gateway import EvmAdapter, evm_key
-from adapters.evm.taskboard import EvmTaskBoard
+from adapters.evm.taskboard import EvmTaskBoard, EvmTaskBoardV2
 from attest.committee import Committee
 from attest.files import write_atomic
 from relay.config import FeedPushSection, EvmChain, KeyRef, TesseraConfig, WorkerSection
@@ -48,6 +48,17 @@ class EvmDriver:
             raise ConfigError(f"the worker on EVM chain {self.name!r} needs its own account: set [worker] evm_key "
                               "(file = ... or env = ...), not the relayer's signer")
         return EvmTaskBoard.from_config(self.name, self.chain, role="worker", worker_key=worker.evm_key)
+
+    def requester_board_v2(self, config: TesseraConfig) -> EvmTaskBoardV2:
+        return EvmTaskBoardV2.from_config(self.name, self.chain, role="requester")
+
+    def serving_board_v2(self, config: TesseraConfig, worker: WorkerSection | None = None) -> EvmTaskBoardV2:
+        if worker is None:
+            return EvmTaskBoardV2.from_config(self.name, self.chain, role="reader")
+        if worker.evm_key is None:
+            raise ConfigError(f"the worker on EVM chain {self.name!r} needs its own account: set [worker] evm_key "
+                              "(file = ... or env = ...), not the relayer's signer")
+        return EvmTaskBoardV2.from_config(self.name, self.chain, role="worker", worker_key=worker.evm_key)
 
     def feed_target(self, config: TesseraConfig, push: FeedPushSection) -> EvmFeedTarget:
         return EvmFeedTarget.from_config(self.name, self.chain, key=push.evm_key)
