@@ -1,4 +1,5 @@
-"""The relayer's HTTP API: /health, /metrics (Prometheus), message status and forced retry."""
+"""The relayer's HTTP API: /health, /metrics (Prometheus), message status and forced retry, and the
+explorer (relay/explorer: the page at /explorer/, search, tasks, live message events)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import time
 
 from aiohttp import web
 
+from attest.committee import Committee
+from relay.explorer import add_explorer
 from relay.pipeline import Relayer
 from relay.store import MessageRecord
 
@@ -45,7 +48,9 @@ def _message_id(request: web.Request) -> bytes:
     return message_id
 
 
-def build_app(relayer: Relayer) -> web.Application:
+def build_app(relayer: Relayer, committee: Committee | None = None,
+              feed_server_url: str | None = None) -> web.Application:
+    """`committee` lets the explorer ask members who signed; `feed_server_url` feeds its price charts."""
     routes = web.RouteTableDef()
 
     @routes.get("/health")
@@ -89,4 +94,5 @@ def build_app(relayer: Relayer) -> web.Application:
 
     app = web.Application(client_max_size=64 * 1024)
     app.add_routes(routes)
+    add_explorer(app, relayer, committee, feed_server_url)
     return app

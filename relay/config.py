@@ -274,6 +274,7 @@ class FeedPushSection(_Model):
     evm_key: KeyRef | None = None
     solana_keypair: KeyRef | None = None
     verify: bool = True  # check each report against [committee] before spending gas on it
+    listen: str | None = None  # host:port for /health and /metrics (wallet balances); None = no HTTP server
     retry_base_s: Annotated[float, Field(gt=0)] = 0.5
     retry_cap_s: Annotated[float, Field(gt=0)] = 30.0
     max_attempts: Annotated[int, Field(ge=1)] = 8
@@ -284,6 +285,8 @@ class FeedPushSection(_Model):
         if value is not None:
             check_urls([value], ("http", "https"))
         return value
+
+    _listen = field_validator("listen")(lambda cls, v: v if v is None else check_listen(v))
 
 
 class TesseraConfig(_Model):

@@ -155,6 +155,13 @@ class ChainAdapter(Protocol):
         """The endpoint pool's view of every RPC endpoint (for /health and metrics)."""
         ...
 
+    async def wallet_balances(self) -> dict[str, int]:
+        """The native balance of every account this adapter spends from (its signer: the relayer's
+        or the SDK's sender), in the chain's smallest unit (wei, lamports), keyed by the address as
+        written in a config; empty when it has no signer (a read-only adapter). Read-only; raises
+        like any read when every endpoint failed."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class DevnetNode:
@@ -336,6 +343,11 @@ class ServingBoard(Protocol):
     async def submit_result(self, request_id: bytes, result_payload: bytes) -> str:
         """Sends the encoded TASK_RESULT through the board; returns the transaction once it succeeded.
         Raises a `relay.errors.TesseraError` subclass with the reason when the board refuses."""
+        ...
+
+    async def wallet_balances(self) -> dict[str, int]:
+        """The native balance of the worker's own account(s) on this chain (what it pays fees and
+        bonds from), smallest unit, keyed by address as written in a config. Read-only."""
         ...
 
     async def close(self) -> None: ...
@@ -598,3 +610,8 @@ class FeedTarget(Protocol):
     async def push(self, signed: SignedReport) -> Any: ...  # tx id (str) or a not-newer result
 
     async def latest(self, feed_id: str) -> Any: ...  # SignedReport | FeedReport | report-like | None
+
+    async def wallet_balances(self) -> dict[str, int]:
+        """The native balance of the account this target pays pushes from, smallest unit, keyed by
+        address as written in a config. Read-only."""
+        ...

@@ -1,10 +1,19 @@
-"""Prometheus metrics of a relayer (one registry per instance, so tests can run several)."""
+"""Prometheus metrics of a relayer (one registry per instance, so tests can run several), and the
+wallet-balance gauge every daemon that spends from an account exports (`WalletBalances`)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from relay.log import get_logger
 from relay.store import RetryReason, Stage
+
+log = get_logger("metrics")
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
@@ -44,3 +53,62 @@ class RelayerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def metrics_response(*registries: CollectorRegistry) -> web.Response:
+    """GET /metrics of a daemon: the Prometheus text of its registries."""
+    body = b"".join(generate_latest(r) for r in registries)
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+# --- wallet balances ------------------------------------------------------------------------------
+
+WALLET_REFRESH_S = 30.0  # balances change by fees: reading them every half minute is plenty
+
+
+@dataclass(frozen=True, slots=True)
+class Wallet:
+    """Accounts one daemon spends from on one chain: `read` is an adapter's, board's or feed
+    target's `wallet_balances` (relay.interfaces), returning {address: balance in smallest unit}."""
+
+    chain: str
+    read: Callable[[], Awaitable[dict[str, int]]]
+
+
+class WalletBalances:
+    """`tessera_wallet_balance{daemon,chain,account}` (smallest unit: wei, lamports) on a daemon's
+    registry, read through the interfaces every `interval` seconds, so an operator's alert fires
+    before a relayer, worker or pusher runs out of fees. A chain whose read fails keeps its last
+    value (the RPC health metrics say why) and is read again next time."""
+
+    def __init__(self, registry: CollectorRegistry, daemon: str, wallets: Sequence[Wallet],
+                 interval: float = WALLET_REFRESH_S) -> None:
+        self.daemon = daemon
+        self.wallets = list(wallets)
+        self.interval = interval
+        self.gauge = Gauge("tessera_wallet_balance",
+                           "Native balance of an account the daemon spends from, in the chain's smallest unit",
+                           ["daemon", "chain", "account"], registry=registry)
+        self.read_errors = Counter("tessera_wallet_balance_read_errors", "Failed balance reads, by chain",
+                                   ["daemon", "chain"], registry=registry)
+
+    async def refresh(self) -> None:
+        for wallet in self.wallets:
+            try:
+                balances = await wallet.read()
+            except Exception as exc:  # an RPC outage: keep the last value, say so, try again later
+                self.read_errors.labels(daemon=self.daemon, chain=wallet.chain).inc()
+                log.warning("wallet balance read failed", daemon=self.daemon, chain=wallet.chain,
+                            error=f"{type(exc).__name__}: {exc}")
+                continue
+            for account, balance in balances.items():
+                self.gauge.labels(daemon=self.daemon, chain=wallet.chain, account=account).set(balance)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """A daemon service's run: refresh now, then every `interval` until `stop`."""
+        while not stop.is_set():
+            await self.refresh()
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass

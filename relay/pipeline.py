@@ -27,6 +27,7 @@ from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
 from relay.metrics import RelayerMetrics
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
+from relay.pubsub import Broadcast
 from relay.store import MessageRecord, RetryReason, Stage, Store
 from relay.tasks.attestation import AttestationError, attestation_for
 from relay.tasks.payloads import ProofAttestation, TaskPayloadError
@@ -139,6 +140,8 @@ class Relayer:
         self.settings = settings or PipelineSettings()
         self.metrics = metrics or RelayerMetrics()
         self.name = name
+        # Ids of messages whose record just changed (observed, or an outcome applied): the API's streams.
+        self.updates: Broadcast[bytes] = Broadcast()
         self._wake = asyncio.Event()
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
         self.log = log.bind(relayer=name)
@@ -167,6 +170,7 @@ class Relayer:
         if await self.store.add_observed(envelope, source_tx):
             self.log.info("observed", msg_id=envelope.message_id.hex(), src=envelope.src_domain,
                           dst=envelope.dst_domain, nonce=envelope.nonce, tx=source_tx)
+            self.updates.publish(envelope.message_id)
             self._wake.set()
         match envelope.kind:
             case MessageKind.TASK_RESULT:  # its PROOF_ATTESTATION is carried too
@@ -187,6 +191,7 @@ class Relayer:
         if await self.store.add_observed(attestation, source_tx):
             self.log.info("attestation queued", msg_id=attestation.message_id.hex(), result_id=result.message_id.hex(),
                           dst=attestation.dst_domain)
+            self.updates.publish(attestation.message_id)
             self._wake.set()
 
     async def _repair_gaps_forever(self, stop: asyncio.Event) -> None:
@@ -361,6 +366,7 @@ class Relayer:
             case Retry(reason=reason, detail=detail, stage=stage):
                 if self.settings.backoff.exhausted(record.attempts):
                     await self._dead(record, reason, f"retries exhausted ({record.attempts + 1}); last: {detail}")
+                    self.updates.publish(record.message_id)
                     return
                 delay = self.settings.backoff.delay(record.attempts)
                 await self.store.retry_later(record.message_id, reason, detail, now + delay, stage=stage)
@@ -370,6 +376,8 @@ class Relayer:
                               in_s=round(delay, 2), attempt=record.attempts + 1)
             case Drop(reason=reason, detail=detail):
                 await self._dead(record, reason, detail)
+        if not (isinstance(outcome, Postpone) and outcome.reason is record.reason_code):  # (only news)
+            self.updates.publish(record.message_id)
 
     async def _dead(self, record: MessageRecord, reason: RetryReason, detail: str) -> None:
         await self.store.retry_later(record.message_id, reason, detail, float("inf"), stage=Stage.DEAD)

@@ -159,6 +159,9 @@ class EvmFeedTarget:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def wallet_balances(self) -> dict[str, int]:
+        return await self.tx.wallet_balances()
+
     def health(self) -> list[EndpointHealth]:
         return self.pool.health()
 

@@ -222,6 +222,9 @@ class _EvmBoard:
     async def close(self) -> None:
         await self._evm.close()
 
+    async def wallet_balances(self) -> dict[str, int]:
+        return await self._evm.wallet_balances()
+
     async def fee(self) -> int:
         return await self._evm.fee()
 

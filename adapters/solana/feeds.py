@@ -269,6 +269,9 @@ class SolanaFeedTarget:
     async def close(self) -> None:
         await self.rpc.close()
 
+    async def wallet_balances(self) -> dict[str, int]:
+        return await self.tx.wallet_balances()
+
     def health(self) -> list[EndpointHealth]:
         return self.rpc.health()
 

@@ -125,6 +125,9 @@ class SolanaAdapter:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def wallet_balances(self) -> dict[str, int]:
+        return await self.tx.wallet_balances()
+
     def health(self) -> list[EndpointHealth]:
         return self.rpc.health()
 

@@ -294,6 +294,9 @@ class SolanaTaskBoard:
     async def close(self) -> None:
         await self.rpc.close()
 
+    async def wallet_balances(self) -> dict[str, int]:
+        return await self.tx.wallet_balances()
+
     async def __aenter__(self) -> "SolanaTaskBoard":
         return self
 

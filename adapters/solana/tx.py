@@ -86,6 +86,13 @@ class SolanaTransactor:
             raise SolanaAdapterError(f"{self.name}: no keypair to pay for transactions: {self.no_payer_hint}")
         return self.payer
 
+    async def wallet_balances(self) -> dict[str, int]:
+        """{address: balance in lamports} of the fee payer; {} without one."""
+        if self.payer is None:
+            return {}
+        key = self.payer.pubkey()
+        return {str(key): (await self.rpc.call("getBalance", lambda c: c.get_balance(key, Confirmed))).value}
+
     def last_valid_height(self, signature: str) -> int | None:
         """The last valid block height of a signature this transactor sent; None when unknown
         (another process sent it, or this one restarted)."""

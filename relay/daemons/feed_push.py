@@ -7,6 +7,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
 from adapters.registry import driver_named
 from attest.committee import Committee
 from relay.backoff import Backoff
@@ -14,7 +17,8 @@ from relay.config import KeyRef, TesseraConfig
 from relay.errors import ConfigError
 from relay.feeds.aggregate import PushPolicy
 from relay.feeds.push import Pusher, client_reports, sse_reports
-from relay.lifecycle import Service, run_daemon, until_stopped
+from relay.lifecycle import Service, http_service, run_daemon, until_stopped
+from relay.metrics import Wallet, WalletBalances, metrics_response
 from relay.log import get_logger
 
 log = get_logger("relay.feed_push")
@@ -71,10 +75,27 @@ async def run_feed_push(config: TesseraConfig, base: Path, source: str | None = 
     async def follow(stop: asyncio.Event) -> None:
         await until_stopped(stop, pusher.run(reports))
 
+    registry = CollectorRegistry()
+    wallets = WalletBalances(registry, "pusher", [Wallet(t.name, t.wallet_balances) for t in targets])
     await run_daemon("feed pusher", [
         *(Service(f"target {i}", cleanup=target.close) for i, target in enumerate(targets)),
+        *([http_service("http", _build_app(pusher, registry), section.listen)] if section.listen else []),
         Service("pusher", setup=pusher.start, run=follow, cleanup=pusher.close),
-    ], stop, source=source, targets=names, feeds=feed_ids, verified=committee is not None)
+        Service("wallet balances", run=wallets.run),
+    ], stop, source=source, targets=names, feeds=feed_ids, verified=committee is not None, listen=section.listen)
+
+
+def _build_app(pusher: Pusher, registry: CollectorRegistry) -> web.Application:
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "targets": pusher.targets})
+
+    async def metrics(request: web.Request) -> web.Response:
+        return metrics_response(registry)
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    return app
 
 
 # --- market ---------------------------------------------------------------------------------------

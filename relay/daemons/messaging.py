@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import CollectorRegistry
+
 import attest
 from adapters.registry import messaging_adapters, register_feed_sources
 from attest.committee import Committee, KeyShare
@@ -22,6 +24,7 @@ from relay.errors import ConfigError
 from relay.feeds.node import FeedNode
 from relay.interfaces import ChainAdapter
 from relay.lifecycle import Service, http_service, run_daemon
+from relay.metrics import Wallet, WalletBalances, metrics_response
 from relay.pipeline import PipelineSettings, Relayer
 from relay.store import Store
 from relay.tasks.executors import ExecutorRegistry
@@ -50,12 +53,17 @@ async def run_relayer(config: TesseraConfig, stop: asyncio.Event | None = None) 
                                          max_attempts=settings.max_attempts),
                          concurrency=settings.concurrency),
     )
+    wallets = WalletBalances(relayer.metrics.registry, "relayer",
+                             [Wallet(a.name, a.wallet_balances) for a in adapters.values()])
     await run_daemon("relayer", [
         Service("store", cleanup=store.close),
         Service("collector", cleanup=collector.close),
         *_adapter_services(adapters),
-        http_service("http", build_app(relayer), settings.listen),
+        http_service("http", build_app(relayer, committee,
+                                           f"http://{config.feed_server.listen}" if config.feeds else None),
+                     settings.listen),
         Service("pipeline", run=relayer.run),
+        Service("wallet balances", run=wallets.run),
     ], stop, listen=settings.listen, db=str(settings.db), chains=[a.name for a in adapters.values()],
         committee_epoch=committee.epoch, threshold=f"{committee.t}/{committee.n}")
 
@@ -98,6 +106,9 @@ async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | 
         feed_node = FeedNode.from_config(config, committee, share)
         app.add_routes(feed_node.routes())
         feed_services.append(Service("feed rounds", setup=feed_node.start, run=feed_node.run, cleanup=feed_node.close))
+    # /metrics like every daemon (the feed round metrics; also at /v1/feeds/metrics for the members).
+    registry = feed_node.metrics.registry if config.feeds else CollectorRegistry()
+    app.router.add_get("/metrics", lambda request: metrics_response(registry))
     await run_daemon("attester", [
         Service("signing log", cleanup=signing_log.close),
         *_adapter_services(adapters),

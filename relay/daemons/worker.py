@@ -12,6 +12,7 @@ from adapters.registry import driver_named
 from relay.config import TesseraConfig, WorkerSection
 from relay.errors import ConfigError
 from relay.lifecycle import Service, http_service, run_daemon
+from relay.metrics import Wallet, WalletBalances
 from relay.tasks.executors import ExecutorRegistry
 from relay.tasks.payloads import worker_public_key
 from relay.tasks.worker import Worker, WorkerSettings, load_identity
@@ -41,11 +42,14 @@ async def run_worker(config: TesseraConfig, chain: str, db: Path | None = None,
     board = driver_named(config, chain).serving_board(config, section)
     store = await WorkerStore.open(db_path)
     worker = Worker(board, executors, identity, payouts, store, settings_from_section(section))
+    # The account it spends from is its serving board's (fees; bonds): payouts only receive.
+    wallets = WalletBalances(worker.metrics.registry, "worker", [Wallet(board.name, board.wallet_balances)])
     await run_daemon("worker", [
         Service("store", cleanup=store.close),
         Service("board", cleanup=board.close),
         *([http_service("http", _build_app(worker), section.listen)] if section.listen else []),
         Service("tasks", run=worker.run),
+        Service("wallet balances", run=wallets.run),
     ], stop, chain=chain, board="0x" + board.address.hex(), db=str(db_path),
         worker="0x" + worker_public_key(identity).hex(), executors=list(section.executors), listen=section.listen)
 
