@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 import attest
+import relay.attester as attester_module
 from relay.attester import Attester
 from attest.signing_log import EquivocationError, SignedEntry, SigningLog
 from relay.interfaces import Observation
 from relay.collector import CommitteeCollector
 from relay.envelope import Envelope
 from tests.support.fakes import DST, SRC, FakeChain, envelope
+
+
+# No test here waits for the collector's timeout (a dead member is refused at once): a generous one
+# keeps a loaded machine from turning a slow honest answer into "unreachable".
+SLOW = 30.0
 
 
 def _port() -> int:
@@ -74,7 +83,7 @@ async def test_one_down_and_one_lying_is_below_threshold_and_both_are_named(comm
     observation = Observation(env, "0xtx", 5, "5")
     for a in attesters:
         a.attest(observation, source)
-    collector = CommitteeCollector(committee, timeout=1.0)
+    collector = CommitteeCollector(committee, timeout=SLOW)
     try:
         first = await collector.collect(env, "0xtx")
         # Only members 1 and 2 are honest and up: 2 < t = 3. The liar is named, the dead one explained.
@@ -89,7 +98,7 @@ async def test_attester_only_signs_what_it_observes_itself(committee_up) -> None
     committee, source, attesters = committee_up
     honest = attesters[0]
     env = envelope(1)
-    collector = CommitteeCollector(committee, timeout=1.0)
+    collector = CommitteeCollector(committee, timeout=SLOW)
     try:
         # The relayer claims a transaction the attesters cannot find on their chain: nothing is signed.
         result = await collector.collect(env, "0xinvented")
@@ -128,7 +137,7 @@ async def _run_committee(env: Envelope, liar: int | None):
 async def test_committee_combines_a_valid_signature_and_names_a_liar(liar: int | None) -> None:
     env = envelope(2)
     committee, runners = await _run_committee(env, liar)
-    collector = CommitteeCollector(committee, timeout=2.0)
+    collector = CommitteeCollector(committee, timeout=SLOW)
     try:
         result = await collector.collect(env, "0xtx")
         assert result.signature is not None
@@ -169,7 +178,7 @@ def test_attester_refuses_foreign_source_domain_and_unknown_destination(tmp_path
     assert attester.attest(Observation(envelope(0), "0x", 1, "1"), source) is not None
 
 
-async def test_a_late_honest_member_completes_the_set_after_a_liar_was_dropped() -> None:
+async def test_a_late_honest_member_completes_the_set_after_a_liar_was_dropped(monkeypatch) -> None:
     """1, 2 and the liar 3 answer first (combination fails, 3 is named); 4 answers late: 1, 2, 4 is a
     new set of the same size and must still be tried."""
     env = envelope(3)
@@ -178,12 +187,22 @@ async def test_a_late_honest_member_completes_the_set_after_a_liar_was_dropped()
     committee = committee.model_copy(update={"members": [
         m.model_copy(update={"endpoint": f"http://127.0.0.1:{p}"}) for m, p in zip(committee.members, ports)]})
     runners = []
+    liar_dropped = asyncio.Event()
+    combine = attest.combine
+
+    def combine_and_tell(*args, **kwargs):
+        result = combine(*args, **kwargs)
+        if 3 in result.faulty:
+            liar_dropped.set()
+        return result
+
+    monkeypatch.setattr(attest, "combine", combine_and_tell)
     for share, port in zip(shares, ports):
         partial = attest.sign(999, env.digest(1)) if share.index == 3 else attest.partial_sign(share, env.digest(1)).signature
-        delay = 0.5 if share.index == 4 else 0.0
 
-        async def answer(request, partial=partial, delay=delay, index=share.index):
-            await asyncio.sleep(delay)
+        async def answer(request, partial=partial, index=share.index):
+            if index == 4:
+                await liar_dropped.wait()  # late: only once 1, 2 and the liar were combined and the liar dropped
             return web.json_response({"member": index, "epoch": 1, "message_id": request.match_info["m"],
                                       "signature": "0x" + partial.hex()})
         app = web.Application()
@@ -192,7 +211,7 @@ async def test_a_late_honest_member_completes_the_set_after_a_liar_was_dropped()
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         runners.append(runner)
-    collector = CommitteeCollector(committee, timeout=2.0)
+    collector = CommitteeCollector(committee, timeout=SLOW)
     try:
         result = await collector.collect(env, "0xtx")
         assert result.signature is not None, result.reason
@@ -202,3 +221,17 @@ async def test_a_late_honest_member_completes_the_set_after_a_liar_was_dropped()
         await collector.close()
         for runner in runners:
             await runner.cleanup()
+
+
+async def test_observe_requests_beyond_the_rate_limit_get_429(monkeypatch) -> None:
+    # The limiter's clock stands still: every request falls in the same one-second window, however slow the machine.
+    monkeypatch.setattr(attester_module, "time", SimpleNamespace(monotonic=lambda: 1000.0, time=time.time))
+    attester = Attester(1, 1, lambda d: b"\x00" * 64, {SRC: SourceChain(), DST: FakeChain("solana", DST)},
+                        SigningLog(":memory:"), observe_rate=2)
+    async with TestClient(TestServer(attester.build_app())) as client:
+        answers = []
+        for _ in range(3):
+            async with client.post("/v1/observe", json={"src_domain": SRC, "source_tx": "0xtx"}) as resp:
+                answers.append((resp.status, await resp.json()))
+    assert [status for status, _ in answers] == [200, 200, 429]
+    assert answers[2][1]["error"] == "too many observe requests; retry later"

@@ -313,3 +313,18 @@ async def test_sdk_attach(dealt, srv, tmp_path):
         assert (await sdk.feeds.latest("ETH/USD")).round == 9
         (report,) = await take(sdk.feeds.stream(["ETH/USD"]), 1)
         assert report.round == 9
+
+
+async def test_a_forged_report_does_not_advance_the_resume_cursor(dealt):
+    good1, good2 = dealt.sign(round_=1).to_json(), dealt.sign(round_=2).to_json()
+    forged = {**dealt.sign(round_=2, price=1).to_json(), "signature": good1["signature"]}
+    # Connection 1 sends round 1 and a forged round 2, then closes; connection 2 has the real round 2.
+    fake = await FakeFeedServer([[good1, forged], [good2], []]).start()
+    try:
+        async with client(fake.url, dealt) as feeds:
+            items = await take(feeds.stream(["ETH/USD"]), 3)
+        assert isinstance(items[1], ReportRejectedEvent) and items[1].round == 2
+        assert isinstance(items[2], SignedReport) and items[2].round == 2 and items[2].to_json() == good2
+        assert json.loads(fake.requests[1]["since"]) == {"ETH/USD": 1}  # resumes before the forged round
+    finally:
+        await fake.stop()

@@ -4,6 +4,8 @@ real anvil and the Solana localnet in tests/e2e."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from pathlib import Path
 
 from relay.backoff import Backoff
@@ -192,3 +194,21 @@ async def test_a_failing_watcher_is_restarted_from_its_cursor(store: Store) -> N
         lifecycle.keep_running.__defaults__ = original
     assert source.calls == [None, "c1"]  # restarted, resuming after what it had already handled
     assert await store.get(envelope(1).message_id) is not None
+
+
+async def test_a_delivery_not_final_after_the_timeout_is_resubmitted(store: Store, monkeypatch) -> None:
+    dst = FakeChain("solana", DST)
+    relayer = Relayer(store, {SRC: FakeChain("evm", SRC), DST: dst}, FakeCommittee(),
+                      dataclasses.replace(FAST, submitted_timeout=120.0))
+    env = envelope(0)
+    dst.status_override["tx0"] = DeliveryStatus(DeliveryState.PENDING, "1 confirmation")
+    await relayer.observe(env, "0xsrc")
+    await drain(relayer, 3)
+    record = await store.get(env.message_id)
+    assert record.stage is Stage.SUBMITTED and list(dst.sent) == ["tx0"]  # pending within the timeout: it waits
+    later = time.time() + 121
+    monkeypatch.setattr(time, "time", lambda: later)
+    await drain(relayer, 3)
+    record = await store.get(env.message_id)
+    assert list(dst.sent) == ["tx0", "tx1"], "a delivery still pending after submitted_timeout is sent again"
+    assert record.stage is Stage.CONFIRMED and record.dest_tx == "tx1"

@@ -8,6 +8,7 @@ from relay.api import build_app
 from relay.backoff import Backoff
 from relay.cli import main
 from relay.config import dump_config, parse_config
+from relay.interfaces import EndpointHealth
 from relay.pipeline import PipelineSettings, Relayer
 from relay.store import Stage, Store
 from tests.support.fakes import DST, SRC, FakeChain, FakeCommittee, envelope
@@ -73,3 +74,25 @@ def test_cli_status_and_retry_read_the_store(tmp_path: Path, capsys) -> None:
     assert "due now" in capsys.readouterr().out
     assert main(["status", "ffff", "--config", str(tmp_path / "config.toml")]) == 1
     assert "no message with id ffff" in capsys.readouterr().err
+
+
+class _Unhealthy(FakeChain):
+    """Every endpoint of this chain is failing."""
+
+    def health(self):
+        return [EndpointHealth(url=f"fake://{self.name}/{n}", healthy=False, total_errors=3, last_error="timed out")
+                for n in (1, 2)]
+
+
+async def test_health_answers_503_when_a_chain_has_no_healthy_endpoint(store: Store) -> None:
+    healthy = Relayer(store, {SRC: FakeChain("evm", SRC), DST: FakeChain("solana", DST)}, FakeCommittee(), FAST)
+    sick = Relayer(store, {SRC: FakeChain("evm", SRC), DST: _Unhealthy("solana", DST)}, FakeCommittee(), FAST)
+    async with TestClient(TestServer(build_app(healthy))) as client:
+        async with client.get("/health") as resp:
+            assert resp.status == 200 and (await resp.json())["ok"] is True
+    async with TestClient(TestServer(build_app(sick))) as client:
+        async with client.get("/health") as resp:
+            body = await resp.json()
+            assert resp.status == 503 and body["ok"] is False
+            assert body["chains"]["solana"][0] == {"url": "fake://solana/1", "healthy": False, "errors": 3,
+                                                   "last_error": "timed out"}
