@@ -3,15 +3,25 @@
 A compromised or buggy relayer, or a reorg the attester's own finality rule did not cover, could
 otherwise get the committee to sign two messages for the same slot of a source's nonce sequence.
 The log is written (and fsynced) before a partial signature leaves the process.
+
+It lives in an SQLite file (one attester process), or in PostgreSQL (`db = "postgresql://..."`),
+where a member's active and standby replicas share it: every write runs in a transaction holding
+one advisory lock of the log, so the checks and the insert of a signature are one step across
+replicas too — two replicas asked at once for conflicting signatures sign at most one. psycopg,
+not asyncpg: the attester calls the log synchronously (like sqlite3), between awaits.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 
 class EquivocationError(Exception):
@@ -104,17 +114,120 @@ class ResultRecord:
 _RESULT_COLUMNS = ", ".join(ResultRecord.__slots__)
 
 
-class SigningLog:
-    """Small and synchronous on purpose: one row per message, written before the partial is served."""
+_IDENTITY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chains (domain INTEGER PRIMARY KEY, identity TEXT NOT NULL);
+"""
 
-    def __init__(self, path: str | Path) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.RLock()  # record() holds it while check() logs a refusal
+_LOG_LOCK = 7305  # the advisory lock every write of a PostgreSQL signing log holds
+
+
+class SigningLogError(Exception):
+    """The signing log cannot be opened, or belongs to another committee member."""
+
+
+def _pg_types(ddl: str) -> str:
+    for old, new in (("BLOB", "BYTEA"), ("REAL", "DOUBLE PRECISION"), ("INTEGER", "BIGINT")):
+        ddl = re.sub(rf"\b{old}\b", new, ddl)
+    return ddl
+
+
+class _Postgres:
+    """A psycopg connection that answers the sqlite3 calls the log makes: `?` placeholders, INSERT
+    OR IGNORE, PRAGMA table_info, SQLite type names in the schema."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.conn = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as exc:
+            raise SigningLogError(f"cannot connect to the signing log's PostgreSQL database: {exc}; check "
+                                  "[attester] db, that the server runs and the database exists") from None
+        self.depth = 0  # nesting of _WriteLock
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        table = re.fullmatch(r"PRAGMA table_info\((\w+)\)", sql.strip())
+        if table:
+            return ("SELECT ordinal_position, column_name FROM information_schema.columns "
+                    f"WHERE table_schema = current_schema() AND table_name = '{table.group(1)}'")
+        if sql.lstrip().upper().startswith("ALTER TABLE"):  # a column added to an older log
+            sql = _pg_types(re.sub(r"(?i)ADD COLUMN (?!IF NOT EXISTS)", "ADD COLUMN IF NOT EXISTS ", sql))
+        if sql.lstrip().upper().startswith("INSERT OR IGNORE"):
+            sql = re.sub(r"(?i)INSERT OR IGNORE", "INSERT", sql, count=1) + " ON CONFLICT DO NOTHING"
+        return sql
+
+    def execute(self, sql: str, params: tuple | list = ()) -> Any:
+        sql = self._sql(sql)
+        if params:
+            sql = sql.replace("%", "%%").replace("?", "%s")
+        return self.conn.execute(sql, params or None)  # type: ignore[arg-type]
+
+    def executescript(self, script: str) -> None:
+        with self.conn.transaction():
+            self.conn.execute(f"SELECT pg_advisory_xact_lock({_LOG_LOCK})")
+            self.conn.execute(_pg_types(script))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _WriteLock:
+    """What `with self._lock:` takes around every write and check-then-write: the process's lock,
+    and on PostgreSQL (outermost only) a transaction holding the log's advisory lock, so replicas
+    of one member take turns. A refusal (EquivocationError) still commits: its record is kept."""
+
+    def __init__(self, db: sqlite3.Connection | _Postgres) -> None:
+        self._thread = threading.RLock()
+        self._db = db if isinstance(db, _Postgres) else None
+        self._tx: list[Any] = []
+
+    def __enter__(self) -> None:
+        self._thread.acquire()
+        if self._db is not None:
+            self._db.depth += 1
+            if self._db.depth == 1:
+                tx = self._db.conn.transaction()
+                tx.__enter__()
+                self._tx.append(tx)
+                self._db.conn.execute(f"SELECT pg_advisory_xact_lock({_LOG_LOCK})")
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        try:
+            if self._db is not None:
+                self._db.depth -= 1
+                if self._db.depth == 0:
+                    tx = self._tx.pop()
+                    if isinstance(exc, EquivocationError):
+                        tx.__exit__(None, None, None)
+                    else:
+                        tx.__exit__(kind, exc, tb)
+        finally:
+            self._thread.release()
+
+
+def is_postgres_url(db: str | Path) -> bool:
+    return isinstance(db, str) and db.startswith(("postgresql://", "postgres://"))
+
+
+class SigningLog:
+    """Small and synchronous on purpose: one row per message, written before the partial is served.
+
+    `member` (the attester's index) is recorded on first open and checked after: a log shared by
+    mistake between two members would hand one member's partials to the other."""
+
+    def __init__(self, path: str | Path, member: int | None = None) -> None:
+        if is_postgres_url(path):
+            self._db: Any = _Postgres(str(path))
+        else:
+            if str(path) != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA + _IDENTITY_SCHEMA)
+        self._lock = _WriteLock(self._db)  # record() holds it while check() logs a refusal
+        if member is not None:
+            self._check_member(member)
 
     def close(self) -> None:
         self._db.close()
@@ -248,3 +361,33 @@ class SigningLog:
         with self._lock:
             self._db.execute("INSERT INTO cursors VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET cursor = excluded.cursor",
                              (name, cursor))
+
+    # -- whose log, for which chains ------------------------------------------------------------
+    def _check_member(self, member: int) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('member', ?)", (str(member),))
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'member'").fetchone()
+        if row[0] != str(member):
+            self.close()
+            raise SigningLogError(f"this signing log belongs to committee member {row[0]}, not member {member}: "
+                                  "give each member its own [attester] db (a file, or a database per member)")
+
+    def chain_identity(self, domain: int) -> str | None:
+        """The identity (ChainIdentity.encode()) of the chain this log's cursor and signatures for
+        source `domain` were written for; None before the first start that recorded it."""
+        row = self._db.execute("SELECT identity FROM chains WHERE domain = ?", (domain,)).fetchone()
+        return row[0] if row else None
+
+    def set_chain_identity(self, domain: int, identity: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO chains (domain, identity) VALUES (?, ?) ON CONFLICT(domain) DO UPDATE "
+                             "SET identity = excluded.identity", (domain, identity))
+
+    def forget_chain(self, domain: int) -> int:
+        """`relay reset-chain`: drop the identity, the watch cursor and the signatures of source
+        `domain` (a reset chain numbers its messages from 0 again: without this, its first messages
+        would be refused as equivocation). Returns the number of signatures dropped."""
+        with self._lock:
+            self._db.execute("DELETE FROM chains WHERE domain = ?", (domain,))
+            self._db.execute("DELETE FROM cursors WHERE name = ?", (f"watch:{domain}",))
+            return self._db.execute("DELETE FROM signed WHERE src_domain = ?", (domain,)).rowcount

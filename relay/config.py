@@ -136,8 +136,17 @@ class CommitteeRef(_Model):
         return Path(str(self.share).replace("{index}", str(index)))
 
 
+def is_database_url(db: str | Path) -> bool:
+    """A `db` setting naming a PostgreSQL database (else it is an SQLite file path)."""
+    return str(db).startswith(("postgresql://", "postgres://"))
+
+
 class RelayerSection(_Model):
-    db: Path = Path("relayer.db")
+    # An SQLite file (relative to the config file), or a PostgreSQL URL that several relayer
+    # replicas share (docs/DEPLOY.md): each replica then needs its own `replica` name and signer keys.
+    db: str = "relayer.db"
+    replica: str | None = None  # this relayer's name among replicas of one database (default host:pid)
+    lease_s: Annotated[float, Field(gt=0)] = 60.0  # a dead replica's messages go to another after this
     listen: str = "127.0.0.1:7300"
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
     retry_base_s: Annotated[float, Field(gt=0)] = 0.5
@@ -150,6 +159,7 @@ class RelayerSection(_Model):
 
 class AttesterSection(_Model):
     # `{index}` in db is replaced by the member index, so one file serves a whole localnet committee.
+    # A PostgreSQL URL instead lets a member run active + standby replicas on one signing log.
     db: str = "attester-{index}.db"
     max_observe_requests_per_s: Annotated[float, Field(gt=0)] = 20.0
 
@@ -341,6 +351,10 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
     def fix(value: Path | None) -> Path | None:
         return base / value if value is not None and not value.is_absolute() else value
 
+    def fix_db(value: str | Path) -> str:
+        # A database URL is left as it is; a file path is made relative to the config file.
+        return str(value) if is_database_url(value) or Path(value).is_absolute() else str(base / value)
+
     def fix_key(ref: KeyRef | None) -> KeyRef | None:
         return ref.model_copy(update={"file": fix(ref.file)}) if ref is not None else None
 
@@ -351,10 +365,10 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
     update: dict = {
         "chains": chains,
         "state_dir": fix(config.state_dir),
-        "relayer": config.relayer.model_copy(update={"db": fix(config.relayer.db)}),
+        "relayer": config.relayer.model_copy(update={"db": fix_db(config.relayer.db)}),
         "feeds": resolve_feed_paths(config.feeds, base),
         "attester": config.attester.model_copy(
-            update={"db": config.attester.db if Path(config.attester.db).is_absolute() else str(base / config.attester.db)}
+            update={"db": fix_db(config.attester.db)}
         ),
     }
     if config.worker is not None:
@@ -364,7 +378,7 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
             return value if Path(value).is_absolute() else str(base / value)
 
         update["worker"] = worker.model_copy(update={
-            "db": fix_template(worker.db), "key_file": fix_template(worker.key_file),
+            "db": fix_db(worker.db), "key_file": fix_template(worker.key_file),
             "evm_key": fix_key(worker.evm_key), "solana_keypair": fix_key(worker.solana_keypair),
         })
     if config.committee is not None:

@@ -53,6 +53,29 @@ class DeliveryStatus:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ChainIdentity:
+    """Which chain an RPC endpoint serves, kept beside every cursor and signing log so a daemon never
+    resumes one chain's state on another (a reset testnet, a new localnet, another chain behind the
+    same domain). `genesis` tells instances of one chain id apart."""
+
+    kind: str  # the chain's kind ("evm", "solana")
+    chain_id: str  # EVM chain id (decimal); "" where the chain has none beyond its genesis
+    genesis: str  # EVM block 0 hash (0x-hex), Solana genesis hash (base58)
+
+    def encode(self) -> str:
+        return f"{self.kind}:{self.chain_id}:{self.genesis}"
+
+    @classmethod
+    def decode(cls, text: str) -> "ChainIdentity":
+        kind, chain_id, genesis = text.split(":", 2)
+        return cls(kind, chain_id, genesis)
+
+    def describe(self) -> str:
+        return f"{self.kind} chain id {self.chain_id}, genesis {self.genesis}" if self.chain_id else \
+            f"{self.kind} chain, genesis {self.genesis}"
+
+
 @dataclass(slots=True)
 class EndpointHealth:
     url: str
@@ -160,6 +183,19 @@ class ChainAdapter(Protocol):
         or the SDK's sender), in the chain's smallest unit (wei, lamports), keyed by the address as
         written in a config; empty when it has no signer (a read-only adapter). Read-only; raises
         like any read when every endpoint failed."""
+        ...
+
+    async def chain_identity(self) -> ChainIdentity:
+        """The identity of the chain the endpoints serve (EVM: eth_chainId + the hash of block 0;
+        Solana: getGenesisHash). Stable for the life of a chain, different for a reset or another
+        chain. Read-only; raises like any read when every endpoint failed."""
+        ...
+
+    async def cursor_problem(self, cursor: str) -> str | None:
+        """None when `cursor` (one `watch` yielded, on a chain with this identity) names a position the
+        chain has reached; otherwise why it cannot be resumed from, for an error message (EVM: the
+        cursor's block is ahead of the head; Solana: the cursor's transaction is unknown to the node).
+        Read-only."""
         ...
 
 

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from relay.api import record_json
+from relay.config import is_database_url
 from relay.errors import TesseraError
 from relay.store import MessageRecord, RetryReason, Stage, Store
 
@@ -67,8 +68,12 @@ def format_detail(record: MessageRecord) -> str:
     return "\n".join(lines)
 
 
-async def show_status(db: Path, message_id: str | None, limit: int) -> str:
-    if not db.exists():
+def _missing(db: str | Path) -> bool:
+    return not is_database_url(db) and not Path(db).exists()
+
+
+async def show_status(db: str | Path, message_id: str | None, limit: int) -> str:
+    if _missing(db):
         raise TesseraError(f"no relayer store at {db}: has `relay run` been started with this config?")
     store = await Store.open(db)
     try:
@@ -79,8 +84,8 @@ async def show_status(db: Path, message_id: str | None, limit: int) -> str:
         await store.close()
 
 
-async def force_retry(db: Path, message_id: str) -> str:
-    if not db.exists():
+async def force_retry(db: str | Path, message_id: str) -> str:
+    if _missing(db):
         raise TesseraError(f"no relayer store at {db}: has `relay run` been started with this config?")
     store = await Store.open(db)
     try:

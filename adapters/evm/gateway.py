@@ -33,7 +33,8 @@ from attest.bn254 import hash_to_g1_hint
 from relay.config import EvmChain, KeyRef
 from relay.envelope import Envelope, keccak256, message_digest
 from relay.errors import ConfigError, TesseraError
-from relay.interfaces import DeliveryState, DeliveryStatus, EndpointHealth, Observation, SignedDelivery
+from relay.interfaces import (ChainIdentity, DeliveryState, DeliveryStatus, EndpointHealth, Observation,
+                              SignedDelivery)
 from relay.log import get_logger
 
 T = TypeVar("T")
@@ -184,11 +185,19 @@ class EvmAdapter:
             with contextlib.suppress(Exception):
                 await client.provider.disconnect()
 
-    async def wallet_balances(self) -> dict[str, int]:
-        return await self.tx.wallet_balances()
-
     def health(self) -> list[EndpointHealth]:
         return self.pool.health()
+
+    async def chain_identity(self) -> ChainIdentity:
+        chain_id = await self._call("eth_chainId", lambda w3: w3.eth.chain_id)
+        genesis = await self._call("eth_getBlockByNumber(0)", lambda w3: w3.eth.get_block(0))
+        return ChainIdentity("evm", str(chain_id), to_hex(genesis["hash"]))
+
+    async def cursor_problem(self, cursor: str) -> str | None:
+        head = await self._call("eth_blockNumber", lambda w3: w3.eth.block_number)
+        if int(cursor) > head:
+            return f"its cursor is block {int(cursor)}, ahead of the chain's head {head}"
+        return None
 
     @property
     def account(self) -> LocalAccount | None:
@@ -384,7 +393,8 @@ class EvmAdapter:
         if final < 0:
             return False
         try:
-            return await self.delivery_status_of(message_id, final) != STATUS_NONE
+            # A failed handler (status 2) is not delivered: the relayer retries it (retry_failed).
+            return await self.delivery_status_of(message_id, final) == STATUS_HANDLED
         except BadFunctionCallOutput:
             return False
 
@@ -416,11 +426,30 @@ class EvmAdapter:
         except ContractLogicError as exc:
             reason = decode_revert(self.delivery_errors, revert_data(exc))
             if reason.startswith("AlreadyDelivered"):
+                if await self.delivery_status_of(message_id) == STATUS_FAILED:
+                    # Delivered but its handler failed: re-running the handler is the delivery now.
+                    return await self.retry_failed(delivery.envelope)
                 raise AlreadyDeliveredError(message_id, reason) from None
             raise DeliveryRejected(message_id, reason) from None
+        return await self._send_delivery(tx, message_id, "delivery sent")
+
+    async def retry_failed(self, envelope: Envelope) -> str:
+        """Gateway.retryFailed(envelope): re-runs the handler of a message recorded with a failed one
+        (relay.interfaces.ChainAdapter.retry_failed). Refusals (not failed, handler still failing)
+        raise DeliveryRejected before anything is sent."""
+        encoded = envelope.encode()
+        message_id = keccak256(encoded)
+        data = self._gateway.functions.retryFailed(encoded)._encode_transaction_data()
+        try:
+            tx = await self.tx.transaction(self.gateway_address, data)
+        except ContractLogicError as exc:
+            raise DeliveryRejected(message_id, decode_revert(self.delivery_errors, revert_data(exc))) from None
+        return await self._send_delivery(tx, message_id, "failed delivery retried")
+
+    async def _send_delivery(self, tx: dict[str, Any], message_id: bytes, what: str) -> str:
         sent = await self.tx.send(tx)
         self._sent[sent.original] = sent
-        _log().info("delivery sent", chain=self.name, tx=sent.original, msg_id=message_id.hex(), nonce=sent.nonce,
+        _log().info(what, chain=self.name, tx=sent.original, msg_id=message_id.hex(), nonce=sent.nonce,
                     gas=tx["gas"], max_fee=tx["maxFeePerGas"])
         return sent.original
 
@@ -457,6 +486,15 @@ class EvmAdapter:
             return DeliveryStatus(DeliveryState.PENDING, f"mined in block {block} (tx {tx_hash}), not final yet")
         if await self._canonical_hash(block) != bytes(receipt["blockHash"]):
             return DeliveryStatus(DeliveryState.PENDING, f"block {block} of tx {tx_hash} was reorged out")
+        for entry in receipt["logs"]:
+            topics = entry["topics"]
+            if (to_checksum_address(entry["address"]) == self.gateway_address and topics
+                    and to_hex(topics[0]) == self._topic_delivered):
+                (_nonce, handled) = abi_decode(["uint64", "bool"], bytes(entry["data"]))
+                if not handled:
+                    return DeliveryStatus(DeliveryState.HANDLER_FAILED,
+                                          f"tx {tx_hash} final in block {block}, but the receiver's handler failed "
+                                          f"for message {to_hex(topics[1])}: retry it (Gateway.retryFailed)")
         return DeliveryStatus(DeliveryState.CONFIRMED, f"tx {tx_hash} final in block {block}")
 
     async def _revert_reason(self, tx_hash: str, receipt: Any, sent: SentTx | None) -> str:

@@ -60,7 +60,8 @@ from adapters.solana.rpc import (
 from adapters.solana.tx import SolanaTransactor, TransactionRefused
 from relay.config import SolanaChain
 from relay.envelope import Envelope, EnvelopeError
-from relay.interfaces import DeliveryState, DeliveryStatus, EndpointHealth, Observation, SignedDelivery
+from relay.interfaces import (ChainIdentity, DeliveryState, DeliveryStatus, EndpointHealth, Observation,
+                              SignedDelivery)
 from relay.log import get_logger
 
 __all__ = ["SolanaAdapter"]
@@ -130,6 +131,21 @@ class SolanaAdapter:
 
     def health(self) -> list[EndpointHealth]:
         return self.rpc.health()
+
+    async def chain_identity(self) -> ChainIdentity:
+        genesis = (await self.rpc.call("getGenesisHash", lambda c: c.get_genesis_hash())).value
+        return ChainIdentity("solana", "", str(genesis))
+
+    async def cursor_problem(self, cursor: str) -> str | None:
+        if not cursor:  # "": from the oldest transaction the node has
+            return None
+        try:
+            signature = Signature.from_string(cursor)
+        except ValueError:
+            return f"its cursor {cursor!r} is not a transaction signature"
+        if await self.rpc.signature_status(signature) is None:
+            return f"its cursor is transaction {cursor}, which this chain does not know"
+        return None
 
     # ----- source side ---------------------------------------------------------------------
 

@@ -283,9 +283,12 @@ async def test_reverting_receiver_is_delivered_as_failed_then_retried(setup: Set
     await evm_deploy.transact(setup.w3, setup.deployer, receiver.functions.setFailing(True))
 
     envelope = setup.inbound(7, b"will fail first")
-    tx = await adapter.submit(SignedDelivery(envelope=envelope, epoch=EPOCH, signature=setup.sign(envelope)))
-    await _status_until(adapter, tx, DeliveryState.CONFIRMED, setup)
-    assert await adapter.is_delivered(envelope.message_id)
+    delivery = SignedDelivery(envelope=envelope, epoch=EPOCH, signature=setup.sign(envelope))
+    tx = await adapter.submit(delivery)
+    # Final, recorded by the gateway, but its handler failed: not delivered, retryable (issue 12).
+    status = await _status_until(adapter, tx, DeliveryState.HANDLER_FAILED, setup)
+    assert "retryFailed" in status.detail
+    assert not await adapter.is_delivered(envelope.message_id)
     assert await gateway.functions.deliveryStatus(envelope.message_id).call() == 2
     receipt = await setup.w3.eth.get_transaction_receipt(tx)
     failed = gateway.events.HandlerFailed().process_receipt(receipt, errors=DISCARD)
@@ -294,15 +297,25 @@ async def test_reverting_receiver_is_delivered_as_failed_then_retried(setup: Set
     assert delivered[0]["args"]["handled"] is False
     assert decode_revert(receiver.abi, failed[0]["args"]["reason"]).startswith("ReceiverFailing")
 
-    with pytest.raises(AlreadyDeliveredError):
-        await adapter.submit(SignedDelivery(envelope=envelope, epoch=EPOCH, signature=setup.sign(envelope)))
+    # Submitting it again re-runs the handler (retryFailed); while it still fails, nothing is sent.
+    with pytest.raises(DeliveryRejected, match="HandlerStillFailing"):
+        await adapter.submit(delivery)
+    with pytest.raises(DeliveryRejected, match="HandlerStillFailing"):
+        await adapter.retry_failed(envelope)
     with pytest.raises(evm_deploy.TransactionReverted, match="HandlerStillFailing"):
         await evm_deploy.transact(setup.w3, setup.deployer, gateway.functions.retryFailed(envelope.encode()))
 
     await evm_deploy.transact(setup.w3, setup.deployer, receiver.functions.setFailing(False))
-    await evm_deploy.transact(setup.w3, setup.node.private_keys[5], gateway.functions.retryFailed(envelope.encode()))
+    retried = await adapter.submit(delivery)
+    await _status_until(adapter, retried, DeliveryState.CONFIRMED, setup)
+    assert await adapter.is_delivered(envelope.message_id)
     assert await gateway.functions.deliveryStatus(envelope.message_id).call() == 1
     assert await receiver.functions.count().call() == 1
+    # Handled now: a further delivery or retry is refused before sending.
+    with pytest.raises(AlreadyDeliveredError):
+        await adapter.submit(delivery)
+    with pytest.raises(DeliveryRejected, match="NotFailed"):
+        await adapter.retry_failed(envelope)
     await adapter.close()
 
 

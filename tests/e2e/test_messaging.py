@@ -250,11 +250,16 @@ async def test_reverting_receiver_leaves_the_message_retryable(tmp_path: Path) -
             await evm_deploy.transact(w3, owner, receiver.functions.setFailing(True))
             async with TesseraClient.from_config(stack.config_path) as client:
                 sent = await client.send("solana", "evm", bytes.fromhex(evm.contracts["RecordingReceiver"][2:]), b"x")
+
+                async def handler_failed() -> bool:  # delivered, handler failed: not delivered yet
+                    return await gateway.functions.deliveryStatus(sent.message_id).call() == 2
+
+                await wait_for(handler_failed, timeout=90, what="the delivery with a failing handler")
+                assert not await client.is_delivered(sent)
+                assert await receiver.functions.count().call() == 0
+                # Once the receiver works again, the relayer's retries (Gateway.retryFailed) deliver it.
+                await evm_deploy.transact(w3, owner, receiver.functions.setFailing(False))
                 await client.wait_delivered(sent, timeout=90)
-            assert await gateway.functions.deliveryStatus(sent.message_id).call() == 2  # delivered, handler failed
-            assert await receiver.functions.count().call() == 0
-            await evm_deploy.transact(w3, owner, receiver.functions.setFailing(False))
-            await evm_deploy.transact(w3, owner, gateway.functions.retryFailed(sent.envelope.encode()))
             assert await gateway.functions.deliveryStatus(sent.message_id).call() == 1
             assert await receiver.functions.count().call() == 1
         finally:
