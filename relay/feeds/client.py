@@ -11,9 +11,18 @@ Every report is checked against the committee key and refused when older than `m
 observed_at) or when confidence / |price| exceeds `max_confidence_ratio`, so a stale or uncertain
 price is never used silently. `latest` raises the typed error; `stream` yields a
 `ReportRejectedEvent` carrying it (or raises with `raise_on_reject=True`) and keeps going. The
-stream reconnects with backoff (rotating through the servers given), resumes from the last round
-seen per feed, drops duplicates, and says `StaleEvent` itself when it cannot reach any server and a
-feed's last report has aged past `max_age_s`.
+stream reconnects with backoff, resumes from the last round seen per feed, drops duplicates, and
+says `StaleEvent` itself when it cannot reach any server and a feed's last report has aged past
+`max_age_s`.
+
+Several feed servers (e.g. fed by one NATS JetStream stream, docs/FEEDS.md "Fan-out through NATS
+JetStream") make a stream survive a server: given several URLs, `stream` moves to the next one
+whenever its server fails or closes the stream, and resumes there after the last round it took,
+without gaps or duplicates (round numbers are the same on every server). Give each client the URLs
+in its own order (or shuffled) to spread subscribers across the servers.
+
+    async with FeedsClient(["http://feeds-a:7400", "http://feeds-b:7400", "http://feeds-c:7400"], committee) as f:
+        async for update in f.stream(["ETH/USD"]): ...
 """
 
 from __future__ import annotations
@@ -148,6 +157,7 @@ class FeedsClient:
         self.clock = clock
         self._session: aiohttp.ClientSession | None = None
         self.reconnects = 0  # connections re-established by stream() (observability, tests)
+        self.failovers = 0  # of those, how many went to another server of the list
 
     async def __aenter__(self) -> "FeedsClient":
         return self
@@ -319,7 +329,13 @@ class FeedsClient:
 
     async def _pump(self, ids: list[str], last: dict[str, int], transport: str, queue: asyncio.Queue,
                     connected: asyncio.Event) -> None:
-        """Connect, read, reconnect: forever, until cancelled or a fatal answer."""
+        """Connect, read, reconnect: forever, until cancelled or a fatal answer.
+
+        Failover: whenever a server's stream ends (it died, closed, dropped us, or never answered),
+        the next connection goes to the next server of the list, so a dead server costs one attempt,
+        not one per backoff step. The resumption (`since` = the last round taken per feed) is the
+        same on every server: servers fed by one JetStream stream hold the same rounds, and the
+        rounds a new server sends again are dropped by `stream`."""
         failures = 0
         position = 0
         first = True
@@ -345,11 +361,14 @@ class FeedsClient:
                 reason = f"{exc.__class__.__name__}: {exc}"
             connected.clear()
             if not got_any:
-                failures += 1
-                position += 1  # try the next server
+                failures += 1  # back off only while no server gives us anything
+            if len(self.urls) > 1:
+                position += 1
+                self.failovers += 1
             delay = min(self.reconnect_cap_s, self.reconnect_base_s * 2 ** max(0, failures - 1))
-            delay *= random.uniform(0.5, 1.0)
-            log.info("feed_stream_reconnecting", server=base, reason=reason, in_s=round(delay, 3))
+            delay *= random.uniform(0.5, 1.0)  # spread the reconnections of a dead server's subscribers
+            log.info("feed_stream_reconnecting", server=base, next_server=self.urls[position % len(self.urls)],
+                     reason=reason, in_s=round(delay, 3))
             await asyncio.sleep(delay)
 
     def _stream_params(self, ids: list[str], last: dict[str, int]) -> list[tuple[str, str]]:

@@ -17,10 +17,10 @@ before it serves it, so a message put on the stream by anyone else is refused th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 
-import nats
 from nats.aio.client import Client as Nats
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -39,7 +39,8 @@ log = get_logger("feeds.jetstream")
 RETAINED_PER_FEED = 1000  # as many as a feed server's default history_size: a new server fills it
 RETAINED_FOR_S = 24 * 3600
 DUPLICATE_WINDOW_S = 120  # two leaders publishing one round within this keep only the first
-CONNECT_TIMEOUT_S = 2.0
+CONNECT_TIMEOUT_S = 2.0  # one attempt at one server
+FIRST_CONNECT_TIMEOUT_S = 5.0  # every server of the list, at start-up
 PUBLISH_TIMEOUT_S = 1.0
 
 
@@ -92,14 +93,18 @@ async def connect(settings: StreamSettings, name: str) -> Nats:
     async def reconnected() -> None:
         log.info("nats_reconnected", name=name, server=str(client.connected_url.netloc if client.connected_url else ""))
 
+    client = Nats()
     try:
-        client = await nats.connect(
+        # With reconnection forever, nats-py also retries the first connection forever: bound it here.
+        await asyncio.wait_for(client.connect(
             servers=list(settings.urls), name=name, connect_timeout=CONNECT_TIMEOUT_S,
             allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
             error_cb=quiet, disconnected_cb=disconnected, reconnected_cb=reconnected,
-        )
+        ), FIRST_CONNECT_TIMEOUT_S)
     except (NatsError, OSError, asyncio.TimeoutError) as exc:
-        raise JetStreamError(f"cannot reach NATS at {', '.join(settings.urls)}: {type(exc).__name__} {exc}; "
+        with contextlib.suppress(Exception):
+            await client.close()
+        raise JetStreamError(f"cannot reach NATS at {', '.join(settings.urls)} ({type(exc).__name__} {exc}); "
                              "start nats-server with JetStream (nats-server -js -sd <dir>) or fix nats_urls") from None
     return client
 
