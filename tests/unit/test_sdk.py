@@ -5,6 +5,7 @@ import pytest
 from relay.config import parse_config
 from relay.protocol import MessageKind
 from relay.sdk import SdkError, TesseraClient, UnknownChainError
+from relay.tasks.client import TaskRequestError
 
 CONFIG = {
     "chains": {
@@ -42,3 +43,12 @@ def test_verify_without_committee_says_what_is_missing(client) -> None:
     env = Envelope(kind=4, nonce=0, src_domain=1, src_sender=bytes(32), dst_domain=2, dst_receiver=bytes(32))
     with pytest.raises(SdkError, match=r"no \[committee\] table"):
         client.verify(env, 1, bytes(64))
+
+
+async def test_a_task_to_its_own_chain_is_refused_before_anything_is_sent(client, monkeypatch) -> None:
+    def no_board(name: str):
+        raise AssertionError(f"the task board of {name!r} was reached: the request was not refused first")
+
+    monkeypatch.setattr(client, "_task_board", no_board)
+    with pytest.raises(TaskRequestError, match="src and dst are the same chain"):
+        await client.request_task(src="evm", dst="evm", executor="echo", input=b"hi", max_fee=1)

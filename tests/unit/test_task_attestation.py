@@ -15,6 +15,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import attest
+import relay.attester as attester_module
 from relay.attester import Attester
 from attest.signing_log import SigningLog
 from relay.interfaces import Observation
@@ -489,4 +490,36 @@ async def test_an_unreachable_output_uri_is_tried_again_before_refusing(tmp_path
     await _observe_all([attester], chains, _observation(down, "0xdown"))
     record = log.task_result(down.message_id)
     assert record.status == "refused" and record.reason.startswith("output not available: no network")
+    log.close()
+
+
+async def test_an_unreachable_output_uri_is_tried_twice_more_after_2_and_8_s(monkeypatch, registries) -> None:
+    """docs/TASKS.md: "A URI that does not answer is tried twice more (after 2 s and 8 s) before the
+    refusal is recorded." The attester's waits are recorded instead of slept."""
+    slept: list[float] = []
+
+    class InstantSleep:
+        def __getattr__(self, name):
+            return getattr(asyncio, name)
+
+        async def sleep(self, delay: float) -> None:
+            slept.append(delay)
+
+    monkeypatch.setattr(attester_module, "asyncio", InstantSleep())
+    request = request_envelope()
+    down = result_envelope(request, right_output(), output_uri="https://results.example/gone")
+    chains = {SOL: FakeChain("solana", SOL), EVM: FakeChain("evm", EVM)}
+    calls: list[str] = []
+
+    async def unreachable(uri: str, max_bytes: int) -> bytes:
+        calls.append(uri)
+        raise FetchError(f"GET {uri} failed: ServerDisconnectedError")
+
+    log = SigningLog(":memory:")
+    attester = Attester(1, 1, lambda d: b"\x01" * 64, chains, log, executors=registries[0], verifiers=registries[1],
+                        fetch=unreachable)  # the default retry delays
+    await _observe_all([attester], chains, _observation(request, "0xreq"), _observation(down, "0xdown"))
+    record = log.task_result(down.message_id)
+    assert record.status == "refused" and record.reason.startswith("output not available")
+    assert calls == ["https://results.example/gone"] * 3 and slept == [2.0, 8.0]
     log.close()
