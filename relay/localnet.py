@@ -9,9 +9,11 @@ has the driver deploy Tessera on it (`deploy_devnet`), and writes the tables it 
 generated config. Nothing here knows what a chain kind needs beyond the table the plan writes.
 
 State directory (default `.tessera/localnet`, or `--state-dir` / `TESSERA_LOCALNET_DIR`):
-  localnet.json   supervisor and child pids, chains and their URLs, status (starting | ready | stopping)
-  config.toml     the generated Tessera config (chains, domains, contract addresses, program id, keys)
-  keys/           generated keys (EVM deployer, Solana payer/program keypairs, committee shares)
+  localnet.json   supervisor and child pids, chains and their URLs, status (starting | ready | stopping);
+                  `relay up` (relay/devstack.py) adds its daemons to the same processes
+  config.toml     the generated Tessera config (chains, domains, contract addresses, program id, keys,
+                  [worker] with its keys, funded accounts and payout addresses on every chain)
+  keys/           generated keys (EVM deployer, Solana payer/program keypairs, committee shares, workers)
   logs/           one log per process
 """
 
@@ -35,15 +37,17 @@ from attest.committee import Committee
 from attest.dealer import deal_to_directory
 from attest.keystore import generate_key_file, load_share_for, read_key_file
 from relay.config import (Chain, CommitteeRef, EvmChain, FeedPushSection, FeedRoundSection, FeedServerSection,
-                          RelayerSection, SolanaChain, TesseraConfig, dump_config, load_config)
+                          KeyRef, RelayerSection, SolanaChain, TesseraConfig, WorkerSection, dump_config, load_config)
 from relay.envelope import Envelope
 from relay.errors import LocalnetError
 from relay.feeds.config import FeedConfig
 from relay.interfaces import DevnetNode
 from relay.log import get_logger
+from relay.tasks.worker import generate_identity
 from relay.processes import (
     ChildProcess,
     ensure_port_free,
+    http_health,
     json_rpc_call,
     pid_alive,
     pid_cmdline,
@@ -209,12 +213,48 @@ async def deploy_all(options: LocalnetOptions, state_dir: Path, chains: list[Pla
         feed_push=FeedPushSection(targets=[c.name for c in chains], source=f"http://{options.host}:{options.feed_server_port}",
                                   **feed_push),
     )
+    config = config.model_copy(update={"worker": await localnet_worker_section(state_dir, config)})
     dump_config(config, state_dir / CONFIG_FILE)
     return {
         "chains": {c.name: d.deployed for c, d in zip(chains, deployments)},
         "committee": {"epoch": committee.epoch, "n": committee.n, "t": committee.t,
                       "group_key": "0x" + committee.group_key.hex()},
     }
+
+
+async def provision_localnet_worker(state_dir: Path, config: TesseraConfig, chain_name: str, name: str = "") -> dict:
+    """Keys and payout addresses for a worker on a localnet, written under `state_dir/keys` if
+    missing: the worker identity, and on every chain the account its driver provisions (funded where
+    the worker submits). Returns the `[worker]` fields to set."""
+    keys = Path(state_dir) / "keys"
+    suffix = f"-{name}" if name else ""
+    identity = keys / f"worker-{chain_name}{suffix}.key"
+    if not identity.exists():
+        generate_identity(identity)
+    fields: dict = {"key_file": str(identity), "payout": {}}
+    for chain_key, chain in config.chains.items():
+        address, accounts = await driver_for(chain_key, chain).provision_devnet_worker(
+            keys, suffix, serves=chain_key == chain_name)
+        fields["payout"][chain_key] = address
+        fields.update(accounts)
+    return fields
+
+
+async def localnet_worker_section(state_dir: Path, config: TesseraConfig) -> WorkerSection:
+    """The generated config's [worker]: one config serves `relay worker --chain NAME` for every chain
+    (identity keys/worker-{chain}.key, store worker-{chain}.db), with the submitting account funded
+    on every chain and payout addresses on all of them. Paths are relative to the config file."""
+    fields: dict = {}
+    for name in config.chains:
+        fields = await provision_localnet_worker(state_dir, config, name)
+    state_dir = Path(state_dir).resolve()
+
+    def relative(ref: KeyRef) -> KeyRef:
+        assert ref.file is not None
+        return KeyRef(file=Path(os.path.relpath(Path(ref.file).resolve(), state_dir)))
+
+    accounts = {k: relative(v) for k, v in fields.items() if isinstance(v, KeyRef)}
+    return WorkerSection(key_file="keys/worker-{chain}.key", db="worker-{chain}.db", payout=fields["payout"], **accounts)
 
 
 async def smoke(state_dir: Path) -> list[tuple[str, str]]:
@@ -272,18 +312,23 @@ class Localnet:
         self.state_dir = options.state_dir.resolve()
         self.children: list[ChildProcess] = []
         self.state: dict = {}
+        self.status = "starting"
         self._owns_state = False  # set once we have checked that no other localnet uses state_dir
 
-    def _save_state(self, status: str) -> None:
+    def _save_state(self, status: str | None = None) -> None:
+        self.status = status or self.status
         self.state.update(
-            status=status,
+            status=self.status,
             supervisor_pid=os.getpid(),
             processes={c.name: c.describe() for c in self.children if c.process is not None},
             updated_at=time.time(),
         )
         write_json_atomic(self.state_dir / STATE_FILE, self.state)
 
-    async def start(self) -> None:
+    async def start(self, ready: bool = True) -> None:
+        """Start the chains and deploy. `ready=False` leaves the state at "starting" (what
+        `start_detached` waits for) for a caller that starts more processes first, then calls
+        `mark_ready()`."""
         existing = read_state(self.state_dir)
         if _supervisor_running(existing):
             raise LocalnetError(
@@ -313,13 +358,27 @@ class Localnet:
         log.info("chains up", **{c.name: node.rpc_url for c, node in zip(chains, nodes)})
 
         self.state["deployment"] = await deploy_all(o, self.state_dir, chains)
+        if ready:
+            self.mark_ready()
+
+    def mark_ready(self) -> None:
         self._save_state("ready")
         log.info("localnet ready", state_dir=str(self.state_dir), config=str(self.state_dir / CONFIG_FILE))
 
     def _spawn(self, name: str, argv: list[str]) -> ChildProcess:
-        child = ChildProcess(name=name, argv=argv, log_path=self.state_dir / "logs" / f"{name}.log")
+        return self.spawn(name, argv)
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+              health_url: str | None = None) -> ChildProcess:
+        """Start a child supervised with the chains: recorded in localnet.json (so `status` probes it
+        and `down` stops it), watched, and stopped with them. A child of the same name (a restart)
+        replaces the old one."""
+        child = ChildProcess(name=name, argv=argv, log_path=self.state_dir / "logs" / f"{name}.log", env=env,
+                             health_url=health_url)
         child.start()
-        self.children.append(child)
+        self.children = [c for c in self.children if c.name != name] + [child]
+        if self.state:
+            self._save_state()
         return child
 
     async def watch(self, stop: asyncio.Event) -> None:
@@ -367,8 +426,9 @@ async def run_foreground(options: LocalnetOptions) -> None:
         net.stop()
 
 
-def start_detached(options: LocalnetOptions, argv: list[str], timeout: float = 120.0) -> dict:
-    """Run `relay localnet up` (without --detach) as a session leader and wait until it is ready."""
+def start_detached(options: LocalnetOptions, argv: list[str], timeout: float = 120.0, what: str = "the localnet") -> dict:
+    """Run `relay ARGV` (`localnet up` or `up`, without --detach) as a session leader and wait until it
+    is ready."""
     state_dir = options.state_dir.resolve()
     existing = read_state(state_dir)
     if _supervisor_running(existing):
@@ -392,17 +452,17 @@ def start_detached(options: LocalnetOptions, argv: list[str], timeout: float = 1
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-            raise LocalnetError(f"the localnet failed to start (exit {proc.returncode}); {log_path}:\n{tail}")
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+            raise LocalnetError(f"{what} failed to start (exit {proc.returncode}); {log_path}:\n{tail}")
         state = read_state(state_dir)
         if state and state.get("status") == "ready" and state.get("supervisor_pid") == proc.pid:
             return state
         time.sleep(0.2)
-    terminate_pid(proc.pid)
-    raise LocalnetError(f"the localnet did not become ready within {timeout:.0f}s; see {log_path}")
+    terminate_pid(proc.pid, 30)
+    raise LocalnetError(f"{what} did not become ready within {timeout:.0f}s; see {log_path}")
 
 
-def stop_detached(state_dir: Path, timeout: float = 15.0) -> bool:
+def stop_detached(state_dir: Path, timeout: float = 30.0) -> bool:
     """Stop a localnet started from state_dir. Returns False if none was running."""
     state_dir = state_dir.resolve()
     state = read_state(state_dir)
@@ -436,7 +496,7 @@ async def status(state_dir: Path) -> tuple[bool, str]:
     probes = {chain["process"]: (chain["rpc_url"], chain["status_method"]) for chain in state.get("chains", {}).values()}
     for name, proc in state.get("processes", {}).items():
         alive = pid_alive(proc["pid"])
-        url, method = probes.get(name, ("-", None))
+        url, method = probes.get(name, (proc.get("health_url") or "-", None))
         health = "-"
         if alive and method:
             try:
@@ -445,6 +505,9 @@ async def status(state_dir: Path) -> tuple[bool, str]:
             except Exception as exc:
                 health = f"unreachable: {exc}"
                 all_ok = False
+        elif alive and proc.get("health_url"):
+            health = await http_health(proc["health_url"])
+            all_ok = all_ok and health == "ok"
         all_ok = all_ok and alive
         rows.append((name, str(proc["pid"]), "alive" if alive else "dead", url, health))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]

@@ -1,4 +1,5 @@
-"""Child processes of the localnet supervisor: started, watched, and never left behind.
+"""Child processes of the localnet supervisor (`relay localnet up`, `relay up`; relay/devstack.py
+for the tests): started, watched, and never left behind.
 
 Children get PR_SET_PDEATHSIG, so even a supervisor killed with SIGKILL takes them along.
 """
@@ -96,17 +97,30 @@ async def json_rpc_call(url: str, method: str, params: list | None = None, timeo
     return data["result"]
 
 
+async def http_health(url: str, timeout: float = 2.0) -> str:
+    """"ok" when GET url answers 2xx, else what went wrong (for status tables)."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.get(url) as resp:
+                return "ok" if resp.status < 300 else f"HTTP {resp.status}"
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return f"unreachable: {exc or type(exc).__name__}"
+
+
 @dataclass
 class ChildProcess:
     name: str
     argv: list[str]
     log_path: Path
     env: dict[str, str] | None = None
+    health_url: str | None = None  # GET it for /health (`relay localnet status`); None: no HTTP server
     process: subprocess.Popen | None = field(default=None, repr=False)
+    _log_offset: int = field(default=0, repr=False)  # where this run's lines start in the (appended) log
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab", buffering=0)
+        self._log_offset = log.tell()
         try:
             self.process = subprocess.Popen(
                 self.argv,
@@ -128,6 +142,31 @@ class ChildProcess:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def logged(self, event: str) -> bool:
+        """Whether this run logged `event` (a JSON log line's "event"; TESSERA_LOG_FORMAT=json)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_offset)
+                lines = f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return False
+        for line in lines:
+            try:
+                if json.loads(line).get("event") == event:
+                    return True
+            except (ValueError, AttributeError):
+                continue
+        return False
+
+    async def wait_logged(self, event: str, timeout: float = 30.0) -> None:
+        """Ready once the process logged `event` (for daemons without an HTTP server)."""
+
+        async def probe() -> None:
+            if not self.logged(event):
+                raise LocalnetError(f"{event!r} not logged yet")
+
+        await self.wait_ready(probe, timeout)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -164,7 +203,8 @@ class ChildProcess:
                 self.process.wait()
 
     def describe(self) -> dict:
-        return {"pid": self.pid, "argv": self.argv, "log": str(self.log_path)}
+        return {"pid": self.pid, "argv": self.argv, "log": str(self.log_path),
+                **({"health_url": self.health_url} if self.health_url else {})}
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

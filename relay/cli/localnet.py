@@ -18,7 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_localnet(sub: argparse._SubParsersAction) -> None:
-    defaults = LocalnetOptions()
     p = sub.add_parser(
         "localnet",
         help="run real chains on this machine (anvil + Solana localnet server)",
@@ -35,37 +34,46 @@ def _register_localnet(sub: argparse._SubParsersAction) -> None:
                          description="Start anvil and the Solana localnet server on 127.0.0.1, fund accounts, "
                          "deploy the EVM contracts and the Solana program, and write config.toml into the "
                          "state directory. Runs in the foreground (Ctrl-C stops everything) unless --detach.")
-    up.add_argument("--detach", action="store_true", help="run in the background; stop with `relay localnet down`")
-    up.add_argument("--host", default=defaults.host, help="interface to listen on (default: %(default)s)")
-    up.add_argument("--evm-port", type=int, default=defaults.evm_port, help="anvil port (default: %(default)s)")
-    up.add_argument("--evm-chains", type=int, default=defaults.evm_chains,
-                    help="how many EVM chains (anvils) to run: evm, evm2, ... with chain ids and domains 31337, "
-                    "31338, ... (default: %(default)s)")
-    up.add_argument("--evm-extra-port", type=int, action="append", default=[], metavar="PORT",
-                    help="anvil port of the next extra EVM chain (repeat for each; default: --evm-port + 1, + 2, ...)")
-    up.add_argument("--solana-rpc-port", type=int, default=defaults.solana_rpc_port,
-                    help="Solana JSON-RPC port (default: %(default)s)")
-    up.add_argument("--solana-ws-port", type=int, default=defaults.solana_ws_port,
-                    help="Solana WebSocket port (default: %(default)s)")
-    up.add_argument("--slot-ms", type=int, default=defaults.slot_ms, help="Solana slot time in ms (default: %(default)s)")
-    up.add_argument("--finality-slots", type=int, default=defaults.finality_slots,
-                    help="slots by which Solana 'finalized' trails 'processed' (default: %(default)s)")
-    up.add_argument("--evm-block-time", type=float, default=defaults.evm_block_time,
-                    help="anvil block time in seconds; 0 mines on every transaction instead (default: %(default)s)")
-    up.add_argument("--attester-base-port", type=int, default=defaults.attester_base_port,
-                    help="committee member i's attester listens on this port + i - 1 (default: %(default)s)")
-    up.add_argument("--relayer-port", type=int, default=defaults.relayer_port,
-                    help="the relayer's HTTP API port written to the config (default: %(default)s)")
-    up.add_argument("--feed-server-port", type=int, default=defaults.feed_server_port,
-                    help="the feed server's port written to the config; round leaders publish there "
-                    "(default: %(default)s)")
-    up.add_argument("--no-feeds", action="store_true",
-                    help="leave [feeds] out of the config: attesters then run no feed rounds")
-    lsub.add_parser("down", help="stop a localnet started with --detach (no process is left behind)")
+    add_up_arguments(up)
+    lsub.add_parser("down", help="stop a localnet (or the whole `relay up` stack) started with --detach; no process "
+                    "is left behind")
     lsub.add_parser("status", help="show the localnet's processes and whether each chain answers")
 
 
-def _up_options(args: argparse.Namespace) -> LocalnetOptions:
+def add_up_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `relay localnet up`, shared by `relay up` (relay/cli/stack.py)."""
+    defaults = LocalnetOptions()
+    parser.add_argument("--detach", action="store_true", 
+                        help="run in the background; stop with `relay down` (or `relay localnet down`)")
+    parser.add_argument("--host", default=defaults.host, help="interface to listen on (default: %(default)s)")
+    parser.add_argument("--evm-port", type=int, default=defaults.evm_port, help="anvil port (default: %(default)s)")
+    parser.add_argument("--evm-chains", type=int, default=defaults.evm_chains,
+                        help="how many EVM chains (anvils) to run: evm, evm2, ... with chain ids and domains 31337, "
+                        "31338, ... (default: %(default)s)")
+    parser.add_argument("--evm-extra-port", type=int, action="append", default=[], metavar="PORT",
+                        help="anvil port of the next extra EVM chain (repeat for each; default: --evm-port + 1, + 2, ...)")
+    parser.add_argument("--solana-rpc-port", type=int, default=defaults.solana_rpc_port,
+                        help="Solana JSON-RPC port (default: %(default)s)")
+    parser.add_argument("--solana-ws-port", type=int, default=defaults.solana_ws_port,
+                        help="Solana WebSocket port (default: %(default)s)")
+    parser.add_argument("--slot-ms", type=int, default=defaults.slot_ms,
+                        help="Solana slot time in ms (default: %(default)s)")
+    parser.add_argument("--finality-slots", type=int, default=defaults.finality_slots,
+                        help="slots by which Solana 'finalized' trails 'processed' (default: %(default)s)")
+    parser.add_argument("--evm-block-time", type=float, default=defaults.evm_block_time,
+                        help="anvil block time in seconds; 0 mines on every transaction instead (default: %(default)s)")
+    parser.add_argument("--attester-base-port", type=int, default=defaults.attester_base_port,
+                        help="committee member i's attester listens on this port + i - 1 (default: %(default)s)")
+    parser.add_argument("--relayer-port", type=int, default=defaults.relayer_port,
+                        help="the relayer's HTTP API port written to the config (default: %(default)s)")
+    parser.add_argument("--feed-server-port", type=int, default=defaults.feed_server_port,
+                        help="the feed server's port written to the config; round leaders publish there "
+                        "(default: %(default)s)")
+    parser.add_argument("--no-feeds", action="store_true",
+                        help="leave [feeds] out of the config: attesters then run no feed rounds")
+
+
+def up_options(args: argparse.Namespace) -> LocalnetOptions:
     return LocalnetOptions(
         state_dir=args.state_dir,
         host=args.host,
@@ -86,7 +94,7 @@ def _up_options(args: argparse.Namespace) -> LocalnetOptions:
 
 def _run_localnet(args: argparse.Namespace) -> int:
     if args.localnet_cmd == "up":
-        options = _up_options(args)
+        options = up_options(args)
         if args.detach:
             argv = [a for a in sys.argv[1:] if a != "--detach"]
             state = localnet.start_detached(options, argv)
