@@ -8,7 +8,9 @@ trails the tip by `--finality-slots` slots.
 - watch: `getSignaturesForAddress(program_id, until=cursor)` pages, oldest first, then
   `getTransaction` per successful transaction; envelopes come from the `TESSERA_SENT` log lines our
   program wrote, decoded and checked (src_domain = this chain's domain). The cursor is the signature
-  of the last transaction whose envelopes were all yielded; `None` (or "") starts from the oldest
+  of the last transaction whose envelopes were all yielded; task protocol v2's RequestTask v2 and
+  SubmitResult v2 (tags 35, 37) are read from the task / serve account they stored the envelope in
+  (log lines can be truncated by padding: issue 12, attack 7); `None` (or "") starts from the oldest
   transaction the node still has. A `logsSubscribe` (mentions program_id, at the commitment) wakes
   the loop; polling every `poll_interval` takes over while the WebSocket is down, and every
   `idle_poll_interval` otherwise. RPC outages are logged and retried: watch runs forever.
@@ -21,6 +23,9 @@ trails the tip by `--finality-slots` slots.
   does not know the signature and the block height at the commitment passed the last valid height
   (it can never land then); PENDING otherwise.
 - is_delivered: the receipt PDA ["delivered", message_id] exists at the commitment.
+- Deliveries to the task board carry its accounts (`board_accounts`): v1 from the payload, v2
+  results and verdicts the task (found by request id with getProgramAccounts) or serve account and
+  every account they pay. A failing handler fails the whole Deliver: `retry_failed` has nothing to do.
 """
 
 from __future__ import annotations
@@ -29,22 +34,33 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from solana.rpc.commitment import Commitment, Confirmed
-from solders.instruction import Instruction
+from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
+from solders.transaction import VersionedTransaction
 
 from adapters.endpoints import AllEndpointsFailed
 from adapters.solana.program import (
     Attestation,
     DeliveryReceipt,
+    ProgramInstruction,
+    ServeAccount,
     SolanaProgramError,
+    TaskAccountV2,
     board_delivery_accounts,
     deliver_ix,
     describe_transaction_error,
+    is_v2_result,
+    is_v2_verdict,
     receipt_address,
+    result_v2_delivery_accounts,
     send_ix,
     sent_envelopes_of,
+    serve_address,
+    task_v2_filters,
+    taskboard_address,
+    verdict_delivery_accounts,
 )
 from adapters.solana.rpc import (
     SIGNATURE_PAGE,
@@ -101,6 +117,7 @@ class SolanaAdapter:
         self.tx = SolanaTransactor(self.rpc, signer, name=name, no_payer_hint=(
             f"chains.{name}.signer is not set: the adapter needs a funded keypair to send transactions"))
         self.logs = LogsWaker(name, chain.ws_urls, self.program_id, self.commitment)
+        self._tasks_v2: dict[bytes, tuple[Pubkey, TaskAccountV2]] = {}
 
     @classmethod
     def from_config(cls, name: str, chain: SolanaChain, **options: Any) -> "SolanaAdapter":
@@ -158,14 +175,20 @@ class SolanaAdapter:
     async def _observations(self, signature: Signature, cursor_before: str) -> list[Observation] | None:
         """The checked envelopes of one transaction; None when the node does not serve it at the
         commitment (yet), [] when it failed or sent nothing."""
-        tx = await self.rpc.transaction(signature, self.commitment)
+        tx = await self.rpc.transaction(signature, self.commitment, encoding="base64")
         if tx is None:
             return None
         meta = tx.transaction.meta
         if meta is None or meta.err is not None:
             return []
-        envelopes: list[Envelope] = []
-        for raw in sent_envelopes_of(meta.log_messages or [], self.program_id):
+        raw_tx = tx.transaction.transaction
+        # Task protocol v2 stores what RequestTask v2 / SubmitResult v2 send in the task / serve
+        # account: read there, a padded transaction whose log line was truncated loses nothing
+        # (issue 12, attack 7). Other sends come from the program's log lines.
+        stored = await self._stored_envelopes(raw_tx, signature) if isinstance(raw_tx, VersionedTransaction) else []
+        logged = sent_envelopes_of(meta.log_messages or [], self.program_id)
+        by_id: dict[bytes, Envelope] = {}
+        for raw in [*stored, *logged]:
             try:
                 envelope = Envelope.decode(raw)
             except EnvelopeError as exc:
@@ -175,7 +198,8 @@ class SolanaAdapter:
                 log.error("envelope with another source domain; skipped (is program_id or domain misconfigured?)",
                           chain=self.name, tx=str(signature), src_domain=envelope.src_domain, domain=self.domain)
                 continue
-            envelopes.append(envelope)
+            by_id.setdefault(envelope.message_id, envelope)
+        envelopes = sorted(by_id.values(), key=lambda e: e.nonce)
         # Only the last envelope of a transaction moves the cursor past it: resuming from an earlier
         # one re-reads the whole transaction (at-least-once), never skips its remaining envelopes.
         return [
@@ -184,6 +208,41 @@ class SolanaAdapter:
                         block_time=tx.block_time)
             for i, e in enumerate(envelopes)
         ]
+
+    async def _stored_envelopes(self, tx: VersionedTransaction, signature: Signature) -> list[bytes]:
+        """The envelopes of the transaction's top-level RequestTask v2 (35) and SubmitResult v2 (37)
+        instructions, read from the account each wrote them to (account index 1: the task, the serve
+        account) at the commitment. A serve account keeps only its last result: when it holds
+        another payload than this instruction sent (a later result after a refused verdict), the
+        log line is the only source left (logged when it is missing too)."""
+        message = tx.message
+        keys = list(message.account_keys)
+        found: list[bytes] = []
+        for ix in message.instructions:
+            data = bytes(ix.data)
+            if (ix.program_id_index >= len(keys) or keys[ix.program_id_index] != self.program_id or not data
+                    or data[0] not in (ProgramInstruction.TASK_REQUEST_V2, ProgramInstruction.TASK_SUBMIT_RESULT_V2)
+                    or len(ix.accounts) < 2 or ix.accounts[1] >= len(keys)):
+                continue
+            account = keys[ix.accounts[1]]
+            stored = await self.rpc.account_data(account, self.program_id, self.commitment)
+            try:
+                if data[0] == ProgramInstruction.TASK_REQUEST_V2:
+                    raw = TaskAccountV2.decode(stored).envelope if stored is not None else b""
+                    sent_payload = data[1 + 8 + 4 + 32:]
+                else:
+                    raw = (ServeAccount.decode(stored).result_envelope or b"") if stored is not None else b""
+                    sent_payload = data[1:]
+                if raw and Envelope.decode(raw).payload == sent_payload:
+                    found.append(raw)
+                    continue
+            except (SolanaProgramError, EnvelopeError) as exc:
+                log.error("undecodable task account; its envelope is read from the logs", chain=self.name,
+                          tx=str(signature), account=str(account), error=str(exc))
+                continue
+            log.warning("the account no longer holds this transaction's envelope; read from the logs",
+                        chain=self.name, tx=str(signature), account=str(account))
+        return found
 
     async def reobserve(self, source_tx: str) -> list[Observation]:
         try:
@@ -229,8 +288,8 @@ class SolanaAdapter:
         raw = delivery.envelope.encode()
         attestation = Attestation.for_envelope(raw, delivery.epoch, delivery.signature)
         ix = deliver_ix(self.program_id, self._require_signer().pubkey(), attestation, raw)
-        # Deliveries to the task board carry its accounts (board, task, payout).
-        extra = board_delivery_accounts(self.program_id, delivery.envelope)
+        # Deliveries to the task board carry its accounts (board, task, payout, ...).
+        extra = await self.board_accounts(delivery.envelope)
         if extra:
             ix = Instruction(ix.program_id, ix.data, [*ix.accounts, *extra])
         # No preflight: a refused delivery (already delivered by another relayer, bad signature) lands
@@ -239,6 +298,63 @@ class SolanaAdapter:
         signature = str(sent.signature)
         log.info("solana delivery submitted", chain=self.name, msg_id=delivery.envelope.message_id.hex(), tx=signature)
         return signature
+
+    async def board_accounts(self, envelope: Envelope) -> list[AccountMeta]:
+        """The accounts a Deliver of `envelope` to the task board needs after its usual four
+        (contracts/solana/README.md "Task board v2"): for a TASK_RESULT v2 the requester's task
+        (found by its request id), the payout and the requester; for a verdict the serve account,
+        claimant and refund_to when this chain serves the request, else the task, the result's
+        receipt, payout and requester. v1 messages: `board_delivery_accounts`. When the record is
+        not found the delivery gets the board only and the program refuses it (retryable), never
+        records it."""
+        if envelope.dst_receiver != bytes(taskboard_address(self.program_id)):
+            return []
+        if is_v2_verdict(envelope):
+            request_id = envelope.payload[:32]
+            data = await self.rpc.account_data(serve_address(self.program_id, request_id), self.program_id,
+                                               Confirmed)
+            if data is not None:
+                serve = ServeAccount.decode(data)
+                if serve.claimant is not None:
+                    return verdict_delivery_accounts(self.program_id, envelope, claimant=serve.claimant,
+                                                     refund_to=serve.refund_to)
+            found = await self.task_v2(request_id)
+            if found is not None:
+                return verdict_delivery_accounts(self.program_id, envelope, task=found[0],
+                                                 requester=found[1].requester)
+            return [AccountMeta(taskboard_address(self.program_id), False, False)]
+        if is_v2_result(envelope):
+            found = await self.task_v2(envelope.payload[:32])
+            if found is not None:
+                return result_v2_delivery_accounts(self.program_id, envelope, task=found[0],
+                                                   requester=found[1].requester)
+            return [AccountMeta(taskboard_address(self.program_id), False, False)]
+        return board_delivery_accounts(self.program_id, envelope)
+
+    async def task_v2(self, request_id: bytes) -> tuple[Pubkey, TaskAccountV2] | None:
+        """The v2 task account of a request sent from this chain (getProgramAccounts by request id;
+        cached: a task's address and requester never change)."""
+        cached = self._tasks_v2.get(request_id)
+        if cached is not None:
+            return cached
+        accounts = (await self.rpc.call("getProgramAccounts", lambda c: c.get_program_accounts(
+            self.program_id, Confirmed, encoding="base64", filters=task_v2_filters(request_id)))).value
+        for keyed in accounts:
+            try:
+                task = TaskAccountV2.decode(bytes(keyed.account.data))
+            except SolanaProgramError:
+                continue
+            if task.request_id == request_id:
+                self._tasks_v2[request_id] = (keyed.pubkey, task)
+                return keyed.pubkey, task
+        return None
+
+    async def retry_failed(self, envelope: Envelope) -> str:
+        """A failing handler fails the whole Deliver on Solana (nothing is recorded): there is never a
+        failed message to retry; deliver it again with `submit`."""
+        raise SolanaAdapterError(
+            f"{self.name}: message 0x{envelope.message_id.hex()}: a Solana delivery whose handler fails is not "
+            "recorded, so there is nothing to retry; submit it again")
 
     async def delivery_status(self, tx_id: str) -> DeliveryStatus:
         signature = Signature.from_string(tx_id)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from solana.rpc.models import MemcmpOpts
 from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
@@ -703,6 +704,28 @@ def verdict_delivery_accounts(program_id: Pubkey, envelope: Envelope, *, task: P
         return [board, AccountMeta(serve_address(program_id, payload[:32]), False, True),
                 AccountMeta(claimant, False, True), AccountMeta(refund_to, False, True)]
     raise ValueError("a verdict names its side: task + requester (requester's board) or claimant + refund_to (serving)")
+
+
+TASK_V2_REQUEST_ID_OFFSET = 136  # where a v2 task account stores its request id
+
+
+def task_v2_filters(request_id: bytes) -> list[Any]:
+    """getProgramAccounts filters that find the v2 task account of a request id (its address
+    depends on the requester's own task nonce, so it cannot be derived from the id)."""
+    if len(request_id) != 32:
+        raise ValueError("request_id must be 32 bytes (the TASK_REQUEST envelope's message id)")
+    return [TASK_V2_LEN, MemcmpOpts(offset=TASK_V2_REQUEST_ID_OFFSET, bytes=str(Pubkey.from_bytes(request_id)))]  # base58
+
+
+def is_v2_result(envelope: Envelope) -> bool:
+    """A TASK_RESULT v2 (version byte 2 after the request id)."""
+    return envelope.kind == MessageKind.TASK_RESULT and len(envelope.payload) >= 33 and envelope.payload[32] == 2
+
+
+def is_v2_verdict(envelope: Envelope) -> bool:
+    """A PROOF_ATTESTATION v2 (the committee's verdict: 220 bytes, version byte 2 after the request id)."""
+    payload = envelope.payload
+    return envelope.kind == MessageKind.PROOF_ATTESTATION and len(payload) == VERDICT_V2_LEN and payload[32] == 2
 
 
 def _stored_envelope(data: bytes, at: int) -> bytes | None:
