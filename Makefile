@@ -17,7 +17,7 @@ help:
 	@echo "make bench  - run the benchmarks under bench/"
 	@echo "make solana-program - rebuild contracts/solana/tessera.so with clang-16"
 
-setup: $(VENV)/.installed node_modules/.installed .clang-checked .nats-checked .postgres-checked
+setup: $(VENV)/.installed node_modules/.installed .clang-checked .nats-checked .postgres-checked .chromium-checked
 
 $(VENV)/.installed: pyproject.toml
 	@scripts/check-python.sh $(PYTHON)
@@ -39,6 +39,9 @@ node_modules/.installed: package.json package-lock.json
 
 .postgres-checked:
 	@scripts/ensure-postgres.sh
+
+.chromium-checked:
+	@scripts/ensure-chromium.sh
 
 demo: setup
 	$(VENV)/bin/relay demo
@@ -69,4 +72,4 @@ solana-program: setup
 	$(PY) contracts/solana/build.py
 
 clean:
-	rm -rf $(VENV) node_modules .clang-checked .nats-checked .postgres-checked contracts/evm/out contracts/evm/cache .tessera
+	rm -rf $(VENV) node_modules .clang-checked .nats-checked .postgres-checked .chromium-checked contracts/evm/out contracts/evm/cache .tessera

@@ -47,6 +47,11 @@ def _value(value: Any) -> Any:
     return str(value)
 
 
+def _address(raw: bytes) -> str:
+    """A 32-byte account as people write it: an EVM address (left-padded to 32) as its 20 bytes."""
+    return "0x" + (raw[12:] if len(raw) == 32 and not any(raw[:12]) else raw).hex()
+
+
 def _inline_text(data: bytes) -> str | None:
     try:
         text = data.decode("utf-8")
@@ -75,6 +80,8 @@ def decode_payload(kind: int, payload: bytes) -> tuple[Any | None, dict]:
         fields[f.name] = _value(raw)
         if f.name in ("input", "output") and isinstance(raw, bytes):
             fields[f.name + "_text"] = _inline_text(raw)
+    if kind == MessageKind.PROOF_ATTESTATION and isinstance(fields.get("verdict"), int):  # v1: a number
+        fields["verdict"] = "valid" if fields["verdict"] == 1 else "refused"
     return decoded, fields
 
 
@@ -167,7 +174,7 @@ def _settlement(request: MessageRecord | None, decoded_request: Any | None,
             if valid:
                 return {"state": "paid", "at": record.confirmed_at,
                         "detail": f"valid attestation delivered to {_chain(chains, request.src_domain)}: the board "
-                                  f"paid the worker's payout {_value(getattr(verdict, 'payout', b''))}"}
+                                  f"paid the worker's payout {_address(getattr(verdict, 'payout', b''))}"}
             return {"state": "refused", "at": record.confirmed_at,
                     "detail": f"the committee refused the result ({_value(getattr(verdict, 'reason', 'refused'))}): "
                               "nothing paid; the requester reclaims after the deadline"}

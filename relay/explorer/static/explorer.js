@@ -204,10 +204,10 @@ function renderRecent() {
   const rows = [...state.recent.values()].sort((a, b) => (b.updated_at || b.observed_at) - (a.updated_at || a.observed_at)).slice(0, 25);
   $("#recent tbody").replaceChildren(...rows.map((m) => el("tr", { onclick: () => go(m.message_id) },
     el("td", {}, el("span", { class: "mono", text: short(m.message_id, 8) })),
-    el("td", { text: m.kind.replaceAll("_", " ").toLowerCase() }),
+    el("td", { class: "hide-narrow", text: m.kind.replaceAll("_", " ").toLowerCase() }),
     el("td", { text: `${m.src_chain || chainName(m.src_domain)} → ${m.dst_chain || chainName(m.dst_domain)}` }),
     el("td", {}, el("span", { class: `badge ${m.stage}`, text: m.stage })),
-    el("td", { class: "muted", text: ago(m.updated_at || m.observed_at) }))));
+    el("td", { class: "muted hide-narrow", text: ago(m.updated_at || m.observed_at) }))));
 }
 
 async function loadRecent() {
@@ -222,6 +222,8 @@ const kindName = (k) => typeof k === "string" ? k : ({ 1: "TASK_REQUEST", 2: "TA
 
 // --- feeds ------------------------------------------------------------------------------------
 const scaled = (r) => Number(r.price) / 10 ** r.decimals;
+const priceText = (r, value = scaled(r)) => value.toLocaleString(undefined,
+  { minimumFractionDigits: Math.min(2, r.decimals), maximumFractionDigits: Math.max(2, Math.min(r.decimals, 8)) });
 
 function drawChart() {
   const canvas = $("#chart");
@@ -260,11 +262,11 @@ function drawChart() {
 
 function renderRounds() {
   const latest = state.reports[state.reports.length - 1];
-  $("#feed-price").textContent = latest ? scaled(latest).toLocaleString(undefined, { maximumFractionDigits: latest.decimals }) : "–";
+  $("#feed-price").textContent = latest ? priceText(latest) : "–";
   $("#feed-meta").textContent = latest ? `round ${latest.round} · ${latest.observations} observations · epoch ${latest.epoch}` : "";
   $("#rounds tbody").replaceChildren(...state.reports.slice(-50).reverse().map((r) => el("tr", {},
     el("td", { text: r.round }),
-    el("td", { text: scaled(r).toLocaleString(undefined, { maximumFractionDigits: r.decimals }) }),
+    el("td", { text: priceText(r) }),
     el("td", { text: (Number(r.confidence) / 10 ** r.decimals).toPrecision(3) }),
     el("td", { text: r.observations }),
     el("td", { class: "muted", text: clock(r.published_at / 1000) }))));
