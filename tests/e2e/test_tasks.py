@@ -4,14 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from attest.committee import Committee
-from relay.config import load_config
+from relay.config import TesseraConfig, load_config
 from relay.devstack import messaging_stack
 from relay.envelope import keccak256
 from relay.sdk import TesseraClient
@@ -28,9 +34,28 @@ async def expected_sentiment(text: str) -> bytes:
     return await SentimentExecutor().run(text.encode(), deadline=None)
 
 
+async def balance(config: TesseraConfig, chain: str, address: str) -> int:
+    """The native balance of `address` on `chain` (wei or lamports), read from the chain's RPC."""
+    rpc = config.chains[chain].rpc_urls[0]
+    if config.chains[chain].kind == "evm":
+        w3 = AsyncWeb3(AsyncHTTPProvider(rpc))
+        try:
+            return await w3.eth.get_balance(AsyncWeb3.to_checksum_address(address))
+        finally:
+            await w3.provider.disconnect()
+    async with AsyncClient(rpc) as solana:
+        return (await solana.get_balance(Pubkey.from_string(address), commitment=Confirmed)).value
+
+
 async def test_tasks_both_ways_are_executed_attested_verified_and_paid(tmp_path: Path) -> None:
+    # Each worker is paid on the requester's chain, to a fresh account nothing else spends from.
+    payouts = {"solana": "0x" + os.urandom(20).hex(), "evm": str(Keypair().pubkey())}
     async with messaging_stack(tmp_path) as stack:
-        await asyncio.gather(stack.start_worker("evm"), stack.start_worker("solana"))
+        await asyncio.gather(stack.start_worker("evm", payout={"solana": payouts["evm"]}),
+                             stack.start_worker("solana", payout={"evm": payouts["solana"]}))
+        config = load_config(stack.config_path)
+        assert await balance(config, "evm", payouts["solana"]) == 0
+        assert await balance(config, "solana", payouts["evm"]) == 0
         async with TesseraClient.from_config(stack.config_path) as client:
             to_solana = await client.request_task(src="evm", dst="solana", executor="sentiment",
                                                   input="Markets rallied on strong earnings.", max_fee=10**15)
@@ -58,7 +83,10 @@ async def test_tasks_both_ways_are_executed_attested_verified_and_paid(tmp_path:
             assert results[0].text.startswith('{"label":"positive"')
             assert results[1].text.startswith('{"label":"negative"')
             # Paid: the escrow went to the payout address the worker signed.
-            assert results[0].status.escrow == 10**15 and results[1].status.escrow == 2_000_000
+            assert results[0].result.payout == config.chains["evm"].parse_address(payouts["solana"])
+            assert results[1].result.payout == config.chains["solana"].parse_address(payouts["evm"])
+            assert await balance(config, "evm", payouts["solana"]) == 10**15
+            assert await balance(config, "solana", payouts["evm"]) == 2_000_000
 
             with pytest.raises(TaskExpiredError, match="reclaim"):
                 await unserved.result(timeout=60)
