@@ -102,10 +102,6 @@ CREATE INDEX IF NOT EXISTS messages_due ON messages (stage, next_attempt_at);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_nonce ON messages (src_domain, nonce) WHERE src_domain != 0;
 -- The explorer finds messages by the transaction that emitted them (a result and its attestation share one).
 CREATE INDEX IF NOT EXISTS messages_by_source_tx ON messages (source_tx);
--- The explorer finds messages by the transaction that emitted them (a result and its attestation share one).
-CREATE INDEX IF NOT EXISTS messages_by_source_tx ON messages (source_tx);
--- The explorer finds messages by the transaction that emitted them (a result and its attestation share one).
-CREATE INDEX IF NOT EXISTS messages_by_source_tx ON messages (source_tx);
 CREATE TABLE IF NOT EXISTS cursors (
     name       TEXT PRIMARY KEY,
     cursor     TEXT NOT NULL,
@@ -312,30 +308,6 @@ class Store:
     async def get(self, message_id: bytes) -> MessageRecord | None:
         row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?", message_id)
         return _record(row) if row else None
-
-    async def by_source_tx(self, source_tx: str, limit: int = 100) -> list[MessageRecord]:
-        """Messages emitted by one source transaction (an EVM hash in any case, or a Solana
-        signature), in nonce order; a TASK_RESULT's derived PROOF_ATTESTATION comes with it."""
-        text = source_tx.strip()
-        # EVM hashes are stored as the node wrote them (lowercase hex); base58 is case-sensitive.
-        candidates = (text, text.lower()) if text[:2].lower() == "0x" else (text,)
-        marks = ", ".join("?" for _ in candidates)
-        rows = await self._db.fetch(
-            f"SELECT {_COLUMNS} FROM messages WHERE source_tx IN ({marks}) ORDER BY src_domain = 0, nonce LIMIT ?",
-            *candidates, limit)
-        return [_record(r) for r in rows]
-
-    async def by_source_tx(self, source_tx: str, limit: int = 100) -> list[MessageRecord]:
-        """Messages emitted by one source transaction (an EVM hash in any case, or a Solana
-        signature), in nonce order; a TASK_RESULT's derived PROOF_ATTESTATION comes with it."""
-        text = source_tx.strip()
-        # EVM hashes are stored as the node wrote them (lowercase hex); base58 is case-sensitive.
-        candidates = (text, text.lower()) if text[:2].lower() == "0x" else (text,)
-        marks = ", ".join("?" for _ in candidates)
-        rows = await self._db.fetch(
-            f"SELECT {_COLUMNS} FROM messages WHERE source_tx IN ({marks}) ORDER BY src_domain = 0, nonce LIMIT ?",
-            *candidates, limit)
-        return [_record(r) for r in rows]
 
     async def by_source_tx(self, source_tx: str, limit: int = 100) -> list[MessageRecord]:
         """Messages emitted by one source transaction (an EVM hash in any case, or a Solana
