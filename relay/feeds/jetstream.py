@@ -88,7 +88,8 @@ async def connect(settings: StreamSettings, name: str) -> Nats:
         log.warning("nats_error", error=f"{type(exc).__name__}: {exc}")
 
     async def disconnected() -> None:
-        log.warning("nats_disconnected", name=name)
+        if not client.is_closed:  # closing on purpose says nothing
+            log.warning("nats_disconnected", name=name)
 
     async def reconnected() -> None:
         log.info("nats_reconnected", name=name, server=str(client.connected_url.netloc if client.connected_url else ""))

@@ -16,12 +16,13 @@ from relay.config import FeedServerSection
 from relay.errors import ConfigError
 from relay.feeds.client import FeedsClient, GapEvent
 from relay.feeds.config import FeedRoundSection
-from relay.feeds.jetstream import ReportPublisher, StreamSettings, report_subject
+from relay.feeds.jetstream import PublishError, ReportPublisher, StreamSettings, report_subject
 from relay.feeds.node import FeedNode
 from relay.feeds.server.consumer import StreamConsumer
 from relay.feeds.signed import SignedReport
 from tests.support.committee import deal
 from tests.support.feeds import FEEDS, RunningServer, make_server
+from tests.support.nats import NatsServer
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -203,6 +204,38 @@ async def test_the_sdk_fails_over_to_another_server_without_gaps_or_duplicates(n
         for s in servers:
             await s.stream.close()
         await pub.close()
+
+
+async def test_leaders_and_servers_ride_through_a_nats_restart(dealt, tmp_path):
+    own = NatsServer(tmp_path / "nats").start()  # this test's own: it is restarted under the clients
+    try:
+        stream = own.stream_settings()
+        pub = await publisher(stream)
+        server = await fed_server(dealt, stream)
+        try:
+            for r in range(1, 4):
+                await pub.publish(dealt.sign("ETH/USD", r))
+            await wait_for(lambda: rounds(server) == [1, 2, 3], timeout=5)
+            own.stop()
+            own.start()  # same ports, same store: the stream and its messages are still there
+
+            async def published(r: int) -> bool:
+                try:
+                    await pub.publish(dealt.sign("ETH/USD", r))
+                    return True
+                except PublishError:
+                    return False
+
+            await wait_for(lambda: published(4), timeout=15, interval=0.2, what="the leader to reconnect")
+            for r in range(5, 7):
+                await pub.publish(dealt.sign("ETH/USD", r))
+            # The ordered consumer (gone with the restarted server) is re-created from the last sequence seen.
+            await wait_for(lambda: rounds(server) == [1, 2, 3, 4, 5, 6], timeout=15)
+        finally:
+            await server.stream.close()
+            await pub.close()
+    finally:
+        own.stop()
 
 
 def test_nats_settings_are_checked():
