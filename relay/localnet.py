@@ -286,6 +286,19 @@ async def smoke(state_dir: Path) -> list[tuple[str, str]]:
     return rows
 
 
+# The daemons' state written for the chains of one localnet run (relayer stores, signing logs,
+# worker stores, with their WAL files): every `up` starts new chains, so it starts these fresh too
+# (kept, a daemon would refuse them: relay/chainstate.py).
+CHAIN_STATE_FILES = ("relayer*.db*", "attester-*.db*", "worker-*.db*")
+
+
+def clear_chain_state(state_dir: Path) -> list[Path]:
+    removed = [p for pattern in CHAIN_STATE_FILES for p in state_dir.glob(pattern) if p.is_file()]
+    for path in removed:
+        path.unlink()
+    return removed
+
+
 def read_state(state_dir: Path) -> dict | None:
     try:
         return json.loads((state_dir / STATE_FILE).read_text())
@@ -341,6 +354,8 @@ class Localnet:
         o = self.options
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
+        if cleared := clear_chain_state(self.state_dir):
+            log.info("daemon state of the previous chains cleared", files=[p.name for p in cleared])
         nodes: list[DevnetNode] = [driver_for(c.name, c.table).devnet_node(c.node) for c in chains]
         self.state = {
             "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(o).items()},

@@ -26,6 +26,7 @@ from relay.interfaces import ChainAdapter
 from relay.lifecycle import Service, http_service, run_daemon
 from relay.metrics import Wallet, WalletBalances, metrics_response
 from relay.pipeline import PipelineSettings, Relayer
+from relay.chainstate import check_chain_state, reset_command
 from relay.store import Store
 from relay.tasks.executors import ExecutorRegistry
 from relay.tasks.proofs import ProofVerifierRegistry
@@ -41,11 +42,34 @@ def _adapter_services(adapters: dict[int, ChainAdapter]) -> list[Service]:
     return [Service(f"chain {a.name}", setup=a.start, cleanup=a.close) for a in adapters.values()]
 
 
+def _relayer_chain_check(adapters: dict[int, ChainAdapter], store: Store) -> Service:
+    """Before any watcher runs: every chain is the one the store's cursors were written for."""
+    async def check() -> None:
+        for domain, adapter in adapters.items():
+            await check_chain_state(
+                adapter, stored=await store.chain_identity(domain), cursor=await store.get_cursor(f"watch:{domain}"),
+                save=lambda identity, domain=domain: store.set_chain_identity(domain, identity),
+                state=f"the relayer store at {store.location}", reset=reset_command(adapter.name, "--relayer"))
+    return Service("chain identities", setup=check)
+
+
+def _attester_chain_check(adapters: dict[int, ChainAdapter], signing_log: SigningLog, index: int) -> Service:
+    async def check() -> None:
+        for domain, adapter in adapters.items():
+            await check_chain_state(
+                adapter, stored=signing_log.chain_identity(domain), cursor=signing_log.get_cursor(f"watch:{domain}"),
+                save=lambda identity, domain=domain: signing_log.set_chain_identity(domain, identity),
+                state=f"member {index}'s signing log", reset=reset_command(adapter.name, f"--attester {index}"))
+    return Service("chain identities", setup=check)
+
+
 async def run_relayer(config: TesseraConfig, stop: asyncio.Event | None = None) -> None:
     committee = _committee(config)
     settings = config.relayer
     adapters = messaging_adapters(config, with_signers=True)
-    store = await Store.open(settings.db)
+    # Replicas sharing a PostgreSQL store lease at most `concurrency` messages per stage at a time.
+    store = await Store.open(settings.db, replica=settings.replica, lease_s=settings.lease_s,
+                             lease_batch=settings.concurrency)
     collector = CommitteeCollector(committee, timeout=settings.partial_timeout_s)
     relayer = Relayer(
         store, adapters, collector,
@@ -59,6 +83,7 @@ async def run_relayer(config: TesseraConfig, stop: asyncio.Event | None = None) 
         Service("store", cleanup=store.close),
         Service("collector", cleanup=collector.close),
         *_adapter_services(adapters),
+        _relayer_chain_check(adapters, store),
         http_service("http", build_app(relayer, committee,
                                            f"http://{config.feed_server.listen}" if config.feeds else None),
                      settings.listen),
@@ -93,7 +118,7 @@ async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | 
     member = committee.member(index)
     share = _load_share(config, committee, index)
     adapters = messaging_adapters(config, with_signers=False)  # an attester never sends transactions
-    signing_log = SigningLog(config.attester.db.replace("{index}", str(index)))
+    signing_log = SigningLog(config.attester.db.replace("{index}", str(index)), member=index)
     executors, verifiers = result_checkers(config)
     attester = Attester(index, committee.epoch, lambda digest: attest.partial_sign(share, digest).signature,
                         adapters, signing_log, observe_rate=config.attester.max_observe_requests_per_s,
@@ -112,6 +137,7 @@ async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | 
     await run_daemon("attester", [
         Service("signing log", cleanup=signing_log.close),
         *_adapter_services(adapters),
+        _attester_chain_check(adapters, signing_log, index),
         *feed_services,
         http_service("http", app, listen),
         Service("attestations", run=attester.run),
