@@ -185,6 +185,9 @@ class EvmAdapter:
             with contextlib.suppress(Exception):
                 await client.provider.disconnect()
 
+    async def wallet_balances(self) -> dict[str, int]:
+        return await self.tx.wallet_balances()
+
     def health(self) -> list[EndpointHealth]:
         return self.pool.health()
 

@@ -186,6 +186,13 @@ class TxManager:
     async def fees(self) -> tuple[int, int]:
         return await current_fees(self.call)
 
+    async def wallet_balances(self) -> dict[str, int]:
+        """{address: balance in wei} of the account this manager sends from; {} without one."""
+        if self.account is None:
+            return {}
+        address = self.account.address
+        return {address: await self.call("eth_getBalance", lambda w3: w3.eth.get_balance(address))}
+
     async def count(self, address: str, block: str) -> int:
         """eth_getTransactionCount at `block` ("latest": mined, "pending": with the mempool)."""
         return await self.call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, block))
