@@ -59,4 +59,4 @@ async def run_feed_server(config, listen: str | None = None, base: Path | None =
                      epoch=server.committee.epoch, history_size=server.settings.history_size,
                      stale_after_s=server.settings.stale_after_s,
                      db=str(server.settings.db) if server.settings.db else None,
-                     nats=list(stream.urls) if stream else None, nats_stream=stream.stream if stream else None)
+                     nats=stream.shown_urls if stream else None, nats_stream=stream.stream if stream else None)

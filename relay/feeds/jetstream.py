@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from nats.aio.client import Client as Nats
 from nats.errors import Error as NatsError
@@ -77,6 +78,21 @@ class StreamSettings:
         return cls(tuple(section.nats_urls), section.nats_stream, section.nats_subject)
 
     @property
+    def shown_urls(self) -> str:
+        """The URLs for logs and errors without secrets: nats://user:***@host, and a token
+        (nats://token@host) as ***."""
+        shown = []
+        for url in self.urls:
+            parts = urlsplit(url)
+            host = parts.netloc.rpartition("@")[2]
+            if parts.password is not None:
+                url = parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+            elif parts.username is not None:
+                url = parts._replace(netloc=f"***@{host}").geturl()
+            shown.append(url)
+        return ", ".join(shown)
+
+    @property
     def wildcard(self) -> str:
         return f"{self.subject}.>"
 
@@ -84,7 +100,10 @@ class StreamSettings:
 async def connect(settings: StreamSettings, name: str) -> Nats:
     """A NATS connection that reconnects forever once made; an error naming the URLs if none answers now."""
 
-    async def quiet(exc: Exception) -> None:  # nats-py reports each failed reconnect; log once each
+    errors: list[Exception] = []
+
+    async def quiet(exc: Exception) -> None:  # nats-py reports each failed (re)connection attempt
+        errors[:] = [exc]
         log.warning("nats_error", error=f"{type(exc).__name__}: {exc}")
 
     async def disconnected() -> None:
@@ -105,7 +124,8 @@ async def connect(settings: StreamSettings, name: str) -> Nats:
     except (NatsError, OSError, asyncio.TimeoutError) as exc:
         with contextlib.suppress(Exception):
             await client.close()
-        raise JetStreamError(f"cannot reach NATS at {', '.join(settings.urls)} ({type(exc).__name__} {exc}); "
+        cause = errors[0] if errors else exc
+        raise JetStreamError(f"cannot reach NATS at {settings.shown_urls} ({type(cause).__name__}: {cause}); "
                              "start nats-server with JetStream (nats-server -js -sd <dir>) or fix nats_urls") from None
     return client
 
@@ -159,7 +179,7 @@ class ReportPublisher:
                 js = client.jetstream()
                 await ensure_stream(js, self.settings)
                 self._client, self._js = client, js
-                log.info("nats_publisher_ready", urls=list(self.settings.urls), stream=self.settings.stream)
+                log.info("nats_publisher_ready", urls=self.settings.shown_urls, stream=self.settings.stream)
                 return
             except (JetStreamError, NatsError, asyncio.TimeoutError) as exc:
                 if client is not None and not client.is_closed:
@@ -180,7 +200,7 @@ class ReportPublisher:
     async def publish(self, report: SignedReport) -> int:
         """Publish one report; returns its stream sequence (a duplicate of the round returns the first's)."""
         if self._js is None:
-            raise PublishError(f"not connected to NATS at {', '.join(self.settings.urls)} yet")
+            raise PublishError(f"not connected to NATS at {self.settings.shown_urls} yet")
         body = json.dumps(report.to_json(), separators=(",", ":")).encode()
         try:
             ack = await self._js.publish(report_subject(self.settings.subject, report.feed_id), body,

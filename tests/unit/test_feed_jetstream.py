@@ -250,6 +250,11 @@ def test_nats_settings_are_checked():
     assert ok.nats_subject == "x.y"
 
 
+def test_secrets_in_nats_urls_are_not_shown():
+    urls = ("nats://attester:secret@h1:4222", "tls://h2:4222", "nats://tok3n@h3:4222")
+    assert StreamSettings(urls).shown_urls == "nats://attester:***@h1:4222, tls://h2:4222, nats://***@h3:4222"
+
+
 async def test_a_feed_server_without_nats_says_so(dealt):
     consumer = StreamConsumer(make_server(dealt).hub, StreamSettings(("nats://127.0.0.1:1",)))
     with pytest.raises(ConfigError, match="cannot reach NATS"):
