@@ -65,6 +65,7 @@ bench: setup
 	$(PY) bench/solana_tasks_cu.py
 	$(PY) bench/feed_rounds.py --sizes 4 7
 	$(PY) bench/feed_fanout.py
+	$(PY) bench/feed_fanout_nats.py
 	$(PY) bench/feeds_onchain.py
 	$(PY) bench/solana_feeds_cu.py
 
