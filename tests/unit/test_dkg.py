@@ -4,6 +4,7 @@ import asyncio
 import copy
 import functools
 import socket
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,8 +33,11 @@ from attest.dkg import (
     seal_share,
     x25519_public_bytes,
 )
+from attest.dkg import transport
+from attest.dkg.wire import ROUND_HELLO
 from attest.threshold import combine_signatures, partial_sign
 from relay.envelope import message_digest
+from tests.support.waiting import wait_for
 
 DIGEST = message_digest(1, bytes(range(32)))
 
@@ -60,7 +64,11 @@ def make_config(n: int = 4, t: int = 3, start_timeout: float = 10.0, round_timeo
 
 async def run_dkg(config: DKGConfig, socks: dict[int, socket.socket], *, behaviour: dict[int, Callable[..., DKGParticipant]] | None = None,
                   down: set[int] = frozenset(), backend: str | None = None,
-                  identities: dict[int, Ed25519PrivateKey] | None = None) -> dict[int, DKGResult | Exception]:
+                  identities: dict[int, Ed25519PrivateKey] | None = None,
+                  hello_deadline_once_met: set[int] | None = None) -> dict[int, DKGResult | Exception]:
+    """`hello_deadline_once_met`: the hello round's deadline passes as soon as these participants
+    have read each other's hello (and not before, however slow the machine): the participants'
+    clock jumps past it then."""
     behaviour = behaviour or {}
     identities = identities or {}
     for i in down:
@@ -68,8 +76,38 @@ async def run_dkg(config: DKGConfig, socks: dict[int, socket.socket], *, behavio
     indices = [i for i in socks if i not in down]
     participants = [behaviour.get(i, DKGParticipant)(config, i, socks[i], backend, identities.get(i))
                     for i in indices]
-    results = await asyncio.gather(*(p.run() for p in participants), return_exceptions=True)
+    clock = _Clock()
+    jump = None
+    if hello_deadline_once_met is not None:
+        transport.time = clock
+        met = [p for p in participants if p.index in hello_deadline_once_met]
+
+        def all_met() -> bool:
+            return all(hello_deadline_once_met - {p.index} <= p._fetched_by.get(ROUND_HELLO, set()) for p in met)
+
+        async def pass_deadline() -> None:
+            await wait_for(all_met, timeout=120, what=f"participants {sorted(hello_deadline_once_met)} reading each "
+                                                     "other's hello")
+            clock.offset += config.start_timeout
+
+        jump = asyncio.create_task(pass_deadline())
+    try:
+        results = await asyncio.gather(*(p.run() for p in participants), return_exceptions=True)
+    finally:
+        transport.time = time
+        if jump is not None:
+            jump.cancel()
     return dict(zip(indices, results))
+
+
+class _Clock:
+    """attest.dkg.transport's `time`: the real monotonic clock moved forward by `offset` seconds."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
 
 
 def assert_signs(committee: Committee, results: dict[int, DKGResult], signers: list[int]) -> None:
@@ -161,8 +199,8 @@ async def test_complaint_answered_with_the_true_share_is_dismissed() -> None:
 
 
 async def test_one_participant_down_the_others_finish_without_it() -> None:
-    config, socks = make_config(start_timeout=1.5)
-    results = await run_dkg(config, socks, down={3})
+    config, socks = make_config(start_timeout=60)
+    results = await run_dkg(config, socks, down={3}, hello_deadline_once_met={1, 2, 4})
     committee = honest_agree(results, [1, 2, 4])
     for i in (1, 2, 4):
         assert results[i].qual == [1, 2, 4]
@@ -180,7 +218,7 @@ async def _garbage(request: web.Request) -> web.Response:
     ("silent", "missed the hello round deadline"),  # accepts connections, never answers
 ])
 async def test_a_peer_that_answers_garbage_or_nothing_is_excluded(mode: str, reason: str) -> None:
-    config, socks = make_config(start_timeout=1.5)
+    config, socks = make_config(start_timeout=60)
     runner = None
     if mode == "garbage":
         app = web.Application()
@@ -189,7 +227,7 @@ async def test_a_peer_that_answers_garbage_or_nothing_is_excluded(mode: str, rea
         await runner.setup()
         await web.SockSite(runner, socks[4]).start()
     try:
-        results = await run_dkg(config, {i: socks[i] for i in (1, 2, 3)})
+        results = await run_dkg(config, {i: socks[i] for i in (1, 2, 3)}, hello_deadline_once_met={1, 2, 3})
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -200,8 +238,8 @@ async def test_a_peer_that_answers_garbage_or_nothing_is_excluded(mode: str, rea
 
 
 async def test_fewer_than_t_participants_fail_with_a_clear_error() -> None:
-    config, socks = make_config(start_timeout=1.0)
-    results = await run_dkg(config, socks, down={2, 3})
+    config, socks = make_config(start_timeout=60)
+    results = await run_dkg(config, socks, down={2, 3}, hello_deadline_once_met={1, 4})
     for i in (1, 4):
         assert isinstance(results[i], DKGError)
         assert "only 2 of 4 participants are still qualified after the hello round (threshold t=3)" in str(results[i])

@@ -26,6 +26,7 @@ from relay.feeds.node import FeedNode
 from relay.feeds.report import Observation
 from relay.feeds.round import ObservationMessage, Proposal, RoundMessageError, RoundRefused, leader_of, round_of
 from relay.feeds.signed import SignedReport
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -158,8 +159,11 @@ async def test_a_report_each_round_that_verifies(cluster: Cluster, exchange: Exc
         views = sorted(min(scaled(HONEST[m]), scaled(RECORDED)) for m in HONEST)
         assert views[0] <= signed.report.price <= views[-1]
     assert cluster.counter("tessera_feed_rounds_published", feed="ETH/USD") >= 4
-    # Nobody is down, so the first leader of a round publishes it (a failover would be a slow machine).
-    assert sum(publisher == leader_of(cluster.committee, s.round, 0) for publisher, s in reports) >= len(reports) - 1
+    # Only a leader of its round publishes a report (the first one, or after a failover, a later one:
+    # how many rounds fail over depends on the machine's load, so that is not counted here).
+    n = len(cluster.committee.members)
+    for publisher, s in reports:
+        assert publisher in {leader_of(cluster.committee, s.round, k) for k in range(n)}
     assert cluster.counter("tessera_feed_rounds_failed", feed="ETH/USD", reason="not_enough_partials") == 0
 
 
@@ -205,12 +209,14 @@ async def test_leader_down_next_member_publishes(cluster: Cluster, exchange: Exc
 
 async def test_fewer_than_t_members_up_publish_nothing(cluster: Cluster, exchange: Exchange, recording: Path) -> None:
     await cluster.start(lambda m: feed_config(exchange, m, recording), up=(1, 2))
-    await asyncio.sleep(5 * SETTINGS.interval_ms / 1000)
+    # The leaders say why (two observations, threshold three) and the members that nobody proposed;
+    # once rounds have failed so, none was published.
+    await wait_for(lambda: cluster.counter("tessera_feed_rounds_failed", feed="ETH/USD",
+                                           reason="not_enough_observations") >= 2
+                   and cluster.counter("tessera_feed_rounds_failed", feed="ETH/USD", reason="no_proposal") >= 2,
+                   timeout=30, what="two rounds failing for want of observations and of a proposal")
     assert cluster.reports == []
     assert cluster.counter("tessera_feed_rounds_published", feed="ETH/USD") == 0
-    # The leaders say why (two observations, threshold three) and the members that nobody proposed.
-    assert cluster.counter("tessera_feed_rounds_failed", feed="ETH/USD", reason="not_enough_observations") >= 2
-    assert cluster.counter("tessera_feed_rounds_failed", feed="ETH/USD", reason="no_proposal") >= 2
 
 
 # --- the member's rules, without the clock ---------------------------------------------------------
@@ -369,10 +375,7 @@ async def test_own_observation_is_not_verified_again(cluster: Cluster, exchange:
         # The whole member part of a round: observe, sign, hand to itself as leader (then wait and
         # fail over to the other leaders, which are not running here).
         observing = asyncio.create_task(node.observe_round(feed, round_))
-        for _ in range(200):
-            if (feed.id, round_, 0) in node._leading:
-                break
-            await asyncio.sleep(0.005)
+        await wait_for(lambda: (feed.id, round_, 0) in node._leading, timeout=30, what="the node leading its round")
         assert node._leading[(feed.id, round_, 0)].members == 1
         assert pairings == []
         other = next(m for m in (1, 2, 3, 4) if m != leader)
@@ -409,7 +412,7 @@ async def test_a_restarted_member_cannot_sign_a_second_report_for_a_round(cluste
     stop = asyncio.Event()
     running = asyncio.create_task(after.run(stop))
     try:
-        await asyncio.sleep(2 * SETTINGS.interval_ms / 1000)  # its clock has run rounds since
+        await wait_for(lambda: after._members, timeout=30, what="the restarted member observing a round")
         assert min(key[1] for key in after._members) > round_  # it observed only later rounds
         with pytest.raises(RoundRefused) as refused:
             after.sign_proposal(Proposal(1, 3, second.report, second.observations))
