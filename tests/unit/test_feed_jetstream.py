@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
 import nats
 import pytest
 
@@ -248,6 +249,25 @@ def test_nats_settings_are_checked():
             FeedServerSection(**bad)
     ok = FeedServerSection(nats_urls=["nats://a:4222", "tls://b:4222"], nats_stream="S-1", nats_subject="x.y")
     assert ok.nats_subject == "x.y"
+
+
+async def test_ready_only_once_the_stream_is_replayed(dealt):
+    server = make_server(dealt)
+    running = await RunningServer(server).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(running.url + "/ready") as resp:
+                assert resp.status == 200 and (await resp.json())["ready"]  # not fed by NATS: ready
+            server.stream = StreamConsumer(server.hub, StreamSettings(("nats://127.0.0.1:1",)))  # not started
+            async with http.get(running.url + "/ready") as resp:
+                assert resp.status == 503 and "replaying" in (await resp.json())["reason"]
+            async with http.get(running.url + "/health") as resp:
+                assert resp.status == 200 and (await resp.json())["nats"]["caught_up"] is False
+            server.stream.caught_up.set()
+            async with http.get(running.url + "/ready") as resp:
+                assert resp.status == 200
+    finally:
+        await running.stop()
 
 
 def test_secrets_in_nats_urls_are_not_shown():

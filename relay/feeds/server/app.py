@@ -6,7 +6,7 @@
     GET  /v1/feeds/{id}/history    ?from_round=&limit=
     GET  /v1/stream?ids=a,b        SSE: report / stale / live / gap events, Last-Event-ID resumption
     GET  /v1/ws                    WebSocket: {"op": "subscribe"|"unsubscribe", "ids": [...], "since": {...}}
-    GET  /openapi.json, /health, /metrics
+    GET  /openapi.json, /health, /ready, /metrics
 
 The stream handlers only register a subscriber with the hub and then write whatever the hub queued
 for it; the hub never awaits them.
@@ -287,6 +287,17 @@ class FeedServer:
                 "dropped_subscribers": server.hub.dropped_count,
                 "nats": server.stream.status() if server.stream is not None else None,
             })
+
+        @routes.get("/ready")
+        async def ready(request: web.Request) -> web.Response:
+            # For a load balancer's readiness check: a server fed by JetStream takes subscribers once it
+            # has replayed what the stream retained. Not ready is not unhealthy: while NATS is away a
+            # caught-up server stays ready and serves what it holds (its feeds turn stale).
+            stream = server.stream
+            if stream is not None and not stream.caught_up.is_set():
+                return web.json_response({"ready": False, "reason": "replaying the NATS stream",
+                                          "pending": stream.pending}, status=503)
+            return web.json_response({"ready": True})
 
         @routes.get("/metrics")
         async def metrics(request: web.Request) -> web.Response:
