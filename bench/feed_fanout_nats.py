@@ -111,6 +111,7 @@ async def _phase(name: str, publish, reports: list[SignedReport], interval: floa
 
 def _summarise(phase: dict, logs: list[dict], subscribers_total: int) -> dict:
     latencies: list[float] = []
+    first: dict[int, float] = {}  # per round, the first subscriber to have it: the path without the fan-out
     missing = 0
     for log in logs:
         for round_, t0 in phase["sent"].items():
@@ -119,6 +120,7 @@ def _summarise(phase: dict, logs: list[dict], subscribers_total: int) -> dict:
                 missing += 1
             else:
                 latencies.append((t1 - t0) / 1e6)
+                first[round_] = min(first.get(round_, float("inf")), (t1 - t0) / 1e6)
     reports = len(phase["sent"])
     out = {
         "reports": reports,
@@ -132,6 +134,8 @@ def _summarise(phase: dict, logs: list[dict], subscribers_total: int) -> dict:
             "p99": round(_percentile(latencies, 0.99), 2),
             "max": round(max(latencies), 2),
         },
+        "first_subscriber_ms": {"p50": round(statistics.median(first.values()), 2),
+                                "p99": round(_percentile(list(first.values()), 0.99), 2)},
         "leader_publish_ms_p50": round(statistics.median(phase["publish_ms"]), 2),
         "server_cpu_ms_per_report": [round(1000 * c / reports, 2) for c in phase["server_cpu"]],
         "servers_cpu_pct": round(100 * sum(phase["server_cpu"]) / phase["wall"], 1),

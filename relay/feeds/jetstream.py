@@ -181,7 +181,7 @@ class ReportPublisher:
                 self._client, self._js = client, js
                 log.info("nats_publisher_ready", urls=self.settings.shown_urls, stream=self.settings.stream)
                 return
-            except (JetStreamError, NatsError, asyncio.TimeoutError) as exc:
+            except (JetStreamError, NatsError, OSError, asyncio.TimeoutError) as exc:
                 if client is not None and not client.is_closed:
                     await client.close()
                 log.warning("nats_publisher_connect_failed", error=str(exc), retry_in_s=delay)

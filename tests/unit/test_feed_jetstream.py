@@ -92,8 +92,11 @@ async def test_forged_and_malformed_messages_on_the_stream_are_refused(nats_serv
         await js.publish(subject, b'{"report": 1}', headers={"Nats-Msg-Id": "malformed"})
         genuine = dealt.sign("ETH/USD", 5)
         await js.publish(subject, json.dumps(genuine.to_json()).encode(), headers={"Nats-Msg-Id": "ETH/USD:5"})
+        other = dealt.sign("SOL/USD", 1)  # a feed the stream carries and this server does not serve
+        await js.publish(report_subject(stream.subject, "SOL/USD"), json.dumps(other.to_json()).encode())
         await wait_for(lambda: rounds(server) == [5], timeout=5)
         assert server.feeds["ETH/USD"].latest.report == genuine
+        await wait_for(lambda: server.hub.metrics.reports.labels("not_served")._value.get() == 1, timeout=5)
         assert server.hub.metrics.reports.labels("rejected")._value.get() == 3
     finally:
         await nc.close()

@@ -118,8 +118,8 @@ class FeedHub:
 
     def ingest_stream(self, body: bytes, received_ms: int | None = None) -> IngestResult:
         """One message of the JetStream stream (relay/feeds/server/consumer.py): a report already held
-        (replayed at catch-up, or also POSTed) is passed over before the costly signature check; any
-        other goes through `ingest`. `received_ms` is when the stream stored it, so a replayed report
+        (replayed at catch-up, or also POSTed) or of a feed this server does not serve is passed over
+        before the costly signature check; any other goes through `ingest`. `received_ms` is when the stream stored it, so a replayed report
         keeps its age (a feed whose stream went quiet an hour ago is stale, not fresh)."""
         try:
             data = json.loads(body)
@@ -130,7 +130,10 @@ class FeedHub:
         except (ReportError, ValueError) as exc:
             return self._reject(f"malformed report: {exc}")
         state = self.feeds.get(report.feed_id)
-        latest = state.latest if state is not None else None
+        if state is None:  # the stream carries every feed; this server may serve only some
+            self.metrics.reports.labels("not_served").inc()
+            return IngestResult(False, 200, "feed not served here", report.feed_id, report.round)
+        latest = state.latest
         if latest is not None and report.round <= latest.report.round:
             self.metrics.reports.labels("old").inc()
             return IngestResult(False, 200, "already held", report.feed_id, report.round)
