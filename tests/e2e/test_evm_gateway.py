@@ -134,14 +134,15 @@ async def test_watch_yields_messages_only_once_final_in_order_and_resumes(setup:
     assert all(e.src_domain == DOMAIN and e.src_sender == account and e.dst_domain == REMOTE for e in envelopes)
 
     watcher = setup.adapter(confirmations=2)
+    passes = evm.WatchPasses(watcher)
     seen: list[Observation] = []
     task = asyncio.create_task(_collect(watcher, None, seen))
     try:
-        await asyncio.sleep(0.6)
+        await passes.whole()
         assert seen == [], "yielded before the block had 2 confirmations"
         setup.mine()  # the first message's block now has 2 blocks on top
         await wait_for(lambda: len(seen) == 1, what="first message", timeout=5.0)
-        await asyncio.sleep(0.4)
+        await passes.whole()
         assert len(seen) == 1, "the second message was yielded before it was final"
         setup.mine()
         await wait_for(lambda: len(seen) == 2, what="second message", timeout=5.0)
@@ -156,11 +157,12 @@ async def test_watch_yields_messages_only_once_final_in_order_and_resumes(setup:
     third, third_tx = await sender.send_message(REMOTE, to, MessageKind.DATA, b"third")
     setup.mine(2)
     resumed = setup.adapter(confirmations=2)
+    resumed_passes = evm.WatchPasses(resumed)
     later: list[Observation] = []
     task = asyncio.create_task(_collect(resumed, seen[-1].cursor, later))
     try:
         await wait_for(lambda: len(later) >= 1, what="third message", timeout=5.0)
-        await asyncio.sleep(0.3)
+        await resumed_passes.whole()
         assert [o.envelope for o in later] == [third] and third.nonce == 2
         assert later[0].source_tx == third_tx
     finally:
@@ -181,11 +183,12 @@ async def test_reorg_before_finality_never_yields_the_orphaned_envelope(setup: S
     assert await setup.w3.eth.block_number == head
 
     watcher = setup.adapter(confirmations=3)
+    passes = evm.WatchPasses(watcher)
     seen: list[Observation] = []
     task = asyncio.create_task(_collect(watcher, None, seen))
     try:
         setup.mine(5)  # far past the orphan's height + confirmations
-        await asyncio.sleep(0.6)
+        await passes.whole()
         assert seen == [], f"an orphaned envelope was yielded: {seen}"
         assert await watcher.reobserve(orphan_tx) == []
         assert await watcher.find_nonce(0) is None
@@ -516,10 +519,11 @@ async def test_finalized_tag_is_used_when_confirmations_are_unset(setup: Setup) 
     setup.mine(3)
     assert await sender.final_block() < held
     assert await sender.reobserve(tx) == []
+    passes = evm.WatchPasses(sender)
     seen: list[Observation] = []
     task = asyncio.create_task(_collect(sender, None, seen))
     try:
-        await asyncio.sleep(0.4)
+        await passes.whole()
         assert seen == []
         setup.rpc("anvil_mine", hex(100))  # anvil finalizes blocks a fixed depth under the head
         await wait_for(lambda: len(seen) == 1, what="a finalized message", timeout=5.0)

@@ -120,10 +120,11 @@ async def test_watch_requests_and_submit_result(setup: Setup) -> None:
     await setup.deliver(setup.inbound(MessageKind.TASK_REQUEST, b"not a task request"))
     delivery_tx = await setup.deliver(delivered)
 
+    passes = evm.WatchPasses(worker._evm)
     seen: list[IncomingRequest] = []
     task = asyncio.create_task(_collect(worker, None, seen))
     try:
-        await asyncio.sleep(0.4)
+        await passes.whole()
         assert seen == [], "yielded before the delivery had 1 confirmation"
         setup.mine()
         await wait_for(lambda: len(seen) == 1, what="the delivered request", timeout=10.0)
@@ -175,11 +176,12 @@ async def test_watch_requests_and_submit_result(setup: Setup) -> None:
     await setup.deliver(second)
     setup.mine()
     resumed = setup.task_board(2, confirmations=1)
+    resumed_passes = evm.WatchPasses(resumed._evm)
     later: list[IncomingRequest] = []
     task = asyncio.create_task(_collect(resumed, incoming.cursor, later))
     try:
         await wait_for(lambda: len(later) == 1, what="the second request", timeout=10.0)
-        await asyncio.sleep(0.3)
+        await resumed_passes.whole()
         assert [i.envelope for i in later] == [second]
         assert later[0].request.input_uri == "ipfs://bafy2"
     finally:
@@ -297,7 +299,9 @@ async def test_two_workers_racing_in_one_block_one_wins_the_other_gets_the_typed
     try:
         submissions = [asyncio.create_task(b.submit_result(rid, _signed_result(rid, "echo", b"race").encode()))
                        for b in boards]
-        await asyncio.sleep(0.5)  # both estimated against the same state, both in the mempool
+        # Both estimated against the same state, both in the mempool, before one block holds them.
+        await wait_for(lambda: sum(len(txs) for txs in setup.rpc("txpool_content")["pending"].values()) == 2,
+                       what="both submissions in the mempool", timeout=30.0)
         setup.mine()
         outcomes = await asyncio.gather(*submissions, return_exceptions=True)
     finally:

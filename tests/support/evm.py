@@ -14,6 +14,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 import attest
 from adapters.evm import deploy as evm_deploy
 from adapters.evm.devnet import AnvilProcess, _rpc, running_anvil
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -56,3 +57,24 @@ def rpc(node: AnvilProcess, method: str, *params: Any) -> Any:
 def mine(node: AnvilProcess, blocks: int = 1) -> None:
     for _ in range(blocks):
         rpc(node, "evm_mine")
+
+
+class WatchPasses:
+    """Counts the watch passes of an EVM gateway adapter (a task board watches through its gateway
+    adapter): each pass asks for the final block first. `await passes.whole()` returns once a pass
+    that began after the call has ended, so whatever the chain held at the call has been looked at:
+    "nothing yielded yet" is then a fact, not a guess after a sleep."""
+
+    def __init__(self, adapter: Any) -> None:
+        self.count = 0
+        final_block = adapter.final_block
+
+        async def counted() -> int:
+            self.count += 1
+            return await final_block()
+
+        adapter.final_block = counted
+
+    async def whole(self, timeout: float = 30.0) -> None:
+        start = self.count
+        await wait_for(lambda: self.count >= start + 2, timeout, what="a whole watch pass over the chain as it is")
