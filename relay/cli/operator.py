@@ -11,6 +11,7 @@ from relay import status
 from relay.cli.common import add_config_option, load
 from relay.errors import ConfigError
 from relay.store import Store
+from relay.tasks.worker_store import WorkerStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--relayer", action="store_true", help="the relayer's store ([relayer] db)")
     which.add_argument("--attester", type=int, metavar="INDEX", help="this member's signing log ([attester] db)")
+    which.add_argument("--worker", action="store_true", help="the store of the worker serving CHAIN ([worker] db)")
     add_config_option(p)
     p.set_defaults(handler=_run_reset_chain)
 
@@ -69,6 +71,18 @@ def _run_reset_chain(args: argparse.Namespace) -> int:
             finally:
                 await store.close()
         print(f"relayer store: dropped chain {args.chain}'s identity, cursor and {asyncio.run(reset())} messages")
+    elif args.worker:
+        section = config.worker
+        if section is None:
+            raise ConfigError("the config has no [worker] table: there is no worker store to reset")
+
+        async def reset_worker() -> int:
+            store = await WorkerStore.open(section.db.replace("{chain}", args.chain))
+            try:
+                return await store.forget_chain(args.chain)
+            finally:
+                await store.close()
+        print(f"worker store: dropped chain {args.chain}'s identity, cursor and {asyncio.run(reset_worker())} tasks")
     else:
         log = SigningLog(config.attester.db.replace("{index}", str(args.attester)), member=args.attester)
         try:

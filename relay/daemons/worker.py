@@ -9,8 +9,10 @@ from pathlib import Path
 from aiohttp import web
 
 from adapters.registry import driver_named
-from relay.config import TesseraConfig, WorkerSection
+from relay.chainstate import check_chain_state, reset_command
+from relay.config import TesseraConfig, WorkerSection, is_database_url
 from relay.errors import ConfigError
+from relay.interfaces import ChainAdapter
 from relay.lifecycle import Service, http_service, run_daemon
 from relay.metrics import Wallet, WalletBalances
 from relay.tasks.executors import ExecutorRegistry
@@ -27,19 +29,38 @@ def settings_from_section(section: WorkerSection) -> WorkerSettings:
     )
 
 
-async def run_worker(config: TesseraConfig, chain: str, db: Path | None = None,
+def _chain_check(adapter: ChainAdapter, store: WorkerStore) -> Service:
+    """Before the worker watches: the chain is the one its store was written for. (Identity only:
+    the board's watch cursor is not a gateway cursor, so `cursor_problem` cannot judge it.)"""
+    async def check() -> None:
+        await adapter.start()
+        try:
+            await check_chain_state(
+                adapter, stored=await store.chain_identity(adapter.name), cursor=None,
+                save=lambda identity: store.set_chain_identity(adapter.name, identity),
+                state=f"the worker store at {store.location}", reset=reset_command(adapter.name, "--worker"))
+        finally:
+            await adapter.close()
+    return Service("chain identity", setup=check)
+
+
+async def run_worker(config: TesseraConfig, chain: str, db: str | Path | None = None,
                      stop: asyncio.Event | None = None) -> None:
     if chain not in config.chains:
         raise ConfigError(f"no chain {chain!r} under [chains]; configured: {', '.join(sorted(config.chains))}")
     section = config.worker or WorkerSection()
-    db_path = db or section.path_for(section.db, chain)
+    # A PostgreSQL URL is kept as written (a Path would fold its `//`).
+    db_path = db or (section.db.replace("{chain}", chain) if is_database_url(section.db)
+                     else section.path_for(section.db, chain))
     identity = load_identity(section.path_for(section.key_file, chain))
     payouts = section.payout_by_domain(config)
     if not payouts:
         raise ConfigError("[worker] payout is empty: add `payout.<chain> = \"<address>\"` for each chain whose "
                           "requesters this worker serves, or it would skip every request")
     executors = ExecutorRegistry.load(config.executors)
-    board = driver_named(config, chain).serving_board(config, section)
+    driver = driver_named(config, chain)
+    board = driver.serving_board(config, section)
+    reader = driver.messaging(with_signer=False)  # only to read the chain's identity
     store = await WorkerStore.open(db_path)
     worker = Worker(board, executors, identity, payouts, store, settings_from_section(section))
     # The account it spends from is its serving board's (fees; bonds): payouts only receive.
@@ -47,10 +68,11 @@ async def run_worker(config: TesseraConfig, chain: str, db: Path | None = None,
     await run_daemon("worker", [
         Service("store", cleanup=store.close),
         Service("board", cleanup=board.close),
+        _chain_check(reader, store),
         *([http_service("http", _build_app(worker), section.listen)] if section.listen else []),
         Service("tasks", run=worker.run),
         Service("wallet balances", run=wallets.run),
-    ], stop, chain=chain, board="0x" + board.address.hex(), db=str(db_path),
+    ], stop, chain=chain, board="0x" + board.address.hex(), db=store.location,
         worker="0x" + worker_public_key(identity).hex(), executors=list(section.executors), listen=section.listen)
 
 

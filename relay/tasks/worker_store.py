@@ -1,6 +1,8 @@
-"""The worker's durable state (SQLite): one row per delivered TASK_REQUEST with its stage, the
-stored output and signed result, and how many times the executor ran, plus the watch cursor. A
-killed worker resumes from here without losing or repeating work (docs/TASKS.md, "Worker")."""
+"""The worker's durable state: one row per delivered TASK_REQUEST with its stage, the stored output
+and signed result, and how many times the executor ran, plus the watch cursor and the identity of
+the chain they belong to. A killed worker resumes from here without losing or repeating work
+(docs/TASKS.md, "Worker"). An SQLite file by default, or a PostgreSQL database (`[worker] db` a
+postgresql:// URL), through relay.database."""
 
 from __future__ import annotations
 
@@ -8,10 +10,9 @@ import enum
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import aiosqlite
-
-from relay.store import open_durable
+from relay.database import Database, open_database, redact
 
 
 class TaskStage(str, enum.Enum):
@@ -55,6 +56,12 @@ CREATE TABLE IF NOT EXISTS cursors (
     cursor     TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+-- The identity of the chain the cursor and tasks belong to (relay.chainstate), by chain name.
+CREATE TABLE IF NOT EXISTS chains (
+    name       TEXT PRIMARY KEY,
+    identity   TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 
 
@@ -82,23 +89,32 @@ class TaskRecord:
 _COLUMNS = ", ".join(TaskRecord.__slots__)
 
 
-def _record(row: aiosqlite.Row) -> TaskRecord:
+def _record(row: dict[str, Any]) -> TaskRecord:
     values = dict(row)
     values["stage"] = TaskStage(values["stage"])
+    for name in ("request_id", "envelope", "output", "output_hash", "result"):
+        if values[name] is not None:
+            values[name] = bytes(values[name])
     return TaskRecord(**values)
 
 
 class WorkerStore:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Database, location: str = "") -> None:
         self._db = db
+        self.location = location
 
     @classmethod
-    async def open(cls, path: str | Path) -> "WorkerStore":
-        # Durable commits are what make "never run the executor twice after `executed`" hold.
-        db = await open_durable(path)
-        await db.executescript(_SCHEMA)
-        await db.commit()
-        return cls(db)
+    async def open(cls, db: str | Path) -> "WorkerStore":
+        """The store at `db`: an SQLite path or a PostgreSQL URL. Every write commits at once (SQLite
+        in WAL with synchronous=FULL): durable commits are what make "never run the executor twice
+        after `executed`" hold."""
+        database = await open_database(db, pool_size=4)
+        try:
+            await database.executescript(_SCHEMA)
+        except BaseException:
+            await database.close()
+            raise
+        return cls(database, location=redact(db))
 
     async def close(self) -> None:
         await self._db.close()
@@ -107,40 +123,37 @@ class WorkerStore:
                   position: int, deadline: int, now: float | None = None) -> bool:
         """Record a delivered request as `seen`; False when it was already known (idempotent)."""
         now = time.time() if now is None else now
-        cursor = await self._db.execute(
-            "INSERT OR IGNORE INTO tasks (request_id, src_domain, executor, envelope, delivery_tx, position, "
-            "deadline, stage, seen_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (request_id, src_domain, executor, envelope, delivery_tx, position, deadline, TaskStage.SEEN.value,
-             now, now),
+        changed = await self._db.execute(
+            "INSERT INTO tasks (request_id, src_domain, executor, envelope, delivery_tx, position, "
+            "deadline, stage, seen_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            request_id, src_domain, executor, envelope, delivery_tx, position, deadline, TaskStage.SEEN.value,
+            now, now,
         )
-        await self._db.commit()
-        return cursor.rowcount == 1
+        return changed == 1
 
     async def get(self, request_id: bytes) -> TaskRecord | None:
-        async with self._db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE request_id = ?", (request_id,)) as cur:
-            row = await cur.fetchone()
+        row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM tasks WHERE request_id = ?", request_id)
         return _record(row) if row else None
 
     async def active(self) -> list[TaskRecord]:
         marks = ", ".join("?" for _ in ACTIVE_STAGES)
-        async with self._db.execute(
+        rows = await self._db.fetch(
             f"SELECT {_COLUMNS} FROM tasks WHERE stage IN ({marks}) ORDER BY position, seen_at",
-            [s.value for s in ACTIVE_STAGES],
-        ) as cur:
-            return [_record(r) for r in await cur.fetchall()]
+            *[s.value for s in ACTIVE_STAGES],
+        )
+        return [_record(r) for r in rows]
 
     async def all(self, limit: int = 1000) -> list[TaskRecord]:
-        async with self._db.execute(f"SELECT {_COLUMNS} FROM tasks ORDER BY position, seen_at LIMIT ?", (limit,)) as cur:
-            return [_record(r) for r in await cur.fetchall()]
+        rows = await self._db.fetch(f"SELECT {_COLUMNS} FROM tasks ORDER BY position, seen_at LIMIT ?", limit)
+        return [_record(r) for r in rows]
 
     async def counts(self) -> dict[str, int]:
-        async with self._db.execute("SELECT stage, count(*) FROM tasks GROUP BY stage") as cur:
-            return {row[0]: row[1] for row in await cur.fetchall()}
+        rows = await self._db.fetch("SELECT stage, count(*) AS n FROM tasks GROUP BY stage")
+        return {row["stage"]: row["n"] for row in rows}
 
     async def _update(self, request_id: bytes, sets: str, values: tuple) -> None:
         await self._db.execute(f"UPDATE tasks SET {sets}, updated_at = ? WHERE request_id = ?",
-                               (*values, time.time(), request_id))
-        await self._db.commit()
+                               *values, time.time(), request_id)
 
     async def start_run(self, request_id: bytes) -> int:
         """Mark `running` and count the run before the executor starts; returns the run number."""
@@ -155,10 +168,9 @@ class WorkerStore:
 
     async def output_by_hash(self, output_hash: bytes) -> bytes | None:
         """A stored output (for the worker's output host), whatever became of its task."""
-        async with self._db.execute("SELECT output FROM tasks WHERE output_hash = ? AND output IS NOT NULL LIMIT 1",
-                                    (output_hash,)) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
+        output = await self._db.fetchval("SELECT output FROM tasks WHERE output_hash = ? AND output IS NOT NULL LIMIT 1",
+                                         output_hash)
+        return None if output is None else bytes(output)
 
     async def submitting(self, request_id: bytes) -> None:
         """Written before the transaction goes out, so a restart knows a submission may be on chain."""
@@ -176,14 +188,32 @@ class WorkerStore:
         await self._update(request_id, "stage = ?, reason = ?", (stage.value, reason))
 
     async def get_cursor(self, name: str) -> str | None:
-        async with self._db.execute("SELECT cursor FROM cursors WHERE name = ?", (name,)) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
+        return await self._db.fetchval("SELECT cursor FROM cursors WHERE name = ?", name)
 
     async def set_cursor(self, name: str, cursor: str) -> None:
         await self._db.execute(
             "INSERT INTO cursors (name, cursor, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(name) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-            (name, cursor, time.time()),
+            name, cursor, time.time(),
         )
-        await self._db.commit()
+
+    async def chain_identity(self, chain: str) -> str | None:
+        """The identity (ChainIdentity.encode()) of the chain this store's tasks and cursor were
+        written for; None before the first start that recorded it."""
+        return await self._db.fetchval("SELECT identity FROM chains WHERE name = ?", chain)
+
+    async def set_chain_identity(self, chain: str, identity: str) -> None:
+        await self._db.execute(
+            "INSERT INTO chains (name, identity, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET identity = excluded.identity, updated_at = excluded.updated_at",
+            chain, identity, time.time(),
+        )
+
+    async def forget_chain(self, chain: str) -> int:
+        """`relay reset-chain <chain> --worker`: drop what this store knows of the chain it serves (its
+        identity, the watch cursors and the tasks: their request ids mean nothing on a new chain).
+        Returns the number of tasks dropped."""
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM chains WHERE name = ?", chain)
+            await tx.execute("DELETE FROM cursors")
+            return await tx.execute("DELETE FROM tasks")

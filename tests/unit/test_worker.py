@@ -163,9 +163,17 @@ SETTINGS = WorkerSettings(executors=("echo", "sentiment", "count"), min_fee=5, m
                           max_input_bytes=400, input_fetch_timeout_s=2, backoff=Backoff(base=0.05, cap=0.2))
 
 
-async def make(tmp_path: Path, board: FakeBoard, registry: ExecutorRegistry, key, settings=SETTINGS,
-               db: str = "w.db") -> Worker:
-    store = await WorkerStore.open(tmp_path / db)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def worker_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's worker store lives: an SQLite file, or a new database on the run's PostgreSQL
+    server (a restarted worker opens the same one); the tests taking it run on both engines."""
+    if request.param == "sqlite":
+        return str(tmp_path / "w.db")
+    return request.getfixturevalue("postgres").create_database("worker")
+
+
+async def make(worker_db: str, board: FakeBoard, registry: ExecutorRegistry, key, settings=SETTINGS) -> Worker:
+    store = await WorkerStore.open(worker_db)
     return Worker(board, registry, key, {REQUESTER_DOMAIN: PAYOUT}, store, settings)
 
 
@@ -175,9 +183,9 @@ async def process_one(worker: Worker, board: FakeBoard, item: IncomingRequest):
     return await worker.process(item.request_id)
 
 
-async def test_happy_path_signed_result(tmp_path, registry, key) -> None:
+async def test_happy_path_signed_result(worker_db, registry, key) -> None:
     board = FakeBoard()
-    worker = await make(tmp_path, board, registry, key)
+    worker = await make(worker_db, board, registry, key)
     for executor, data, kind in [("echo", b"ping", ProofKind.REEXECUTION),
                                  ("sentiment", b"What a wonderful day!", ProofKind.REEXECUTION),
                                  ("count", b"x", ProofKind.NONE)]:
@@ -199,7 +207,7 @@ async def test_happy_path_signed_result(tmp_path, registry, key) -> None:
     await worker.store.close()
 
 
-async def test_bad_requests_are_skipped_and_the_loop_keeps_going(tmp_path, registry, key) -> None:
+async def test_bad_requests_are_skipped_and_the_loop_keeps_going(worker_db, registry, key) -> None:
     inputs = web.Application()
     big = b"x" * 5000
     async def serve_big(request: web.Request) -> web.Response:
@@ -247,7 +255,7 @@ async def test_bad_requests_are_skipped_and_the_loop_keeps_going(tmp_path, regis
     }
     board = FakeBoard()
     registry.get("count").output = b"o" * 299  # one byte over what fits inline
-    worker = await make(tmp_path, board, registry, key)
+    worker = await make(worker_db, board, registry, key)
     stop = asyncio.Event()
     for name, (item, stage, reason) in list(cases.items()):
         cases[name] = (board.deliver(item), stage, reason)
@@ -281,9 +289,9 @@ async def test_bad_requests_are_skipped_and_the_loop_keeps_going(tmp_path, regis
         await runner.cleanup()
 
 
-async def test_restart_after_executed_does_not_rerun(tmp_path, registry, counting, key) -> None:
+async def test_restart_after_executed_does_not_rerun(worker_db, registry, counting, key) -> None:
     board = FakeBoard()
-    worker = await make(tmp_path, board, registry, key)
+    worker = await make(worker_db, board, registry, key)
     item = incoming(req("count", b"once"))
     board.deliver(item)
     await worker.ingest(item)
@@ -297,7 +305,7 @@ async def test_restart_after_executed_does_not_rerun(tmp_path, registry, countin
     assert counting.calls == 1 and board.results == {}
 
     board.hold.set()
-    worker2 = await make(tmp_path, board, registry, key)
+    worker2 = await make(worker_db, board, registry, key)
     record = await worker2.store.get(item.request_id)
     assert record.stage is TaskStage.SUBMITTED and record.output == b"counted:once" and record.submit_tx is None
     stop = asyncio.Event()
@@ -316,11 +324,11 @@ async def test_restart_after_executed_does_not_rerun(tmp_path, registry, countin
     await worker2.store.close()
 
 
-async def test_restart_resumes_watching_after_the_cursor(tmp_path, registry, counting, key) -> None:
+async def test_restart_resumes_watching_after_the_cursor(worker_db, registry, counting, key) -> None:
     board = FakeBoard()
     first = [board.deliver(incoming(req("count", b"%d" % i))) for i in range(2)]
     for round_ in range(2):
-        worker = await make(tmp_path, board, registry, key)
+        worker = await make(worker_db, board, registry, key)
         stop = asyncio.Event()
         run = asyncio.create_task(worker.run(stop))
         for _ in range(200):
@@ -337,9 +345,9 @@ async def test_restart_resumes_watching_after_the_cursor(tmp_path, registry, cou
     assert counting.calls == 3 and len(board.submissions) == 3
 
 
-async def test_restart_after_submission_landed_does_not_resubmit(tmp_path, registry, counting, key) -> None:
+async def test_restart_after_submission_landed_does_not_resubmit(worker_db, registry, counting, key) -> None:
     board = FakeBoard()
-    worker = await make(tmp_path, board, registry, key)
+    worker = await make(worker_db, board, registry, key)
     item = incoming(req("count", b"landed"))
     await worker.ingest(item)
     board.land_then_hang = True  # the transaction lands, then the worker dies before recording it
@@ -351,16 +359,16 @@ async def test_restart_after_submission_landed_does_not_resubmit(tmp_path, regis
     await worker.store.close()
 
     board.land_then_hang = False
-    worker2 = await make(tmp_path, board, registry, key)
+    worker2 = await make(worker_db, board, registry, key)
     record = await worker2.process(item.request_id)
     assert record.stage is TaskStage.DONE and "before a restart" in record.reason
     assert counting.calls == 1 and board.submissions == [item.request_id]
     await worker2.store.close()
 
 
-async def test_restart_after_running_reruns_once(tmp_path, registry, counting, key) -> None:
+async def test_restart_after_running_reruns_once(worker_db, registry, counting, key) -> None:
     board = FakeBoard()
-    worker = await make(tmp_path, board, registry, key)
+    worker = await make(worker_db, board, registry, key)
     item = incoming(req("count", b"slow"))
     await worker.ingest(item)
     counting.release.clear()
@@ -372,7 +380,7 @@ async def test_restart_after_running_reruns_once(tmp_path, registry, counting, k
     await worker.store.close()
 
     counting.release.set()
-    worker2 = await make(tmp_path, board, registry, key)
+    worker2 = await make(worker_db, board, registry, key)
     record = await worker2.process(item.request_id)
     assert record.stage is TaskStage.DONE, record.reason
     assert record.runs == 2 and counting.calls == 2
@@ -394,9 +402,9 @@ async def test_restart_after_running_reruns_once(tmp_path, registry, counting, k
     await worker2.store.close()
 
 
-async def test_already_answered_is_not_submitted(tmp_path, registry, counting, key) -> None:
+async def test_already_answered_is_not_submitted(worker_db, registry, counting, key) -> None:
     board = FakeBoard()
-    worker = await make(tmp_path, board, registry, key)
+    worker = await make(worker_db, board, registry, key)
     before = incoming(req("count", b"a"))
     board.results[before.request_id] = b"someone else's result"
     record = await process_one(worker, board, before)
@@ -416,10 +424,10 @@ async def test_already_answered_is_not_submitted(tmp_path, registry, counting, k
     await worker.store.close()
 
 
-async def test_a_board_refusal_ends_the_task_at_once(tmp_path, registry, counting, key) -> None:
+async def test_a_board_refusal_ends_the_task_at_once(worker_db, registry, counting, key) -> None:
     """The shared refusals (relay.tasks.board) are permanent: no retries, the right final stage."""
     board = FakeBoard()
-    worker = await make(tmp_path, board, registry, key)
+    worker = await make(worker_db, board, registry, key)
     # Another result landed between our check and our transaction: lost, never retried.
     board.refuse_with = ResultAlreadySubmitted("the result", "ResultAlreadySubmitted(0x01)", board="the fake board")
     record = await process_one(worker, board, incoming(req("count", b"race")))
@@ -431,7 +439,7 @@ async def test_a_board_refusal_ends_the_task_at_once(tmp_path, registry, countin
     await worker.store.close()
 
 
-async def test_transient_failures_are_retried(tmp_path, registry, counting, key) -> None:
+async def test_transient_failures_are_retried(worker_db, registry, counting, key) -> None:
     hits = {"n": 0}
 
     async def flaky(request: web.Request) -> web.Response:
@@ -446,7 +454,7 @@ async def test_transient_failures_are_retried(tmp_path, registry, counting, key)
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         board = FakeBoard()
-        worker = await make(tmp_path, board, registry, key)
+        worker = await make(worker_db, board, registry, key)
         item = incoming(TaskRequest.by_reference("echo", 10, int(time.time() + 60), b"payload",
                                                  f"http://127.0.0.1:{port}/flaky"))
         board.fail_submits = 2
@@ -493,13 +501,13 @@ def test_identity_keygen(tmp_path) -> None:
         load_identity(tmp_path / "bad.key")
 
 
-async def test_large_output_is_served_by_uri_from_the_worker(tmp_path, registry, counting, key) -> None:
+async def test_large_output_is_served_by_uri_from_the_worker(worker_db, registry, counting, key) -> None:
     from relay.daemons.worker import _build_app
 
     port = free_port()
     board = FakeBoard()
     settings = dataclasses.replace(SETTINGS, output_url=f"http://127.0.0.1:{port}")
-    worker = await make(tmp_path, board, registry, key, settings)
+    worker = await make(worker_db, board, registry, key, settings)
     runner = web.AppRunner(_build_app(worker))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -526,7 +534,7 @@ async def test_large_output_is_served_by_uri_from_the_worker(tmp_path, registry,
         await worker.store.close()
 
 
-async def test_concurrency_is_bounded(tmp_path, registry, key) -> None:
+async def test_concurrency_is_bounded(worker_db, registry, key) -> None:
     running = {"now": 0, "max": 0}
     release = asyncio.Event()
 
@@ -547,7 +555,7 @@ async def test_concurrency_is_bounded(tmp_path, registry, key) -> None:
     registry.register(Slow())
     board = FakeBoard()
     settings = dataclasses.replace(SETTINGS, executors=("slow",), concurrency=2)
-    worker = await make(tmp_path, board, registry, key, settings)
+    worker = await make(worker_db, board, registry, key, settings)
     items = [board.deliver(incoming(req("slow", b"%d" % i))) for i in range(5)]
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
