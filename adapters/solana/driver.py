@@ -14,7 +14,7 @@ from adapters.solana.devnet import load_or_create_keypair
 from adapters.solana.feeds import SolanaFeedTarget
 from adapters.solana.gateway import SolanaAdapter
 from adapters.solana.rpc import load_keypair
-from adapters.solana.taskboard import SolanaTaskBoard
+from adapters.solana.taskboard import SolanaTaskBoard, SolanaTaskBoardV2
 from attest.committee import Committee
 from relay.config import FeedPushSection, KeyRef, SolanaChain, TesseraConfig, WorkerSection
 from relay.errors import ConfigError
@@ -22,6 +22,7 @@ from relay.feeds.config import FeedConfig
 from relay.interfaces import DevnetDeployment, DevnetNode, EnvelopeSigner
 
 WORKER_SOLANA_LAMPORTS = 100 * 10**9
+RELAYER_SOLANA_LAMPORTS = 100 * 10**9
 
 
 class SolanaDriver:
@@ -44,6 +45,17 @@ class SolanaDriver:
             raise ConfigError(f"the worker on Solana chain {self.name!r} needs its own fee payer: set [worker] "
                               "solana_keypair (file = ... or env = ...)")
         return SolanaTaskBoard.from_config(self.name, self.chain, role="worker", keypair=worker.solana_keypair)
+
+    def requester_board_v2(self, config: TesseraConfig) -> SolanaTaskBoardV2:
+        return SolanaTaskBoardV2.from_config(self.name, self.chain, role="requester")
+
+    def serving_board_v2(self, config: TesseraConfig, worker: WorkerSection | None = None) -> SolanaTaskBoardV2:
+        if worker is None:
+            return SolanaTaskBoardV2.from_config(self.name, self.chain, role="reader")
+        if worker.solana_keypair is None:
+            raise ConfigError(f"the worker on Solana chain {self.name!r} needs its own fee payer: set [worker] "
+                              "solana_keypair (file = ... or env = ...)")
+        return SolanaTaskBoardV2.from_config(self.name, self.chain, role="worker", keypair=worker.solana_keypair)
 
     def feed_target(self, config: TesseraConfig, push: FeedPushSection) -> SolanaFeedTarget:
         return SolanaFeedTarget.from_config(self.name, self.chain, payer=push.solana_keypair)
@@ -71,6 +83,16 @@ class SolanaDriver:
                     sig = (await client.request_airdrop(keypair.pubkey(), WORKER_SOLANA_LAMPORTS)).value
                     await client.confirm_transaction(sig, commitment=Confirmed)
         return str(keypair.pubkey()), {"solana_keypair": KeyRef(file=key_file)}
+
+    async def provision_devnet_relayer(self, keys_dir: Path, name: str) -> dict[str, Any]:
+        """A relayer replica's own fee payer, funded by airdrop (topped up when below half)."""
+        key_file = keys_dir / f"solana-relayer-{name}.json"
+        keypair = load_or_create_keypair(key_file)
+        async with AsyncClient(self.chain.rpc_urls[0], commitment=Confirmed) as client:
+            if (await client.get_balance(keypair.pubkey())).value < RELAYER_SOLANA_LAMPORTS // 2:
+                sig = (await client.request_airdrop(keypair.pubkey(), RELAYER_SOLANA_LAMPORTS)).value
+                await client.confirm_transaction(sig, commitment=Confirmed)
+        return {"signer": KeyRef(file=key_file)}
 
     def devnet_node(self, settings: Mapping[str, Any]) -> DevnetNode:
         return devnet.devnet_node(self.chain, settings)

@@ -13,15 +13,24 @@ contracts/solana/README.md "Task board".
 - The serving side marks "a result was sent" in the PDA ["answered", request_id].
 - `watch_requests` lists `getSignaturesForAddress(board)`: every Deliver to the board carries the
   board account (read-only), so the list holds every delivery to it.
+
+Task protocol v2 (contracts/solana/src/taskboard_v2.c, contracts/solana/README.md "Task board v2") is
+`SolanaTaskBoardV2` (relay.interfaces.ServingBoardV2 and RequesterBoardV2): a request's task lives at
+["task", requester, task_nonce] with a random task nonce the client picks (no outbox-nonce race) and
+holds the envelope it sent; a delivered request is claimed at the auction price with its bond, which
+creates ["serve", request_id] (the claim, the bond, the last result envelope); only the claimant
+submits. Both classes share `_SolanaBoard` (endpoints, keys, decoded refusals, the board watch); v1
+goes once the worker and the SDK speak v2.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import struct
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from solana.rpc.commitment import Commitment, Confirmed
 from solana.rpc.core import RPCException
@@ -30,30 +39,51 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
+from solders.sysvar import CLOCK as CLOCK_SYSVAR
 from solders.transaction import VersionedTransaction
 
 from adapters.solana.program import (
+    SETTLEMENT_GRACE_SECONDS,
+    DeliveryReceipt,
     OutboxState,
     ProgramInstruction,
+    ServeAccount,
     SolanaProgramError,
+    TaskAccountV2,
+    TaskStateV2,
     answered_address,
+    claim_task_ix,
     committee_address,
     describe_transaction_error,
+    expire_claim_ix,
     outbox_address,
     program_error_name,
     receipt_address,
+    reclaim_v2_ix,
+    release_bond_ix,
+    request_task_v2_ix,
+    serve_address,
+    submit_result_v2_ix,
     task_address,
+    task_v2_address,
+    task_v2_filters,
     taskboard_address,
+    withdraw_credit_ix,
 )
 from adapters.solana.rpc import LogsWaker, SolanaAdapterError, SolanaRpc, follow_address, load_keypair
 from adapters.solana.tx import ConfirmationTimeout, SolanaTransactor, TransactionRefused
 from relay.config import KeyRef, SolanaChain, WorkerSection
 from relay.envelope import Envelope, EnvelopeError
-from relay.interfaces import IncomingRequest, SentRequest, TaskState, TaskStatus
+from relay.interfaces import (Claim, ClaimStatus, IncomingRequest, IncomingRequestV2, SentRequest, ServeState,
+                              TaskState, TaskStatus, TaskStatusV2)
 from relay.log import get_logger
 from relay.protocol import MessageKind
 from relay.tasks.board import (
     BoardRefused,
+    BondRefused,
+    ClaimLost,
+    ClaimNotHeld,
+    ClaimRefused,
     ReclaimRefused,
     RequestExpired,
     RequestRefused,
@@ -61,7 +91,16 @@ from relay.tasks.board import (
     ResultRefused,
     TaskBoardError,
 )
-from relay.tasks.payloads import TaskPayloadError, TaskRequest, TaskResult, decode_executor_id
+from relay.tasks.payloads import (
+    TaskPayloadError,
+    TaskRequest,
+    TaskRequestV2,
+    TaskResult,
+    TaskResultV2,
+    auction_price,
+    decode_executor_id,
+    task_payload_version,
+)
 
 log = get_logger("adapters.solana.taskboard")
 
@@ -75,9 +114,12 @@ DELIVER_ATTESTATION_LEN = 133  # the Deliver instruction's attestation block (ad
 REQUEST_CU_LIMIT = 80_000
 SUBMIT_CU_LIMIT = 80_000
 RECLAIM_CU_LIMIT = 20_000
+CLAIM_CU_LIMIT = 60_000  # measured 14.6k (contracts/solana/README.md "Task board v2")
+BOND_CU_LIMIT = 40_000  # ExpireClaim, ReleaseBond, Withdraw
 _NONCE_RACE_RETRIES = 8
 
-Role = Literal["requester", "worker"]
+Role = Literal["requester", "worker", "reader"]
+T = TypeVar("T")
 
 
 # --- addresses and instructions ---------------------------------------------------------------
@@ -222,13 +264,46 @@ _HINTS = {
                              "max_fee escrow)",
     "CONFIG_NOT_INITIALIZED": "run InitCommittee and InitGateway (`relay localnet up` does)",
     "OUTBOX_NOT_INITIALIZED": "run InitGateway (`relay localnet up` does)",
+    # v2
+    "TASK_TERMS_INVALID": "check auction_window, start_bps (<= 10000), claim_window (>= 1) and refund_to",
+    "TASK_VERSION_UNSUPPORTED": "the delivered request is not a TASK_REQUEST v2 (serve it with the v1 board)",
+    "TASK_SAME_DOMAIN": "a request goes to another chain's board: dst_domain must not be this chain's domain",
+    "TASK_NONCE_USED": "a task with this task nonce exists: request again (a new random nonce)",
+    "BOND_TOO_LARGE": "the request's bond is in lamports and must fit in 64 bits",
+    "ALREADY_CLAIMED": "another worker holds the claim until its claim deadline; the task re-opens if it expires",
+    "RESULT_PENDING": "a result waits for the committee's verdict; the task re-opens only if it is refused",
+    "REQUEST_CLOSED": "the request was served (or its last claim settled); nothing to do",
+    "ZERO_PAYOUT": "give a payout address on the requester's chain",
+    "NOT_CLAIMED": "claim the request first; a result is accepted only from the running claim's claimant",
+    "NOT_CLAIMANT": "another account holds the claim: only it may submit",
+    "CLAIM_DEADLINE_PASSED": "the claim ran out before the result landed; the task is open for claims again",
+    "CLAIM_MISMATCH": "the result must carry the claim's claimant (this account), payout and price",
+    "CLAIM_NOT_EXPIRED": "the claim runs until its claim deadline (claim_status)",
+    "NO_RESULT_PENDING": "no result is waiting for a verdict",
+    "RECIPIENT_WRONG": "the account must be the one the record names (refund_to, claimant, requester)",
+    "RECIPIENT_CANNOT_RECEIVE": "the recipient must be a writable, non-executable account",
+    "NOTHING_TO_WITHDRAW": "nothing is held for this account",
+    "RECIPIENT_BELOW_RENT": "fund the recipient up to the rent-exempt minimum, then withdraw again",
 }
+
+# Refusals with a class of their own in relay.tasks.board, by the class the action refuses with.
+_SPECIFIC: dict[type[BoardRefused], dict[str, type[BoardRefused]]] = {
+    ResultRefused: {"ALREADY_ANSWERED": ResultAlreadySubmitted, "TASK_EXPIRED": RequestExpired,
+                    "NOT_CLAIMANT": ClaimNotHeld, "NOT_CLAIMED": ClaimNotHeld, "CLAIM_DEADLINE_PASSED": ClaimNotHeld},
+    ClaimRefused: {"ALREADY_CLAIMED": ClaimLost, "RESULT_PENDING": ClaimLost, "REQUEST_CLOSED": ClaimLost,
+                   "TASK_EXPIRED": RequestExpired},
+}
+
+
+def _refused(cls: type[BoardRefused], action: str, reason: str, error: str) -> BoardRefused:
+    """A refusal named `error` (a ProgramErrorCode name) found before sending anything."""
+    cls = _SPECIFIC.get(cls, {}).get(error, cls)
+    return cls(action, reason, _HINTS.get(error, ""), error, _BOARD)
 
 
 def _refusal(cls: type[BoardRefused], action: str, err: Any, logs: Sequence[str] = ()) -> BoardRefused:
     name = program_error_name(err)
-    if cls is ResultRefused:
-        cls = {"ALREADY_ANSWERED": ResultAlreadySubmitted, "TASK_EXPIRED": RequestExpired}.get(name, cls)
+    cls = _SPECIFIC.get(cls, {}).get(name, cls)
     reason = describe_transaction_error(err)
     tail = [line for line in logs if "tessera" in line or "failed" in line][-3:]
     if tail:
@@ -239,10 +314,11 @@ def _refusal(cls: type[BoardRefused], action: str, err: Any, logs: Sequence[str]
 # --- the board ---------------------------------------------------------------------------------
 
 
-class SolanaTaskBoard:
-    """Both roles of the Solana task board, over the chain's RPC endpoints (adapters.solana.rpc).
-    Writes go out with preflight at `confirmed` and are awaited at `confirmed` (adapters.solana.tx);
-    `watch_requests` reports deliveries at the chain's commitment."""
+class _SolanaBoard:
+    """The board of one Solana chain over its RPC endpoints (adapters.solana.rpc): keys, reads at
+    `confirmed`, transactions whose refusals are named after the program's errors, and the watch of
+    the board's transactions. Writes go out with preflight at `confirmed` and are awaited at
+    `confirmed` (adapters.solana.tx); watches report deliveries at the chain's commitment."""
 
     def __init__(self, name: str, chain: SolanaChain, signer: Keypair | None = None, *,
                  poll_interval: float = 1.0, idle_poll_interval: float = 10.0, confirm_timeout: float = 60.0,
@@ -266,15 +342,16 @@ class SolanaTaskBoard:
         # Every Deliver mentions the program: its logs subscription wakes the watcher (a superset of
         # what reaches the board, which costs one extra listing); polling covers while it is down.
         self.logs = LogsWaker(name, chain.ws_urls, self.program_id, self.commitment)
-        self._request_lock = asyncio.Lock()
 
     @classmethod
     def from_config(cls, name: str, chain: SolanaChain, role: Role = "requester",
                     keypair: Keypair | KeyRef | None = None, worker: WorkerSection | None = None,
-                    **options: Any) -> "SolanaTaskBoard":
+                    **options: Any) -> Any:
         """The board of `[chains.<name>]`. Role "requester" signs with `keypair`, else the chain's
         `sender` (else `signer`, as the SDK does); role "worker" with `keypair`, else the `[worker]`
-        section's `solana_keypair` (never the relayer's signer)."""
+        section's `solana_keypair` (never the relayer's signer); role "reader" signs nothing."""
+        if role == "reader":
+            return cls(name, chain, None, **options)
         if role == "worker":
             ref = keypair if keypair is not None else (worker.solana_keypair if worker else None)
             if ref is None:
@@ -287,7 +364,7 @@ class SolanaTaskBoard:
                 raise SolanaTaskBoardError(
                     f"requesting tasks on {name} needs a keypair: set chains.{name}.sender")
         else:
-            raise SolanaTaskBoardError(f"role must be 'worker' or 'requester', not {role!r}")
+            raise SolanaTaskBoardError(f"role must be 'worker', 'requester' or 'reader', not {role!r}")
         signer = ref if isinstance(ref, Keypair) else load_keypair(ref.read_text(), ref.describe())
         return cls(name, chain, signer, **options)
 
@@ -297,7 +374,7 @@ class SolanaTaskBoard:
     async def wallet_balances(self) -> dict[str, int]:
         return await self.tx.wallet_balances()
 
-    async def __aenter__(self) -> "SolanaTaskBoard":
+    async def __aenter__(self) -> Any:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -307,6 +384,74 @@ class SolanaTaskBoard:
 
     async def _account_data(self, address: Pubkey) -> bytes | None:
         return await self.rpc.account_data(address, self.program_id, Confirmed)
+
+    async def _transact(self, instructions: Sequence[Instruction], cu_limit: int, action: str,
+                        refusal: type[BoardRefused]) -> str:
+        """Sends with preflight, waits for `confirmed`; a refusal (in preflight or on-chain) raises
+        `refusal` (or its specific subclass) named after the program's error."""
+        try:
+            signature = await self.tx.transact(instructions, cu_limit=cu_limit, commitment=Confirmed,
+                                               timeout=self.confirm_timeout)
+        except TransactionRefused as exc:
+            raise _refusal(refusal, action, exc.err, exc.logs) from None
+        except RPCException as exc:
+            raise SolanaTaskBoardError(f"{self.name}: {action} was refused by the node: {exc}") from None
+        except ConfirmationTimeout:
+            raise SolanaTaskBoardError(
+                f"{self.name}: {action} was not confirmed within {self.confirm_timeout:.0f}s; "
+                "check the transaction before retrying") from None
+        except SolanaAdapterError as exc:
+            raise SolanaTaskBoardError(f"{self.name}: {action}: {exc}") from None
+        return str(signature)
+
+    def _signer_key(self) -> Pubkey:
+        if self.signer is None:
+            raise SolanaTaskBoardError(f"{self.name}: this board client has no keypair (read-only); build it with "
+                                       "from_config as a requester or a worker")
+        return self.signer.pubkey()
+
+    def _follow(self, cursor: str | None, read: Callable[[Signature, str], Awaitable[list[T] | None]]
+                ) -> AsyncIterator[T]:
+        """What `read` finds in the board's transactions after `cursor`, at the chain's commitment,
+        forever (adapters.solana.rpc.follow_address). Every Deliver to the board carries the board
+        account, so listing the board lists them all."""
+        return follow_address(self.rpc, self.board, cursor, read, commitment=self.commitment, logs=self.logs,
+                              poll_interval=self.poll_interval, idle_poll_interval=self.idle_poll_interval,
+                              what="board")
+
+    async def _delivered_envelopes(self, signature: Signature) -> tuple[Any, list[Envelope]] | None:
+        """(the transaction, the envelopes its top-level Deliver instructions delivered to this board
+        and domain); None when the node does not serve it at the commitment yet; no envelopes when it
+        failed."""
+        tx = await self.rpc.transaction(signature, self.commitment, encoding="base64")
+        if tx is None:
+            return None
+        meta = tx.transaction.meta
+        if meta is None or meta.err is not None:
+            return tx, []
+        raw_tx = tx.transaction.transaction
+        if not isinstance(raw_tx, VersionedTransaction):
+            log.error("board transaction not returned as binary; skipped", chain=self.name, tx=str(signature))
+            return tx, []
+        envelopes = []
+        for raw in delivered_envelopes(raw_tx, self.program_id):
+            try:
+                envelope = Envelope.decode(raw)
+            except EnvelopeError as exc:
+                log.error("undecodable delivered envelope; skipped", chain=self.name, tx=str(signature), error=str(exc))
+                continue
+            if (envelope.kind == MessageKind.TASK_REQUEST and envelope.dst_receiver == self.address
+                    and envelope.dst_domain == self.domain):
+                envelopes.append(envelope)
+        return tx, envelopes
+
+
+class SolanaTaskBoard(_SolanaBoard):
+    """Both roles of the Solana task board v1 (relay.interfaces.ServingBoard and RequesterBoard)."""
+
+    def __init__(self, name: str, chain: SolanaChain, signer: Keypair | None = None, **options: Any) -> None:
+        super().__init__(name, chain, signer, **options)
+        self._request_lock = asyncio.Lock()
 
     async def task_account(self, request_id: bytes) -> TaskAccount | None:
         data = await self._account_data(task_address(self.program_id, request_id))
@@ -335,30 +480,6 @@ class SolanaTaskBoard:
         return OutboxState.decode(data).next_nonce
 
     # ----- writes ----------------------------------------------------------------------------
-
-    async def _transact(self, instructions: Sequence[Instruction], cu_limit: int, action: str,
-                        refusal: type[BoardRefused]) -> str:
-        """Sends with preflight, waits for `confirmed`; a refusal (in preflight or on-chain) raises
-        `refusal` named after the program's error."""
-        try:
-            signature = await self.tx.transact(instructions, cu_limit=cu_limit, commitment=Confirmed,
-                                               timeout=self.confirm_timeout)
-        except TransactionRefused as exc:
-            raise _refusal(refusal, action, exc.err, exc.logs) from None
-        except RPCException as exc:
-            raise SolanaTaskBoardError(f"{self.name}: {action} was refused by the node: {exc}") from None
-        except ConfirmationTimeout:
-            raise SolanaTaskBoardError(
-                f"{self.name}: {action} was not confirmed within {self.confirm_timeout:.0f}s; "
-                "check the transaction before retrying") from None
-        except SolanaAdapterError as exc:
-            raise SolanaTaskBoardError(f"{self.name}: {action}: {exc}") from None
-        return str(signature)
-
-    def _signer_key(self) -> Pubkey:
-        if self.signer is None:
-            raise SolanaTaskBoardError(f"{self.name}: this board client has no keypair; build it with from_config")
-        return self.signer.pubkey()
 
     async def request_task(self, *, dst_domain: int, worker_board: bytes, request: TaskRequest) -> SentRequest:
         """Escrows request.max_fee lamports and sends the TASK_REQUEST; waits for `confirmed`."""
@@ -429,32 +550,18 @@ class SolanaTaskBoard:
         outages are logged and retried. Idle, it waits for the program's logs subscription (or polls
         every `poll_interval` while that is down, every `idle_poll_interval` otherwise). Every
         Deliver to the board carries the board account, so listing the board lists them all."""
-        async for request in follow_address(
-                self.rpc, self.board, cursor, self._requests_in, commitment=self.commitment, logs=self.logs,
-                poll_interval=self.poll_interval, idle_poll_interval=self.idle_poll_interval, what="board"):
+        async for request in self._follow(cursor, self._requests_in):
             yield request
 
     async def _requests_in(self, signature: Signature, cursor_before: str) -> list[IncomingRequest] | None:
-        tx = await self.rpc.transaction(signature, self.commitment, encoding="base64")
-        if tx is None:
+        found = await self._delivered_envelopes(signature)
+        if found is None:
             return None
-        meta = tx.transaction.meta
-        if meta is None or meta.err is not None:
-            return []
-        raw_tx = tx.transaction.transaction
-        if not isinstance(raw_tx, VersionedTransaction):
-            log.error("board transaction not returned as binary; skipped", chain=self.name, tx=str(signature))
-            return []
+        tx, envelopes = found
         requests: list[tuple[bytes, Envelope, TaskRequest]] = []
-        for raw in delivered_envelopes(raw_tx, self.program_id):
-            try:
-                envelope = Envelope.decode(raw)
-            except EnvelopeError as exc:
-                log.error("undecodable delivered envelope; skipped", chain=self.name, tx=str(signature), error=str(exc))
-                continue
-            if (envelope.kind != MessageKind.TASK_REQUEST or envelope.dst_receiver != self.address
-                    or envelope.dst_domain != self.domain):
-                continue
+        for envelope in envelopes:
+            if task_payload_version(envelope.kind, envelope.payload) == 2:
+                continue  # a v2 request: SolanaTaskBoardV2 serves it
             try:
                 request = TaskRequest.decode(envelope.payload)
             except TaskPayloadError as exc:
@@ -467,3 +574,359 @@ class SolanaTaskBoard:
                             cursor=str(signature) if i == len(requests) - 1 else cursor_before)
             for i, (rid, env, req) in enumerate(requests)
         ]
+
+
+# --- v2 --------------------------------------------------------------------------------------
+
+_TASK_STATE_V2 = {TaskStateV2.OPEN: TaskState.OPEN, TaskStateV2.COMPLETED: TaskState.COMPLETED,
+                  TaskStateV2.REFUNDED: TaskState.REFUNDED}
+# Clock sysvar: slot, epoch_start_timestamp, epoch, leader_schedule_epoch, unix_timestamp (8 bytes each)
+CLOCK_UNIX_TIMESTAMP_OFFSET = 32
+
+
+class SolanaTaskBoardV2(_SolanaBoard):
+    """Both roles of the Solana task board v2 (relay.interfaces.ServingBoardV2 and RequesterBoardV2;
+    contracts in their docstrings). Amounts on this chain are lamports: max_fee of a request paid
+    here, bonds of requests served here. `account` is the signer's key (zero when read-only).
+
+    * Requesting: the task account's address is ["task", requester, task_nonce] with a random u64
+      task nonce, so a Send landing first changes nothing (attack 6); the envelope returned is the
+      one the program stored in the task account. `task_status` and `reclaim` find a task by request
+      id with getProgramAccounts (cached for the tasks this client requested).
+    * Serving: a request's terms come from its delivery receipt ["delivered", request_id] (the
+      auction starts at the receipt's unix time) until the first claim creates ["serve",
+      request_id]; `claim` posts the request's bond from the signer, the program fixes the price on
+      its Clock."""
+
+    def __init__(self, name: str, chain: SolanaChain, signer: Keypair | None = None, **options: Any) -> None:
+        super().__init__(name, chain, signer, **options)
+        self.account = bytes(signer.pubkey()) if signer is not None else bytes(32)
+        self._tasks: dict[bytes, Pubkey] = {}  # request id -> task address (never changes)
+
+    # ----- reads -----------------------------------------------------------------------------
+
+    async def chain_time(self) -> int:
+        """The Clock sysvar's unix_timestamp at `confirmed`: the clock the program prices and judges by."""
+        account = (await self.rpc.call("getAccountInfo", lambda c: c.get_account_info(
+            CLOCK_SYSVAR, commitment=Confirmed))).value
+        if account is None or len(account.data) < CLOCK_UNIX_TIMESTAMP_OFFSET + 8:
+            raise SolanaTaskBoardError(f"{self.name}: the node does not serve the Clock sysvar")
+        return struct.unpack_from("<q", bytes(account.data), CLOCK_UNIX_TIMESTAMP_OFFSET)[0]
+
+    async def serve_account(self, request_id: bytes) -> ServeAccount | None:
+        data = await self._account_data(serve_address(self.program_id, _request_id(request_id)))
+        return ServeAccount.decode(data) if data is not None else None
+
+    async def _receipt(self, message_id: bytes) -> DeliveryReceipt | None:
+        data = await self._account_data(receipt_address(self.program_id, message_id)[0])
+        if data is None:
+            return None
+        try:
+            return DeliveryReceipt.decode(data)
+        except SolanaProgramError:
+            return None
+
+    async def delivered_request(self, request_id: bytes) -> tuple[DeliveryReceipt, TaskRequestV2] | None:
+        """The receipt of a TASK_REQUEST v2 delivered to this board and its decoded request; None when
+        no such request was delivered here (or it is not a v2 request to the board)."""
+        receipt = await self._receipt(_request_id(request_id))
+        if receipt is None:
+            return None
+        try:
+            envelope = Envelope.decode(receipt.envelope)
+        except EnvelopeError:
+            return None
+        if (envelope.kind != MessageKind.TASK_REQUEST or envelope.dst_receiver != self.address
+                or envelope.dst_domain != self.domain
+                or task_payload_version(envelope.kind, envelope.payload) != 2):
+            return None
+        try:
+            return receipt, TaskRequestV2.decode(envelope.payload)
+        except TaskPayloadError:
+            return None
+
+    async def current_price(self, request_id: bytes) -> int:
+        request_id = _request_id(request_id)
+        status = await self.claim_status(request_id)
+        if status.state is ServeState.NONE:
+            raise _refused(ClaimRefused, f"pricing request 0x{request_id.hex()}",
+                           "no TASK_REQUEST v2 with this id was delivered to this board", "REQUEST_RECEIPT_INVALID")
+        return auction_price(status.max_fee, status.start_bps, status.auction_window, status.auction_start,
+                             await self.chain_time())
+
+    async def claim_status(self, request_id: bytes) -> ClaimStatus:
+        request_id = _request_id(request_id)
+        serve = await self.serve_account(request_id)
+        if serve is None:
+            delivered = await self.delivered_request(request_id)
+            if delivered is None:
+                return ClaimStatus(request_id=request_id, state=ServeState.NONE)
+            receipt, request = delivered
+            envelope = Envelope.decode(receipt.envelope)
+            return ClaimStatus(
+                request_id=request_id, state=ServeState.OPEN, src_domain=envelope.src_domain,
+                src_board=envelope.src_sender, executor=request.executor, deadline=request.deadline,
+                auction_start=receipt.unix_time, auction_window=request.auction_window, start_bps=request.start_bps,
+                claim_window=request.claim_window, max_fee=request.max_fee, bond=request.bond,
+                refund_to=request.refund_to, claims=0)
+        state = ServeState(int(serve.state))
+        held = serve.claimant is not None and state in (ServeState.CLAIMED, ServeState.ANSWERED, ServeState.CLOSED)
+        answered = state is ServeState.ANSWERED and serve.result_id is not None
+        return ClaimStatus(
+            request_id=request_id, state=state, src_domain=serve.src_domain, src_board=serve.src_board,
+            executor=decode_executor_id(serve.executor), deadline=serve.deadline, auction_start=serve.auction_start,
+            auction_window=serve.auction_window, start_bps=serve.start_bps, claim_window=serve.claim_window,
+            max_fee=serve.max_fee, bond=serve.bond, refund_to=bytes(serve.refund_to),
+            claimant=bytes(serve.claimant) if held and serve.claimant is not None else None,
+            payout=serve.payout if held else None, price=serve.price if held else None,
+            claim_deadline=serve.claim_deadline if held else None,
+            result_id=serve.result_id if answered else None,
+            submitted_at=serve.submitted_at if answered else None, claims=serve.claims)
+
+    async def task_account_v2(self, request_id: bytes) -> tuple[Pubkey, TaskAccountV2] | None:
+        """The v2 task of a request sent from this chain, with its address: from the cache of this
+        client's requests, else getProgramAccounts by request id."""
+        request_id = _request_id(request_id)
+        address = self._tasks.get(request_id)
+        if address is not None:
+            data = await self._account_data(address)
+            if data is not None:
+                return address, TaskAccountV2.decode(data)
+        accounts = (await self.rpc.call("getProgramAccounts", lambda c: c.get_program_accounts(
+            self.program_id, Confirmed, encoding="base64", filters=task_v2_filters(request_id)))).value
+        for keyed in accounts:
+            try:
+                task = TaskAccountV2.decode(bytes(keyed.account.data))
+            except SolanaProgramError:
+                continue
+            if task.request_id == request_id:
+                self._tasks[request_id] = keyed.pubkey
+                return keyed.pubkey, task
+        return None
+
+    async def task_status(self, request_id: bytes) -> TaskStatusV2:
+        request_id = _request_id(request_id)
+        found = await self.task_account_v2(request_id)
+        if found is None:
+            return TaskStatusV2(request_id=request_id, state=TaskState.NONE)
+        task = found[1]
+        state = _TASK_STATE_V2[task.state]
+        completed = state is TaskState.COMPLETED
+        return TaskStatusV2(
+            request_id=request_id, state=state, requester=bytes(task.requester), dst_domain=task.dst_domain,
+            worker_board=task.worker_board, executor=decode_executor_id(task.executor), deadline=task.deadline,
+            max_fee=task.max_fee, refundable_after=task.deadline + SETTLEMENT_GRACE_SECONDS,
+            result_id=task.result_id if completed else None, payout=task.payout if completed else None,
+            price=task.price if completed else None,
+            refund=task.refund if completed else task.max_fee if state is TaskState.REFUNDED else None)
+
+    async def result_recorded(self, result_id: bytes) -> bool:
+        """True once a TASK_RESULT v2 with this id was delivered to this board (its receipt is the record)."""
+        receipt = await self._receipt(_request_id(result_id))
+        if receipt is None:
+            return False
+        try:
+            envelope = Envelope.decode(receipt.envelope)
+        except EnvelopeError:
+            return False
+        return (envelope.kind == MessageKind.TASK_RESULT and envelope.dst_receiver == self.address
+                and envelope.dst_domain == self.domain
+                and task_payload_version(envelope.kind, envelope.payload) == 2)
+
+    # ----- requester side --------------------------------------------------------------------
+
+    async def request_task(self, *, dst_domain: int, worker_board: bytes, request: TaskRequestV2) -> SentRequest:
+        """Escrows request.max_fee lamports in a new task account and sends the TASK_REQUEST v2;
+        waits for `confirmed`. The envelope is read from the task account (what the program sent)."""
+        if len(worker_board) != 32:
+            raise SolanaTaskBoardError("worker_board must be 32 bytes (left-pad an EVM address with 12 zero bytes)")
+        if request.max_fee >= 2**64:
+            raise _refused(RequestRefused, "the task request",
+                           f"max_fee {request.max_fee} does not fit u64 lamports", "TASK_FEE_TOO_LARGE")
+        if dst_domain == self.domain:
+            raise _refused(RequestRefused, "the task request", f"dst_domain {dst_domain} is this chain's domain",
+                           "TASK_SAME_DOMAIN")
+        payload = request.encode()
+        requester = self._signer_key()
+        task_nonce = secrets.randbits(64)
+        ix = request_task_v2_ix(self.program_id, requester, task_nonce=task_nonce, dst_domain=dst_domain,
+                                worker_board=bytes(worker_board), payload=payload)
+        tx = await self._transact([ix], REQUEST_CU_LIMIT, "the task request", RequestRefused)
+        address = task_v2_address(self.program_id, requester, task_nonce)
+        data = await self._account_data(address)
+        if data is None:
+            raise SolanaTaskBoardError(f"{self.name}: task request {tx} confirmed but its task account {address} "
+                                       "cannot be read; read it again later")
+        task = TaskAccountV2.decode(data)
+        envelope = Envelope.decode(task.envelope)
+        if envelope.payload != payload:
+            log.error("the program encoded the payload differently from relay.tasks.payloads", chain=self.name,
+                      tx=tx, sent=envelope.payload.hex(), expected=payload.hex())
+        self._tasks[envelope.message_id] = address
+        log.info("task requested", chain=self.name, request_id=envelope.message_id.hex(), tx=tx,
+                 escrow=request.max_fee, task=str(address))
+        return SentRequest(request_id=envelope.message_id, envelope=envelope, tx=tx)
+
+    async def reclaim(self, request_id: bytes) -> str:
+        request_id = _request_id(request_id)
+        found = await self.task_account_v2(request_id)
+        if found is None:
+            raise _refused(ReclaimRefused, "the reclaim", f"no v2 task {request_id.hex()} on {self.name}",
+                           "TASK_NOT_FOUND")
+        address, task = found
+        return await self._transact([reclaim_v2_ix(self.program_id, address, task.requester)], RECLAIM_CU_LIMIT,
+                                    f"reclaiming task 0x{request_id.hex()}", ReclaimRefused)
+
+    async def withdraw(self, request_id: bytes) -> str | None:
+        """Collects what this request's records hold for this board's account: the claimant or
+        refund_to credit in its serve account (serving side), the requester or payout credit in its
+        task account (requester side). None when nothing is held for it (nothing sent)."""
+        request_id = _request_id(request_id)
+        me = self._signer_key()
+        instructions = []
+        serve = await self.serve_account(request_id)
+        if serve is not None:
+            if ((serve.claimant_credit and serve.credited == me)
+                    or (serve.refund_credit and serve.refund_to == me)):
+                instructions.append(withdraw_credit_ix(self.program_id, serve_address(self.program_id, request_id),
+                                                       me))
+        else:
+            found = await self.task_account_v2(request_id)
+            if found is not None:
+                address, task = found
+                if ((task.requester_credit and task.requester == me)
+                        or (task.payout_credit and task.payout == bytes(me))):
+                    instructions.append(withdraw_credit_ix(self.program_id, address, me))
+        if not instructions:
+            return None
+        return await self._transact(instructions, BOND_CU_LIMIT, f"withdrawing from 0x{request_id.hex()}",
+                                    BondRefused)
+
+    # ----- serving side ----------------------------------------------------------------------
+
+    async def watch_requests(self, cursor: str | None) -> AsyncIterator[IncomingRequestV2]:
+        """TASK_REQUEST v2s delivered to the board (top-level Deliver instructions), at the chain's
+        commitment, oldest first, after the transaction `cursor` names (None: from the oldest the
+        node still has), forever. The auction start is the delivery receipt's unix time (what the
+        program prices from); v1 requests are passed over."""
+        async for request in self._follow(cursor, self._requests_v2_in):
+            yield request
+
+    async def _requests_v2_in(self, signature: Signature, cursor_before: str) -> list[IncomingRequestV2] | None:
+        found = await self._delivered_envelopes(signature)
+        if found is None:
+            return None
+        tx, envelopes = found
+        requests: list[tuple[Envelope, TaskRequestV2, int]] = []
+        for envelope in envelopes:
+            if task_payload_version(envelope.kind, envelope.payload) != 2:
+                continue  # a v1 request: SolanaTaskBoard serves it
+            try:
+                request = TaskRequestV2.decode(envelope.payload)
+            except TaskPayloadError as exc:
+                log.warning("delivered TASK_REQUEST v2 is malformed; no worker can serve it", chain=self.name,
+                            request_id=envelope.message_id.hex(), error=str(exc))
+                continue
+            receipt = await self._receipt(envelope.message_id)
+            auction_start = receipt.unix_time if receipt is not None else tx.block_time
+            if auction_start is None:
+                return None  # neither the receipt nor the block time served yet: stay on this transaction
+            requests.append((envelope, request, int(auction_start)))
+        return [
+            IncomingRequestV2(request_id=env.message_id, envelope=env, request=req, auction_start=start,
+                              delivery_tx=str(signature), position=tx.slot,
+                              cursor=str(signature) if i == len(requests) - 1 else cursor_before)
+            for i, (env, req, start) in enumerate(requests)
+        ]
+
+    async def claim(self, request_id: bytes, payout: bytes) -> Claim:
+        request_id = _request_id(request_id)
+        action = f"claiming request 0x{request_id.hex()}"
+        if not isinstance(payout, (bytes, bytearray)) or len(payout) != 32 or not any(payout):
+            raise _refused(ClaimRefused, action, "payout must be 32 non-zero bytes (an address on the requester's "
+                           "chain)", "ZERO_PAYOUT")
+        me = self._signer_key()
+        serve = await self.serve_account(request_id)
+        if serve is not None:
+            held = await self._held(serve)
+            if held is not None:
+                return held
+            refund_to = serve.refund_to
+        else:
+            delivered = await self.delivered_request(request_id)
+            if delivered is None:
+                raise _refused(ClaimRefused, action, "no TASK_REQUEST v2 with this id was delivered to this board",
+                               "REQUEST_RECEIPT_INVALID")
+            refund_to = Pubkey.from_bytes(delivered[1].refund_to)
+        ix = claim_task_ix(self.program_id, me, request_id, payout=bytes(payout), refund_to=refund_to)
+        try:
+            tx = await self._transact([ix], CLAIM_CU_LIMIT, action, ClaimRefused)
+        except ClaimLost:
+            # Our own earlier claim (a retry after a lost confirmation) reads as ALREADY_CLAIMED too.
+            serve = await self.serve_account(request_id)
+            held = await self._held(serve) if serve is not None else None
+            if held is not None:
+                return held
+            raise
+        serve = await self.serve_account(request_id)
+        if serve is None or serve.claimant != me or serve.state != ServeState.CLAIMED:
+            raise SolanaTaskBoardError(f"{self.name}: claim {tx} confirmed but the serve account does not show it; "
+                                       "read claim_status before claiming again")
+        log.info("task claimed", chain=self.name, request=request_id.hex(), price=serve.price,
+                 claim_deadline=serve.claim_deadline, tx=tx)
+        return Claim(request_id=request_id, claimant=bytes(me), payout=serve.payout, price=serve.price,
+                     claim_deadline=serve.claim_deadline, bond=serve.bond, tx=tx)
+
+    async def _held(self, serve: ServeAccount) -> Claim | None:
+        """The running claim, when this account holds it and it has not run out."""
+        if (self.signer is None or serve.state != ServeState.CLAIMED or serve.claimant != self.signer.pubkey()
+                or serve.claim_deadline < await self.chain_time()):
+            return None
+        return Claim(request_id=serve.request_id, claimant=self.account, payout=serve.payout, price=serve.price,
+                     claim_deadline=serve.claim_deadline, bond=serve.bond, tx=None)
+
+    async def submit_result(self, request_id: bytes, result_payload: bytes) -> str:
+        request_id = _request_id(request_id)
+        action = f"the result for request 0x{request_id.hex()}"
+        try:
+            result = TaskResultV2.decode(bytes(result_payload))
+        except (TaskPayloadError, EnvelopeError) as exc:
+            raise ResultRefused("the result", f"malformed TASK_RESULT v2: {exc}", "fix the payload encoding",
+                                "RESULT_MALFORMED", _BOARD) from None
+        if result.request_id != request_id:
+            raise _refused(ResultRefused, action, f"the payload answers request 0x{result.request_id.hex()}",
+                           "RESULT_REQUEST_MISMATCH")
+        me = self._signer_key()
+        if result.claimant != bytes(me):
+            raise _refused(ResultRefused, action, f"the payload names claimant {Pubkey.from_bytes(result.claimant)}, "
+                           f"but this board signs as {me}", "CLAIM_MISMATCH")
+        if await self.serve_account(request_id) is None:
+            raise _refused(ResultRefused, action, "nobody claimed this request", "NOT_CLAIMED")
+        ix = submit_result_v2_ix(self.program_id, me, request_id, bytes(result_payload))
+        tx = await self._transact([ix], SUBMIT_CU_LIMIT, action, ResultRefused)
+        log.info("task result submitted", chain=self.name, request=request_id.hex(), tx=tx)
+        return tx
+
+    async def expire_claim(self, request_id: bytes) -> str:
+        request_id = _request_id(request_id)
+        action = f"expiring the claim on 0x{request_id.hex()}"
+        serve = await self.serve_account(request_id)
+        if serve is None:
+            raise _refused(BondRefused, action, "nobody claimed this request", "NOT_CLAIMED")
+        return await self._transact([expire_claim_ix(self.program_id, request_id, serve.refund_to)], BOND_CU_LIMIT,
+                                    action, BondRefused)
+
+    async def release_bond(self, request_id: bytes) -> str:
+        request_id = _request_id(request_id)
+        action = f"releasing the bond of 0x{request_id.hex()}"
+        serve = await self.serve_account(request_id)
+        if serve is None or serve.claimant is None:
+            raise _refused(BondRefused, action, "no result is waiting for a verdict", "NO_RESULT_PENDING")
+        return await self._transact([release_bond_ix(self.program_id, request_id, serve.claimant)], BOND_CU_LIMIT,
+                                    action, BondRefused)
+
+
+def _request_id(value: bytes) -> bytes:
+    if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
+        raise TaskBoardError("a request id is the 32-byte message id of the TASK_REQUEST envelope")
+    return bytes(value)
