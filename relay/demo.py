@@ -70,7 +70,8 @@ async def _follow(row: Row, timeout: float) -> None:
     try:
         async with asyncio.timeout(timeout):
             async for event in row.handle.events(poll=0.1):
-                row.stages[event.stage] = event.elapsed_s
+                if event.stage in STAGES:  # not expired/refunded/no_worker: the table has no column for them
+                    row.stages[event.stage] = event.elapsed_s
                 if event.stage in ("completed", "expired", "refunded"):
                     row.final = event.stage
         if row.final == "completed":

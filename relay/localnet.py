@@ -251,7 +251,7 @@ async def localnet_worker_section(state_dir: Path, config: TesseraConfig) -> Wor
 
     def relative(ref: KeyRef) -> KeyRef:
         assert ref.file is not None
-        return KeyRef(file=Path(os.path.relpath(Path(ref.file).resolve(), state_dir)))
+        return ref.model_copy(update={"file": Path(os.path.relpath(Path(ref.file).resolve(), state_dir))})
 
     accounts = {k: relative(v) for k, v in fields.items() if isinstance(v, KeyRef)}
     return WorkerSection(key_file="keys/worker-{chain}.key", db="worker-{chain}.db", payout=fields["payout"], **accounts)
