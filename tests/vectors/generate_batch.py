@@ -1,0 +1,145 @@
+"""Generate the batch-attestation vectors (tests/vectors/batch_v1.json): Merkle trees over message
+ids (leaves, root, every proof for small trees, some for large ones), root digests, one real lane
+batch of envelopes, and proofs every verifier must refuse. Deterministic (keccak only).
+
+    .venv/bin/python tests/vectors/generate_batch.py [--out DIR]
+
+Schema and tree: docs/PROTOCOL.md ("Batch attestations").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from relay.batch import (  # noqa: E402
+    MAX_BATCH_DEPTH,
+    MAX_BATCH_SIZE,
+    Batch,
+    leaf_hash,
+    merkle_proof,
+    merkle_root,
+    node_hash,
+    root_digest,
+)
+from relay.envelope import Envelope, keccak256  # noqa: E402
+from relay.protocol import MessageKind  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+FILE = "batch_v1.json"
+COUNTS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 32, 33, 63, 64)
+ALL_PROOFS_UP_TO = 13
+
+
+def hx(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def ids_for(count: int) -> list[bytes]:
+    return [keccak256(b"tessera batch vector" + count.to_bytes(4, "big") + i.to_bytes(4, "big")) for i in range(count)]
+
+
+def tree(count: int) -> dict[str, Any]:
+    ids = ids_for(count)
+    root = merkle_root(ids)
+    indices = range(count) if count <= ALL_PROOFS_UP_TO else sorted({0, 1, count // 2, count - 2, count - 1})
+    return {
+        "leaf_count": count,
+        "message_ids": [hx(i) for i in ids],
+        "leaves": [hx(leaf_hash(i)) for i in ids],
+        "root": hx(root),
+        "proofs": [{"index": i, "proof": [hx(p) for p in merkle_proof(ids, i)]} for i in indices],
+    }
+
+
+def lane_batch() -> dict[str, Any]:
+    sender = bytes(12) + bytes.fromhex("5e4de75e4de75e4de75e4de75e4de75e4de75e4d")
+    receiver = bytes(12) + bytes.fromhex("0000000000000000000000000000000000c0ffee")
+    envs = [
+        Envelope(MessageKind.DATA, 7, 424242, sender, 31337, receiver, b"batch message 0"),
+        Envelope(MessageKind.TASK_REQUEST, 8, 424242, sender, 31337, receiver, bytes(range(40))),
+        Envelope(MessageKind.DATA, 9, 424242, sender, 31337, receiver, b""),
+    ]
+    batch = Batch.of(envs)
+    return {
+        "src_domain": batch.src_domain,
+        "dst_domain": batch.dst_domain,
+        "envelopes": [hx(e.encode()) for e in envs],
+        "message_ids": [hx(i) for i in batch.message_ids],
+        "root": hx(batch.root),
+        "epoch": 1,
+        "digest": hx(batch.digest(1)),
+        "proofs": [[hx(p) for p in batch.proof(i)] for i in range(len(envs))],
+    }
+
+
+def digests() -> list[dict[str, Any]]:
+    out = []
+    for epoch, src, dst, count in ((0, 0, 1, 1), (1, 424242, 31337, 3), (7, 31337, 900, 64),
+                                   (4_294_967_295, 4_294_967_295, 4_294_967_295, 64)):
+        root = merkle_root(ids_for(count))
+        out.append({"epoch": epoch, "src_domain": src, "dst_domain": dst, "leaf_count": count, "root": hx(root),
+                    "digest": hx(root_digest(epoch, src, dst, count, root))})
+    return out
+
+
+def invalid() -> list[dict[str, Any]]:
+    """(message id, index, leaf count, proof, root) that must not verify, each with its reason."""
+    ids = ids_for(8)
+    root = merkle_root(ids)
+    good = merkle_proof(ids, 5)
+    five = ids_for(5)
+    root5 = merkle_root(five)
+    cases = [
+        ("wrong sibling", ids[5], 5, 8, [good[0][:31] + bytes([good[0][31] ^ 1]), *good[1:]], root),
+        ("another leaf's index", ids[5], 4, 8, good, root),
+        ("siblings out of order", ids[5], 5, 8, [good[1], good[0], good[2]], root),
+        ("proof one hash short", ids[5], 5, 8, good[:2], root),
+        ("proof one hash long", ids[5], 5, 8, [*good, good[0]], root),
+        ("index past the leaf count", ids[5], 8, 8, good, root),
+        ("another leaf count (the shape differs)", ids[5], 5, 6, good, root),
+        # An inner node passed off as a message id: leaf and node hashes are domain-separated.
+        ("inner node as a leaf", node_hash(leaf_hash(ids[4]), leaf_hash(ids[5])), 2, 4,
+         merkle_proof(ids, 5)[1:], root),
+        # A promoted last node: leaf 4 of 5 has a proof of 1 hash (levels 0 and 1 promote it).
+        ("promoted leaf given a sibling", five[4], 4, 5, [leaf_hash(five[3]), *merkle_proof(five, 4)], root5),
+        ("proof for another root", ids[5], 5, 8, good, merkle_root(ids_for(9))),
+    ]
+    return [{"reason": r, "message_id": hx(m), "index": i, "leaf_count": n, "proof": [hx(p) for p in proof],
+             "root": hx(rt)} for r, m, i, n, proof, rt in cases]
+
+
+def build() -> dict[str, Any]:
+    return {
+        "description": "Tessera batch attestations v1: Merkle trees over message ids and root digests "
+                       "(docs/PROTOCOL.md, 'Batch attestations'). Generated by tests/vectors/generate_batch.py.",
+        "leaf": "keccak256(0x00 || message_id)",
+        "node": "keccak256(0x01 || left || right); an odd last node is promoted unchanged",
+        "digest": "keccak256('TESSERA/v1/ROOT' || epoch u32 || src_domain u32 || dst_domain u32 || "
+                  "leaf_count u32 || root), big-endian",
+        "max_depth": MAX_BATCH_DEPTH,
+        "max_batch_size": MAX_BATCH_SIZE,
+        "trees": [tree(n) for n in COUNTS],
+        "digests": digests(),
+        "lane_batch": lane_batch(),
+        "invalid_proofs": invalid(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args()
+    (args.out / FILE).write_text(json.dumps(build(), indent=2) + "\n")
+    print(f"wrote {args.out / FILE}")
+
+
+if __name__ == "__main__":
+    main()
