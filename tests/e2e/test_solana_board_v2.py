@@ -38,8 +38,8 @@ from relay.envelope import Envelope
 from relay.interfaces import (Claim, DeliveryState, IncomingRequestV2, RequesterBoardV2, ServeState, ServingBoardV2,
                               SignedDelivery, TaskState)
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
-from relay.tasks.board import (BondRefused, ClaimLost, ClaimNotHeld, ReclaimRefused, RequestExpired, ResultRefused,
-                               TaskBoardError)
+from relay.tasks.board import (BondRefused, ClaimLost, ClaimNotHeld, ReclaimRefused, RequestExpired,
+                               ResultAlreadySubmitted, ResultRefused, TaskBoardError)
 from relay.tasks.payloads import AttestationMethod, ProofVerdict, TaskRequestV2, TaskResultV2, auction_price
 from tests.support.solana import airdropped
 
@@ -306,6 +306,10 @@ async def test_a_lost_claim_race_is_claim_lost_and_the_loser_cannot_submit(net: 
             await loser.submit_result(request_id, copied.encode())
         assert refused.value.error == "NOT_CLAIMANT"
         await winner.submit_result(request_id, _result(request_id, claims[0]).encode())
+        # One result per claim: the claimant's second one is refused.
+        with pytest.raises(ResultAlreadySubmitted) as answered:
+            await winner.submit_result(request_id, _result(request_id, claims[0], b"again").encode())
+        assert answered.value.error == "ALREADY_ANSWERED"
         # Answered: a late claim loses too.
         with pytest.raises(ClaimLost) as late:
             await loser.claim(request_id, payout)
