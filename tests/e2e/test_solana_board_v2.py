@@ -4,7 +4,7 @@ localnet stand for two chains (A, the requester's, and B, the serving one; one d
 envelopes carried between them by SolanaAdapter as the relayer would. Request → delivered → watched
 with its auction start → claimed at the auction price with the bond → submitted by the claimant → the
 committee's verdict to both boards → price paid, rest refunded, bond back; a lost claim race; an
-expired claim forfeited to refund_to and claimed by another. Reclaim and releaseBond open at deadline
+expired claim forfeited to refund_to and claimed by another; a refused verdict (bond forfeited, re-opened). Reclaim and releaseBond open at deadline
 + 1,800 s (a constant of the program): the localnet has no clock warp, so that test runs the same
 server in-process with its ledger's clock moved forward."""
 
@@ -40,7 +40,8 @@ from relay.interfaces import (Claim, DeliveryState, IncomingRequestV2, Requester
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.tasks.board import (BondRefused, ClaimLost, ClaimNotHeld, ReclaimRefused, RequestExpired,
                                ResultAlreadySubmitted, ResultRefused, TaskBoardError)
-from relay.tasks.payloads import AttestationMethod, ProofVerdict, TaskRequestV2, TaskResultV2, auction_price
+from relay.tasks.payloads import (AttestationMethod, ProofVerdict, RefusalReason, TaskRequestV2, TaskResultV2,
+                                  auction_price)
 from tests.support.solana import airdropped
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -140,10 +141,11 @@ async def net() -> AsyncIterator[Net]:
             yield Net(client, a, b)
 
 
-def _verdicts(result_env: Envelope, result: TaskResultV2, submitted_at: int) -> tuple[Envelope, Envelope]:
+def _verdicts(result_env: Envelope, result: TaskResultV2, submitted_at: int,
+              refusal: RefusalReason | None = None) -> tuple[Envelope, Envelope]:
     """The committee's one verdict in its two envelopes: to the requester's board (A), to the serving board (B)."""
     payload = ProofVerdict.for_result(result, result_env.message_id, AttestationMethod.REEXECUTION,
-                                      submitted_at).encode()
+                                      submitted_at, refusal).encode()
 
     def to(domain: int, receiver: bytes) -> Envelope:
         return Envelope(MessageKind.PROOF_ATTESTATION, 0, COMMITTEE_DOMAIN, bytes(32), domain, receiver, payload)
@@ -364,6 +366,34 @@ async def test_an_expired_claim_is_forfeited_to_refund_to_and_another_worker_com
         assert await net.balance(refund_to) - refund_before == BOND
     finally:
         for board in (requester, silent, honest, anyone):
+            await board.close()
+
+
+async def test_a_refused_verdict_forfeits_the_bond_drops_the_result_and_reopens(net: Net) -> None:
+    requester = net.a.board(await net.funded())
+    bogus, honest = net.b.board(await net.funded()), net.b.board(await net.funded())
+    refund_to = (await net.funded()).pubkey()
+    payout = bytes((await net.funded()).pubkey())
+    try:
+        _request, envelope, _tx = await _requested(net, requester, bogus.address, refund_to)
+        request_id = envelope.message_id
+        claim = await bogus.claim(request_id, payout)
+        result = _result(request_id, claim, output=b"wrong")
+        result_env = await net.b.sent_by(await bogus.submit_result(request_id, result.encode()))
+        submitted_at = (await bogus.claim_status(request_id)).submitted_at
+        assert submitted_at is not None
+        to_a, to_b = _verdicts(result_env, result, submitted_at, RefusalReason.OUTPUT_MISMATCH)
+        refund_before = await net.balance(refund_to)
+        await net.b.deliver(to_b)
+        assert await net.balance(refund_to) - refund_before == BOND
+        assert (await honest.claim_status(request_id)).state is ServeState.OPEN
+        await net.a.deliver(result_env)
+        await net.a.deliver(to_a)
+        assert (await requester.task_status(request_id)).state is TaskState.OPEN  # that result is dropped
+        second = await honest.claim(request_id, payout)
+        assert second.claimant == honest.account and second.tx is not None
+    finally:
+        for board in (requester, bogus, honest):
             await board.close()
 
 
