@@ -4,9 +4,10 @@ localnet stand for two chains (A, the requester's, and B, the serving one; one d
 envelopes carried between them by SolanaAdapter as the relayer would. Request → delivered → watched
 with its auction start → claimed at the auction price with the bond → submitted by the claimant → the
 committee's verdict to both boards → price paid, rest refunded, bond back; a lost claim race; an
-expired claim forfeited to refund_to and claimed by another; a refused verdict (bond forfeited, re-opened). Reclaim and releaseBond open at deadline
-+ 1,800 s (a constant of the program): the localnet has no clock warp, so that test runs the same
-server in-process with its ledger's clock moved forward."""
+expired claim forfeited to refund_to and claimed by another; a refused verdict (bond forfeited,
+re-opened). Reclaim and releaseBond open at deadline + 1,800 s (a constant of the program): the
+localnet has no clock warp, so that test runs the same server in-process with its ledger's clock
+moved forward."""
 
 from __future__ import annotations
 
