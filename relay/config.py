@@ -153,6 +153,9 @@ class RelayerSection(_Model):
     retry_cap_s: Annotated[float, Field(gt=0)] = 60.0
     max_attempts: Annotated[int, Field(ge=1)] = 12
     partial_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+    # Guards the operator routes of the HTTP API (POST /v1/messages/{id}/retry): with it, callers send
+    # `Authorization: Bearer <token>`; without it those routes answer only callers on this machine.
+    admin_token: KeyRef | None = None
 
     _listen = field_validator("listen")(lambda cls, v: check_listen(v))
 
@@ -365,7 +368,8 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
     update: dict = {
         "chains": chains,
         "state_dir": fix(config.state_dir),
-        "relayer": config.relayer.model_copy(update={"db": fix_db(config.relayer.db)}),
+        "relayer": config.relayer.model_copy(update={"db": fix_db(config.relayer.db),
+                                                     "admin_token": fix_key(config.relayer.admin_token)}),
         "feeds": resolve_feed_paths(config.feeds, base),
         "attester": config.attester.model_copy(
             update={"db": fix_db(config.attester.db)}
