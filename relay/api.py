@@ -3,6 +3,8 @@ explorer (relay/explorer: the page at /explorer/, search, tasks, live message ev
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import time
 
 from aiohttp import web
@@ -48,9 +50,32 @@ def _message_id(request: web.Request) -> bytes:
     return message_id
 
 
+def _authorize_operator(request: web.Request, admin_token: str | None) -> None:
+    """Operator routes change what the relayer does, so they are not open to whoever reaches the API:
+    with `[relayer] admin_token` set, a request must carry `Authorization: Bearer <token>`; without
+    one, only callers on this machine (loopback) are served — the default `listen` is 127.0.0.1."""
+    if admin_token is not None:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {admin_token}".encode()):
+            raise web.HTTPUnauthorized(
+                text='{"error": "operator route: send Authorization: Bearer <[relayer] admin_token>"}',
+                content_type="application/json", headers={"WWW-Authenticate": "Bearer"})
+        return
+    peer = request.remote or ""
+    try:
+        loopback = ipaddress.ip_address(peer.split("%", 1)[0]).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise web.HTTPForbidden(
+            text='{"error": "operator routes answer only on this machine; set [relayer] admin_token to allow '
+                 'remote callers with Authorization: Bearer <token>"}', content_type="application/json")
+
+
 def build_app(relayer: Relayer, committee: Committee | None = None,
-              feed_server_url: str | None = None) -> web.Application:
-    """`committee` lets the explorer ask members who signed; `feed_server_url` feeds its price charts."""
+              feed_server_url: str | None = None, admin_token: str | None = None) -> web.Application:
+    """`committee` lets the explorer ask members who signed; `feed_server_url` feeds its price charts.
+    `admin_token` guards the operator routes (forced retry): see `_authorize_operator`."""
     routes = web.RouteTableDef()
 
     @routes.get("/health")
@@ -86,6 +111,7 @@ def build_app(relayer: Relayer, committee: Committee | None = None,
 
     @routes.post("/v1/messages/{message_id}/retry")
     async def retry(request: web.Request) -> web.Response:
+        _authorize_operator(request, admin_token)
         record = await relayer.store.force_retry(_message_id(request))
         if record is None:
             return web.json_response({"error": "unknown message id"}, status=404)

@@ -1,10 +1,12 @@
 import asyncio
 from pathlib import Path
+from unittest import mock
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
-from relay.api import build_app
+from relay.api import _authorize_operator, build_app
 from relay.backoff import Backoff
 from relay.cli import main
 from relay.config import dump_config, parse_config
@@ -96,3 +98,37 @@ async def test_health_answers_503_when_a_chain_has_no_healthy_endpoint(store: St
             assert resp.status == 503 and body["ok"] is False
             assert body["chains"]["solana"][0] == {"url": "fake://solana/1", "healthy": False, "errors": 3,
                                                    "last_error": "timed out"}
+
+
+def _mocked(peer: str, headers: dict | None = None):
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (peer, 40000) if name == "peername" else default
+    return make_mocked_request("POST", "/v1/messages/00/retry", headers=headers or {}, transport=transport)
+
+
+def test_operator_routes_answer_only_locally_without_a_token() -> None:
+    _authorize_operator(_mocked("127.0.0.1"), None)
+    _authorize_operator(_mocked("::1"), None)
+    with pytest.raises(web.HTTPForbidden) as refused:
+        _authorize_operator(_mocked("203.0.113.7"), None)
+    assert "admin_token" in refused.value.text
+
+
+def test_operator_routes_need_the_token_when_one_is_set() -> None:
+    with pytest.raises(web.HTTPUnauthorized):
+        _authorize_operator(_mocked("127.0.0.1"), "s3cret")  # a token binds local callers too
+    with pytest.raises(web.HTTPUnauthorized):
+        _authorize_operator(_mocked("203.0.113.7", {"Authorization": "Bearer wrong"}), "s3cret")
+    _authorize_operator(_mocked("203.0.113.7", {"Authorization": "Bearer s3cret"}), "s3cret")
+
+
+async def test_retry_over_http_with_an_admin_token(relayer: Relayer) -> None:
+    env = envelope(3)
+    await relayer.observe(env, "0xsrc")
+    async with TestClient(TestServer(build_app(relayer, admin_token="s3cret"))) as client:
+        refused = await client.post(f"/v1/messages/{env.message_id.hex()}/retry")
+        assert refused.status == 401 and "admin_token" in (await refused.json())["error"]
+        assert (await client.get("/health")).status == 200  # read-only routes stay open
+        allowed = await client.post(f"/v1/messages/{env.message_id.hex()}/retry",
+                                    headers={"Authorization": "Bearer s3cret"})
+        assert allowed.status == 200 and (await allowed.json())["reason_code"] == "manual_retry"
