@@ -262,7 +262,9 @@ class FeedServerSection(_Model):
     queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = 256  # events waiting per subscriber before it is dropped
     max_subscribers: Annotated[int, Field(ge=1)] = 10_000
     keepalive_s: Annotated[float, Field(gt=0)] = 15.0
-    db: Path | None = None  # SQLite history that survives restarts (relative to the config file)
+    # History that survives restarts: an SQLite file (relative to the config file), or a PostgreSQL
+    # URL (kept as written: a Path would fold its `//`).
+    db: str | None = None
     send_buffer_bytes: Annotated[int, Field(ge=1024)] | None = None  # SO_SNDBUF per stream socket
     previous_committee: Path | None = None  # still accept reports of the epoch before a rotation
     # Read reports from this NATS JetStream stream too (docs/FEEDS.md "Fan-out through NATS JetStream").
@@ -271,6 +273,7 @@ class FeedServerSection(_Model):
     nats_subject: NatsSubjectPrefix = DEFAULT_NATS_SUBJECT
 
     _listen = field_validator("listen")(lambda cls, v: check_listen(v))
+    _db = field_validator("db", mode="before")(lambda cls, v: os.fspath(v) if isinstance(v, os.PathLike) else v)
 
 
 class FeedPushSection(_Model):

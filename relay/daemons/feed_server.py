@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from attest.committee import Committee
+from relay.config import is_database_url
 from relay.errors import ConfigError
 from relay.feeds.jetstream import StreamSettings
 from relay.feeds.server import FeedServer, FeedServerSettings
@@ -19,9 +20,11 @@ def settings_from_config(config, base: Path | None = None):
     stale = section.stale_after_s
     if stale is None:
         stale = 3 * config.feed_round.interval_ms / 1000
-    db = section.db
-    if db is not None and not db.is_absolute() and base is not None:
-        db = base / db
+    db: str | Path | None = section.db
+    if db is not None and not is_database_url(db):  # a PostgreSQL URL is used as written
+        db = Path(db)
+        if not db.is_absolute() and base is not None:
+            db = base / db
     return FeedServerSettings(
         history_size=section.history_size, stale_after_s=stale, stale_after=dict(section.stale_after),
         queue_size=section.queue_size, max_subscribers=section.max_subscribers, keepalive_s=section.keepalive_s,
@@ -58,5 +61,5 @@ async def run_feed_server(config, listen: str | None = None, base: Path | None =
     await run_daemon("feed server", services, stop, listen=listen, feeds=list(server.feeds),
                      epoch=server.committee.epoch, history_size=server.settings.history_size,
                      stale_after_s=server.settings.stale_after_s,
-                     db=str(server.settings.db) if server.settings.db else None,
+                     db=server.hub.db.location if server.hub.db else None,
                      nats=stream.shown_urls if stream else None, nats_stream=stream.stream if stream else None)

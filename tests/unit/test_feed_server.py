@@ -325,8 +325,17 @@ async def test_slow_ws_consumer_closed_1008(dealt, http):
 # --- persistence, limits, settings -------------------------------------------------------------
 
 
-async def test_history_survives_restart_with_db(dealt, tmp_path, http):
-    db = tmp_path / "feeds.db"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def history_db(request: pytest.FixtureRequest, tmp_path):
+    """The history database of a test's server: an SQLite file, or a new database on the run's
+    PostgreSQL server; the tests taking it run on both engines."""
+    if request.param == "sqlite":
+        return tmp_path / "feeds.db"
+    return request.getfixturevalue("postgres").create_database("feed_history")
+
+
+async def test_history_survives_restart_with_db(dealt, history_db, http):
+    db = history_db
     first = make_server(dealt, db=db, history_size=3)
     for r in range(1, 6):
         assert first.hub.ingest(dealt.sign(round_=r)).accepted

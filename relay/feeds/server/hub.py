@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -14,7 +13,7 @@ from typing import Any, Iterable
 from relay.feeds.config import FeedConfig
 from relay.feeds.report import ReportError
 from relay.feeds.server.events import Event, gap_event, live_event, report_event
-from relay.feeds.server.history import Entry, FeedState, ReportDb
+from relay.feeds.server.history import Entry, FeedState, HistoryError, ReportDb
 from relay.feeds.server.metrics import FeedMetrics
 from relay.feeds.server.settings import FeedServerError, FeedServerSettings
 from relay.feeds.server.subscribers import Subscriber
@@ -90,7 +89,7 @@ class FeedHub:
                 state.floor = state.history[0].report.round - 1 if state.history[0].report.round > 0 else None
             if reports:
                 self.metrics.latest_round.labels(fid).set(reports[-1][0].round)
-        log.info("history_loaded", db=str(self.settings.db), reports=sum(len(s.history) for s in self.feeds.values()))
+        log.info("history_loaded", db=self.db.location, reports=sum(len(s.history) for s in self.feeds.values()))
 
     def seq_of(self, feed_id: str, round_: int) -> int | None:
         state = self.feeds.get(feed_id)
@@ -167,8 +166,8 @@ class FeedHub:
         if self.db is not None:
             try:
                 self.db.add(report, json.dumps(event.data), received, evicted)
-            except sqlite3.Error as exc:
-                log.error("history_write_failed", db=str(self.settings.db), error=str(exc))
+            except HistoryError as exc:
+                log.error("history_write_failed", db=self.db.location, error=str(exc))
                 return IngestResult(False, 503, f"cannot store the report: {exc}; check the disk", report.feed_id, report.round)
         first = state.latest is None
         if evicted is not None:

@@ -21,7 +21,7 @@ class FeedServerSettings:
     max_subscribers: int = 10_000
     keepalive_s: float = 15.0  # SSE comment / WebSocket ping interval
     send_buffer_bytes: int | None = None  # SO_SNDBUF of stream sockets (None: the kernel's default)
-    db: Path | None = None  # SQLite file: history survives a restart (None: memory only)
+    db: str | Path | None = None  # SQLite file or PostgreSQL URL: history survives a restart (None: memory only)
     drop_grace_s: float = 2.0  # a dropped subscriber's connection is aborted if it has not closed by then
 
     def __post_init__(self) -> None:
