@@ -92,7 +92,31 @@ CREATE TABLE IF NOT EXISTS task_results (
 );
 CREATE INDEX IF NOT EXISTS task_results_by_request ON task_results (request_id);
 CREATE INDEX IF NOT EXISTS task_results_by_attestation ON task_results (attestation_id);
+-- Task protocol v2: one verdict per result, signed in one envelope per destination board. "Never
+-- sign two" is keyed on (result, destination): the same destination never gets a second envelope,
+-- and every destination of a result gets the same verdict payload.
+CREATE TABLE IF NOT EXISTS verdicts (
+    result_id  BLOB NOT NULL,
+    dst_domain INTEGER NOT NULL,
+    epoch      INTEGER NOT NULL,
+    message_id BLOB NOT NULL,
+    payload    BLOB NOT NULL,
+    partial    BLOB NOT NULL,
+    source_tx  TEXT NOT NULL,
+    signed_at  REAL NOT NULL,
+    PRIMARY KEY (result_id, dst_domain, epoch)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS verdicts_by_id ON verdicts (message_id, epoch);
 """
+
+# Columns task_results gained with task protocol v2 (added to logs written before it).
+_V2_RESULT_COLUMNS = (
+    ("version", "INTEGER NOT NULL DEFAULT 1"),
+    ("verdict", "INTEGER"),  # v2: 1 valid, 2 refused (once signed)
+    ("refusal", "INTEGER"),  # v2: the RefusalReason of a refused verdict
+    ("serving_attestation_id", "BLOB"),  # v2: the verdict envelope to the serving board
+    ("verdict_payload", "BLOB"),  # v2: the signed verdict payload (the same in both envelopes)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +129,17 @@ class ResultRecord:
     source_tx: str
     block_time: int | None
     attestation_id: bytes | None
-    status: str  # pending | attested | refused
+    status: str  # pending | attested (signed: v1 attestation or v2 verdict) | refused (v1, unsigned) | abstained (v2)
     method: int | None
     reason: str
     updated_at: float
+    version: int = 1  # task protocol of the result
+    verdict: int | None = None  # v2: 1 valid, 2 refused, once signed
+    refusal: int | None = None  # v2: RefusalReason of a refused verdict
+    # v2: the two verdict envelopes' ids — attestation_id goes to the requester's board, this one to
+    # the serving board.
+    serving_attestation_id: bytes | None = None
+    verdict_payload: bytes | None = None
 
 
 _RESULT_COLUMNS = ", ".join(ResultRecord.__slots__)
@@ -225,6 +256,10 @@ class SigningLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA + _IDENTITY_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(task_results)")}
+        for name, decl in _V2_RESULT_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE task_results ADD COLUMN {name} {decl}")
         self._lock = _WriteLock(self._db)  # record() holds it while check() logs a refusal
         if member is not None:
             self._check_member(member)
@@ -242,11 +277,12 @@ class SigningLog:
             "SELECT src_domain, nonce, message_id, epoch, partial, source_tx, signed_at FROM signed "
             "WHERE message_id = ? AND epoch = ?", (message_id, epoch)
         ).fetchone()
-        if row is None:
-            row = self._db.execute(
-                "SELECT 0, 0, message_id, epoch, partial, source_tx, signed_at FROM attested "
-                "WHERE message_id = ? AND epoch = ?", (message_id, epoch)
-            ).fetchone()
+        for table in ("attested", "verdicts"):
+            if row is None:
+                row = self._db.execute(
+                    f"SELECT 0, 0, message_id, epoch, partial, source_tx, signed_at FROM {table} "
+                    "WHERE message_id = ? AND epoch = ?", (message_id, epoch)
+                ).fetchone()
         return self._row(row)
 
     def by_nonce(self, src_domain: int, nonce: int, epoch: int) -> SignedEntry | None:
@@ -305,6 +341,43 @@ class SigningLog:
                 (result_id, entry.epoch, entry.message_id, entry.partial, entry.source_tx, entry.signed_at))
         return entry
 
+    def record_verdict(self, result_id: bytes, dst_domain: int, payload: bytes, entry: SignedEntry) -> SignedEntry:
+        """Insert the partial for one verdict envelope of a result (v2), to the board of `dst_domain`.
+        The one already written if it is the same envelope; EquivocationError if another envelope was
+        signed for this (result, destination), or another verdict payload for this result (a valid
+        verdict to one board and a refusal to the other must never both be signed)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT dst_domain, message_id, payload FROM verdicts WHERE result_id = ? AND epoch = ?",
+                (result_id, entry.epoch)).fetchall()
+            for domain, message_id, signed_payload in rows:
+                if domain == dst_domain and message_id == entry.message_id:
+                    existing = self._db.execute(
+                        "SELECT 0, 0, message_id, epoch, partial, source_tx, signed_at FROM verdicts "
+                        "WHERE result_id = ? AND dst_domain = ? AND epoch = ?",
+                        (result_id, dst_domain, entry.epoch)).fetchone()
+                    return SignedEntry(*existing)
+                if domain == dst_domain:
+                    raise EquivocationError(
+                        f"result 0x{result_id.hex()} already has a verdict envelope 0x{message_id.hex()} to domain "
+                        f"{dst_domain}; refusing a second one 0x{entry.message_id.hex()}")
+                if bytes(signed_payload) != bytes(payload):
+                    raise EquivocationError(
+                        f"result 0x{result_id.hex()} already has another verdict (signed to domain {domain}); "
+                        "refusing a different verdict on the same result")
+            self._db.execute(
+                "INSERT INTO verdicts (result_id, dst_domain, epoch, message_id, payload, partial, source_tx, signed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (result_id, dst_domain, entry.epoch, entry.message_id, payload, entry.partial, entry.source_tx,
+                 entry.signed_at))
+        return entry
+
+    def signed_verdict(self, result_id: bytes, epoch: int) -> bytes | None:
+        """The verdict payload this attester signed for a result under `epoch`, if any."""
+        row = self._db.execute("SELECT payload FROM verdicts WHERE result_id = ? AND epoch = ? LIMIT 1",
+                               (result_id, epoch)).fetchone()
+        return bytes(row[0]) if row else None
+
     def remember_request(self, request_id: bytes, envelope: bytes, source_tx: str) -> bool:
         """Keep a final TASK_REQUEST so its results can be checked against it; False if known."""
         with self._lock:
@@ -317,12 +390,14 @@ class SigningLog:
         return row[0] if row else None
 
     def remember_result(self, result_id: bytes, request_id: bytes, envelope: bytes, source_tx: str,
-                        block_time: int | None, attestation_id: bytes | None) -> ResultRecord:
+                        block_time: int | None, attestation_id: bytes | None, version: int = 1) -> ResultRecord:
         """Record a final TASK_RESULT as pending (unless already known) and return its record."""
         with self._lock:
             self._db.execute(
-                f"INSERT OR IGNORE INTO task_results ({_RESULT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, '', ?)",
-                (result_id, request_id, envelope, source_tx, block_time, attestation_id, time.time()))
+                "INSERT OR IGNORE INTO task_results (result_id, request_id, envelope, source_tx, block_time, "
+                "attestation_id, status, method, reason, updated_at, version) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, '', ?, ?)",
+                (result_id, request_id, envelope, source_tx, block_time, attestation_id, time.time(), version))
         record = self.task_result(result_id)
         assert record is not None
         return record
@@ -336,7 +411,7 @@ class SigningLog:
         return found[0] if found else None
 
     def task_result_by_attestation(self, attestation_id: bytes) -> ResultRecord | None:
-        found = self._results("attestation_id = ?", (attestation_id,))
+        found = self._results("attestation_id = ? OR serving_attestation_id = ?", (attestation_id, attestation_id))
         return found[0] if found else None
 
     def results_for_request(self, request_id: bytes) -> list[ResultRecord]:
@@ -349,6 +424,16 @@ class SigningLog:
         with self._lock:
             self._db.execute("UPDATE task_results SET status = ?, reason = ?, method = ?, updated_at = ? "
                              "WHERE result_id = ?", (status, reason, method, time.time(), result_id))
+
+    def set_verdict(self, result_id: bytes, verdict: int, refusal: int, payload: bytes, requester_id: bytes,
+                    serving_id: bytes, reason: str, method: int) -> None:
+        """A v2 result's verdict is signed: its two envelope ids, the verdict and the payload."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE task_results SET status = 'attested', verdict = ?, refusal = ?, verdict_payload = ?, "
+                "attestation_id = ?, serving_attestation_id = ?, reason = ?, method = ?, updated_at = ? "
+                "WHERE result_id = ?",
+                (verdict, refusal, payload, requester_id, serving_id, reason, method, time.time(), result_id))
 
     def refusals(self) -> list[tuple[int, int, bytes, str]]:
         return [tuple(r) for r in self._db.execute("SELECT src_domain, nonce, message_id, reason FROM refusals")]

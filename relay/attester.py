@@ -5,9 +5,12 @@ It never trusts the relayer's view of a chain: a relayer may ask it to look at a
 transaction (`POST /v1/observe`), but the attester reads that transaction from its own RPC
 endpoints and applies its own finality rule before signing anything.
 
-For AI tasks it also checks every final TASK_RESULT against the TASK_REQUEST it answers and, only
-if the result holds up, co-signs the derived PROOF_ATTESTATION (relay/tasks/attestation.py); a
-refusal is recorded with its reason and served instead of a partial.
+For AI tasks it also checks every final TASK_RESULT against the TASK_REQUEST it answers
+(relay/tasks/attestation.py). Task protocol v1: only if the result holds up, it co-signs the derived
+PROOF_ATTESTATION; a refusal is recorded with its reason and served instead of a partial. Task
+protocol v2 (docs/TASKS.md "Verdict"): it signs the verdict, valid or refused with a reason, as two
+envelopes (to the requester's board and to the serving board), at most one verdict per result, and
+abstains when the fault is not the worker's (request not seen, the requester's input unreachable).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from aiohttp import web
 from attest.signing_log import EquivocationError, ResultRecord, SignedEntry, SigningLog
 from relay.interfaces import ChainAdapter, Observation
 from relay.envelope import Envelope
+from relay.errors import ConfigError
 from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
 from relay.protocol import MessageKind
@@ -30,13 +34,19 @@ from relay.tasks.attestation import (
     REQUEST_NOT_SEEN,
     AttestationError,
     Fetch,
+    PayoutCheck,
+    VerdictOutcome,
     attestation_for,
     check_result,
+    check_result_v2,
     derive_attestation,
     http_fetch,
+    nonzero_payout,
+    result_version,
+    verdicts_for,
 )
 from relay.tasks.executors import ExecutorRegistry
-from relay.tasks.payloads import TaskPayloadError, TaskResult
+from relay.tasks.payloads import RefusalReason, TaskPayloadError, TaskResult, TaskResultV2, Verdict
 from relay.tasks.proofs import ProofVerifierRegistry
 
 log = get_logger("attester")
@@ -61,6 +71,16 @@ class RateLimiter:
         return True
 
 
+def require_majority(t: int, n: int) -> None:
+    """Task verdicts need t > n/2 (docs/TASKS.md, "Verdict"): otherwise a valid and a refused verdict
+    on one result could both gather t signatures. Raises ConfigError saying what to change."""
+    if 2 * t <= n:
+        raise ConfigError(
+            f"the committee's threshold is {t} of {n}: task verdicts need a majority (t > n/2, here at least "
+            f"{n // 2 + 1}), or a valid and a refused verdict on one result could both be signed; re-deal the "
+            "committee with a higher threshold")
+
+
 class Attester:
     def __init__(
         self,
@@ -76,7 +96,11 @@ class Attester:
         fetch: Fetch = http_fetch,
         check_concurrency: int = 2,
         fetch_retry_delays: tuple[float, ...] = (2.0, 8.0),
+        threshold: tuple[int, int] | None = None,
+        payout_check: PayoutCheck = nonzero_payout,
     ) -> None:
+        if threshold is not None:
+            require_majority(*threshold)
         self.index = index
         self.epoch = epoch
         self._sign = sign
@@ -91,6 +115,7 @@ class Attester:
         self._check_slots = asyncio.Semaphore(check_concurrency)
         self._checking: dict[bytes, asyncio.Task[None]] = {}
         self._fetch_retry_delays = fetch_retry_delays
+        self._payout_check = payout_check
 
     async def run(self, stop: asyncio.Event) -> None:
         for record in self.signing_log.pending_results():  # checks a previous run did not finish
@@ -146,22 +171,25 @@ class Attester:
                 if self.signing_log.remember_request(env.message_id, env.encode(), observation.source_tx):
                     # A result seen before its request (watchers of two chains run apart) gets a second look.
                     for record in self.signing_log.results_for_request(env.message_id):
-                        if record.status == "refused" and record.reason.startswith(REQUEST_NOT_SEEN):
+                        if record.status in ("refused", "abstained") and record.reason.startswith(REQUEST_NOT_SEEN):
                             self.signing_log.set_result_status(record.result_id, "pending", "", record.method)
                             self._schedule_check(record.result_id)
             case MessageKind.TASK_RESULT:
+                version = result_version(env)
                 try:
-                    request_id = TaskResult.decode(env.payload).request_id
+                    codec = TaskResultV2 if version == 2 else TaskResult
+                    request_id = codec.decode(env.payload).request_id
                 except TaskPayloadError:
                     request_id = bytes(32)  # recorded anyway, so the refusal is visible
                 attestation_id = None
-                if observation.block_time is not None:
+                if observation.block_time is not None and version == 1:
+                    # v2: the verdict's ids are known once the verdict is (they differ by verdict).
                     try:
                         attestation_id = attestation_for(env, observation.block_time).message_id
                     except AttestationError:
                         pass
                 record = self.signing_log.remember_result(env.message_id, request_id, env.encode(), observation.source_tx,
-                                                          observation.block_time, attestation_id)
+                                                          observation.block_time, attestation_id, version)
                 if record.status == "pending":
                     self._schedule_check(record.result_id)
 
@@ -195,6 +223,9 @@ class Attester:
     async def _check(self, result_id: bytes) -> None:
         record = self.signing_log.task_result(result_id)
         if record is None or record.status != "pending":
+            return
+        if record.version == 2:
+            await self._check_v2(record)
             return
         result_env = Envelope.decode(record.envelope)
         if record.block_time is None or record.attestation_id is None:
@@ -240,6 +271,65 @@ class Attester:
         self.log.info("attested result", result_id=result_id.hex(), attestation_id=attestation.message_id.hex(),
                       method=int(verdict.method))
 
+    # -- task protocol v2: verdicts -----------------------------------------------------------
+    def _abstain(self, record: ResultRecord, reason: str, method: int | None) -> None:
+        self.signing_log.set_result_status(record.result_id, "abstained", reason, method)
+        self.log.info("abstained: no verdict", result_id=record.result_id.hex(), reason=reason)
+
+    async def _check_v2(self, record: ResultRecord) -> None:
+        result_id = record.result_id
+        result_env = Envelope.decode(record.envelope)
+        raw_request = self.signing_log.request_envelope(record.request_id)
+        request_env = Envelope.decode(raw_request) if raw_request is not None else None
+        executors, verifiers = self._registries()
+        try:
+            delays = (*self._fetch_retry_delays, None)
+            for delay in delays:
+                async with self._check_slots:  # not held while waiting to retry
+                    check = await check_result_v2(request_env, result_env, executors, verifiers, self._fetch,
+                                                  payout_check=self._payout_check, final_attempt=delay is None)
+                if (check.outcome is not VerdictOutcome.ABSTAIN or delay is None
+                        or not check.reason.startswith(DATA_NOT_AVAILABLE)):
+                    break
+                # A URI that does not answer may be a passing outage: try again before deciding.
+                self.log.info("task data not available; retrying", result_id=result_id.hex(), reason=check.reason,
+                              in_s=delay)
+                await asyncio.sleep(delay)
+        except Exception:
+            # A bug, not a verdict: leave it pending (the next start checks it again).
+            self.log.exception("result check crashed", result_id=result_id.hex())
+            return
+        if check.outcome is VerdictOutcome.ABSTAIN:
+            self._abstain(record, check.reason, int(check.method))
+            return
+        if record.block_time is None:
+            self._abstain(record, "no verdict: the source chain reported no block time for the result", None)
+            return
+        try:
+            verdicts = verdicts_for(result_env, record.block_time, check.refusal)
+        except AttestationError as exc:
+            self._abstain(record, str(exc), int(check.method))
+            return
+        payload = verdicts.requester.payload
+        try:
+            for envelope in verdicts:  # the requester's board, then the serving board
+                self.signing_log.record_verdict(result_id, envelope.dst_domain, payload, SignedEntry(
+                    src_domain=envelope.src_domain, nonce=envelope.nonce, message_id=envelope.message_id,
+                    epoch=self.epoch, partial=self._sign(envelope.digest(self.epoch)), source_tx=record.source_tx,
+                    signed_at=time.time()))
+        except EquivocationError as exc:
+            self.log.critical("refused to equivocate", reason=str(exc))
+            self._abstain(record, str(exc), int(check.method))
+            return
+        verdict = Verdict.VALID if check.refusal is None else Verdict.REFUSED
+        refusal = check.refusal or RefusalReason.NONE
+        self.signing_log.set_verdict(result_id, int(verdict), int(refusal), payload, verdicts.requester.message_id,
+                                     verdicts.serving.message_id, check.reason, int(check.method))
+        (self.log.info if verdict is Verdict.VALID else self.log.warning)(
+            "verdict signed", result_id=result_id.hex(), verdict=verdict.name.lower(), refusal=refusal.name,
+            reason=check.reason, requester_verdict=verdicts.requester.message_id.hex(),
+            serving_verdict=verdicts.serving.message_id.hex())
+
     async def observe_tx(self, src_domain: int, source_tx: str) -> list[SignedEntry]:
         adapter = self.adapters.get(src_domain)
         if adapter is None:
@@ -254,6 +344,25 @@ class Attester:
 
     def build_app(self) -> web.Application:
         routes = web.RouteTableDef()
+
+        def hex_or_none(value: bytes | None) -> str | None:
+            return "0x" + value.hex() if value else None
+
+        def result_json(record: ResultRecord) -> dict:
+            body = {
+                "result_id": "0x" + record.result_id.hex(), "request_id": "0x" + record.request_id.hex(),
+                "version": record.version, "status": record.status, "reason": record.reason, "method": record.method,
+                "attestation_id": hex_or_none(record.attestation_id),
+            }
+            if record.version == 2:
+                # Both verdict envelopes (to the requester's board, to the serving board) and the verdict.
+                body["attestation_ids"] = {"requester": hex_or_none(record.attestation_id),
+                                           "serving": hex_or_none(record.serving_attestation_id)}
+                body["verdict"] = {1: "valid", 2: "refused"}.get(record.verdict or 0)
+                body["refusal_reason"] = (RefusalReason(record.refusal).name.lower()
+                                          if record.verdict == Verdict.REFUSED and record.refusal is not None else None)
+                body["verdict_payload"] = hex_or_none(record.verdict_payload)
+            return body
 
         def partial_json(entry: SignedEntry) -> dict:
             return {"member": self.index, "epoch": entry.epoch, "message_id": "0x" + entry.message_id.hex(),
@@ -296,11 +405,7 @@ class Attester:
             if record is None:
                 return web.json_response(
                     {"error": "unknown result: this attester has not observed that TASK_RESULT final"}, status=404)
-            return web.json_response({
-                "result_id": "0x" + record.result_id.hex(), "request_id": "0x" + record.request_id.hex(),
-                "status": record.status, "reason": record.reason, "method": record.method,
-                "attestation_id": "0x" + record.attestation_id.hex() if record.attestation_id else None,
-            })
+            return web.json_response(result_json(record))
 
         @routes.post("/v1/observe")
         async def observe(request: web.Request) -> web.Response:

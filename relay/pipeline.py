@@ -5,8 +5,16 @@
         +---- re-prepare ---+---- resubmit ----+      (retries exhausted: dead, retryable)
 
 with its stage, last reason and next attempt persisted in the store, so a restarted relayer goes on
-where it stopped. Submission is at-least-once; the destination gateway refuses a message id it has
-already accepted, so acceptance is exactly-once, also with several relayers.
+where it stopped. A delivery whose receiver's handler failed (EVM Gateway status 2) is not delivered:
+it is retried through the adapter's `retry_failed`, never counted as done.
+
+Task results: a v1 TASK_RESULT gets its derived PROOF_ATTESTATION queued at once. A v2 result gets
+the committee's verdict (valid or refused) in two envelopes, one to each board (docs/TASKS.md
+"Verdict"): every field but the verdict comes from the result, so the relayer asks the members which
+verdict they signed (`VerdictSource`) and queues both envelopes once t of them report the same one.
+
+Submission is at-least-once; the destination gateway refuses a message id it has already accepted,
+so acceptance is exactly-once, also with several relayers.
 
 Each step (prepare, submit, confirm) looks at one message and returns an outcome value; only
 `Relayer.apply` acts on outcomes (store, metrics, logs). Why a message waits is a `RetryReason`
@@ -16,6 +24,7 @@ Each step (prepare, submit, confirm) looks at one message and returns an outcome
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol
@@ -29,8 +38,8 @@ from relay.metrics import RelayerMetrics
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.pubsub import Broadcast
 from relay.store import MessageRecord, RetryReason, Stage, Store
-from relay.tasks.attestation import AttestationError, attestation_for
-from relay.tasks.payloads import ProofAttestation, TaskPayloadError
+from relay.tasks.attestation import AttestationError, VerdictReport, attestation_for, result_version, verdict_envelopes
+from relay.tasks.payloads import VERDICT_LEN, ProofAttestation, ProofVerdict, TaskPayloadError
 
 log = get_logger("relayer")
 
@@ -53,6 +62,15 @@ class Collected:
 
 class SignatureSource(Protocol):
     async def collect(self, envelope: Envelope, source_tx: str) -> Collected: ...
+
+
+class VerdictSource(Protocol):
+    """Which verdict the committee's members signed for a v2 result (relay.tasks.attestation.CommitteeVerdicts)."""
+
+    async def report(self, result_id: bytes) -> VerdictReport: ...
+
+
+PENDING_VERDICTS = "verdicts:pending"  # store cursor: v2 results whose verdicts are not queued yet (JSON)
 
 
 # -- outcomes of a step ------------------------------------------------------------------------------
@@ -122,6 +140,12 @@ class PipelineSettings:
     gap_check_interval: float = 5.0
     idle_wait: float = 1.0
     order_poll: float = 0.5  # seconds between checks whether an attestation's result has landed
+    # A v2 verdict to the requester's board waits at most this long for its result to land first: the
+    # board keeps a verdict that arrives early, so the order is only an optimisation.
+    order_wait: float = 30.0
+    verdict_poll: float = 0.2  # first interval between asking the members for a v2 result's verdict
+    verdict_poll_cap: float = 5.0  # the interval grows to this
+    verdict_wait: float = 3 * 3600.0  # give up asking after this long (the task's deadline is long past)
 
 
 class Relayer:
@@ -133,10 +157,15 @@ class Relayer:
         settings: PipelineSettings | None = None,
         metrics: RelayerMetrics | None = None,
         name: str = "relayer",
+        verdicts: VerdictSource | None = None,
     ) -> None:
         self.store = store
         self.adapters = adapters
         self.signatures = signatures
+        self.verdicts = verdicts
+        self._verdict_tasks: dict[bytes, asyncio.Task[None]] = {}
+        self._verdicts_followed: set[bytes] = set()
+        self._pending_lock = asyncio.Lock()
         self.settings = settings or PipelineSettings()
         self.metrics = metrics or RelayerMetrics()
         self.name = name
@@ -148,12 +177,18 @@ class Relayer:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        await run_until_stopped(
-            stop,
-            *(keep_running(f"watch {a.name}", lambda a=a: self._watch(a), self.log) for a in self.adapters.values()),
-            self._process_forever(stop),
-            self._repair_gaps_forever(stop),
-        )
+        await self._resume_verdicts()
+        try:
+            await run_until_stopped(
+                stop,
+                *(keep_running(f"watch {a.name}", lambda a=a: self._watch(a), self.log) for a in self.adapters.values()),
+                self._process_forever(stop),
+                self._repair_gaps_forever(stop),
+            )
+        finally:
+            for task in list(self._verdict_tasks.values()):
+                task.cancel()
+            await asyncio.gather(*self._verdict_tasks.values(), return_exceptions=True)
 
     async def _watch(self, adapter: ChainAdapter) -> None:
         cursor_name = f"watch:{adapter.domain}"
@@ -173,6 +208,8 @@ class Relayer:
             self.updates.publish(envelope.message_id)
             self._wake.set()
         match envelope.kind:
+            case MessageKind.TASK_RESULT if result_version(envelope) == 2:  # its verdict, to both boards
+                await self._follow_verdict(envelope, source_tx, block_time)
             case MessageKind.TASK_RESULT:  # its PROOF_ATTESTATION is carried too
                 await self._enqueue_attestation(envelope, source_tx, block_time)
 
@@ -193,6 +230,92 @@ class Relayer:
                           dst=attestation.dst_domain)
             self.updates.publish(attestation.message_id)
             self._wake.set()
+
+    # -- v2 verdicts ------------------------------------------------------------------------------
+    async def _pending_verdicts(self) -> dict[str, int | None]:
+        raw = await self.store.get_cursor(PENDING_VERDICTS)
+        try:
+            pending = json.loads(raw) if raw else {}
+        except ValueError:
+            pending = {}
+        return pending if isinstance(pending, dict) else {}
+
+    async def _mark_verdict(self, result_id: bytes, block_time: int | None, pending: bool) -> None:
+        async with self._pending_lock:
+            marks = await self._pending_verdicts()
+            if pending:
+                marks[result_id.hex()] = block_time
+            else:
+                marks.pop(result_id.hex(), None)
+            await self.store.set_cursor(PENDING_VERDICTS, json.dumps(marks))
+
+    async def _follow_verdict(self, result: Envelope, source_tx: str, block_time: int | None) -> None:
+        """Ask the committee for the verdict on a v2 result until t members report the same one, then
+        queue its two envelopes. Remembered in the store, so a restart asks again."""
+        if self.verdicts is None:
+            self.log.warning("no verdict source: the verdict on this v2 result is not carried",
+                             msg_id=result.message_id.hex())
+            return
+        if result.message_id in self._verdict_tasks or result.message_id in self._verdicts_followed:
+            return  # (a re-observation; after a restart a finished one is asked once more: harmless)
+        self._verdicts_followed.add(result.message_id)
+        await self._mark_verdict(result.message_id, block_time, True)
+        task = asyncio.get_running_loop().create_task(self._await_verdict(result, source_tx, block_time))
+        self._verdict_tasks[result.message_id] = task
+        task.add_done_callback(lambda _t, rid=result.message_id: self._verdict_tasks.pop(rid, None))
+
+    async def _resume_verdicts(self) -> None:
+        for result_hex, block_time in (await self._pending_verdicts()).items():
+            record = await self.store.get(bytes.fromhex(result_hex))
+            if record is None:
+                await self._mark_verdict(bytes.fromhex(result_hex), None, False)
+                continue
+            await self._follow_verdict(record.decoded, record.source_tx, block_time)
+
+    async def _await_verdict(self, result: Envelope, source_tx: str, block_time: int | None) -> None:
+        assert self.verdicts is not None
+        result_id = result.message_id
+        started, delay = time.monotonic(), self.settings.verdict_poll
+        while time.monotonic() - started < self.settings.verdict_wait:
+            try:
+                report = await self.verdicts.report(result_id)
+            except Exception as exc:  # the members' API is best effort: ask again
+                self.log.warning("verdict query failed", result_id=result_id.hex(), error=f"{type(exc).__name__}: {exc}")
+                report = VerdictReport([], 0, 0)
+            queued = await self._queue_verdicts(result, source_tx, block_time, report.agreed)
+            if queued:
+                break
+            if report.hopeless:
+                self.log.warning("no verdict on the result: too many members abstained", result_id=result_id.hex(),
+                                 abstained=report.final_without)
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, self.settings.verdict_poll_cap)
+        else:
+            self.log.warning("gave up waiting for the verdict on a result", result_id=result_id.hex())
+        await self._mark_verdict(result_id, None, False)
+
+    async def _queue_verdicts(self, result: Envelope, source_tx: str, block_time: int | None,
+                              payloads: list[bytes]) -> bool:
+        for payload in payloads:
+            try:
+                verdict = ProofVerdict.decode(payload)
+                if block_time is not None and verdict.submitted_at != block_time:
+                    raise AttestationError(f"submitted_at {verdict.submitted_at} is not the result's block time "
+                                           f"{block_time}")
+                envelopes = verdict_envelopes(result, verdict)
+            except (TaskPayloadError, AttestationError) as exc:
+                self.log.warning("members report a verdict that does not fit the result", result_id=result.message_id.hex(),
+                                 reason=str(exc))
+                continue
+            for envelope in envelopes:
+                if await self.store.add_observed(envelope, source_tx):
+                    self.log.info("verdict queued", msg_id=envelope.message_id.hex(), result_id=result.message_id.hex(),
+                                  verdict=verdict.verdict.name.lower(), reason=verdict.reason.name,
+                                  dst=envelope.dst_domain)
+            self._wake.set()
+            return True
+        return False
 
     async def _repair_gaps_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -289,6 +412,13 @@ class Relayer:
         # transaction the gateway would refuse as a replay.
         if await destination.is_delivered(record.message_id):
             return Confirmed(by="other")
+        if record.reason_code is RetryReason.HANDLER_FAILED:
+            # Delivered, but the receiver's handler failed: re-run it (no signature needed).
+            try:
+                tx = await destination.retry_failed(record.decoded)
+            except Exception as exc:
+                return Retry(RetryReason.HANDLER_FAILED, f"re-running the handler failed: {type(exc).__name__}: {exc}")
+            return Submitted(tx, destination.name)
         waiting = await self._result_pending(record, destination)
         if waiting is not None:
             return waiting
@@ -305,8 +435,18 @@ class Relayer:
         there. Waiting for that does not use up retries."""
         if record.kind != MessageKind.PROOF_ATTESTATION or record.src_domain != COMMITTEE_DOMAIN:
             return None
+        payload = record.decoded.payload
         try:
-            result_id = ProofAttestation.decode(record.decoded.payload).result_id
+            if len(payload) == VERDICT_LEN:
+                # v2: the requester's board keeps an early verdict, so waiting is an optimisation with a
+                # limit, and only for the verdict to the requester's board (the result went there).
+                result_id = ProofVerdict.decode(payload).result_id
+                result = await self.store.get(result_id)
+                if (result is None or result.dst_domain != record.dst_domain
+                        or time.time() - record.observed_at > self.settings.order_wait):
+                    return None
+            else:
+                result_id = ProofAttestation.decode(payload).result_id
         except TaskPayloadError:
             return None
         if await destination.is_delivered(result_id):
@@ -320,6 +460,11 @@ class Relayer:
         status = await destination.delivery_status(record.dest_tx)
         if status.state is DeliveryState.CONFIRMED:
             return Confirmed(by="us")
+        if status.state is DeliveryState.HANDLER_FAILED:
+            # Recorded by the gateway but not handled: never "delivered". The submit step re-runs it.
+            return Retry(RetryReason.HANDLER_FAILED,
+                         f"the receiver's handler failed: {status.detail or 'no reason given'}; retrying it",
+                         stage=Stage.READY)
         if status.state is DeliveryState.PENDING:
             if record.submitted_at and time.time() - record.submitted_at > self.settings.submitted_timeout:
                 return Retry(RetryReason.NOT_FINAL_IN_TIME,

@@ -28,6 +28,7 @@ from relay.metrics import Wallet, WalletBalances, metrics_response
 from relay.pipeline import PipelineSettings, Relayer
 from relay.chainstate import check_chain_state, reset_command
 from relay.store import Store
+from relay.tasks.attestation import CommitteeVerdicts
 from relay.tasks.executors import ExecutorRegistry
 from relay.tasks.proofs import ProofVerifierRegistry
 
@@ -71,17 +72,21 @@ async def run_relayer(config: TesseraConfig, stop: asyncio.Event | None = None) 
     store = await Store.open(settings.db, replica=settings.replica, lease_s=settings.lease_s,
                              lease_batch=settings.concurrency)
     collector = CommitteeCollector(committee, timeout=settings.partial_timeout_s)
+    verdicts = CommitteeVerdicts([m.endpoint for m in committee.members], committee.t,
+                                 timeout=settings.partial_timeout_s)
     relayer = Relayer(
         store, adapters, collector,
         PipelineSettings(backoff=Backoff(base=settings.retry_base_s, cap=settings.retry_cap_s,
                                          max_attempts=settings.max_attempts),
                          concurrency=settings.concurrency),
+        verdicts=verdicts,
     )
     wallets = WalletBalances(relayer.metrics.registry, "relayer",
                              [Wallet(a.name, a.wallet_balances) for a in adapters.values()])
     await run_daemon("relayer", [
         Service("store", cleanup=store.close),
         Service("collector", cleanup=collector.close),
+        Service("verdicts", cleanup=verdicts.close),
         *_adapter_services(adapters),
         _relayer_chain_check(adapters, store),
         http_service("http", build_app(relayer, committee,
@@ -123,7 +128,7 @@ async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | 
     executors, verifiers = result_checkers(config)
     attester = Attester(index, committee.epoch, lambda digest: attest.partial_sign(share, digest).signature,
                         adapters, signing_log, observe_rate=config.attester.max_observe_requests_per_s,
-                        executors=executors, verifiers=verifiers)
+                        executors=executors, verifiers=verifiers, threshold=(committee.t, committee.n))
     listen = member.endpoint.split("://", 1)[-1].rstrip("/")
     app = attester.build_app()
     feed_services: list[Service] = []
