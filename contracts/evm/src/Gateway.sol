@@ -2,6 +2,7 @@
 pragma solidity ^0.8.30;
 
 import {Envelope} from "./lib/Envelope.sol";
+import {Batch} from "./lib/Batch.sol";
 import {CommitteeVerifier} from "./CommitteeVerifier.sol";
 import {ITesseraReceiver} from "./interfaces/ITesseraReceiver.sol";
 
@@ -27,6 +28,11 @@ import {ITesseraReceiver} from "./interfaces/ITesseraReceiver.sol";
 /// submit its result before a claim deadline and forfeits its bond otherwise — knows the most it
 /// will pay (`feeAt`). Task boards fix the requester's side themselves: the escrow is named in the
 /// request, the gateway fee is what the caller pays above it (docs/TASKS.md).
+///
+/// Batches (docs/PROTOCOL.md, "Batch attestations"): `deliverBatch` checks one committee signature
+/// over the Merkle root of a lane's batch and delivers every envelope in it; the root is remembered
+/// (`verifiedRoots`), so `deliverWithProof` can later deliver a message of it with its Merkle proof
+/// and no pairing. Replay protection and failed handlers are per message, as for `deliver`.
 contract Gateway {
     enum Status {
         None,
@@ -55,6 +61,15 @@ contract Gateway {
     uint64 public pendingFeeAt;
     uint64 public nextNonce;
     mapping(bytes32 messageId => Status) internal _status;
+    /// Batch roots whose committee signature was checked: their lane's source and their size
+    /// (leafCount 0: never verified). A root fixes its leaves, so it is never verified twice.
+    struct VerifiedRoot {
+        uint32 srcDomain;
+        uint32 leafCount;
+        uint32 epoch;
+    }
+
+    mapping(bytes32 root => VerifiedRoot) public verifiedRoots;
 
     event MessageSent(bytes32 indexed messageId, uint64 indexed nonce, uint32 indexed dstDomain, bytes envelope);
     event MessageDelivered(bytes32 indexed messageId, uint32 indexed srcDomain, uint64 nonce, bool handled);
@@ -64,6 +79,7 @@ contract Gateway {
     event FeeIncreaseScheduled(uint256 fee, uint64 effectiveAt);
     event FeesWithdrawn(address indexed to, uint256 amount);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
+    event RootVerified(bytes32 indexed root, uint32 indexed srcDomain, uint32 epoch, uint32 leafCount);
 
     error KindNotSendable(uint8 kind);
     error PayloadTooLong(uint256 length, uint256 max);
@@ -82,6 +98,14 @@ contract Gateway {
     /// Recorded as a failed handler's reason (not thrown): dst_receiver has no code, or is not a
     /// left-padded 20-byte address.
     error ReceiverNotAContract(bytes32 receiver);
+    /// A batch envelope from another source domain than the batch's first (or the root's lane).
+    error LaneMismatch(uint32 srcDomain, uint32 laneSrcDomain);
+    /// The envelopes' tree does not have the root named.
+    error RootMismatch(bytes32 computed, bytes32 root);
+    /// deliverWithProof on a root that no verifyRoot / deliverBatch has verified.
+    error RootNotVerified(bytes32 root);
+    /// The proof leads to another root than the one named.
+    error InvalidProof(bytes32 messageId, bytes32 root);
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner(msg.sender);
@@ -150,6 +174,67 @@ contract Gateway {
     ) external {
         (Envelope.Message memory m, bytes32 messageId) = _admit(envelope);
         verifier.verifyWithHint(envelope, epoch, signature, k, y, ySqrt);
+        _accept(messageId, m);
+    }
+
+    // --- batches -------------------------------------------------------------------------
+
+    /// Checks the committee's signature over a batch root once and remembers it, so the batch's
+    /// messages can then be delivered one by one with `deliverWithProof` (no pairing each).
+    /// Idempotent: a root verified before returns at once.
+    function verifyRoot(bytes32 root, uint32 srcDomain, uint32 leafCount, uint32 epoch, bytes calldata signature)
+        external
+    {
+        if (verifiedRoots[root].leafCount != 0) return;
+        if (leafCount == 0 || leafCount > Batch.MAX_SIZE) revert Batch.BatchSizeInvalid(leafCount);
+        _verifyRoot(root, srcDomain, leafCount, epoch, signature);
+    }
+
+    /// Delivers every envelope of a batch of one lane (source domain → this domain) whose root the
+    /// committee signed: the signature is checked once (not at all if the root was verified
+    /// before), then each message as `deliver` would (a failed handler is recorded as failed and
+    /// retryable). A message delivered before (by another relayer, or in another batch) is skipped,
+    /// not re-run: the rest of its batch still lands. Returns how many were delivered now.
+    function deliverBatch(bytes32 root, uint32 epoch, bytes calldata signature, bytes[] calldata envelopes)
+        external
+        returns (uint256 delivered)
+    {
+        uint256 n = envelopes.length;
+        if (n == 0 || n > Batch.MAX_SIZE) revert Batch.BatchSizeInvalid(n);
+        bytes32[] memory tree = new bytes32[](n);
+        uint32 lane;
+        for (uint256 i = 0; i < n; ++i) {
+            bytes calldata e = envelopes[i];
+            (uint32 src, bytes32 id) = _laneOf(e);
+            if (i == 0) lane = src;
+            else if (src != lane) revert LaneMismatch(src, lane);
+            tree[i] = id;
+        }
+        // The ids are read again below: rootInPlace overwrites the array.
+        bytes32 computed = Batch.rootInPlace(tree);
+        if (computed != root) revert RootMismatch(computed, root);
+        VerifiedRoot memory known = verifiedRoots[root];
+        if (known.leafCount == 0) _verifyRoot(root, lane, uint32(n), epoch, signature);
+        for (uint256 i = 0; i < n; ++i) {
+            bytes calldata e = envelopes[i];
+            bytes32 messageId = keccak256(e);
+            if (_status[messageId] != Status.None) continue;
+            _accept(messageId, Envelope.decode(e));
+            ++delivered;
+        }
+    }
+
+    /// Delivers one message of a verified root with its Merkle proof (relay.batch.merkle_proof:
+    /// siblings from the leaf up) and its index in the batch. No pairing: the root's signature was
+    /// checked by verifyRoot or deliverBatch. Same checks and outcome as `deliver` otherwise.
+    function deliverWithProof(bytes calldata envelope, uint32 index, bytes32[] calldata proof, bytes32 root)
+        external
+    {
+        VerifiedRoot memory known = verifiedRoots[root];
+        if (known.leafCount == 0) revert RootNotVerified(root);
+        (Envelope.Message memory m, bytes32 messageId) = _admit(envelope);
+        if (m.srcDomain != known.srcDomain) revert LaneMismatch(m.srcDomain, known.srcDomain);
+        if (Batch.rootFromProof(messageId, index, known.leafCount, proof) != root) revert InvalidProof(messageId, root);
         _accept(messageId, m);
     }
 
@@ -228,6 +313,32 @@ contract Gateway {
         messageId = keccak256(envelope);
         Status status = _status[messageId];
         if (status != Status.None) revert AlreadyDelivered(messageId, uint8(status));
+    }
+
+    /// A batch envelope's source domain and message id, after the checks `_admit` makes before the
+    /// signature (long enough, version 1, a deliverable kind, addressed to this domain).
+    function _laneOf(bytes calldata e) private view returns (uint32 src, bytes32 id) {
+        if (e.length < Envelope.HEADER_LEN) revert Envelope.EnvelopeTooShort(e.length);
+        if (e.length > Envelope.HEADER_LEN + Envelope.MAX_PAYLOAD_LEN) {
+            revert Envelope.PayloadTooLong(e.length - Envelope.HEADER_LEN);
+        }
+        uint8 version = uint8(e[0]);
+        uint8 kind = uint8(e[1]);
+        if (version != Envelope.VERSION) revert Envelope.UnsupportedVersion(version);
+        if (kind < Envelope.KIND_TASK_REQUEST || kind > Envelope.KIND_COMMITTEE_ROTATION) revert Envelope.UnknownKind(kind);
+        if (kind == Envelope.KIND_COMMITTEE_ROTATION) revert RotationNotDeliverable();
+        src = uint32(bytes4(e[10:14]));
+        uint32 dst = uint32(bytes4(e[46:50]));
+        if (dst != localDomain) revert WrongDomain(dst, localDomain);
+        id = keccak256(e);
+    }
+
+    function _verifyRoot(bytes32 root, uint32 srcDomain, uint32 leafCount, uint32 epoch, bytes calldata signature)
+        private
+    {
+        verifier.verifyDigest(Batch.digest(epoch, srcDomain, localDomain, leafCount, root), epoch, signature);
+        verifiedRoots[root] = VerifiedRoot(srcDomain, leafCount, epoch);
+        emit RootVerified(root, srcDomain, epoch, leafCount);
     }
 
     /// A verified delivery: recorded, then handed to the receiver.
