@@ -39,6 +39,23 @@ def driver_for(name: str, chain: Chain) -> ChainDriver:
             raise ConfigError(f"chains.{name}: no driver for chain kind {getattr(chain, 'kind', chain)!r}")
 
 
+def encrypt_hot_key(kind: str, key_text: str, password: str, where: str = "the key") -> tuple[dict, str]:
+    """An unencrypted hot key of a chain kind ("evm": 0x-hex; "solana": solana-keygen JSON or base58)
+    as a V3 keystore, with the account it is (EVM address, Solana public key): what `relay keys
+    import` writes and `KeyRef(keystore=...)` reads back."""
+    match kind:
+        case "evm":
+            from adapters.evm.gateway import evm_keystore
+
+            return evm_keystore(key_text, password, where)
+        case "solana":
+            from adapters.solana.rpc import solana_keystore
+
+            return solana_keystore(key_text, password, where)
+        case _:
+            raise ConfigError(f"no chain kind {kind!r}: use evm or solana")
+
+
 def driver_named(config: TesseraConfig, name: str) -> ChainDriver:
     """The driver of a chain by its name, with a clear error for a name not under [chains]."""
     chain = config.chains.get(name)

@@ -6,6 +6,7 @@ table. `relay localnet up` writes a complete one; `configs/` holds examples for 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from attest.files import write_atomic
 from relay.configfile import check_listen, check_urls, format_validation_error, read_toml
 from relay.errors import ConfigError
+from relay.networks import UnknownNetwork, network_named
 from relay.feeds.config import (DEFAULT_NATS_STREAM, DEFAULT_NATS_SUBJECT, FeedRoundSection, FeedTables, NatsStreamName,
                                 NatsSubjectPrefix, NatsUrls, resolve_feed_paths)
 
@@ -29,14 +31,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class KeyRef(_Model):
-    """Where a private key comes from: a file, or an environment variable. Never inline."""
+class SecretRef(_Model):
+    """Where a secret (a password) comes from: a file, or an environment variable. Never inline."""
 
     file: Path | None = None
     env: str | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "KeyRef":
+    def _exactly_one(self) -> "SecretRef":
         if (self.file is None) == (self.env is None):
             raise ValueError("give exactly one of `file` or `env`")
         return self
@@ -48,6 +50,72 @@ class KeyRef(_Model):
         if self.env is not None:
             value = os.environ.get(self.env)
             if not value:
+                raise ConfigError(f"environment variable {self.env} is not set: export it with the secret")
+            return value.strip()
+        assert self.file is not None
+        try:
+            return self.file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self.file}: {exc.strerror}") from None
+
+
+class KeyRef(_Model):
+    """Where a hot key (an account that signs transactions) comes from. Never inline.
+
+    - `keystore = "keys/relayer.json"` with `password_file` (or `password_env`): an encrypted
+      keystore in the Ethereum V3 format (Web3 Secret Storage: scrypt + AES-128-CTR, keccak MAC).
+      An EVM key is the keystore's private key; a Solana keypair is stored as its 32-byte Ed25519
+      seed in the same format. `relay keys import` writes one from a raw key. The chain adapters
+      decrypt it (adapters/evm/gateway.py `evm_key`, adapters/solana/rpc.py `keypair_from_ref`).
+    - `file = ...` or `env = ...`: an unencrypted key (0x-hex, base58 or solana-keygen's JSON
+      array). A config file may name one only with `allow_raw = true` (load_config refuses it
+      otherwise): a plaintext key is one file read away from being spent, so it takes a decision
+      that shows in the config, as localnets and tests make.
+    """
+
+    file: Path | None = None
+    env: str | None = None
+    keystore: Path | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    allow_raw: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "KeyRef":
+        if sum(x is not None for x in (self.file, self.env, self.keystore)) != 1:
+            raise ValueError("give exactly one of `file` or `env` (an unencrypted key, with allow_raw = true), or "
+                             "`keystore` (an encrypted keystore, with password_file or password_env)")
+        has_password = (self.password_file is not None, self.password_env is not None)
+        if self.keystore is not None:
+            if sum(has_password) != 1:
+                raise ValueError("a keystore needs exactly one of `password_file` or `password_env`")
+            if self.allow_raw:
+                raise ValueError("allow_raw is for unencrypted keys (file or env); a keystore is encrypted, "
+                                 "so leave allow_raw out")
+        elif any(has_password):
+            raise ValueError("password_file/password_env unlock a keystore; with `file` or `env` the key is "
+                             "not encrypted: use `keystore = ...` (see `relay keys import`)")
+        return self
+
+    @property
+    def is_raw(self) -> bool:
+        """An unencrypted key (file or env)."""
+        return self.keystore is None
+
+    def describe(self) -> str:
+        if self.keystore is not None:
+            return f"keystore {self.keystore}"
+        return f"file {self.file}" if self.file else f"environment variable {self.env}"
+
+    def read_text(self) -> str:
+        """The unencrypted key's text. A keystore is decrypted by the chain adapter instead
+        (`read_keystore` gives it the keystore and its password)."""
+        if self.keystore is not None:
+            raise ConfigError(f"{self.describe()} is encrypted: the chain adapter decrypts it (this caller "
+                              "expected an unencrypted key)")
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
                 raise ConfigError(f"environment variable {self.env} is not set: export it with the key")
             return value.strip()
         assert self.file is not None
@@ -56,9 +124,43 @@ class KeyRef(_Model):
         except OSError as exc:
             raise ConfigError(f"cannot read key file {self.file}: {exc.strerror}") from None
 
+    def read_keystore(self) -> tuple[dict, str]:
+        """The keystore's JSON and its password, for the adapter to decrypt."""
+        assert self.keystore is not None, "read_keystore on an unencrypted key"
+        try:
+            data = json.loads(self.keystore.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read keystore {self.keystore}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"keystore {self.keystore} is not JSON ({exc}); write one with `relay keys import`") from None
+        if not isinstance(data, dict) or "crypto" not in data and "Crypto" not in data:
+            raise ConfigError(f"{self.keystore} is not a V3 keystore (no `crypto` object); write one with "
+                              "`relay keys import`")
+        if self.password_env is not None:
+            password = os.environ.get(self.password_env)
+            if password is None:
+                raise ConfigError(f"environment variable {self.password_env} is not set: export the password of "
+                                  f"keystore {self.keystore}")
+        else:
+            assert self.password_file is not None
+            try:
+                password = self.password_file.read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(f"cannot read password file {self.password_file}: {exc.strerror}") from None
+        return data, password
+
+    def with_paths_under(self, base: Path) -> "KeyRef":
+        """Relative file, keystore and password_file paths taken relative to `base`."""
+        def fix(value: Path | None) -> Path | None:
+            return base / value if value is not None and not value.is_absolute() else value
+
+        return self.model_copy(update={"file": fix(self.file), "keystore": fix(self.keystore),
+                                       "password_file": fix(self.password_file)})
+
 
 class EvmChain(_Model):
     kind: Literal["evm"]
+    network: str | None = None  # a known network (relay/networks.toml) that filled in the fields not set here
     domain: Annotated[int, Field(ge=0, le=U32_MAX)]
     chain_id: Annotated[int, Field(ge=1)]
     rpc_urls: Annotated[list[str], Field(min_length=1)]
@@ -69,6 +171,8 @@ class EvmChain(_Model):
     contracts: dict[str, str] = {}
     signer: KeyRef | None = None  # the relayer's account (pays for deliveries)
     sender: KeyRef | None = None  # the SDK's account for sending messages (default: signer)
+    # A domain other than the chain id is refused unless this says it is meant (see TesseraConfig).
+    allow_domain_mismatch: bool = False
 
     _rpc = field_validator("rpc_urls")(lambda cls, v: check_urls(v, ("http", "https")))
     _ws = field_validator("ws_urls")(lambda cls, v: check_urls(v, ("ws", "wss")))
@@ -91,6 +195,7 @@ class EvmChain(_Model):
 
 class SolanaChain(_Model):
     kind: Literal["solana"]
+    network: str | None = None  # a known cluster (relay/networks.toml) that filled in the fields not set here
     domain: Annotated[int, Field(ge=0, le=U32_MAX)]
     rpc_urls: Annotated[list[str], Field(min_length=1)]
     ws_urls: list[str] = []
@@ -128,7 +233,7 @@ class CommitteeRef(_Model):
     share: Path | None = None
     # What unlocks the share: a 32-byte key file, or a password from a file or an env variable.
     key_file: Path | None = None
-    password: KeyRef | None = None
+    password: SecretRef | None = None
 
     def share_path(self, index: int) -> Path:
         if self.share is None:
@@ -199,6 +304,11 @@ class WorkerSection(_Model):
     payout: dict[str, str] = {}
     concurrency: Annotated[int, Field(ge=1, le=256)] = 4
     min_fee: Annotated[int, Field(ge=0)] = 0  # smallest unit of the requester chain's token
+    # Task protocol v2: the least this worker accepts per executor (same unit as min_fee; an executor
+    # not listed takes min_fee). It claims a request once the auction price reaches its price.
+    prices: dict[str, Annotated[int, Field(ge=0)]] = {}
+    # v2: the largest bond it posts (serving chain's smallest unit); None = any bond its account can fund.
+    max_bond: Annotated[int, Field(ge=0)] | None = None
     min_time_left_s: Annotated[float, Field(ge=0)] = 5.0  # skip requests whose deadline is closer
     input_fetch_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     max_input_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
@@ -321,6 +431,30 @@ class TesseraConfig(_Model):
     proof_verifiers: dict[str, dict] = {}
     state_dir: Path | None = None
 
+    @field_validator("chains", mode="before")
+    @classmethod
+    def _expand_networks(cls, value: object) -> object:
+        """`network = "<name>"` fills in what the table leaves out (relay/networks.toml)."""
+        if not isinstance(value, dict):
+            return value
+        return {name: _with_network(name, table) for name, table in value.items()}
+
+    @model_validator(mode="after")
+    def _evm_domain_is_chain_id(self) -> "TesseraConfig":
+        # Why an error and not a warning: the domain is what envelopes and committee signatures
+        # name, the chain id what the node answers. With domain = chain id one number means one
+        # chain everywhere (EIP-155 keeps chain ids unique), so a table copied for another chain
+        # with a stale domain cannot deliver one chain's messages under another's name. A second
+        # deployment on one chain, or a chain id above 2^32-1, is a real reason: say it with
+        # allow_domain_mismatch = true.
+        for name, chain in self.chains.items():
+            if isinstance(chain, EvmChain) and chain.domain != chain.chain_id and not chain.allow_domain_mismatch:
+                raise ValueError(
+                    f"chains.{name}.domain {chain.domain} differs from chain_id {chain.chain_id}: an EVM chain's "
+                    f"domain is its chain id, so set domain = {chain.chain_id}, or set allow_domain_mismatch = true "
+                    "if this is meant (a second deployment on one chain, a chain id above 2^32-1)")
+        return self
+
     @model_validator(mode="after")
     def _unique_domains(self) -> "TesseraConfig":
         seen: dict[int, str] = {}
@@ -337,6 +471,73 @@ class TesseraConfig(_Model):
         raise ConfigError(f"no configured chain has domain {domain}; add it under [chains.<name>]")
 
 
+def _with_network(name: str, table: object) -> object:
+    if not isinstance(table, dict) or table.get("network") is None:
+        return table
+    try:
+        network = network_named(str(table["network"]))
+    except UnknownNetwork as exc:
+        raise ValueError(f"chains.{name}.network: {exc}") from None
+    defaults = network.chain_defaults()
+    # The network's identity is not a default: a table that contradicts it names another chain.
+    for field in ("kind", "chain_id"):
+        if field in table and defaults.get(field) is not None and table[field] != defaults[field]:
+            raise ValueError(f"chains.{name}.{field} = {table[field]!r} contradicts network {network.name!r} "
+                             f"({field} {defaults[field]!r}); name the right network or leave `network` out")
+    return {**defaults, **table}
+
+
+def key_refs(config: TesseraConfig) -> list[tuple[str, str, KeyRef]]:
+    """Every hot key the config names, as (field path, chain kind the key is for, ref)."""
+    found: list[tuple[str, str, KeyRef]] = []
+    for name, chain in config.chains.items():
+        for field in ("signer", "sender"):
+            ref = getattr(chain, field)
+            if ref is not None:
+                found.append((f"chains.{name}.{field}", chain.kind, ref))
+    for section_name in ("worker", "feed_push"):
+        section = getattr(config, section_name)
+        if section is None:
+            continue
+        for field, kind in (("evm_key", "evm"), ("solana_keypair", "solana")):
+            ref = getattr(section, field)
+            if ref is not None:
+                found.append((f"{section_name}.{field}", kind, ref))
+    return found
+
+
+def raw_key_problems(config: TesseraConfig) -> list[str]:
+    """Unencrypted keys named without `allow_raw = true`, each with how to convert it."""
+    problems = []
+    for where, kind, ref in key_refs(config):
+        if ref.is_raw and not ref.allow_raw:
+            source = f"--key-file {ref.file}" if ref.file is not None else f"--key-env {ref.env}"
+            out = f"keys/{where.replace('.', '-')}.json"
+            problems.append(
+                f"{where}: {ref.describe()} holds an unencrypted key; encrypt it with `relay keys import --kind {kind} "
+                f"{source} --out {out} --password-file <file>` and set {where.rpartition('.')[2]} = "
+                f'{{ keystore = "{out}", password_file = "<file>" }}, or keep it unencrypted with allow_raw = true')
+    return problems
+
+
+def allow_raw_keys(config: TesseraConfig) -> TesseraConfig:
+    """The config with `allow_raw = true` on every unencrypted key: for generated localnet and test
+    configs, whose keys are throwaway dev keys by design."""
+
+    def opt_in(ref: KeyRef | None) -> KeyRef | None:
+        return ref.model_copy(update={"allow_raw": True}) if ref is not None and ref.is_raw else ref
+
+    update: dict = {"chains": {name: chain.model_copy(update={"signer": opt_in(chain.signer), "sender": opt_in(chain.sender)})
+                               for name, chain in config.chains.items()},
+                    "feed_push": config.feed_push.model_copy(update={
+                        "evm_key": opt_in(config.feed_push.evm_key),
+                        "solana_keypair": opt_in(config.feed_push.solana_keypair)})}
+    if config.worker is not None:
+        update["worker"] = config.worker.model_copy(update={"evm_key": opt_in(config.worker.evm_key),
+                                                            "solana_keypair": opt_in(config.worker.solana_keypair)})
+    return config.model_copy(update=update)
+
+
 def parse_config(data: dict, source: str = "config") -> TesseraConfig:
     try:
         return TesseraConfig.model_validate(data)
@@ -344,11 +545,16 @@ def parse_config(data: dict, source: str = "config") -> TesseraConfig:
         raise ConfigError(format_validation_error(source, exc)) from None
 
 
-def load_config(path: str | os.PathLike[str]) -> TesseraConfig:
+def load_config(path: str | os.PathLike[str], *, check_keys: bool = True) -> TesseraConfig:
+    """The config at `path`, paths resolved against its folder. With `check_keys` (every daemon and
+    command but `relay config check`, which lists the problems itself) an unencrypted key without
+    `allow_raw = true` is refused."""
     path = Path(path)
     data = read_toml(path, "run `relay localnet up` to generate one, or copy one from configs/")
-    config = parse_config(data, str(path))
-    return _resolve_paths(config, path.parent)
+    config = _resolve_paths(parse_config(data, str(path)), path.parent)
+    if check_keys and (problems := raw_key_problems(config)):
+        raise ConfigError("\n  ".join([f"{path} names unencrypted keys:", *problems]))
+    return config
 
 
 def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
@@ -362,6 +568,9 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
         return str(value) if is_database_url(value) or Path(value).is_absolute() else str(base / value)
 
     def fix_key(ref: KeyRef | None) -> KeyRef | None:
+        return ref.with_paths_under(base) if ref is not None else None
+
+    def fix_secret(ref: SecretRef | None) -> SecretRef | None:
         return ref.model_copy(update={"file": fix(ref.file)}) if ref is not None else None
 
     chains = {
@@ -377,6 +586,8 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
         "attester": config.attester.model_copy(
             update={"db": fix_db(config.attester.db)}
         ),
+        "feed_push": config.feed_push.model_copy(update={"evm_key": fix_key(config.feed_push.evm_key),
+                                                         "solana_keypair": fix_key(config.feed_push.solana_keypair)}),
     }
     if config.worker is not None:
         worker = config.worker
@@ -394,7 +605,7 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
                 "file": fix(config.committee.file),
                 "share": fix(config.committee.share),
                 "key_file": fix(config.committee.key_file),
-                "password": fix_key(config.committee.password),
+                "password": fix_secret(config.committee.password),
             }
         )
     return config.model_copy(update=update)

@@ -37,7 +37,8 @@ from attest.committee import Committee
 from attest.dealer import deal_to_directory
 from attest.keystore import generate_key_file, load_share_for, read_key_file
 from relay.config import (Chain, CommitteeRef, EvmChain, FeedPushSection, FeedRoundSection, FeedServerSection,
-                          KeyRef, RelayerSection, SolanaChain, TesseraConfig, WorkerSection, dump_config, load_config)
+                          KeyRef, RelayerSection, SolanaChain, TesseraConfig, WorkerSection, allow_raw_keys, dump_config,
+                          load_config)
 from relay.envelope import Envelope
 from relay.errors import LocalnetError
 from relay.feeds.config import FeedConfig
@@ -214,7 +215,8 @@ async def deploy_all(options: LocalnetOptions, state_dir: Path, chains: list[Pla
                                   **feed_push),
     )
     config = config.model_copy(update={"worker": await localnet_worker_section(state_dir, config)})
-    dump_config(config, state_dir / CONFIG_FILE)
+    # The localnet's keys are throwaway dev keys: its config opts in to unencrypted keys (KeyRef.allow_raw).
+    dump_config(allow_raw_keys(config), state_dir / CONFIG_FILE)
     return {
         "chains": {c.name: d.deployed for c, d in zip(chains, deployments)},
         "committee": {"epoch": committee.epoch, "n": committee.n, "t": committee.t,
@@ -236,7 +238,7 @@ async def provision_localnet_worker(state_dir: Path, config: TesseraConfig, chai
         address, accounts = await driver_for(chain_key, chain).provision_devnet_worker(
             keys, suffix, serves=chain_key == chain_name)
         fields["payout"][chain_key] = address
-        fields.update(accounts)
+        fields.update({k: v.model_copy(update={"allow_raw": True}) for k, v in accounts.items()})  # dev keys
     return fields
 
 

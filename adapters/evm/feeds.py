@@ -20,6 +20,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 
 from adapters.evm.deploy import contract, deploy, error_abi, load_artifact, transact
+from adapters.evm.gateway import evm_key
 from attest.bn254 import hash_to_g1_hint
 from adapters.evm.rpc import decode_revert, endpoint_pool, given_client_pool, make_client, revert_data
 from adapters.evm.tx import NonceTaken, SentTx, TxManager, TxNotMined
@@ -142,7 +143,7 @@ class EvmFeedTarget:
         if ref is None:
             raise ConfigError(f"no key to pay for feed updates on {name}: set [feed_push] evm_key")
         try:
-            account = Account.from_key(ref.read_text())
+            account = Account.from_key(evm_key(ref, f"the feed pusher's key on {name}"))
         except ValueError:
             raise ConfigError(f"{ref.describe()} does not hold a 0x-hex secp256k1 private key") from None
         options.setdefault("name", name)

@@ -87,14 +87,36 @@ class SendRejected(EvmAdapterError):
 
 
 def evm_key(ref: KeyRef | None, where: str) -> str | None:
-    """The 0x-hex private key a KeyRef points at, checked; None without a ref."""
+    """The 0x-hex private key a KeyRef points at (an unencrypted key, or a keystore decrypted with its
+    password), checked; None without a ref."""
     if ref is None:
         return None
+    if ref.keystore is not None:  # an encrypted V3 keystore (relay keys import)
+        keystore, password = ref.read_keystore()
+        try:
+            return "0x" + bytes(Account.decrypt(keystore, password)).hex()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{where} ({ref.describe()}) cannot be decrypted: {exc} (wrong password, or not "
+                              "a V3 keystore)") from None
     key = ref.read_text()
     key = key if key.startswith("0x") else "0x" + key
     if len(key) != 66:
         raise ConfigError(f"{where} ({ref.describe()}) must hold a 32-byte hex private key")
     return key
+
+
+def evm_keystore(key_text: str, password: str, where: str = "the key") -> tuple[dict, str]:
+    """A V3 keystore (scrypt) of a 0x-hex private key, and the account's address; the inverse of
+    evm_key for a keystore."""
+    key = key_text.strip()
+    key = key if key.startswith("0x") else "0x" + key
+    if len(key) != 66:
+        raise ConfigError(f"{where} must hold a 32-byte hex private key")
+    try:
+        address = Account.from_key(key).address
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not a valid private key: {exc}") from None
+    return Account.encrypt(key, password, kdf="scrypt"), address
 
 
 def _topic_int(value: int) -> str:

@@ -203,7 +203,7 @@ class _EvmBoard:
                     f"the worker's board on {name} needs the worker's own EVM private key: pass worker_key= "
                     "or set [worker] evm_key (file = ... or env = ...); the relayer's signer must not be shared"
                 )
-            key = _check_key(worker_key.read_text() if isinstance(worker_key, KeyRef) else worker_key)
+            key = _check_key(evm_key(worker_key, "worker.evm_key") if isinstance(worker_key, KeyRef) else worker_key)
         elif role == "requester":
             field = "sender" if chain.sender is not None else "signer"
             key = evm_key(getattr(chain, field), f"chains.{name}.{field}")

@@ -13,7 +13,7 @@ from adapters.solana import devnet
 from adapters.solana.devnet import load_or_create_keypair
 from adapters.solana.feeds import SolanaFeedTarget
 from adapters.solana.gateway import SolanaAdapter
-from adapters.solana.rpc import load_keypair
+from adapters.solana.rpc import keypair_from_ref
 from adapters.solana.taskboard import SolanaTaskBoard, SolanaTaskBoardV2
 from attest.committee import Committee
 from relay.config import FeedPushSection, KeyRef, SolanaChain, TesseraConfig, WorkerSection
@@ -35,7 +35,7 @@ class SolanaDriver:
         ref = getattr(self.chain, field) if with_signer else None
         where = f"chains.{self.name}.{field}"
         return SolanaAdapter(self.name, self.chain,
-                             load_keypair(ref.read_text(), f"{where} ({ref.describe()})") if ref else None)
+                             keypair_from_ref(ref, where) if ref else None)
 
     def requester_board(self, config: TesseraConfig) -> SolanaTaskBoard:
         return SolanaTaskBoard.from_config(self.name, self.chain, role="requester")

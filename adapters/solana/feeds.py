@@ -29,7 +29,7 @@ from adapters.solana.program import (
     program_error_code,
     program_error_name,
 )
-from adapters.solana.rpc import SolanaAdapterError, SolanaRpc, load_keypair
+from adapters.solana.rpc import SolanaAdapterError, SolanaRpc, keypair_from_ref
 from adapters.solana.tx import SentTransaction, SolanaTransactor, TransactionRefused
 from relay.config import KeyRef, SolanaChain
 from relay.errors import ConfigError, TesseraError
@@ -260,7 +260,7 @@ class SolanaFeedTarget:
                 f"chains.{name}.sender"
             )
         try:
-            keypair = load_keypair(key.read_text(), key.describe())
+            keypair = keypair_from_ref(key, f"the feed pusher's key on {name}")
         except SolanaAdapterError as exc:
             raise ConfigError(str(exc)) from None
         options.setdefault("name", name)

@@ -64,6 +64,7 @@ from adapters.solana.program import (
 )
 from adapters.solana.rpc import (
     SIGNATURE_PAGE,
+    keypair_from_ref,
     LogsWaker,
     SolanaAdapterError,
     SolanaRpc,
@@ -71,7 +72,6 @@ from adapters.solana.rpc import (
     confirmation_level,
     follow_address,
     is_retryable,
-    load_keypair,
 )
 from adapters.solana.tx import SolanaTransactor, TransactionRefused
 from relay.config import SolanaChain
@@ -122,7 +122,7 @@ class SolanaAdapter:
     @classmethod
     def from_config(cls, name: str, chain: SolanaChain, **options: Any) -> "SolanaAdapter":
         """Reads the signer the config points at (file or env variable); watch-only without one."""
-        signer = load_keypair(chain.signer.read_text(), chain.signer.describe()) if chain.signer else None
+        signer = keypair_from_ref(chain.signer, f"chains.{name}.signer") if chain.signer else None
         return cls(name, chain, signer, **options)
 
     @property

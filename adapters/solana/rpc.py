@@ -28,7 +28,8 @@ from solders.signature import Signature
 from solders.transaction_status import TransactionConfirmationStatus
 
 from adapters.endpoints import AllEndpointsFailed, EndpointPool
-from relay.errors import TesseraError
+from relay.config import KeyRef
+from relay.errors import ConfigError, TesseraError
 from relay.interfaces import EndpointHealth
 from relay.lifecycle import cancel_quietly
 from relay.log import get_logger
@@ -105,6 +106,43 @@ def load_keypair(text: str, where: str = "the key") -> Keypair:
             f"{where} is not a Solana keypair: write a JSON array of 64 bytes (solana-keygen's format) "
             f"or a base58 secret key ({exc})"
         ) from None
+
+
+def keypair_from_ref(ref: KeyRef, where: str) -> Keypair:
+    """The keypair a KeyRef points at: an unencrypted key (load_keypair's formats), or a V3 keystore
+    holding the keypair's 32-byte Ed25519 seed (`relay keys import --kind solana`), decrypted with
+    its password."""
+    if ref.keystore is None:
+        return load_keypair(ref.read_text(), f"{where} ({ref.describe()})")
+    # Imported here: the keystore format is Ethereum's (Web3 Secret Storage), and a Solana process
+    # with unencrypted keys has no reason to load the Ethereum libraries.
+    from eth_account import Account
+
+    keystore, password = ref.read_keystore()
+    try:
+        seed = bytes(Account.decrypt(keystore, password))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{where} ({ref.describe()}) cannot be decrypted: {exc} (wrong password, or not a "
+                          "V3 keystore)") from None
+    keypair = Keypair.from_seed(seed)
+    expected = keystore.get("solana_pubkey")
+    if expected is not None and str(keypair.pubkey()) != expected:
+        raise ConfigError(f"{where} ({ref.describe()}) decrypts to {keypair.pubkey()}, not the {expected} it "
+                          "names: the keystore was edited or is not a Solana keystore")
+    return keypair
+
+
+def solana_keystore(key_text: str, password: str, where: str = "the key") -> tuple[dict, str]:
+    """A V3 keystore holding an unencrypted Solana keypair's (load_keypair's formats) 32-byte seed,
+    and the keypair's public key; the inverse of keypair_from_ref. The keystore names the public key
+    (`solana_pubkey`) instead of an Ethereum address."""
+    from eth_account import Account  # as in keypair_from_ref
+
+    keypair = load_keypair(key_text, where)
+    keystore = Account.encrypt(bytes(keypair.secret()), password, kdf="scrypt")
+    keystore.pop("address", None)
+    keystore["solana_pubkey"] = str(keypair.pubkey())
+    return keystore, str(keypair.pubkey())
 
 
 class SolanaRpc:

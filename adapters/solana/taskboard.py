@@ -70,7 +70,7 @@ from adapters.solana.program import (
     taskboard_address,
     withdraw_credit_ix,
 )
-from adapters.solana.rpc import LogsWaker, SolanaAdapterError, SolanaRpc, follow_address, load_keypair
+from adapters.solana.rpc import LogsWaker, SolanaAdapterError, SolanaRpc, follow_address, keypair_from_ref
 from adapters.solana.tx import ConfirmationTimeout, SolanaTransactor, TransactionRefused
 from relay.config import KeyRef, SolanaChain, WorkerSection
 from relay.envelope import Envelope, EnvelopeError
@@ -365,7 +365,7 @@ class _SolanaBoard:
                     f"requesting tasks on {name} needs a keypair: set chains.{name}.sender")
         else:
             raise SolanaTaskBoardError(f"role must be 'worker', 'requester' or 'reader', not {role!r}")
-        signer = ref if isinstance(ref, Keypair) else load_keypair(ref.read_text(), ref.describe())
+        signer = ref if isinstance(ref, Keypair) else keypair_from_ref(ref, "worker.solana_keypair")
         return cls(name, chain, signer, **options)
 
     async def close(self) -> None:

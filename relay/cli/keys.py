@@ -1,12 +1,15 @@
-"""`relay keys deal|dkg|identity|show`: deal keys for a localnet, run one DKG participant, make a DKG
-identity key, show and check key material."""
+"""`relay keys deal|dkg|identity|show|import`: deal keys for a localnet, run one DKG participant, make
+a DKG identity key, show and check key material, encrypt a raw hot key into a keystore."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 from pathlib import Path
+
+from adapters.registry import encrypt_hot_key
 
 from attest.committee import load_committee
 from attest.dealer import COMMITTEE_FILE, KeygenError, deal_to_directory, share_file_name, write_key_material
@@ -20,6 +23,7 @@ from attest.dkg import (
 )
 from attest.files import write_atomic
 from attest.keystore import PASSWORD_ENV, load_share_for, resolve_secret
+from relay.errors import ConfigError
 
 
 def _add_secret_options(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "keys", help="committee keys: trusted dealer, distributed key generation, inspection",
         description="Create and inspect the attester committee's threshold BLS keys. Shares are always "
         "written encrypted (scrypt or key file + AES-256-GCM); see docs/KEYS.md.")
-    sub = keys.add_subparsers(dest="keys_cmd", required=True, metavar="{deal,dkg,show,identity}")
+    sub = keys.add_subparsers(dest="keys_cmd", required=True, metavar="{deal,dkg,show,identity,import}")
 
     p = sub.add_parser("deal", help="trusted dealer for a localnet: write committee.toml and encrypted shares",
                        description="Deal a t-of-n committee from one random polynomial. Whoever runs this "
@@ -79,6 +83,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--share", type=Path, default=None, help="an encrypted share file to check")
     _add_secret_options(p)
     p.set_defaults(handler=_run_show)
+
+    p = sub.add_parser("import", help="encrypt a raw hot key (relayer, sender, worker, pusher) into a keystore file",
+                       description="Read an unencrypted private key (EVM: 0x-hex; Solana: solana-keygen JSON or "
+                       "base58) and write it as an encrypted V3 keystore (scrypt + AES-128-CTR; a Solana keypair "
+                       "is stored as its 32-byte seed), mode 0600. Point the config at it with "
+                       "{ keystore = ..., password_file = ... } instead of { file = ..., allow_raw = true }.")
+    p.add_argument("--kind", choices=["evm", "solana"], required=True, help="the chain kind the key is for")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--key-file", type=Path, help="file holding the unencrypted key")
+    source.add_argument("--key-env", metavar="NAME", help="environment variable holding the unencrypted key")
+    p.add_argument("--out", type=Path, required=True, help="the keystore file to write")
+    password = p.add_mutually_exclusive_group(required=True)
+    password.add_argument("--password-file", type=Path, help="file holding the keystore's password")
+    password.add_argument("--password-env", metavar="NAME", help="environment variable holding the password")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.set_defaults(handler=_run_import)
 
 
 def _parse_endpoints(values: list[str] | None) -> list[str] | None:
@@ -148,4 +168,38 @@ def _run_show(args: argparse.Namespace) -> int:
     secret = resolve_secret(args.password_file, args.key_file)
     share = load_share_for(committee, args.share, secret)  # type: ignore[arg-type]
     print(f"share {args.share}: member {share.index}, matches its public share in the committee")
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.force:
+        raise KeygenError(f"refusing to overwrite {args.out}; choose another --out or pass --force")
+    if args.key_file is not None:
+        where = f"key file {args.key_file}"
+        try:
+            key_text = args.key_file.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {where}: {exc.strerror}") from None
+    else:
+        where = f"environment variable {args.key_env}"
+        key_text = os.environ.get(args.key_env, "")
+        if not key_text:
+            raise ConfigError(f"{where} is not set: export it with the key")
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text().rstrip("\r\n")  # as KeyRef.read_keystore reads it
+        except OSError as exc:
+            raise ConfigError(f"cannot read password file {args.password_file}: {exc.strerror}") from None
+        password_field = f'password_file = "{args.password_file}"'
+    else:
+        password = os.environ.get(args.password_env, "")
+        password_field = f'password_env = "{args.password_env}"'
+    if not password:
+        raise ConfigError("the keystore password is empty: an empty password encrypts nothing")
+    keystore, account = encrypt_hot_key(args.kind, key_text, password, where)
+    write_atomic(args.out, (json.dumps(keystore, indent=2) + "\n").encode(), mode=0o600)
+    print(f"wrote {args.out} ({args.kind} account {account})")
+    print(f'use it as: {{ keystore = "{args.out}", {password_field} }}')
+    if args.key_file is not None:
+        print(f"then delete the unencrypted {args.key_file}")
     return 0

@@ -36,7 +36,7 @@ def write(tmp_path: Path, data: dict) -> Path:
 
 
 def test_defaults_and_relative_paths_resolve_next_to_the_file(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, base({"evm_key": {"file": "keys/evm-worker.key"}})))
+    config = load_config(write(tmp_path, base({"evm_key": {"file": "keys/evm-worker.key", "allow_raw": True}})))
     worker = config.worker
     assert worker is not None
     assert worker.executors == ["echo", "sentiment"]
