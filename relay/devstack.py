@@ -24,8 +24,9 @@ from pathlib import Path
 
 import aiohttp
 
+from adapters.registry import driver_for
 from attest.committee import Committee
-from relay.config import FeedServerSection, KeyRef, WorkerSection, dump_config, load_config
+from relay.config import FeedServerSection, WorkerSection, dump_config, load_config
 from relay.errors import LocalnetError
 from relay.localnet import CONFIG_FILE, Localnet, LocalnetOptions, provision_localnet_worker, read_state, summary
 from relay.log import get_logger
@@ -99,33 +100,29 @@ class Stack:
         """`relay ARGS` as a child of the localnet (recorded in its state, stopped with it)."""
         return self.net.spawn(name, [sys.executable, "-m", "relay.cli", *args], env=self._env(), health_url=health_url)
 
-    def relayer_config(self, name: str) -> Path:
-        """A copy of the config with its own store and port, so several relayers can run."""
+    async def relayer_config(self, name: str, **relayer: object) -> Path:
+        """A copy of the config for relayer `name` with its own store, port and keys, so several
+        relayers can run; `relayer` overrides [relayer] fields (replicas: the same PostgreSQL `db`,
+        their own `replica` name, `lease_s`). Each gets its own funded account on every chain, made
+        by the chain's driver: relayers sharing an account would fight over its nonces (EVM) and mix
+        up their balances (docs/DEPLOY.md, "Relayer replicas")."""
         if name == "main":
             return self.config_path
-        # Imported here, not at the top: it loads web3, and the CLI imports this module (through
-        # relay.demo) for every command, a worker or attester included.
-        from adapters.evm.devnet import ANVIL_DEV_KEYS
-
         config = load_config(self.config_path)
-        relayer = config.relayer.model_copy(update={"db": self.state_dir / f"relayer-{name}.db",
-                                                    "listen": f"127.0.0.1:{free_port()}"})
-        # Its own EVM account: two relayers sharing one account would fight over its nonces. Every
-        # chain that signs with the localnet's EVM relayer key (each anvil) gets this one instead.
-        key_file = self.state_dir / "keys" / f"evm-relayer-{name}.key"
-        key_file.write_text(ANVIL_DEV_KEYS[4 + len(self.relayers) % 2] + "\n")
-        shared = (self.state_dir / "keys" / "evm-relayer.key").resolve()
-        chains = {chain_name: chain.model_copy(update={"signer": KeyRef(file=key_file)})
-                  if chain.signer is not None and chain.signer.file is not None and chain.signer.file.resolve() == shared
-                  else chain for chain_name, chain in config.chains.items()}
+        section = config.relayer.model_copy(update={"db": str(self.state_dir / f"relayer-{name}.db"),
+                                                    "listen": f"127.0.0.1:{free_port()}", **relayer})
+        keys = self.state_dir / "keys"
+        chains = {chain_name: chain.model_copy(update=await driver_for(chain_name, chain).provision_devnet_relayer(keys, name))
+                  for chain_name, chain in config.chains.items()}
         path = self.state_dir / f"config-{name}.toml"
-        dump_config(config.model_copy(update={"relayer": relayer, "chains": chains}), path)
+        dump_config(config.model_copy(update={"relayer": section, "chains": chains}), path)
         return path
 
-    async def start_relayer(self, name: str = "main") -> ChildProcess:
-        # A restarted relayer reuses its config (and so its store); a new name gets its own.
+    async def start_relayer(self, name: str = "main", **relayer: object) -> ChildProcess:
+        """`relay run` as a child process. A new `name` gets its own config (see relayer_config, with
+        the `relayer` overrides); a restarted relayer reuses it, and so its store and keys."""
         path = self.state_dir / f"config-{name}.toml"
-        path = self.config_path if name == "main" else path if path.exists() else self.relayer_config(name)
+        path = self.config_path if name == "main" else path if path.exists() else await self.relayer_config(name, **relayer)
         listen = load_config(path).relayer.listen
         proc = self._spawn(f"relayer-{name}", ["run", "--config", str(path)], health_url=f"http://{listen}/health")
         self.relayers[name] = proc

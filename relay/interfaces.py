@@ -286,6 +286,13 @@ class ChainDriver(Protocol):
         its key."""
         ...
 
+    async def provision_devnet_relayer(self, keys_dir: Any, name: str) -> dict[str, Any]:
+        """Localnet only: relayer replica `name`'s own account on this chain, created under `keys_dir`
+        when missing (reused when present, also by other chains of this kind) and funded for its
+        deliveries. Returns the fields of this chain's table that make the replica sign with it
+        (`signer`): replicas never share an account (docs/DEPLOY.md, "Relayer replicas")."""
+        ...
+
     def devnet_node(self, settings: Mapping[str, Any]) -> DevnetNode:
         """Localnet only: the node that serves this chain's table (its rpc_urls, ws_urls, chain id)
         on this machine, with the node's own `settings` from the localnet plan (e.g. `block_time`

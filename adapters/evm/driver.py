@@ -28,6 +28,7 @@ from relay.interfaces import DevnetDeployment, DevnetNode, EnvelopeSigner
 
 WORKER_EVM_KEY_INDEX = 5  # anvil dev account of the default localnet worker
 WORKER_FUNDING_WEI = 100 * 10**18
+RELAYER_FUNDING_WEI = 1_000 * 10**18
 
 
 class EvmDriver:
@@ -91,6 +92,20 @@ class EvmDriver:
             finally:
                 await w3.provider.disconnect()
         return address, {"evm_key": KeyRef(file=key_file)}
+
+    async def provision_devnet_relayer(self, keys_dir: Path, name: str) -> dict[str, Any]:
+        """A relayer replica's own account: a fresh key (never an anvil dev key another process may
+        send from), its balance set on this anvil."""
+        key_file = keys_dir / f"evm-relayer-{name}.key"
+        if not key_file.exists():
+            write_atomic(key_file, "0x" + bytes(Account.create().key).hex() + "\n")
+        address = Account.from_key(key_file.read_text().strip()).address
+        w3 = AsyncWeb3(AsyncHTTPProvider(self.chain.rpc_urls[0]))
+        try:  # anvil's own cheat, as for extra workers
+            await w3.provider.make_request("anvil_setBalance", [address, hex(RELAYER_FUNDING_WEI)])
+        finally:
+            await w3.provider.disconnect()
+        return {"signer": KeyRef(file=key_file)}
 
     def devnet_node(self, settings: Mapping[str, Any]) -> DevnetNode:
         return devnet.devnet_node(self.chain, settings)

@@ -23,6 +23,7 @@ from relay.interfaces import DevnetDeployment, DevnetNode, EnvelopeSigner
 
 WORKER_SOLANA_LAMPORTS = 100 * 10**9
 RELAYER_SOLANA_LAMPORTS = 100 * 10**9
+RELAYER_SOLANA_LAMPORTS = 100 * 10**9
 
 
 class SolanaDriver:
@@ -83,6 +84,16 @@ class SolanaDriver:
                     sig = (await client.request_airdrop(keypair.pubkey(), WORKER_SOLANA_LAMPORTS)).value
                     await client.confirm_transaction(sig, commitment=Confirmed)
         return str(keypair.pubkey()), {"solana_keypair": KeyRef(file=key_file)}
+
+    async def provision_devnet_relayer(self, keys_dir: Path, name: str) -> dict[str, Any]:
+        """A relayer replica's own fee payer, funded by airdrop (topped up when below half)."""
+        key_file = keys_dir / f"solana-relayer-{name}.json"
+        keypair = load_or_create_keypair(key_file)
+        async with AsyncClient(self.chain.rpc_urls[0], commitment=Confirmed) as client:
+            if (await client.get_balance(keypair.pubkey())).value < RELAYER_SOLANA_LAMPORTS // 2:
+                sig = (await client.request_airdrop(keypair.pubkey(), RELAYER_SOLANA_LAMPORTS)).value
+                await client.confirm_transaction(sig, commitment=Confirmed)
+        return {"signer": KeyRef(file=key_file)}
 
     async def provision_devnet_relayer(self, keys_dir: Path, name: str) -> dict[str, Any]:
         """A relayer replica's own fee payer, funded by airdrop (topped up when below half)."""
