@@ -222,9 +222,6 @@ class _EvmBoard:
     async def close(self) -> None:
         await self._evm.close()
 
-    async def wallet_balances(self) -> dict[str, int]:
-        return await self._evm.wallet_balances()
-
     async def fee(self) -> int:
         return await self._evm.fee()
 
@@ -385,6 +382,9 @@ class EvmTaskBoard(_EvmBoard):
 
     CONTRACT = TASK_BOARD
 
+    async def wallet_balances(self) -> dict[str, int]:
+        return await self._evm.wallet_balances()
+
     async def result_submitted(self, request_id: bytes) -> bool:
         return bool(await self._view("resultAnswered", _request_id(request_id)))
 
@@ -492,6 +492,9 @@ class EvmTaskBoardV2(_EvmBoard):
         return self._account
 
     # --- both sides ------------------------------------------------------------------------
+
+    async def wallet_balances(self) -> dict[str, int]:
+        return await self._evm.wallet_balances()
 
     async def chain_time(self) -> int:
         block = await self._evm._call("eth_getBlockByNumber(latest)", lambda w3: w3.eth.get_block("latest"))

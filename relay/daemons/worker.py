@@ -17,7 +17,7 @@ from relay.lifecycle import Service, http_service, run_daemon
 from relay.metrics import Wallet, WalletBalances
 from relay.tasks.executors import ExecutorRegistry
 from relay.tasks.payloads import worker_public_key
-from relay.tasks.worker import Worker, WorkerSettings, load_identity
+from relay.tasks.worker import Worker, WorkerSettings, WorkerV2, load_identity
 from relay.tasks.worker_store import WorkerStore
 
 
@@ -26,6 +26,7 @@ def settings_from_section(section: WorkerSection) -> WorkerSettings:
         executors=tuple(section.executors), concurrency=section.concurrency, min_fee=section.min_fee,
         min_time_left_s=section.min_time_left_s, input_fetch_timeout_s=section.input_fetch_timeout_s,
         max_input_bytes=section.max_input_bytes, output_url=section.output_url,
+        prices=dict(section.prices), max_bond=section.max_bond,
     )
 
 
@@ -59,10 +60,10 @@ async def run_worker(config: TesseraConfig, chain: str, db: str | Path | None = 
                           "requesters this worker serves, or it would skip every request")
     executors = ExecutorRegistry.load(config.executors)
     driver = driver_named(config, chain)
-    board = driver.serving_board(config, section)
+    board = driver.serving_board_v2(config, section)  # task protocol v2: claim at our price, then serve
     reader = driver.messaging(with_signer=False)  # only to read the chain's identity
     store = await WorkerStore.open(db_path)
-    worker = Worker(board, executors, identity, payouts, store, settings_from_section(section))
+    worker = WorkerV2(board, executors, identity, payouts, store, settings_from_section(section))
     # The account it spends from is its serving board's (fees; bonds): payouts only receive.
     wallets = WalletBalances(worker.metrics.registry, "worker", [Wallet(board.name, board.wallet_balances)])
     await run_daemon("worker", [

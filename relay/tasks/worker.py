@@ -28,16 +28,26 @@ from relay.errors import ConfigError, TesseraError
 from relay.lifecycle import keep_running
 from relay.log import get_logger
 from relay.protocol import MessageKind
-from relay.tasks.board import RequestExpired, ResultAlreadySubmitted
-from relay.interfaces import IncomingRequest, ServingBoard
+from relay.tasks.board import ClaimLost, ClaimNotHeld, ClaimRefused, RequestExpired, ResultAlreadySubmitted
+from relay.interfaces import Claim, IncomingRequest, IncomingRequestV2, ServeState, ServingBoard, ServingBoardV2
 from relay.tasks.executors import (
     ExecutorError,
     ExecutorRegistry,
     ExecutorTimeoutError,
     ExecutorUpstreamError,
 )
-from relay.tasks.payloads import PayloadTooLargeError, ProofKind, TaskPayloadError, TaskRequest, TaskResult
-from relay.tasks.worker_store import TaskRecord, TaskStage, WorkerStore
+from relay.tasks.payloads import (
+    MAX_INLINE_OUTPUT_LEN_V2,
+    PayloadTooLargeError,
+    ProofKind,
+    TaskPayloadError,
+    TaskRequest,
+    TaskRequestV2,
+    TaskResult,
+    TaskResultV2,
+    auction_price,
+)
+from relay.tasks.worker_store import ClaimRecord, TaskRecord, TaskStage, WorkerStore
 
 log = get_logger("relay.worker")
 
@@ -80,6 +90,15 @@ class WorkerSettings:
     max_upstream_attempts: int = 3  # executor runs per task when the server behind it errors
     max_submit_attempts: int = 6
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=10.0))
+    # Task protocol v2: the least this worker accepts per executor (an executor not listed: min_fee),
+    # the largest bond it posts (None: any its account can fund), and how often it looks at a claim
+    # held by another worker (it may expire or be refused, and the task re-open).
+    prices: Mapping[str, int] = field(default_factory=dict)
+    max_bond: int | None = None
+    claim_poll_s: float = 0.5
+
+    def price_for(self, executor: str) -> int:
+        return self.prices.get(executor, self.min_fee)
 
 
 class WorkerMetrics:
@@ -483,3 +502,337 @@ def load_identity(path: Path) -> Ed25519PrivateKey:
     if len(seed) != 32:
         raise WorkerError(f"worker key {path} must hold a 32-byte Ed25519 seed in hex (as `relay worker keygen` writes)")
     return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+# --- task protocol v2 ------------------------------------------------------------------------
+
+
+def claim_time(request: TaskRequestV2, auction_start: int, price: int) -> int | None:
+    """The first second (serving chain's clock) at which the auction price reaches `price`; None when
+    it never does (price above max_fee)."""
+    if price > request.max_fee:
+        return None
+    window = request.auction_window
+    if window == 0 or auction_price(request.max_fee, request.start_bps, window, auction_start, auction_start) >= price:
+        return auction_start
+    start = request.max_fee * request.start_bps // 10_000
+    t = auction_start + max(0, (price - start) * window // (request.max_fee - start))
+    while auction_price(request.max_fee, request.start_bps, window, auction_start, t) < price:
+        t += 1
+    return t
+
+
+class WorkerV2(Worker):
+    """The task worker on a v2 board (docs/TASKS.md, "Worker"): for each delivered TASK_REQUEST v2 it
+    decides whether to serve it at its own price, waits for the reverse-Dutch-auction price to reach
+    that price, claims it with the bond, executes, and submits the TASK_RESULT v2 carrying its claim
+    (claimant, payout, price) before the claim deadline.
+
+    Stages: seen → claimed → running → executed → submitted → done; lost when another worker's claim
+    or result won (normal, logged at info); bond_lost when our claim ran out without our result;
+    skipped / failed as in v1. A restart never claims a task it holds (the stored claim is used; a
+    task found `seen` is claimed through the board, which returns the claim we already hold without
+    sending anything) and never submits after the claim deadline."""
+
+    board: ServingBoardV2  # type: ignore[assignment]
+
+    def __init__(self, board: ServingBoardV2, *args, **kwargs) -> None:
+        super().__init__(board, *args, **kwargs)  # type: ignore[arg-type]
+        self._clock_offset: float | None = None  # serving chain time - local time
+
+    async def _watch(self) -> None:
+        cursor = await self.store.get_cursor(self.cursor_name)
+        async for incoming in self.board.watch_requests(cursor):
+            if await self.ingest(incoming):  # type: ignore[arg-type]
+                self._spawn(incoming.request_id)
+            await self.store.set_cursor(self.cursor_name, incoming.cursor)
+        raise WorkerError(f"the request watch on {self.board.name} ended; restarting it")
+
+    async def ingest(self, incoming: IncomingRequestV2) -> bool:  # type: ignore[override]
+        request = incoming.request
+        new = await self.store.add(incoming.request_id, incoming.envelope.src_domain, request.executor,
+                                   incoming.envelope.encode(), incoming.delivery_tx, incoming.position,
+                                   request.deadline, now=self.clock())
+        await self.store.add_v2(incoming.request_id, incoming.auction_start)
+        if new:
+            log.info("task_seen", request=_short(incoming.request_id), executor=request.executor,
+                     src_domain=incoming.envelope.src_domain, max_fee=request.max_fee, bond=request.bond,
+                     auction_start=incoming.auction_start, delivery_tx=incoming.delivery_tx)
+        return new
+
+    # --- the serving chain's clock ------------------------------------------------------------
+
+    async def chain_now(self) -> float:
+        """The serving chain's clock now (its latest block time, extrapolated by our clock between
+        reads): auction prices and claim deadlines are on that clock."""
+        try:
+            chain = await self.board.chain_time()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self._clock_offset is None:
+                raise
+            log.warning("chain_time_failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            local = self.clock()
+            # A block time lags the wall clock by up to a block: keep the largest offset seen lately.
+            offset = chain - local
+            self._clock_offset = offset if self._clock_offset is None else max(offset, self._clock_offset - 1.0)
+        return self.clock() + (self._clock_offset or 0.0)
+
+    # --- one task -----------------------------------------------------------------------------
+
+    async def process(self, request_id: bytes) -> TaskRecord:
+        record = await self.store.get(request_id)
+        if record is None:
+            raise WorkerError(f"request {_short(request_id)} is not in the worker store")
+        claim = await self.store.claim_of(request_id)
+        if claim is None:
+            await self._finish(request_id, TaskStage.SKIPPED, "not a task protocol v2 request (no auction recorded)")
+            return await self._final(request_id)
+        try:
+            if record.stage is TaskStage.SEEN:
+                await self._claim(record, claim)
+                record, claim = await self._reload(request_id)
+            if record.stage in (TaskStage.CLAIMED, TaskStage.RUNNING):
+                await self._execute_v2(record, claim)
+                record, claim = await self._reload(request_id)
+            if record.stage in (TaskStage.EXECUTED, TaskStage.SUBMITTED):
+                await self._submit_v2(record, claim)
+        except _Skip as exc:
+            await self._finish(request_id, TaskStage.SKIPPED, str(exc))
+        except _Fail as exc:
+            await self._finish(request_id, TaskStage.FAILED, str(exc))
+        except _Done:
+            pass
+        return await self._final(request_id)
+
+    async def _final(self, request_id: bytes) -> TaskRecord:
+        final = await self.store.get(request_id)
+        assert final is not None
+        return final
+
+    async def _reload(self, request_id: bytes) -> tuple[TaskRecord, ClaimRecord]:
+        record, claim = await self.store.get(request_id), await self.store.claim_of(request_id)
+        assert record is not None and claim is not None
+        return record, claim
+
+    async def _lost(self, request_id: bytes, reason: str) -> None:
+        await self._finish(request_id, TaskStage.LOST, reason)  # (logged at info: losing a race is normal)
+        raise _Done
+
+    async def _bond_lost(self, request_id: bytes, reason: str) -> None:
+        await self._finish(request_id, TaskStage.BOND_LOST, reason)
+        log.warning("bond_lost", request=_short(request_id), reason=reason)
+        raise _Done
+
+    def _check_v2(self, record: TaskRecord) -> tuple[Envelope, TaskRequestV2, bytes, int]:
+        """The serving decision, made before anything is claimed. Raises _Skip with the reason."""
+        envelope = Envelope.decode(record.envelope)
+        try:
+            request = TaskRequestV2.decode(envelope.payload)
+        except (TaskPayloadError, EnvelopeError) as exc:
+            raise _Skip(f"malformed TASK_REQUEST v2 payload: {exc}") from None
+        if request.executor not in self.settings.executors:
+            raise _Skip(f"executor {request.executor!r} is not served by this worker "
+                        f"(serves {', '.join(self.settings.executors)})")
+        payout = self.payouts.get(envelope.src_domain)
+        if payout is None:
+            raise _Skip(f"no payout address for the requester's domain {envelope.src_domain}; "
+                        "add the chain under [worker.payout]")
+        price = self.settings.price_for(request.executor)
+        if request.max_fee < price:
+            raise _Skip(f"max fee {request.max_fee} is below this worker's price {price} for {request.executor!r}")
+        if self.settings.max_bond is not None and request.bond > self.settings.max_bond:
+            raise _Skip(f"bond {request.bond} is above this worker's max_bond {self.settings.max_bond}")
+        if request.input is None and not (request.input_uri or "").startswith(("http://", "https://")):
+            scheme = (request.input_uri or "").split("://", 1)[0]
+            raise _Skip(f"input URI scheme {scheme}:// is not fetched by this worker (only http:// and https://)")
+        return envelope, request, payout, price
+
+    async def _claim(self, record: TaskRecord, auction: ClaimRecord) -> None:
+        rid = record.request_id
+        _, request, payout, price = self._check_v2(record)
+        at = claim_time(request, auction.auction_start, price)
+        assert at is not None  # max_fee >= price was checked
+        while True:
+            now = await self.chain_now()
+            # The claim must leave time to execute: its deadline is min(claim time + claim_window, deadline).
+            claim_at = max(now, at)
+            if min(claim_at + request.claim_window, request.deadline) - claim_at < self.settings.min_time_left_s:
+                if claim_at > now:
+                    raise _Skip(f"the auction reaches our price {price} at {at}, leaving less than min_time_left_s "
+                                f"{self.settings.min_time_left_s:g} before the deadline {request.deadline}")
+                await self._lost(rid, f"deadline {request.deadline} is too close to claim it "
+                                      f"(min_time_left_s {self.settings.min_time_left_s:g})")
+            if now < at:
+                # Sleep until the auction price reaches ours (the claim then lands at that price or a bit more).
+                await asyncio.sleep(min(at - now, 5.0))
+                continue
+            status = await self.board.claim_status(rid)
+            if status.state is ServeState.NONE:
+                raise _Fail("the board does not know this request (the delivery we saw is not in its state)")
+            if status.state is ServeState.CLOSED:
+                await self._lost(rid, "the task is closed on the board (served or expired)")
+            if status.state is ServeState.ANSWERED and status.claimant != self.board.account:
+                await self._wait_claim(rid, "another worker's result waits for its verdict")
+                continue
+            if (status.state is ServeState.CLAIMED and status.claimant != self.board.account
+                    and (status.claim_deadline or 0) >= now):
+                await self._wait_claim(rid, f"another worker holds the claim until {status.claim_deadline}")
+                continue
+            try:
+                claim = await self.board.claim(rid, payout)
+            except ClaimLost as exc:
+                await self._wait_claim(rid, f"claim race lost: {exc.reason}")
+                continue
+            except RequestExpired:
+                await self._lost(rid, "the deadline passed before we could claim it")
+            except ClaimRefused as exc:
+                raise _Skip(f"the board refuses our claim: {exc.reason}") from None
+            break
+        await self._record_claim(rid, claim)
+
+    async def _wait_claim(self, rid: bytes, why: str) -> None:
+        """Someone else holds the task: normal (the cheapest worker claims first). Look again later:
+        its claim may expire or its result be refused, and the task re-open."""
+        current = await self.store.get(rid)
+        if current is not None and current.reason != why:
+            log.info("task_claimed_by_another", request=_short(rid), reason=why)
+            await self.store.note(rid, why)
+        await asyncio.sleep(self.settings.claim_poll_s)
+
+    async def _record_claim(self, rid: bytes, claim: Claim) -> None:
+        await self.store.claimed(rid, claim.claimant, claim.payout, claim.price, claim.bond, claim.claim_deadline,
+                                 claim.tx)
+        log.info("task_claimed", request=_short(rid), price=claim.price, bond=claim.bond,
+                 claim_deadline=claim.claim_deadline, tx=claim.tx)
+
+    async def _claim_time_left(self, claim: ClaimRecord) -> float:
+        assert claim.claim_deadline is not None
+        return claim.claim_deadline - await self.chain_now()
+
+    async def _execute_v2(self, record: TaskRecord, claim: ClaimRecord) -> None:
+        rid = record.request_id
+        assert claim.held and claim.claim_deadline is not None
+        if record.stage is TaskStage.RUNNING:
+            if record.runs >= self.settings.max_runs:
+                raise _Fail(f"the executor was interrupted {record.runs} times (worker killed mid-execution); "
+                            "not running it again")
+            log.info("task_rerun", request=_short(rid), runs=record.runs, why="interrupted while running")
+        _, request, _, _ = self._check_v2(record)
+        if await self._claim_time_left(claim) <= 0:
+            await self._bond_lost(rid, f"the claim deadline {claim.claim_deadline} passed before the executor ran")
+        executor = self.executors.get(request.executor)
+        # Local time by which the result must be on the board: the claim deadline on the chain's clock.
+        local_deadline = self.clock() + await self._claim_time_left(claim)
+        data = await self._with_retries(rid, int(local_deadline), lambda: self._input(request),  # type: ignore[arg-type]
+                                        "fetch input")
+        upstream_attempts = 0
+        while True:
+            left = local_deadline - self.clock()
+            if left <= 0:
+                await self._bond_lost(rid, "the claim deadline passed before the executor finished")
+            runs = await self.store.start_run(rid)
+            self.metrics.runs.labels(executor=request.executor).inc()
+            log.info("executor_started", request=_short(rid), executor=request.executor, run=runs,
+                     time_left_s=round(left, 1))
+            try:
+                output = await asyncio.wait_for(executor.run(data, deadline=local_deadline), timeout=left)
+                break
+            except asyncio.TimeoutError:
+                await self._bond_lost(rid, f"executor {request.executor!r} did not finish before the claim deadline")
+            except ExecutorTimeoutError as exc:
+                raise _Fail(f"executor timed out: {exc}") from None
+            except ExecutorUpstreamError as exc:
+                upstream_attempts += 1
+                if upstream_attempts >= self.settings.max_upstream_attempts:
+                    raise _Fail(f"executor upstream failed {upstream_attempts} times: {exc}") from None
+                await self.store.note(rid, f"upstream error, retrying: {exc}")
+                await self._sleep_before_retry(rid, int(local_deadline), upstream_attempts, str(exc))
+            except ExecutorError as exc:
+                raise _Fail(f"executor refused or failed: {exc}") from None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise _Fail(f"executor {request.executor!r} raised {type(exc).__name__}: {exc}") from None
+        if not isinstance(output, bytes):
+            raise _Fail(f"executor {request.executor!r} returned {type(output).__name__}, not bytes")
+        proof_kind = ProofKind.REEXECUTION if executor.deterministic else ProofKind.NONE
+        assert claim.claimant is not None and claim.payout is not None and claim.price is not None
+        fields = dict(request_id=rid, executor=request.executor, output=output, claimant=claim.claimant,
+                      payout=claim.payout, price=claim.price, proof_kind=proof_kind)
+        result = TaskResultV2.signed(self.identity, **fields)  # type: ignore[arg-type]
+        try:
+            encoded = result.encode()
+        except PayloadTooLargeError:
+            if self.settings.output_url is None:
+                raise _Skip(f"{OUTPUT_TOO_LARGE} ({len(output)} output bytes; at most {MAX_INLINE_OUTPUT_LEN_V2} "
+                            "travel inline; set [worker] listen and output_url)") from None
+            uri = f"{self.settings.output_url}/v1/outputs/0x{keccak256(output).hex()}"
+            try:
+                result = TaskResultV2.signed(self.identity, output_uri=uri, **fields)  # type: ignore[arg-type]
+                encoded = result.encode()
+            except TaskPayloadError as exc:
+                raise _Skip(f"output by URI cannot be sent: {exc}; shorten [worker] output_url") from None
+        await self.store.executed(rid, output, result.output_hash, encoded)
+        log.info("task_executed", request=_short(rid), executor=request.executor, output_bytes=len(output),
+                 output_hash="0x" + result.output_hash.hex(), price=claim.price, output_uri=result.output_uri)
+
+    async def _submit_v2(self, record: TaskRecord, claim: ClaimRecord) -> None:
+        rid = record.request_id
+        assert record.result is not None and claim.held
+        attempts = 0
+        while True:
+            try:
+                status = await self.board.claim_status(rid)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                attempts += 1
+                await self._submit_backoff_v2(rid, claim, attempts, f"cannot read the board: {type(exc).__name__}: {exc}")
+                continue
+            ours = status.claimant == self.board.account
+            if status.state in (ServeState.ANSWERED, ServeState.CLOSED) and ours and status.price == claim.price:
+                current = await self.store.get(rid)
+                assert current is not None  # our result landed (perhaps before a restart)
+                await self._finish(rid, TaskStage.DONE, "" if current.submit_tx else
+                                   "result is on the board (submitted before a restart)")
+                return
+            if not (status.state is ServeState.CLAIMED and ours):
+                await self._bond_lost(rid, f"our claim is gone before our result landed (board state "
+                                           f"{status.state.name.lower()})")
+            if await self._claim_time_left(claim) <= 0:
+                await self._bond_lost(rid, f"the claim deadline {claim.claim_deadline} passed before submission")
+            await self.store.submitting(rid)
+            try:
+                tx = await self.board.submit_result(rid, record.result)
+            except asyncio.CancelledError:
+                raise
+            except ResultAlreadySubmitted as exc:
+                # Ours, sent before (the next read says so), or not: the board's state decides.
+                attempts += 1
+                await self._submit_backoff_v2(rid, claim, attempts, f"the board has a result already: {exc.reason}")
+                continue
+            except ClaimNotHeld as exc:
+                await self._bond_lost(rid, f"the board refuses our result: {exc.reason}")
+            except RequestExpired as exc:
+                await self._bond_lost(rid, f"the board refuses our result: the deadline passed ({exc.reason})")
+            except Exception as exc:
+                attempts += 1
+                await self._submit_backoff_v2(rid, claim, attempts, f"submission failed: {type(exc).__name__}: {exc}")
+                continue
+            await self.store.submitted(rid, tx)
+            await self._finish(rid, TaskStage.DONE, "")
+            log.info("result_submitted", request=_short(rid), tx=tx, price=claim.price)
+            return
+
+    async def _submit_backoff_v2(self, rid: bytes, claim: ClaimRecord, attempts: int, reason: str) -> None:
+        if attempts >= self.settings.max_submit_attempts:
+            raise _Fail(f"{reason} (gave up after {attempts} attempts)")
+        await self.store.note(rid, reason)
+        delay = self.settings.backoff.delay(attempts - 1)
+        if await self._claim_time_left(claim) <= delay:
+            await self._bond_lost(rid, f"{reason}; no time left before the claim deadline to retry")
+        log.info("task_retry", request=_short(rid), in_s=round(delay, 2), reason=reason)
+        await asyncio.sleep(delay)

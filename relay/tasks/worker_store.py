@@ -16,18 +16,20 @@ from relay.database import Database, open_database, redact
 
 
 class TaskStage(str, enum.Enum):
-    SEEN = "seen"  # recorded; not started
+    SEEN = "seen"  # recorded; not started (v2: waiting for the auction price to reach ours)
+    CLAIMED = "claimed"  # v2: we hold the claim (stored in `claims`): only we may submit, until its deadline
     RUNNING = "running"  # executor started (a restart re-runs it, up to the run limit)
     EXECUTED = "executed"  # output and signed result stored: the executor never runs again
     SUBMITTED = "submitted"  # submission started (submit_tx set once the board accepted it)
     DONE = "done"  # our result is on the board
-    LOST = "lost"  # another worker answered first
+    LOST = "lost"  # another worker answered first (v2: won the claim race, or answered): normal
+    BOND_LOST = "bond_lost"  # v2: our claim ran out without our result on the board (the bond is forfeited)
     SKIPPED = "skipped"  # not served (reason says why); nothing was run
     FAILED = "failed"  # tried and gave up (reason says why)
 
 
-ACTIVE_STAGES = (TaskStage.SEEN, TaskStage.RUNNING, TaskStage.EXECUTED, TaskStage.SUBMITTED)
-FINAL_STAGES = (TaskStage.DONE, TaskStage.LOST, TaskStage.SKIPPED, TaskStage.FAILED)
+ACTIVE_STAGES = (TaskStage.SEEN, TaskStage.CLAIMED, TaskStage.RUNNING, TaskStage.EXECUTED, TaskStage.SUBMITTED)
+FINAL_STAGES = (TaskStage.DONE, TaskStage.LOST, TaskStage.SKIPPED, TaskStage.FAILED, TaskStage.BOND_LOST)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -55,6 +57,19 @@ CREATE TABLE IF NOT EXISTS cursors (
     name       TEXT PRIMARY KEY,
     cursor     TEXT NOT NULL,
     updated_at REAL NOT NULL
+);
+-- Task protocol v2: the auction's start and, once we hold it, our claim (one row per v2 task).
+-- price and bond are decimal text: they are 128-bit.
+CREATE TABLE IF NOT EXISTS claims (
+    request_id     BLOB PRIMARY KEY,
+    auction_start  INTEGER NOT NULL,
+    claimant       BLOB,
+    payout         BLOB,
+    price          TEXT,
+    bond           TEXT,
+    claim_deadline INTEGER,
+    claim_tx       TEXT,
+    updated_at     REAL NOT NULL
 );
 -- The identity of the chain the cursor and tasks belong to (relay.chainstate), by chain name.
 CREATE TABLE IF NOT EXISTS chains (
@@ -87,6 +102,24 @@ class TaskRecord:
 
 
 _COLUMNS = ", ".join(TaskRecord.__slots__)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRecord:
+    """A v2 task's auction start and, once we claimed, the claim (what our result must carry)."""
+
+    request_id: bytes
+    auction_start: int  # serving chain's clock
+    claimant: bytes | None = None
+    payout: bytes | None = None
+    price: int | None = None
+    bond: int | None = None
+    claim_deadline: int | None = None  # serving chain's clock: we never submit after it
+    claim_tx: str | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.claimant is not None
 
 
 def _record(row: dict[str, Any]) -> TaskRecord:
@@ -130,6 +163,38 @@ class WorkerStore:
             now, now,
         )
         return changed == 1
+
+    async def add_v2(self, request_id: bytes, auction_start: int) -> None:
+        """Remember a v2 task's auction start (idempotent; call after `add`)."""
+        await self._db.execute(
+            "INSERT INTO claims (request_id, auction_start, updated_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            request_id, auction_start, time.time())
+
+    async def claim_of(self, request_id: bytes) -> ClaimRecord | None:
+        row = await self._db.fetchrow(
+            "SELECT request_id, auction_start, claimant, payout, price, bond, claim_deadline, claim_tx FROM claims "
+            "WHERE request_id = ?", request_id)
+        if row is None:
+            return None
+        values = dict(row)
+        for name in ("request_id", "claimant", "payout"):
+            if values[name] is not None:
+                values[name] = bytes(values[name])
+        for name in ("price", "bond"):
+            if values[name] is not None:
+                values[name] = int(values[name])
+        return ClaimRecord(**values)
+
+    async def claimed(self, request_id: bytes, claimant: bytes, payout: bytes, price: int, bond: int,
+                      claim_deadline: int, claim_tx: str | None) -> None:
+        """We hold the claim: stored with the task moved to `claimed`, before anything runs."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE claims SET claimant = ?, payout = ?, price = ?, bond = ?, claim_deadline = ?, claim_tx = ?, "
+                "updated_at = ? WHERE request_id = ?",
+                claimant, payout, str(price), str(bond), claim_deadline, claim_tx, time.time(), request_id)
+            await tx.execute("UPDATE tasks SET stage = ?, reason = '', updated_at = ? WHERE request_id = ?",
+                             TaskStage.CLAIMED.value, time.time(), request_id)
 
     async def get(self, request_id: bytes) -> TaskRecord | None:
         row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM tasks WHERE request_id = ?", request_id)
@@ -216,4 +281,5 @@ class WorkerStore:
         async with self._db.transaction() as tx:
             await tx.execute("DELETE FROM chains WHERE name = ?", chain)
             await tx.execute("DELETE FROM cursors")
+            await tx.execute("DELETE FROM claims")
             return await tx.execute("DELETE FROM tasks")
