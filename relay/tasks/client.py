@@ -31,15 +31,30 @@ from relay.envelope import Envelope
 from relay.errors import TesseraError
 from relay.log import get_logger
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
-from relay.interfaces import RequesterBoard, ServingBoard, TaskState, TaskStatus
+from relay.interfaces import (
+    RequesterBoard,
+    RequesterBoardV2,
+    ServeState,
+    ServingBoard,
+    ServingBoardV2,
+    TaskState,
+    TaskStatus,
+    TaskStatusV2,
+)
 from relay.tasks.executors import ExecutorRegistry
 from relay.envelope import keccak256
+from relay.tasks.attestation import AttestationError, verdict_envelopes
 from relay.tasks.payloads import (
+    BPS,
+    MAX_INLINE_INPUT_LEN_V2,
     AttestationMethod,
     ProofAttestation,
+    ProofVerdict,
     TaskPayloadError,
     TaskRequest,
+    TaskRequestV2,
     TaskResult,
+    TaskResultV2,
 )
 
 if TYPE_CHECKING:
@@ -358,3 +373,232 @@ async def request_task(client: "TesseraClient", *, src: str, dst: str, executor:
     sent = await requester.request_task(dst_domain=dst_chain.domain, worker_board=serving.address, request=request)
     return TaskHandle(client, src, dst, request, sent.envelope, sent.tx, requester, serving, no_worker_after_s)
 
+
+
+# --- task protocol v2 ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuctionTerms:
+    """How workers compete for a v2 task (docs/TASKS.md "Task protocol v2"): the price rises from
+    `start_bps`/10000 of max_fee to max_fee over `window_s` seconds of the serving chain's clock; the
+    first worker to claim at the current price posts `bond` (serving chain's smallest unit) and has
+    `claim_window_s` to answer. `refund_to` (32 bytes, an account on the serving chain) receives a
+    forfeited bond; None = the requester's own account there (the SDK's sender on that chain)."""
+
+    window_s: int = 1
+    start_bps: int = 5000
+    claim_window_s: int = 60
+    bond: int = 0
+    refund_to: bytes | None = None
+
+
+def build_request_v2(executor: str, input: bytes | str | None, max_fee: int, deadline: int, terms: AuctionTerms,
+                     refund_to: bytes, input_uri: str | None = None, input_hash: bytes | None = None,
+                     allow_unknown_executor: bool = False) -> TaskRequestV2:
+    """Validates a TASK_REQUEST v2; every problem raises TaskRequestError saying what to do."""
+    if isinstance(input, str):
+        input = input.encode("utf-8")
+    if not isinstance(max_fee, int) or max_fee < 0:
+        raise TaskRequestError(f"max_fee must be a non-negative integer (smallest unit of the source chain's token), got {max_fee!r}")
+    if deadline <= time.time():
+        raise TaskRequestError(f"deadline {deadline} is not in the future; pass a unix time later than now")
+    if not 0 <= terms.start_bps <= BPS:
+        raise TaskRequestError(f"auction start_bps {terms.start_bps} must be 0..{BPS} (basis points of max_fee)")
+    if terms.claim_window_s < 1:
+        raise TaskRequestError("auction claim_window_s must be at least 1 second: a claimant needs time to answer")
+    common = dict(max_fee=max_fee, deadline=deadline, auction_window=terms.window_s, start_bps=terms.start_bps,
+                  claim_window=terms.claim_window_s, bond=terms.bond, refund_to=refund_to)
+    try:
+        if input_uri is not None:
+            if input_hash is None:
+                if input is None:
+                    raise TaskRequestError("input by reference needs input_hash (keccak256 of the content) or the content itself")
+                input_hash = keccak256(input)
+            request = TaskRequestV2(executor, input_hash=input_hash, input_uri=input_uri, **common)  # type: ignore[arg-type]
+        else:
+            if input is None:
+                raise TaskRequestError("pass input (inline) or input_uri (+ input or input_hash)")
+            if len(input) > MAX_INLINE_INPUT_LEN_V2:
+                raise TaskRequestError(
+                    f"input is {len(input)} bytes; inline input is limited to {MAX_INLINE_INPUT_LEN_V2} bytes. Publish "
+                    "it and pass input_uri= (https://, ipfs://, ar://) with the content or its keccak256 as input_hash=")
+            request = TaskRequestV2(executor, input=input, **common)  # type: ignore[arg-type]
+        request.encode()
+    except TaskPayloadError as exc:
+        raise TaskRequestError(str(exc)) from None
+    _check_executor(executor, allow_unknown_executor)
+    return request
+
+
+class TaskHandleV2(TaskHandle):
+    """A v2 task: follows the serving board too (claims, results waiting for their verdict) and
+    verifies the committee's v2 verdict. `result()` keeps v1's surface.
+
+    Events: requested, request_delivered, claimed (worker account, price, claim deadline; again after
+    a claim expired or a result was refused), claim_expired, result_submitted, result_refused (the
+    committee refused it: the claimant's bond is forfeited and the task re-opened), result_delivered,
+    then completed (price paid, refund to the requester), expired (nothing can be paid any more:
+    reclaim after `refundable_after`) or refunded; no_worker as in v1 (no claim in time)."""
+
+    def __init__(self, client: "TesseraClient", src: str, dst: str, request: TaskRequestV2, envelope: Envelope,
+                 tx: str, requester: RequesterBoardV2, serving: ServingBoardV2,
+                 no_worker_after_s: float | None = DEFAULT_NO_WORKER_AFTER_S) -> None:
+        super().__init__(client, src, dst, request, envelope, tx, requester, serving,  # type: ignore[arg-type]
+                         no_worker_after_s)
+        self._requester_v2 = requester
+        self._serving_v2 = serving
+        self.result_ids: list[bytes] = []  # every result the serving board sent for this task, in order
+
+    async def status(self) -> TaskStatusV2:  # type: ignore[override]
+        return await self._requester_v2.task_status(self.request_id)
+
+    def _event_again(self, stage: str, **detail) -> TaskEvent:
+        """Stages that can happen more than once (claims, refusals): a new event each time."""
+        return TaskEvent(stage, time.monotonic() - self._started, detail)
+
+    async def events(self, poll: float = 0.25, timeout: float | None = None) -> AsyncIterator[TaskEvent]:
+        yield self._event("requested", tx=self.tx)
+        destination = self._client._chain(self.dst)
+        seen: set[str] = {"requested"}
+        claim: tuple[bytes, int] | None = None  # (claimant, claim deadline) of the claim last reported
+        pending: bytes | None = None  # the result waiting for its verdict
+        limit = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if "request_delivered" not in seen and await destination.is_delivered(self.request_id):
+                seen.add("request_delivered")
+                yield self._event("request_delivered")
+            serving = await self._serving_v2.claim_status(self.request_id)
+            if serving.state is not ServeState.NONE and "request_delivered" not in seen:
+                seen.add("request_delivered")
+                yield self._event("request_delivered")
+            if pending is not None and (serving.state in (ServeState.OPEN, ServeState.CLAIMED)
+                                        or (serving.state is ServeState.ANSWERED and serving.result_id != pending)):
+                # The result we saw waiting is gone and the task open again: the committee refused it.
+                yield self._event_again("result_refused", result_id="0x" + pending.hex())
+                pending = None
+            if serving.state in (ServeState.CLAIMED, ServeState.ANSWERED) and serving.claimant is not None:
+                current = (serving.claimant, serving.claim_deadline or 0)
+                if current != claim:
+                    if claim is not None and serving.state is ServeState.CLAIMED and pending is None:
+                        yield self._event_again("claim_expired", worker="0x" + claim[0].hex())
+                    claim = current
+                    seen.add("claimed")
+                    yield self._event_again("claimed", worker="0x" + serving.claimant.hex(), price=serving.price,
+                                            claim_deadline=serving.claim_deadline)
+            elif serving.state is ServeState.OPEN and claim is not None and pending is None:
+                yield self._event_again("claim_expired", worker="0x" + claim[0].hex())
+                claim = None
+            if serving.state is ServeState.ANSWERED and serving.result_id and serving.result_id != pending:
+                pending = serving.result_id
+                self.result_ids.append(pending)
+                seen.add("result_submitted")
+                yield self._event_again("result_submitted", result_id="0x" + pending.hex())
+            if pending is not None and "result_delivered" not in seen and await self._requester_v2.result_recorded(pending):
+                seen.add("result_delivered")
+                yield self._event("result_delivered", result_id="0x" + pending.hex())
+            status = await self._requester_v2.task_status(self.request_id)
+            if status.state == TaskState.COMPLETED:
+                if status.result_id is not None and status.result_id not in self.result_ids:
+                    self.result_ids.append(status.result_id)
+                yield self._event("completed", payout="0x" + (status.payout or b"").hex(), price=status.price,
+                                  refund=status.refund, result_id="0x" + (status.result_id or b"").hex())
+                return
+            if status.state == TaskState.REFUNDED:
+                yield self._event("refunded", refund=status.refund)
+                return
+            if (status.state == TaskState.OPEN and time.time() > status.deadline + 2
+                    and serving.state in (ServeState.NONE, ServeState.OPEN, ServeState.CLOSED)):
+                yield self._event("expired", deadline=status.deadline, refundable_after=status.refundable_after)
+                return
+            if ("claimed" not in seen and "no_worker" not in seen and self.no_worker_after_s is not None
+                    and time.monotonic() - self._started > self.no_worker_after_s):
+                seen.add("no_worker")
+                yield self._no_worker_event("request_delivered" in seen)
+            if limit is not None and time.monotonic() > limit:
+                raise TaskTimeoutError(f"task {self.id_hex} did not finish within {timeout:.0f}s (stages: {sorted(seen)})")
+            await asyncio.sleep(poll)
+
+    async def verify(self) -> VerifiedResult:
+        """v1's off-chain checks on the v2 messages: the TASK_RESULT v2 (worker signature over its
+        claim, request, output and its hash), the committee's verdict on it (valid, every field the
+        result fixes, addressed to this requester's board, signed by the committee), and what the
+        board paid (payout, price)."""
+        status = await self._requester_v2.task_status(self.request_id)
+        if status.state != TaskState.COMPLETED:
+            raise TaskVerificationError(f"task {self.id_hex} is {status.state.name}, not COMPLETED")
+        candidates = [status.result_id] if status.result_id is not None else list(reversed(self.result_ids))
+        if not candidates:
+            serving = await self._serving_v2.claim_status(self.request_id)
+            candidates = [serving.result_id] if serving.result_id else []
+        if not candidates:
+            raise TaskVerificationError(f"task {self.id_hex} is COMPLETED but no result id is known: the board did not "
+                                        "say which result it paid")
+        problems = []
+        for result_id in candidates:
+            try:
+                return await self._verify_result(status, result_id)
+            except TaskVerificationError as exc:
+                problems.append(f"0x{result_id.hex()}: {exc}")
+        raise TaskVerificationError("; ".join(problems))
+
+    async def _verify_result(self, status: TaskStatusV2, result_id: bytes) -> VerifiedResult:
+        result_env = await self._fetch_envelope(result_id)
+        if result_env.kind != MessageKind.TASK_RESULT:
+            raise TaskVerificationError("the result id is not a TASK_RESULT envelope")
+        try:
+            result = TaskResultV2.decode(result_env.payload)
+            result.verify_signature()
+        except TaskPayloadError as exc:
+            raise TaskVerificationError(f"the TASK_RESULT v2 does not check out: {exc}") from None
+        if result.request_id != self.request_id or result.executor != self.request.executor:
+            raise TaskVerificationError("the TASK_RESULT answers another request or executor")
+        if (result_env.dst_domain, result_env.dst_receiver) != (self.envelope.src_domain, self.envelope.src_sender) or (
+                (result_env.src_domain, result_env.src_sender) != (self.envelope.dst_domain, self.envelope.dst_receiver)):
+            raise TaskVerificationError("the TASK_RESULT does not come from the board the request went to")
+        if status.payout is not None and status.payout != result.payout:
+            raise TaskVerificationError("the board paid another payout than the result names")
+        if status.price is not None and status.price != result.price:
+            raise TaskVerificationError(f"the board paid {status.price}, the result's claim price is {result.price}")
+        output = result.output if result.output is not None else await self._fetch_uri(result.output_uri or "")
+        if keccak256(output) != result.output_hash:
+            raise TaskVerificationError("the output does not hash to the result's output_hash")
+        verdict_id = await self._attestation_id(result_id)
+        verdict_env = await self._fetch_envelope(verdict_id)
+        try:
+            verdict = ProofVerdict.decode(verdict_env.payload)
+            expected = verdict_envelopes(result_env, verdict).requester
+        except (TaskPayloadError, AttestationError) as exc:
+            raise TaskVerificationError(f"the verdict does not match the result: {exc}") from None
+        if expected.message_id != verdict_env.message_id:
+            raise TaskVerificationError("the verdict envelope is not the committee's envelope to this requester's board")
+        if not verdict.valid:
+            raise TaskVerificationError(f"the committee refused this result ({verdict.reason.name.lower()})")
+        if verdict.submitted_at > status.deadline:
+            raise TaskVerificationError(f"the result was submitted at {verdict.submitted_at}, after the deadline")
+        epoch, signature = await self._client.committee_signature(verdict_env)
+        return VerifiedResult(self.request_id, output, result, result_env, verdict, verdict_env,  # type: ignore[arg-type]
+                              epoch, signature, status)  # type: ignore[arg-type]
+
+
+async def request_task_v2(client: "TesseraClient", *, src: str, dst: str, executor: str,
+                          input: bytes | str | None = None, max_fee: int, deadline: int | None = None,
+                          input_uri: str | None = None, input_hash: bytes | None = None,
+                          allow_unknown_executor: bool = False, auction: AuctionTerms | None = None,
+                          no_worker_after_s: float | None = DEFAULT_NO_WORKER_AFTER_S) -> TaskHandleV2:
+    if src == dst:
+        raise TaskRequestError("src and dst are the same chain; a task goes to the workers of another chain")
+    dst_chain = client._chain_config(dst)
+    terms = auction or AuctionTerms()
+    deadline = int(time.time()) + DEFAULT_DEADLINE_S if deadline is None else int(deadline)
+    requester = client._task_board_v2(src)
+    serving = client._serving_board_v2(dst)
+    # Forfeited bonds go to the requester's own account on the serving chain unless told otherwise.
+    refund_to = terms.refund_to if terms.refund_to is not None else client._task_board_v2(dst).account
+    if not isinstance(refund_to, bytes) or len(refund_to) != 32 or refund_to == bytes(32):
+        raise TaskRequestError(f"refund_to must be a 32-byte account on {dst!r} (it receives forfeited bonds); "
+                               f"the SDK has no sender account there: configure one or pass AuctionTerms(refund_to=...)")
+    request = build_request_v2(executor, input, max_fee, deadline, terms, refund_to, input_uri, input_hash,
+                               allow_unknown_executor)
+    sent = await requester.request_task(dst_domain=dst_chain.domain, worker_board=serving.address, request=request)
+    return TaskHandleV2(client, src, dst, request, sent.envelope, sent.tx, requester, serving, no_worker_after_s)
