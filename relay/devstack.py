@@ -26,7 +26,7 @@ import aiohttp
 
 from adapters.registry import driver_for
 from attest.committee import Committee
-from relay.config import FeedServerSection, WorkerSection, dump_config, load_config
+from relay.config import FeedServerSection, WorkerSection, allow_raw_keys, dump_config, load_config
 from relay.errors import LocalnetError
 from relay.localnet import CONFIG_FILE, Localnet, LocalnetOptions, provision_localnet_worker, read_state, summary
 from relay.log import get_logger
@@ -115,7 +115,7 @@ class Stack:
         chains = {chain_name: chain.model_copy(update=await driver_for(chain_name, chain).provision_devnet_relayer(keys, name))
                   for chain_name, chain in config.chains.items()}
         path = self.state_dir / f"config-{name}.toml"
-        dump_config(config.model_copy(update={"relayer": section, "chains": chains}), path)
+        dump_config(allow_raw_keys(config.model_copy(update={"relayer": section, "chains": chains})), path)  # dev keys
         return path
 
     async def start_relayer(self, name: str = "main", **relayer: object) -> ChildProcess:

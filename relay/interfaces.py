@@ -318,6 +318,13 @@ class ChainDriver(Protocol):
         the first failure. Sends transactions; safe to repeat."""
         ...
 
+    async def deployment_problems(self, committee: Committee | None) -> list[str]:
+        """`relay config check --online`: what is wrong with the chain's deployment as the config
+        describes it — contracts or program missing or not the code this checkout builds, a
+        committee on chain other than `committee` — each naming the config field. Read-only; reads
+        through rpc_urls[0]; raises like any read when the endpoint fails."""
+        ...
+
 
 # --- task boards (docs/TASKS.md; relay/tasks/board.py holds their errors) ------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 from eth_account import Account
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from adapters.evm import devnet
+from adapters.evm import checks, devnet
 from adapters.evm.devnet import ANVIL_DEV_KEYS
 from adapters.evm.feeds import EvmFeedTarget, EvmPoolSource
 from adapters.evm.market import MarketSimulator
@@ -116,3 +116,6 @@ class EvmDriver:
 
     async def smoke_devnet(self, keys_dir: Path, sign: EnvelopeSigner) -> list[tuple[str, str]]:
         return await devnet.smoke_devnet(self.chain, sign)
+
+    async def deployment_problems(self, committee: Committee | None) -> list[str]:
+        return await checks.deployment_problems(self.name, self.chain, committee)

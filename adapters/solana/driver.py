@@ -9,7 +9,7 @@ from typing import Any
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 
-from adapters.solana import devnet
+from adapters.solana import checks, devnet
 from adapters.solana.devnet import load_or_create_keypair
 from adapters.solana.feeds import SolanaFeedTarget
 from adapters.solana.gateway import SolanaAdapter
@@ -22,7 +22,6 @@ from relay.feeds.config import FeedConfig
 from relay.interfaces import DevnetDeployment, DevnetNode, EnvelopeSigner
 
 WORKER_SOLANA_LAMPORTS = 100 * 10**9
-RELAYER_SOLANA_LAMPORTS = 100 * 10**9
 RELAYER_SOLANA_LAMPORTS = 100 * 10**9
 
 
@@ -95,16 +94,6 @@ class SolanaDriver:
                 await client.confirm_transaction(sig, commitment=Confirmed)
         return {"signer": KeyRef(file=key_file)}
 
-    async def provision_devnet_relayer(self, keys_dir: Path, name: str) -> dict[str, Any]:
-        """A relayer replica's own fee payer, funded by airdrop (topped up when below half)."""
-        key_file = keys_dir / f"solana-relayer-{name}.json"
-        keypair = load_or_create_keypair(key_file)
-        async with AsyncClient(self.chain.rpc_urls[0], commitment=Confirmed) as client:
-            if (await client.get_balance(keypair.pubkey())).value < RELAYER_SOLANA_LAMPORTS // 2:
-                sig = (await client.request_airdrop(keypair.pubkey(), RELAYER_SOLANA_LAMPORTS)).value
-                await client.confirm_transaction(sig, commitment=Confirmed)
-        return {"signer": KeyRef(file=key_file)}
-
     def devnet_node(self, settings: Mapping[str, Any]) -> DevnetNode:
         return devnet.devnet_node(self.chain, settings)
 
@@ -114,3 +103,6 @@ class SolanaDriver:
 
     async def smoke_devnet(self, keys_dir: Path, sign: EnvelopeSigner) -> list[tuple[str, str]]:
         return await devnet.smoke_devnet(self.chain, keys_dir, sign)
+
+    async def deployment_problems(self, committee: Committee | None) -> list[str]:
+        return await checks.deployment_problems(self.name, self.chain, committee)
