@@ -1,14 +1,17 @@
-"""AI tasks end to end on the localnet: request_task -> verified result, in each direction.
+"""AI tasks end to end on the localnet (task protocol v2: a 1 s reverse Dutch auction, claim with a
+bond, verdicts to both boards): request_task -> verified result, in each direction.
 
-    .venv/bin/python bench/tasks.py [--tasks 10] [--burst 12] [--workers 2]
+    .venv/bin/python bench/tasks.py [--tasks 10] [--burst 30] [--workers 3] [--window 1]
 
 Starts the whole stack on free ports (anvil 0.25 s blocks, 2 confirmations; Solana localnet 100 ms
 slots, finality 4 slots behind; 4 attester processes, t = 3; one relayer; workers), then per
 direction:
 - latency: `--tasks` sentiment tasks one after another, from `request_task` returning to
   `handle.result()` returning (attestation delivered, worker paid, everything verified off-chain),
-  split into messaging (request, result and attestation carried between the chains) and the
-  worker's share (request delivered -> result submitted: detect, execute, sign, submit);
+  split into messaging (request, result and verdict carried between the chains), the auction
+  (request delivered -> claimed: the workers' price is min_fee 0, reached at the auction's start,
+  so this is the worker's watch + the claim transaction) and the worker's share (claimed -> result submitted: execute, sign,
+  submit);
 - throughput: `--burst` tasks at once with `--workers` worker processes on the serving chain:
   tasks per second until every one is completed.
 Baseline in the same run: one plain message's delivery in each direction (the messaging floor a task
@@ -33,8 +36,11 @@ if str(ROOT) not in sys.path:
 from relay.devstack import messaging_stack  # noqa: E402
 from relay.log import configure_logging  # noqa: E402
 from relay.sdk import TesseraClient  # noqa: E402
+from relay.tasks.client import AuctionTerms  # noqa: E402
 
 FEE = {"evm": 10**12, "solana": 10_000}
+BOND = {"evm": 10**9, "solana": 10_000}  # on the serving chain
+WINDOW_S = 1
 TEXTS = ["Markets rallied on strong earnings.", "Customers are furious about the delay.",
          "A quiet, ordinary Tuesday.", "Best launch we have ever had!"]
 
@@ -51,11 +57,12 @@ def line(name: str, values: list[float]) -> str:
 
 async def one_task(client: TesseraClient, src: str, dst: str, text: str) -> dict[str, float]:
     started = time.perf_counter()
-    handle = await client.request_task(src=src, dst=dst, executor="sentiment", input=text, max_fee=FEE[src])
+    handle = await client.request_task(src=src, dst=dst, executor="sentiment", input=text, max_fee=FEE[src],
+                                       auction=AuctionTerms(window_s=WINDOW_S, bond=BOND[dst]))
     sent = time.perf_counter()
     stages: dict[str, float] = {}
     async for event in handle.events(poll=0.05, timeout=180):
-        stages[event.stage] = event.elapsed_s
+        stages.setdefault(event.stage, event.elapsed_s)
     if "completed" not in stages:
         raise RuntimeError(f"task {handle.id_hex} ended {list(stages)}")
     await handle.verify()
@@ -67,9 +74,12 @@ async def one_task(client: TesseraClient, src: str, dst: str, text: str) -> dict
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=10)
-    parser.add_argument("--burst", type=int, default=12)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--burst", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--window", type=int, default=1, help="auction window, seconds")
     args = parser.parse_args()
+    global WINDOW_S
+    WINDOW_S = args.window
     configure_logging("warning")
     with tempfile.TemporaryDirectory(prefix="tessera-bench-tasks-") as tmp:
         async with messaging_stack(Path(tmp)) as stack:
@@ -87,13 +97,17 @@ async def main() -> None:
                     runs = [await one_task(client, src, dst, TEXTS[i % len(TEXTS)]) for i in range(args.tasks)]
                     print(line("request_task -> verified result", [r["total"] for r in runs]))
                     print(line("  request carried (-> delivered on dst)", [r["request_delivered"] for r in runs]))
-                    print(line("  worker (delivered -> result submitted)",
-                               [r["result_submitted"] - r["request_delivered"] for r in runs]))
+                    print(line("  auction + claim (delivered -> claimed)",
+                               [r["claimed"] - r["request_delivered"] for r in runs]))
+                    print(line("  worker (claimed -> result submitted)",
+                               [r["result_submitted"] - r["claimed"] for r in runs]))
                     print(line("  result carried (-> recorded on src)",
                                [r["result_delivered"] - r["result_submitted"] for r in runs]))
-                    print(line("  attestation (recorded -> paid on src)",
+                    print(line("  verdict (recorded -> paid on src)",
                                [r["completed"] - r["result_delivered"] for r in runs]))
                     messaging = [r["completed"] - (r["result_submitted"] - r["request_delivered"]) for r in runs]
+                    print(line("  => request delivered -> result submitted", [r["result_submitted"] - r["request_delivered"]
+                                                                            for r in runs]))
                     print(line("  => messaging share", messaging))
                     print(line("  (request transaction itself)", [r["request_tx"] for r in runs]))
                 for extra in range(args.workers - 1):

@@ -22,7 +22,7 @@ from relay.devstack import messaging_stack
 from relay.envelope import keccak256
 from relay.sdk import TesseraClient
 from relay.interfaces import TaskState
-from relay.tasks.client import TaskExpiredError
+from relay.tasks.client import AuctionTerms
 from relay.tasks.payloads import AttestationMethod, ProofKind, TaskResult
 from relay.tasks.sentiment import SentimentExecutor
 from tests.support.waiting import wait_for
@@ -47,52 +47,53 @@ async def balance(config: TesseraConfig, chain: str, address: str) -> int:
         return (await solana.get_balance(Pubkey.from_string(address), commitment=Confirmed)).value
 
 
-async def test_tasks_both_ways_are_executed_attested_verified_and_paid(tmp_path: Path) -> None:
-    # Each worker is paid on the requester's chain, to a fresh account nothing else spends from.
-    payouts = {"solana": "0x" + os.urandom(20).hex(), "evm": str(Keypair().pubkey())}
+async def test_three_workers_compete_the_cheapest_claims_first_is_paid_its_price_the_rest_refunded(
+        tmp_path: Path) -> None:
+    """Task protocol v2 both ways. Three workers on Solana with different prices: the auction's price
+    rises from half of max_fee over 6 s, the cheapest claims first, is paid its claim price on EVM,
+    and the requester gets max_fee - price back. One worker on EVM answers a Solana requester."""
+    prices = {"cheap": 6 * 10**14, "middle": 8 * 10**14, "dear": 95 * 10**13}
+    payouts = {name: "0x" + os.urandom(20).hex() for name in prices}  # on EVM, where the requester pays
+    evm_payout = str(Keypair().pubkey())  # the EVM worker is paid on Solana
+    max_fee = 10**15
     async with messaging_stack(tmp_path) as stack:
-        await asyncio.gather(stack.start_worker("evm", payout={"solana": payouts["evm"]}),
-                             stack.start_worker("solana", payout={"evm": payouts["solana"]}))
+        await asyncio.gather(
+            *(stack.start_worker("solana", name=name, payout={"evm": payouts[name]}, prices={"sentiment": price})
+              for name, price in prices.items()),
+            stack.start_worker("evm", payout={"solana": evm_payout}))
         config = load_config(stack.config_path)
-        assert await balance(config, "evm", payouts["solana"]) == 0
-        assert await balance(config, "solana", payouts["evm"]) == 0
         async with TesseraClient.from_config(stack.config_path) as client:
-            to_solana = await client.request_task(src="evm", dst="solana", executor="sentiment",
-                                                  input="Markets rallied on strong earnings.", max_fee=10**15)
+            to_solana = await client.request_task(
+                src="evm", dst="solana", executor="sentiment", input="Markets rallied on strong earnings.",
+                max_fee=max_fee, auction=AuctionTerms(window_s=6, start_bps=5000, claim_window_s=60, bond=10**6))
             to_evm = await client.request_task(src="solana", dst="evm", executor="sentiment",
-                                               input="Customers are furious about the delay.", max_fee=2_000_000)
-            # An executor no worker serves: refused by the SDK unless explicitly allowed; the worker
-            # skips it and the escrow comes back after the deadline.
-            unserved = await client.request_task(src="evm", dst="solana", executor="summarize", input="x",
-                                                 max_fee=10**14, deadline=int(time.time()) + 25,
-                                                 allow_unknown_executor=True)
-            stages = []
-            async for event in to_solana.events(timeout=120):
-                stages.append(event.stage)
-            assert stages == ["requested", "request_delivered", "result_submitted", "result_delivered", "completed"]
+                                               input="Customers are furious about the delay.", max_fee=2_000_000,
+                                               auction=AuctionTerms(bond=10**12))
+            events = [event async for event in to_solana.events(timeout=150)]
+            stages = [event.stage for event in events]
+            assert stages[:3] == ["requested", "request_delivered", "claimed"], stages
+            assert stages[-1] == "completed" and "result_submitted" in stages and "claim_expired" not in stages
             results = await asyncio.gather(to_solana.result(timeout=120), to_evm.result(timeout=120))
             for handle, result, text in ((to_solana, results[0], "Markets rallied on strong earnings."),
                                          (to_evm, results[1], "Customers are furious about the delay.")):
-                # The worker's output is what the SDK re-derives locally, and the committee re-executed it.
                 assert result.output == await expected_sentiment(text)
                 assert result.result.proof_kind is ProofKind.REEXECUTION
                 assert result.method is AttestationMethod.REEXECUTION
-                assert result.attestation.request_id == handle.request_id
+                assert result.attestation.valid and result.attestation.request_id == handle.request_id
                 assert result.status.state is TaskState.COMPLETED
                 assert client.verify(result.attestation_envelope, result.epoch, result.signature)
-            assert results[0].text.startswith('{"label":"positive"')
-            assert results[1].text.startswith('{"label":"negative"')
-            # Paid: the escrow went to the payout address the worker signed.
-            assert results[0].result.payout == config.chains["evm"].parse_address(payouts["solana"])
-            assert results[1].result.payout == config.chains["solana"].parse_address(payouts["evm"])
-            assert await balance(config, "evm", payouts["solana"]) == 10**15
-            assert await balance(config, "solana", payouts["evm"]) == 2_000_000
-
-            with pytest.raises(TaskExpiredError, match="reclaim"):
-                await unserved.result(timeout=60)
-            assert not await unserved._serving.result_submitted(unserved.request_id)
-            await unserved.reclaim()
-            assert (await unserved.status()).state is TaskState.REFUNDED
+            # The cheapest worker claimed first: paid its claim price (at least its own price, below the
+            # next worker's), the others nothing; the requester got the rest of max_fee back.
+            paid = results[0].result.price
+            assert prices["cheap"] <= paid < prices["middle"]
+            assert results[0].result.payout == config.chains["evm"].parse_address(payouts["cheap"])
+            completed = events[-1].detail
+            assert (completed["price"], completed["refund"]) == (paid, max_fee - paid)
+            assert await balance(config, "evm", payouts["cheap"]) == paid
+            assert await balance(config, "evm", payouts["middle"]) == 0
+            assert await balance(config, "evm", payouts["dear"]) == 0
+            assert await balance(config, "solana", evm_payout) == results[1].result.price
+            assert results[1].status.refund == 2_000_000 - results[1].result.price
 
 
 async def test_a_wrong_sentiment_result_is_refused_by_the_attesters_and_not_paid(tmp_path: Path) -> None:
@@ -103,8 +104,8 @@ async def test_a_wrong_sentiment_result_is_refused_by_the_attesters_and_not_paid
     async with messaging_stack(tmp_path) as stack:  # no worker: the test plays a dishonest one
         config = load_config(stack.config_path)
         async with TesseraClient.from_config(stack.config_path) as client:
-            handle = await client.request_task(src="evm", dst="solana", executor="sentiment",
-                                               input="What a wonderful, happy day!", max_fee=10**15)
+            handle = await client.request_task(src="evm", dst="solana", executor="sentiment",  # a v1 task board
+                                               input="What a wonderful, happy day!", max_fee=10**15, protocol=1)
             await client.wait_delivered(handle.envelope, timeout=90)
             wrong = b'{"label":"negative","compound":-0.9000,"pos":0.0000,"neu":0.1000,"neg":0.9000}'
             payout = bytes(12) + bytes.fromhex("00000000000000000000000000000000000000aa")
