@@ -47,6 +47,11 @@ class ProgramInstruction(enum.IntEnum):
     INIT_GATEWAY = 16
     SEND = 17
     DELIVER = 18
+    VERIFY_ROOT = 19
+    DELIVER_WITH_PROOF = 20
+    CLOSE_ROOT = 21
+    CLOSE_RECEIPT = 22
+    CHECK_BATCH = 23
     TASK_REQUEST = 32
     TASK_SUBMIT_RESULT = 33
     TASK_RECLAIM = 34
@@ -165,6 +170,17 @@ class ProgramErrorCode(enum.IntEnum):
     RESULT_RECEIPT_WRONG_ADDRESS = 0x94
     TASK_NONCE_USED = 0x95
     TASK_ACCOUNT_WRONG = 0x96
+    BATCH_SIZE_INVALID = 0xA0
+    PROOF_INVALID = 0xA1
+    ROOT_WRONG_ADDRESS = 0xA2
+    ROOT_ALREADY_VERIFIED = 0xA3
+    ROOT_NOT_VERIFIED = 0xA4
+    LANE_MISMATCH = 0xA5
+    REPLAY_WRONG_ADDRESS = 0xA6
+    DELIVERED_AND_CLOSED = 0xA7
+    RECEIPT_NOT_CLOSABLE = 0xA8
+    CLOSE_TOO_EARLY = 0xA9
+    NOT_A_RECEIPT = 0xAA
 
 
 class SolanaProgramError(RuntimeError):
@@ -417,6 +433,8 @@ def send_ix(program_id: Pubkey, sender: Pubkey, *, dst_domain: int, receiver: by
 
 
 def deliver_ix(program_id: Pubkey, payer: Pubkey, attestation: Attestation, envelope: bytes) -> Instruction:
+    """Deliver; the replay bitmap follows the usual four accounts when the receipt may be closed
+    (`replay_accounts`), the task board's accounts are the caller's to append."""
     data = bytes([ProgramInstruction.DELIVER]) + attestation.encode() + envelope
     return Instruction(
         program_id,
@@ -426,8 +444,155 @@ def deliver_ix(program_id: Pubkey, payer: Pubkey, attestation: Attestation, enve
             AccountMeta(committee_address(program_id)[0], False, False),
             AccountMeta(receipt_address(program_id, keccak256(envelope))[0], False, True),
             AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+            *replay_accounts(program_id, envelope),
         ],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches (contracts/solana/src/batch.c; layouts: contracts/solana/README.md "Batches and closing";
+# the tree: relay.batch, docs/PROTOCOL.md "Batch attestations").
+
+ROOT_SEED = b"root"
+REPLAY_SEED = b"replay"
+ROOT_MAGIC = b"TESSROOT"
+ROOT_ACCOUNT_LEN = 132
+REPLAY_MAGIC = b"TESSRPLY"
+REPLAY_WINDOW_BITS = 13  # 8,192 nonces per bitmap account
+REPLAY_ACCOUNT_LEN = 24 + (1 << REPLAY_WINDOW_BITS) // 8
+RECEIPT_RETENTION_SECONDS = 86_400  # batch.h: anyone may close a receipt / root after this
+ROOT_RETENTION_SECONDS = 86_400
+
+
+def root_address(program_id: Pubkey, root: bytes) -> Pubkey:
+    if len(root) != 32:
+        raise ValueError("root must be 32 bytes")
+    return Pubkey.find_program_address([ROOT_SEED, root], program_id)[0]
+
+
+def replay_address(program_id: Pubkey, src_domain: int, nonce: int) -> Pubkey:
+    """The replay bitmap of `nonce`'s window of source `src_domain`: PDA ["replay", src_domain u32 LE,
+    nonce >> 13 u64 LE]."""
+    return Pubkey.find_program_address(
+        [REPLAY_SEED, struct.pack("<I", src_domain), struct.pack("<Q", nonce >> REPLAY_WINDOW_BITS)], program_id)[0]
+
+
+def receipt_closable(program_id: Pubkey, envelope: Envelope) -> bool:
+    """Whether the program lets this message's receipt be closed (and so wants its replay bitmap at
+    delivery): not a committee message (src_domain 0), not addressed to the task board."""
+    return envelope.src_domain != 0 and envelope.dst_receiver != bytes(taskboard_address(program_id))
+
+
+def replay_accounts(program_id: Pubkey, envelope: bytes | Envelope) -> list[AccountMeta]:
+    """[the replay bitmap] for a delivery whose receipt may be closed, else [] (read-only). Reads the
+    header only, so tests can still build deliveries of envelopes the program must refuse."""
+    raw = envelope.encode() if isinstance(envelope, Envelope) else envelope
+    if len(raw) < 82:
+        return []
+    nonce, src_domain = struct.unpack_from(">QI", raw, 2)
+    if src_domain == 0 or raw[50:82] == bytes(taskboard_address(program_id)):
+        return []
+    return [AccountMeta(replay_address(program_id, src_domain, nonce), False, False)]
+
+
+def verify_root_ix(program_id: Pubkey, payer: Pubkey, attestation: Attestation, *, src_domain: int,
+                   leaf_count: int, root: bytes) -> Instruction:
+    """VerifyRoot: `attestation` over relay.batch.root_digest(epoch, src_domain, this domain,
+    leaf_count, root) (`Attestation` with the hint for that digest)."""
+    data = (bytes([ProgramInstruction.VERIFY_ROOT]) + attestation.encode() + struct.pack("<IB", src_domain, leaf_count)
+            + root)
+    return Instruction(program_id, data, [
+        AccountMeta(payer, True, True),
+        AccountMeta(committee_address(program_id)[0], False, False),
+        AccountMeta(root_address(program_id, root), False, True),
+        AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+    ])
+
+
+def deliver_with_proof_ix(program_id: Pubkey, payer: Pubkey, root: bytes, index: int, proof: Sequence[bytes],
+                          envelope: bytes, extra: Sequence[AccountMeta] = ()) -> Instruction:
+    """DeliverWithProof of the message at `index` of a verified root (proof: relay.batch.merkle_proof).
+    The replay bitmap is added when the receipt may be closed; a delivery to the task board passes
+    the board's accounts as `extra` (board_delivery_accounts & co.), as for Deliver."""
+    if not 0 <= index <= 255 or len(proof) > 255 or any(len(p) != 32 for p in proof):
+        raise ValueError("index and proof length are one byte each; proof hashes 32 bytes")
+    data = bytes([ProgramInstruction.DELIVER_WITH_PROOF, index, len(proof)]) + b"".join(proof) + envelope
+    return Instruction(program_id, data, [
+        AccountMeta(payer, True, True),
+        AccountMeta(root_address(program_id, root), False, False),
+        AccountMeta(receipt_address(program_id, keccak256(envelope))[0], False, True),
+        AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        *replay_accounts(program_id, envelope),
+        *extra,
+    ])
+
+
+def close_root_ix(program_id: Pubkey, closer: Pubkey, root: bytes, payer: Pubkey) -> Instruction:
+    return Instruction(program_id, bytes([ProgramInstruction.CLOSE_ROOT]), [
+        AccountMeta(closer, True, False),
+        AccountMeta(root_address(program_id, root), False, True),
+        AccountMeta(payer, False, True),
+    ])
+
+
+def close_receipt_ix(program_id: Pubkey, closer: Pubkey, envelope: Envelope, relayer: Pubkey) -> Instruction:
+    """CloseReceipt: the closer (the receiver, or anyone after RECEIPT_RETENTION_SECONDS) signs and
+    pays for the replay bitmap if it is the first close in its window; the rent goes to `relayer`
+    (the receipt's payer)."""
+    return Instruction(program_id, bytes([ProgramInstruction.CLOSE_RECEIPT]), [
+        AccountMeta(closer, True, True),
+        AccountMeta(receipt_address(program_id, envelope.message_id)[0], False, True),
+        AccountMeta(relayer, False, True),
+        AccountMeta(replay_address(program_id, envelope.src_domain, envelope.nonce), False, True),
+        AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+    ])
+
+
+def check_batch_proof_ix(program_id: Pubkey, message_id: bytes, index: int, leaf_count: int,
+                         proof: Sequence[bytes]) -> Instruction:
+    """CheckBatch 0 (stateless): the root the proof leads to, as return data."""
+    data = (bytes([ProgramInstruction.CHECK_BATCH, 0, leaf_count, index, len(proof)]) + b"".join(proof) + message_id)
+    return Instruction(program_id, data, [])
+
+
+def check_batch_digest_ix(program_id: Pubkey, epoch: int, src_domain: int, dst_domain: int, leaf_count: int,
+                          root: bytes) -> Instruction:
+    """CheckBatch 1 (stateless): the root digest, as return data."""
+    data = bytes([ProgramInstruction.CHECK_BATCH, 1]) + struct.pack("<IIIB", epoch, src_domain, dst_domain,
+                                                                     leaf_count) + root
+    return Instruction(program_id, data, [])
+
+
+@dataclass(frozen=True, slots=True)
+class RootAccount:
+    """A verified batch root (PDA ["root", root])."""
+
+    bump: int
+    src_domain: int
+    dst_domain: int
+    leaf_count: int
+    epoch: int
+    verified_at: int
+    payer: Pubkey
+    root: bytes
+    board: Pubkey
+
+    @classmethod
+    def decode(cls, data: bytes) -> "RootAccount":
+        if len(data) != ROOT_ACCOUNT_LEN or data[:8] != ROOT_MAGIC or data[8] != 1:
+            raise SolanaProgramError("not a Tessera root account")
+        src, dst, count, epoch, verified_at = struct.unpack_from("<IIIIq", data, 12)
+        return cls(bump=data[9], src_domain=src, dst_domain=dst, leaf_count=count, epoch=epoch,
+                   verified_at=verified_at, payer=Pubkey.from_bytes(data[36:68]), root=bytes(data[68:100]),
+                   board=Pubkey.from_bytes(data[100:132]))
+
+
+def replay_bit_set(data: bytes, nonce: int) -> bool:
+    """Whether a replay bitmap account's data marks `nonce` (delivered and its receipt closed)."""
+    if len(data) != REPLAY_ACCOUNT_LEN or data[:8] != REPLAY_MAGIC:
+        raise SolanaProgramError("not a Tessera replay bitmap")
+    bit = nonce & ((1 << REPLAY_WINDOW_BITS) - 1)
+    return bool(data[24 + (bit >> 3)] & (1 << (bit & 7)))
 
 
 def sent_envelopes(logs: Sequence[str]) -> list[bytes]:

@@ -1,4 +1,5 @@
 /* The one entrypoint: parse the input, dispatch on the instruction's first byte. */
+#include "batch.h"
 #include "committee.h"
 #include "feeds.h"
 #include "gateway.h"
@@ -46,6 +47,16 @@ uint64_t entrypoint(const uint8_t *input) {
       return gateway_send(params);
     case IX_DELIVER:
       return gateway_deliver(params);
+    case IX_VERIFY_ROOT:
+      return batch_verify_root(params);
+    case IX_DELIVER_WITH_PROOF:
+      return batch_deliver_with_proof(params);
+    case IX_CLOSE_ROOT:
+      return batch_close_root(params);
+    case IX_CLOSE_RECEIPT:
+      return batch_close_receipt(params);
+    case IX_CHECK_BATCH:
+      return batch_check(params);
     case IX_TASK_REQUEST:
       return taskboard_request(params);
     case IX_TASK_SUBMIT_RESULT:

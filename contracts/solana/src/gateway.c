@@ -1,6 +1,7 @@
 #include "gateway.h"
 
 #include "accounts.h"
+#include "batch.h"
 #include "committee.h"
 #include "envelope.h"
 #include "taskboard.h"
@@ -143,7 +144,9 @@ u64 gateway_send(SolParameters *params) {
 }
 
 /* data: tag | attestation (ATTESTATION_LEN) | envelope (rest); accounts: [payer (signer, writable),
- * committee config PDA, receipt PDA ["delivered", message_id] (writable), system program].
+ * committee config PDA, receipt PDA ["delivered", message_id] (writable), system program], then
+ * the replay bitmap ["replay", src_domain, nonce >> 13] when the receipt may be closed (src_domain
+ * != 0 and not to the task board; batch.c).
  * Creates the receipt, which is what makes acceptance exactly-once: a second Deliver of the same
  * message finds it and fails with ALREADY_DELIVERED. Return data: message_id.
  * To the task board (dst_receiver = PDA ["taskboard"]) the accounts continue with [board PDA],
@@ -184,6 +187,9 @@ u64 gateway_deliver(SolParameters *params) {
    * pairing (a relayer bug, not bad content). */
   bool to_board = false;
   u64 err = taskboard_check_delivery_accounts(params, &env, message_id, &to_board);
+  if (err) return err;
+  /* A message whose receipt may be closed carries its replay bitmap (batch.c): closed is not new. */
+  err = batch_replay_check(params, &env, to_board);
   if (err) return err;
 
   u8 checked_id[32];

@@ -16,6 +16,12 @@ enum {
   IX_INIT_GATEWAY = 16,
   IX_SEND = 17,
   IX_DELIVER = 18,
+  /* batches (batch.c) */
+  IX_VERIFY_ROOT = 19,
+  IX_DELIVER_WITH_PROOF = 20,
+  IX_CLOSE_ROOT = 21,
+  IX_CLOSE_RECEIPT = 22,
+  IX_CHECK_BATCH = 23, /* stateless: the batch tree and root digest (vectors) */
   /* 32..47: the task board (taskboard.c) */
   IX_TASK_REQUEST = 32,
   IX_TASK_SUBMIT_RESULT = 33,
@@ -147,6 +153,19 @@ enum {
   ERR_FEED_ACCOUNT_INVALID = 0x77,    /* owned by this program but not a feed account */
   ERR_FEED_OBSERVED_AFTER_PUBLISHED = 0x78, /* observed_at > published_at + FEED_MAX_OBSERVED_AFTER_PUBLISHED_MS */
   ERR_FEED_AHEAD_OF_CLOCK = 0x79,     /* observed_at or published_at > Clock unix time + FEED_MAX_AHEAD_OF_CLOCK_MS */
+
+  /* 0xA0..0xAF: batches, closing receipts and roots (batch.c) */
+  ERR_BATCH_SIZE_INVALID = 0xa0,     /* leaf count outside 1..64, or a leaf index past it */
+  ERR_PROOF_INVALID = 0xa1,          /* the proof has the wrong length or leads to another root */
+  ERR_ROOT_WRONG_ADDRESS = 0xa2,     /* not the PDA ["root", root] */
+  ERR_ROOT_ALREADY_VERIFIED = 0xa3,
+  ERR_ROOT_NOT_VERIFIED = 0xa4,      /* not a live root account (never verified, or closed) */
+  ERR_LANE_MISMATCH = 0xa5,          /* the envelope's src_domain is not the root's */
+  ERR_REPLAY_WRONG_ADDRESS = 0xa6,   /* not the replay bitmap PDA of the message's source and window */
+  ERR_DELIVERED_AND_CLOSED = 0xa7,   /* delivered before and its receipt closed (bitmap bit set) */
+  ERR_RECEIPT_NOT_CLOSABLE = 0xa8,   /* a committee message (src 0) or a delivery to the task board */
+  ERR_CLOSE_TOO_EARLY = 0xa9,        /* not the receiver / payer, and the retention period runs */
+  ERR_NOT_A_RECEIPT = 0xaa,
 };
 
 /* Probe writes only to accounts of exactly this size; no other account type may have it, so a
