@@ -30,6 +30,7 @@ from adapters.evm.deploy import deploy, error_abi, load_artifact
 from adapters.evm.rpc import decode_revert, endpoint_pool, revert_data, to_hex
 from adapters.evm.tx import Mined, NoSignerError, NonceUsed, Replaced, SentTx, TxManager, Waiting
 from attest.bn254 import hash_to_g1_hint
+from relay.batch import Batch
 from relay.config import EvmChain, KeyRef
 from relay.envelope import Envelope, keccak256, message_digest
 from relay.errors import ConfigError, TesseraError
@@ -607,3 +608,26 @@ async def deploy_gateway(
 async def deploy_recording_receiver(w3: AsyncWeb3, account: LocalAccount | str, gateway_address: str) -> str:
     """A test receiver that records what it handles (contracts/evm/src/test/RecordingReceiver.sol)."""
     return await deploy(w3, account, "RecordingReceiver", to_checksum_address(gateway_address))
+
+
+# --- batches (docs/PROTOCOL.md "Batch attestations"; Gateway.deliverBatch, verifyRoot, deliverWithProof).
+# Calldata encoders on a web3 contract of the Gateway ABI (an adapter's `_gateway`, or
+# `AsyncWeb3().eth.contract(abi=load_artifact("Gateway").abi)`); the relayer's batching sends them.
+
+
+def deliver_batch_data(gateway: Any, batch: Batch, epoch: int, signature: bytes) -> str:
+    """Gateway.deliverBatch: the committee's signature of `batch.digest(epoch)`, every envelope."""
+    return gateway.functions.deliverBatch(batch.root, epoch, bytes(signature),
+                                          [e.encode() for e in batch.envelopes])._encode_transaction_data()
+
+
+def verify_root_data(gateway: Any, batch: Batch, epoch: int, signature: bytes) -> str:
+    """Gateway.verifyRoot: remembers the root, so deliverWithProof needs no pairing."""
+    return gateway.functions.verifyRoot(batch.root, batch.src_domain, len(batch.envelopes), epoch,
+                                        bytes(signature))._encode_transaction_data()
+
+
+def deliver_with_proof_data(gateway: Any, batch: Batch, index: int) -> str:
+    """Gateway.deliverWithProof of the message at `index` of a verified root."""
+    return gateway.functions.deliverWithProof(batch.envelopes[index].encode(), index, batch.proof(index),
+                                              batch.root)._encode_transaction_data()
