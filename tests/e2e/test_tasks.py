@@ -150,3 +150,113 @@ async def _refusals(committee: Committee, result_id: bytes) -> list[str] | None:
                 reasons.append(body["reason"])
     return reasons if len(reasons) == len(committee.members) else None
 
+
+
+async def _verdicts(committee: Committee, result_id: bytes) -> list[dict] | None:
+    """Every member's v2 verdict on a result, once all of them signed one."""
+    bodies = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+        for member in committee.members:
+            async with session.get(f"{member.endpoint}/v1/task-results/0x{result_id.hex()}") as response:
+                body = await response.json()
+            if body.get("status") == "attested":
+                bodies.append(body)
+    return bodies if len(bodies) == len(committee.members) else None
+
+
+async def test_silent_claimant_and_bogus_result_forfeit_their_bonds_and_an_honest_worker_completes(
+        tmp_path: Path) -> None:
+    """Task protocol v2, served on EVM for a Solana requester, against a dishonest claimant that
+    claims first each time: on one task it never answers (its claim expires, its bond goes to the
+    requester's refund_to, the honest worker claims and is paid), on the other it submits a wrong
+    sentiment (every attester refuses it: output mismatch; bond forfeited, the result dropped, the
+    task re-opened and served honestly). Afterwards it copies the honest worker's result (sniping):
+    the board refuses it, and it is paid nothing."""
+    from adapters.registry import driver_for
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from relay.config import WorkerSection
+    from relay.localnet import provision_localnet_worker
+    from relay.tasks.board import BoardRefused
+    from relay.tasks.payloads import TaskResultV2
+
+    bond = 10**15
+    refund_to = {"silent": "0x" + os.urandom(20).hex(), "bogus": "0x" + os.urandom(20).hex()}
+    honest_payout, dishonest_payout = str(Keypair().pubkey()), str(Keypair().pubkey())
+    async with messaging_stack(tmp_path) as stack:
+        config = load_config(stack.config_path)
+        # The honest worker's price is max_fee: it claims only at the end of the 4 s auction, after the
+        # dishonest one has claimed at the start price.
+        await stack.start_worker("evm", payout={"solana": honest_payout}, prices={"sentiment": 2_000_000})
+        fields = await provision_localnet_worker(stack.state_dir, config, "evm", "dishonest")
+        dishonest = driver_for("evm", config.chains["evm"]).serving_board_v2(config, WorkerSection(**fields))
+        payout = config.chains["solana"].parse_address(dishonest_payout)
+        committee = Committee.load(config.committee.file)
+        try:
+            async with TesseraClient.from_config(stack.config_path) as client:
+                handles = {
+                    name: await client.request_task(
+                        src="solana", dst="evm", executor="sentiment", input="What a wonderful, happy day!",
+                        max_fee=2_000_000, auction=AuctionTerms(
+                            window_s=4, start_bps=5000, claim_window_s=8, bond=bond,
+                            refund_to=config.chains["evm"].parse_address(refund_to[name])))
+                    for name in ("silent", "bogus")}
+
+                async def open_on_evm(handle):
+                    status = await dishonest.claim_status(handle.request_id)
+                    return status.state.name == "OPEN" or None
+
+                claims = {}
+                for name, handle in handles.items():
+                    await wait_for(lambda: open_on_evm(handle), 90)
+                    claims[name] = await dishonest.claim(handle.request_id, payout)
+                wrong = b'{"label":"negative","compound":-0.9000,"pos":0.0000,"neu":0.1000,"neg":0.9000}'
+                bogus = TaskResultV2.signed(Ed25519PrivateKey.generate(), request_id=handles["bogus"].request_id,
+                                            executor="sentiment", output=wrong, claimant=dishonest.account,
+                                            payout=payout, price=claims["bogus"].price,
+                                            proof_kind=ProofKind.REEXECUTION)
+                await dishonest.submit_result(handles["bogus"].request_id, bogus.encode())
+
+                events = {name: [] for name in handles}
+
+                async def follow(name):
+                    async for event in handles[name].events(timeout=240):
+                        events[name].append(event)
+
+                await asyncio.gather(*(follow(name) for name in handles))
+                results = {name: await handle.result(timeout=60) for name, handle in handles.items()}
+
+                silent_stages = [e.stage for e in events["silent"]]
+                bogus_stages = [e.stage for e in events["bogus"]]
+                assert "claim_expired" in silent_stages and silent_stages[-1] == "completed", silent_stages
+                assert "result_refused" in bogus_stages and bogus_stages[-1] == "completed", bogus_stages
+                refused_id = bytes.fromhex(next(e for e in events["bogus"] if e.stage == "result_refused")
+                                           .detail["result_id"][2:])
+                verdicts = await wait_for(lambda: _verdicts(committee, refused_id), 60)
+                assert all(v["verdict"] == "refused" and v["refusal_reason"] == "output_mismatch" for v in verdicts)
+                for name, result in results.items():
+                    # Served honestly and paid to the honest worker, at its claim price; the rest refunded.
+                    assert result.output == await expected_sentiment("What a wonderful, happy day!")
+                    assert result.result.payout == config.chains["solana"].parse_address(honest_payout)
+                    assert result.status.price == result.result.price and result.status.refund == 2_000_000 - \
+                        result.result.price
+                    # Each dishonest claim's bond went to that task's refund_to on the serving chain.
+                    assert await wait_for(lambda n=name: _equal(balance(config, "evm", refund_to[n]), bond), 60)
+                assert await balance(config, "solana", honest_payout) == sum(r.result.price for r in results.values())
+                assert await balance(config, "solana", dishonest_payout) == 0
+
+                # Sniping: a copy of the honest result, re-signed for the copier's claimant and payout.
+                honest = results["bogus"].result
+                copy = TaskResultV2.signed(Ed25519PrivateKey.generate(), request_id=honest.request_id,
+                                           executor="sentiment", output=results["bogus"].output,
+                                           claimant=dishonest.account, payout=payout, price=honest.price,
+                                           proof_kind=ProofKind.REEXECUTION)
+                with pytest.raises(BoardRefused):
+                    await dishonest.submit_result(honest.request_id, copy.encode())
+                assert await balance(config, "solana", dishonest_payout) == 0
+        finally:
+            await dishonest.close()
+
+
+async def _equal(value, expected) -> bool | None:
+    return (await value) == expected or None
