@@ -247,6 +247,11 @@ class Ledger:
         self.genesis_hash = self._svm.latest_blockhash()
         self._blocks: dict[int, Block] = {0: Block(0, 0, self.genesis_hash, self.genesis_time)}
         self._blockhash_slots: dict[Hash, int] = {self.genesis_hash: 0}
+        # What getGenesisHash answers. Not block 0's blockhash: LiteSVM starts every instance from the
+        # same one, and the genesis hash is what tells one localnet run from the next (a daemon's state
+        # of a previous run is refused: relay/chainstate.py). Like a real genesis hash, a hash of this
+        # ledger's own genesis (its random faucet key and its start time).
+        self.genesis_config_hash = Hash.hash(bytes(self.faucet.pubkey()) + self.genesis_time.to_bytes(8, "little"))
         self._records: OrderedDict[Signature, TxRecord] = OrderedDict()
         self._by_address: dict[Pubkey, deque[Signature]] = {}
         self._versions = _AccountVersions()

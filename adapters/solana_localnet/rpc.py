@@ -517,7 +517,7 @@ class RpcMethods:
         return {"identity": str(self.identity)}
 
     async def rpc_getGenesisHash(self, params: list[Any]) -> Any:
-        return str(self.ledger.genesis_hash)
+        return str(self.ledger.genesis_config_hash)
 
     async def rpc_getSlot(self, params: list[Any]) -> Any:
         return self._context_slot(_config(params, 0))[1]
