@@ -655,6 +655,10 @@ class WorkerV2(Worker):
         _, request, payout, price = self._check_v2(record)
         at = claim_time(request, auction.auction_start, price)
         assert at is not None  # max_fee >= price was checked
+        left = request.deadline - await self.chain_now()
+        if left < self.settings.min_time_left_s:
+            raise _Skip(f"deadline {request.deadline} leaves {max(left, 0):.1f}s, less than min_time_left_s "
+                        f"{self.settings.min_time_left_s:g}")
         while True:
             now = await self.chain_now()
             # The claim must leave time to execute: its deadline is min(claim time + claim_window, deadline).

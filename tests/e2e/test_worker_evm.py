@@ -1,7 +1,8 @@
 """`relay worker` as a real process serving the EVM task board on a real localnet (anvil + the
 Solana localnet server): committee-signed TASK_REQUESTs are delivered to the board, the worker
-answers through `TaskBoard.submitResult`, malformed requests are ignored safely, and a worker
-SIGKILLed mid-task resumes with exactly one result on chain and no repeated execution."""
+claims them (task protocol v2: TaskBoardV2.claim at the auction price) and answers through
+`submitResult`, malformed requests are ignored safely, and a worker SIGKILLed mid-task resumes with
+exactly one result on chain, no repeated execution and no second claim."""
 
 from __future__ import annotations
 
@@ -23,13 +24,37 @@ from relay.daemons.messaging import _load_share
 from relay.devstack import free_port, messaging_stack
 from relay.envelope import Envelope, address_to_bytes32, keccak256
 from relay.protocol import MessageKind
-from relay.tasks.payloads import ProofKind, TaskRequest, TaskResult
+from relay.tasks.payloads import ProofKind, TaskRequestV2, TaskResultV2
 from tests.support.waiting import wait_for
 from tests.support.worker import Inference, stages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 REQUESTER_BOARD = b"\x5e" * 32  # a Solana-side requester board (any 32 bytes: the EVM board records it)
+REFUND_TO = bytes(12) + b"\x5f" * 20  # an EVM account: receives forfeited bonds
+
+
+def worker_account(config) -> str:
+    from eth_account import Account
+
+    return Account.from_key(Path(config.worker.evm_key.file).read_text().strip()).address
+
+
+def claim_txs(db: Path) -> dict[bytes, str | None]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT request_id, claim_tx FROM claims WHERE claimant IS NOT NULL"))
+
+
+def request(executor: str, deadline: int, input: bytes | None = None, *, content: bytes | None = None,
+            uri: str | None = None) -> TaskRequestV2:
+    """A TASK_REQUEST v2 claimable at once (no auction), with a long claim window and no bond."""
+    terms = dict(max_fee=10, deadline=deadline, auction_window=0, start_bps=10_000, claim_window=600, bond=0,
+                 refund_to=REFUND_TO)
+    if uri is not None:
+        return TaskRequestV2(executor, input_hash=keccak256(content), input_uri=uri, **terms)
+    return TaskRequestV2(executor, input=input, **terms)
 
 
 class Requester:
@@ -42,19 +67,19 @@ class Requester:
         committee = attest.Committee.load(config.committee.file)
         self.epoch = committee.epoch
         self.shares = [_load_share(config, committee, i) for i in (1, 2, 3)]
-        self.board = config.chains["evm"].contracts["TaskBoard"]
+        self.board = config.chains["evm"].contracts["TaskBoardV2"]
         self.src_domain = config.chains["solana"].domain
         self.adapter = driver_for("evm", config.chains["evm"]).messaging()  # the relayer's account; no relayer runs
         self.nonce = 0
-        self.results: dict[bytes, list[TaskResult]] = {}
+        self.results: dict[bytes, list[TaskResultV2]] = {}
 
     def envelope(self, payload: bytes) -> Envelope:
         self.nonce += 1
         return Envelope(MessageKind.TASK_REQUEST, self.nonce, self.src_domain, REQUESTER_BOARD,
                         self.config.chains["evm"].domain, address_to_bytes32(self.board), payload)
 
-    async def deliver(self, request: TaskRequest | bytes) -> bytes:
-        envelope = self.envelope(request.encode() if isinstance(request, TaskRequest) else request)
+    async def deliver(self, request: TaskRequestV2 | bytes) -> bytes:
+        envelope = self.envelope(request.encode() if isinstance(request, TaskRequestV2) else request)
         digest = envelope.digest(self.epoch)
         signature = attest.combine_signatures([attest.partial_sign(s, digest) for s in self.shares])
         tx = await self.adapter.submit(SignedDelivery(envelope=envelope, epoch=self.epoch, signature=signature))
@@ -87,7 +112,7 @@ class Requester:
             if envelope.kind == MessageKind.TASK_RESULT:
                 assert envelope.src_sender == address_to_bytes32(self.board)  # sent by the board
                 assert envelope.dst_receiver == REQUESTER_BOARD
-                result = TaskResult.decode(envelope.payload)
+                result = TaskResultV2.decode(envelope.payload)
                 self.results.setdefault(result.request_id, []).append(result)
 
 
@@ -108,23 +133,23 @@ async def test_worker_process_serves_ignores_bad_requests_and_resumes_after_sigk
             deadline = int(time.time()) + 600
 
             # Served requests, and bad ones the worker must ignore without stopping.
-            good = await requester.deliver(TaskRequest("echo", 10, deadline, input=b"hello board"))
-            mood = await requester.deliver(TaskRequest("sentiment", 10, deadline, input=b"I love this!"))
+            good = await requester.deliver(request("echo", deadline, b"hello board"))
+            mood = await requester.deliver(request("sentiment", deadline, b"I love this!"))
             dead_port = free_port()
             bad = {
-                await requester.deliver(TaskRequest("nosuchexec", 10, deadline, input=b"x")): ("skipped", "not served"),
-                await requester.deliver(TaskRequest.by_reference("echo", 10, deadline, b"doc", "ipfs://bafybeigdyr")):
+                await requester.deliver(request("nosuchexec", deadline, b"x")): ("skipped", "not served"),
+                await requester.deliver(request("echo", deadline, content=b"doc", uri="ipfs://bafybeigdyr")):
                     ("skipped", "ipfs://"),
-                await requester.deliver(TaskRequest.by_reference(
-                    "echo", 10, int(time.time()) + 12, b"doc", f"http://127.0.0.1:{dead_port}/doc")): ("failed", "cannot fetch"),
-                await requester.deliver(TaskRequest("echo", 10, int(time.time()) - 5, input=b"late")): ("skipped", "deadline"),
+                await requester.deliver(request("echo", int(time.time()) + 12, content=b"doc",
+                                                uri=f"http://127.0.0.1:{dead_port}/doc")): ("failed", "cannot fetch"),
+                await requester.deliver(request("echo", int(time.time()) - 5, b"late")): ("skipped", "deadline"),
             }
             # A payload the board itself refuses to decode never reaches the worker at all.
             garbage = await requester.deliver(b"\x00" * 17)
-            after_bad = await requester.deliver(TaskRequest("echo", 10, deadline, input=b"still serving"))
-            # An output over the 298 bytes that travel inline is served by the worker and sent by URI.
+            after_bad = await requester.deliver(request("echo", deadline, b"still serving"))
+            # An output over the 249 bytes that travel inline is served by the worker and sent by URI.
             big_prompt = "big: " + "tell me more " * 30
-            big = await requester.deliver(TaskRequest("http", 10, deadline, input=big_prompt.encode()))
+            big = await requester.deliver(request("http", deadline, big_prompt.encode()))
 
             await wait_for(lambda: all(stages(db).get(r, ("",))[0] == "done" for r in (good, mood, after_bad, big)),
                            timeout=60, what="served requests done")
@@ -149,7 +174,8 @@ async def test_worker_process_serves_ignores_bad_requests_and_resumes_after_sigk
             echo = requester.results[good][0]
             echo.verify_signature()
             assert echo.output == b"hello board" and echo.proof_kind is ProofKind.REEXECUTION
-            assert echo.payout == payout_sol
+            assert echo.payout == payout_sol and echo.price == 10  # the claim it answers (no auction: max_fee)
+            assert echo.claimant == address_to_bytes32(worker_account(config))
             assert json.loads(requester.results[mood][0].output)["label"] == "positive"
             assert not any(rid in requester.results for rid in bad)
             by_uri = requester.results[big][0]
@@ -163,8 +189,8 @@ async def test_worker_process_serves_ignores_bad_requests_and_resumes_after_sigk
             # Kill test. `gated` computes its output while the chain is stopped (so it cannot be
             # submitted); `slow` is in flight at the inference server when the worker dies.
             anvil = next(c for c in stack.net.children if c.name == "anvil")
-            gated = await requester.deliver(TaskRequest("http", 10, deadline, input=b"gated: summarise"))
-            slow = await requester.deliver(TaskRequest("http", 10, deadline, input=b"slow: write a poem"))
+            gated = await requester.deliver(request("http", deadline, b"gated: summarise"))
+            slow = await requester.deliver(request("http", deadline, b"slow: write a poem"))
             await wait_for(lambda: inference.calls.get("gated: summarise") == 1
                            and inference.calls.get("slow: write a poem") == 1, timeout=60, what="both http calls")
             os.kill(anvil.pid, signal.SIGSTOP)
@@ -178,9 +204,12 @@ async def test_worker_process_serves_ignores_bad_requests_and_resumes_after_sigk
             finally:
                 os.kill(anvil.pid, signal.SIGCONT)
 
+            claimed_before = claim_txs(db)
+            assert claimed_before[gated] and claimed_before[slow]  # both claimed before the kill
             worker = await stack.start_worker("evm")
             await wait_for(lambda: all(stages(db)[r][0] == "done" for r in (gated, slow)), timeout=90,
                            what="both http tasks done after the restart")
+            assert {r: claim_txs(db)[r] for r in (gated, slow)} == {r: claimed_before[r] for r in (gated, slow)}
             rows = stages(db)
             assert rows[gated][2] == 1 and inference.calls["gated: summarise"] == 1  # never executed again
             assert rows[slow][2] == 2 and inference.calls["slow: write a poem"] == 2  # killed mid-run: re-run once

@@ -1,7 +1,7 @@
 """`relay worker --chain solana` as a real process serving the Solana task board (the Tessera
-program on the Solana localnet server): committee-signed TASK_REQUESTs delivered to the board are
-answered through the board, unserved ones are skipped, and a worker SIGKILLed mid-execution
-resumes with exactly one result on chain."""
+program on the Solana localnet server): committee-signed TASK_REQUEST v2s delivered to the board are
+claimed and answered through the board, unserved ones are skipped, and a worker SIGKILLed
+mid-execution resumes with exactly one result on chain."""
 
 from __future__ import annotations
 
@@ -15,20 +15,29 @@ import pytest
 
 import attest
 from adapters.registry import driver_for
-from adapters.solana.taskboard import SolanaTaskBoard
-from relay.interfaces import DeliveryState, SignedDelivery
+from solders.keypair import Keypair
+
+from adapters.solana.taskboard import SolanaTaskBoardV2
+from relay.interfaces import DeliveryState, ServeState, SignedDelivery
 from relay.config import load_config
 from relay.daemons.messaging import _load_share
 from relay.devstack import messaging_stack
 from relay.envelope import Envelope
 from relay.protocol import MessageKind
-from relay.tasks.payloads import ProofKind, TaskRequest, TaskResult
+from relay.tasks.payloads import ProofKind, TaskRequestV2, TaskResultV2
 from tests.support.waiting import wait_for
 from tests.support.worker import Inference, stages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 REQUESTER_BOARD = b"\x00" * 12 + b"\xb0" * 20  # an EVM-side requester board
+REFUND_TO = bytes(Keypair().pubkey())  # a Solana account: receives forfeited bonds
+
+
+def request(executor: str, deadline: int, input: bytes) -> TaskRequestV2:
+    """A TASK_REQUEST v2 claimable at once (no auction), with a long claim window and no bond."""
+    return TaskRequestV2(executor, max_fee=10, deadline=deadline, auction_window=0, start_bps=10_000,
+                         claim_window=600, bond=0, refund_to=REFUND_TO, input=input)
 
 
 class SolanaRequester:
@@ -40,12 +49,12 @@ class SolanaRequester:
         self.shares = [_load_share(config, committee, i) for i in (1, 2, 4)]
         self.src_domain = config.chains["evm"].domain
         self.adapter = driver_for("solana", config.chains["solana"]).messaging()  # the relayer's fee payer; no relayer runs
-        self.board = SolanaTaskBoard.from_config("solana", config.chains["solana"], role="requester")
+        self.board = SolanaTaskBoardV2.from_config("solana", config.chains["solana"], role="requester")
         self.nonce = 0
-        self.results: dict[bytes, list[TaskResult]] = {}
+        self.results: dict[bytes, list[TaskResultV2]] = {}
         self._cursor: str | None = None
 
-    async def deliver(self, request: TaskRequest) -> bytes:
+    async def deliver(self, request: TaskRequestV2) -> bytes:
         self.nonce += 1
         envelope = Envelope(MessageKind.TASK_REQUEST, self.nonce, self.src_domain, REQUESTER_BOARD,
                             self.config.chains["solana"].domain, self.board.address, request.encode())
@@ -74,7 +83,7 @@ class SolanaRequester:
                 if obs.envelope.kind == MessageKind.TASK_RESULT:
                     assert obs.envelope.src_sender == self.board.address  # sent by the board
                     assert obs.envelope.dst_receiver == REQUESTER_BOARD
-                    result = TaskResult.decode(obs.envelope.payload)
+                    result = TaskResultV2.decode(obs.envelope.payload)
                     self.results.setdefault(result.request_id, []).append(result)
 
         try:
@@ -102,9 +111,9 @@ async def test_solana_worker_process_serves_skips_and_resumes_after_sigkill(tmp_
             payout_evm = config.worker.payout_by_domain(config)[requester.src_domain]
             deadline = int(time.time()) + 600
 
-            good = await requester.deliver(TaskRequest("echo", 10, deadline, input=b"hello solana"))
-            unknown = await requester.deliver(TaskRequest("nosuchexec", 10, deadline, input=b"x"))
-            slow = await requester.deliver(TaskRequest("http", 10, deadline, input=b"slow: a haiku"))
+            good = await requester.deliver(request("echo", deadline, b"hello solana"))
+            unknown = await requester.deliver(request("nosuchexec", deadline, b"x"))
+            slow = await requester.deliver(request("http", deadline, b"slow: a haiku"))
             await wait_for(lambda: stages(db).get(good, ("",))[0] == "done", timeout=60, what="echo done")
             assert stages(db)[unknown][0] == "skipped" and "not served" in stages(db)[unknown][1]
             await wait_for(lambda: inference.calls.get("slow: a haiku") == 1, timeout=30, what="http call in flight")
@@ -123,11 +132,11 @@ async def test_solana_worker_process_serves_skips_and_resumes_after_sigkill(tmp_
             echo = requester.results[good][0]
             echo.verify_signature()
             assert echo.output == b"hello solana" and echo.proof_kind is ProofKind.REEXECUTION
-            assert echo.payout == payout_evm
+            assert echo.payout == payout_evm and echo.price == 10  # the claim it answers (no auction: max_fee)
             assert requester.results[slow][0].output == b"answer(slow: a haiku)"
             assert unknown not in requester.results
             assert all(len(v) == 1 for v in requester.results.values()), "exactly one result per request"
-            assert await requester.board.result_submitted(slow)
+            assert (await requester.board.claim_status(slow)).state in (ServeState.ANSWERED, ServeState.CLOSED)
         finally:
             await requester.close()
             await inference.stop()
