@@ -147,3 +147,78 @@ async def test_attesters_attest_a_right_result_and_refuse_a_wrong_one(tmp_path: 
                 await client.wait_delivered(bad_env, timeout=60)
         finally:
             await worker.close()
+
+
+async def test_v2_verdicts_valid_and_refused_go_to_both_destinations_and_a_failed_handler_is_not_delivered(
+        tmp_path: Path) -> None:
+    """Task protocol v2 without the boards: a Solana user sends a TASK_REQUEST v2 to an EVM EOA, the EOA
+    answers TASK_RESULT v2s (right, then wrong). Every attester signs one verdict per result, valid or
+    refused (output_mismatch), in two envelopes; the relayer carries both: the one to the requester
+    (the Solana user) is delivered, the one to the 'serving board' (the EOA, which has no code) fails
+    in the gateway's handler (status 2) and is therefore never counted as delivered."""
+    from relay.store import RetryReason
+    from relay.tasks.attestation import verdicts_for
+    from relay.tasks.payloads import RefusalReason, TaskRequestV2, TaskResultV2
+
+    async with messaging_stack(tmp_path, relayer=False) as stack:
+        config = load_config(stack.config_path)
+        relayer = config.relayer.model_copy(update={"retry_base_s": 0.3, "retry_cap_s": 1.0, "max_attempts": 6})
+        dump_config(config.model_copy(update={"relayer": relayer}), stack.config_path)
+        await stack.start_relayer()
+        config = load_config(stack.config_path)
+        committee = Committee.load(config.committee.file)
+        endpoints = [m.endpoint.rstrip("/") for m in committee.members]
+        eoa = bytes(12) + bytes.fromhex(Account.from_key(WORKER_KEY).address[2:])
+        worker = EvmAdapter("evm", config.chains["evm"], WORKER_KEY)
+        await worker.start()
+        try:
+            async with TesseraClient.from_config(stack.config_path) as client:
+                terms = TaskRequestV2("sentiment", max_fee=1000, deadline=2**40, auction_window=0, start_bps=10_000,
+                                      claim_window=60, bond=0, refund_to=eoa, input=TEXT)
+                request = await client.send("solana", "evm", eoa, terms.encode(), kind=MessageKind.TASK_REQUEST)
+                await wait_for(lambda: _all_signed(endpoints, request.message_id), timeout=60)
+                right = SentimentExecutor().analyse(TEXT)
+                outcomes = {}
+                for name, output in (("right", right), ("wrong", right.replace(b'"positive"', b'"negative"'))):
+                    result = TaskResultV2.signed(Ed25519PrivateKey.generate(), request_id=request.message_id,
+                                                 executor="sentiment", output=output, claimant=eoa, payout=eoa,
+                                                 price=1000, proof_kind=ProofKind.REEXECUTION)
+                    result_env, tx = await worker.send_message(request.envelope.src_domain,
+                                                               request.envelope.src_sender, MessageKind.TASK_RESULT,
+                                                               result.encode())
+                    block_time = await _final_block_time(worker, tx)
+                    outcomes[name] = (result_env, verdicts_for(
+                        result_env, block_time, None if name == "right" else RefusalReason.OUTPUT_MISMATCH))
+
+                for name, (result_env, verdicts) in outcomes.items():
+                    async def signed(result_env=result_env) -> list[dict] | None:
+                        found = await _result_statuses(endpoints, result_env.message_id)
+                        return found if all(s.get("status") == "attested" for s in found) else None
+
+                    statuses = await wait_for(signed, timeout=60)
+                    assert {s["verdict"] for s in statuses} == {"valid" if name == "right" else "refused"}
+                    assert {s["refusal_reason"] for s in statuses} == {None if name == "right" else "output_mismatch"}
+                    assert [s["attestation_ids"] for s in statuses] == [
+                        {"requester": "0x" + verdicts.requester.message_id.hex(),
+                         "serving": "0x" + verdicts.serving.message_id.hex()}] * 4
+                    # To the requester (the Solana user): delivered, with the committee's signature.
+                    delivered = await client.wait_delivered(verdicts.requester, timeout=90)
+                    assert delivered.chain == "solana"
+                    epoch, signature = await client.committee_signature(verdicts.requester)
+                    assert client.verify(verdicts.requester, epoch, signature)
+
+                    # To the EOA: the gateway records a failed handler; the relayer retries, never "delivered".
+                    async def handler_failed(verdicts=verdicts) -> str | None:
+                        store = await Store.open(config.relayer.db)
+                        try:
+                            record = await store.get(verdicts.serving.message_id)
+                        finally:
+                            await store.close()
+                        return (record.reason if record is not None and record.reason_code is RetryReason.HANDLER_FAILED
+                                else None)
+
+                    reason = await wait_for(handler_failed, timeout=60, interval=0.5)
+                    assert "handler" in reason
+                    assert not await client.is_delivered(verdicts.serving)
+        finally:
+            await worker.close()
