@@ -2,10 +2,12 @@
 
 1. real chains: anvil + the Solana localnet server; contracts and the program deployed;
 2. a 3-of-4 attester committee, a relayer, and a task worker on each chain, each its own process;
-3. agents ask for AI work through the SDK in both directions; each task is followed stage by stage:
-   request carried to the other chain → a worker runs the executor → its signed result carried
-   back → the committee checks it (re-executing deterministic executors) and its attestation
-   carried back → the requester's task board pays the worker;
+3. agents ask for AI work through the SDK in both directions (task protocol v2); each task is
+   followed stage by stage: request carried to the other chain → workers compete in a 1 s reverse
+   Dutch auction and the first to claim posts a bond → it runs the executor → its signed result
+   carried back → the committee checks it (re-executing deterministic executors) and its verdict
+   carried to both boards → the requester's board pays the claim price and refunds the rest, the
+   serving board returns the bond;
 4. a summary: outputs, who was paid, where the time went, and the committee's signature over each
    attestation checked off-chain;
 5. the same committee's price feeds: the attesters ran a feed round every second meanwhile; a
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.devstack import messaging_stack
+from relay.tasks.client import AuctionTerms
 from relay.localnet import read_state, smoke, summary
 
 # (src, dst, executor, input): what agents on each chain ask the other chain's workers to do.
@@ -35,11 +38,12 @@ TASKS = [
     ("solana", "evm", "sentiment", "A solid quarter: nothing spectacular, nothing alarming."),
 ]
 MAX_FEE = {"evm": 10**15, "solana": 1_000_000}  # 0.001 ETH / 0.001 SOL held in escrow
+BOND = {"evm": 10**14, "solana": 100_000}  # posted by the claimant on the serving chain
 UNIT = {"evm": "wei", "solana": "lamports"}
-STAGES = ["requested", "request_delivered", "result_submitted", "result_delivered", "completed"]
+STAGES = ["requested", "request_delivered", "claimed", "result_submitted", "result_delivered", "completed"]
 METHOD = {1: "the worker's signature", 2: "re-execution", 3: "a proof verifier"}
-SHORT = {"requested": "requested", "request_delivered": "request on dst", "result_submitted": "result sent",
-         "result_delivered": "result on src", "completed": "attested+paid"}
+SHORT = {"requested": "requested", "request_delivered": "request on dst", "claimed": "claimed",
+         "result_submitted": "result sent", "result_delivered": "result on src", "completed": "verdict+paid"}
 
 
 @dataclass
@@ -71,7 +75,7 @@ async def _follow(row: Row, timeout: float) -> None:
         async with asyncio.timeout(timeout):
             async for event in row.handle.events(poll=0.1):
                 if event.stage in STAGES:  # not expired/refunded/no_worker: the table has no column for them
-                    row.stages[event.stage] = event.elapsed_s
+                    row.stages.setdefault(event.stage, event.elapsed_s)  # (a claim may repeat: the first)
                 if event.stage in ("completed", "expired", "refunded"):
                     row.final = event.stage
         if row.final == "completed":
@@ -108,15 +112,17 @@ async def run_demo() -> int:
             print("\n3. Agents request AI tasks through the SDK (client.request_task). Each column is the time since\n"
                   "   the request at which the task reached that stage:\n"
                   "     request on dst  the relayer delivered the TASK_REQUEST (escrow held on the source chain)\n"
-                  "     result sent     a worker on the other chain ran the executor and sent its signed TASK_RESULT\n"
+                  "     claimed         a worker won the 1 s auction: claimed at the current price, bond posted\n"
+                  "     result sent     the claimant ran the executor and sent its signed TASK_RESULT\n"
                   "     result on src   the result was delivered back to the requester's task board\n"
-                  "     attested+paid   the committee checked the result (re-running deterministic executors), its\n"
-                  "                     PROOF_ATTESTATION was delivered and the board paid the worker\n", flush=True)
+                  "     verdict+paid    the committee checked the result (re-running deterministic executors), its\n"
+                  "                     verdict reached the boards: the claim price paid, the rest refunded\n", flush=True)
             rows = [Row(src, dst, executor, text) for src, dst, executor, text in TASKS]
             async with TesseraClient.from_config(stack.config_path) as client:
                 for row in rows:
                     row.handle = await client.request_task(src=row.src, dst=row.dst, executor=row.executor,
-                                                           input=row.input, max_fee=MAX_FEE[row.src])
+                                                           input=row.input, max_fee=MAX_FEE[row.src],
+                                                           auction=AuctionTerms(window_s=1, bond=BOND[row.dst]))
                 t0 = time.perf_counter()
                 followers = asyncio.gather(*(_follow(row, 150) for row in rows))
                 last = ""
@@ -198,12 +204,14 @@ def _summarise(rows: list[Row]) -> bool:
             continue
         v = row.verified
         s = row.stages
-        execution = s["result_submitted"] - s["request_delivered"]
-        messaging = s["completed"] - execution
+        auction = s["claimed"] - s["request_delivered"]
+        execution = s["result_submitted"] - s["claimed"]
+        messaging = s["completed"] - execution - auction
         output = v.text if len(v.text) <= 90 else v.text[:87] + "..."
         print(f"{head} {output}")
         print(f"   {'':14}  {'':16}{'':10}checked by {METHOD[int(v.method)]}, committee epoch {v.epoch} "
-              f"signature verified off-chain, worker paid {v.status.escrow} {UNIT[row.src]}")
+              f"signature verified off-chain, worker paid {v.status.price} {UNIT[row.src]}, "
+              f"{v.status.refund} back to the requester")
         print(f"   {'':14}  {'':16}{'':10}{s['completed']:.2f}s total = {messaging:.2f}s messaging + "
-              f"{execution:.2f}s worker (detect, execute, submit)")
+              f"{auction:.2f}s auction + claim + {execution:.2f}s worker (execute, submit)")
     return ok
