@@ -477,6 +477,7 @@ class TaskHandleV2(TaskHandle):
                 # The result we saw waiting is gone and the task open again: the committee refused it.
                 yield self._event_again("result_refused", result_id="0x" + pending.hex())
                 pending = None
+                claim = None  # that claim ended with the refusal, not by expiring
             if serving.state in (ServeState.CLAIMED, ServeState.ANSWERED) and serving.claimant is not None:
                 current = (serving.claimant, serving.claim_deadline or 0)
                 if current != claim:
