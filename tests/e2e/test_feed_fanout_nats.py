@@ -158,10 +158,14 @@ async def test_three_servers_on_jetstream_survive_one_killed_under_300_subscribe
             assert await history(http, late_url) == expected
             async with FeedsClient(late_url, dealt.committee) as fresh:
                 got = []
-                async for item in fresh.stream(["ETH/USD"], since={"ETH/USD": 0}):
-                    got.append(item.round)
-                    if len(got) == ROUNDS:
-                        break
+
+                async def replayed() -> None:
+                    async for item in fresh.stream(["ETH/USD"], since={"ETH/USD": 0}):
+                        got.append(item.round)
+                        if len(got) == ROUNDS:
+                            return
+
+                await asyncio.wait_for(replayed(), 30)
                 assert got == list(range(1, ROUNDS + 1))
     finally:
         for task in readers:
@@ -176,3 +180,67 @@ async def test_three_servers_on_jetstream_survive_one_killed_under_300_subscribe
             proc.stop()
         if late is not None:
             late.stop()
+
+
+async def test_attester_rounds_reach_feed_servers_through_jetstream(nats_server, tmp_path):
+    """4 `relay attester` processes (t = 3) run feed rounds with only `[feed_round] nats_urls` (no
+    publish_urls): the leaders' reports reach two `relay feed-server` processes through the stream,
+    which hold the same rounds, and an SDK client given both servers streams them verified."""
+    from attest.dealer import deal_to_directory
+    from attest.keystore import generate_key_file
+
+    stream = nats_server.stream_settings()
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    endpoints = [f"http://127.0.0.1:{free_port()}" for _ in range(4)]
+    committee = deal_to_directory(keys / "committee", 4, 3, 5, generate_key_file(keys / "committee.key"), endpoints)
+    (tmp_path / "eth.csv").write_text("timestamp,price\n1,3001.10\n2,3001.30\n")
+    nats_keys = {"nats_urls": list(stream.urls), "nats_stream": stream.stream, "nats_subject": stream.subject}
+    config = {
+        "chains": {},
+        "committee": {"file": "keys/committee/committee.toml", "share": "keys/committee/share-{index}.json",
+                      "key_file": "keys/committee.key"},
+        "attester": {"db": "attester-{index}.db"},
+        # Generous round timings: a loaded CI machine must not make every round miss its leader timeout.
+        "feed_round": {"interval_ms": 500, "collect_ms": 50, "leader_timeout_ms": 400, **nats_keys},
+        "feeds": {"ETH/USD": {"decimals": 8, "sources": [
+            {"kind": "file", "name": "recorded", "path": "eth.csv", "max_age_s": 3600}]}},
+    }
+    path = tmp_path / "attesters.toml"
+    path.write_text(tomli_w.dumps(config))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    attesters = [ChildProcess(f"attester-{i}", [sys.executable, "-m", "relay.cli", "attester", "--index", str(i),
+                                                "--config", str(path)], tmp_path / f"attester-{i}.log", env=env)
+                 for i in committee.indices]
+    committee.save(tmp_path / "committee.toml")  # the feed servers' [committee] file
+    servers = [start_server(tmp_path, f"feed-server-{i}", stream) for i in range(2)]
+    try:
+        for proc, url in servers:
+            await wait_http(url + "/health", proc)
+        for proc in attesters:
+            proc.start()
+        urls = [url for _, url in servers]
+        async with FeedsClient(urls, committee) as client, aiohttp.ClientSession() as http:
+            got: list[SignedReport] = []
+
+            async def four_reports() -> None:
+                async for item in client.stream(["ETH/USD"]):
+                    if isinstance(item, SignedReport):
+                        got.append(item)
+                        if len(got) == 4:
+                            return
+
+            await asyncio.wait_for(four_reports(), 60)
+            assert all(r.verify(committee) and r.report.price in (300_110_000_000, 300_130_000_000) for r in got)
+            assert [r.round for r in got] == sorted({r.round for r in got})
+
+            async def same_history() -> bool:
+                histories = [await history(http, url) for url in urls]
+                return len(histories[0]) >= 4 and histories[0] == histories[1]
+
+            await wait_for(same_history, timeout=10, what="both servers to hold the same reports")
+    finally:
+        for proc in attesters:
+            proc.stop()
+        for proc, _ in servers:
+            proc.stop()
