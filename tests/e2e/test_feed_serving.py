@@ -257,12 +257,22 @@ async def test_attester_rounds_to_sdk_streams(tmp_path):
 
 async def test_devstack_start_feed_server(setup, tmp_path):
     """Stack.start_feed_server on a config without chains (the localnet part of Stack is not needed)."""
-    from types import SimpleNamespace
-
     from relay.devstack import Stack
+    from relay.processes import ChildProcess
+
+    class ChildrenOnly:
+        """The part of a Localnet a Stack uses to start its children, without any chain."""
+
+        state_dir = tmp_path
+
+        def spawn(self, name, argv, env=None, health_url=None):
+            child = ChildProcess(name=name, argv=argv, log_path=tmp_path / "logs" / f"{name}.log", env=env,
+                                 health_url=health_url)
+            child.start()
+            return child
 
     committee, shares, path, _ = setup
-    stack = Stack(net=SimpleNamespace(state_dir=tmp_path), config_path=path)
+    stack = Stack(net=ChildrenOnly(), config_path=path)
     (tmp_path / "logs").mkdir(exist_ok=True)
     try:
         await stack.start_feed_server(history_size=5)
