@@ -508,8 +508,11 @@ class TaskHandleV2(TaskHandle):
             if status.state == TaskState.REFUNDED:
                 yield self._event("refunded", refund=status.refund)
                 return
+            # Past the deadline nothing more can be paid unless a result submitted in time waits for
+            # its verdict (ANSWERED, or CLOSED by a valid verdict that has not reached this board yet).
             if (status.state == TaskState.OPEN and time.time() > status.deadline + 2
-                    and serving.state in (ServeState.NONE, ServeState.OPEN, ServeState.CLOSED)):
+                    and (serving.state in (ServeState.NONE, ServeState.OPEN)
+                         or (serving.state is ServeState.CLOSED and pending is None))):
                 yield self._event("expired", deadline=status.deadline, refundable_after=status.refundable_after)
                 return
             if ("claimed" not in seen and "no_worker" not in seen and self.no_worker_after_s is not None

@@ -260,3 +260,36 @@ async def test_silent_claimant_and_bogus_result_forfeit_their_bonds_and_an_hones
 
 async def _equal(value, expected) -> bool | None:
     return (await value) == expected or None
+
+
+async def test_a_result_on_time_on_the_serving_chain_but_delivered_after_the_deadline_is_paid(
+        tmp_path: Path) -> None:
+    """Attack 5 at the system level: the relayer is down from the request's delivery until after the
+    deadline; the worker claims and submits on Solana in time; once the relayer is back the result and
+    the verdict reach EVM late, and the board pays (timeliness by the serving chain's clock)."""
+    payout = "0x" + os.urandom(20).hex()
+    async with messaging_stack(tmp_path) as stack:
+        await stack.start_worker("solana", payout={"evm": payout}, min_time_left_s=3)
+        config = load_config(stack.config_path)
+        async with TesseraClient.from_config(stack.config_path) as client:
+            deadline = int(time.time()) + 25
+            handle = await client.request_task(src="evm", dst="solana", executor="sentiment",
+                                               input="Markets rallied on strong earnings.", max_fee=10**15,
+                                               deadline=deadline, auction=AuctionTerms(window_s=1, bond=10**6))
+            await client.wait_delivered(handle.envelope, timeout=60)
+            stack.relayers["main"].stop()
+
+            async def answered():
+                status = await handle._serving_v2.claim_status(handle.request_id)
+                return status if status.state.name == "ANSWERED" else None
+
+            waiting = await wait_for(answered, 30)
+            assert not await handle._requester_v2.result_recorded(waiting.result_id)
+            while time.time() < deadline + 3:  # past the deadline, nothing delivered to EVM meanwhile
+                await asyncio.sleep(0.5)
+            assert (await handle.status()).state is TaskState.OPEN
+            await stack.start_relayer()
+            result = await handle.result(timeout=120)
+            assert result.attestation.submitted_at <= deadline and result.status.state is TaskState.COMPLETED
+            assert await balance(config, "evm", payout) == result.result.price
+            assert result.status.refund == 10**15 - result.result.price
