@@ -94,3 +94,31 @@ async def test_the_worker_refuses_a_store_of_another_chain_naming_the_reset(work
         assert await store.chain_identity("solana") == SECOND.encode()
     finally:
         await store.close()
+
+
+async def test_reset_chain_worker_drops_the_chain_from_the_configured_store(worker_db: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    store = await WorkerStore.open(worker_db)
+    try:
+        await store.add(b"\x03" * 32, 1, "echo", b"envelope", "sig", 1, 2_000_000_000)
+        await store.set_chain_identity("solana", FIRST.encode())
+    finally:
+        await store.close()
+    # `{chain}` in the setting: a file per chain, or (here) the test's one store.
+    db = worker_db if worker_db.startswith("postgresql://") else worker_db.replace("worker.db", "worker{chain}.db")
+    if not worker_db.startswith("postgresql://"):
+        Path(worker_db).rename(Path(db.replace("{chain}", "solana")))
+    config = tmp_path / "tessera.toml"
+    config.write_text(f'[chains.solana]\nkind = "solana"\ndomain = 2\nrpc_urls = ["http://127.0.0.1:1"]\n'
+                      f'program_id = "J7a8RKTowgMFppj3w8dSERo3hSTFigoT4ZgyBWzPoFdR"\n\n[worker]\ndb = "{db}"\n')
+    done = subprocess.run([sys.executable, "-m", "relay.cli", "reset-chain", "solana", "--worker", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "worker store: dropped chain solana's identity, cursor and 1 tasks" in done.stdout
+    store = await WorkerStore.open(db.replace("{chain}", "solana"))
+    try:
+        assert await store.chain_identity("solana") is None and await store.all() == []
+    finally:
+        await store.close()
