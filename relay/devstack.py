@@ -225,7 +225,8 @@ async def messaging_stack(tmp_path: Path, attesters=(1, 2, 3, 4), relayer: bool 
         evm_extra_ports=[free_port() for _ in range(evm_chains - 1)],
         solana_rpc_port=free_port(), solana_ws_port=free_port(),
         slot_ms=slot_ms, finality_slots=finality_slots, evm_block_time=evm_block_time, committee_n=n, committee_t=t,
-        attester_base_port=free_port_block(n), relayer_port=free_port(), feed_server_port=free_port(), feeds=feeds,
+        attester_base_port=free_port_block(n), relayer_port=free_port(), feed_server_port=free_port(), feed_push_port=free_port(),
+        feeds=feeds,
     )
     net = Localnet(options)
     stack = Stack(net=net, config_path=net.state_dir / CONFIG_FILE)

@@ -93,6 +93,7 @@ class LocalnetOptions:
     attester_base_port: int = 7101  # member i listens on base + i - 1
     relayer_port: int = 7300
     feed_server_port: int = 7400
+    feed_push_port: int = 7410  # the pusher's /health and /metrics (wallet balances)
     # Write the localnet's [feeds] (ETH/USD, BTC/USD) into the config, so attesters run feed rounds.
     feeds: bool = True
 
@@ -212,6 +213,7 @@ async def deploy_all(options: LocalnetOptions, state_dir: Path, chains: list[Pla
         feed_server=FeedServerSection(listen=f"{options.host}:{options.feed_server_port}"),
         feed_round=FeedRoundSection(publish_urls=[f"http://{options.host}:{options.feed_server_port}/v1/reports"]),
         feed_push=FeedPushSection(targets=[c.name for c in chains], source=f"http://{options.host}:{options.feed_server_port}",
+                                  listen=f"{options.host}:{options.feed_push_port}",
                                   **feed_push),
     )
     config = config.model_copy(update={"worker": await localnet_worker_section(state_dir, config)})

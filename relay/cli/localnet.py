@@ -69,6 +69,8 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feed-server-port", type=int, default=defaults.feed_server_port,
                         help="the feed server's port written to the config; round leaders publish there "
                         "(default: %(default)s)")
+    parser.add_argument("--feed-push-port", type=int, default=defaults.feed_push_port,
+                        help="the feed pusher's /health and /metrics port written to the config (default: %(default)s)")
     parser.add_argument("--no-feeds", action="store_true",
                         help="leave [feeds] out of the config: attesters then run no feed rounds")
 
@@ -88,6 +90,7 @@ def up_options(args: argparse.Namespace) -> LocalnetOptions:
         attester_base_port=args.attester_base_port,
         relayer_port=args.relayer_port,
         feed_server_port=args.feed_server_port,
+        feed_push_port=args.feed_push_port,
         feeds=not args.no_feeds,
     )
 

@@ -49,7 +49,10 @@ async def run_worker(config: TesseraConfig, chain: str, db: str | Path | None = 
                      stop: asyncio.Event | None = None) -> None:
     if chain not in config.chains:
         raise ConfigError(f"no chain {chain!r} under [chains]; configured: {', '.join(sorted(config.chains))}")
-    section = config.worker or WorkerSection()
+    if config.worker is None:
+        raise ConfigError("the config has no [worker] section: add one with payout.<chain> addresses, the worker's "
+                          "key_file and its own accounts (evm_key / solana_keypair); `relay up` writes a complete one")
+    section = config.worker
     # A PostgreSQL URL is kept as written (a Path would fold its `//`).
     db_path = db or (section.db.replace("{chain}", chain) if is_database_url(section.db)
                      else section.path_for(section.db, chain))
