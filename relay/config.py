@@ -234,6 +234,10 @@ class CommitteeRef(_Model):
     # What unlocks the share: a 32-byte key file, or a password from a file or an env variable.
     key_file: Path | None = None
     password: SecretRef | None = None
+    # During a rotation's grace window the outgoing committee's signatures still land on-chain; the
+    # SDK accepts them too until `previous_valid_until` (unix seconds, the chains' grace end).
+    previous: Path | None = None
+    previous_valid_until: Annotated[int, Field(ge=0)] | None = None
 
     def share_path(self, index: int) -> Path:
         if self.share is None:
@@ -605,6 +609,7 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
                 "file": fix(config.committee.file),
                 "share": fix(config.committee.share),
                 "key_file": fix(config.committee.key_file),
+                "previous": fix(config.committee.previous),
                 "password": fix_secret(config.committee.password),
             }
         )

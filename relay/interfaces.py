@@ -53,6 +53,15 @@ class DeliveryStatus:
     detail: str = ""
 
 
+class MessageStatus(enum.Enum):
+    """Where a message stands at its destination gateway (as the adapter's finality rule says)."""
+
+    NOT_DELIVERED = "not_delivered"
+    DELIVERED = "delivered"  # recorded and handled by its receiver
+    # Recorded, but the receiver's handler failed (EVM Gateway status 2): not delivered, retryable.
+    HANDLER_FAILED = "handler_failed"
+
+
 @dataclass(frozen=True, slots=True)
 class ChainIdentity:
     """Which chain an RPC endpoint serves, kept beside every cursor and signing log so a daemon never
@@ -136,6 +145,11 @@ class ChainAdapter(Protocol):
         """True once the destination gateway has recorded the message as delivered and handled (as
         the adapter's finality rule says). A message whose handler failed (EVM status 2) is not
         delivered: it is retryable (`retry_failed`). Read-only."""
+        ...
+
+    async def message_status(self, message_id: bytes) -> MessageStatus:
+        """`is_delivered` with the reason when it is not: NOT_DELIVERED, DELIVERED, or HANDLER_FAILED
+        (recorded but the receiver's handler failed; the relayer re-runs it). Read-only."""
         ...
 
     async def delivery_tx(self, message_id: bytes) -> str | None:

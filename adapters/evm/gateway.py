@@ -34,7 +34,7 @@ from relay.batch import Batch
 from relay.config import EvmChain, KeyRef
 from relay.envelope import Envelope, keccak256, message_digest
 from relay.errors import ConfigError, TesseraError
-from relay.interfaces import (ChainIdentity, DeliveryState, DeliveryStatus, EndpointHealth, Observation,
+from relay.interfaces import (ChainIdentity, DeliveryState, DeliveryStatus, EndpointHealth, MessageStatus, Observation,
                               SignedDelivery)
 from relay.log import get_logger
 
@@ -413,16 +413,21 @@ class EvmAdapter:
         return int.from_bytes(bytes(raw)[-32:], "big")
 
     async def is_delivered(self, message_id: bytes) -> bool:
+        # A failed handler (status 2) is not delivered: the relayer retries it (retry_failed).
+        return await self.message_status(message_id) is MessageStatus.DELIVERED
+
+    async def message_status(self, message_id: bytes) -> MessageStatus:
         # Read at the final block: "delivered" then means the delivery cannot be reorged away, which
         # is what lets a relayer stop working on the message.
         final = await self.final_block()
         if final < 0:
-            return False
+            return MessageStatus.NOT_DELIVERED
         try:
-            # A failed handler (status 2) is not delivered: the relayer retries it (retry_failed).
-            return await self.delivery_status_of(message_id, final) == STATUS_HANDLED
+            status = await self.delivery_status_of(message_id, final)
         except BadFunctionCallOutput:
-            return False
+            return MessageStatus.NOT_DELIVERED
+        return {STATUS_HANDLED: MessageStatus.DELIVERED, STATUS_FAILED: MessageStatus.HANDLER_FAILED}.get(
+            status, MessageStatus.NOT_DELIVERED)
 
     async def delivery_tx(self, message_id: bytes) -> str | None:
         head = await self._call("eth_blockNumber", lambda w3: w3.eth.block_number)

@@ -76,7 +76,7 @@ from adapters.solana.rpc import (
 from adapters.solana.tx import SolanaTransactor, TransactionRefused
 from relay.config import SolanaChain
 from relay.envelope import Envelope, EnvelopeError
-from relay.interfaces import (ChainIdentity, DeliveryState, DeliveryStatus, EndpointHealth, Observation,
+from relay.interfaces import (ChainIdentity, DeliveryState, DeliveryStatus, EndpointHealth, MessageStatus, Observation,
                               SignedDelivery)
 from relay.log import get_logger
 
@@ -280,6 +280,11 @@ class SolanaAdapter:
             return DeliveryReceipt.decode(data).message_id == message_id
         except SolanaProgramError:
             return False
+
+    async def message_status(self, message_id: bytes) -> MessageStatus:
+        # The program records a delivery only together with its handling (bad content never blocks
+        # it), so there is no "handler failed" state on Solana.
+        return MessageStatus.DELIVERED if await self.is_delivered(message_id) else MessageStatus.NOT_DELIVERED
 
     def _require_signer(self) -> Keypair:
         return self.tx.require_payer()
