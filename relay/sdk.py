@@ -24,6 +24,7 @@ from relay.envelope import Envelope
 from relay.errors import TesseraError
 from relay.feeds.client import FeedsClient
 from relay.localnet import CONFIG_FILE, default_state_dir
+from relay.interfaces import MessageStatus
 from relay.protocol import MAX_PAYLOAD_LEN, MessageKind
 from relay.tasks.client import DEFAULT_NO_WORKER_AFTER_S, AuctionTerms, request_task, request_task_v2
 
@@ -38,6 +39,11 @@ class UnknownChainError(SdkError):
 
 class DeliveryTimeoutError(SdkError):
     pass
+
+
+class DeliveryFailedError(DeliveryTimeoutError):
+    """The destination recorded the message but its receiver's handler failed (EVM Gateway status
+    2) and no retry had succeeded by the timeout: the message is not delivered."""
 
 
 class SignatureError(SdkError):
@@ -65,6 +71,7 @@ class Delivery:
     chain: str
     tx: str | None  # the destination transaction that delivered it (None if the node cannot tell)
     latency_s: float
+    status: MessageStatus = MessageStatus.DELIVERED
 
 
 class TesseraClient:
@@ -73,6 +80,7 @@ class TesseraClient:
         self._drivers = {name: driver_for(name, chain) for name, chain in config.chains.items()}
         self._adapters = {name: driver.messaging(role="sender") for name, driver in self._drivers.items()}
         self._committee = None
+        self._previous_committee: Committee | None = None
         self._started = False
         self._boards: dict[str, object] = {}
         self._feeds = None  # relay.feeds.client.FeedsClient, made on first use
@@ -208,22 +216,48 @@ class TesseraClient:
         envelope = message.envelope if isinstance(message, SentMessage) else message
         name, destination = self._by_domain(envelope.dst_domain)
         started = time.monotonic()
+        status = MessageStatus.NOT_DELIVERED
         while True:
-            if await destination.is_delivered(envelope.message_id):
+            # Only "recorded and handled" is delivered: a failed handler is retried by the relayer.
+            status = await destination.message_status(envelope.message_id)
+            if status is MessageStatus.DELIVERED:
                 tx = await destination.delivery_tx(envelope.message_id)
-                return Delivery(envelope.message_id, name, tx, time.monotonic() - started)
+                return Delivery(envelope.message_id, name, tx, time.monotonic() - started, status)
             if time.monotonic() - started > timeout:
+                if status is MessageStatus.HANDLER_FAILED:
+                    raise DeliveryFailedError(
+                        f"0x{envelope.message_id.hex()} reached {name} but its receiver's handler failed and no "
+                        f"retry succeeded within {timeout:.0f}s: fix the receiver; the relayer retries it "
+                        f"(`relay status 0x{envelope.message_id.hex()[:12]}`)")
                 raise DeliveryTimeoutError(
                     f"0x{envelope.message_id.hex()} not delivered to {name} within {timeout:.0f}s: "
                     f"`relay status 0x{envelope.message_id.hex()[:12]}` shows where it is stuck")
             await asyncio.sleep(poll)
 
-    def verify(self, envelope: Envelope, epoch: int, signature: bytes) -> bool:
-        """Off-chain check of a committee signature over an envelope (what the chains check)."""
+    def verify(self, envelope: Envelope, epoch: int, signature: bytes, now: float | None = None) -> bool:
+        """Off-chain check of a committee signature over an envelope (what the chains check): the
+        current committee's, or during a rotation's grace window (`[committee] previous`,
+        `previous_valid_until`) the outgoing committee's."""
         committee = self.committee
-        if epoch != committee.epoch:
+        if epoch == committee.epoch:
+            return committee.verify(envelope.digest(epoch), signature)
+        previous = self.previous_committee
+        ref = self.config.committee
+        if previous is None or epoch != previous.epoch or ref is None or ref.previous_valid_until is None:
             return False
-        return committee.verify(envelope.digest(epoch), signature)
+        if (time.time() if now is None else now) > ref.previous_valid_until:
+            return False
+        return previous.verify(envelope.digest(epoch), signature)
+
+    @property
+    def previous_committee(self) -> Committee | None:
+        """The outgoing committee during a rotation's grace window (`[committee] previous`), else None."""
+        ref = self.config.committee
+        if ref is None or ref.previous is None:
+            return None
+        if self._previous_committee is None:
+            self._previous_committee = Committee.load(ref.previous)
+        return self._previous_committee
 
     async def committee_signature(self, message: SentMessage | Envelope, timeout: float = 5.0) -> tuple[int, bytes]:
         """Ask the attesters for their partials and combine them: the same signature the relayer uses.
