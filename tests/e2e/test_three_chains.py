@@ -78,7 +78,8 @@ async def test_ai_tasks_between_the_evm_chains_and_between_evm2_and_solana(stack
             assert result.result.proof_kind is ProofKind.REEXECUTION
             assert result.method is AttestationMethod.REEXECUTION
             assert result.attestation.request_id == handle.request_id
-            assert result.status.state is TaskState.COMPLETED and result.status.escrow == fee
+            assert result.status.state is TaskState.COMPLETED and result.status.max_fee == fee
+            assert result.status.price + result.status.refund == fee  # task protocol v2: price paid, rest back
             assert client.verify(result.attestation_envelope, result.epoch, result.signature)
         assert results[0].text.startswith('{"label":"positive"')
         assert results[1].text.startswith('{"label":"negative"')
