@@ -2,6 +2,7 @@
 pragma solidity ^0.8.30;
 
 import {CommitteeVerifier} from "../CommitteeVerifier.sol";
+import {Batch} from "../lib/Batch.sol";
 
 /// Committee-signed feed reports (docs/FEEDS.md), one history per feed.
 ///
@@ -18,6 +19,11 @@ import {CommitteeVerifier} from "../CommitteeVerifier.sol";
 /// (every later report would be "observed earlier"); with them such a report is refused, and the
 /// furthest a stored observed_at can lead the chain's clock is MAX_AHEAD_OF_CHAIN_MS.
 ///
+/// Several feeds at once (`updateFeeds`, docs/FEEDS.md "One signature per round"): the committee signs
+/// one root over a round's reports (docs/PROTOCOL.md "Feed roots"); the signature is checked once
+/// and each report, shown to be in the root, is applied with the rules above — a report that is not
+/// newer is skipped without reverting the others, and with none newer there is no pairing at all.
+///
 /// Times: reports carry milliseconds; rounds store seconds (`startedAt` = observed_at / 1000,
 /// `updatedAt` = published_at / 1000, rounded down) because AggregatorV3Interface consumers compare
 /// them with `block.timestamp`. The millisecond values are in the `FeedUpdated` event.
@@ -29,6 +35,22 @@ contract FeedStore {
     uint256 public constant MAX_OBSERVED_AFTER_PUBLISHED_MS = 60_000;
     /// ms; relay.feeds.aggregate.MAX_AHEAD_OF_CHAIN_MS and the Solana program use the same.
     uint256 public constant MAX_AHEAD_OF_CHAIN_MS = 120_000;
+    /// relay.feeds.multi: leaf = keccak256(0x02 ‖ report); digest = keccak256(TAG_FEED_ROOT ‖ epoch ‖ leaf_count ‖ root).
+    bytes19 internal constant TAG_FEED_ROOT = "TESSERA/v1/FEEDROOT";
+    uint256 public constant MAX_FEEDS_PER_ROOT = 64;
+
+    /// The committee's signature over a feed root. `y == 0` means no hint (the contract hashes the
+    /// digest to G1 itself, with a modexp); otherwise (k, y, ySqrt) is the hint for the root's digest
+    /// as for `updateWithHint` (no point has y = 0, so the value is free to mean "none").
+    struct RootSignature {
+        bytes32 root;
+        uint32 leafCount;
+        uint32 epoch;
+        bytes signature;
+        uint8 k;
+        uint256 y;
+        uint256 ySqrt;
+    }
 
     struct Feed {
         bool registered;
@@ -66,6 +88,8 @@ contract FeedStore {
         uint64 publishedAtMs,
         uint32 epoch
     );
+    /// One per `updateFeeds` that stored at least one report (the root's signature was checked).
+    event FeedRootApplied(bytes32 indexed root, uint32 epoch, uint32 leafCount, uint256 updated, uint256 skipped);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
 
     error NotOwner(address caller);
@@ -82,6 +106,11 @@ contract FeedStore {
     error ObservedAfterPublished(uint64 observedAtMs, uint64 publishedAtMs);
     error ReportFromTheFuture(uint64 observedAtMs, uint64 publishedAtMs, uint256 blockTimestamp);
     error NoDataPresent(bytes32 feedId, uint80 roundId);
+    error EmptyFeedBatch();
+    error FeedRootSizeInvalid(uint256 leafCount);
+    error FeedBatchShapeInvalid(uint256 reports, uint256 indices, uint256 proofs);
+    error ReportNotInRoot(uint256 position);
+    error FeedRootMismatch(bytes32 computed, bytes32 signed);
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner(msg.sender);
@@ -141,6 +170,26 @@ contract FeedStore {
         uint256 ySqrt
     ) external returns (bool) {
         return _update(report, epoch, signature, true, k, y, ySqrt, false);
+    }
+
+    /// Several feeds under one committee signature over their root (docs/PROTOCOL.md "Feed roots").
+    /// Either `indices` and `proofs` are empty and `reports` are every leaf of the root in order (the
+    /// root is recomputed), or each report comes with its leaf index and Merkle proof (any subset, any
+    /// order). Every report is checked as by `update` (registered feed, decimals, observations,
+    /// confidence, time bounds: these revert the whole call); a report not newer than its feed's
+    /// latest is skipped. The signature is verified once, and only when some report is newer: a
+    /// replayed root costs no pairing and changes nothing. Returns how many feeds were updated.
+    function updateFeeds(
+        RootSignature calldata sig,
+        bytes[] calldata reports,
+        uint256[] calldata indices,
+        bytes32[][] calldata proofs
+    ) external returns (uint256 updated) {
+        (Report[] memory rs, uint256 fresh) = _collect(sig, reports, indices, proofs);
+        if (fresh == 0) return 0;
+        _verifyRoot(sig);
+        updated = _applyFresh(rs, fresh, sig.epoch);
+        emit FeedRootApplied(sig.root, sig.epoch, sig.leafCount, updated, rs.length - updated);
     }
 
     // --- reads ---------------------------------------------------------------------------
@@ -215,13 +264,7 @@ contract FeedStore {
         bool revertIfStale
     ) private returns (bool) {
         Report memory r = _decode(report);
-        // A registered id passed _validFeedId, so this also rejects every malformed id.
-        Feed memory f = _feeds[r.feedId];
-        if (!f.registered) revert UnknownFeed(r.feedId);
-        if (r.decimals != f.decimals) revert WrongDecimals(r.feedId, r.decimals, f.decimals);
-        if (r.observations == 0) revert NoObservations();
-        if (r.confidence > type(uint120).max) revert ConfidenceTooLarge(r.confidence);
-        _checkTimes(r);
+        Feed memory f = _validate(r);
         if (r.round <= f.latestRound || r.observedAt < f.latestObservedAt) {
             if (revertIfStale) revert StaleReport(r.feedId, r.round, f.latestRound);
             return false;
@@ -233,6 +276,121 @@ contract FeedStore {
 
         _store(r, epoch);
         return true;
+    }
+
+    /// Every check of a report except its signature and ordering; returns its feed.
+    function _validate(Report memory r) private view returns (Feed memory f) {
+        // A registered id passed _validFeedId, so this also rejects every malformed id.
+        f = _feeds[r.feedId];
+        if (!f.registered) revert UnknownFeed(r.feedId);
+        if (r.decimals != f.decimals) revert WrongDecimals(r.feedId, r.decimals, f.decimals);
+        if (r.observations == 0) revert NoObservations();
+        if (r.confidence > type(uint120).max) revert ConfidenceTooLarge(r.confidence);
+        _checkTimes(r);
+    }
+
+    /// updateFeeds' checks before the signature: shape, each report valid and in the root. Returns
+    /// the decoded reports and a bit per report that is newer than its feed's stored round.
+    function _collect(
+        RootSignature calldata sig,
+        bytes[] calldata reports,
+        uint256[] calldata indices,
+        bytes32[][] calldata proofs
+    ) private view returns (Report[] memory rs, uint256 fresh) {
+        bool full = _checkShape(sig.leafCount, reports.length, indices.length, proofs.length);
+        rs = new Report[](reports.length);
+        bytes32[] memory leaves = new bytes32[](reports.length);
+        for (uint256 i = 0; i < reports.length; ++i) {
+            bool newer;
+            (rs[i], leaves[i], newer) = _checkLeaf(reports[i]);
+            // forge-lint: disable-next-line(incorrect-shift)
+            if (newer) fresh |= 1 << i;
+        }
+        if (full) {
+            bytes32 computed = _rootOfLeaves(leaves);
+            if (computed != sig.root) revert FeedRootMismatch(computed, sig.root);
+        } else {
+            for (uint256 i = 0; i < leaves.length; ++i) {
+                if (_rootFromLeaf(leaves[i], indices[i], sig.leafCount, proofs[i]) != sig.root) revert ReportNotInRoot(i);
+            }
+        }
+    }
+
+    /// True when `reports` are every leaf in order (no indices, no proofs); reverts on any other shape
+    /// than that or one index and proof per report.
+    function _checkShape(uint256 leafCount, uint256 n, uint256 nIndices, uint256 nProofs) private pure returns (bool full) {
+        if (n == 0) revert EmptyFeedBatch();
+        if (leafCount == 0 || leafCount > MAX_FEEDS_PER_ROOT) revert FeedRootSizeInvalid(leafCount);
+        full = nIndices == 0 && nProofs == 0;
+        if (full ? n != leafCount : (n > MAX_FEEDS_PER_ROOT || nIndices != n || nProofs != n)) {
+            revert FeedBatchShapeInvalid(n, nIndices, nProofs);
+        }
+    }
+
+    /// A report of updateFeeds: decoded and checked, its leaf, and whether it is newer than its feed.
+    function _checkLeaf(bytes calldata report) private view returns (Report memory r, bytes32 leaf, bool newer) {
+        r = _decode(report);
+        Feed memory f = _validate(r);
+        leaf = keccak256(abi.encodePacked(bytes1(0x02), report));
+        newer = r.round > f.latestRound && r.observedAt >= f.latestObservedAt;
+    }
+
+    function _verifyRoot(RootSignature calldata sig) private view {
+        bytes32 digest = keccak256(abi.encodePacked(TAG_FEED_ROOT, sig.epoch, sig.leafCount, sig.root));
+        if (sig.y == 0) verifier.verifyDigest(digest, sig.epoch, sig.signature);
+        else verifier.verifyDigestWithHint(digest, sig.epoch, sig.signature, sig.k, sig.y, sig.ySqrt);
+    }
+
+    function _applyFresh(Report[] memory rs, uint256 fresh, uint32 epoch) private returns (uint256 updated) {
+        for (uint256 i = 0; i < rs.length; ++i) {
+            // forge-lint: disable-next-line(incorrect-shift)
+            if (fresh & (1 << i) == 0) continue;
+            Report memory r = rs[i];
+            // Re-read: an earlier report of this call may have been of the same feed.
+            Feed memory f = _feeds[r.feedId];
+            if (r.round <= f.latestRound || r.observedAt < f.latestObservedAt) continue;
+            _store(r, epoch);
+            ++updated;
+        }
+    }
+
+    /// The batch tree (lib/Batch.sol) over feed leaves: the root a proof leads to, or zero for an
+    /// index or a proof length that does not fit the position (then no root matches).
+    function _rootFromLeaf(bytes32 node, uint256 index, uint256 width, bytes32[] calldata proof)
+        private
+        pure
+        returns (bytes32)
+    {
+        if (index >= width) return bytes32(0);
+        uint256 used;
+        while (width > 1) {
+            if (index & 1 == 1 || index + 1 < width) {
+                if (used == proof.length) return bytes32(0);
+                node = index & 1 == 1 ? Batch.nodeHash(proof[used], node) : Batch.nodeHash(node, proof[used]);
+                ++used;
+            }
+            index >>= 1;
+            width = (width + 1) >> 1;
+        }
+        return used == proof.length ? node : bytes32(0);
+    }
+
+    /// The root over all leaves in order (overwrites `leaves`).
+    function _rootOfLeaves(bytes32[] memory leaves) private pure returns (bytes32) {
+        uint256 width = leaves.length;
+        while (width > 1) {
+            uint256 half = width >> 1;
+            for (uint256 i = 0; i < half; ++i) {
+                leaves[i] = Batch.nodeHash(leaves[2 * i], leaves[2 * i + 1]);
+            }
+            if (width & 1 == 1) {
+                leaves[half] = leaves[width - 1]; // promoted
+                width = half + 1;
+            } else {
+                width = half;
+            }
+        }
+        return leaves[0];
     }
 
     /// The time bounds (contract comment). Sums in uint256: a uint64 near 2^64 is refused, not wrapped.
