@@ -164,9 +164,19 @@ async def _verdicts(committee: Committee, result_id: bytes) -> list[dict] | None
     return bodies if len(bodies) == len(committee.members) else None
 
 
+def _fresh_account(chain: str) -> str:
+    return "0x" + os.urandom(20).hex() if chain == "evm" else str(Keypair().pubkey())
+
+
+# (serving chain, requester chain, max_fee on the requester's, bond on the serving chain: above the
+# rent-exempt minimum on Solana, so a forfeited bond is credited to a fresh refund_to at once)
+DIRECTIONS = [("evm", "solana", 2_000_000, 10**15), ("solana", "evm", 10**15, 10**7)]
+
+
+@pytest.mark.parametrize("serving, requesting, max_fee, bond", DIRECTIONS, ids=["served-on-evm", "served-on-solana"])
 async def test_silent_claimant_and_bogus_result_forfeit_their_bonds_and_an_honest_worker_completes(
-        tmp_path: Path) -> None:
-    """Task protocol v2, served on EVM for a Solana requester, against a dishonest claimant that
+        tmp_path: Path, serving: str, requesting: str, max_fee: int, bond: int) -> None:
+    """Task protocol v2, both directions, against a dishonest claimant that
     claims first each time: on one task it never answers (its claim expires, its bond goes to the
     requester's refund_to, the honest worker claims and is paid), on the other it submits a wrong
     sentiment (every attester refuses it: output mismatch; bond forfeited, the result dropped, the
@@ -180,35 +190,34 @@ async def test_silent_claimant_and_bogus_result_forfeit_their_bonds_and_an_hones
     from relay.tasks.board import BoardRefused
     from relay.tasks.payloads import TaskResultV2
 
-    bond = 10**15
-    refund_to = {"silent": "0x" + os.urandom(20).hex(), "bogus": "0x" + os.urandom(20).hex()}
-    honest_payout, dishonest_payout = str(Keypair().pubkey()), str(Keypair().pubkey())
+    refund_to = {"silent": _fresh_account(serving), "bogus": _fresh_account(serving)}
+    honest_payout, dishonest_payout = _fresh_account(requesting), _fresh_account(requesting)
     async with messaging_stack(tmp_path) as stack:
         config = load_config(stack.config_path)
         # The honest worker's price is max_fee: it claims only at the end of the 4 s auction, after the
         # dishonest one has claimed at the start price.
-        await stack.start_worker("evm", payout={"solana": honest_payout}, prices={"sentiment": 2_000_000})
-        fields = await provision_localnet_worker(stack.state_dir, config, "evm", "dishonest")
-        dishonest = driver_for("evm", config.chains["evm"]).serving_board_v2(config, WorkerSection(**fields))
-        payout = config.chains["solana"].parse_address(dishonest_payout)
+        await stack.start_worker(serving, payout={requesting: honest_payout}, prices={"sentiment": max_fee})
+        fields = await provision_localnet_worker(stack.state_dir, config, serving, "dishonest")
+        dishonest = driver_for(serving, config.chains[serving]).serving_board_v2(config, WorkerSection(**fields))
+        payout = config.chains[requesting].parse_address(dishonest_payout)
         committee = Committee.load(config.committee.file)
         try:
             async with TesseraClient.from_config(stack.config_path) as client:
                 handles = {
                     name: await client.request_task(
-                        src="solana", dst="evm", executor="sentiment", input="What a wonderful, happy day!",
-                        max_fee=2_000_000, auction=AuctionTerms(
+                        src=requesting, dst=serving, executor="sentiment", input="What a wonderful, happy day!",
+                        max_fee=max_fee, auction=AuctionTerms(
                             window_s=4, start_bps=5000, claim_window_s=8, bond=bond,
-                            refund_to=config.chains["evm"].parse_address(refund_to[name])))
+                            refund_to=config.chains[serving].parse_address(refund_to[name])))
                     for name in ("silent", "bogus")}
 
-                async def open_on_evm(handle):
+                async def open_on_serving(handle):
                     status = await dishonest.claim_status(handle.request_id)
                     return status.state.name == "OPEN" or None
 
                 claims = {}
                 for name, handle in handles.items():
-                    await wait_for(lambda: open_on_evm(handle), 90)
+                    await wait_for(lambda: open_on_serving(handle), 90)
                     claims[name] = await dishonest.claim(handle.request_id, payout)
                 wrong = b'{"label":"negative","compound":-0.9000,"pos":0.0000,"neu":0.1000,"neg":0.9000}'
                 bogus = TaskResultV2.signed(Ed25519PrivateKey.generate(), request_id=handles["bogus"].request_id,
@@ -237,13 +246,13 @@ async def test_silent_claimant_and_bogus_result_forfeit_their_bonds_and_an_hones
                 for name, result in results.items():
                     # Served honestly and paid to the honest worker, at its claim price; the rest refunded.
                     assert result.output == await expected_sentiment("What a wonderful, happy day!")
-                    assert result.result.payout == config.chains["solana"].parse_address(honest_payout)
-                    assert result.status.price == result.result.price and result.status.refund == 2_000_000 - \
-                        result.result.price
+                    assert result.result.payout == config.chains[requesting].parse_address(honest_payout)
+                    assert result.status.price == result.result.price
+                    assert result.status.refund == max_fee - result.result.price
                     # Each dishonest claim's bond went to that task's refund_to on the serving chain.
-                    assert await wait_for(lambda n=name: _equal(balance(config, "evm", refund_to[n]), bond), 60)
-                assert await balance(config, "solana", honest_payout) == sum(r.result.price for r in results.values())
-                assert await balance(config, "solana", dishonest_payout) == 0
+                    assert await wait_for(lambda n=name: _equal(balance(config, serving, refund_to[n]), bond), 60)
+                assert await balance(config, requesting, honest_payout) == sum(r.result.price for r in results.values())
+                assert await balance(config, requesting, dishonest_payout) == 0
 
                 # Sniping: a copy of the honest result, re-signed for the copier's claimant and payout.
                 honest = results["bogus"].result
@@ -253,7 +262,7 @@ async def test_silent_claimant_and_bogus_result_forfeit_their_bonds_and_an_hones
                                            proof_kind=ProofKind.REEXECUTION)
                 with pytest.raises(BoardRefused):
                     await dishonest.submit_result(honest.request_id, copy.encode())
-                assert await balance(config, "solana", dishonest_payout) == 0
+                assert await balance(config, requesting, dishonest_payout) == 0
         finally:
             await dishonest.close()
 
