@@ -33,6 +33,7 @@ from adapters.solana.rpc import SolanaAdapterError, SolanaRpc, keypair_from_ref
 from adapters.solana.tx import SentTransaction, SolanaTransactor, TransactionRefused
 from relay.config import KeyRef, SolanaChain
 from relay.errors import ConfigError, TesseraError
+from relay.feeds.multi import SignedFeedRoot
 from relay.feeds.report import FEED_ID_LEN, FeedReport, ReportError, decode_feed_id, encode_feed_id
 from relay.feeds.signed import SignedReport
 from relay.interfaces import EndpointHealth, FeedNotNewer
@@ -45,10 +46,17 @@ __all__ = [
     "FeedPushError",
     "SolanaFeedError",
     "SolanaFeedTarget",
+    "close_feed_root_ix",
     "feed_address",
     "feed_attestation",
+    "feed_root_address",
+    "feed_root_attestation",
     "raw_update_feed_ix",
+    "raw_update_feeds_ix",
     "update_feed_ix",
+    "update_feeds_ix",
+    "update_feeds_with_proofs_ix",
+    "verify_feed_root_ix",
 ]
 
 log = get_logger("adapters.solana.feeds")
@@ -60,6 +68,9 @@ FEED_ACCOUNT_LEN = 264
 FEED_EVENT_TAG = b"TESSERA_FEED"  # first sol_log_data field of an UpdateFeed; the report is the second
 FLAG_PRICE_FITS_I128 = 1
 FLAG_CONFIDENCE_FITS_U128 = 2
+FLAG_ROOT_SIGNED = 4  # stored from a feed root: σ is over the root's digest (relay/feeds/multi.py)
+FEED_ROOT_SEED = b"feedroot"
+FEED_ROOT_ACCOUNT_LEN = 152
 # UpdateFeed measured 57-65k CU (README.md "Feeds"); the limit leaves room for a long bump search.
 UPDATE_FEED_CU_LIMIT = 120_000
 
@@ -134,6 +145,100 @@ def update_feed_ix(program_id: Pubkey, payer: Pubkey, signed: SignedReport,
                               committee_config=committee_config)
 
 
+# --- feed roots (contracts/solana/README.md "Feed roots") ------------------------------------------
+
+
+def feed_root_address(program_id: Pubkey, root: bytes) -> tuple[Pubkey, int]:
+    """The account VerifyFeedRoot creates for a feed root: PDA ["feedroot", root]."""
+    return Pubkey.find_program_address([FEED_ROOT_SEED, bytes(root)], program_id)
+
+
+def feed_root_attestation(signed: SignedFeedRoot) -> Attestation:
+    """Epoch, σ and the hint for the feed-root digest."""
+    return Attestation(signed.epoch, signed.signature, G1Hint.for_digest(signed.digest))
+
+
+def raw_update_feeds_ix(program_id: Pubkey, payer: Pubkey, attestation: Attestation, reports: Sequence[bytes],
+                        feeds: Sequence[Pubkey] | None = None, committee_config: Pubkey | None = None) -> Instruction:
+    """UpdateFeeds from raw parts (every leaf of the root, in order), unchecked, so tests can send
+    what the program must refuse. `feeds` default to the PDAs of the reports' feed ids."""
+    if feeds is None:
+        feeds = [Pubkey.find_program_address([FEED_SEED, r[:FEED_ID_LEN].ljust(FEED_ID_LEN, b"\0")], program_id)[0]
+                 for r in reports]
+    data = bytes([ProgramInstruction.FEED_UPDATE_MANY]) + attestation.encode() + bytes([len(reports)]) + b"".join(reports)
+    return Instruction(
+        program_id,
+        data,
+        [
+            AccountMeta(payer, True, True),
+            AccountMeta(committee_config or committee_address(program_id)[0], False, False),
+            AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+            *(AccountMeta(f, False, True) for f in feeds),
+        ],
+    )
+
+
+def update_feeds_ix(program_id: Pubkey, payer: Pubkey, signed: SignedFeedRoot,
+                    committee_config: Pubkey | None = None) -> Instruction:
+    """UpdateFeeds: every report of a signed feed root under its one signature (one pairing). Up to
+    5 reports fit a 1,232-byte transaction with a compute-budget instruction (README.md)."""
+    return raw_update_feeds_ix(program_id, payer, feed_root_attestation(signed),
+                               [r.encode() for r in signed.root.reports], committee_config=committee_config)
+
+
+def verify_feed_root_ix(program_id: Pubkey, payer: Pubkey, attestation: Attestation, leaf_count: int, root: bytes,
+                        committee_config: Pubkey | None = None) -> Instruction:
+    """VerifyFeedRoot: one pairing; the root is kept in ["feedroot", root] for UpdateFeedsWithProofs.
+    Pass `feed_root_attestation(signed)`, `signed.root.leaf_count`, `signed.root.root`."""
+    data = bytes([ProgramInstruction.FEED_VERIFY_ROOT]) + attestation.encode() + bytes([leaf_count]) + bytes(root)
+    return Instruction(
+        program_id,
+        data,
+        [
+            AccountMeta(payer, True, True),
+            AccountMeta(committee_config or committee_address(program_id)[0], False, False),
+            AccountMeta(feed_root_address(program_id, root)[0], False, True),
+            AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        ],
+    )
+
+
+def update_feeds_with_proofs_ix(program_id: Pubkey, payer: Pubkey, root: bytes,
+                                items: Sequence[tuple[int, Sequence[bytes], bytes]],
+                                feeds: Sequence[Pubkey] | None = None) -> Instruction:
+    """UpdateFeedsWithProofs: reports of a root VerifyFeedRoot verified, each `(index, proof,
+    report bytes)` (`SignedFeedRoot.root.proof(i)`), no pairing. A 1,232-byte transaction holds 3
+    reports of a 16-report root, 4 of a 4-report root (README.md)."""
+    if feeds is None:
+        feeds = [feed_address(program_id, report[:FEED_ID_LEN])[0] for _, _, report in items]
+    body = b"".join(bytes([index, len(proof)]) + b"".join(proof) + report for index, proof, report in items)
+    data = bytes([ProgramInstruction.FEED_UPDATE_WITH_PROOFS, len(items)]) + body
+    return Instruction(
+        program_id,
+        data,
+        [
+            AccountMeta(payer, True, True),
+            AccountMeta(feed_root_address(program_id, root)[0], False, False),
+            AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+            *(AccountMeta(f, False, True) for f in feeds),
+        ],
+    )
+
+
+def close_feed_root_ix(program_id: Pubkey, closer: Pubkey, root: bytes, payer: Pubkey) -> Instruction:
+    """CloseFeedRoot: the rent back to `payer` (who verified it); by the payer at any time, anyone
+    else a day after it was verified."""
+    return Instruction(
+        program_id,
+        bytes([ProgramInstruction.FEED_CLOSE_ROOT]),
+        [
+            AccountMeta(closer, True, False),
+            AccountMeta(feed_root_address(program_id, root)[0], False, True),
+            AccountMeta(payer, False, True),
+        ],
+    )
+
+
 def _int_le(raw: bytes, signed: bool) -> int:
     return int.from_bytes(raw, "little", signed=signed)
 
@@ -159,6 +264,9 @@ class FeedAccount:
     signature: bytes  # σ over report.digest(epoch): anyone can re-verify the stored report
     price_i128: int | None  # the convenience copy, None when the price does not fit in i128
     confidence_u128: int | None
+    # Stored from a feed root (UpdateFeeds / UpdateFeedsWithProofs): `signature` is the committee's
+    # over that root's digest, so `signed.verify` does not apply; the root is in the transaction.
+    root_signed: bool = False
 
     @classmethod
     def decode(cls, data: bytes) -> "FeedAccount":
@@ -190,6 +298,7 @@ class FeedAccount:
             signature=signature,
             price_i128=_int_le(price_le, True) if flags & FLAG_PRICE_FITS_I128 else None,
             confidence_u128=_int_le(conf_le, False) if flags & FLAG_CONFIDENCE_FITS_U128 else None,
+            root_signed=bool(flags & FLAG_ROOT_SIGNED),
         )
 
     @property
@@ -200,7 +309,8 @@ class FeedAccount:
 
     @property
     def signed(self) -> SignedReport:
-        """The stored report with its epoch and signature: `signed.verify(committee)` re-checks it."""
+        """The stored report with its epoch and signature: `signed.verify(committee)` re-checks it
+        (not for a `root_signed` account: its signature is over the feed root)."""
         return SignedReport(self.report, self.epoch, self.signature)
 
 

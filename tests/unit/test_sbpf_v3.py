@@ -32,6 +32,7 @@ from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.litesvm import FeatureSet, LiteSVM
 from solders.pubkey import Pubkey
+from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.system_program import CreateAccountParams, create_account
 from solders.sysvar import CLOCK, RENT
 from solders.transaction import Transaction
@@ -334,6 +335,18 @@ def _write_buffer(program: Program, so_bytes: bytes) -> Pubkey:
     return buffer.pubkey()
 
 
+def extend_program_ix(program_id: Pubkey, payer: Pubkey, additional: int) -> Instruction:
+    """UpgradeableLoaderInstruction::ExtendProgram (tag 6), as `solana program extend` sends it while
+    ExtendProgramChecked is not active: a build larger than the ProgramData account (deployed at 2x
+    the v0 size) needs room first."""
+    return Instruction(BPF_LOADER_UPGRADEABLE_ID, struct.pack("<II", 6, additional), [
+        AccountMeta(programdata_address(program_id), False, True),
+        AccountMeta(program_id, False, True),
+        AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        AccountMeta(payer, True, True),
+    ])
+
+
 def upgrade_ix(program_id: Pubkey, buffer: Pubkey, authority: Pubkey, spill: Pubkey) -> Instruction:
     """UpgradeableLoaderInstruction::Upgrade (tag 3), as `solana program deploy --program-id` sends it."""
     return Instruction(BPF_LOADER_UPGRADEABLE_ID, struct.pack("<I", 3), [
@@ -377,6 +390,11 @@ def test_a_v0_deployment_is_upgraded_to_v3_after_simd_0500_and_keeps_its_id_and_
 
     # The operator's upgrade: write the v3 build to a buffer, then Upgrade (same program id).
     v3 = v3_program()
+    room = len(svm.get_account(programdata_address(old.program_id)).data) - 45
+    if len(v3) > room:  # the v3 build outgrew the 2x allocation of the v0 deployment: extend first
+        old.ok(extend_program_ix(old.program_id, old.payer.pubkey(), max(len(v3) - room, 10_240)))  # the loader's minimum
+        svm.warp_to_slot(svm.get_clock().slot + 1)
+        svm.set_clock(Clock(svm.get_clock().slot, NOW, 0, 0, NOW))
     old.ok(upgrade_ix(old.program_id, _write_buffer(old, v3), old.payer.pubkey(), spill))
     svm.warp_to_slot(svm.get_clock().slot + 1)  # the new code is visible from the next slot
     svm.set_clock(Clock(svm.get_clock().slot, NOW, 0, 0, NOW))

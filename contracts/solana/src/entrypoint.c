@@ -81,6 +81,14 @@ uint64_t entrypoint(const uint8_t *input) {
       return taskboard_check_payload_v2(params);
     case IX_FEED_UPDATE:
       return feeds_update(params);
+    case IX_FEED_UPDATE_MANY:
+      return feeds_update_many(params);
+    case IX_FEED_VERIFY_ROOT:
+      return feeds_verify_root(params);
+    case IX_FEED_UPDATE_WITH_PROOFS:
+      return feeds_update_with_proofs(params);
+    case IX_FEED_CLOSE_ROOT:
+      return feeds_close_root(params);
     default:
       return ERR_UNKNOWN_INSTRUCTION;
   }

@@ -52,9 +52,35 @@
 
 #define FEED_FLAG_PRICE_FITS_I128 1
 #define FEED_FLAG_CONFIDENCE_FITS_U128 2
+/* bit 2: stored by UpdateFeeds / UpdateFeedsWithProofs: σ is the committee's signature over the feed
+ * root that held the report (docs/PROTOCOL.md "Feed roots"), not over the report's own digest. */
+#define FEED_FLAG_ROOT_SIGNED 4
+
+/* Feed roots: one committee signature over the reports of a round (relay/feeds/multi.py). */
+#define FEED_ROOT_TAG "TESSERA/v1/FEEDROOT" /* TAG_FEED | "ROOT" */
+#define FEED_ROOT_SEED "feedroot"           /* ["feedroot", root] */
+#define FEED_ROOT_MAX_LEAVES 64
+#define FEED_ROOT_RETENTION_SECONDS 86400
+/* Feed-root account (integers little-endian). */
+#define FROOT_MAGIC 0 /* 8 bytes "TESSFROT" */
+#define FROOT_VERSION_AT 8
+#define FROOT_BUMP 9
+#define FROOT_LEAF_COUNT 10 /* u8 */
+#define FROOT_EPOCH 12      /* u32 */
+#define FROOT_VERIFIED_AT 16 /* i64 */
+#define FROOT_PAYER 24      /* 32: paid the rent, gets it back */
+#define FROOT_ROOT 56       /* 32 */
+#define FROOT_SIGNATURE 88  /* 64: σ over the feed-root digest */
+#define FROOT_LEN 152
+#define FROOT_VERSION 1
+_Static_assert(FROOT_LEN != PROBE_ACCOUNT_LEN, "probe targets must not be able to alias a feed-root account");
 
 _Static_assert(FEED_LEN != PROBE_ACCOUNT_LEN, "probe targets must not be able to alias a feed account");
 
 u64 feeds_update(SolParameters *params);
+u64 feeds_update_many(SolParameters *params);
+u64 feeds_verify_root(SolParameters *params);
+u64 feeds_update_with_proofs(SolParameters *params);
+u64 feeds_close_root(SolParameters *params);
 
 #endif

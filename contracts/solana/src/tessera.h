@@ -37,6 +37,10 @@ enum {
   IX_TASK_CHECK_PAYLOAD_V2 = 47, /* stateless: the v2 decoders and the auction price (vectors) */
   /* 48..63: feeds (feeds.c) */
   IX_FEED_UPDATE = 48,
+  IX_FEED_UPDATE_MANY = 49,        /* UpdateFeeds: every report of a signed feed root, one pairing */
+  IX_FEED_VERIFY_ROOT = 50,        /* VerifyFeedRoot: one pairing into ["feedroot", root] */
+  IX_FEED_UPDATE_WITH_PROOFS = 51, /* UpdateFeedsWithProofs: reports of a verified root, no pairing */
+  IX_FEED_CLOSE_ROOT = 52,
 };
 
 /* Custom error codes: the transaction fails with InstructionError(i, Custom(code)).
@@ -153,6 +157,11 @@ enum {
   ERR_FEED_ACCOUNT_INVALID = 0x77,    /* owned by this program but not a feed account */
   ERR_FEED_OBSERVED_AFTER_PUBLISHED = 0x78, /* observed_at > published_at + FEED_MAX_OBSERVED_AFTER_PUBLISHED_MS */
   ERR_FEED_AHEAD_OF_CLOCK = 0x79,     /* observed_at or published_at > Clock unix time + FEED_MAX_AHEAD_OF_CLOCK_MS */
+  ERR_FEED_ROOT_SIZE_INVALID = 0x7a,  /* a feed root's leaf count outside 1..64 */
+  ERR_FEED_NOT_IN_ROOT = 0x7b,        /* a report's proof has the wrong length or leads to another root */
+  ERR_FEED_ROOT_WRONG_ADDRESS = 0x7c, /* not the PDA ["feedroot", root] */
+  ERR_FEED_ROOT_ALREADY_VERIFIED = 0x7d,
+  ERR_FEED_ROOT_NOT_VERIFIED = 0x7e,  /* not a live feed-root account (never verified, or closed) */
 
   /* 0xA0..0xAF: batches, closing receipts and roots (batch.c) */
   ERR_BATCH_SIZE_INVALID = 0xa0,     /* leaf count outside 1..64, or a leaf index past it */
@@ -189,6 +198,9 @@ typedef struct {
   u8 cpi_data[64];
   SolAccountMeta cpi_metas[4];
   u8 envelope[82 + 512]; /* Send builds its envelope here (header + MAX_PAYLOAD_LEN) */
+  u8 feed_leaves[64 * 32]; /* UpdateFeeds: the leaves, then the levels above, of a feed root */
+  const u8 *feed_items[64]; /* UpdateFeedsWithProofs: each item's report */
+  u8 feed_bumps[64];        /* the feed PDAs' bumps between the checks and the writes */
 } Scratch;
 
 _Static_assert(sizeof(Scratch) <= SOL_HEAP_LEN, "the scratch layout must fit in the default heap");
