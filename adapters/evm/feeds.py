@@ -27,6 +27,7 @@ from adapters.evm.tx import NonceTaken, SentTx, TxManager, TxNotMined
 from relay.config import EvmChain, KeyRef, TesseraConfig
 from relay.errors import ConfigError
 from relay.feeds.config import EvmPoolSourceConfig, FeedConfig
+from relay.feeds.multi import SignedFeedRoot
 from relay.feeds.report import FeedError, FeedReport, encode_feed_id
 from relay.feeds.signed import SignedReport
 from relay.feeds.sources import Quote, SourceError, check_fresh, register_source
@@ -91,6 +92,28 @@ def hinted_update_args(signed: SignedReport) -> tuple[bytes, int, bytes, int, in
     tryUpdateWithHint and PullConsumer.settle, for a pull consumer building its own transaction."""
     k, y, y_sqrt = hash_to_g1_hint(signed.digest)
     return signed.report.encode(), signed.epoch, signed.signature, k, y, y_sqrt
+
+
+def update_feeds_args(signed: SignedFeedRoot, feed_ids: Sequence[str] | None = None, *,
+                      hinted: bool = True) -> tuple[tuple, list[bytes], list[int], list[list[bytes]]]:
+    """(rootSignature, reports, indices, proofs): the arguments of FeedStore.updateFeeds for a
+    committee-signed feed root (relay/feeds/multi.py). Without `feed_ids`: every report in leaf
+    order, no proofs (the contract recomputes the root; cheapest when all feeds are pushed). With
+    them: those reports, each with its leaf index and Merkle proof. `hinted` adds the hash-to-curve
+    hint of the root's digest (no modexp on-chain); without it y = 0 means "no hint"."""
+    k, y, y_sqrt = hash_to_g1_hint(signed.digest) if hinted else (0, 0, 0)
+    root = signed.root
+    sig = (root.root, root.leaf_count, signed.epoch, bytes(signed.signature), k, y, y_sqrt)
+    if feed_ids is None:
+        return sig, [r.encode() for r in root.reports], [], []
+    indices = [root.index_of(f) for f in feed_ids]
+    return sig, [root.reports[i].encode() for i in indices], indices, [root.proof(i) for i in indices]
+
+
+def update_feeds_data(store: Any, signed: SignedFeedRoot, feed_ids: Sequence[str] | None = None, *,
+                      hinted: bool = True) -> str:
+    """Calldata of FeedStore.updateFeeds (`store`: a web3 contract object with the FeedStore ABI)."""
+    return store.functions.updateFeeds(*update_feeds_args(signed, feed_ids, hinted=hinted))._encode_transaction_data()
 
 
 # --- the push target ------------------------------------------------------------------------------
