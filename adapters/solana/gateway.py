@@ -309,7 +309,8 @@ class SolanaAdapter:
         (contracts/solana/README.md "Task board v2"): for a TASK_RESULT v2 the requester's task
         (found by its request id), the payout and the requester; for a verdict the serve account,
         claimant and refund_to when this chain serves the request, else the task, the result's
-        receipt, payout and requester. v1 messages: `board_delivery_accounts`. When the record is
+        receipt, payout and requester. Anything else (a request; a retired v1 result or attestation,
+        which the program ignores): `board_delivery_accounts`. When the record is
         not found the delivery gets the board only and the program refuses it (retryable), never
         records it."""
         if envelope.dst_receiver != bytes(taskboard_address(self.program_id)):

@@ -33,7 +33,6 @@ TASK_SEED = b"task"
 ANSWERED_SEED = b"answered"
 SERVE_SEED = b"serve"  # task protocol v2, serving side: ["serve", request_id]
 SENT_EVENT_TAG = b"TESSERA_SENT"  # first sol_log_data field of a Send; the envelope is the second
-ATTESTATION_PAYLOAD_LEN = 170  # a PROOF_ATTESTATION payload to the board: task id ... payout at 128..160
 
 MAX_HINT_INCREMENTS = MAX_HASH_INCREMENTS  # k is one byte on-chain
 
@@ -141,6 +140,7 @@ class ProgramErrorCode(enum.IntEnum):
     DEADLINE_NOT_PASSED = 0x63
     NOT_REQUESTER = 0x64
     INSUFFICIENT_LAMPORTS = 0x65
+    TASK_V1_RETIRED = 0x66  # RequestTask / SubmitResult / Reclaim: task protocol v1 is retired
     FEED_REPORT_MALFORMED = 0x70
     FEED_ID_INVALID = 0x71
     FEED_DECIMALS_INVALID = 0x72
@@ -714,21 +714,13 @@ def answered_address(program_id: Pubkey, request_id: bytes) -> Pubkey:
 
 
 def board_delivery_accounts(program_id: Pubkey, envelope: Envelope) -> list[AccountMeta]:
-    """The extra accounts a Deliver of `envelope` needs after its usual four; [] when it is not
-    addressed to the board. Derived from the payload the same way the program does: a TASK_RESULT
-    of at least 32 bytes names its task, a 170-byte PROOF_ATTESTATION its task and payout."""
+    """The extra accounts a Deliver of `envelope` needs after its usual four when no v2 record
+    names more: [] when it is not addressed to the board, else the board only (a TASK_REQUEST; a
+    retired v1 TASK_RESULT / PROOF_ATTESTATION, which the program ignores)."""
     board = taskboard_address(program_id)
     if envelope.dst_receiver != bytes(board):
         return []
-    metas = [AccountMeta(board, False, False)]
-    payload = envelope.payload
-    match envelope.kind:
-        case MessageKind.TASK_RESULT if len(payload) >= 32:
-            metas.append(AccountMeta(task_address(program_id, payload[:32]), False, True))
-        case MessageKind.PROOF_ATTESTATION if len(payload) == ATTESTATION_PAYLOAD_LEN:
-            metas.append(AccountMeta(task_address(program_id, payload[:32]), False, True))
-            metas.append(AccountMeta(Pubkey.from_bytes(payload[128:160]), False, True))
-    return metas
+    return [AccountMeta(board, False, False)]
 
 
 # ---------------------------------------------------------------------------------------------

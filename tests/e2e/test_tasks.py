@@ -19,11 +19,10 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from attest.committee import Committee
 from relay.config import TesseraConfig, load_config
 from relay.devstack import messaging_stack
-from relay.envelope import keccak256
 from relay.sdk import TesseraClient
 from relay.interfaces import TaskState
 from relay.tasks.client import AuctionTerms
-from relay.tasks.payloads import AttestationMethod, ProofKind, TaskResult
+from relay.tasks.payloads import AttestationMethod, ProofKind
 from relay.tasks.sentiment import SentimentExecutor
 from tests.support.waiting import wait_for
 
@@ -94,62 +93,6 @@ async def test_three_workers_compete_the_cheapest_claims_first_is_paid_its_price
             assert await balance(config, "evm", payouts["dear"]) == 0
             assert await balance(config, "solana", evm_payout) == results[1].result.price
             assert results[1].status.refund == 2_000_000 - results[1].result.price
-
-
-async def test_a_wrong_sentiment_result_is_refused_by_the_attesters_and_not_paid(tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from adapters.solana.taskboard import SolanaTaskBoard
-
-    async with messaging_stack(tmp_path) as stack:  # no worker: the test plays a dishonest one
-        config = load_config(stack.config_path)
-        async with TesseraClient.from_config(stack.config_path) as client:
-            handle = await client.request_task(src="evm", dst="solana", executor="sentiment",  # a v1 task board
-                                               input="What a wonderful, happy day!", max_fee=10**15, protocol=1)
-            await client.wait_delivered(handle.envelope, timeout=90)
-            wrong = b'{"label":"negative","compound":-0.9000,"pos":0.0000,"neu":0.1000,"neg":0.9000}'
-            payout = bytes(12) + bytes.fromhex("00000000000000000000000000000000000000aa")
-            result = TaskResult.signed(Ed25519PrivateKey.generate(), request_id=handle.request_id,
-                                       executor="sentiment", output=wrong, payout=payout,
-                                       proof_kind=ProofKind.REEXECUTION)
-            board = SolanaTaskBoard.from_config("solana", config.chains["solana"], role="worker",
-                                                keypair=_funded_keypair(stack))
-            try:
-                await board.submit_result(handle.request_id, result.encode())
-            finally:
-                await board.close()
-
-            async def recorded():
-                status = await handle.status()
-                return status if status.state is TaskState.RESULT_RECEIVED else None
-
-            status = await wait_for(recorded, 90)
-            assert status.output_hash == keccak256(wrong)
-            committee = Committee.load(config.committee.file)
-            refusals = await wait_for(lambda: _refusals(committee, status.result_id), 60)
-            assert len(refusals) >= committee.t
-            assert all("re-execution" in reason or "output" in reason for reason in refusals), refusals
-            await asyncio.sleep(5)  # time for an attestation, were there one
-            assert (await handle.status()).state is TaskState.RESULT_RECEIVED  # not paid
-
-
-def _funded_keypair(stack):
-    from adapters.solana.rpc import load_keypair
-
-    path = stack.state_dir / "keys" / "solana-user.json"  # funded by the localnet
-    return load_keypair(path.read_text(), str(path))
-
-
-async def _refusals(committee: Committee, result_id: bytes) -> list[str] | None:
-    reasons = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
-        for member in committee.members:
-            async with session.get(f"{member.endpoint}/v1/task-results/0x{result_id.hex()}") as response:
-                body = await response.json()
-            if body.get("status") == "refused":
-                reasons.append(body["reason"])
-    return reasons if len(reasons) == len(committee.members) else None
-
 
 
 async def _verdicts(committee: Committee, result_id: bytes) -> list[dict] | None:

@@ -63,14 +63,21 @@ from adapters.solana.program import (
     receipt_address,
     verify_signature_ix,
 )
-from adapters.solana.program import task_address, taskboard_address
+from adapters.solana.program import (
+    TaskAccountV2,
+    TaskStateV2,
+    request_task_v2_ix,
+    task_address,
+    task_v2_address,
+    taskboard_address,
+)
 from adapters.solana.taskboard import TaskAccount, request_task_ix
 from relay.envelope import Envelope, keccak256, message_digest
 from relay.feeds.report import FeedReport
 from relay.feeds.signed import SignedReport
 from relay.protocol import MessageKind
 from relay.interfaces import TaskState
-from relay.tasks.payloads import TaskRequest
+from relay.tasks.payloads import TaskRequest, TaskRequestV2
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "vectors"
@@ -226,6 +233,8 @@ def deliver(program: Program, env: bytes) -> TransactionMetadata:
 
 
 def request_task(program: Program) -> tuple[bytes, TransactionMetadata]:
+    """A task protocol v1 RequestTask: only the v0 fixture serves it (the current build refuses it
+    with TASK_V1_RETIRED)."""
     requester = Keypair()
     program.svm.airdrop(requester.pubkey(), 10**9)
     outbox = OutboxState.decode(program.account(outbox_address(program.program_id)[0]))
@@ -239,6 +248,24 @@ def request_task(program: Program) -> tuple[bytes, TransactionMetadata]:
     task = TaskAccount.decode(program.account(task_address(program.program_id, env.message_id)))
     assert (task.state, task.requester, task.escrow, task.request_id) == (
         TaskState.OPEN, requester.pubkey(), 5_000_000, env.message_id)
+    return env.message_id, meta
+
+
+def request_task_v2(program: Program) -> tuple[bytes, TransactionMetadata]:
+    requester = Keypair()
+    program.svm.airdrop(requester.pubkey(), 10**9)
+    outbox = OutboxState.decode(program.account(outbox_address(program.program_id)[0]))
+    payload = TaskRequestV2("sentiment", 5_000_000, NOW + 600, 60, 5000, 30, 1_000_000, b"\x11" * 32,
+                            input=b"What a lovely day").encode()
+    env = Envelope(kind=MessageKind.TASK_REQUEST, nonce=outbox.next_nonce, src_domain=DOMAIN,
+                   src_sender=bytes(taskboard_address(program.program_id)), dst_domain=OTHER_DOMAIN,
+                   dst_receiver=WORKER_BOARD, payload=payload)
+    meta = program.ok(request_task_v2_ix(program.program_id, requester.pubkey(), task_nonce=1,
+                                         dst_domain=OTHER_DOMAIN, worker_board=WORKER_BOARD, payload=payload),
+                      signers=(requester,))
+    task = TaskAccountV2.decode(program.account(task_v2_address(program.program_id, requester.pubkey(), 1)))
+    assert (task.state, task.requester, task.max_fee, task.request_id) == (
+        TaskStateV2.OPEN, requester.pubkey(), 5_000_000, env.message_id)
     return env.message_id, meta
 
 
@@ -301,8 +328,11 @@ def test_deliver_writes_a_receipt_and_refuses_a_replay(features: str) -> None:
 
 def test_request_task_opens_the_task_with_its_escrow(features: str) -> None:
     program = deploy(FEATURE_SETS[features](), v3_program()).setup()
-    request_id, meta = request_task(program)
+    request_id, meta = request_task_v2(program)
     assert bytes(meta.return_data().data) == request_id + (0).to_bytes(8, "little")
+    program.fails(ProgramErrorCode.TASK_V1_RETIRED, request_task_ix(  # task protocol v1 is retired
+        program.program_id, program.payer.pubkey(), request_id=b"\x05" * 32, dst_domain=OTHER_DOMAIN,
+        worker_board=WORKER_BOARD, payload=TaskRequest("sentiment", 1, NOW + 600, input=b"x").encode()))
 
 
 def test_update_feed_stores_the_signed_report(features: str) -> None:
@@ -411,7 +441,7 @@ def test_a_v0_deployment_is_upgraded_to_v3_after_simd_0500_and_keeps_its_id_and_
     new.fails(ProgramErrorCode.ALREADY_DELIVERED,  # reads v0's receipt
               deliver_ix(new.program_id, new.payer.pubkey(), attestation(old_env), old_env))
     deliver(new, incoming(3))
-    request_id, meta = request_task(new)  # continues v0's outbox numbering
+    request_id, meta = request_task_v2(new)  # continues v0's outbox numbering (v1 is retired)
     assert bytes(meta.return_data().data)[32:] == (1).to_bytes(8, "little")
     assert request_id != old_request
     report = vector_report()

@@ -108,7 +108,7 @@ def test_build_refuses_function_pointers(tmp_path: Path) -> None:
 
 def test_python_error_codes_match_the_c_header() -> None:
     header = (ROOT / "contracts" / "solana" / "src" / "tessera.h").read_text()
-    in_c = {name: int(value, 0) for name, value in re.findall(r"\bERR_([A-Z_]+) = (0x[0-9a-f]+|\d+)", header)}
+    in_c = {name: int(value, 0) for name, value in re.findall(r"\bERR_([A-Z0-9_]+) = (0x[0-9a-f]+|\d+)", header)}
     assert in_c == {code.name: code.value for code in ProgramErrorCode}
 
 

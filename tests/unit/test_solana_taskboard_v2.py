@@ -47,11 +47,12 @@ from adapters.solana.program import (
     verdict_delivery_accounts,
     withdraw_credit_ix,
 )
-from adapters.solana.taskboard import submit_result_ix
+from adapters.solana.taskboard import reclaim_ix, request_task_ix, submit_result_ix
 from relay.envelope import Envelope, keccak256
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.tasks.payloads import (
     AttestationMethod,
+    ProofAttestation,
     ProofVerdict,
     RefusalReason,
     TaskRequest,
@@ -621,9 +622,9 @@ def test_attack3_a_copied_result_cannot_be_submitted_or_paid_to_the_copier(serve
     refused(ProgramErrorCode.TASK_VERSION_UNSUPPORTED, worker,
             TaskResult.signed(WORKER_KEY, request_id=env.message_id, executor="sentiment", output=b"x",
                               payout=EVM_PAYOUT).encode())
-    # v1's permissionless SubmitResult cannot answer a v2 request around the claim either.
+    # v1's permissionless SubmitResult cannot answer a v2 request around the claim either: v1 is retired.
     v1 = TaskResult.signed(WORKER_KEY, request_id=env.message_id, executor="sentiment", output=b"x", payout=EVM_PAYOUT)
-    chain.fails(ProgramErrorCode.RESULT_EXECUTOR_MISMATCH,
+    chain.fails(ProgramErrorCode.TASK_V1_RETIRED,
                 submit_result_ix(chain.program_id, sniper.pubkey(), env.message_id, v1.encode()), signers=(sniper,))
     submit(chain, worker, env, honest)
 
@@ -885,3 +886,43 @@ def test_the_auction_price_vectors_in_160_bit_arithmetic(chain: Chain) -> None:
         assert int.from_bytes(bytes(meta.return_data().data), "big") == int(vector["price"]), vector["name"]
     chain.fails(ProgramErrorCode.TASK_TERMS_INVALID,
                 check_task_payload_v2_ix(chain.program_id, 0, auction_price_input(1, 10_001, 1, 0, 0)))
+
+
+# ==== task protocol v1 is retired =================================================================
+
+
+def test_the_v1_task_instructions_are_refused_with_task_v1_retired(opened) -> None:
+    chain, address, env, requester = opened
+    before = {a: chain.svm.get_account(a) for a in (address, requester.pubkey())}
+    payload = TaskRequest("sentiment", 10, NOW + 600, input=b"x").encode()
+    for ix in (request_task_ix(chain.program_id, requester.pubkey(), request_id=keccak256(b"v1"),
+                               dst_domain=OTHER_DOMAIN, worker_board=WORKER_BOARD, payload=payload),
+               submit_result_ix(chain.program_id, requester.pubkey(), env.message_id,
+                                TaskResult.signed(WORKER_KEY, request_id=env.message_id, executor="sentiment",
+                                                  output=b"x", payout=EVM_PAYOUT).encode()),
+               reclaim_ix(chain.program_id, requester.pubkey(), env.message_id)):
+        signs = any(meta.is_signer and meta.pubkey == requester.pubkey() for meta in ix.accounts)
+        chain.fails(ProgramErrorCode.TASK_V1_RETIRED, ix, signers=(requester,) if signs else ())
+    assert {a: chain.svm.get_account(a) for a in before} == before  # nothing written
+
+
+def test_v1_results_and_attestations_to_the_board_are_ignored_with_the_board_account_only(opened) -> None:
+    """A retired v1 TASK_RESULT / PROOF_ATTESTATION is ignored (its own receipt only): no task
+    account is read or written, so nothing a v2 task needs is consumed, and a delivery cannot get
+    stuck on it."""
+    chain, address, env, requester = opened
+    task_before = chain.svm.get_account(address)
+    result = TaskResult.signed(WORKER_KEY, request_id=env.message_id, executor="sentiment", output=b"x",
+                               payout=bytes(requester.pubkey()))
+    v1_result = Envelope(kind=MessageKind.TASK_RESULT, nonce=9, src_domain=OTHER_DOMAIN, src_sender=WORKER_BOARD,
+                         dst_domain=DOMAIN, dst_receiver=board_key(chain), payload=result.encode())
+    attestation = ProofAttestation(env.message_id, v1_result.message_id, keccak256(b"x"), result.worker,
+                                   bytes(requester.pubkey()), AttestationMethod.SIGNATURE_ONLY, NOW)
+    v1_attestation = Envelope(kind=MessageKind.PROOF_ATTESTATION, nonce=10, src_domain=COMMITTEE_DOMAIN,
+                              src_sender=bytes(32), dst_domain=DOMAIN, dst_receiver=board_key(chain),
+                              payload=attestation.encode())
+    for v1 in (v1_result, v1_attestation):
+        extra = board_delivery_accounts(chain.program_id, v1)
+        assert extra == [AccountMeta(taskboard_address(chain.program_id), False, False)]
+        assert ignored(delivered(chain, v1, extra), "not a task protocol v2 message (v1 is retired)")
+    assert chain.svm.get_account(address) == task_before

@@ -58,11 +58,9 @@ uint64_t entrypoint(const uint8_t *input) {
     case IX_CHECK_BATCH:
       return batch_check(params);
     case IX_TASK_REQUEST:
-      return taskboard_request(params);
     case IX_TASK_SUBMIT_RESULT:
-      return taskboard_submit_result(params);
     case IX_TASK_RECLAIM:
-      return taskboard_reclaim(params);
+      return taskboard_v1_retired(params);
     case IX_TASK_REQUEST_V2:
       return taskboard_request_v2(params);
     case IX_TASK_CLAIM:

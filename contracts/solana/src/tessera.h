@@ -23,9 +23,9 @@ enum {
   IX_CLOSE_RECEIPT = 22,
   IX_CHECK_BATCH = 23, /* stateless: the batch tree and root digest (vectors) */
   /* 32..47: the task board (taskboard.c) */
-  IX_TASK_REQUEST = 32,
-  IX_TASK_SUBMIT_RESULT = 33,
-  IX_TASK_RECLAIM = 34,
+  IX_TASK_REQUEST = 32,       /* task protocol v1, retired: fails with TASK_V1_RETIRED */
+  IX_TASK_SUBMIT_RESULT = 33, /* v1, retired */
+  IX_TASK_RECLAIM = 34,       /* v1, retired */
   /* task protocol v2 (taskboard_v2.c) */
   IX_TASK_REQUEST_V2 = 35,
   IX_TASK_CLAIM = 36,
@@ -114,12 +114,13 @@ enum {
   ERR_RESULT_EXECUTOR_MISMATCH = 0x5d,  /* result executor != request executor */
   ERR_TASK_EXPIRED = 0x5e,              /* SubmitResult after the request's deadline */
   ERR_ALREADY_ANSWERED = 0x5f,          /* the answered PDA exists: a result was sent already */
-  ERR_ANSWERED_WRONG_ADDRESS = 0x60,    /* answered account != PDA ["answered", request_id] */
+  ERR_ANSWERED_WRONG_ADDRESS = 0x60,    /* (task protocol v1, retired; the code stays reserved) */
   ERR_TASK_NOT_FOUND = 0x61,            /* Reclaim: not a task account of this program */
   ERR_TASK_NOT_REFUNDABLE = 0x62,       /* Reclaim: completed or refunded already */
   ERR_DEADLINE_NOT_PASSED = 0x63,       /* Reclaim: before deadline (+ grace once a result was recorded) */
   ERR_NOT_REQUESTER = 0x64,             /* Reclaim: the refund account is not the task's requester */
   ERR_INSUFFICIENT_LAMPORTS = 0x65,     /* the paying signer cannot cover the new account's rent (+ escrow) */
+  ERR_TASK_V1_RETIRED = 0x66,           /* RequestTask / SubmitResult / Reclaim (v1): use the v2 instructions */
 
   /* 0x80..0x9F: task protocol v2 (taskboard_v2.c) */
   ERR_TASK_TERMS_INVALID = 0x80,         /* start_bps > 10000, claim_window 0 or refund_to zero */
