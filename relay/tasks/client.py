@@ -481,7 +481,10 @@ class TaskHandleV2(TaskHandle):
             if serving.state in (ServeState.CLAIMED, ServeState.ANSWERED) and serving.claimant is not None:
                 current = (serving.claimant, serving.claim_deadline or 0)
                 if current != claim:
-                    if claim is not None and serving.state is ServeState.CLAIMED and pending is None:
+                    # Another claim than the one reported, with no result of the old one seen (a
+                    # refused result resets `claim`): the old claim expired, even when the new one
+                    # was made, or already answered, between two polls.
+                    if claim is not None and pending is None:
                         yield self._event_again("claim_expired", worker="0x" + claim[0].hex())
                     claim = current
                     seen.add("claimed")

@@ -95,3 +95,29 @@ async def test_v2_events_follow_claims_refusals_and_completion() -> None:
     assert next(e for e in events if e.stage == "result_refused").detail["result_id"] == "0x" + R1.hex()
     assert events[-1].detail["price"] == 700 and events[-1].detail["refund"] == 300
     assert handle.result_ids == [R1, R2]
+
+
+@pytest.mark.parametrize("replaced_by", [
+    (ServeState.CLAIMED, B, 20, None),  # the new claim was made between two polls
+    (ServeState.ANSWERED, B, 20, R2),  # ... and already answered
+    (ServeState.CLAIMED, A, 20, None),  # the same worker claimed again after its claim expired
+], ids=["claimed", "claimed-and-answered", "same-claimant-again"])
+async def test_v2_a_claim_replaced_between_two_polls_is_reported_expired(replaced_by) -> None:
+    """The SDK polls: a claim that expires and a new claim that lands (and even its result) between
+    two polls are seen only as a changed claim. Every change without a result of the old claim is
+    reported as claim_expired before the new claimed (a flaky e2e once saw two claimed in a row)."""
+    request = build_request_v2("sentiment", "hi", 1000, int(time.time()) + 300, AuctionTerms(), REFUND)
+    envelope = Envelope(MessageKind.TASK_REQUEST, 1, 31337, bytes(32), 900, bytes(32), request.encode())
+    script = _Script([
+        (_status(ServeState.CLAIMED, A, 10), TaskState.OPEN),
+        (_status(*replaced_by), TaskState.OPEN),
+        (_status(ServeState.CLOSED, replaced_by[1], 20, R2), TaskState.COMPLETED),
+    ])
+    handle = TaskHandleV2(_Client(), "evm", "solana", request, envelope, "0xtx", script, script,  # type: ignore[arg-type]
+                          no_worker_after_s=None)
+    events = [event async for event in handle.events(poll=0.0, timeout=5)]
+    stages = [e.stage for e in events]
+    assert stages[:5] == ["requested", "request_delivered", "claimed", "claim_expired", "claimed"], stages
+    assert stages[-1] == "completed" and stages.count("claim_expired") == 1, stages
+    assert next(e for e in events if e.stage == "claim_expired").detail["worker"] == "0x" + A.hex()
+    assert [e.detail["worker"] for e in events if e.stage == "claimed"] == ["0x" + A.hex(), "0x" + replaced_by[1].hex()]
