@@ -26,7 +26,7 @@ from relay.feeds.client import FeedsClient
 from relay.localnet import CONFIG_FILE, default_state_dir
 from relay.interfaces import MessageStatus
 from relay.protocol import MAX_PAYLOAD_LEN, MessageKind
-from relay.tasks.client import DEFAULT_NO_WORKER_AFTER_S, AuctionTerms, request_task, request_task_v2
+from relay.tasks.client import DEFAULT_NO_WORKER_AFTER_S, AuctionTerms, request_task_v2
 
 
 class SdkError(TesseraError):
@@ -140,30 +140,19 @@ class TesseraClient:
             self._boards[key] = self._drivers[name].serving_board_v2(self.config, None)
         return self._boards[key]
 
-    def _task_board(self, name: str):
-        if name not in self._boards:
-            self._chain(name)  # the same error for an unknown name
-            self._boards[name] = self._drivers[name].requester_board(self.config)
-        return self._boards[name]
-
     async def request_task(self, *, src: str, dst: str, executor: str, input: bytes | str | None = None,
                            max_fee: int, deadline: int | None = None, input_uri: str | None = None,
                            input_hash: bytes | None = None, allow_unknown_executor: bool = False,
-                           auction: AuctionTerms | None = None, protocol: int = 2,
+                           auction: AuctionTerms | None = None,
                            no_worker_after_s: float | None = DEFAULT_NO_WORKER_AFTER_S):
-        """Escrow `max_fee` on `src` and ask the workers on `dst` to run `executor` on `input`.
-        Task protocol v2 (the default): workers compete in a reverse Dutch auction (`auction`:
+        """Escrow `max_fee` on `src` and ask the workers on `dst` to run `executor` on `input`, in
+        task protocol v2 (v1 is retired): workers compete in a reverse Dutch auction (`auction`:
         AuctionTerms, default a 1 s window from half of max_fee, 60 s to answer, no bond, forfeited
         bonds to our own account on `dst`); the cheapest that claims first is paid its price and the
         rest of max_fee comes back. Returns a `relay.tasks.client.TaskHandleV2` (`await
-        handle.result()`, `handle.events()`); `protocol=1` sends a v1 request (TaskHandle). With no
-        claim (v1: no result) after `no_worker_after_s` (None: never), the handle says so: a
-        `no_worker` event naming the executor and chain, and NoWorkerError from `result()`."""
-        if protocol == 1:
-            return await request_task(self, src=src, dst=dst, executor=executor, input=input, max_fee=max_fee,
-                                      deadline=deadline, input_uri=input_uri, input_hash=input_hash,
-                                      allow_unknown_executor=allow_unknown_executor,
-                                      no_worker_after_s=no_worker_after_s)
+        handle.result()`, `handle.events()`). With no claim after `no_worker_after_s` (None: never),
+        the handle says so: a `no_worker` event naming the executor and chain, and NoWorkerError
+        from `result()`."""
         return await request_task_v2(self, src=src, dst=dst, executor=executor, input=input, max_fee=max_fee,
                                      deadline=deadline, input_uri=input_uri, input_hash=input_hash,
                                      allow_unknown_executor=allow_unknown_executor, auction=auction,

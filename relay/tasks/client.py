@@ -1,19 +1,19 @@
-"""The SDK side of AI tasks: `TesseraClient.request_task(...)` returns a `TaskHandle`.
+"""The SDK side of AI tasks (task protocol v2): `TesseraClient.request_task(...)` returns a `TaskHandleV2`.
 
     handle = await client.request_task(src="evm", dst="solana", executor="sentiment",
                                        input="What a lovely day", max_fee=10**15)
-    async for event in handle.events():      # requested, request_delivered, result_submitted, ...
+    async for event in handle.events():      # requested, request_delivered, claimed, result_submitted, ...
         print(event.stage, event.elapsed_s)
-    result = await handle.result(timeout=120)  # output + the checked attestation
+    result = await handle.result(timeout=120)  # output + the checked verdict
 
-`result()` returns only once the requester's board recorded the committee's PROOF_ATTESTATION
-(and paid the worker), and after the SDK checked, off-chain, everything the output rests on: the
-TASK_RESULT and PROOF_ATTESTATION envelopes hash to the ids the board recorded, the attestation
-matches the result (request, output hash, worker, payout), the worker's Ed25519 signature, the
-output bytes against the output hash, and the committee's threshold signature over the attestation
-(combined from the attesters' partials). The envelopes are fetched from the relayer's API and
-the attestation id from an attester, neither of which is trusted: every byte is checked against
-the ids on chain and against the committee key.
+`result()` returns only once the requester's board recorded the committee's valid verdict (and
+paid the claimant's price), and after the SDK checked, off-chain, everything the output rests on:
+the TASK_RESULT v2 and verdict envelopes hash to the ids the board recorded, the verdict matches
+the result (request, output hash, claimant, payout, price), the worker's Ed25519 signature, the
+output bytes against the output hash, and the committee's threshold signature over the verdict
+(combined from the attesters' partials). The envelopes are fetched from the relayer's API and the
+verdict id from an attester, neither of which is trusted: every byte is checked against the ids on
+chain and against the committee key. Task protocol v1 requests are no longer sent (v1 is retired).
 """
 
 from __future__ import annotations
@@ -30,17 +30,8 @@ import aiohttp
 from relay.envelope import Envelope
 from relay.errors import TesseraError
 from relay.log import get_logger
-from relay.protocol import COMMITTEE_DOMAIN, MessageKind
-from relay.interfaces import (
-    RequesterBoard,
-    RequesterBoardV2,
-    ServeState,
-    ServingBoard,
-    ServingBoardV2,
-    TaskState,
-    TaskStatus,
-    TaskStatusV2,
-)
+from relay.protocol import MessageKind
+from relay.interfaces import RequesterBoardV2, ServeState, ServingBoardV2, TaskState, TaskStatusV2
 from relay.tasks.executors import ExecutorRegistry
 from relay.envelope import keccak256
 from relay.tasks.attestation import AttestationError, verdict_envelopes
@@ -48,12 +39,9 @@ from relay.tasks.payloads import (
     BPS,
     MAX_INLINE_INPUT_LEN_V2,
     AttestationMethod,
-    ProofAttestation,
     ProofVerdict,
     TaskPayloadError,
-    TaskRequest,
     TaskRequestV2,
-    TaskResult,
     TaskResultV2,
 )
 
@@ -62,10 +50,8 @@ if TYPE_CHECKING:
 
 _log = get_logger("sdk.tasks")
 
-# A TASK_REQUEST payload is 43 bytes of header + 2 bytes of length before the inline input.
-MAX_INLINE_INPUT = 512 - 43
 DEFAULT_DEADLINE_S = 300
-# After this long with no result submitted on the destination, the handle says so (a `no_worker`
+# After this long with no claim on the destination, the handle says so (a `no_worker`
 # event, NoWorkerError from result()) instead of waiting silently for the deadline.
 DEFAULT_NO_WORKER_AFTER_S = 90.0
 
@@ -101,8 +87,9 @@ class NoWorkerError(TaskError):
 
 @dataclass(frozen=True, slots=True)
 class TaskEvent:
-    # requested | request_delivered | result_submitted | result_delivered | completed | expired | refunded;
-    # also no_worker (once, not final: detail["reason"] says what is missing) when nothing answered in time
+    # requested | request_delivered | claimed | claim_expired | result_submitted | result_refused |
+    # result_delivered | completed | expired | refunded (TaskHandleV2 says which repeat); also no_worker
+    # (once, not final: detail["reason"] says what is missing) when no worker claimed in time
     stage: str
     elapsed_s: float  # since request_task returned the request transaction
     detail: dict = field(default_factory=dict)
@@ -112,13 +99,13 @@ class TaskEvent:
 class VerifiedResult:
     request_id: bytes
     output: bytes
-    result: TaskResult
+    result: TaskResultV2
     result_envelope: Envelope
-    attestation: ProofAttestation
+    attestation: ProofVerdict  # the committee's verdict (a PROOF_ATTESTATION v2)
     attestation_envelope: Envelope
     epoch: int
-    signature: bytes  # the committee's combined signature over the attestation envelope
-    status: TaskStatus
+    signature: bytes  # the committee's combined signature over the verdict envelope
+    status: TaskStatusV2
 
     @property
     def text(self) -> str:
@@ -143,236 +130,6 @@ def _check_executor(executor: str, allow_unknown: bool) -> None:
         raise TaskRequestError(
             f"unknown executor {executor!r}; known: {', '.join(sorted(known))}. Pass allow_unknown_executor=True "
             "for a plugin that only the workers have installed")
-
-
-def build_request(executor: str, input: bytes | str | None, max_fee: int, deadline: int,
-                  input_uri: str | None = None, input_hash: bytes | None = None,
-                  allow_unknown_executor: bool = False) -> TaskRequest:
-    """Validates and encodes a TASK_REQUEST; every problem raises TaskRequestError saying what to do."""
-    if isinstance(input, str):
-        input = input.encode("utf-8")
-    if not isinstance(max_fee, int) or max_fee < 0:
-        raise TaskRequestError(f"max_fee must be a non-negative integer (smallest unit of the source chain's token), got {max_fee!r}")
-    if deadline <= time.time():
-        raise TaskRequestError(f"deadline {deadline} is not in the future; pass a unix time later than now")
-    try:
-        if input_uri is not None:
-            if input_hash is None:
-                if input is None:
-                    raise TaskRequestError("input by reference needs input_hash (keccak256 of the content) or the content itself")
-                input_hash = keccak256(input)
-            request = TaskRequest(executor, max_fee, deadline, input_hash=input_hash, input_uri=input_uri)
-        else:
-            if input is None:
-                raise TaskRequestError("pass input (inline) or input_uri (+ input or input_hash)")
-            if len(input) > MAX_INLINE_INPUT:
-                raise TaskRequestError(
-                    f"input is {len(input)} bytes; inline input is limited to {MAX_INLINE_INPUT} bytes. Publish it "
-                    "and pass input_uri= (https://, ipfs://, ar://) with the content or its keccak256 as input_hash=")
-            request = TaskRequest(executor, max_fee, deadline, input=input)
-        request.encode()
-    except TaskPayloadError as exc:
-        raise TaskRequestError(str(exc)) from None
-    _check_executor(executor, allow_unknown_executor)
-    return request
-
-
-class TaskHandle:
-    def __init__(self, client: "TesseraClient", src: str, dst: str, request: TaskRequest, envelope: Envelope,
-                 tx: str, requester: RequesterBoard, serving: ServingBoard,
-                 no_worker_after_s: float | None = DEFAULT_NO_WORKER_AFTER_S) -> None:
-        self._client = client
-        self.src, self.dst = src, dst
-        self.request = request
-        self.envelope = envelope
-        self.tx = tx
-        self._requester = requester
-        self._serving = serving
-        self._started = time.monotonic()
-        self.timeline: dict[str, float] = {"requested": 0.0}
-        self.no_worker_after_s = no_worker_after_s  # None: never say so, wait for the deadline
-
-    @property
-    def request_id(self) -> bytes:
-        return self.envelope.message_id
-
-    @property
-    def id_hex(self) -> str:
-        return "0x" + self.request_id.hex()
-
-    def _event(self, stage: str, **detail) -> TaskEvent:
-        elapsed = self.timeline.setdefault(stage, time.monotonic() - self._started)
-        return TaskEvent(stage, elapsed, detail)
-
-    async def status(self) -> TaskStatus:
-        return await self._requester.task_status(self.request_id)
-
-    async def events(self, poll: float = 0.25, timeout: float | None = None) -> AsyncIterator[TaskEvent]:
-        """Each stage once, in order, until the task completes, is refunded, or its deadline passes
-        with no result (then `expired`: call `reclaim()`)."""
-        yield self._event("requested", tx=self.tx)
-        destination = self._client._chain(self.dst)
-        seen: set[str] = {"requested"}
-        limit = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if "request_delivered" not in seen and await destination.is_delivered(self.request_id):
-                seen.add("request_delivered")
-                yield self._event("request_delivered")
-            if "request_delivered" in seen and "result_submitted" not in seen:
-                if await self._serving.result_submitted(self.request_id):
-                    seen.add("result_submitted")
-                    yield self._event("result_submitted")
-            status = await self._requester.task_status(self.request_id)
-            if status.state >= TaskState.RESULT_RECEIVED and status.state != TaskState.REFUNDED:
-                for stage in ("request_delivered", "result_submitted"):
-                    if stage not in seen:  # passed between two polls
-                        seen.add(stage)
-                        yield self._event(stage)
-                if "result_delivered" not in seen:
-                    seen.add("result_delivered")
-                    yield self._event("result_delivered", result_id="0x" + (status.result_id or b"").hex())
-            if status.state == TaskState.COMPLETED:
-                yield self._event("completed", payout="0x" + (status.payout or b"").hex(), escrow=status.escrow)
-                return
-            if status.state == TaskState.REFUNDED:
-                yield self._event("refunded")
-                return
-            if status.state == TaskState.OPEN and time.time() > status.deadline + 2:
-                yield self._event("expired", deadline=status.deadline)
-                return
-            if ("result_submitted" not in seen and "no_worker" not in seen and self.no_worker_after_s is not None
-                    and time.monotonic() - self._started > self.no_worker_after_s):
-                seen.add("no_worker")
-                yield self._no_worker_event("request_delivered" in seen)
-            if limit is not None and time.monotonic() > limit:
-                raise TaskTimeoutError(f"task {self.id_hex} did not finish within {timeout:.0f}s (stages: {sorted(seen)})")
-            await asyncio.sleep(poll)
-
-    def _no_worker_event(self, delivered: bool) -> TaskEvent:
-        executor, chain, waited = self.request.executor, self.dst, self.no_worker_after_s
-        if delivered:
-            reason = (f"no worker on chain {chain!r} has answered task {self.id_hex} (executor {executor!r}) within "
-                      f"{waited:.0f}s: is one running with {executor!r} among its [worker] executors? "
-                      f"(`relay worker --chain {chain}`; `relay up` starts one per chain)")
-        else:
-            reason = (f"task {self.id_hex} (executor {executor!r}) has not reached chain {chain!r} within {waited:.0f}s, "
-                      f"so no worker there could answer it: are the relayer and the attesters running? (`relay run`, "
-                      f"`relay attester --index N`; `relay up` starts them; `relay status` shows the message)")
-        _log.warning("no worker has answered", task=self.id_hex, executor=executor, chain=chain,
-                     request_delivered=delivered, after_s=waited)
-        return self._event("no_worker", executor=executor, chain=chain, request_delivered=delivered, reason=reason)
-
-    async def result(self, timeout: float = 120.0) -> VerifiedResult:
-        """The verified result; raises NoWorkerError once `no_worker_after_s` passed with no result
-        submitted, TaskExpiredError after the deadline, TaskTimeoutError after `timeout`."""
-        last = None
-        try:
-            async with asyncio.timeout(timeout):
-                async for event in self.events():
-                    last = event
-                    if event.stage == "no_worker":
-                        break
-        except TimeoutError:
-            raise TaskTimeoutError(
-                f"task {self.id_hex} has no attested result after {timeout:.0f}s (last stage: "
-                f"{last.stage if last else 'none'}); `relay status` shows the messages, handle.events() the stages") from None
-        assert last is not None
-        if last.stage == "no_worker":
-            raise NoWorkerError(last.detail["reason"])
-        if last.stage == "expired":
-            raise TaskExpiredError(f"task {self.id_hex} passed its deadline with no result; call handle.reclaim()")
-        if last.stage == "refunded":
-            raise TaskRefundedError(f"task {self.id_hex} was refunded")
-        return await self.verify()
-
-    async def reclaim(self) -> str:
-        return await self._requester.reclaim(self.request_id)
-
-    async def verify(self) -> VerifiedResult:
-        """The off-chain checks described in the module docstring. Needs the task to be COMPLETED."""
-        status = await self._requester.task_status(self.request_id)
-        if status.state != TaskState.COMPLETED or status.result_id is None:
-            raise TaskVerificationError(f"task {self.id_hex} is {status.state.name}, not COMPLETED")
-        result_env = await self._fetch_envelope(status.result_id)
-        if result_env.kind != MessageKind.TASK_RESULT:
-            raise TaskVerificationError("the recorded result id is not a TASK_RESULT envelope")
-        try:
-            result = TaskResult.decode(result_env.payload)
-            result.verify_signature()
-        except TaskPayloadError as exc:
-            raise TaskVerificationError(f"the TASK_RESULT does not check out: {exc}") from None
-        if result.request_id != self.request_id or result.output_hash != status.output_hash:
-            raise TaskVerificationError("the TASK_RESULT is for another request or output than the board recorded")
-        output = result.output if result.output is not None else await self._fetch_uri(result.output_uri or "")
-        if keccak256(output) != result.output_hash:
-            raise TaskVerificationError("the output does not hash to the attested output_hash")
-        attestation_id = await self._attestation_id(status.result_id)
-        attestation_env = await self._fetch_envelope(attestation_id)
-        attestation = ProofAttestation.decode(attestation_env.payload)
-        if (attestation_env.kind != MessageKind.PROOF_ATTESTATION or attestation_env.src_domain != COMMITTEE_DOMAIN
-                or attestation_env.src_sender != bytes(32)
-                or (attestation.request_id, attestation.result_id, attestation.output_hash, attestation.worker,
-                    attestation.payout)
-                != (self.request_id, status.result_id, result.output_hash, result.worker, result.payout)):
-            raise TaskVerificationError("the PROOF_ATTESTATION does not match the recorded result")
-        epoch, signature = await self._client.committee_signature(attestation_env)
-        return VerifiedResult(self.request_id, output, result, result_env, attestation, attestation_env, epoch,
-                              signature, status)
-
-    async def _fetch_envelope(self, message_id: bytes) -> Envelope:
-        url = f"http://{self._client.config.relayer.listen}/v1/messages/0x{message_id.hex()}"
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-            async with session.get(url) as response:
-                if response.status != 200:
-                    raise TaskVerificationError(f"the relayer does not know message 0x{message_id.hex()} ({url}: "
-                                                f"HTTP {response.status})")
-                body = await response.json()
-        envelope = Envelope.decode(bytes.fromhex(body["envelope"].removeprefix("0x")))
-        if envelope.message_id != message_id:
-            raise TaskVerificationError(f"the relayer returned an envelope that does not hash to 0x{message_id.hex()}")
-        return envelope
-
-    async def _attestation_id(self, result_id: bytes) -> bytes:
-        reasons = []
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
-            for member in self._client.committee.members:
-                url = f"{member.endpoint}/v1/task-results/0x{result_id.hex()}"
-                try:
-                    async with session.get(url) as response:
-                        body = await response.json()
-                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                    reasons.append(f"member {member.index}: {exc or type(exc).__name__}")
-                    continue
-                if body.get("status") == "attested" and body.get("attestation_id"):
-                    return bytes.fromhex(body["attestation_id"].removeprefix("0x"))
-                reasons.append(f"member {member.index}: {body.get('status')} {body.get('reason', '')}".strip())
-        raise TaskVerificationError(f"no attester reports an attestation for result 0x{result_id.hex()}: {'; '.join(reasons)}")
-
-    async def _fetch_uri(self, uri: str) -> bytes:
-        if not uri.startswith(("http://", "https://")):
-            raise TaskVerificationError(f"output is behind {uri!r}; fetch it yourself and check it against output_hash")
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            async with session.get(uri) as response:
-                if response.status != 200:
-                    raise TaskVerificationError(f"output URI {uri} answered HTTP {response.status}")
-                return await response.content.read(1 << 20)
-
-
-async def request_task(client: "TesseraClient", *, src: str, dst: str, executor: str,
-                       input: bytes | str | None = None, max_fee: int, deadline: int | None = None,
-                       input_uri: str | None = None, input_hash: bytes | None = None,
-                       allow_unknown_executor: bool = False,
-                       no_worker_after_s: float | None = DEFAULT_NO_WORKER_AFTER_S) -> TaskHandle:
-    if src == dst:
-        raise TaskRequestError("src and dst are the same chain; a task goes to the workers of another chain")
-    dst_chain = client._chain_config(dst)
-    deadline = int(time.time()) + DEFAULT_DEADLINE_S if deadline is None else int(deadline)
-    request = build_request(executor, input, max_fee, deadline, input_uri, input_hash, allow_unknown_executor)
-    requester = client._task_board(src)
-    serving = client._task_board(dst)
-    sent = await requester.request_task(dst_domain=dst_chain.domain, worker_board=serving.address, request=request)
-    return TaskHandle(client, src, dst, request, sent.envelope, sent.tx, requester, serving, no_worker_after_s)
-
 
 
 # --- task protocol v2 ------------------------------------------------------------------------
@@ -431,27 +188,45 @@ def build_request_v2(executor: str, input: bytes | str | None, max_fee: int, dea
     return request
 
 
-class TaskHandleV2(TaskHandle):
+class TaskHandleV2:
     """A v2 task: follows the serving board too (claims, results waiting for their verdict) and
-    verifies the committee's v2 verdict. `result()` keeps v1's surface.
+    verifies the committee's v2 verdict.
 
     Events: requested, request_delivered, claimed (worker account, price, claim deadline; again after
     a claim expired or a result was refused), claim_expired, result_submitted, result_refused (the
     committee refused it: the claimant's bond is forfeited and the task re-opened), result_delivered,
     then completed (price paid, refund to the requester), expired (nothing can be paid any more:
-    reclaim after `refundable_after`) or refunded; no_worker as in v1 (no claim in time)."""
+    reclaim after `refundable_after`) or refunded; no_worker (once, not final) when no claim came in time."""
 
     def __init__(self, client: "TesseraClient", src: str, dst: str, request: TaskRequestV2, envelope: Envelope,
                  tx: str, requester: RequesterBoardV2, serving: ServingBoardV2,
                  no_worker_after_s: float | None = DEFAULT_NO_WORKER_AFTER_S) -> None:
-        super().__init__(client, src, dst, request, envelope, tx, requester, serving,  # type: ignore[arg-type]
-                         no_worker_after_s)
-        self._requester_v2 = requester
-        self._serving_v2 = serving
+        self._client = client
+        self.src, self.dst = src, dst
+        self.request = request
+        self.envelope = envelope
+        self.tx = tx
+        self._requester = requester
+        self._serving = serving
+        self._started = time.monotonic()
+        self.timeline: dict[str, float] = {"requested": 0.0}
+        self.no_worker_after_s = no_worker_after_s  # None: never say so, wait for the deadline
         self.result_ids: list[bytes] = []  # every result the serving board sent for this task, in order
 
-    async def status(self) -> TaskStatusV2:  # type: ignore[override]
-        return await self._requester_v2.task_status(self.request_id)
+    @property
+    def request_id(self) -> bytes:
+        return self.envelope.message_id
+
+    @property
+    def id_hex(self) -> str:
+        return "0x" + self.request_id.hex()
+
+    def _event(self, stage: str, **detail) -> TaskEvent:
+        elapsed = self.timeline.setdefault(stage, time.monotonic() - self._started)
+        return TaskEvent(stage, elapsed, detail)
+
+    async def status(self) -> TaskStatusV2:
+        return await self._requester.task_status(self.request_id)
 
     def _event_again(self, stage: str, **detail) -> TaskEvent:
         """Stages that can happen more than once (claims, refusals): a new event each time."""
@@ -468,7 +243,7 @@ class TaskHandleV2(TaskHandle):
             if "request_delivered" not in seen and await destination.is_delivered(self.request_id):
                 seen.add("request_delivered")
                 yield self._event("request_delivered")
-            serving = await self._serving_v2.claim_status(self.request_id)
+            serving = await self._serving.claim_status(self.request_id)
             if serving.state is not ServeState.NONE and "request_delivered" not in seen:
                 seen.add("request_delivered")
                 yield self._event("request_delivered")
@@ -498,10 +273,10 @@ class TaskHandleV2(TaskHandle):
                 self.result_ids.append(pending)
                 seen.add("result_submitted")
                 yield self._event_again("result_submitted", result_id="0x" + pending.hex())
-            if pending is not None and "result_delivered" not in seen and await self._requester_v2.result_recorded(pending):
+            if pending is not None and "result_delivered" not in seen and await self._requester.result_recorded(pending):
                 seen.add("result_delivered")
                 yield self._event("result_delivered", result_id="0x" + pending.hex())
-            status = await self._requester_v2.task_status(self.request_id)
+            status = await self._requester.task_status(self.request_id)
             if status.state == TaskState.COMPLETED:
                 if status.result_id is not None and status.result_id not in self.result_ids:
                     self.result_ids.append(status.result_id)
@@ -527,16 +302,16 @@ class TaskHandleV2(TaskHandle):
             await asyncio.sleep(poll)
 
     async def verify(self) -> VerifiedResult:
-        """v1's off-chain checks on the v2 messages: the TASK_RESULT v2 (worker signature over its
+        """The off-chain checks of the module docstring: the TASK_RESULT v2 (worker signature over its
         claim, request, output and its hash), the committee's verdict on it (valid, every field the
         result fixes, addressed to this requester's board, signed by the committee), and what the
         board paid (payout, price)."""
-        status = await self._requester_v2.task_status(self.request_id)
+        status = await self._requester.task_status(self.request_id)
         if status.state != TaskState.COMPLETED:
             raise TaskVerificationError(f"task {self.id_hex} is {status.state.name}, not COMPLETED")
         candidates = [status.result_id] if status.result_id is not None else list(reversed(self.result_ids))
         if not candidates:
-            serving = await self._serving_v2.claim_status(self.request_id)
+            serving = await self._serving.claim_status(self.request_id)
             candidates = [serving.result_id] if serving.result_id else []
         if not candidates:
             raise TaskVerificationError(f"task {self.id_hex} is COMPLETED but no result id is known: the board did not "
@@ -584,8 +359,86 @@ class TaskHandleV2(TaskHandle):
         if verdict.submitted_at > status.deadline:
             raise TaskVerificationError(f"the result was submitted at {verdict.submitted_at}, after the deadline")
         epoch, signature = await self._client.committee_signature(verdict_env)
-        return VerifiedResult(self.request_id, output, result, result_env, verdict, verdict_env,  # type: ignore[arg-type]
-                              epoch, signature, status)  # type: ignore[arg-type]
+        return VerifiedResult(self.request_id, output, result, result_env, verdict, verdict_env, epoch, signature,
+                              status)
+
+    def _no_worker_event(self, delivered: bool) -> TaskEvent:
+        executor, chain, waited = self.request.executor, self.dst, self.no_worker_after_s
+        if delivered:
+            reason = (f"no worker on chain {chain!r} has answered task {self.id_hex} (executor {executor!r}) within "
+                      f"{waited:.0f}s: is one running with {executor!r} among its [worker] executors? "
+                      f"(`relay worker --chain {chain}`; `relay up` starts one per chain)")
+        else:
+            reason = (f"task {self.id_hex} (executor {executor!r}) has not reached chain {chain!r} within {waited:.0f}s, "
+                      f"so no worker there could answer it: are the relayer and the attesters running? (`relay run`, "
+                      f"`relay attester --index N`; `relay up` starts them; `relay status` shows the message)")
+        _log.warning("no worker has answered", task=self.id_hex, executor=executor, chain=chain,
+                     request_delivered=delivered, after_s=waited)
+        return self._event("no_worker", executor=executor, chain=chain, request_delivered=delivered, reason=reason)
+
+    async def result(self, timeout: float = 120.0) -> VerifiedResult:
+        """The verified result; raises NoWorkerError once `no_worker_after_s` passed with no claim,
+        TaskExpiredError after the deadline, TaskTimeoutError after `timeout`."""
+        last = None
+        try:
+            async with asyncio.timeout(timeout):
+                async for event in self.events():
+                    last = event
+                    if event.stage == "no_worker":
+                        break
+        except TimeoutError:
+            raise TaskTimeoutError(
+                f"task {self.id_hex} has no attested result after {timeout:.0f}s (last stage: "
+                f"{last.stage if last else 'none'}); `relay status` shows the messages, handle.events() the stages") from None
+        assert last is not None
+        if last.stage == "no_worker":
+            raise NoWorkerError(last.detail["reason"])
+        if last.stage == "expired":
+            raise TaskExpiredError(f"task {self.id_hex} passed its deadline with no result; call handle.reclaim()")
+        if last.stage == "refunded":
+            raise TaskRefundedError(f"task {self.id_hex} was refunded")
+        return await self.verify()
+
+    async def reclaim(self) -> str:
+        return await self._requester.reclaim(self.request_id)
+
+    async def _fetch_envelope(self, message_id: bytes) -> Envelope:
+        url = f"http://{self._client.config.relayer.listen}/v1/messages/0x{message_id.hex()}"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            async with session.get(url) as response:
+                if response.status != 200:
+                    raise TaskVerificationError(f"the relayer does not know message 0x{message_id.hex()} ({url}: "
+                                                f"HTTP {response.status})")
+                body = await response.json()
+        envelope = Envelope.decode(bytes.fromhex(body["envelope"].removeprefix("0x")))
+        if envelope.message_id != message_id:
+            raise TaskVerificationError(f"the relayer returned an envelope that does not hash to 0x{message_id.hex()}")
+        return envelope
+
+    async def _attestation_id(self, result_id: bytes) -> bytes:
+        reasons = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+            for member in self._client.committee.members:
+                url = f"{member.endpoint}/v1/task-results/0x{result_id.hex()}"
+                try:
+                    async with session.get(url) as response:
+                        body = await response.json()
+                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                    reasons.append(f"member {member.index}: {exc or type(exc).__name__}")
+                    continue
+                if body.get("status") == "attested" and body.get("attestation_id"):
+                    return bytes.fromhex(body["attestation_id"].removeprefix("0x"))
+                reasons.append(f"member {member.index}: {body.get('status')} {body.get('reason', '')}".strip())
+        raise TaskVerificationError(f"no attester reports an attestation for result 0x{result_id.hex()}: {'; '.join(reasons)}")
+
+    async def _fetch_uri(self, uri: str) -> bytes:
+        if not uri.startswith(("http://", "https://")):
+            raise TaskVerificationError(f"output is behind {uri!r}; fetch it yourself and check it against output_hash")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(uri) as response:
+                if response.status != 200:
+                    raise TaskVerificationError(f"output URI {uri} answered HTTP {response.status}")
+                return await response.content.read(1 << 20)
 
 
 async def request_task_v2(client: "TesseraClient", *, src: str, dst: str, executor: str,

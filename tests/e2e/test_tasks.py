@@ -232,11 +232,11 @@ async def test_a_result_on_time_on_the_serving_chain_but_delivered_after_the_dea
             stack.relayers["main"].stop()
 
             async def answered():
-                status = await handle._serving_v2.claim_status(handle.request_id)
+                status = await handle._serving.claim_status(handle.request_id)
                 return status if status.state.name == "ANSWERED" else None
 
             waiting = await wait_for(answered, 30)
-            assert not await handle._requester_v2.result_recorded(waiting.result_id)
+            assert not await handle._requester.result_recorded(waiting.result_id)
             while time.time() < deadline + 3:  # past the deadline, nothing delivered to EVM meanwhile
                 await asyncio.sleep(0.5)
             assert (await handle.status()).state is TaskState.OPEN

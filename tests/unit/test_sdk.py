@@ -49,7 +49,8 @@ async def test_a_task_to_its_own_chain_is_refused_before_anything_is_sent(client
     def no_board(name: str):
         raise AssertionError(f"the task board of {name!r} was reached: the request was not refused first")
 
-    monkeypatch.setattr(client, "_task_board", no_board)
+    monkeypatch.setattr(client, "_task_board_v2", no_board)
+    monkeypatch.setattr(client, "_serving_board_v2", no_board)
     with pytest.raises(TaskRequestError, match="src and dst are the same chain"):
         await client.request_task(src="evm", dst="evm", executor="echo", input=b"hi", max_fee=1)
 

@@ -1,4 +1,5 @@
-"""The SDK refuses malformed task requests before anything is sent, with an error saying what to do."""
+"""The SDK refuses malformed task requests before anything is sent, with an error saying what to do;
+a task nobody claims says so (no_worker). Task protocol v2 (the SDK sends no v1 request)."""
 
 from __future__ import annotations
 
@@ -7,23 +8,31 @@ import time
 import pytest
 
 from relay.envelope import keccak256
-from relay.tasks.client import MAX_INLINE_INPUT, TaskRequestError, build_request
-from relay.tasks.payloads import DataMode, TaskRequest
+from relay.tasks.client import AuctionTerms, TaskRequestError, build_request_v2
+from relay.tasks.payloads import MAX_INLINE_INPUT_LEN_V2 as MAX_INLINE_INPUT
+from relay.tasks.payloads import DataMode, TaskRequestV2
+
+REFUND = b"\x01" * 32  # refund_to on the serving chain
 
 
 def deadline() -> int:
     return int(time.time()) + 60
 
 
+def build_request(executor, input, max_fee, deadline, input_uri=None, input_hash=None, allow_unknown_executor=False):
+    return build_request_v2(executor, input, max_fee, deadline, AuctionTerms(), REFUND, input_uri, input_hash,
+                            allow_unknown_executor)
+
+
 def test_inline_request_round_trips():
     request = build_request("sentiment", "What a lovely day", 10**15, deadline())
     assert request.input == b"What a lovely day"
-    assert TaskRequest.decode(request.encode()) == request
+    assert TaskRequestV2.decode(request.encode()) == request
 
 
 def test_largest_inline_input_fits_and_one_more_byte_is_refused_with_the_fix():
     assert len(build_request("echo", b"x" * MAX_INLINE_INPUT, 1, deadline()).encode()) == 512
-    with pytest.raises(TaskRequestError, match="inline input is limited to 469 bytes.*input_uri="):
+    with pytest.raises(TaskRequestError, match="inline input is limited to 410 bytes.*input_uri="):
         build_request("echo", b"x" * (MAX_INLINE_INPUT + 1), 1, deadline())
 
 
@@ -70,14 +79,23 @@ class _Chain:
 
 
 class _Boards:
-    """The requester's board (an open task, far from its deadline) and the serving one (no result)."""
+    """The requester's board (an open task, far from its deadline) and the serving one (no claim;
+    no record at all until the request is delivered)."""
+
+    def __init__(self, delivered: bool) -> None:
+        self.delivered = delivered
 
     async def task_status(self, request_id: bytes):
-        from relay.interfaces import TaskState, TaskStatus
+        from relay.interfaces import TaskState, TaskStatusV2
 
-        return TaskStatus(request_id, TaskState.OPEN, bytes(32), int(time.time()) + 300, 10, "sentiment")
+        return TaskStatusV2(request_id, TaskState.OPEN, deadline=int(time.time()) + 300, max_fee=10)
 
-    async def result_submitted(self, request_id: bytes) -> bool:
+    async def claim_status(self, request_id: bytes):
+        from relay.interfaces import ClaimStatus, ServeState
+
+        return ClaimStatus(request_id, ServeState.OPEN if self.delivered else ServeState.NONE)
+
+    async def result_recorded(self, result_id: bytes) -> bool:
         return False
 
 
@@ -92,13 +110,14 @@ class _Client:
 def _unanswered_handle(delivered: bool, no_worker_after_s: float | None):
     from relay.envelope import Envelope
     from relay.protocol import MessageKind
-    from relay.tasks.client import TaskHandle
+    from relay.tasks.client import TaskHandleV2
 
     request = build_request("sentiment", "x", 1, deadline())
     envelope = Envelope(kind=MessageKind.TASK_REQUEST, src_domain=31337, src_sender=bytes(32), dst_domain=13375,
                         dst_receiver=bytes(32), nonce=1, payload=request.encode())
-    return TaskHandle(_Client(delivered), "evm", "solana", request, envelope, "0xtx", _Boards(), _Boards(),
-                      no_worker_after_s=no_worker_after_s)
+    boards = _Boards(delivered)
+    return TaskHandleV2(_Client(delivered), "evm", "solana", request, envelope, "0xtx", boards, boards,
+                        no_worker_after_s=no_worker_after_s)
 
 
 async def test_no_worker_event_and_error_name_the_executor_and_chain():
