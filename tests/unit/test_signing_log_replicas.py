@@ -110,9 +110,11 @@ def test_two_replicas_asked_for_conflicting_signatures_sign_at_most_one(postgres
     # Every slot was signed once and refused (or answered with the winner's partial) by the other.
     assert len(served) == 2 * nonces
     assert sum(refused for _v, _s, refused in outcomes) == 2 * nonces
-    # Both replicas won some: they really ran at the same time.
-    winners = {next(iter(ids))[0] for ids in served.values()}
-    assert winners >= {1, 2} or winners >= {11, 12}
+    # Each replica asked for every slot (both released by one start event, so they race; which one
+    # wins a slot depends on scheduling, and on a loaded machine one may win them all — the property
+    # is that the other then gets the winner's answer or a refusal, never its own second signature).
+    for _variant, signed, refused in outcomes:
+        assert len(signed) + refused == 2 * nonces
     log = SigningLog(url, member=1)
     try:
         for nonce in range(nonces):
