@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relay.log import configure_logging
 from relay.devstack import messaging_stack
 from relay.tasks.client import AuctionTerms
 from relay.localnet import read_state, smoke, summary
@@ -85,11 +86,11 @@ async def _follow(row: Row, timeout: float) -> None:
 
 
 async def run_demo() -> int:
+    # Imported when the demo runs: `relay --help` and every other command import this module through
+    # the CLI, and the SDK loads both chains' client libraries (seconds of start-up for nothing).
     from relay.sdk import TesseraClient
 
     if "TESSERA_LOG_LEVEL" not in os.environ:  # the demo narrates; logs only for problems
-        from relay.log import configure_logging
-
         configure_logging("warning")
     tty = sys.stdout.isatty()
     print("Tessera demo: AI tasks across chains\n====================================\n"
@@ -150,6 +151,7 @@ def _price(value: int, decimals: int) -> str:
 
 
 async def _feeds(client, stack) -> bool:
+    # As in run_demo: the chain libraries load only when the demo runs.
     from adapters.evm import deploy as evm_deploy
     from adapters.evm.feeds import EvmFeedTarget, aggregator_key
     from adapters.solana.feeds import SolanaFeedTarget, feed_address

@@ -25,6 +25,7 @@ import aiohttp
 
 from relay.backoff import Backoff
 from relay.feeds.aggregate import PushDecision, PushPolicy
+from relay.feeds.client import FeedsClient
 from relay.feeds.report import FeedError, FeedReport, ReportError
 from relay.feeds.signed import SignedReport
 from relay.feeds.sse import SseError, read_events
@@ -295,8 +296,6 @@ async def client_reports(base_urls: str | list[str], committee: Any, feed_ids: l
     committee, resumed after the last round seen on reconnect, several servers in rotation. Age and
     confidence limits are off: they are a consumer's policy, the pusher only puts signed rounds
     on-chain (the push rule decides what is worth it). Stale/gap events are logged."""
-    from relay.feeds.client import FeedsClient
-
     async with FeedsClient(base_urls, committee, max_age_s=None, max_confidence_ratio=None) as client:
         async for update in client.stream(feed_ids):
             if isinstance(update, SignedReport):
