@@ -168,7 +168,8 @@ async def test_relay_up_then_every_readme_command_as_written_then_down_and_up_ag
         assert task.returncode == 0, task.stdout + task.stderr[-3000:]
         # (An SDK script that configures no logging gets structlog's default: its lines on stdout too.)
         stages = [line.split()[0] for line in task.stdout.splitlines() if re.fullmatch(r"[a-z_]+ \d+\.\d+s", line)]
-        assert stages == ["requested", "request_delivered", "result_submitted", "result_delivered", "completed"]
+        assert stages == ["requested", "request_delivered", "claimed", "result_submitted", "result_delivered",
+                          "completed"]
         assert task.stdout.splitlines()[-1].startswith('{"label":"positive"')
         assert task.stdout.splitlines()[-1].endswith("REEXECUTION")
         feeds = await python_script(feeds_example, tmp_path, "feeds.py", timeout=60)
