@@ -22,9 +22,11 @@ settings.register_profile("dev", deadline=None, print_blob=True, suppress_health
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def evm_contracts() -> None:
-    """The Solidity contracts compiled (once per run; a no-op when the build is current)."""
+    """The Solidity contracts compiled, once per run before any test (a no-op when the build is
+    current): every EVM adapter reads its ABIs from forge's artifacts, and in a fresh clone whichever
+    test builds an adapter first must not find them missing."""
     evm_deploy.ensure_built()
 
 
