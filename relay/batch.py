@@ -51,9 +51,11 @@ def _check_count(leaf_count: int) -> None:
         raise BatchError(f"a batch has 1..{MAX_BATCH_SIZE} messages, not {leaf_count}")
 
 
-def _levels(message_ids: Sequence[bytes]) -> list[list[bytes]]:
-    _check_count(len(message_ids))
-    levels = [[leaf_hash(m) for m in message_ids]]
+def tree_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """The tree over already-hashed leaves, bottom level first: pairs hashed with `node_hash`, the last
+    node of an odd-width level promoted unchanged. Shared by message batches and feed roots, which
+    differ only in how a leaf is hashed (their leaf prefixes)."""
+    levels = [list(leaves)]
     while len(levels[-1]) > 1:
         below = levels[-1]
         above = [node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
@@ -61,6 +63,36 @@ def _levels(message_ids: Sequence[bytes]) -> list[list[bytes]]:
             above.append(below[-1])  # promoted
         levels.append(above)
     return levels
+
+
+def proof_of(levels: list[list[bytes]], index: int) -> list[bytes]:
+    """The siblings of leaf `index` from the bottom up (none where the node was promoted)."""
+    proof = []
+    for level in levels[:-1]:
+        if index ^ 1 < len(level):
+            proof.append(level[index ^ 1])
+        index //= 2
+    return proof
+
+
+def climb(leaf: bytes, index: int, leaf_count: int, proof: Sequence[bytes]) -> bytes:
+    """The root a leaf hash and its proof lead to; the proof's length must already be checked."""
+    node, width, used = leaf, leaf_count, 0
+    while width > 1:
+        if index % 2 == 1:
+            node = node_hash(proof[used], node)
+            used += 1
+        elif index + 1 < width:
+            node = node_hash(node, proof[used])
+            used += 1
+        index //= 2
+        width = (width + 1) // 2
+    return node
+
+
+def _levels(message_ids: Sequence[bytes]) -> list[list[bytes]]:
+    _check_count(len(message_ids))
+    return tree_levels([leaf_hash(m) for m in message_ids])
 
 
 def merkle_root(message_ids: Sequence[bytes]) -> bytes:
@@ -86,13 +118,7 @@ def merkle_proof(message_ids: Sequence[bytes], index: int) -> list[bytes]:
     levels = _levels(message_ids)
     if not 0 <= index < len(message_ids):
         raise BatchError(f"leaf index {index} outside a batch of {len(message_ids)}")
-    proof = []
-    for level in levels[:-1]:
-        sibling = index ^ 1
-        if sibling < len(level):
-            proof.append(level[sibling])
-        index //= 2
-    return proof
+    return proof_of(levels, index)
 
 
 def root_from_proof(message_id: bytes, index: int, leaf_count: int, proof: Sequence[bytes]) -> bytes:
@@ -100,19 +126,7 @@ def root_from_proof(message_id: bytes, index: int, leaf_count: int, proof: Seque
     if len(proof) != proof_length(index, leaf_count):
         raise BatchError(f"a proof of leaf {index} of {leaf_count} has {proof_length(index, leaf_count)} "
                          f"hashes, not {len(proof)}")
-    node = leaf_hash(message_id)
-    width = leaf_count
-    used = 0
-    while width > 1:
-        if index % 2 == 1:
-            node = node_hash(proof[used], node)
-            used += 1
-        elif index + 1 < width:
-            node = node_hash(node, proof[used])
-            used += 1
-        index //= 2
-        width = (width + 1) // 2
-    return node
+    return climb(leaf_hash(message_id), index, leaf_count, proof)
 
 
 def verify_proof(root: bytes, message_id: bytes, index: int, leaf_count: int, proof: Sequence[bytes]) -> bool:

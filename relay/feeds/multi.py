@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from relay.batch import MAX_BATCH_SIZE, BatchError, node_hash, proof_length
+from relay.batch import MAX_BATCH_SIZE, BatchError, climb, proof_length, proof_of, tree_levels
 from relay.envelope import keccak256
 from relay.feeds.report import REPORT_LEN, FeedReport, ReportError
 from relay.feeds.signed import SignedReportError, _hex
@@ -47,14 +47,7 @@ def _check_count(leaf_count: int) -> None:
 
 def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
     _check_count(len(leaves))
-    levels = [list(leaves)]
-    while len(levels[-1]) > 1:
-        below = levels[-1]
-        above = [node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
-        if len(below) % 2:
-            above.append(below[-1])  # promoted
-        levels.append(above)
-    return levels
+    return tree_levels(leaves)
 
 
 def feed_root(reports: Sequence[bytes | FeedReport]) -> bytes:
@@ -65,12 +58,7 @@ def feed_proof(reports: Sequence[bytes | FeedReport], index: int) -> list[bytes]
     levels = _levels([feed_leaf(r) for r in reports])
     if not 0 <= index < len(reports):
         raise FeedRootError(f"report index {index} outside a root of {len(reports)}")
-    proof = []
-    for level in levels[:-1]:
-        if index ^ 1 < len(level):
-            proof.append(level[index ^ 1])
-        index //= 2
-    return proof
+    return proof_of(levels, index)
 
 
 def root_from_feed_proof(report: bytes | FeedReport, index: int, leaf_count: int, proof: Sequence[bytes]) -> bytes:
@@ -82,18 +70,7 @@ def root_from_feed_proof(report: bytes | FeedReport, index: int, leaf_count: int
         raise FeedRootError(str(exc)) from None
     if len(proof) != expected:
         raise FeedRootError(f"a proof of report {index} of {leaf_count} has {expected} hashes, not {len(proof)}")
-    node = feed_leaf(report)
-    width, used = leaf_count, 0
-    while width > 1:
-        if index % 2 == 1:
-            node = node_hash(proof[used], node)
-            used += 1
-        elif index + 1 < width:
-            node = node_hash(node, proof[used])
-            used += 1
-        index //= 2
-        width = (width + 1) // 2
-    return node
+    return climb(feed_leaf(report), index, leaf_count, proof)
 
 
 def verify_feed_proof(root: bytes, report: bytes | FeedReport, index: int, leaf_count: int,
