@@ -235,13 +235,9 @@ u64 batch_deliver_with_proof(SolParameters *params) {
   if (err) return err;
   if (!sol_bytes_eq(computed, r + ROOT_ROOT, 32)) return ERR_PROOF_INVALID;
 
-  SolBytes find_seeds[2] = {{(const u8 *)RECEIPT_SEED, sizeof(RECEIPT_SEED) - 1}, {message_id, 32}};
-  SolPubkey expected;
   u8 bump;
-  if (sol_try_find_program_address(find_seeds, 2, program_id, &expected, &bump) != 0 ||
-      !sol_pubkey_eq(&expected, receipt->key))
-    return ERR_RECEIPT_WRONG_ADDRESS;
-  if (sol_pubkey_eq(receipt->owner, program_id)) return ERR_ALREADY_DELIVERED;
+  err = gateway_receipt_slot(program_id, receipt, message_id, &bump);
+  if (err) return err;
   /* The board's address is in the root account: only deliveries to the board pay for deriving it. */
   bool to_board = sol_bytes_eq(env.dst_receiver, r + ROOT_BOARD, 32);
   if (to_board) {
@@ -251,32 +247,9 @@ u64 batch_deliver_with_proof(SolParameters *params) {
   err = batch_replay_check(params, &env, to_board);
   if (err) return err;
 
-  u8 bump_seed = bump;
-  SolBytes signer_seeds[3] = {
-      {(const u8 *)RECEIPT_SEED, sizeof(RECEIPT_SEED) - 1}, {message_id, 32}, {&bump_seed, 1}};
-  SolSignerSeeds signer = {signer_seeds, 3};
-  PdaCreation creation = {payer, receipt, system, &signer, RCPT_ENVELOPE + envelope_len};
-  err = create_pda(params, &creation);
+  DeliveryRecord record = {payer, receipt, system, bump, &env, message_id, envelope, envelope_len, to_board};
+  err = gateway_record_delivery(params, &record);
   if (err) return err;
-  SolClock clock;
-  i64 now = now_unix(&clock);
-  if (now < 0) return ERR_SYSCALL_FAILED;
-  u8 *rc = receipt->data;
-  sol_memset_(rc, 0, RCPT_ENVELOPE);
-  sol_memcpy_(rc + RCPT_MAGIC, RCPT_MAGIC_BYTES, 8);
-  rc[RCPT_VERSION_AT] = RECEIPT_VERSION;
-  rc[RCPT_BUMP] = bump;
-  rc[RCPT_STATUS] = RECEIPT_STATUS_DELIVERED;
-  sol_write_u32_le(rc + RCPT_ENVELOPE_LEN, (u32)envelope_len);
-  sol_write_u64_le(rc + RCPT_SLOT, clock.slot);
-  sol_write_u64_le(rc + RCPT_UNIX_TIME, (u64)now);
-  sol_memcpy_(rc + RCPT_RELAYER, payer->key->x, SOL_PUBKEY_LEN);
-  sol_memcpy_(rc + RCPT_MESSAGE_ID, message_id, 32);
-  sol_memcpy_(rc + RCPT_ENVELOPE, envelope, envelope_len);
-  if (to_board) {
-    err = taskboard_on_delivery(params, &env, message_id);
-    if (err) return err;
-  }
   sol_set_return_data(message_id, 32);
   return 0;
 }

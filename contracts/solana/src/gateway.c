@@ -143,6 +143,54 @@ u64 gateway_send(SolParameters *params) {
   return gateway_emit(params->program_id, outbox, config, &msg, message_id);
 }
 
+/* The receipt account of `message_id` must sit at its PDA and must not exist yet (exactly-once):
+ * checked before any pairing, so a relayer that lost the race learns it cheaply. */
+u64 gateway_receipt_slot(const SolPubkey *program_id, const SolAccountInfo *receipt, const u8 *message_id,
+                         u8 *bump) {
+  SolBytes find_seeds[2] = {{(const u8 *)RECEIPT_SEED, sizeof(RECEIPT_SEED) - 1}, {message_id, 32}};
+  SolPubkey expected;
+  if (sol_try_find_program_address(find_seeds, 2, program_id, &expected, bump) != 0 ||
+      !sol_pubkey_eq(&expected, receipt->key))
+    return ERR_RECEIPT_WRONG_ADDRESS;
+  if (sol_pubkey_eq(receipt->owner, program_id)) return ERR_ALREADY_DELIVERED;
+  return 0;
+}
+
+/* Creates the receipt, records the delivery in it and hands a delivery addressed to the task board
+ * to the board: the one place a delivery is recorded, whether its signature was checked directly
+ * (Deliver) or through a verified batch root (DeliverWithProof, batch.c). */
+u64 gateway_record_delivery(SolParameters *params, const DeliveryRecord *d) {
+  u8 bump_seed = d->bump;
+  SolBytes signer_seeds[3] = {
+      {(const u8 *)RECEIPT_SEED, sizeof(RECEIPT_SEED) - 1}, {d->message_id, 32}, {&bump_seed, 1}};
+  SolSignerSeeds signer = {signer_seeds, 3};
+  PdaCreation creation = {d->payer, d->receipt, d->system, &signer, RCPT_ENVELOPE + d->envelope_len};
+  u64 err = create_pda(params, &creation);
+  if (err) return err;
+
+  SolClock clock;
+  i64 now = clock_now(&clock);
+  if (now < 0) return ERR_SYSCALL_FAILED;
+  u8 *r = d->receipt->data;
+  sol_memset_(r, 0, RCPT_ENVELOPE);
+  sol_memcpy_(r + RCPT_MAGIC, RECEIPT_MAGIC_BYTES, 8);
+  r[RCPT_VERSION_AT] = RECEIPT_VERSION;
+  r[RCPT_BUMP] = d->bump;
+  r[RCPT_STATUS] = RECEIPT_STATUS_DELIVERED;
+  sol_write_u32_le(r + RCPT_ENVELOPE_LEN, (u32)d->envelope_len);
+  sol_write_u64_le(r + RCPT_SLOT, clock.slot);
+  sol_write_u64_le(r + RCPT_UNIX_TIME, (u64)now);
+  sol_memcpy_(r + RCPT_RELAYER, d->payer->key->x, SOL_PUBKEY_LEN);
+  sol_memcpy_(r + RCPT_MESSAGE_ID, d->message_id, 32);
+  sol_memcpy_(r + RCPT_ENVELOPE, d->envelope, d->envelope_len);
+  if (d->to_board) {
+    /* Bad content is logged and ignored inside: only account mistakes fail the delivery. */
+    err = taskboard_on_delivery(params, d->env, d->message_id);
+    if (err) return err;
+  }
+  return 0;
+}
+
 /* data: tag | attestation (ATTESTATION_LEN) | envelope (rest); accounts: [payer (signer, writable),
  * committee config PDA, receipt PDA ["delivered", message_id] (writable), system program], then
  * the replay bitmap ["replay", src_domain, nonce >> 13] when the receipt may be closed (src_domain
@@ -175,18 +223,14 @@ u64 gateway_deliver(SolParameters *params) {
   u8 message_id[32];
   SolBytes whole = {envelope, envelope_len};
   if (sol_keccak256(&whole, 1, message_id) != 0) return ERR_SYSCALL_FAILED;
-  SolBytes find_seeds[2] = {{(const u8 *)RECEIPT_SEED, sizeof(RECEIPT_SEED) - 1}, {message_id, 32}};
-  SolPubkey expected;
   u8 bump;
-  if (sol_try_find_program_address(find_seeds, 2, program_id, &expected, &bump) != 0 ||
-      !sol_pubkey_eq(&expected, receipt->key))
-    return ERR_RECEIPT_WRONG_ADDRESS;
-  if (sol_pubkey_eq(receipt->owner, program_id)) return ERR_ALREADY_DELIVERED;
+  u64 err = gateway_receipt_slot(program_id, receipt, message_id, &bump);
+  if (err) return err;
 
   /* Deliveries to the task board carry its extra accounts; missing ones fail here, before the
    * pairing (a relayer bug, not bad content). */
   bool to_board = false;
-  u64 err = taskboard_check_delivery_accounts(params, &env, message_id, &to_board);
+  err = taskboard_check_delivery_accounts(params, &env, message_id, &to_board);
   if (err) return err;
   /* A message whose receipt may be closed carries its replay bitmap (batch.c): closed is not new. */
   err = batch_replay_check(params, &env, to_board);
@@ -197,34 +241,9 @@ u64 gateway_deliver(SolParameters *params) {
   err = committee_check_envelope(config, program_id, attestation, &envelope_bytes, checked_id);
   if (err) return err;
 
-  u8 bump_seed = bump;
-  SolBytes signer_seeds[3] = {
-      {(const u8 *)RECEIPT_SEED, sizeof(RECEIPT_SEED) - 1}, {message_id, 32}, {&bump_seed, 1}};
-  SolSignerSeeds signer = {signer_seeds, 3};
-  PdaCreation creation = {payer, receipt, system, &signer, RCPT_ENVELOPE + envelope_len};
-  err = create_pda(params, &creation);
+  DeliveryRecord record = {payer, receipt, system, bump, &env, message_id, envelope, envelope_len, to_board};
+  err = gateway_record_delivery(params, &record);
   if (err) return err;
-
-  SolClock clock;
-  i64 now = clock_now(&clock);
-  if (now < 0) return ERR_SYSCALL_FAILED;
-  u8 *r = receipt->data;
-  sol_memset_(r, 0, RCPT_ENVELOPE);
-  sol_memcpy_(r + RCPT_MAGIC, RECEIPT_MAGIC_BYTES, 8);
-  r[RCPT_VERSION_AT] = RECEIPT_VERSION;
-  r[RCPT_BUMP] = bump;
-  r[RCPT_STATUS] = RECEIPT_STATUS_DELIVERED;
-  sol_write_u32_le(r + RCPT_ENVELOPE_LEN, (u32)envelope_len);
-  sol_write_u64_le(r + RCPT_SLOT, clock.slot);
-  sol_write_u64_le(r + RCPT_UNIX_TIME, (u64)now);
-  sol_memcpy_(r + RCPT_RELAYER, payer->key->x, SOL_PUBKEY_LEN);
-  sol_memcpy_(r + RCPT_MESSAGE_ID, message_id, 32);
-  sol_memcpy_(r + RCPT_ENVELOPE, envelope, envelope_len);
-  if (to_board) {
-    /* Bad content is logged and ignored inside: only account mistakes fail the delivery. */
-    err = taskboard_on_delivery(params, &env, message_id);
-    if (err) return err;
-  }
   sol_set_return_data(message_id, 32);
   return 0;
 }

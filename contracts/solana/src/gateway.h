@@ -4,6 +4,7 @@
 #ifndef TESSERA_GATEWAY_H
 #define TESSERA_GATEWAY_H
 
+#include "envelope.h"
 #include "tessera.h"
 
 #define OUTBOX_SEED "outbox"
@@ -54,5 +55,22 @@ u64 gateway_emit(const SolPubkey *program_id, SolAccountInfo *outbox, const SolA
 u64 gateway_init(SolParameters *params);
 u64 gateway_send(SolParameters *params);
 u64 gateway_deliver(SolParameters *params);
+
+/* A delivery whose signature has been checked, ready to be recorded (gateway_record_delivery). */
+typedef struct {
+  SolAccountInfo *payer;
+  SolAccountInfo *receipt;
+  SolAccountInfo *system;
+  u8 bump; /* the receipt PDA's bump (gateway_receipt_slot) */
+  const Envelope *env;
+  const u8 *message_id;
+  const u8 *envelope;
+  u64 envelope_len;
+  bool to_board; /* addressed to the task board, its accounts checked */
+} DeliveryRecord;
+
+u64 gateway_receipt_slot(const SolPubkey *program_id, const SolAccountInfo *receipt, const u8 *message_id,
+                         u8 *bump);
+u64 gateway_record_delivery(SolParameters *params, const DeliveryRecord *d);
 
 #endif
