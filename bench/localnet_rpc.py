@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import base64
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from solders.pubkey import Pubkey  # noqa: E402
 from solders.transaction import VersionedTransaction  # noqa: E402
 
 from adapters.solana_localnet.testing import running_solana_localnet  # noqa: E402
+from relay.ports import free_port  # noqa: E402
 
 ANVIL = ROOT / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 ANVIL_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # anvil dev account 0
@@ -59,9 +59,7 @@ class Rpc:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()  # below the ephemeral range: see relay/ports.py
 
 
 async def _timed(

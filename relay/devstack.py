@@ -30,34 +30,13 @@ from relay.config import FeedServerSection, WorkerSection, allow_raw_keys, dump_
 from relay.errors import LocalnetError
 from relay.localnet import CONFIG_FILE, Localnet, LocalnetOptions, provision_localnet_worker, read_state, summary
 from relay.log import get_logger
+from relay.ports import free_port, free_port_block
 from relay.processes import ChildProcess, json_rpc_call, pid_alive
 from relay.store import Stage, Store
 
 __all__ = ["Stack", "messaging_stack", "provision_localnet_worker", "run_up", "stack_status"]
 
 log = get_logger("stack")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_port_block(count: int) -> int:
-    for _ in range(200):
-        base = random.randint(20000, 60000 - count)
-        ok = True
-        for port in range(base, base + count):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no block of free ports")
 
 
 async def wait_http(url: str, proc: ChildProcess, timeout: float = 30.0) -> None:

@@ -47,6 +47,7 @@ from relay.envelope import Envelope, address_to_bytes32, keccak256
 from relay.feeds.config import FeedConfig
 from relay.interfaces import DevnetDeployment, DevnetNode, EnvelopeSigner
 from relay.log import get_logger
+from relay.ports import free_port, port_is_free
 from relay.protocol import MessageKind
 
 
@@ -97,24 +98,6 @@ class PortInUseError(AnvilError):
 
 class AnvilStartError(AnvilError):
     """anvil exited or did not answer in time; the message carries the tail of its output."""
-
-
-def free_port(host: str = DEFAULT_HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As servers do (anvil included): connections in TIME_WAIT from a previous run do not
-        # block a new listener, only a live socket does.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def dev_private_keys(mnemonic: str = DEFAULT_MNEMONIC, count: int = DEFAULT_ACCOUNTS) -> list[str]:

@@ -4,7 +4,6 @@ address fails with a message naming the field."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tomllib
@@ -12,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from relay.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()  # below the ephemeral range: see relay/ports.py
 
 
 def relay(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from attest.bls import verify
 from attest.committee import load_committee
 from attest.keystore import Secret, load_share_for
 from attest.threshold import combine_signatures, partial_sign
+from relay.ports import free_port
 from relay.envelope import message_digest
 
 pytestmark = pytest.mark.e2e
@@ -24,15 +24,7 @@ PASSWORD = "e2e-password"
 
 
 def _free_ports(count: int) -> list[int]:
-    socks = []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    return [free_port() for _ in range(count)]  # below the ephemeral range: see relay/ports.py
 
 
 def _write_config(path: Path, n: int, t: int, start_timeout: float, identities: dict[int, str] | None = None) -> None:

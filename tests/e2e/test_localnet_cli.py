@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +13,13 @@ import pytest
 from relay.config import load_config
 from relay.localnet import smoke
 from relay.processes import pid_alive
+from relay.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()  # below the ephemeral range: see relay/ports.py
 
 
 def relay(*args: str, state_dir: Path, timeout: float = 180) -> subprocess.CompletedProcess:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from relay.config import load_config
 from relay.sdk import TesseraClient
 from relay.store import Store
 from tests.support.waiting import wait_for
+from relay.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -30,9 +30,7 @@ ATTESTERS = (1, 2, 3)  # t = 3 of n = 4
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()  # below the ephemeral range: see relay/ports.py
 
 
 def _env() -> dict[str, str]:

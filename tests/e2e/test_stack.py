@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,14 +16,13 @@ import aiohttp
 import pytest
 
 from relay.processes import pid_alive
+from relay.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()  # below the ephemeral range: see relay/ports.py
 
 
 def _env() -> dict[str, str]:

@@ -13,13 +13,13 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from relay.ports import free_port
 
 SUPERUSER = "tessera"
 
@@ -57,9 +57,7 @@ def _run_as() -> list[str]:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()  # below the ephemeral range: see relay/ports.py
 
 
 @dataclass

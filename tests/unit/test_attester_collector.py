@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +19,7 @@ from relay.interfaces import Observation
 from relay.collector import CommitteeCollector
 from relay.envelope import Envelope
 from tests.support.fakes import DST, SRC, FakeChain, envelope
+from relay.ports import free_port
 
 
 # No test here waits for the collector's timeout (a dead member is refused at once): a generous one
@@ -28,9 +28,7 @@ SLOW = 30.0
 
 
 def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()  # below the ephemeral range: see relay/ports.py
 
 
 class SourceChain(FakeChain):

@@ -4,7 +4,6 @@ attester's background check and HTTP answers, and the relayer's side (queueing, 
 from __future__ import annotations
 
 import asyncio
-import socket
 import sqlite3
 import struct
 from pathlib import Path
@@ -37,6 +36,7 @@ from relay.tasks.attestation import (
 )
 from relay.tasks.sentiment import SentimentExecutor
 from tests.support.fakes import FakeChain, FakeCommittee
+from relay.ports import free_port
 
 SOL, EVM = 900, 31337
 USER = bytes(range(32))  # the requester on Solana
@@ -239,9 +239,7 @@ async def test_tee_proof_without_a_plugin_is_refused_with_what_to_install(regist
 
 
 def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()  # below the ephemeral range: see relay/ports.py
 
 
 def _observation(env: Envelope, tx: str, block_time: int | None = BLOCK_TIME) -> Observation:

@@ -5,7 +5,6 @@ and the relayer queueing both envelopes and re-running failed handlers."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import aiohttp
@@ -39,6 +38,7 @@ from relay.tasks.attestation import (
 from relay.tasks.payloads import ProofVerdict, RefusalReason, TaskRequestV2, TaskResultV2, Verdict
 from relay.tasks.sentiment import SentimentExecutor
 from tests.support.fakes import FakeChain, FakeCommittee
+from relay.ports import free_port
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "tasks_v2.json"
 SOL, EVM = 900, 31337
@@ -225,9 +225,7 @@ def test_signing_log_keeps_one_verdict_per_result_and_destination() -> None:
 
 
 def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()  # below the ephemeral range: see relay/ports.py
 
 
 def _observation(env: Envelope, tx: str, block_time: int | None = BLOCK_TIME) -> Observation:

@@ -12,6 +12,7 @@ from attest.bls import lagrange_at, sign, verify
 from attest.bn254 import P, BN254Error, decode_g1, decode_g2, encode_g1, hash_to_g1, hex_to_bytes
 from attest.threshold import PartialSignature, combine_signatures
 from relay.envelope import Envelope, message_digest
+from relay.ports import free_port
 from relay.protocol import MAX_PAYLOAD_LEN
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -127,7 +128,6 @@ ANVIL = ROOT / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 def test_bls_vectors_against_the_evm_pairing_precompile() -> None:
     # The verdict of every case, recomputed by a real EVM (anvil's precompile 0x08): the valid ones
     # return 1, the invalid ones return 0 or make the precompile fail (bad encodings).
-    import socket
     import time
     import urllib.request
 
@@ -136,9 +136,7 @@ def test_bls_vectors_against_the_evm_pairing_precompile() -> None:
 
     if not ANVIL.exists():
         pytest.fail(f"{ANVIL} is missing: run `npm install` at the repository root")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([str(ANVIL), "--port", str(port), "--silent"], stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
 
