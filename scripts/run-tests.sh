@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 # The layers (pyproject.toml [tool.importlinter]): attest/ stands alone, services never import
 # adapters/ or a chain library, no import cycles. A broken contract fails the run before any test.
 .venv/bin/lint-imports --no-cache || { echo "error: the import-layer contracts do not hold (see above)"; exit 1; }
-.venv/bin/python -m pytest "$@"
+# The slowest tests are listed at the end of every run, so the 15-minute budget stays visible.
+.venv/bin/python -m pytest --durations=40 "$@"
 rc=$?
 if [ $rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi
 [ $rc -eq 0 ] || exit $rc
