@@ -22,7 +22,7 @@ from relay.config import load_config
 from relay.sdk import TesseraClient
 from relay.store import Store
 from tests.support.waiting import wait_for
-from relay.ports import free_port
+from relay.ports import free_port, free_port_block
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -119,7 +119,7 @@ async def test_localnet_down_then_up_resets_the_stores_and_delivers(tmp_path: Pa
     up_args = ["localnet", "--state-dir", str(state_dir), "up", "--detach", "--no-feeds",
                "--evm-port", str(_free_port()), "--solana-rpc-port", str(_free_port()),
                "--solana-ws-port", str(_free_port()), "--slot-ms", "100", "--finality-slots", "4",
-               "--evm-block-time", "0.25", "--attester-base-port", str(_free_port()),
+               "--evm-block-time", "0.25", "--attester-base-port", str(free_port_block(4)),
                "--relayer-port", str(_free_port()), "--feed-server-port", str(_free_port())]
     daemons = Daemons(state_dir)
     try:
