@@ -6,6 +6,19 @@ import {Batch} from "./lib/Batch.sol";
 import {CommitteeVerifier} from "./CommitteeVerifier.sol";
 import {ITesseraReceiver} from "./interfaces/ITesseraReceiver.sol";
 
+/// The reads of FeedStore (src/feeds/FeedStore.sol) that a quote needs.
+interface IPriceFeeds {
+    function feed(bytes32 feedId)
+        external
+        view
+        returns (bool registered, uint8 decimals_, uint64 latestRoundId, uint64 latestObservedAtMs);
+
+    function latestRoundData(bytes32 feedId)
+        external
+        view
+        returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound);
+}
+
 /// Tessera's messaging endpoint on an EVM chain.
 ///
 /// Outbound: `send` stamps this chain's domain, the caller and the next nonce (0, 1, 2, … with no
@@ -29,6 +42,20 @@ import {ITesseraReceiver} from "./interfaces/ITesseraReceiver.sol";
 /// will pay (`feeAt`). Task boards fix the requester's side themselves: the escrow is named in the
 /// request, the gateway fee is what the caller pays above it (docs/TASKS.md).
 ///
+/// Delivery fees (docs/PROTOCOL.md "Fees"): `quote(dst, payloadLength)` is the
+/// flat `fee()` plus the destination's delivery cost — (baseGas + gasPerByte × length) × the gas
+/// price the owner posts for that destination — converted into this chain's token with prices
+/// from Tessera's own committee-signed feeds (a FeedStore), times (1 + margin). A stale or missing
+/// price refuses the quote (and so the send): never a zero fee. `send` charges the quote, refunds
+/// any overpayment to the caller, and accrues the fee to `beneficiary` (the relayer operator), who
+/// takes it with `claimFees`. A destination without a posted config costs the flat fee only.
+/// Senders the owner marks `flatFeeSender` (the task boards) pay `fee()` with no refund: their
+/// claimants committed to `feeAt(deadline)` (FEE_INCREASE_DELAY), which a market-priced quote
+/// could not honour, and their gateway fee is what the task escrow's caller paid (docs/TASKS.md).
+///
+/// Pause: the owner can `pause()`; then `send`, every delivery and `retryFailed` revert
+/// `GatewayPaused`, until `unpause()`.
+///
 /// Batches (docs/PROTOCOL.md, "Batch attestations"): `deliverBatch` checks one committee signature
 /// over the Merkle root of a lane's batch and delivers every envelope in it; the root is remembered
 /// (`verifiedRoots`), so `deliverWithProof` can later deliver a message of it with its Merkle proof
@@ -50,11 +77,14 @@ contract Gateway {
     uint256 public constant MAX_REASON_LEN = 256;
     /// Notice before a fee increase takes effect.
     uint256 public constant FEE_INCREASE_DELAY = 1 days;
+    /// Margins are in basis points of the delivery cost; at most 100 % (10,000).
+    uint256 public constant MAX_MARGIN_BPS = 10_000;
 
     uint32 public immutable localDomain;
     CommitteeVerifier public immutable verifier;
 
     address public owner;
+    bool public paused; // packed with owner: one cold read on send and delivery
     uint256 internal _fee;
     /// An announced increase: `pendingFee` applies from `pendingFeeAt` (0: none).
     uint256 public pendingFee;
@@ -71,13 +101,46 @@ contract Gateway {
 
     mapping(bytes32 root => VerifiedRoot) public verifiedRoots;
 
+    /// What a delivery to one destination costs: `(baseGas + gasPerByte × payloadLength) × gasPrice`
+    /// in the destination token's base units (wei, lamports: `dstDecimals` 18 or 9), priced with the
+    /// `dstPriceFeed` feed (destination token in USD) and `maxPriceAge` seconds of staleness at most.
+    /// gasPrice 0: no config (the flat fee only).
+    struct DestinationFee {
+        uint128 gasPrice;
+        uint32 baseGas;
+        uint32 gasPerByte;
+        uint8 dstDecimals;
+        uint16 marginBps;
+        uint32 maxPriceAge;
+        bytes32 dstPriceFeed;
+    }
+
+    mapping(uint32 dstDomain => DestinationFee) public destinationFees;
+    /// The FeedStore the quote reads, and its feed of this chain's token in USD.
+    IPriceFeeds public priceFeeds;
+    bytes32 public nativePriceFeed;
+    /// Who the fees are paid to (`claimFees`). The gateway holds nothing else: refunds leave in
+    /// the send that overpaid, so its balance is the fees accrued since the last claim.
+    address public beneficiary;
+    mapping(address sender => bool) public flatFeeSender;
+    bool private transient _locked;
+
     event MessageSent(bytes32 indexed messageId, uint64 indexed nonce, uint32 indexed dstDomain, bytes envelope);
     event MessageDelivered(bytes32 indexed messageId, uint32 indexed srcDomain, uint64 nonce, bool handled);
     event HandlerFailed(bytes32 indexed messageId, bytes reason);
     event FailedMessageHandled(bytes32 indexed messageId);
     event FeeChanged(uint256 fee);
     event FeeIncreaseScheduled(uint256 fee, uint64 effectiveAt);
-    event FeesWithdrawn(address indexed to, uint256 amount);
+    event FeesClaimed(address indexed beneficiary, uint256 amount);
+    /// One per send, in the same transaction as its MessageSent: what the sender paid for it
+    /// (relayers read it to decide whether to deliver) and what was refunded.
+    event FeePaid(bytes32 indexed messageId, address indexed payer, uint256 fee, uint256 refund);
+    event DestinationFeeSet(uint32 indexed dstDomain, DestinationFee config);
+    event PriceFeedsSet(address indexed store, bytes32 nativePriceFeed);
+    event BeneficiarySet(address indexed beneficiary);
+    event FlatFeeSenderSet(address indexed sender, bool flat);
+    event Paused(address indexed by);
+    event Unpaused(address indexed by);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
     event RootVerified(bytes32 indexed root, uint32 indexed srcDomain, uint32 epoch, uint32 leafCount);
 
@@ -95,6 +158,21 @@ contract Gateway {
     error NotOwner(address caller);
     error ZeroAddress();
     error WithdrawFailed(address to, uint256 amount);
+    error NotBeneficiary(address caller, address beneficiary);
+    error NothingToClaim();
+    error RefundFailed(address payer, uint256 amount);
+    error Reentrancy();
+    error GatewayPaused();
+    error NotPaused();
+    /// No FeedStore set (`setPriceFeeds`) while a destination has a fee config.
+    error PriceFeedsNotSet();
+    /// The feed is not registered or has no round yet: push a price before quoting.
+    error PriceMissing(bytes32 feedId);
+    /// The feed's latest round is older than the destination's maxPriceAge: push a fresh price.
+    error PriceStale(bytes32 feedId, uint256 updatedAt, uint256 maxAge, uint256 blockTimestamp);
+    error PriceNotPositive(bytes32 feedId, int256 answer);
+    error MarginTooHigh(uint16 marginBps, uint256 max);
+    error BadDestinationFee(uint32 dstDomain, string reason);
     /// Recorded as a failed handler's reason (not thrown): dst_receiver has no code, or is not a
     /// left-padded 20-byte address.
     error ReceiverNotAContract(bytes32 receiver);
@@ -112,12 +190,25 @@ contract Gateway {
         _;
     }
 
+    modifier whenNotPaused() {
+        if (paused) revert GatewayPaused();
+        _;
+    }
+
+    modifier nonReentrant() {
+        if (_locked) revert Reentrancy();
+        _locked = true;
+        _;
+        _locked = false;
+    }
+
     constructor(uint32 localDomain_, address verifier_, uint256 fee_, address owner_) {
         if (verifier_ == address(0) || owner_ == address(0)) revert ZeroAddress();
         localDomain = localDomain_;
         verifier = CommitteeVerifier(verifier_);
         _fee = fee_;
         owner = owner_;
+        beneficiary = owner_;
         emit FeeChanged(fee_);
         emit OwnershipTransferred(address(0), owner_);
     }
@@ -127,6 +218,8 @@ contract Gateway {
     function send(uint32 dstDomain, bytes32 receiver, uint8 kind, bytes calldata payload)
         external
         payable
+        whenNotPaused
+        nonReentrant
         returns (bytes32 messageId, uint64 nonce)
     {
         // COMMITTEE_ROTATION comes from the committee (domain 0), never from a chain's user.
@@ -134,27 +227,20 @@ contract Gateway {
         if (payload.length > Envelope.MAX_PAYLOAD_LEN) revert PayloadTooLong(payload.length, Envelope.MAX_PAYLOAD_LEN);
         if (dstDomain == localDomain) revert SameDomain(dstDomain);
         if (receiver == bytes32(0)) revert ZeroReceiver();
-        uint256 fee_ = fee();
-        if (msg.value < fee_) revert FeeTooLow(msg.value, fee_);
-
-        nonce = nextNonce++;
-        bytes memory envelope = abi.encodePacked(
-            Envelope.VERSION,
-            kind,
-            nonce,
-            localDomain,
-            bytes32(uint256(uint160(msg.sender))),
-            dstDomain,
-            receiver,
-            payload
-        );
-        messageId = keccak256(envelope);
-        emit MessageSent(messageId, nonce, dstDomain, envelope);
+        (uint256 charged, uint256 refund) = _charge(dstDomain, payload.length);
+        (messageId, nonce) = _emitSent(dstDomain, receiver, kind, payload);
+        emit FeePaid(messageId, msg.sender, charged, refund);
+        if (refund != 0) {
+            // Last, to the caller only (no refund address to redirect it); the lock refuses a
+            // re-entrant send or claim from the payer's receive().
+            (bool ok,) = payable(msg.sender).call{value: refund}("");
+            if (!ok) revert RefundFailed(msg.sender, refund);
+        }
     }
 
     // --- inbound -------------------------------------------------------------------------
 
-    function deliver(bytes calldata envelope, uint32 epoch, bytes calldata signature) external {
+    function deliver(bytes calldata envelope, uint32 epoch, bytes calldata signature) external whenNotPaused {
         (Envelope.Message memory m, bytes32 messageId) = _admit(envelope);
         verifier.verify(envelope, epoch, signature); // reverts unless the committee signed it
         _accept(messageId, m);
@@ -171,7 +257,7 @@ contract Gateway {
         uint8 k,
         uint256 y,
         uint256 ySqrt
-    ) external {
+    ) external whenNotPaused {
         (Envelope.Message memory m, bytes32 messageId) = _admit(envelope);
         verifier.verifyWithHint(envelope, epoch, signature, k, y, ySqrt);
         _accept(messageId, m);
@@ -197,6 +283,7 @@ contract Gateway {
     /// not re-run: the rest of its batch still lands. Returns how many were delivered now.
     function deliverBatch(bytes32 root, uint32 epoch, bytes calldata signature, bytes[] calldata envelopes)
         external
+        whenNotPaused
         returns (uint256 delivered)
     {
         uint256 n = envelopes.length;
@@ -229,6 +316,7 @@ contract Gateway {
     /// checked by verifyRoot or deliverBatch. Same checks and outcome as `deliver` otherwise.
     function deliverWithProof(bytes calldata envelope, uint32 index, bytes32[] calldata proof, bytes32 root)
         external
+        whenNotPaused
     {
         VerifiedRoot memory known = verifiedRoots[root];
         if (known.leafCount == 0) revert RootNotVerified(root);
@@ -241,7 +329,7 @@ contract Gateway {
     /// Re-runs the handler of a delivered message whose handler failed (anyone may call it; the
     /// envelope is what was delivered, so its keccak is the stored message id). Reverts with the
     /// handler's reason if it fails again, leaving the message failed.
-    function retryFailed(bytes calldata envelope) external {
+    function retryFailed(bytes calldata envelope) external whenNotPaused {
         bytes32 messageId = keccak256(envelope);
         Status status = _status[messageId];
         if (status != Status.Failed) revert NotFailed(messageId, uint8(status));
@@ -288,12 +376,89 @@ contract Gateway {
         }
     }
 
-    function withdrawFees(address payable to) external onlyOwner {
-        if (to == address(0)) revert ZeroAddress();
-        uint256 amount = address(this).balance;
-        (bool ok,) = to.call{value: amount}("");
+    /// What `send` charges a (non flat-fee) sender for `payloadLength` bytes to `dstDomain`: the flat
+    /// fee plus the destination's delivery cost in this chain's wei (0 without a config). Reverts
+    /// PriceMissing / PriceStale / PriceNotPositive / PriceFeedsNotSet instead of quoting without a
+    /// price. Rounded up.
+    function quote(uint32 dstDomain, uint256 payloadLength) public view returns (uint256) {
+        return fee() + deliveryCost(dstDomain, payloadLength);
+    }
+
+    /// The destination's delivery cost alone, converted and with the margin (see `quote`).
+    function deliveryCost(uint32 dstDomain, uint256 payloadLength) public view returns (uint256) {
+        DestinationFee memory c = destinationFees[dstDomain];
+        if (c.gasPrice == 0) return 0;
+        IPriceFeeds store = priceFeeds;
+        if (address(store) == address(0)) revert PriceFeedsNotSet();
+        (uint256 srcPrice, uint8 srcFeedDecimals) = _price(store, nativePriceFeed, c.maxPriceAge);
+        (uint256 dstPrice, uint8 dstFeedDecimals) = _price(store, c.dstPriceFeed, c.maxPriceAge);
+        uint256 cost = (uint256(c.baseGas) + uint256(c.gasPerByte) * payloadLength) * c.gasPrice;
+        // cost [dst base units] × dstPrice / 10^(dstDecimals + dstFeedDecimals) = USD;
+        // USD × 10^(18 + srcFeedDecimals) / srcPrice = wei here.
+        uint256 num = cost * dstPrice * (10 ** (18 + uint256(srcFeedDecimals))) * (MAX_MARGIN_BPS + c.marginBps);
+        uint256 den = srcPrice * (10 ** (uint256(c.dstDecimals) + dstFeedDecimals)) * MAX_MARGIN_BPS;
+        return (num + den - 1) / den;
+    }
+
+    /// Posts (or, with gasPrice 0, removes) the delivery cost of one destination.
+    function setDestinationFee(uint32 dstDomain, DestinationFee calldata config) external onlyOwner {
+        if (dstDomain == localDomain) revert SameDomain(dstDomain);
+        if (config.marginBps > MAX_MARGIN_BPS) revert MarginTooHigh(config.marginBps, MAX_MARGIN_BPS);
+        if (config.gasPrice != 0) {
+            if (config.dstPriceFeed == bytes32(0)) revert BadDestinationFee(dstDomain, "dstPriceFeed is zero");
+            if (config.maxPriceAge == 0) revert BadDestinationFee(dstDomain, "maxPriceAge is zero");
+            if (config.dstDecimals > 36) revert BadDestinationFee(dstDomain, "dstDecimals above 36");
+        }
+        destinationFees[dstDomain] = config;
+        emit DestinationFeeSet(dstDomain, config);
+    }
+
+    function setPriceFeeds(address store, bytes32 nativePriceFeed_) external onlyOwner {
+        if (store == address(0)) revert ZeroAddress();
+        priceFeeds = IPriceFeeds(store);
+        nativePriceFeed = nativePriceFeed_;
+        emit PriceFeedsSet(store, nativePriceFeed_);
+    }
+
+    function setBeneficiary(address beneficiary_) external onlyOwner {
+        if (beneficiary_ == address(0)) revert ZeroAddress();
+        beneficiary = beneficiary_;
+        emit BeneficiarySet(beneficiary_);
+    }
+
+    /// Marks a sender (a task board) as paying the flat, delayed `fee()` instead of the quote.
+    function setFlatFeeSender(address sender, bool flat) external onlyOwner {
+        flatFeeSender[sender] = flat;
+        emit FlatFeeSenderSet(sender, flat);
+    }
+
+    /// Fees accrued since the last claim (the gateway's balance).
+    function accruedFees() public view returns (uint256) {
+        return address(this).balance;
+    }
+
+    /// Pays every accrued fee to the beneficiary; only the beneficiary may call it. The lock
+    /// refuses a claim re-entered from the beneficiary's receive() (it would find 0 anyway).
+    function claimFees() external nonReentrant returns (uint256 amount) {
+        address to = beneficiary;
+        if (msg.sender != to) revert NotBeneficiary(msg.sender, to);
+        amount = address(this).balance;
+        if (amount == 0) revert NothingToClaim();
+        (bool ok,) = payable(to).call{value: amount}("");
         if (!ok) revert WithdrawFailed(to, amount);
-        emit FeesWithdrawn(to, amount);
+        emit FeesClaimed(to, amount);
+    }
+
+    function pause() external onlyOwner {
+        if (paused) revert GatewayPaused();
+        paused = true;
+        emit Paused(msg.sender);
+    }
+
+    function unpause() external onlyOwner {
+        if (!paused) revert NotPaused();
+        paused = false;
+        emit Unpaused(msg.sender);
     }
 
     function transferOwnership(address newOwner) external onlyOwner {
@@ -303,6 +468,44 @@ contract Gateway {
     }
 
     // --- internals -----------------------------------------------------------------------
+
+    /// The fee of a send (the quote, or `fee()` for a flat-fee sender), accrued to the beneficiary,
+    /// and the overpayment to refund (none to a flat-fee sender: what a task board forwards is its fee).
+    function _charge(uint32 dstDomain, uint256 payloadLength) private returns (uint256 charged, uint256 refund) {
+        bool flat = flatFeeSender[msg.sender];
+        uint256 fee_ = flat ? fee() : quote(dstDomain, payloadLength);
+        if (msg.value < fee_) revert FeeTooLow(msg.value, fee_);
+        refund = flat ? 0 : msg.value - fee_;
+        charged = msg.value - refund;
+    }
+
+    function _emitSent(uint32 dstDomain, bytes32 receiver, uint8 kind, bytes calldata payload)
+        private
+        returns (bytes32 messageId, uint64 nonce)
+    {
+        nonce = nextNonce++;
+        bytes memory envelope = abi.encodePacked(
+            Envelope.VERSION,
+            kind,
+            nonce,
+            localDomain,
+            bytes32(uint256(uint160(msg.sender))),
+            dstDomain,
+            receiver,
+            payload
+        );
+        messageId = keccak256(envelope);
+        emit MessageSent(messageId, nonce, dstDomain, envelope);
+    }
+
+    function _price(IPriceFeeds store, bytes32 feedId, uint256 maxAge) private view returns (uint256, uint8) {
+        (bool registered, uint8 feedDecimals, uint64 latest,) = store.feed(feedId);
+        if (!registered || latest == 0) revert PriceMissing(feedId);
+        (, int256 answer,, uint256 updatedAt,) = store.latestRoundData(feedId);
+        if (answer <= 0) revert PriceNotPositive(feedId, answer);
+        if (updatedAt + maxAge < block.timestamp) revert PriceStale(feedId, updatedAt, maxAge, block.timestamp);
+        return (uint256(answer), feedDecimals);
+    }
 
     /// The checks of a delivery that come before the signature: decodable (version 1), addressed
     /// to this domain, not a rotation, not delivered before.

@@ -92,20 +92,32 @@ contract GatewayTest is Test {
         assertEq(nonce, 0, "refused sends consumed a nonce");
     }
 
-    function test_feesAccumulateAndOnlyTheOwnerWithdraws() public {
+    /// v1 kept overpayments and paid the fees to whoever the owner named at withdrawal; now the
+    /// fee accrues to the beneficiary, overpayment goes back to the payer, only the beneficiary claims.
+    function test_feesAccrueToTheBeneficiaryAndOverpaymentIsRefunded() public {
         gateway.send{value: FEE}(REMOTE, bytes32(uint256(1)), 1, "");
+        uint256 before = address(this).balance;
         gateway.send{value: 3 * FEE}(REMOTE, bytes32(uint256(1)), 1, "");
-        assertEq(address(gateway).balance, 4 * FEE, "fees held");
-        vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, address(this)));
-        gateway.withdrawFees(payable(address(this)));
+        assertEq(before - address(this).balance, FEE, "overpayment refunded to the payer");
+        assertEq(address(gateway).balance, 2 * FEE, "fees held");
+        assertEq(gateway.accruedFees(), 2 * FEE, "fees accrued");
+        vm.expectRevert(abi.encodeWithSelector(Gateway.NotBeneficiary.selector, address(this), OWNER));
+        gateway.claimFees();
         vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, address(this)));
         gateway.setFee(0);
+        vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, address(this)));
+        gateway.setBeneficiary(address(this));
 
         address payable to = payable(address(0xFEE5));
         vm.prank(OWNER);
-        gateway.withdrawFees(to);
-        assertEq(to.balance, 4 * FEE, "withdrawn");
+        gateway.setBeneficiary(to);
+        vm.prank(to);
+        gateway.claimFees();
+        assertEq(to.balance, 2 * FEE, "claimed");
         assertEq(address(gateway).balance, 0, "emptied");
+        vm.prank(to);
+        vm.expectRevert(Gateway.NothingToClaim.selector);
+        gateway.claimFees();
 
         vm.prank(OWNER);
         gateway.setFee(0);
@@ -168,6 +180,32 @@ contract GatewayTest is Test {
         assertEq(r.kind, 1, "kind");
         assertEq(r.nonce, 0, "nonce");
         assertEq(r.payload, bytes("summarise: the quick brown fox"), "payload");
+    }
+
+    /// While paused (owner's switch), committee-signed deliveries and retries are refused; after
+    /// unpause the same envelope lands.
+    function test_deliverWhilePausedIsRefused() public {
+        bytes memory envelope = _env("first");
+        bytes memory signature = _sig("first");
+        vm.prank(OWNER);
+        gateway.pause();
+        vm.expectRevert(Gateway.GatewayPaused.selector);
+        gateway.deliver(envelope, 1, signature);
+        vm.expectRevert(Gateway.GatewayPaused.selector);
+        gateway.deliverWithHint(envelope, 1, signature, 0, 1, 1);
+        vm.expectRevert(Gateway.GatewayPaused.selector);
+        gateway.retryFailed(envelope);
+        bytes[] memory batch = new bytes[](1);
+        batch[0] = envelope;
+        vm.expectRevert(Gateway.GatewayPaused.selector);
+        gateway.deliverBatch(keccak256(envelope), 1, signature, batch);
+        vm.expectRevert(Gateway.GatewayPaused.selector);
+        gateway.deliverWithProof(envelope, 0, new bytes32[](0), keccak256(envelope));
+        assertEq(gateway.deliveryStatus(keccak256(envelope)), 0, "nothing delivered while paused");
+        vm.prank(OWNER);
+        gateway.unpause();
+        gateway.deliver(envelope, 1, signature);
+        assertEq(gateway.deliveryStatus(keccak256(envelope)), 1, "delivered after unpause");
     }
 
     function test_refusesForgedSignatures() public {

@@ -81,6 +81,8 @@ contract TaskBoardTest is Test {
         gateway = new Gateway(DOMAIN, address(verifier), FEE, OWNER);
         // Attestations count only from the committee domain (0, 0): no chain gateway can stamp that.
         board = new TaskBoard(address(gateway), Envelope.COMMITTEE_DOMAIN, bytes32(0), GRACE);
+        vm.prank(OWNER); // task boards pay the flat fee (Gateway: flatFeeSender), as deployed
+        gateway.setFlatFeeSender(address(board), true);
         vmx.deal(address(this), 100 ether);
     }
 

@@ -41,6 +41,8 @@ contract TaskBoardServingTest is Test {
         verifier = new CommitteeVerifier(DOMAIN, EPOCH, 1, 1, GROUP_KEY);
         gateway = new Gateway(DOMAIN, address(verifier), FEE, address(0x0A11CE));
         board = new TaskBoard(address(gateway), Envelope.COMMITTEE_DOMAIN, bytes32(0), 300);
+        vm.prank(address(0x0A11CE)); // task boards pay the flat fee (Gateway: flatFeeSender), as deployed
+        gateway.setFlatFeeSender(address(board), true);
         vmx.deal(SUBMITTER, 10 ether);
     }
 

@@ -118,6 +118,11 @@ contract TaskBoardV2Test is Test {
         gwB = new Gateway(DOMAIN_B, address(verifierB), FEE, OWNER);
         boardA = new TaskBoardV2(address(gwA), Envelope.COMMITTEE_DOMAIN, bytes32(0), GRACE);
         boardB = new TaskBoardV2(address(gwB), Envelope.COMMITTEE_DOMAIN, bytes32(0), GRACE);
+        // Task boards pay the gateway's flat, delayed fee (Gateway: flatFeeSender), as deployed.
+        vm.prank(OWNER);
+        gwA.setFlatFeeSender(address(boardA), true);
+        vm.prank(OWNER);
+        gwB.setFlatFeeSender(address(boardB), true);
         vmx.deal(address(this), 100 ether);
         vmx.deal(WORKER1, 10 ether);
         vmx.deal(WORKER2, 10 ether);
