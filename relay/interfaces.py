@@ -248,9 +248,11 @@ class ChainDriver(Protocol):
     name: str  # the chain's name under [chains]
     chain: Any  # its validated config table (relay.config.EvmChain, SolanaChain, ...)
 
-    def messaging(self, *, role: str = "relayer", with_signer: bool = True) -> ChainAdapter:
+    def messaging(self, *, role: str = "relayer", with_signer: bool = True, signer: Any = None) -> ChainAdapter:
         """The gateway adapter. role "relayer" signs with `signer`; role "sender" (the SDK) with
-        `sender`, else `signer`; `with_signer=False` gives a read-only adapter (attesters)."""
+        `sender`, else `signer`; `with_signer=False` gives a read-only adapter (attesters). A given
+        `signer` object (the SDK user's own: an eth_account LocalAccount on EVM, a solders Keypair on
+        Solana) overrides the config; ConfigError naming the expected type for another object."""
         ...
 
     def requester_board(self, config: Any) -> RequesterBoard:
@@ -262,8 +264,9 @@ class ChainDriver(Protocol):
         given `[worker]` section; raises ConfigError naming the field when it has none."""
         ...
 
-    def requester_board_v2(self, config: Any) -> RequesterBoardV2:
-        """Task protocol v2, requester's side, signing with the chain's sender (else signer)."""
+    def requester_board_v2(self, config: Any, signer: Any = None) -> RequesterBoardV2:
+        """Task protocol v2, requester's side, signing with the given `signer` object (as for
+        `messaging`), else the chain's sender (else signer)."""
         ...
 
     def serving_board_v2(self, config: Any, worker: Any = None) -> ServingBoardV2:

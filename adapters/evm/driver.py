@@ -10,6 +10,7 @@ from typing import Any
 from typing import Any
 
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from adapters.evm import checks, devnet
@@ -36,7 +37,9 @@ class EvmDriver:
         self.name = name
         self.chain = chain
 
-    def messaging(self, *, role: str = "relayer", with_signer: bool = True) -> EvmAdapter:
+    def messaging(self, *, role: str = "relayer", with_signer: bool = True, signer: Any = None) -> EvmAdapter:
+        if signer is not None:  # the SDK's caller's own account, never one from the config
+            return EvmAdapter(self.name, self.chain, self._account_key(signer))
         field = "sender" if role == "sender" and self.chain.sender is not None else "signer"
         ref = getattr(self.chain, field) if with_signer else None
         return EvmAdapter(self.name, self.chain, evm_key(ref, f"chains.{self.name}.{field}"))
@@ -50,8 +53,17 @@ class EvmDriver:
                               "(file = ... or env = ...), not the relayer's signer")
         return EvmTaskBoard.from_config(self.name, self.chain, role="worker", worker_key=worker.evm_key)
 
-    def requester_board_v2(self, config: TesseraConfig) -> EvmTaskBoardV2:
+    def requester_board_v2(self, config: TesseraConfig, signer: Any = None) -> EvmTaskBoardV2:
+        if signer is not None:
+            return EvmTaskBoardV2(self.name, self.chain, self._account_key(signer))
         return EvmTaskBoardV2.from_config(self.name, self.chain, role="requester")
+
+    def _account_key(self, signer: Any) -> str:
+        """The private key of a caller's eth_account LocalAccount (what the SDK passes as signer)."""
+        if not isinstance(signer, LocalAccount):
+            raise ConfigError(f"chain {self.name!r} is an EVM chain: its signer must be an eth_account LocalAccount "
+                              f"(Account.from_key(...)), not {type(signer).__name__}")
+        return "0x" + bytes(signer.key).hex()
 
     def serving_board_v2(self, config: TesseraConfig, worker: WorkerSection | None = None) -> EvmTaskBoardV2:
         if worker is None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
+from solders.keypair import Keypair
 
 from adapters.solana import checks, devnet
 from adapters.solana.devnet import load_or_create_keypair
@@ -30,7 +31,9 @@ class SolanaDriver:
         self.name = name
         self.chain = chain
 
-    def messaging(self, *, role: str = "relayer", with_signer: bool = True) -> SolanaAdapter:
+    def messaging(self, *, role: str = "relayer", with_signer: bool = True, signer: Any = None) -> SolanaAdapter:
+        if signer is not None:  # the SDK's caller's own keypair, never one from the config
+            return SolanaAdapter(self.name, self.chain, self._keypair(signer))
         field = "sender" if role == "sender" and self.chain.sender is not None else "signer"
         ref = getattr(self.chain, field) if with_signer else None
         where = f"chains.{self.name}.{field}"
@@ -46,8 +49,17 @@ class SolanaDriver:
                               "solana_keypair (file = ... or env = ...)")
         return SolanaTaskBoard.from_config(self.name, self.chain, role="worker", keypair=worker.solana_keypair)
 
-    def requester_board_v2(self, config: TesseraConfig) -> SolanaTaskBoardV2:
+    def requester_board_v2(self, config: TesseraConfig, signer: Any = None) -> SolanaTaskBoardV2:
+        if signer is not None:
+            return SolanaTaskBoardV2(self.name, self.chain, self._keypair(signer))
         return SolanaTaskBoardV2.from_config(self.name, self.chain, role="requester")
+
+    def _keypair(self, signer: Any) -> Keypair:
+        """A caller's solders Keypair (what the SDK passes as signer)."""
+        if not isinstance(signer, Keypair):
+            raise ConfigError(f"chain {self.name!r} is a Solana chain: its signer must be a solders Keypair "
+                              f"(Keypair.from_json(...), Keypair.from_base58_string(...)), not {type(signer).__name__}")
+        return signer
 
     def serving_board_v2(self, config: TesseraConfig, worker: WorkerSection | None = None) -> SolanaTaskBoardV2:
         if worker is None:

@@ -403,7 +403,7 @@ class TaskHandleV2:
         return await self._requester.reclaim(self.request_id)
 
     async def _fetch_envelope(self, message_id: bytes) -> Envelope:
-        url = f"http://{self._client.config.relayer.listen}/v1/messages/0x{message_id.hex()}"
+        url = f"{self._client.relayer_api()}/v1/messages/0x{message_id.hex()}"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
             async with session.get(url) as response:
                 if response.status != 200:
@@ -445,13 +445,14 @@ async def request_task_v2(client: "TesseraClient", *, src: str, dst: str, execut
                           input: bytes | str | None = None, max_fee: int, deadline: int | None = None,
                           input_uri: str | None = None, input_hash: bytes | None = None,
                           allow_unknown_executor: bool = False, auction: AuctionTerms | None = None,
-                          no_worker_after_s: float | None = DEFAULT_NO_WORKER_AFTER_S) -> TaskHandleV2:
+                          no_worker_after_s: float | None = DEFAULT_NO_WORKER_AFTER_S,
+                          signer: object = None) -> TaskHandleV2:
     if src == dst:
         raise TaskRequestError("src and dst are the same chain; a task goes to the workers of another chain")
     dst_chain = client._chain_config(dst)
     terms = auction or AuctionTerms()
     deadline = int(time.time()) + DEFAULT_DEADLINE_S if deadline is None else int(deadline)
-    requester = client._task_board_v2(src)
+    requester = client._task_board_v2(src, signer)
     serving = client._serving_board_v2(dst)
     # Forfeited bonds go to the requester's own account on the serving chain unless told otherwise.
     refund_to = terms.refund_to if terms.refund_to is not None else client._task_board_v2(dst).account
