@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, assert_never
 
 from relay.config import Chain, EvmChain, SolanaChain, TesseraConfig
+from relay.deployment import DeployReport, DeployRequest
 from relay.errors import ConfigError
 from relay.feeds.config import EvmPoolSourceConfig
 from relay.feeds.sources import SourceError, register_source
@@ -37,6 +38,23 @@ def driver_for(name: str, chain: Chain) -> ChainDriver:
         case _:
             assert_never(chain)
             raise ConfigError(f"chains.{name}: no driver for chain kind {getattr(chain, 'kind', chain)!r}")
+
+
+async def deploy_chain(name: str, chain: Chain, request: DeployRequest) -> DeployReport:
+    """`relay deploy` on chain `name`: what is missing of Tessera's on-chain code deployed and
+    initialised by the chain package's deployment module (adapters/<kind>/deployment.py)."""
+    match chain:
+        case EvmChain():
+            from adapters.evm.deployment import deploy_tessera as deploy_evm
+
+            return await deploy_evm(name, chain, request)
+        case SolanaChain():
+            from adapters.solana.deployment import deploy_tessera as deploy_solana
+
+            return await deploy_solana(name, chain, request)
+        case _:
+            assert_never(chain)
+            raise ConfigError(f"chains.{name}: no deployment for chain kind {getattr(chain, 'kind', chain)!r}")
 
 
 def encrypt_hot_key(kind: str, key_text: str, password: str, where: str = "the key") -> tuple[dict, str]:

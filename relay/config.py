@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from attest.files import write_atomic
 from relay.configfile import check_listen, check_urls, format_validation_error, read_toml
+from relay.deployment import merge_deployment
 from relay.errors import ConfigError
 from relay.networks import UnknownNetwork, network_named
 from relay.feeds.config import (DEFAULT_NATS_STREAM, DEFAULT_NATS_SUBJECT, FeedRoundSection, FeedTables, NatsStreamName,
@@ -555,6 +556,7 @@ def load_config(path: str | os.PathLike[str], *, check_keys: bool = True) -> Tes
     `allow_raw = true` is refused."""
     path = Path(path)
     data = read_toml(path, "run `relay localnet up` to generate one, or copy one from configs/")
+    data = merge_deployment(data, path)  # `deployment = "..."`: the addresses `relay deploy` wrote
     config = _resolve_paths(parse_config(data, str(path)), path.parent)
     if check_keys and (problems := raw_key_problems(config)):
         raise ConfigError("\n  ".join([f"{path} names unencrypted keys:", *problems]))

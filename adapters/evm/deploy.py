@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import subprocess
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ OUT_DIR = EVM_PROJECT / "out"
 FORGE_BIN = REPO_ROOT / "node_modules/@foundry-rs/forge-linux-amd64/bin/forge"
 _BUILD_STAMP = OUT_DIR / ".tessera-build-stamp"
 _RECEIPT_TIMEOUT = 60.0
+# While set, every mined receipt of this module's transactions is appended to it (adapters/evm/deployment.py
+# reports gas per contract with it).
+GAS_METER: ContextVar[list[Any] | None] = ContextVar("evm_deploy_gas_meter", default=None)
 
 
 class EvmDeployError(RuntimeError):
@@ -155,6 +159,8 @@ async def _send(w3: AsyncWeb3, account: LocalAccount, to: str | None, data: str,
         raise TransactionReverted(what, decode_revert(abi, revert_data(exc))) from exc
     mined = await txs.wait(await txs.send(tx), _RECEIPT_TIMEOUT)
     receipt = mined.receipt
+    if (meter := GAS_METER.get()) is not None:  # `relay deploy` counts what each step spent
+        meter.append(receipt)
     if receipt["status"] != 1:
         try:
             reverted, revert = await txs.replay(tx, int(receipt["blockNumber"]))

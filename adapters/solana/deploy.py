@@ -99,6 +99,23 @@ def deploy_with_max_data_len_ix(
     )
 
 
+def set_authority_ix(programdata: Pubkey, authority: Pubkey, new_authority: Pubkey) -> Instruction:
+    """SetAuthority: hands a program's upgrade authority (on its ProgramData account) to another key."""
+    return _loader_ix(struct.pack("<I", 4), [(programdata, False, True), (authority, True, False),
+                                             (new_authority, False, False)])
+
+
+# ProgramData: tag (u32 = 3), deployment slot (u64), Option<authority> (1 + 32), then the ELF.
+PROGRAMDATA_METADATA_LEN = 4 + 8 + 1 + 32
+
+
+def programdata_authority(data: bytes) -> Pubkey | None:
+    """The upgrade authority a ProgramData account holds (None: the program is immutable)."""
+    if len(data) < PROGRAMDATA_METADATA_LEN or struct.unpack_from("<I", data)[0] != 3:
+        raise SolanaProgramError("not an upgradeable loader ProgramData account")
+    return Pubkey.from_bytes(data[13:45]) if data[12] == 1 else None
+
+
 @dataclass(frozen=True)
 class _Step:
     name: str

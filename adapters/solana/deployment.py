@@ -1,0 +1,240 @@
+"""`relay deploy` on a Solana chain: the Tessera program through the upgradeable BPF loader, its
+committee and gateway initialised, the upgrade authority handed over, on any RPC endpoint, from a
+deployer keypair, idempotently.
+
+The steps are the localnet's (adapters/solana/deploy.py `deploy_program`, `initialize_committee`,
+`initialize_gateway`): a buffer written in chunks then DeployWithMaxDataLen, InitCommittee (bound to
+the chain's domain, holding the config's committee), InitGateway, then SetAuthority to
+--upgrade-authority. Both Init instructions require the program's upgrade authority to sign, so the
+deployer stays the authority until they ran.
+
+Before sending anything it checks the endpoint (reachable; a known network's genesis hash), what is
+recorded (the program's account, its ProgramData holding this checkout's tessera.so, the committee
+account's domain and committee) and the deployer's balance against the rent and fees it will pay.
+The program keypair is written under `keys_dir` before the deployment starts, so a run killed
+midway finds the program at the same id next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from adapters.checks import committee_problems
+from adapters.solana import deploy as solana_deploy
+from adapters.solana.devnet import load_or_create_keypair
+from adapters.solana.program import (BPF_LOADER_UPGRADEABLE_ID, CONFIG_LEN, OUTBOX_LEN, CommitteeConfig,
+                                     SolanaProgramError, committee_address, outbox_address, programdata_address)
+from adapters.solana.rpc import keypair_from_ref
+from relay.config import SolanaChain
+from relay.deployment import DeploymentError, DeployReport, DeployRequest, DeployStep
+from relay.networks import network_named
+
+RPC_TIMEOUT_S = 15.0
+_SIGNATURE_FEE = 5_000  # lamports per signature, for the balance check only
+
+
+def _pubkey(text: str, flag: str) -> Pubkey:
+    try:
+        return Pubkey.from_string(text)
+    except ValueError:
+        raise DeploymentError(f"{flag} {text!r} is not a base58 Solana public key") from None
+
+
+async def deploy_tessera(name: str, chain: SolanaChain, request: DeployRequest) -> DeployReport:
+    """Deploys what is missing of Tessera on `chain` (see the module docstring); returns what it
+    found, deployed and spent (lamports, rent included)."""
+    if request.owner is not None:
+        raise DeploymentError(f"chains.{name} is a Solana chain: --owner is for EVM contracts; the program's "
+                              "administrator is its upgrade authority: use --upgrade-authority")
+    authority = _pubkey(request.upgrade_authority, "--upgrade-authority") if request.upgrade_authority else None
+    payer = keypair_from_ref(request.deployer, "--key")
+    report = DeployReport(chain=name, unit="lamports", token="lamports",
+                          meta={"kind": "solana", "deployer": str(payer.pubkey())})
+    async with AsyncClient(chain.rpc_urls[0], commitment=Confirmed, timeout=RPC_TIMEOUT_S) as client:
+        await _check_endpoint(name, chain, client)
+        await _Run(name, chain, client, payer, request, report).deploy_all(authority)
+    return report
+
+
+async def _check_endpoint(name: str, chain: SolanaChain, client: AsyncClient) -> None:
+    url = chain.rpc_urls[0]
+    try:
+        genesis = str((await asyncio.wait_for(client.get_genesis_hash(), RPC_TIMEOUT_S)).value)
+    except Exception as exc:  # transport, HTTP status, timeout: the endpoint is the problem
+        raise DeploymentError(f"chains.{name}.rpc_urls[0] ({url}) does not answer: {exc or type(exc).__name__}; "
+                              "check the URL and that the node is up") from None
+    if chain.network is not None:
+        expected = network_named(chain.network).genesis
+        if genesis != expected:
+            raise DeploymentError(f"chains.{name}.rpc_urls[0] ({url}) serves the cluster with genesis hash {genesis}, "
+                                  f"not {chain.network}'s {expected}: point rpc_urls at {chain.network}")
+
+
+class _Run:
+    def __init__(self, name: str, chain: SolanaChain, client: AsyncClient, payer: Keypair, request: DeployRequest,
+                 report: DeployReport) -> None:
+        self.name, self.chain, self.client, self.payer = name, chain, client, payer
+        self.request, self.report = request, report
+        self.program_bytes = solana_deploy.load_program_bytes()
+        self.fields: dict[str, Any] = {"program_id": request.recorded.get("program_id"),
+                                       "accounts": dict(request.recorded.get("accounts") or {})}
+
+    async def _balance(self) -> int:
+        return (await self.client.get_balance(self.payer.pubkey())).value
+
+    async def _metered(self, what: str, action: str, send: Callable[[], Awaitable[Any]], address: str = "") -> Any:
+        before = await self._balance()
+        result = await send()
+        spent = before - await self._balance()
+        self.report.steps.append(DeployStep(what, action, address or str(result), spent, spent))
+        return result
+
+    def _record(self) -> None:
+        self.report.fields = {k: v for k, v in self.fields.items() if v}
+        self.request.record(self.report.fields)
+
+    async def _rent(self, size: int) -> int:
+        return (await self.client.get_minimum_balance_for_rent_exemption(size)).value
+
+    # --- the program --------------------------------------------------------------------------
+
+    async def _program_state(self, program_id: Pubkey, where: str) -> bytes | None:
+        """The ProgramData of a deployed program at `program_id` (None: no account there);
+        DeploymentError when the account is something else or runs other code."""
+        account = (await self.client.get_account_info(program_id)).value
+        if account is None:
+            return None
+        if not account.executable or account.owner != BPF_LOADER_UPGRADEABLE_ID:
+            raise DeploymentError(f"{where}: the account there is not a program deployed through the upgradeable "
+                                  f"loader (executable {account.executable}, owner {account.owner}): fix the address, "
+                                  "or remove it from the deployment file to deploy a new program")
+        data = (await self.client.get_account_info(programdata_address(program_id))).value
+        if data is None:
+            raise DeploymentError(f"{where}: the program has no ProgramData account: it was closed; remove the "
+                                  "address from the deployment file to deploy a new program")
+        code = bytes(data.data)[solana_deploy.PROGRAMDATA_METADATA_LEN:]
+        so = self.program_bytes
+        if code[:len(so)] != so or any(code[len(so):]):
+            raise DeploymentError(f"{where}: the program there runs other code than contracts/solana/tessera.so "
+                                  f"({len(so):,} bytes) as this checkout builds it: a wrong address, or an older "
+                                  "version (relay deploy does not upgrade programs; remove the address from the "
+                                  "deployment file to deploy a new one)")
+        return bytes(data.data)
+
+    async def _ensure_program(self) -> Pubkey:
+        recorded = self.fields["program_id"]
+        if recorded:
+            program_id = _pubkey(recorded, f"chains.{self.name}.program_id")
+            if await self._program_state(program_id, f"chains.{self.name}.program_id ({program_id})") is not None:
+                self.report.steps.append(DeployStep("program", "found", str(program_id)))
+                return program_id
+            self.report.notes.append(f"program_id {program_id} had no account on chain {self.name}: deployed a new one")
+            self.fields["accounts"] = {}
+        # Written before the deployment starts: a killed run finds its program at this id next time.
+        keypair_file = self.request.keys_dir / f"{self.name}-program.json"
+        program = load_or_create_keypair(keypair_file)
+        where = f"the program keypair {keypair_file} ({program.pubkey()})"
+        if await self._program_state(program.pubkey(), where) is not None:
+            self.report.steps.append(DeployStep("program", "found", str(program.pubkey()),
+                                                note="deployed by an interrupted run"))
+        else:
+            await self._check_funds(deploying=True)
+            await self._metered("program (upgradeable loader)", "deployed", lambda: solana_deploy.deploy_program(
+                self.client, self.payer, self.program_bytes, program))
+        self.fields["program_id"] = str(program.pubkey())
+        self._record()
+        return program.pubkey()
+
+    async def _check_funds(self, deploying: bool) -> None:
+        size = len(self.program_bytes)
+        needed = await self._rent(CONFIG_LEN) + await self._rent(OUTBOX_LEN) + 4 * _SIGNATURE_FEE
+        if deploying:
+            chunks = -(-size // 900) + 2
+            needed += (await self._rent(solana_deploy._BUFFER_METADATA_LEN + size)
+                       + await self._rent(solana_deploy.PROGRAMDATA_METADATA_LEN + 2 * size)
+                       + await self._rent(solana_deploy._PROGRAM_ACCOUNT_LEN) + 2 * chunks * _SIGNATURE_FEE)
+        balance = await self._balance()
+        if balance < needed:
+            raise DeploymentError(
+                f"the deployer {self.payer.pubkey()} holds {balance / 1e9:.6f} SOL on chain {self.name}, but "
+                f"{'deploying the program and initializing it' if deploying else 'initializing the program'} takes "
+                f"about {needed / 1e9:.6f} SOL (rent included): fund it (`solana airdrop` on devnet) and run again")
+
+    async def _authority(self, program_id: Pubkey) -> Pubkey | None:
+        data = (await self.client.get_account_info(programdata_address(program_id))).value
+        return solana_deploy.programdata_authority(bytes(data.data)) if data is not None else None
+
+    # --- committee, gateway, authority --------------------------------------------------------
+
+    async def _require_authority(self, program_id: Pubkey, what: str) -> None:
+        current = await self._authority(program_id)
+        if current != self.payer.pubkey():
+            raise DeploymentError(f"{what} on chain {self.name} must be signed by the program's upgrade authority "
+                                  f"{current}, not the deployer {self.payer.pubkey()}: run `relay deploy` with that "
+                                  "authority's key")
+
+    async def deploy_all(self, authority: Pubkey | None) -> None:
+        program_id = await self._ensure_program()
+        committee = self.request.committee
+        config_address = committee_address(program_id)[0]
+        account = (await self.client.get_account_info(config_address)).value
+        if account is not None and account.owner == program_id:
+            where = f"chains.{self.name} committee account ({config_address})"
+            try:
+                state = CommitteeConfig.decode(bytes(account.data))
+            except SolanaProgramError as exc:
+                raise DeploymentError(f"{where}: {exc}") from None
+            if state.domain != self.chain.domain:
+                raise DeploymentError(f"{where}: initialized for domain {state.domain}, but chains.{self.name}.domain "
+                                      f"is {self.chain.domain}: a program serves one domain; remove program_id from "
+                                      "the deployment file to deploy a new program for this one")
+            problems = committee_problems(where, state.current_epoch, state.current_key, committee)
+            if problems:
+                raise DeploymentError(problems[0])
+            self.report.steps.append(DeployStep("committee (InitCommittee)", "found", str(config_address)))
+        else:
+            await self._require_authority(program_id, "InitCommittee")
+            await self._check_funds(deploying=False)
+            await self._metered("committee (InitCommittee)", "initialized", lambda: solana_deploy.initialize_committee(
+                self.client, self.payer, program_id, domain=self.chain.domain, epoch=committee.epoch, n=committee.n,
+                t=committee.t, group_key=committee.group_key))
+        self.fields["accounts"]["committee"] = str(config_address)
+        self._record()
+        outbox = outbox_address(program_id)[0]
+        account = (await self.client.get_account_info(outbox)).value
+        if account is not None and account.owner == program_id:
+            self.report.steps.append(DeployStep("gateway (InitGateway)", "found", str(outbox)))
+        else:
+            await self._require_authority(program_id, "InitGateway")
+            await self._metered("gateway (InitGateway)", "initialized",
+                                lambda: solana_deploy.initialize_gateway(self.client, self.payer, program_id))
+        self.fields["accounts"]["outbox"] = str(outbox)
+        self._record()
+        await self._hand_over(program_id, authority)
+
+    async def _hand_over(self, program_id: Pubkey, authority: Pubkey | None) -> None:
+        current = await self._authority(program_id)
+        target = authority or self.payer.pubkey()
+        self.report.meta["upgrade_authority"] = str(current)
+        if current == target:
+            self.report.steps.append(DeployStep("upgrade authority", "kept", str(current)))
+            return
+        if authority is None:  # no --upgrade-authority: whoever holds it keeps it
+            self.report.steps.append(DeployStep("upgrade authority", "kept", str(current)))
+            return
+        if current != self.payer.pubkey():
+            raise DeploymentError(f"the upgrade authority of program {program_id} on chain {self.name} is {current}, "
+                                  f"neither the deployer {self.payer.pubkey()} nor --upgrade-authority {authority}: "
+                                  "only it can hand the program over")
+        programdata = programdata_address(program_id)
+        await self._metered("upgrade authority (SetAuthority)", "transferred", lambda: solana_deploy.send_instructions(
+            self.client, self.payer, [solana_deploy.set_authority_ix(programdata, self.payer.pubkey(), authority)]),
+            address=str(authority))
+        self.report.meta["upgrade_authority"] = str(authority)

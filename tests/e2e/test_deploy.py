@@ -1,0 +1,229 @@
+"""`relay deploy` as an operator runs it, against chains with nothing deployed: a bare anvil and a bare
+Solana localnet server, deployer keys that are not dev keys (encrypted keystores, funded by the test
+from a dev account / the faucet as an operator funds them), the command run as a user types it; then
+`relay config check --online` passes, a second `relay deploy` deploys nothing, an edited address is
+refused by both commands, and the bad inputs get their messages.
+
+One setup (two nodes, one deployment per chain) serves every check, to keep the module near 60 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+from eth_account import Account
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+from solders.keypair import Keypair
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from adapters.evm.deploy import contract
+from adapters.evm.devnet import ANVIL_DEV_KEYS, AnvilProcess
+from adapters.registry import encrypt_hot_key
+from adapters.solana.deploy import programdata_authority
+from adapters.solana.program import programdata_address
+from adapters.solana_localnet.testing import running_solana_localnet
+from attest.dealer import deal
+from solders.pubkey import Pubkey
+from relay.ports import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PASSWORD = "correct horse battery staple"
+EVM_FUNDING = 10**18  # 1 ETH: what a testnet faucet gives
+SOLANA_FUNDING = 5 * 10**9  # 5 SOL
+
+
+def relay(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TESSERA_LOG_FORMAT": "json", "TESSERA_LOG_LEVEL": "warning"}
+    return subprocess.run([sys.executable, "-m", "relay.cli", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def _keystore(tmp: Path, name: str, kind: str, key_text: str) -> Path:
+    keystore, _ = encrypt_hot_key(kind, key_text, PASSWORD)
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps(keystore))
+    return path
+
+
+async def _fund_evm(url: str, address: str, wei: int) -> None:
+    w3 = AsyncWeb3(AsyncHTTPProvider(url))
+    try:
+        dev = Account.from_key(ANVIL_DEV_KEYS[0])
+        tx = {"to": address, "value": wei, "gas": 21_000, "gasPrice": await w3.eth.gas_price,
+              "nonce": await w3.eth.get_transaction_count(dev.address), "chainId": await w3.eth.chain_id}
+        sent = await w3.eth.send_raw_transaction(dev.sign_transaction(tx).raw_transaction)
+        await w3.eth.wait_for_transaction_receipt(sent)
+    finally:
+        await w3.provider.disconnect()
+
+
+async def _airdrop(url: str, pubkey: Pubkey, lamports: int) -> None:
+    async with AsyncClient(url, commitment=Confirmed) as client:
+        sig = (await client.request_airdrop(pubkey, lamports)).value
+        await client.confirm_transaction(sig, commitment=Confirmed)
+
+
+async def _owner_of(url: str, name: str, address: str) -> str:
+    w3 = AsyncWeb3(AsyncHTTPProvider(url))
+    try:
+        return await contract(w3, name, address).functions.owner().call()
+    finally:
+        await w3.provider.disconnect()
+
+
+async def _upgrade_authority(url: str, program_id: str) -> Pubkey | None:
+    async with AsyncClient(url, commitment=Confirmed) as client:
+        data = (await client.get_account_info(programdata_address(Pubkey.from_string(program_id)))).value
+        return programdata_authority(bytes(data.data))
+
+
+def test_relay_deploy_on_bare_chains(tmp_path: Path) -> None:
+    asyncio.run(_scenario(tmp_path))
+
+
+async def _scenario(tmp: Path) -> None:
+    anvil = AnvilProcess(port=free_port(), chain_id=31337)
+    await anvil.astart()
+    try:
+        async with running_solana_localnet(slot_ms=100, finality_slots=4) as solana:
+            await _with_chains(tmp, anvil, solana)
+    finally:
+        await anvil.astop()
+
+
+async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
+    committee, _ = deal(4, 3, 1)
+    committee.save(tmp / "committee.toml")
+    (tmp / "password").write_text(PASSWORD + "\n")
+    evm_deployer = Account.create()
+    sol_deployer = Keypair()
+    evm_ks = _keystore(tmp, "evm-deployer", "evm", "0x" + bytes(evm_deployer.key).hex())
+    sol_ks = _keystore(tmp, "solana-deployer", "solana", json.dumps(list(bytes(sol_deployer))))
+    owner = Account.create().address
+    authority = Keypair().pubkey()
+    config = tmp / "tessera.toml"
+    config.write_text(
+        "# my network (not the localnet)\n\n"
+        f'[chains.evm]\nkind = "evm"\ndomain = 31337\nchain_id = 31337\nrpc_urls = ["{anvil.rpc_url}"]\n\n'
+        f'[chains.sol]\nkind = "solana"\ndomain = 13375\nrpc_urls = ["{solana.rpc_url}"]\nws_urls = ["{solana.ws_url}"]\n'
+        'commitment = "confirmed"\n\n'
+        '[committee]\nfile = "committee.toml"\n\n'
+        '[feeds."ETH/USD"]\ndecimals = 8\ndescription = "ETH / USD"\n'
+        '[[feeds."ETH/USD".sources]]\nkind = "http_json"\nname = "exchange"\n'
+        'url = "https://prices.example.invalid/eth"\nprice_path = "price"\n')
+    evm_key = ["--keystore", str(evm_ks), "--password-file", str(tmp / "password")]
+    sol_key = ["--keystore", str(sol_ks), "--password-file", str(tmp / "password")]
+    base = ["deploy", "--config", str(config)]
+
+    # Bad inputs first, on the bare chains: each one refused with what to do, nothing deployed.
+    unfunded = relay(*base, "--chain", "evm", *evm_key)
+    assert unfunded.returncode == 1
+    assert f"the deployer {evm_deployer.address} holds 0.000000 ETH on chain evm" in unfunded.stderr, unfunded.stderr
+    assert "fund it" in unfunded.stderr
+    raw = tmp / "raw.key"
+    raw.write_text("0x" + bytes(evm_deployer.key).hex())
+    refused_raw = relay(*base, "--chain", "evm", "--key-file", str(raw))
+    assert refused_raw.returncode == 1 and "is an unencrypted key: encrypt it with `relay keys import" in refused_raw.stderr
+    unknown = relay(*base, "--chain", "nope", *evm_key)
+    assert unknown.returncode == 1 and "no chain 'nope' under [chains]" in unknown.stderr and "evm, sol" in unknown.stderr
+    wrong_id = tmp / "wrong-id.toml"
+    wrong_id.write_text(config.read_text().replace("domain = 31337\nchain_id = 31337", "domain = 1\nchain_id = 1"))
+    mismatch = relay("deploy", "--config", str(wrong_id), "--chain", "evm", *evm_key)
+    assert mismatch.returncode == 1
+    assert f"chains.evm.rpc_urls[0] ({anvil.rpc_url}) serves chain id 31337, but chains.evm.chain_id is 1" in mismatch.stderr
+    down = tmp / "down.toml"
+    dead = f"http://127.0.0.1:{free_port()}"
+    down.write_text(config.read_text().replace(solana.rpc_url, dead))
+    unreachable = relay("deploy", "--config", str(down), "--chain", "sol", *sol_key)
+    assert unreachable.returncode == 1
+    assert f"chains.sol.rpc_urls[0] ({dead}) does not answer" in unreachable.stderr, unreachable.stderr
+    no_committee = tmp / "no-committee.toml"
+    no_committee.write_text(config.read_text().replace('file = "committee.toml"', 'file = "missing.toml"'))
+    missing = relay("deploy", "--config", str(no_committee), "--chain", "evm", *evm_key)
+    assert missing.returncode == 1 and "missing.toml does not exist: run `relay keys dkg`" in missing.stderr
+    assert not (tmp / "deployment.toml").exists()
+
+    # Funded as an operator funds a deployer: from a dev account / the faucet.
+    await _fund_evm(anvil.rpc_url, evm_deployer.address, EVM_FUNDING)
+    await _airdrop(solana.rpc_url, sol_deployer.pubkey(), SOLANA_FUNDING)
+
+    evm_run, sol_run = await asyncio.gather(
+        asyncio.to_thread(relay, *base, "--chain", "evm", *evm_key, "--owner", owner),
+        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key, "--upgrade-authority", str(authority)))
+    assert evm_run.returncode == 0, evm_run.stderr + evm_run.stdout
+    assert sol_run.returncode == 0, sol_run.stderr + sol_run.stdout
+    print(evm_run.stdout, sol_run.stdout, sep="\n")  # the figures of docs/BENCHMARKS.md "Deployment cost"
+    for what in ("CommitteeVerifier", "Gateway", "TaskBoardV2", "FeedStore + 1 feed"):
+        assert f"  {what} " in evm_run.stdout and "deployed" in evm_run.stdout
+    assert "gas" in evm_run.stdout and "total:" in evm_run.stdout
+    for what in ("program (upgradeable loader)", "committee (InitCommittee)", "gateway (InitGateway)",
+                 "upgrade authority (SetAuthority)"):
+        assert what in sol_run.stdout, sol_run.stdout
+    assert "lamports" in sol_run.stdout and "(rent included)" in sol_run.stdout
+
+    # The config now includes the deployment file; its comment survived.
+    text = config.read_text()
+    assert text.startswith("# my network (not the localnet)\n") and 'deployment = "deployment.toml"' in text
+    deployment = tomllib.loads((tmp / "deployment.toml").read_text())
+    contracts = deployment["chains"]["evm"]["contracts"]
+    assert set(contracts) == {"CommitteeVerifier", "Gateway", "TaskBoardV2", "FeedStore", "Aggregator:ETH/USD"}
+    program_id = deployment["chains"]["sol"]["program_id"]
+    assert deployment["deployed"]["sol"]["upgrade_authority"] == str(authority)
+    assert await _upgrade_authority(solana.rpc_url, program_id) == authority
+    for name in ("Gateway", "FeedStore"):  # the contracts have a one-step transfer (no acceptOwnership)
+        assert (await _owner_of(anvil.rpc_url, name, contracts[name])).lower() == owner.lower()
+
+    check = relay("config", "check", "--online", "--config", str(config))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "OK, 2 chains, checked offline and online" in check.stdout, check.stdout
+
+    # A second run finds everything and sends nothing.
+    again = await asyncio.gather(
+        asyncio.to_thread(relay, *base, "--chain", "evm", *evm_key, "--owner", owner),
+        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key, "--upgrade-authority", str(authority)))
+    for run in again:
+        assert run.returncode == 0, run.stderr + run.stdout
+        assert "nothing to deploy: everything is in place" in run.stdout, run.stdout
+    assert tomllib.loads((tmp / "deployment.toml").read_text())["chains"] == deployment["chains"]
+
+    # A run killed midway: EVM after its Gateway was recorded; Solana after the program was deployed
+    # but before its id was recorded (only the program keypair file was written). The next run deploys
+    # the rest and finds the program at the keypair's id.
+    killed = {"chains": {"evm": {"contracts": {k: contracts[k] for k in ("CommitteeVerifier", "Gateway")}}}}
+    (tmp / "deployment.toml").write_text(tomli_w.dumps(killed))
+    evm_resume, sol_resume = await asyncio.gather(
+        asyncio.to_thread(relay, *base, "--chain", "evm", *evm_key, "--owner", owner),
+        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key, "--upgrade-authority", str(authority)))
+    assert evm_resume.returncode == 0 and sol_resume.returncode == 0, evm_resume.stderr + sol_resume.stderr
+    sent = {line.split()[0] for line in evm_resume.stdout.splitlines() if " deployed " in line}
+    assert sent == {"TaskBoardV2", "FeedStore"}, evm_resume.stdout
+    assert f"CommitteeVerifier    found       {contracts['CommitteeVerifier']}" in evm_resume.stdout
+    assert f"Gateway              found       {contracts['Gateway']}" in evm_resume.stdout
+    assert f"found       {program_id}" in sol_resume.stdout and "deployed by an interrupted run" in sol_resume.stdout
+    assert "nothing to deploy: everything is in place" in sol_resume.stdout, sol_resume.stdout
+    deployment = tomllib.loads((tmp / "deployment.toml").read_text())
+    contracts = deployment["chains"]["evm"]["contracts"]
+    assert deployment["chains"]["sol"]["program_id"] == program_id
+
+    # An edited address: the Gateway's now points at the TaskBoardV2, a contract too.
+    edited = dict(deployment)
+    edited["chains"] = {**deployment["chains"], "evm": {"contracts": {**contracts, "Gateway": contracts["TaskBoardV2"]}}}
+    (tmp / "deployment.toml").write_text(tomli_w.dumps(edited))
+    bad = relay("config", "check", "--online", "--config", str(config))
+    assert bad.returncode == 1
+    assert (f"chains.evm.contracts.Gateway ({contracts['TaskBoardV2']}): the code there is not Gateway as contracts/evm "
+            "builds it" in bad.stdout), bad.stdout
+    refused = relay(*base, "--chain", "evm", *evm_key)
+    assert refused.returncode == 1
+    assert f"chains.evm.contracts.Gateway ({contracts['TaskBoardV2']}): the code there is not Gateway" in refused.stderr
+    assert "remove the entry to deploy a new one" in refused.stderr
