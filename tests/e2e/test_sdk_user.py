@@ -7,6 +7,8 @@ find(source_tx=...), a task handle reopened by id; the blocking client doing the
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,8 @@ from relay.sdk import MissingSignerError, SyncTesseraClient, TesseraClient, evm_
 from relay.tasks.client import AuctionTerms
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_a_user_with_urls_addresses_and_own_keys(tmp_path: Path) -> None:
@@ -98,6 +102,24 @@ async def test_a_user_with_urls_addresses_and_own_keys(tmp_path: Path) -> None:
                 return delivery.chain, info.delivered, found.envelope == sent.envelope, task.status().state
 
         assert await asyncio.to_thread(blocking) == ("evm", True, True, TaskState.OPEN)
+
+        # docs/SDK.md's script as written, but for this stack's ports and config.
+        script = _doc_script().replace(".tessera/localnet/config.toml", str(stack.config_path))
+        for default, actual in (("http://127.0.0.1:8545", evm.rpc_urls[0]), ("http://127.0.0.1:8899", sol.rpc_urls[0]),
+                                ("http://127.0.0.1:7300", services["relayer_url"])):
+            assert default in script
+            script = script.replace(default, actual)
+        (tmp_path / "user.py").write_text(script)
+        done = await asyncio.to_thread(subprocess.run, [sys.executable, str(tmp_path / "user.py")], cwd=REPO,
+                                       capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        assert [line.split()[2:4] for line in done.stdout.splitlines() if " delivered on " in line] == [
+            ["on", "evm"], ["on", "solana"]]
+
+
+def _doc_script() -> str:
+    text = (REPO / "docs/SDK.md").read_text()
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 async def _until(events, last: str):
