@@ -257,4 +257,9 @@ class _Run:
                             "acceptOwnership)")
         if two_step:
             self.report.notes.append(f"{owner} must call acceptOwnership() on {key} {address} to take it over")
+        if "beneficiary" in names and "setBeneficiary" in names:
+            beneficiary = await contract.functions.beneficiary().call()
+            if beneficiary.lower() != owner.lower():
+                self.report.notes.append(f"the fees of {key} {address} still accrue to {beneficiary} (the deployer): "
+                                         "its owner changes that with setBeneficiary(address)")
 
