@@ -74,7 +74,7 @@ class DeployRequest:
 @dataclass(frozen=True)
 class DeployStep:
     """One thing a deployment looked at: `action` is "deployed", "found", "initialized",
-    "transferred", "proposed" or "kept"; `cost` in the chain's unit (gas, lamports) when it sent
+    "configured", "transferred", "proposed" or "kept"; `cost` in the chain's unit (gas, lamports) when it sent
     something, else 0; `fee` what it paid in the smallest unit of the chain's token."""
 
     what: str

@@ -9,6 +9,7 @@ calls: adapters/evm/deploy.py `deploy`, gateway.py `deploy_gateway`, taskboard.p
   Gateway             bound to the verifier
   TaskBoardV2         bound to the gateway (verdicts from the committee)
   FeedStore           bound to the verifier, every [feeds] table registered, one TesseraAggregator each
+  fees                TaskBoardV2 marked a flat-fee sender of the Gateway (it forwards the flat fee)
   ownership           Gateway and FeedStore handed to --owner
 
 Before sending anything it checks the endpoint (reachable, the configured chain id), every address
@@ -199,7 +200,7 @@ class _Run:
         for key in (VERIFIER, GATEWAY, TASK_BOARD_V2, FEED_STORE):
             if key not in missing:
                 self.report.steps.append(DeployStep(key, "found", self.contracts[key]))
-        transfers = 0 if owner is None else 2
+        transfers = (0 if owner is None else 2) + 1  # + the task board as a flat-fee sender
         await self._check_funds(missing, transfers)
         c, chain, w3, account = self.contracts, self.chain, self.w3, self.account
         if VERIFIER in missing:
@@ -226,10 +227,29 @@ class _Run:
             c.update(deployed)
             self._record()
         self._record()  # also when nothing was deployed: the report carries the fields
+        await self._flat_fee_board()
         if owner is not None:
             for key in (GATEWAY, FEED_STORE):
                 await self._hand_over(key, owner)
         self.report.meta["owner"] = owner or account.address
+
+    async def _flat_fee_board(self) -> None:
+        """The task board forwards exactly the gateway's flat fee when it sends (its escrow pays
+        workers): a Gateway that charges quotes must know it as a flat-fee sender."""
+        gateway = evm_deploy.contract(self.w3, GATEWAY, self.contracts[GATEWAY])
+        names = {entry.get("name") for entry in gateway.abi if entry.get("type") == "function"}
+        if "setFlatFeeSender" not in names:
+            return
+        board = self.contracts[TASK_BOARD_V2]
+        if await gateway.functions.flatFeeSender(board).call():
+            return
+        current = await gateway.functions.owner().call()
+        if current.lower() != self.account.address.lower():
+            self.report.notes.append(f"TaskBoardV2 {board} is not a flat-fee sender of Gateway {gateway.address}: its "
+                                     f"owner {current} must call setFlatFeeSender({board}, true)")
+            return
+        await self._metered("TaskBoardV2 as flat-fee sender", "configured", lambda: evm_deploy.transact(
+            self.w3, self.account, gateway.functions.setFlatFeeSender(board, True)), address=board)
 
     async def _hand_over(self, key: str, owner: str) -> None:
         """Ownership of `key` to `owner`: two steps where the contract has them (transferOwnership

@@ -166,6 +166,7 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
     for what in ("CommitteeVerifier", "Gateway", "TaskBoardV2", "FeedStore + 1 feed"):
         assert f"  {what} " in evm_run.stdout and "deployed" in evm_run.stdout
     assert "gas" in evm_run.stdout and "total:" in evm_run.stdout
+    assert "TaskBoardV2 as flat-fee sender" in evm_run.stdout  # the board forwards the flat fee when it sends
     for what in ("program (upgradeable loader)", "committee (InitCommittee)", "gateway (InitGateway)",
                  "upgrade authority (SetAuthority)"):
         assert what in sol_run.stdout, sol_run.stdout
