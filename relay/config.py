@@ -239,6 +239,9 @@ class CommitteeRef(_Model):
     # SDK accepts them too until `previous_valid_until` (unix seconds, the chains' grace end).
     previous: Path | None = None
     previous_valid_until: Annotated[int, Field(ge=0)] | None = None
+    # The committee of the next epoch this member approves (its public file): an attester signs a
+    # COMMITTEE_ROTATION only to exactly that committee (`relay committee rotate`, docs/DEPLOY.md).
+    next: Path | None = None
 
     def share_path(self, index: int) -> Path:
         if self.share is None:
@@ -612,6 +615,7 @@ def _resolve_paths(config: TesseraConfig, base: Path) -> TesseraConfig:
                 "share": fix(config.committee.share),
                 "key_file": fix(config.committee.key_file),
                 "previous": fix(config.committee.previous),
+                "next": fix(config.committee.next),
                 "password": fix_secret(config.committee.password),
             }
         )

@@ -264,6 +264,13 @@ class ChainDriver(Protocol):
         given `[worker]` section; raises ConfigError naming the field when it has none."""
         ...
 
+    def rotation(self) -> Any:
+        """The chain's committee verifier for `relay committee rotate` (relay/rotation.py): `receiver`
+        (32 bytes, a rotation's dst_receiver), `await state()` (a ChainCommittee), `await
+        rotate(envelope, epoch, signature)` (sent by the chain's signer; RotationError when the chain
+        refuses), `await close()`."""
+        ...
+
     def requester_board_v2(self, config: Any, signer: Any = None) -> RequesterBoardV2:
         """Task protocol v2, requester's side, signing with the given `signer` object (as for
         `messaging`), else the chain's sender (else signer)."""

@@ -17,6 +17,7 @@ from adapters.evm import checks, devnet
 from adapters.evm.devnet import ANVIL_DEV_KEYS
 from adapters.evm.feeds import EvmFeedTarget, EvmPoolSource
 from adapters.evm.market import MarketSimulator
+from adapters.evm.rotation import EvmRotation
 from adapters.evm.gateway import EvmAdapter, evm_key
 from adapters.evm.taskboard import EvmTaskBoard, EvmTaskBoardV2
 from attest.committee import Committee
@@ -72,6 +73,10 @@ class EvmDriver:
             raise ConfigError(f"the worker on EVM chain {self.name!r} needs its own account: set [worker] evm_key "
                               "(file = ... or env = ...), not the relayer's signer")
         return EvmTaskBoardV2.from_config(self.name, self.chain, role="worker", worker_key=worker.evm_key)
+
+    def rotation(self) -> EvmRotation:
+        """The chain's CommitteeVerifier for `relay committee rotate`, sending from the chain's signer."""
+        return EvmRotation(self.name, self.chain, evm_key(self.chain.signer, f"chains.{self.name}.signer"))
 
     def feed_target(self, config: TesseraConfig, push: FeedPushSection) -> EvmFeedTarget:
         return EvmFeedTarget.from_config(self.name, self.chain, key=push.evm_key)

@@ -14,6 +14,7 @@ from adapters.solana import checks, devnet
 from adapters.solana.devnet import load_or_create_keypair
 from adapters.solana.feeds import SolanaFeedTarget
 from adapters.solana.gateway import SolanaAdapter
+from adapters.solana.rotation import SolanaRotation
 from adapters.solana.rpc import keypair_from_ref
 from adapters.solana.taskboard import SolanaTaskBoard, SolanaTaskBoardV2
 from attest.committee import Committee
@@ -68,6 +69,11 @@ class SolanaDriver:
             raise ConfigError(f"the worker on Solana chain {self.name!r} needs its own fee payer: set [worker] "
                               "solana_keypair (file = ... or env = ...)")
         return SolanaTaskBoardV2.from_config(self.name, self.chain, role="worker", keypair=worker.solana_keypair)
+
+    def rotation(self) -> SolanaRotation:
+        """The program's committee for `relay committee rotate`, paid by the chain's signer."""
+        ref = self.chain.signer
+        return SolanaRotation(self.name, self.chain, keypair_from_ref(ref, f"chains.{self.name}.signer") if ref else None)
 
     def feed_target(self, config: TesseraConfig, push: FeedPushSection) -> SolanaFeedTarget:
         return SolanaFeedTarget.from_config(self.name, self.chain, payer=push.solana_keypair)

@@ -26,6 +26,7 @@ from relay.interfaces import ChainAdapter
 from relay.lifecycle import Service, http_service, run_daemon
 from relay.metrics import Wallet, WalletBalances, metrics_response
 from relay.pipeline import PipelineSettings, Relayer
+from relay.rotation import rotation_routes
 from relay.chainstate import check_chain_state, reset_command
 from relay.store import Store
 from relay.tasks.attestation import CommitteeVerdicts
@@ -131,6 +132,9 @@ async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | 
                         executors=executors, verifiers=verifiers, threshold=(committee.t, committee.n))
     listen = member.endpoint.split("://", 1)[-1].rstrip("/")
     app = attester.build_app()
+    # POST /v1/rotations: signs a COMMITTEE_ROTATION only to the committee [committee] next approves.
+    app.add_routes(rotation_routes(index, committee.epoch, lambda digest: attest.partial_sign(share, digest).signature,
+                                   Committee.load(config.committee.next) if config.committee.next else None, adapters))
     feed_services: list[Service] = []
     if config.feeds:  # feed rounds share the attester's port and process (relay/feeds/node.py)
         register_feed_sources(config)  # source kinds that read a chain (evm_pool) come from adapters/

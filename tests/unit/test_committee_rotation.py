@@ -1,0 +1,105 @@
+"""What an attester checks before it signs a COMMITTEE_ROTATION (relay/rotation.py), over HTTP too,
+and how `relay committee rotate` rewrites the config's [committee]. The chains' side and the whole
+command on real processes: tests/e2e/test_committee_rotate.py."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+import attest
+from relay.cli.committee import _update_config
+from relay.envelope import Envelope
+from relay.ports import free_port
+from relay.protocol import MessageKind
+from relay.rotation import (MAX_GRACE_S, RotationError, check_rotation, collect_rotation, rotation_envelope,
+                            rotation_routes)
+from tests.support.committee import deal
+
+DOMAINS = {31337, 13375}
+VERIFIER = bytes(12) + bytes.fromhex("11" * 20)
+
+
+@pytest.fixture(scope="module")
+def committees():
+    old = deal(n=3, t=2, epoch=1)
+    new = deal(n=3, t=2, epoch=2)
+    return old, new
+
+
+def test_the_approved_rotation_passes(committees) -> None:
+    old, new = committees
+    rotation = check_rotation(rotation_envelope(31337, VERIFIER, new.committee, 60), 1, new.committee, DOMAINS)
+    assert (rotation.new_epoch, rotation.group_key, rotation.grace_seconds) == (2, new.committee.group_key, 60)
+
+
+def _bent(envelope: Envelope, **fields) -> Envelope:
+    return replace(envelope, **fields)
+
+
+@pytest.mark.parametrize("bend, reason", [
+    (lambda e, o, n: (e, None), "approves no next committee"),
+    (lambda e, o, n: (_bent(e, kind=MessageKind.DATA), n), "not a COMMITTEE_ROTATION"),
+    (lambda e, o, n: (_bent(e, src_domain=31337), n), "source domain 0 and sender 0"),
+    (lambda e, o, n: (_bent(e, src_sender=b"\x01" * 32), n), "source domain 0 and sender 0"),
+    (lambda e, o, n: (_bent(e, dst_domain=99), n), "destination domain 99 is none of this attester's chains"),
+    (lambda e, o, n: (rotation_envelope(31337, VERIFIER, deal(n=3, t=2, epoch=2).committee, 60), n),
+     "names another committee"),
+    (lambda e, o, n: (rotation_envelope(31337, VERIFIER, deal(n=3, t=2, epoch=3).committee, 60),
+                      deal(n=3, t=2, epoch=3).committee), "the rotation names epoch 3 \\(it must be 2\\)"),
+    (lambda e, o, n: (_bent(e, payload=e.payload[:-1]), n), "does not decode"),
+])
+def test_an_attester_refuses_what_its_operator_did_not_approve(committees, bend, reason) -> None:
+    old, new = committees
+    envelope, approved = bend(rotation_envelope(31337, VERIFIER, new.committee, 60), old.committee, new.committee)
+    with pytest.raises(RotationError, match=reason):
+        check_rotation(envelope, 1, approved, DOMAINS)
+
+
+def test_a_grace_longer_than_a_month_is_refused(committees) -> None:
+    _, new = committees
+    with pytest.raises(RotationError, match="at most 30 days"):
+        rotation_envelope(31337, VERIFIER, new.committee, MAX_GRACE_S + 1)
+
+
+async def test_over_http_the_approved_rotation_is_signed_and_others_refused_with_the_reason(committees) -> None:
+    old, new = committees
+    runners, endpoints = [], []
+    for share in old.shares:
+        app = web.Application()
+        app.add_routes(rotation_routes(share.index, 1, lambda d, s=share: attest.partial_sign(s, d).signature,
+                                       new.committee, DOMAINS))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        endpoints.append(f"http://127.0.0.1:{port}")
+    committee = old.committee.model_copy(update={"members": [
+        m.model_copy(update={"endpoint": url}) for m, url in zip(old.committee.members, endpoints)]})
+    try:
+        envelope = rotation_envelope(13375, VERIFIER, new.committee, 60)
+        signed = await collect_rotation(committee, envelope)
+        assert committee.verify(envelope.digest(1), signed.signature) and len(signed.signers) == 2
+        rogue = rotation_envelope(13375, VERIFIER, deal(n=3, t=2, epoch=2).committee, 60)
+        with pytest.raises(RotationError, match="only 0 of the 2 signatures.*member 1: refused: the rotation names"):
+            await collect_rotation(committee, rogue)
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+def test_the_config_gets_the_new_committee_and_keeps_the_old_as_previous(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[chains.evm]\nkind = "evm"\ndomain = 1\nchain_id = 1\nrpc_urls = ["http://127.0.0.1:9"]\n\n'
+                    '[committee]\nfile = "committee.toml"\nshare = "keys/share-{index}.json"\nnext = "committee-2.toml"\n'
+                    '\n[relayer]\nlisten = "127.0.0.1:7311"\n')
+    _update_config(path, tmp_path / "committee-2.toml", "keys/share-e2-{index}.json", 1_700_000_000)
+    data = tomllib.loads(path.read_text())
+    assert data["committee"] == {"file": "committee-2.toml", "previous": "committee.toml",
+                                 "previous_valid_until": 1_700_000_000, "share": "keys/share-e2-{index}.json"}
+    assert data["relayer"] == {"listen": "127.0.0.1:7311"}
