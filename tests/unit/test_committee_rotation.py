@@ -103,3 +103,22 @@ def test_the_config_gets_the_new_committee_and_keeps_the_old_as_previous(tmp_pat
     assert data["committee"] == {"file": "committee-2.toml", "previous": "committee.toml",
                                  "previous_valid_until": 1_700_000_000, "share": "keys/share-e2-{index}.json"}
     assert data["relayer"] == {"listen": "127.0.0.1:7311"}
+
+
+async def test_the_command_refuses_a_committee_that_is_not_the_next_epoch_and_unknown_chains(tmp_path: Path, committees) -> None:
+    from relay.cli.committee import rotate
+    from relay.errors import ConfigError
+
+    old, new = committees
+    old.committee.save(tmp_path / "committee.toml")
+    new.committee.save(tmp_path / "committee-2.toml")
+    deal(n=3, t=2, epoch=5).committee.save(tmp_path / "committee-5.toml")
+    path = tmp_path / "config.toml"
+    path.write_text('[chains.evm]\nkind = "evm"\ndomain = 1\nchain_id = 1\nrpc_urls = ["http://127.0.0.1:9"]\n\n'
+                    '[committee]\nfile = "committee.toml"\n')
+    with pytest.raises(ConfigError, match="committee-5.toml is epoch 5; the config's committee .* is epoch 1, so the "
+                                          "next one must be epoch 2"):
+        await rotate(path, tmp_path / "committee-5.toml", None, 60)
+    with pytest.raises(ConfigError, match="--chain solana: not under \\[chains\\]; configured: evm"):
+        await rotate(path, tmp_path / "committee-2.toml", None, 60, ["solana"])
+    assert "next" not in path.read_text() and "previous" not in path.read_text()  # nothing written
