@@ -254,6 +254,21 @@ def is_database_url(db: str | Path) -> bool:
     return str(db).startswith(("postgresql://", "postgres://"))
 
 
+class RelayerPolicy(_Model):
+    """`[relayer.policy]`: which messages the relayer pays to deliver (relay/policy.py, docs/SECURITY.md).
+    mode "none" delivers everything; "minimum" wants at least `minimum[<source chain>]` paid (in that
+    chain's smallest unit: wei, lamports); "onchain_quote" wants at least the source gateway's quote now,
+    less `quote_tolerance_bps` (prices move between the send and the check). `allow` senders are always
+    delivered, `deny` senders never; both are lists of addresses per source chain name. Committee
+    messages (attestations, verdicts, rotations) are always delivered."""
+
+    mode: Literal["none", "minimum", "onchain_quote"] = "none"
+    minimum: dict[str, Annotated[int, Field(ge=0)]] = {}
+    quote_tolerance_bps: Annotated[int, Field(ge=0, le=10_000)] = 1000
+    allow: dict[str, list[str]] = {}
+    deny: dict[str, list[str]] = {}
+
+
 class RelayerSection(_Model):
     # An SQLite file (relative to the config file), or a PostgreSQL URL that several relayer
     # replicas share (docs/DEPLOY.md): each replica then needs its own `replica` name and signer keys.
@@ -269,6 +284,7 @@ class RelayerSection(_Model):
     # Guards the operator routes of the HTTP API (POST /v1/messages/{id}/retry): with it, callers send
     # `Authorization: Bearer <token>`; without it those routes answer only callers on this machine.
     admin_token: KeyRef | None = None
+    policy: RelayerPolicy = RelayerPolicy()  # [relayer.policy]: payment policy (relay/policy.py)
 
     _listen = field_validator("listen")(lambda cls, v: check_listen(v))
 

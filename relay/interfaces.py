@@ -188,6 +188,18 @@ class ChainAdapter(Protocol):
         sends a new message."""
         ...
 
+    async def quote(self, dst_domain: int, payload_length: int, sender: bytes | None = None) -> int:
+        """What this chain's gateway charges now to send `payload_length` bytes to `dst_domain`, in the
+        chain's smallest unit (docs/PROTOCOL.md "Fees"): what `send_message` pays. With `sender` (32
+        bytes), that sender's price (a task board pays the flat fee). Read-only; raises (a TesseraError
+        saying what to do) when the gateway refuses to quote, e.g. on a stale or missing price feed."""
+        ...
+
+    async def fee_paid(self, source_tx: str, message_id: bytes) -> int | None:
+        """The fee the send of `message_id` paid, read from its source transaction's fee event; None
+        when that transaction records none for it. Read-only."""
+        ...
+
     def health(self) -> list[EndpointHealth]:
         """The endpoint pool's view of every RPC endpoint (for /health and metrics)."""
         ...

@@ -39,6 +39,8 @@ class RelayerMetrics:
                                ["stage", "reason"], registry=self.registry)
         self.dead_letters = Counter("tessera_dead_letters", "Messages sent to the dead letter, by last reason",
                                     ["reason"], registry=self.registry)
+        self.refused_unpaid = Counter("tessera_relayer_refused_unpaid", "Messages the payment policy refused "
+                                      "(relay/policy.py), by source domain", ["src_domain"], registry=self.registry)
         self.faulty_partials = Counter("tessera_faulty_partials", "Invalid partial signatures by member",
                                        ["member"], registry=self.registry)
         self.rpc_errors = Gauge("tessera_rpc_errors", "RPC errors per chain endpoint (total since start)",

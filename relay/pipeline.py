@@ -35,6 +35,7 @@ from relay.envelope import Envelope
 from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
 from relay.metrics import RelayerMetrics
+from relay.policy import PaymentPolicy
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.pubsub import Broadcast
 from relay.store import MessageRecord, RetryReason, Stage, Store
@@ -158,8 +159,10 @@ class Relayer:
         metrics: RelayerMetrics | None = None,
         name: str = "relayer",
         verdicts: VerdictSource | None = None,
+        policy: PaymentPolicy | None = None,
     ) -> None:
         self.store = store
+        self.policy = policy or PaymentPolicy()
         self.adapters = adapters
         self.signatures = signatures
         self.verdicts = verdicts
@@ -394,6 +397,8 @@ class Relayer:
                         f"no adapter for destination domain {record.dst_domain}: add the chain to the config")
         if await destination.is_delivered(record.message_id):
             return Confirmed(by="other")
+        if refused := await self._unpaid(record):
+            return refused
         collected = await self.signatures.collect(record.decoded, record.source_tx)
         if collected.signature is not None:
             return Signed(collected.epoch, collected.signature, faulty=collected.faulty)
@@ -404,6 +409,14 @@ class Relayer:
             return Retry(RetryReason.REFUSED_BY_MEMBERS, f"{refusals} ({collected.reason})", faulty=collected.faulty)
         return Retry(RetryReason.WAITING_FOR_SIGNATURES, f"waiting for signatures: {collected.reason}",
                      faulty=collected.faulty)
+
+    async def _unpaid(self, record: MessageRecord) -> Drop | None:
+        """The payment policy's refusal (relay/policy.py) as a dead letter, counted."""
+        reason = await self.policy.refusal(record.decoded, record.source_tx, self.adapters.get(record.src_domain))
+        if reason is None:
+            return None
+        self.metrics.refused_unpaid.labels(src_domain=str(record.src_domain)).inc()
+        return Drop(RetryReason.REFUSED_UNPAID, reason)
 
     async def submit(self, record: MessageRecord) -> Outcome:
         destination = self._destination(record)

@@ -59,6 +59,7 @@ class RetryReason(str, enum.Enum):
     STEP_FAILED = "step_failed"  # a step raised (an RPC outage past the adapter's retries, a bug)
     MANUAL_RETRY = "manual_retry"  # `relay retry` / POST /v1/messages/<id>/retry
     HANDLER_FAILED = "handler_failed"  # delivered, but the receiver's handler failed (EVM status 2): re-run it
+    REFUSED_UNPAID = "refused_unpaid"  # the relayer's payment policy refused it (relay/policy.py): dead at once
 
     @classmethod
     def stored(cls, value: str) -> "RetryReason | None":

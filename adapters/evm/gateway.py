@@ -27,6 +27,7 @@ from web3.exceptions import BadFunctionCallOutput, ContractLogicError, Transacti
 
 from adapters.endpoints import AllEndpointsFailed, EndpointPool
 from adapters.evm.deploy import deploy, error_abi, load_artifact
+from adapters.evm.fees import GatewayFees
 from adapters.evm.rpc import decode_revert, endpoint_pool, revert_data, to_hex
 from adapters.evm.tx import Mined, NoSignerError, NonceUsed, Replaced, SentTx, TxManager, Waiting
 from attest.bn254 import hash_to_g1_hint
@@ -127,7 +128,7 @@ def _topic_int(value: int) -> str:
 # --- the adapter ----------------------------------------------------------------------------
 
 
-class EvmAdapter:
+class EvmAdapter(GatewayFees):
     def __init__(
         self,
         name: str,
@@ -569,8 +570,8 @@ class EvmAdapter:
         """Calls Gateway.send and waits for the receipt; returns the envelope the gateway emitted."""
         if len(receiver) != 32:
             raise EvmAdapterError("receiver must be 32 bytes (left-pad an EVM address with 12 zero bytes)")
-        if value is None:
-            value = await self.fee()
+        if value is None:  # Gateway.quote (adapters/evm/fees.py); the gateway refunds anything above it
+            value = await self.quote(dst_domain, len(payload))
         data = self._gateway.functions.send(dst_domain, bytes(receiver), kind, bytes(payload))._encode_transaction_data()
         try:
             tx = await self.tx.transaction(self.gateway_address, data, value)

@@ -73,6 +73,7 @@ from adapters.solana.rpc import (
     follow_address,
     is_retryable,
 )
+from adapters.solana.fees import SolanaGatewayFees
 from adapters.solana.tx import SolanaTransactor, TransactionRefused
 from relay.config import SolanaChain
 from relay.envelope import Envelope, EnvelopeError
@@ -89,7 +90,7 @@ DELIVER_CU_LIMIT = 120_000
 SEND_CU_LIMIT = 60_000
 
 
-class SolanaAdapter:
+class SolanaAdapter(SolanaGatewayFees):
     def __init__(
         self,
         name: str,

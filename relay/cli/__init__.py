@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from relay.cli import committee, config, daemons, deploy, feeds, keys, localnet, operator, stack, worker
+from relay.cli import admin, committee, config, daemons, deploy, feeds, keys, localnet, operator, stack, worker
 from relay.errors import TesseraError
 from relay.lifecycle import own_process
 from relay.log import configure_logging
 
 # In the order `relay --help` lists them.
-COMMAND_GROUPS = (stack, localnet, deploy, operator, committee, config, daemons, worker, feeds, keys)
+COMMAND_GROUPS = (stack, localnet, deploy, operator, admin, committee, config, daemons, worker, feeds, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from relay.cli.common import add_config_option, config_path
 from relay.config import EvmChain, SolanaChain, TesseraConfig, key_refs, load_config, raw_key_problems
 from relay.errors import ConfigError, TesseraError
 from relay.networks import network_named
+from relay.policy import policy_problems
 from relay.tasks.executors import ExecutorRegistry
 
 ONLINE_TIMEOUT_S = 15.0
@@ -102,6 +103,7 @@ def offline_problems(config: TesseraConfig) -> list[str]:
                 chain.parse_address(address)
             except ValueError as exc:
                 problems.append(f"worker.payout.{name}: {exc} (chain {name!r} is {chain.kind})")
+    problems += policy_problems(config.relayer.policy, config.chains)
     problems += _executor_problems(config)
     problems += _file_problems(config)
     problems += raw_key_problems(config)

@@ -26,6 +26,7 @@ from relay.interfaces import ChainAdapter
 from relay.lifecycle import Service, http_service, run_daemon
 from relay.metrics import Wallet, WalletBalances, metrics_response
 from relay.pipeline import PipelineSettings, Relayer
+from relay.policy import PaymentPolicy
 from relay.rotation import rotation_routes
 from relay.chainstate import check_chain_state, reset_command
 from relay.store import Store
@@ -81,6 +82,7 @@ async def run_relayer(config: TesseraConfig, stop: asyncio.Event | None = None) 
                                          max_attempts=settings.max_attempts),
                          concurrency=settings.concurrency),
         verdicts=verdicts,
+        policy=PaymentPolicy.from_config(settings.policy, config.chains),
     )
     wallets = WalletBalances(relayer.metrics.registry, "relayer",
                              [Wallet(a.name, a.wallet_balances) for a in adapters.values()])
