@@ -472,7 +472,11 @@ class TesseraClient:
             if not self.feeds_urls:
                 raise SdkError("this client has no feed server: pass feeds_url=\"https://...\" (or a list) to "
                                "TesseraClient.connect")
-            self._feeds = FeedsClient(self.feeds_urls, self.committee)
+            committees = [self.committee]
+            ref = self.config.committee
+            if self.previous_committee is not None and ref is not None and (ref.previous_valid_until or 0) > time.time():
+                committees.append(self.previous_committee)  # reports of the outgoing epoch, during the grace
+            self._feeds = FeedsClient(self.feeds_urls, committees)
         return self._feeds
 
     def relayer_api(self) -> str:
@@ -511,10 +515,23 @@ class TesseraClient:
 
     # --- messages ----------------------------------------------------------------------------
 
+    async def quote(self, src: str, dst: str, payload: bytes | int) -> int:
+        """What sending `payload` (or that many bytes) from `src` to `dst` costs now, in `src`'s smallest
+        unit (wei, lamports): the source gateway's quote (docs/PROTOCOL.md "Fees"), which `send` pays;
+        the gateway refunds anything above it. SdkError saying what to do when the gateway refuses to
+        quote (a stale or missing price feed)."""
+        source, destination = self._chain(src), self._chain(dst)
+        length = payload if isinstance(payload, int) else len(payload)
+        try:
+            return await source.quote(destination.domain, length)
+        except TesseraError as exc:
+            raise SdkError(str(exc)) from None
+
     async def send(self, src: str, dst: str, receiver: bytes, payload: bytes,
                    kind: MessageKind = MessageKind.DATA, *, signer: Signer | None = None) -> SentMessage:
         """Send from chain `src` to `receiver` (32 bytes: left-padded EVM address or Solana key) on
-        `dst`, signed by `signer` (default: the client's key on `src`)."""
+        `dst`, signed by `signer` (default: the client's key on `src`), paying the source gateway's
+        quote (see `quote`)."""
         self._chain(src)
         destination = self._chain(dst)
         if len(receiver) == 20:

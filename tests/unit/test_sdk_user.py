@@ -282,3 +282,17 @@ def test_attester_urls_override_the_committee_files_endpoints(tmp_path) -> None:
     assert endpoints[1] == dealt.committee.member(1).endpoint
     with pytest.raises(SdkError, match=r"attester_urls for member\(s\) \[9\]: the committee's members are \[1, 2, 3\]"):
         TesseraClient.connect(_chains(), committee=dealt.committee, attester_urls={9: "https://x"})
+
+
+def test_feeds_accept_the_outgoing_committee_only_during_the_grace(tmp_path) -> None:
+    import time
+
+    from tests.support.committee import deal
+
+    old, new = deal(epoch=1).committee, deal(epoch=2).committee
+    old.save(tmp_path / "old.toml")
+    new.save(tmp_path / "new.toml")
+    for until, epochs in ((int(time.time()) + 3600, {1, 2}), (int(time.time()) - 1, {2})):
+        client = TesseraClient.connect(_chains(), committee=tmp_path / "new.toml", previous_committee=tmp_path / "old.toml",
+                                       previous_valid_until=until, feeds_url="https://feeds.example.org")
+        assert set(client.feeds.committees) == epochs
