@@ -58,7 +58,7 @@ class DeployRequest:
     - `recorded`: the chain's address fields as the config and the deployment file hold them now.
     - `keys_dir`: where a chain keeps deployment key material it creates (the Solana program keypair).
     - `record`: called with the chain's address fields after every step that changed them, so a
-      deployment killed midway resumes from what was recorded.
+      deployment killed midway resumes from what was recorded (the localnet passes a no-op).
     """
 
     deployer: Any
@@ -69,6 +69,9 @@ class DeployRequest:
     recorded: Mapping[str, Any]
     keys_dir: Path
     record: Callable[[dict[str, Any]], None]
+    # Seconds after a task's deadline before reclaim opens on the task board (None: the contract's
+    # default); the localnet shortens it.
+    task_settlement_grace_s: int | None = None
 
 
 @dataclass(frozen=True)

@@ -213,8 +213,10 @@ class _Run:
                                              lambda: deploy_gateway(w3, account, c[VERIFIER], chain.domain))
             self._record()
         if TASK_BOARD_V2 in missing:
+            grace = {} if self.request.task_settlement_grace_s is None else {
+                "settlement_grace": self.request.task_settlement_grace_s}
             c[TASK_BOARD_V2] = await self._metered(TASK_BOARD_V2, "deployed",
-                                                   lambda: deploy_task_board_v2(w3, account, c[GATEWAY]))
+                                                   lambda: deploy_task_board_v2(w3, account, c[GATEWAY], **grace))
             self._record()
         if FEED_STORE in missing:
             feeds = dict(self.request.feeds)

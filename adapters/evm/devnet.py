@@ -36,13 +36,15 @@ from web3.exceptions import ContractLogicError
 
 from adapters.evm import deploy as evm_deploy
 from adapters.evm.deploy import EvmDeployError
+from adapters.evm.deployment import deploy_tessera
 from adapters.evm.feeds import deploy_feeds
-from adapters.evm.gateway import deploy_gateway, deploy_recording_receiver
+from adapters.evm.gateway import deploy_recording_receiver
 from adapters.evm.market import deploy_market
-from adapters.evm.taskboard import deploy_task_board, deploy_task_board_v2
+from adapters.evm.taskboard import deploy_task_board
 from attest.committee import Committee
 from attest.files import write_atomic
 from relay.config import EvmChain, KeyRef
+from relay.deployment import DeployRequest
 from relay.envelope import Envelope, address_to_bytes32, keccak256
 from relay.feeds.config import FeedConfig
 from relay.interfaces import DevnetDeployment, DevnetNode, EnvelopeSigner
@@ -347,16 +349,21 @@ def _load_or_create_pusher(keys_dir: Path) -> LocalAccount:
     return Account.from_key(path.read_text().strip())
 
 
-async def deploy_devnet_feeds(w3: AsyncWeb3, account: LocalAccount, keys_dir: Path, verifier: str,
-                              feeds: Mapping[str, FeedConfig]) -> dict[str, str]:
-    """The market the evm_pool source reads, the feed store with an aggregator per feed, and the
-    feed pusher's account (funded). Returns the deployed addresses."""
+async def deploy_devnet_market(w3: AsyncWeb3, account: LocalAccount, keys_dir: Path) -> dict[str, str]:
+    """The market the evm_pool source reads and the feed pusher's account (funded). Returns the
+    deployed addresses."""
     write_atomic(keys_dir / "evm-market.key", ANVIL_DEV_KEYS[2] + "\n")  # `relay market` trades from dev account 2
     pusher = _load_or_create_pusher(keys_dir)
     # anvil's own cheat: the localnet is the only place accounts are funded out of thin air.
     await w3.provider.make_request("anvil_setBalance", [pusher.address, hex(PUSHER_FUNDING_WEI)])
     market = await deploy_market(w3, account, price="3456.5", base_liquidity="1000")
-    contracts = market.contracts()
+    return market.contracts()
+
+
+async def deploy_devnet_feeds(w3: AsyncWeb3, account: LocalAccount, keys_dir: Path, verifier: str,
+                              feeds: Mapping[str, FeedConfig]) -> dict[str, str]:
+    """The market, the pusher's account, and the feed store with an aggregator per feed."""
+    contracts = await deploy_devnet_market(w3, account, keys_dir)
     contracts.update(await deploy_feeds(w3, account, verifier, feeds))
     return contracts
 
@@ -370,21 +377,20 @@ async def deploy_devnet(name: str, chain: EvmChain, keys_dir: Path, committee: C
     w3 = AsyncWeb3(AsyncHTTPProvider(chain.rpc_urls[0]))
     account = Account.from_key(ANVIL_DEV_KEYS[0])
     try:
-        contracts = {
-            "Probe": await evm_deploy.deploy(w3, account, "Probe"),
-            "CommitteeVerifier": await evm_deploy.deploy(
-                w3, account, "CommitteeVerifier", chain.domain, committee.epoch, committee.n, committee.t,
-                committee.group_key,
-            ),
-        }
-        contracts["Gateway"] = await deploy_gateway(w3, account, contracts["CommitteeVerifier"], chain.domain)
+        contracts = {"Probe": await evm_deploy.deploy(w3, account, "Probe")}
+        # What `relay deploy` runs on any chain, by the same code: CommitteeVerifier, Gateway,
+        # TaskBoardV2 (verdicts from the committee; a 300 s settlement grace here), FeedStore with an
+        # aggregator per feed.
+        report = await deploy_tessera(name, chain, DeployRequest(
+            deployer=KeyRef(file=keys_dir / "evm-deployer.key", allow_raw=True), committee=committee, feeds=feeds,
+            owner=None, upgrade_authority=None, recorded={}, keys_dir=keys_dir, record=lambda fields: None,
+            task_settlement_grace_s=300))
+        contracts.update(report.fields["contracts"])
         # A receiver that records what it is handed: the demo's and the tests' destination.
         contracts["RecordingReceiver"] = await deploy_recording_receiver(w3, account, contracts["Gateway"])
-        # Both task-board roles; PROOF_ATTESTATIONs count only from the committee (domain 0, sender 0).
+        # The retired v1 board, for the localnet's v1 clients; PROOF_ATTESTATIONs only from the committee.
         contracts["TaskBoard"] = await deploy_task_board(w3, account, contracts["Gateway"], attestation_grace=300)
-        # Task protocol v2 beside v1 until the worker and the SDK speak it; verdicts from the committee.
-        contracts["TaskBoardV2"] = await deploy_task_board_v2(w3, account, contracts["Gateway"], settlement_grace=300)
-        contracts.update(await deploy_devnet_feeds(w3, account, keys_dir, contracts["CommitteeVerifier"], feeds))
+        contracts.update(await deploy_devnet_market(w3, account, keys_dir))
     finally:
         await w3.provider.disconnect()
     _log().info("evm contracts deployed", chain=name, **contracts)

@@ -18,7 +18,9 @@ midway finds the program at the same id next time.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from solana.rpc.async_api import AsyncClient
@@ -28,16 +30,26 @@ from solders.pubkey import Pubkey
 
 from adapters.checks import committee_problems
 from adapters.solana import deploy as solana_deploy
-from adapters.solana.devnet import load_or_create_keypair
 from adapters.solana.program import (BPF_LOADER_UPGRADEABLE_ID, CONFIG_LEN, OUTBOX_LEN, CommitteeConfig,
                                      SolanaProgramError, committee_address, outbox_address, programdata_address)
 from adapters.solana.rpc import keypair_from_ref
+from attest.files import write_atomic
 from relay.config import SolanaChain
 from relay.deployment import DeploymentError, DeployReport, DeployRequest, DeployStep
 from relay.networks import network_named
 
 RPC_TIMEOUT_S = 15.0
 _SIGNATURE_FEE = 5_000  # lamports per signature, for the balance check only
+
+
+def load_or_create_keypair(path: Path) -> Keypair:
+    """A keypair file in the Solana CLI's format (a JSON array of the 64 secret-key bytes), created
+    with mode 0600 when missing (the localnet's keys use it too)."""
+    if path.exists():
+        return Keypair.from_bytes(bytes(json.loads(path.read_text())))
+    keypair = Keypair()
+    write_atomic(path, json.dumps(list(bytes(keypair))))
+    return keypair
 
 
 def _pubkey(text: str, flag: str) -> Pubkey:

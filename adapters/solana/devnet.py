@@ -5,7 +5,6 @@ relay/localnet.py; the server itself is its own package (adapters/solana_localne
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,10 +18,11 @@ from solders.pubkey import Pubkey
 from solders.system_program import CreateAccountParams, create_account
 
 from adapters.solana import deploy as solana_deploy
+from adapters.solana.deployment import deploy_tessera, load_or_create_keypair
 from adapters.solana import program as solana_program
 from attest.committee import Committee
-from attest.files import write_atomic
 from relay.config import KeyRef, SolanaChain
+from relay.deployment import DeployRequest
 from relay.envelope import Envelope, keccak256
 from relay.feeds.config import FeedConfig
 from relay.interfaces import DevnetDeployment, DevnetNode, EnvelopeSigner
@@ -31,16 +31,6 @@ from relay.protocol import MessageKind
 
 SOLANA_PAYER_LAMPORTS = 1_000 * 10**9
 SMOKE_PAYLOAD = b"hello from the localnet"
-
-
-def load_or_create_keypair(path: Path) -> Keypair:
-    """A keypair file in the Solana CLI's format (a JSON array of the 64 secret-key bytes), created
-    with mode 0600 when missing."""
-    if path.exists():
-        return Keypair.from_bytes(bytes(json.loads(path.read_text())))
-    keypair = Keypair()
-    write_atomic(path, json.dumps(list(bytes(keypair))))
-    return keypair
 
 
 def solana_argv(host: str, rpc_port: int, ws_port: int, slot_ms: int, finality_slots: int) -> list[str]:
@@ -70,24 +60,23 @@ async def deploy_devnet(name: str, chain: SolanaChain, keys_dir: Path, committee
     created by the pusher's first update, so `feeds` needs nothing here."""
     payer = load_or_create_keypair(keys_dir / "solana-payer.json")
     user = load_or_create_keypair(keys_dir / "solana-user.json")  # the SDK's sender
-    program_keypair = load_or_create_keypair(keys_dir / "solana-program.json")
     async with AsyncClient(chain.rpc_urls[0], commitment=Confirmed) as client:
         for account in (payer, user):
             sig = (await client.request_airdrop(account.pubkey(), SOLANA_PAYER_LAMPORTS)).value
             await client.confirm_transaction(sig, commitment=Confirmed)
-        program_id = await solana_deploy.deploy_program(
-            client, payer, solana_deploy.load_program_bytes(), program_keypair)
-        committee_config = await solana_deploy.initialize_committee(
-            client, payer, program_id, domain=chain.domain, epoch=committee.epoch, n=committee.n, t=committee.t,
-            group_key=committee.group_key,
-        )
-        outbox = await solana_deploy.initialize_gateway(client, payer, program_id)
-    deployed = {"program_id": str(program_id), "payer": str(payer.pubkey()), "committee": str(committee_config),
-                "outbox": str(outbox)}
+    # What `relay deploy` runs on any cluster, by the same code: the program through the upgradeable
+    # loader (its keypair kept as keys/<chain>-program.json), InitCommittee, InitGateway.
+    report = await deploy_tessera(name, chain, DeployRequest(
+        deployer=KeyRef(file=keys_dir / "solana-payer.json", allow_raw=True), committee=committee, feeds=feeds,
+        owner=None, upgrade_authority=None, recorded={}, keys_dir=keys_dir, record=lambda fields: None))
+    program_id = report.fields["program_id"]
+    committee_config, outbox = report.fields["accounts"]["committee"], report.fields["accounts"]["outbox"]
+    deployed = {"program_id": program_id, "payer": str(payer.pubkey()), "committee": committee_config,
+                "outbox": outbox}
     get_logger("localnet.solana").info("solana program deployed", chain=name, **deployed)
     keys = Path(keys_dir.name)
     table = chain.model_copy(update={
-        "program_id": str(program_id), "accounts": {"committee": str(committee_config), "outbox": str(outbox)},
+        "program_id": program_id, "accounts": {"committee": committee_config, "outbox": outbox},
         "signer": KeyRef(file=keys / "solana-payer.json"), "sender": KeyRef(file=keys / "solana-user.json"),
     })
     return DevnetDeployment(chain=table, deployed=deployed)
