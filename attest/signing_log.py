@@ -107,6 +107,20 @@ CREATE TABLE IF NOT EXISTS verdicts (
     PRIMARY KEY (result_id, dst_domain, epoch)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS verdicts_by_id ON verdicts (message_id, epoch);
+-- Batch roots (docs/PROTOCOL.md "Batch attestations"): signed only over messages already in `signed`
+-- (seen final by this attester, each holding its own (source, nonce, epoch) slot), so a root never
+-- signs a second envelope for a slot. message_ids: the batch's ids in order, concatenated.
+CREATE TABLE IF NOT EXISTS roots (
+    root        BLOB NOT NULL,
+    epoch       INTEGER NOT NULL,
+    src_domain  INTEGER NOT NULL,
+    dst_domain  INTEGER NOT NULL,
+    leaf_count  INTEGER NOT NULL,
+    message_ids BLOB NOT NULL,
+    partial     BLOB NOT NULL,
+    signed_at   REAL NOT NULL,
+    PRIMARY KEY (root, epoch, src_domain, dst_domain)
+);
 """
 
 # Columns task_results gained with task protocol v2 (added to logs written before it).
@@ -371,6 +385,27 @@ class SigningLog:
                 (result_id, dst_domain, entry.epoch, entry.message_id, payload, entry.partial, entry.source_tx,
                  entry.signed_at))
         return entry
+
+    def record_root(self, root: bytes, epoch: int, src_domain: int, dst_domain: int, message_ids: list[bytes],
+                    partial: bytes) -> bytes:
+        """Record a signed batch root (the caller checked every message is in `signed`); returns the
+        partial already written for the same root, lane and epoch if there is one."""
+        with self._lock:
+            row = self._db.execute("SELECT partial FROM roots WHERE root = ? AND epoch = ? AND src_domain = ? "
+                                   "AND dst_domain = ?", (root, epoch, src_domain, dst_domain)).fetchone()
+            if row is not None:
+                return bytes(row[0])
+            self._db.execute(
+                "INSERT INTO roots (root, epoch, src_domain, dst_domain, leaf_count, message_ids, partial, signed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (root, epoch, src_domain, dst_domain, len(message_ids), b"".join(message_ids), partial, time.time()))
+        return partial
+
+    def signed_roots(self) -> list[tuple[bytes, int, int, int, list[bytes]]]:
+        """Every root this attester signed: (root, epoch, src_domain, dst_domain, message ids)."""
+        rows = self._db.execute("SELECT root, epoch, src_domain, dst_domain, message_ids FROM roots").fetchall()
+        return [(bytes(r[0]), r[1], r[2], r[3], [bytes(r[4])[i:i + 32] for i in range(0, len(r[4]), 32)])
+                for r in rows]
 
     def signed_verdict(self, result_id: bytes, epoch: int) -> bytes | None:
         """The verdict payload this attester signed for a result under `epoch`, if any."""

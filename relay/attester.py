@@ -23,8 +23,9 @@ from typing import Callable
 from aiohttp import web
 
 from attest.signing_log import EquivocationError, ResultRecord, SignedEntry, SigningLog
+from relay.batch import Batch, BatchError
 from relay.interfaces import ChainAdapter, Observation
-from relay.envelope import Envelope
+from relay.envelope import Envelope, EnvelopeError
 from relay.errors import ConfigError
 from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
@@ -79,6 +80,19 @@ def require_majority(t: int, n: int) -> None:
             f"the committee's threshold is {t} of {n}: task verdicts need a majority (t > n/2, here at least "
             f"{n // 2 + 1}), or a valid and a refused verdict on one result could both be signed; re-deal the "
             "committee with a higher threshold")
+
+
+MAX_ROOT_REOBSERVE = 8  # source transactions one root request may have an attester read again
+
+
+class RootRefused(Exception):
+    """This attester will not sign the batch root (yet): `status` is the HTTP answer (400 malformed,
+    404 messages not seen final here, 409 a message conflicts with one signed for its slot)."""
+
+    def __init__(self, status: int, message: str, missing: list[bytes] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.missing = missing or []
 
 
 class Attester:
@@ -330,6 +344,58 @@ class Attester:
             reason=check.reason, requester_verdict=verdicts.requester.message_id.hex(),
             serving_verdict=verdicts.serving.message_id.hex())
 
+    # -- batch roots (docs/PROTOCOL.md "Batch attestations", POST /v1/roots) -----------------------
+    def _unsigned_in(self, batch: Batch) -> list[bytes]:
+        """Ids of the batch's messages this attester has not signed (not seen final); raises
+        RootRefused(409) for one whose (source, nonce) slot was signed for another message."""
+        missing = []
+        for envelope in batch.envelopes:
+            entry = self.signing_log.by_nonce(envelope.src_domain, envelope.nonce, self.epoch)
+            if entry is None:
+                missing.append(envelope.message_id)
+            elif entry.message_id != envelope.message_id:
+                raise RootRefused(409, f"source {envelope.src_domain} nonce {envelope.nonce} was signed for message "
+                                       f"0x{entry.message_id.hex()}, not 0x{envelope.message_id.hex()}: this batch "
+                                       "holds an envelope that was never emitted")
+        return missing
+
+    async def sign_root(self, src_domain: int, dst_domain: int, envelopes: list[Envelope],
+                        source_txs: list[str] | None = None) -> tuple[Batch, bytes]:
+        """The partial signature of the batch's root digest, only when this attester has itself seen
+        every message of it final on the source (the rule for single messages: each is then in the
+        signing log, holding its own (source, nonce, epoch) slot). Messages not seen yet are looked
+        up once by their source transactions (read through this attester's own endpoints, at most
+        MAX_ROOT_REOBSERVE, within the observe rate limit). Raises RootRefused saying why not."""
+        try:
+            batch = Batch.of(envelopes)
+        except BatchError as exc:
+            raise RootRefused(400, f"not a batch: {exc}") from None
+        if (batch.src_domain, batch.dst_domain) != (src_domain, dst_domain):
+            raise RootRefused(400, f"the envelopes are of lane {batch.src_domain}->{batch.dst_domain}, the request "
+                                   f"names {src_domain}->{dst_domain}")
+        if src_domain not in self.adapters or dst_domain not in self.adapters:
+            raise RootRefused(400, f"this attester does not watch lane {src_domain}->{dst_domain}: both chains must be "
+                                   "in its config")
+        missing = self._unsigned_in(batch)
+        if missing and source_txs:
+            by_id = dict(zip(batch.message_ids, source_txs))
+            txs = list(dict.fromkeys(by_id[m] for m in missing if by_id.get(m)))[:MAX_ROOT_REOBSERVE]
+            for tx in txs:
+                if not self._observe_limiter.allow():
+                    break
+                try:
+                    await self.observe_tx(src_domain, tx)
+                except Exception as exc:  # noqa: BLE001 - the refusal below says what is missing
+                    self.log.warning("re-observation for a root failed", src=src_domain, tx=tx, error=str(exc))
+            missing = self._unsigned_in(batch)
+        if missing:
+            raise RootRefused(404, f"not signed: this attester has not observed {len(missing)} of the batch's "
+                                   f"{len(batch.envelopes)} messages final on its source chain", missing)
+        partial = self.signing_log.record_root(batch.root, self.epoch, src_domain, dst_domain, batch.message_ids,
+                                               self._sign(batch.digest(self.epoch)))
+        self.log.info("signed root", root=batch.root.hex(), src=src_domain, dst=dst_domain, count=len(envelopes))
+        return batch, partial
+
     async def observe_tx(self, src_domain: int, source_tx: str) -> list[SignedEntry]:
         adapter = self.adapters.get(src_domain)
         if adapter is None:
@@ -427,6 +493,34 @@ class Attester:
                 return web.json_response({"error": f"could not read the transaction: {exc}"}, status=503)
             return web.json_response({"signed": [partial_json(e) for e in entries]})
 
-        app = web.Application(client_max_size=16 * 1024)
+        @routes.post("/v1/roots")
+        async def roots(request: web.Request) -> web.Response:
+            usage = ('body must be {"src_domain": int, "dst_domain": int, "envelopes": [hex, ...], '
+                     '"source_txs": [str, ...] (optional, one per envelope)}')
+            try:
+                body = await request.json()
+                src_domain, dst_domain = int(body["src_domain"]), int(body["dst_domain"])
+                raw = body["envelopes"]
+                txs = body.get("source_txs") or []
+                if not isinstance(raw, list) or not isinstance(txs, list) or (txs and len(txs) != len(raw)):
+                    raise TypeError("envelopes and source_txs must be lists of one length")
+                envelopes = [Envelope.decode(bytes.fromhex(str(e).removeprefix("0x"))) for e in raw]
+                source_txs = [str(t) for t in txs]
+            except EnvelopeError as exc:
+                return web.json_response({"error": f"an envelope does not decode: {exc}"}, status=400)
+            except (ValueError, TypeError, LookupError, RecursionError, OverflowError, AttributeError):
+                return web.json_response({"error": usage}, status=400)
+            try:
+                batch, signature = await self.sign_root(src_domain, dst_domain, envelopes, source_txs)
+            except RootRefused as exc:
+                answer: dict = {"error": str(exc)}
+                if exc.missing:
+                    answer["missing"] = ["0x" + m.hex() for m in exc.missing]
+                return web.json_response(answer, status=exc.status)
+            return web.json_response({"member": self.index, "epoch": self.epoch, "root": "0x" + batch.root.hex(),
+                                      "leaf_count": len(batch.envelopes), "signature": "0x" + signature.hex()})
+
+        # Root requests carry up to 64 envelopes (hex): the largest is ~77 KiB.
+        app = web.Application(client_max_size=128 * 1024)
         app.add_routes(routes)
         return app

@@ -8,11 +8,13 @@ not seen the message yet is asked to look at the source transaction itself (it r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
 import attest
 from attest.committee import Committee
+from relay.batch import Batch
 from relay.envelope import Envelope
 from relay.log import get_logger
 from relay.pipeline import Collected
@@ -83,10 +85,45 @@ class CommitteeCollector:
             raise _Unavailable(f"malformed response ({exc})") from None
         return attest.PartialSignature(index=index, signature=signature)
 
+    async def _fetch_root(self, index: int, batch: Batch, source_txs: list[str]) -> attest.PartialSignature:
+        """POST /v1/roots: the member's partial over the batch's root digest (docs/PROTOCOL.md)."""
+        endpoint = self.committee.member(index).endpoint.rstrip("/")
+        session = await self._http()
+        request = {"src_domain": batch.src_domain, "dst_domain": batch.dst_domain,
+                   "envelopes": ["0x" + e.encode().hex() for e in batch.envelopes], "source_txs": source_txs}
+        try:
+            async with session.post(f"{endpoint}/v1/roots", json=request) as resp:
+                body = await resp.json(content_type=None)
+                status = resp.status
+            if status == 409:
+                raise _Refused(str(body.get("error", "refused")) if isinstance(body, dict) else "refused")
+            if status != 200:
+                raise _Unavailable(body.get("error", f"HTTP {status}") if isinstance(body, dict) else f"HTTP {status}")
+            if int(body["epoch"]) != self.committee.epoch:
+                raise _Unavailable(f"signs for epoch {body['epoch']}, committee is epoch {self.committee.epoch}")
+            if bytes.fromhex(str(body["root"]).removeprefix("0x")) != batch.root:
+                raise _Unavailable("answered for another root")
+            signature = bytes.fromhex(str(body["signature"]).removeprefix("0x"))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _Unavailable(f"unreachable ({type(exc).__name__})") from None
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise _Unavailable(f"malformed response ({exc})") from None
+        return attest.PartialSignature(index=index, signature=signature)
+
+    async def collect_root(self, batch: Batch, source_txs: list[str]) -> Collected:
+        """The committee's signature over `batch.digest(epoch)`: every member asked for its partial
+        over the root (it signs only if it saw every message final itself), combined as for one
+        message. No signature (and the reasons) when fewer than t members sign."""
+        digest = batch.digest(self.committee.epoch)
+        return await self._combine(digest, lambda index: self._fetch_root(index, batch, source_txs))
+
     async def collect(self, envelope: Envelope, source_tx: str) -> Collected:
+        digest = envelope.digest(self.committee.epoch)
+        return await self._combine(digest, lambda index: self._fetch(index, envelope, source_tx))
+
+    async def _combine(self, digest: bytes, fetch: Callable[[int], Awaitable[attest.PartialSignature]]) -> Collected:
         committee = self.committee
-        digest = envelope.digest(committee.epoch)
-        tasks = {asyncio.create_task(self._fetch(m.index, envelope, source_tx)): m.index for m in committee.members}
+        tasks = {asyncio.create_task(fetch(m.index)): m.index for m in committee.members}
         partials: list[attest.PartialSignature] = []
         problems: dict[int, str] = {}
         refused: dict[int, str] = {}

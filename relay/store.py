@@ -191,9 +191,14 @@ def _record(row: dict) -> MessageRecord:
     return MessageRecord(**values)
 
 
-def default_replica_name() -> str:
-    """host:pid — unique among live processes; give replicas stable names (`[relayer] replica`) so a
-    restarted one takes its own leases back at once instead of waiting for them to expire."""
+def default_replica_name(dialect: str = "postgresql") -> str:
+    """PostgreSQL: host:pid — unique among live processes; give replicas stable names (`[relayer]
+    replica`) so a restarted one takes its own leases back at once instead of waiting for them to
+    expire. SQLite: the host's name — an SQLite store is one relayer's (replicas share PostgreSQL), so
+    a relayer restarted after a crash takes its own leases back at once instead of leaving the
+    messages it was delivering idle for `lease_s`."""
+    if dialect == "sqlite":
+        return f"{socket.gethostname()}:sqlite"
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -261,7 +266,7 @@ class Store:
     def __init__(self, db: Database, *, replica: str | None = None, lease_s: float = DEFAULT_LEASE_S,
                  lease_batch: int | None = None, location: str = "") -> None:
         self._db = db
-        self.replica = replica or default_replica_name()
+        self.replica = replica or default_replica_name(db.dialect)
         self.lease_s = lease_s
         self.lease_batch = lease_batch
         self.location = location

@@ -147,7 +147,7 @@ async def assert_refused_cleanly(client: TestClient, request: Request, health: s
 # --- the attester -------------------------------------------------------------------------------
 
 ATTESTER_ROUTES = [("GET", "/health"), ("GET", "/v1/partials/{}"), ("GET", "/v1/task-results/{}"),
-                   ("POST", "/v1/observe"), ("GET", "/{}")]
+                   ("POST", "/v1/observe"), ("POST", "/v1/roots"), ("GET", "/{}")]
 _observe_body = st.fixed_dictionaries({"src_domain": st.sampled_from([SRC, DST, 0, -1, 2**64]) | json_values,
                                        "source_tx": st.sampled_from(["0xsrc", "", "zz"]) | json_values})
 
