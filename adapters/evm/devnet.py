@@ -38,6 +38,7 @@ from adapters.evm import deploy as evm_deploy
 from adapters.evm.deploy import EvmDeployError
 from adapters.evm.deployment import deploy_tessera
 from adapters.evm.feeds import deploy_feeds
+from adapters.evm.fees import configure_gateway_fees
 from adapters.evm.gateway import deploy_recording_receiver
 from adapters.evm.market import deploy_market
 from adapters.evm.taskboard import deploy_task_board
@@ -390,6 +391,13 @@ async def deploy_devnet(name: str, chain: EvmChain, keys_dir: Path, committee: C
         contracts["RecordingReceiver"] = await deploy_recording_receiver(w3, account, contracts["Gateway"])
         # The retired v1 board, for the localnet's v1 clients; PROOF_ATTESTATIONs only from the committee.
         contracts["TaskBoard"] = await deploy_task_board(w3, account, contracts["Gateway"], attestation_grace=300)
+        # Fees (docs/PROTOCOL.md "Fees"): the relayer's account is the beneficiary, prices come from the
+        # FeedStore (ETH/USD), the v1 board pays the flat fee like TaskBoardV2. No destination costs are
+        # posted: with none, sends cost the flat fee (0 here) and need no fresh price.
+        await configure_gateway_fees(w3, account, contracts["Gateway"],
+                                     beneficiary=Account.from_key(ANVIL_DEV_KEYS[DEV_KEY_FILES["evm-relayer.key"]]).address,
+                                     price_feeds=contracts.get("FeedStore"), native_price_feed="ETH/USD",
+                                     flat_fee_senders=(contracts["TaskBoard"],))
         contracts.update(await deploy_devnet_market(w3, account, keys_dir))
     finally:
         await w3.provider.disconnect()
