@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 # adapters/ or a chain library, no import cycles. A broken contract fails the run before any test.
 .venv/bin/lint-imports --no-cache || { echo "error: the import-layer contracts do not hold (see above)"; exit 1; }
 # The slowest tests are listed at the end of every run, so the 15-minute budget stays visible.
-.venv/bin/python -m pytest --durations=40 "$@"
+# Two workers (pytest-xdist; TESSERA_TEST_WORKERS=0 runs in this process): the end-to-end tests mostly
+# wait on chains, and tests that use the localnet's default ports share one worker (tests/conftest.py).
+.venv/bin/python -m pytest -n "${TESSERA_TEST_WORKERS:-2}" --dist loadgroup --durations=40 "$@"
 rc=$?
 if [ $rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi
 [ $rc -eq 0 ] || exit $rc

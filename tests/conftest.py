@@ -21,6 +21,15 @@ settings.register_profile("ci", derandomize=True, database=None, deadline=None, 
 settings.register_profile("dev", deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The suite runs on parallel workers (pytest-xdist, scripts/run-tests.sh): each worker hands out the
+# ports of the processes it starts from its own slice of relay/ports.py's range, so two workers never
+# pick the same free port in the moment before its process binds it.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw") and "TESSERA_PORT_RANGE" not in os.environ:
+    _index, _count = int(_WORKER[2:]), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    _slice = (32000 - 10000) // max(_count, 1)
+    os.environ["TESSERA_PORT_RANGE"] = f"{10000 + _index * _slice}-{10000 + (_index + 1) * _slice}"
+
 
 @pytest.fixture(scope="session", autouse=True)
 def evm_contracts() -> None:
@@ -37,3 +46,15 @@ def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer.start()
     yield server
     server.stop()
+
+
+# Modules whose tests start `relay localnet up` / `relay up` / `relay demo` with some of the
+# localnet's default ports (7101.., 7300, 7400, 7410): on parallel workers they run on one worker, one
+# after another (`--dist loadgroup`), as they would serially.
+_DEFAULT_PORT_MODULES = {"test_localnet_cli.py", "test_config_check.py", "test_stack.py", "test_localnet_restart.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in _DEFAULT_PORT_MODULES:
+            item.add_marker(pytest.mark.xdist_group("localnet-default-ports"))

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import socket
 
-from relay.ports import _ceiling, free_port, free_port_block
+import pytest
+
+from relay.ports import _ceiling, free_port, free_port_block, port_range
 
 
 def test_ports_come_from_below_the_ephemeral_range_and_are_never_repeated() -> None:
     ports = [free_port() for _ in range(300)]
     assert len(set(ports)) == len(ports)
-    assert all(1024 < p < _ceiling() for p in ports)
+    low, high = port_range()
+    assert all(low <= p < high <= _ceiling() for p in ports)
     base = free_port_block(4)
     assert not set(range(base, base + 4)) & set(ports)
 
@@ -27,3 +30,11 @@ def test_a_port_someone_listens_on_is_skipped() -> None:
 def test_the_ceiling_is_the_kernels_ephemeral_floor() -> None:
     with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
         assert _ceiling() == max(int(f.read().split()[0]), 12000)
+
+
+def test_a_narrowed_range_is_kept_and_a_malformed_one_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESSERA_PORT_RANGE", "23000-23100")
+    assert all(23000 <= free_port() < 23100 for _ in range(20))
+    monkeypatch.setenv("TESSERA_PORT_RANGE", "23000")
+    with pytest.raises(ValueError, match="TESSERA_PORT_RANGE='23000': expected LOW-HIGH"):
+        free_port()
