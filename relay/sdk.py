@@ -527,18 +527,6 @@ class TesseraClient:
         except TesseraError as exc:
             raise SdkError(str(exc)) from None
 
-    async def quote(self, src: str, dst: str, payload: bytes | int) -> int:
-        """What sending `payload` (or that many bytes) from `src` to `dst` costs now, in `src`'s smallest
-        unit (wei, lamports): the source gateway's quote (docs/PROTOCOL.md "Fees"), which `send` pays;
-        the gateway refunds anything above it. SdkError saying what to do when the gateway refuses to
-        quote (a stale or missing price feed)."""
-        source, destination = self._chain(src), self._chain(dst)
-        length = payload if isinstance(payload, int) else len(payload)
-        try:
-            return await source.quote(destination.domain, length)
-        except TesseraError as exc:
-            raise SdkError(str(exc)) from None
-
     async def send(self, src: str, dst: str, receiver: bytes, payload: bytes,
                    kind: MessageKind = MessageKind.DATA, *, signer: Signer | None = None) -> SentMessage:
         """Send from chain `src` to `receiver` (32 bytes: left-padded EVM address or Solana key) on
