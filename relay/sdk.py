@@ -779,8 +779,17 @@ class SyncTesseraClient:
              signer: Signer | None = None) -> SentMessage:
         return self._runner.run(self._client.send(src, dst, receiver, payload, kind, signer=signer))
 
-    def wait_delivered(self, message: SentMessage | Envelope, timeout: float = 120.0) -> Delivery:
-        return self._runner.run(self._client.wait_delivered(message, timeout))
+    def wait_delivered(self, message: SentMessage | Envelope, timeout: float = 120.0, poll: float = 0.25) -> Delivery:
+        return self._runner.run(self._client.wait_delivered(message, timeout, poll))
+
+    def quote(self, src: str, dst: str, payload: bytes | int) -> int:
+        return self._runner.run(self._client.quote(src, dst, payload))
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other call of the async client (one added later too), blocking: never a silent gap.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _Blocking(self._client, self._runner).__getattr__(name)
 
     def is_delivered(self, message: SentMessage | Envelope) -> bool:
         return self._runner.run(self._client.is_delivered(message))

@@ -128,6 +128,9 @@ class _Adapter:
     async def delivery_tx(self, message_id):
         return "0xdelivery"
 
+    async def is_delivered(self, message_id):
+        return self.statuses.get(message_id) is MessageStatus.DELIVERED
+
     async def reobserve(self, source_tx):
         if self.refuse:
             raise ValueError(self.refuse)
@@ -296,3 +299,21 @@ def test_feeds_accept_the_outgoing_committee_only_during_the_grace(tmp_path) -> 
         client = TesseraClient.connect(_chains(), committee=tmp_path / "new.toml", previous_committee=tmp_path / "old.toml",
                                        previous_valid_until=until, feeds_url="https://feeds.example.org")
         assert set(client.feeds.committees) == epochs
+
+
+def test_the_blocking_client_has_every_public_call_of_the_async_one() -> None:
+    public = {n for n, v in vars(TesseraClient).items() if not n.startswith("_") and callable(v)
+              and n not in {"connect", "from_config", "start", "close"}}
+    missing = {n for n in public if not callable(getattr(SyncTesseraClient, n, None))}
+    # Those not written out are reached through __getattr__, run to completion on the client's loop.
+    client = TesseraClient.connect(_chains())
+    client._adapters["base"] = _Adapter(84532)
+    client._adapters["sol"] = _Adapter(1399811151)
+    with SyncTesseraClient(client=client) as sync:
+        for name in missing:
+            assert callable(getattr(sync, name)), name
+        assert sync.is_delivered(_envelope()) is False  # through the fake destination's status
+        with pytest.raises(SdkError, match="relayer_url="):
+            sync.relayer_api()  # a plain method of the async client, reached through __getattr__
+        with pytest.raises(AttributeError):
+            sync._private_thing
