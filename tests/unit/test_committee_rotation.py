@@ -122,3 +122,72 @@ async def test_the_command_refuses_a_committee_that_is_not_the_next_epoch_and_un
     with pytest.raises(ConfigError, match="--chain solana: not under \\[chains\\]; configured: evm"):
         await rotate(path, tmp_path / "committee-2.toml", None, 60, ["solana"])
     assert "next" not in path.read_text() and "previous" not in path.read_text()  # nothing written
+
+
+class _Verifier:
+    """A chain's verifier: holds a committee, applies a rotation (checked like the chains do)."""
+
+    def __init__(self, committee, receiver: bytes, now: int) -> None:
+        from relay.rotation import ChainCommittee
+
+        self.state_now = ChainCommittee(committee.epoch, committee.n, committee.t, committee.group_key, None, 0, now)
+        self.receiver = receiver
+        self.rotations: list = []
+        self.closed = False
+
+    async def state(self):
+        return self.state_now
+
+    async def rotate(self, envelope, epoch, signature):
+        from relay.payloads import CommitteeRotation
+
+        rotation = CommitteeRotation.decode(envelope.payload)
+        assert envelope.dst_receiver == self.receiver and epoch == self.state_now.epoch
+        self.rotations.append(envelope)
+        self.state_now = replace(self.state_now, epoch=rotation.new_epoch, n=rotation.n, t=rotation.t,
+                                 group_key=rotation.group_key, previous_epoch=epoch,
+                                 previous_valid_until=self.state_now.chain_time + rotation.grace_seconds)
+        return f"tx-{len(self.rotations)}"
+
+    async def close(self):
+        self.closed = True
+
+
+async def test_a_rotation_stopped_half_way_is_finished_by_running_it_again(tmp_path: Path, committees, monkeypatch,
+                                                                           capsys) -> None:
+    import relay.cli.committee as command
+    from relay.rotation import SignedRotation
+
+    old, new = committees
+    old.committee.save(tmp_path / "committee.toml")
+    new.committee.save(tmp_path / "committee-2.toml")
+    path = tmp_path / "config.toml"
+    path.write_text('[chains.evm]\nkind = "evm"\ndomain = 1\nchain_id = 1\nrpc_urls = ["http://127.0.0.1:9"]\n\n'
+                    '[chains.sol]\nkind = "solana"\ndomain = 5\nrpc_urls = ["http://127.0.0.1:9"]\n\n'
+                    '[committee]\nfile = "committee.toml"\n')
+    verifiers = {"evm": _Verifier(old.committee, b"\x01" * 32, 1_000), "sol": _Verifier(old.committee, b"\x02" * 32, 900)}
+
+    class _Driver:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def rotation(self):
+            return verifiers[self.name]
+
+    async def sign(committee, envelope, timeout: float = 10.0):  # the attesters, as collect_rotation combines them
+        digest = envelope.digest(committee.epoch)
+        partials = [attest.partial_sign(s, digest) for s in old.shares[:committee.t]]
+        return SignedRotation(envelope, committee.epoch, attest.combine(committee, digest, partials).signature, (1, 2))
+
+    monkeypatch.setattr(command, "driver_for", lambda name, chain: _Driver(name))
+    monkeypatch.setattr(command, "collect_rotation", sign)
+    assert await command.rotate(path, tmp_path / "committee-2.toml", None, 60, ["evm"]) == 0
+    assert "not rotated yet: sol" in capsys.readouterr().out
+    assert "previous" not in path.read_text()  # the config names the old committee until every chain is rotated
+    assert await command.rotate(path, tmp_path / "committee-2.toml", "keys/e2-{index}.json", 60) == 0
+    out = capsys.readouterr().out
+    assert "evm: already at epoch 2; epoch 1 accepted until 1060" in out and "sol: epoch 1 -> 2 (tx tx-1" in out
+    assert [len(v.rotations) for v in verifiers.values()] == [1, 1] and all(v.closed for v in verifiers.values())
+    data = tomllib.loads(path.read_text())["committee"]
+    assert data == {"file": "committee-2.toml", "previous": "committee.toml", "previous_valid_until": 960,
+                    "share": "keys/e2-{index}.json"}  # the earliest end of the chains' grace
