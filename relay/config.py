@@ -242,6 +242,8 @@ class CommitteeRef(_Model):
     # The committee of the next epoch this member approves (its public file): an attester signs a
     # COMMITTEE_ROTATION only to exactly that committee (`relay committee rotate`, docs/DEPLOY.md).
     next: Path | None = None
+    # The grace the operator approves for that rotation (seconds); without it any grace up to 30 days.
+    next_grace_s: Annotated[int, Field(ge=0, le=30 * 24 * 3600)] | None = None
 
     def share_path(self, index: int) -> Path:
         if self.share is None:

@@ -9,8 +9,9 @@ An attester signs a rotation only to the committee its operator approved in its 
 (`[committee] next`, the next committee's public file): the epoch must be its own plus one and the
 size, threshold and group key exactly the approved committee's, the grace at most MAX_GRACE_S. So a
 relayer, or whoever reaches the attesters' HTTP port, cannot make the committee hand the chains to
-another key. This module holds the envelope, the attester's check and route, and the operator's
-side: collecting t partials and combining them.
+another key; with `[committee] next_grace_s` only that grace, so nobody can stretch the outgoing
+key's life (the key a rotation may be replacing because it leaked). This module holds the envelope,
+the attester's check and route, and the operator's side: collecting t partials and combining them.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ def rotation_envelope(dst_domain: int, verifier: bytes, new: Committee, grace_se
                     dst_domain=dst_domain, dst_receiver=verifier, payload=payload)
 
 
-def check_rotation(envelope: Envelope, epoch: int, approved: Committee | None, domains: Collection[int]) -> CommitteeRotation:
-    """What an attester of epoch `epoch` checks before signing `envelope`; raises RotationError."""
+def check_rotation(envelope: Envelope, epoch: int, approved: Committee | None, domains: Collection[int],
+                   grace_s: int | None = None) -> CommitteeRotation:
+    """What an attester of epoch `epoch` checks before signing `envelope`; raises RotationError.
+    `grace_s` (`[committee] next_grace_s`): the only grace the operator approves."""
     if approved is None:
         raise RotationError("this attester approves no next committee: its operator sets [committee] next to the "
                             "next committee's public file and restarts it")
@@ -76,11 +79,15 @@ def check_rotation(envelope: Envelope, epoch: int, approved: Committee | None, d
                             f"({approved.t}-of-{approved.n}, key 0x{approved.group_key[:8].hex()}..)")
     if rotation.grace_seconds > MAX_GRACE_S:
         raise RotationError(f"grace of {rotation.grace_seconds}s is longer than {MAX_GRACE_S}s")
+    if grace_s is not None and rotation.grace_seconds != grace_s:
+        # A longer grace keeps the outgoing key (maybe the leaked one the rotation replaces) valid longer.
+        raise RotationError(f"grace of {rotation.grace_seconds}s: this attester approves {grace_s}s "
+                            "([committee] next_grace_s); rotate with --grace " + str(grace_s))
     return rotation
 
 
 def rotation_routes(index: int, epoch: int, sign: Callable[[bytes], bytes], approved: Committee | None,
-                    domains: Collection[int]) -> list[web.RouteDef]:
+                    domains: Collection[int], grace_s: int | None = None) -> list[web.RouteDef]:
     """The attester's `POST /v1/rotations` ({"envelope": hex}): its partial signature over the
     rotation's digest under its epoch, or 403 with the reason it refuses."""
 
@@ -94,7 +101,7 @@ def rotation_routes(index: int, epoch: int, sign: Callable[[bytes], bytes], appr
             return web.json_response({"error": 'body must be {"envelope": "0x<COMMITTEE_ROTATION envelope>"}'},
                                      status=400)
         try:
-            rotation = check_rotation(envelope, epoch, approved, domains)
+            rotation = check_rotation(envelope, epoch, approved, domains, grace_s)
         except RotationError as exc:
             log.warning("rotation refused", member=index, error=str(exc))
             return web.json_response({"error": f"refused: {exc}"}, status=403)

@@ -123,6 +123,7 @@ def _update_config(path: Path, new_file: Path, new_share: str | None, valid_unti
     table["file"] = relative(new_file)
     table["previous_valid_until"] = valid_until
     table.pop("next", None)
+    table.pop("next_grace_s", None)
     if new_share is not None:
         table["share"] = new_share
     data["committee"] = table

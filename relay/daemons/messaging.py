@@ -136,7 +136,8 @@ async def run_attester(config: TesseraConfig, index: int, stop: asyncio.Event | 
     app = attester.build_app()
     # POST /v1/rotations: signs a COMMITTEE_ROTATION only to the committee [committee] next approves.
     app.add_routes(rotation_routes(index, committee.epoch, lambda digest: attest.partial_sign(share, digest).signature,
-                                   Committee.load(config.committee.next) if config.committee.next else None, adapters))
+                                   Committee.load(config.committee.next) if config.committee.next else None, adapters,
+                                   config.committee.next_grace_s))
     feed_services: list[Service] = []
     if config.feeds:  # feed rounds share the attester's port and process (relay/feeds/node.py)
         register_feed_sources(config)  # source kinds that read a chain (evm_pool) come from adapters/

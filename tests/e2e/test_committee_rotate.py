@@ -90,6 +90,7 @@ async def test_rotate_then_old_lands_in_grace_new_lands_old_refused_after(tmp_pa
         # The members' operators approve epoch 2 ([committee] next) and restart their attesters.
         data = read_toml(stack.config_path)
         data["committee"]["next"] = "committee-2.toml"
+        data["committee"]["next_grace_s"] = GRACE_S
         write_atomic(stack.config_path, tomli_w.dumps(data), 0o644)
         for index in old.indices:
             stack.attesters[index].stop()
@@ -99,6 +100,10 @@ async def test_rotate_then_old_lands_in_grace_new_lands_old_refused_after(tmp_pa
         rogue, _ = attest.deal(old.n, old.t, epoch=old.epoch + 1)
         with pytest.raises(RotationError, match=r"only 0 of the 3.*another committee \(3-of-4, key .*\) than the one this attester approves"):
             await collect_rotation(old, rotation_envelope(evm.domain, verifiers[evm_name].receiver, rogue, GRACE_S))
+
+        # Attack: the approved committee with a longer grace (keeping the old key valid longer) is refused.
+        with pytest.raises(RotationError, match=f"only 0 of the 3.*this attester approves {GRACE_S}s"):
+            await collect_rotation(old, rotation_envelope(evm.domain, verifiers[evm_name].receiver, new, 30 * 24 * 3600))
 
         done = await asyncio.to_thread(subprocess.run, [
             sys.executable, "-m", "relay.cli", "committee", "rotate", "--config", str(stack.config_path),
@@ -111,7 +116,7 @@ async def test_rotate_then_old_lands_in_grace_new_lands_old_refused_after(tmp_pa
         rotated = load_config(stack.config_path).committee
         assert Committee.load(rotated.file).epoch == 2 and Committee.load(rotated.previous).epoch == 1
         assert rotated.previous_valid_until == min(s.previous_valid_until for s in states.values())
-        assert rotated.next is None and rotated.share_path(1).name == "share-e2-1.json"
+        assert rotated.next is None and rotated.next_grace_s is None and rotated.share_path(1).name == "share-e2-1.json"
 
         # During the grace: the old committee's signature lands on both chains, the new one's too.
         stack.relayers["main"].stop()  # its account sends the test's deliveries now

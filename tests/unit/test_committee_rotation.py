@@ -60,6 +60,13 @@ def test_an_attester_refuses_what_its_operator_did_not_approve(committees, bend,
         check_rotation(envelope, 1, approved, DOMAINS)
 
 
+def test_a_grace_other_than_the_approved_one_is_refused(committees) -> None:
+    _, new = committees
+    assert check_rotation(rotation_envelope(31337, VERIFIER, new.committee, 3600), 1, new.committee, DOMAINS, 3600)
+    with pytest.raises(RotationError, match=r"grace of 2592000s: this attester approves 3600s .*--grace 3600"):
+        check_rotation(rotation_envelope(31337, VERIFIER, new.committee, MAX_GRACE_S), 1, new.committee, DOMAINS, 3600)
+
+
 def test_a_grace_longer_than_a_month_is_refused(committees) -> None:
     _, new = committees
     with pytest.raises(RotationError, match="at most 30 days"):
@@ -96,7 +103,7 @@ async def test_over_http_the_approved_rotation_is_signed_and_others_refused_with
 def test_the_config_gets_the_new_committee_and_keeps_the_old_as_previous(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text('[chains.evm]\nkind = "evm"\ndomain = 1\nchain_id = 1\nrpc_urls = ["http://127.0.0.1:9"]\n\n'
-                    '[committee]\nfile = "committee.toml"\nshare = "keys/share-{index}.json"\nnext = "committee-2.toml"\n'
+                    '[committee]\nfile = "committee.toml"\nshare = "keys/share-{index}.json"\nnext = "committee-2.toml"\nnext_grace_s = 60\n'
                     '\n[relayer]\nlisten = "127.0.0.1:7311"\n')
     _update_config(path, tmp_path / "committee-2.toml", "keys/share-e2-{index}.json", 1_700_000_000)
     data = tomllib.loads(path.read_text())
