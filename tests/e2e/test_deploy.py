@@ -197,6 +197,20 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
         assert "nothing to deploy: everything is in place" in run.stdout, run.stdout
     assert tomllib.loads((tmp / "deployment.toml").read_text())["chains"] == deployment["chains"]
 
+    # A config whose committee is not the one the chains hold: refused on both, nothing sent (an
+    # attacker's or a stale committee file must not silently get a verifier of its own).
+    other, _ = deal(4, 3, 1)
+    other.save(tmp / "other-committee.toml")
+    swapped = tmp / "swapped.toml"
+    swapped.write_text(config.read_text().replace('file = "committee.toml"', 'file = "other-committee.toml"'))
+    refusals = await asyncio.gather(
+        asyncio.to_thread(relay, "deploy", "--config", str(swapped), "--chain", "evm", *evm_key),
+        asyncio.to_thread(relay, "deploy", "--config", str(swapped), "--chain", "sol", *sol_key))
+    for run, where in zip(refusals, ("contracts.CommitteeVerifier", "committee account")):
+        assert run.returncode == 1, run.stdout
+        assert where in run.stderr and "not the config's committee" in run.stderr, run.stderr
+        assert "rotate the chain's committee" in run.stderr
+
     # A run killed midway: EVM after its Gateway was recorded; Solana after the program was deployed
     # but before its id was recorded (only the program keypair file was written). The next run deploys
     # the rest and finds the program at the keypair's id.
