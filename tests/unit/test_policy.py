@@ -4,7 +4,11 @@ reason refused_unpaid and the metric counts it. The e2e counterpart is tests/e2e
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+from solders.keypair import Keypair
 
 from relay.config import EvmChain, RelayerPolicy, SolanaChain
 from relay.errors import ConfigError, TesseraError
@@ -12,6 +16,7 @@ from relay.pipeline import Relayer
 from relay.policy import PaymentPolicy, policy_problems
 from relay.store import RetryReason, Stage, Store
 from tests.support.fakes import DST, SRC, FakeChain, FakeCommittee, envelope
+from tests.unit.test_config_check import check, good
 from tests.unit.test_pipeline import FAST
 
 SENDER = b"\x01" * 32  # tests.support.fakes.envelope's sender
@@ -142,3 +147,27 @@ async def test_pipeline_dead_letters_unpaid_messages_and_counts_them(store: Stor
     for _ in range(3):
         await relayer.process_due()
     assert (await store.get(unpaid.message_id)).stage is Stage.CONFIRMED
+
+
+def test_relay_config_check_lists_policy_problems(tmp_path: Path, dealt, capsys) -> None:
+    """`relay config check` (exit 1) names each bad [relayer.policy] field; a good policy passes."""
+    where = _config_folder(tmp_path, dealt)
+    data = good()
+    data["relayer"] = {"policy": {"mode": "minimum", "minimum": {"evm": 10, "mars": 1},
+                                  "deny": {"sol": ["0x" + "ab" * 20]}}}
+    code, problems = check(where, data)
+    assert code == 1
+    assert "relayer.policy.minimum.mars: no chain 'mars' under [chains] (known: evm, sol)" in problems
+    assert any(p.startswith("relayer.policy.deny.sol: '0x") and "not a base58 Solana public key" in p for p in problems)
+    out = capsys.readouterr()
+    assert "relayer.policy.minimum.mars" in out.out + out.err
+    data["relayer"] = {"policy": {"mode": "onchain_quote", "allow": {"evm": ["0x" + "ab" * 20]}}}
+    assert check(where, data) == (0, [])
+
+
+def _config_folder(tmp_path: Path, dealt) -> Path:
+    """What tests/unit/test_config_check.py's `folder` fixture writes: committee and key files."""
+    dealt.committee.save(tmp_path / "committee.toml")
+    (tmp_path / "evm.key").write_text("0x" + "11" * 32)
+    (tmp_path / "sol.json").write_text(json.dumps(list(bytes(Keypair()))))
+    return tmp_path
