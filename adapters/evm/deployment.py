@@ -101,7 +101,6 @@ class _Run:
         self.name, self.chain, self.w3, self.account = name, chain, w3, account
         self.request, self.report = request, report
         self.contracts: dict[str, str] = dict(request.recorded.get("contracts") or {})
-        self.fresh: set[str] = set()  # deployed in this run: whatever depends on them is deployed too
 
     # --- recorded addresses ---------------------------------------------------------------
 
@@ -229,11 +228,22 @@ class _Run:
             c.update(deployed)
             self._record()
         self._record()  # also when nothing was deployed: the report carries the fields
+        await self._verify([k for k in c if k in missing or (FEED_STORE in missing and k.startswith("Aggregator:"))])
         await self._flat_fee_board()
         if owner is not None:
             for key in (GATEWAY, FEED_STORE):
                 await self._hand_over(key, owner)
         self.report.meta["owner"] = owner or account.address
+
+    async def _verify(self, keys: list[str]) -> None:
+        """What this run deployed holds the artifact's code (immutables masked), as a later run and
+        `relay config check --online` will check it."""
+        for key in keys:
+            address = self.contracts[key]
+            code = bytes(await self.w3.eth.get_code(self.w3.to_checksum_address(address)))
+            if (problem := code_problem(key, address, code)) is not None:
+                raise DeploymentError(f"chains.{self.name}.{problem} right after deploying it: the node returned "
+                                      "other code than it was sent; check the endpoint")
 
     async def _flat_fee_board(self) -> None:
         """The task board forwards exactly the gateway's flat fee when it sends (its escrow pays

@@ -160,6 +160,10 @@ class _Run:
             await self._check_funds(deploying=True)
             await self._metered("program (upgradeable loader)", "deployed", lambda: solana_deploy.deploy_program(
                 self.client, self.payer, self.program_bytes, program))
+            # The ProgramData holds exactly tessera.so, as a later run will check it.
+            if await self._program_state(program.pubkey(), f"the program just deployed at {program.pubkey()}") is None:
+                raise DeploymentError(f"the program deployed at {program.pubkey()} on chain {self.name} has no account "
+                                      "after its deployment was confirmed: check the endpoint")
         self.fields["program_id"] = str(program.pubkey())
         self._record()
         return program.pubkey()
