@@ -180,9 +180,20 @@ class GatewayFees:
     async def unpause(self: "EvmAdapter") -> str:
         return await self._owner_tx("unpause", self._gateway.functions.unpause())
 
-    async def set_destination_fee(self: "EvmAdapter", dst_domain: int, cfg: DestinationFee) -> str:
+    async def set_destination_fee(self: "EvmAdapter", dst_domain: int, cfg: DestinationFee | dict[str, Any]) -> str:
+        """Gateway.setDestinationFee (owner only); `cfg` a DestinationFee or its fields by name."""
+        if isinstance(cfg, dict):
+            cfg = DestinationFee(**cfg)
         return await self._owner_tx("setDestinationFee",
                                     self._gateway.functions.setDestinationFee(dst_domain, cfg.as_tuple()))
+
+    async def set_beneficiary(self: "EvmAdapter", beneficiary: str) -> str:
+        return await self._owner_tx("setBeneficiary",
+                                    self._gateway.functions.setBeneficiary(to_checksum_address(beneficiary)))
+
+    async def set_price_feeds(self: "EvmAdapter", store: str, native_price_feed: str) -> str:
+        return await self._owner_tx("setPriceFeeds", self._gateway.functions.setPriceFeeds(
+            to_checksum_address(store), feed_id(native_price_feed)))
 
 
 def _fee_paid_topic(abi: list[dict[str, Any]]) -> str:

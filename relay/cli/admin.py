@@ -47,6 +47,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", required=True, help="destination chain name under [chains]")
     p.add_argument("--bytes", type=int, default=0, help="payload length (default: %(default)s)")
     p.set_defaults(handler=_run_quote)
+    p = actions.add_parser("set-destination", help="post what a delivery to a destination costs (owner only)",
+                           description="Gateway.setDestinationFee: the destination's cost per delivery, "
+                           "(base-gas + gas-per-byte x payload bytes) x gas-price in its smallest unit, priced with "
+                           "the --price-feed feed of the FeedStore; --gas-price 0 removes the config (flat fee only).")
+    _chain_options(p, signed=True)
+    p.add_argument("--to", required=True, help="destination chain name under [chains]")
+    p.add_argument("--gas-price", type=int, required=True,
+                   help="destination units per gas unit (wei per gas; 1 for a Solana destination counted in lamports)")
+    p.add_argument("--base-gas", type=int, required=True, help="gas (or lamports) of a delivery with an empty payload")
+    p.add_argument("--gas-per-byte", type=int, required=True, help="gas (or lamports) per payload byte")
+    p.add_argument("--decimals", type=int, required=True, help="the destination token's decimals (18 ETH, 9 SOL)")
+    p.add_argument("--price-feed", required=True, help="feed id of the destination token in USD, e.g. SOL/USD")
+    p.add_argument("--margin-bps", type=int, default=1000, help="margin in basis points (default: %(default)s)")
+    p.add_argument("--max-price-age", type=int, default=3600,
+                   help="seconds after which a price is stale and quotes are refused (default: %(default)s)")
+    p.set_defaults(handler=_run_set_destination)
+    p = actions.add_parser("set-beneficiary", help="who claims the fees (owner only)",
+                           description="Gateway.setBeneficiary: the account `relay fees claim` pays.")
+    _chain_options(p, signed=True)
+    p.add_argument("address", help="the beneficiary's address")
+    p.set_defaults(handler=_run_set_beneficiary)
 
 
 def _chain_options(p: argparse.ArgumentParser, *, signed: bool) -> None:
@@ -113,12 +134,37 @@ def _run_claim(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_quote(args: argparse.Namespace) -> int:
+def _destination(args: argparse.Namespace) -> Any:
     config, _ = load(args.config)
     destination = config.chains.get(args.to)
     if destination is None:
         raise ConfigError(f"--to {args.to!r}: no chain of that name under [chains]; configured: "
                           f"{', '.join(sorted(config.chains))}")
+    return destination
+
+
+def _run_set_destination(args: argparse.Namespace) -> int:
+    destination = _destination(args)
+    adapter = _adapter(args, signed=True)
+    _need(adapter, "set_destination_fee")
+    cfg = {"gas_price": args.gas_price, "base_gas": args.base_gas, "gas_per_byte": args.gas_per_byte,
+           "dst_decimals": args.decimals, "margin_bps": args.margin_bps, "max_price_age": args.max_price_age,
+           "dst_price_feed": args.price_feed}
+    tx = asyncio.run(_with(adapter, lambda: adapter.set_destination_fee(destination.domain, cfg)))
+    print(f"{args.chain} -> {args.to}: delivery cost posted (tx {tx})")
+    return 0
+
+
+def _run_set_beneficiary(args: argparse.Namespace) -> int:
+    adapter = _adapter(args, signed=True)
+    _need(adapter, "set_beneficiary")
+    tx = asyncio.run(_with(adapter, lambda: adapter.set_beneficiary(args.address)))
+    print(f"{args.chain}: beneficiary {args.address} (tx {tx})")
+    return 0
+
+
+def _run_quote(args: argparse.Namespace) -> int:
+    destination = _destination(args)
     if args.bytes < 0:
         raise ConfigError("--bytes must be 0 or more")
     adapter = _adapter(args, signed=False)

@@ -3,7 +3,8 @@ processes and a relayer process with a payment policy): committee-signed ETH/USD
 the FeedStore, the owner posts the Solana destination's cost, the SDK quotes and sends paid messages
 both ways, the relayer delivers the paid ones and refuses one paid below its policy minimum (dead
 letter `refused_unpaid`, in `relay status` and the metric), the beneficiary (the relayer's account)
-claims and its balance rises by the fees less the claim's gas, and a paused gateway refuses a send."""
+claims and its balance rises by the fees less the claim's gas, and a paused gateway refuses a send.
+The owner's settings go through `relay fees set-beneficiary` / `set-destination` and `relay admin`."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 import attest
 from adapters.evm.deploy import contract, transact
 from adapters.evm.feeds import EvmFeedTarget
-from adapters.evm.fees import DestinationFee, configure_gateway_fees
+from adapters.evm.fees import DestinationFee
 from attest.committee import Committee
 from attest.keystore import load_share_for, read_key_file
 from relay.config import RelayerPolicy, load_config
@@ -84,9 +85,15 @@ async def test_paid_messages_policy_claim_and_pause(tmp_path: Path) -> None:
             relayer_config = await stack.relayer_config("paid")
             relayer_key = load_config(relayer_config).chains["evm"].signer.read_text().strip()
             beneficiary = Account.from_key(relayer_key).address
-            await configure_gateway_fees(w3, owner, evm.contracts["Gateway"], beneficiary=beneficiary,
-                                         price_feeds=evm.contracts["FeedStore"], native_price_feed="ETH/USD",
-                                         destinations={sol.domain: SOL_DESTINATION})
+            # The localnet set the FeedStore and ETH/USD; the owner posts the rest with the CLI.
+            owner_key = str(keys / "evm-deployer.key")
+            _relay("fees", "set-beneficiary", beneficiary, "--chain", "evm", "--key", owner_key,
+                   "--config", str(stack.config_path))
+            d = SOL_DESTINATION
+            _relay("fees", "set-destination", "--chain", "evm", "--to", "solana", "--gas-price", str(d.gas_price),
+                   "--base-gas", str(d.base_gas), "--gas-per-byte", str(d.gas_per_byte), "--decimals",
+                   str(d.dst_decimals), "--price-feed", d.dst_price_feed, "--margin-bps", str(d.margin_bps),
+                   "--max-price-age", str(d.max_price_age), "--key", owner_key, "--config", str(stack.config_path))
 
             receiver_evm = bytes.fromhex(evm.contracts["RecordingReceiver"][2:])
             receiver_sol = bytes(Keypair().pubkey())
@@ -147,13 +154,11 @@ async def test_paid_messages_policy_claim_and_pause(tmp_path: Path) -> None:
                 assert await gateway.functions.accruedFees().call() == 0
 
                 # Pause (owner only): a send is refused with a clear reason; unpause restores it.
-                out = _relay("admin", "pause", "--chain", "evm", "--key", str(keys / "evm-deployer.key"),
-                             "--config", str(stack.config_path))
+                out = _relay("admin", "pause", "--chain", "evm", "--key", owner_key, "--config", str(stack.config_path))
                 assert "gateway paused" in out
                 with pytest.raises(TesseraError, match="GatewayPaused"):
                     await client.send("evm", "solana", receiver_sol, long_payload)
-                _relay("admin", "unpause", "--chain", "evm", "--key", str(keys / "evm-deployer.key"),
-                       "--config", str(stack.config_path))
+                _relay("admin", "unpause", "--chain", "evm", "--key", owner_key, "--config", str(stack.config_path))
                 assert not await gateway.functions.paused().call()
         finally:
             await w3.provider.disconnect()
