@@ -62,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--margin-bps", type=int, default=1000, help="margin in basis points (default: %(default)s)")
     p.add_argument("--max-price-age", type=int, default=3600,
                    help="seconds after which a price is stale and quotes are refused (default: %(default)s)")
+    p.add_argument("--native-feed", default=None,
+                   help="also set the feeds the quote reads: this chain's token in USD (e.g. ETH/USD) in the "
+                   "FeedStore of [chains.X.contracts] (once per gateway; `relay deploy` does not set it)")
     p.set_defaults(handler=_run_set_destination)
     p = actions.add_parser("set-beneficiary", help="who claims the fees (owner only)",
                            description="Gateway.setBeneficiary: the account `relay fees claim` pays.")
@@ -150,7 +153,20 @@ def _run_set_destination(args: argparse.Namespace) -> int:
     cfg = {"gas_price": args.gas_price, "base_gas": args.base_gas, "gas_per_byte": args.gas_per_byte,
            "dst_decimals": args.decimals, "margin_bps": args.margin_bps, "max_price_age": args.max_price_age,
            "dst_price_feed": args.price_feed}
-    tx = asyncio.run(_with(adapter, lambda: adapter.set_destination_fee(destination.domain, cfg)))
+    store = None
+    if args.native_feed is not None:
+        store = getattr(load(args.config)[0].chains[args.chain], "contracts", {}).get("FeedStore")
+        if store is None:
+            raise ConfigError(f"--native-feed: chains.{args.chain}.contracts has no FeedStore: deploy it "
+                              "(`relay deploy`) or add its address")
+
+    async def post() -> str:
+        if store is not None:
+            print(f"{args.chain}: quotes read {args.native_feed} and --price-feed from FeedStore {store} "
+                  f"(tx {await adapter.set_price_feeds(store, args.native_feed)})")
+        return await adapter.set_destination_fee(destination.domain, cfg)
+
+    tx = asyncio.run(_with(adapter, post))
     print(f"{args.chain} -> {args.to}: delivery cost posted (tx {tx})")
     return 0
 

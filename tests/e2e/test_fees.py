@@ -85,7 +85,7 @@ async def test_paid_messages_policy_claim_and_pause(tmp_path: Path) -> None:
             relayer_config = await stack.relayer_config("paid")
             relayer_key = load_config(relayer_config).chains["evm"].signer.read_text().strip()
             beneficiary = Account.from_key(relayer_key).address
-            # The localnet set the FeedStore and ETH/USD; the owner posts the rest with the CLI.
+            # The owner posts the rest with the CLI (the FeedStore and ETH/USD again: what a deployment needs).
             owner_key = str(keys / "evm-deployer.key")
             _relay("fees", "set-beneficiary", beneficiary, "--chain", "evm", "--key", owner_key,
                    "--config", str(stack.config_path))
@@ -93,7 +93,8 @@ async def test_paid_messages_policy_claim_and_pause(tmp_path: Path) -> None:
             _relay("fees", "set-destination", "--chain", "evm", "--to", "solana", "--gas-price", str(d.gas_price),
                    "--base-gas", str(d.base_gas), "--gas-per-byte", str(d.gas_per_byte), "--decimals",
                    str(d.dst_decimals), "--price-feed", d.dst_price_feed, "--margin-bps", str(d.margin_bps),
-                   "--max-price-age", str(d.max_price_age), "--key", owner_key, "--config", str(stack.config_path))
+                   "--max-price-age", str(d.max_price_age), "--native-feed", "ETH/USD", "--key", owner_key,
+                   "--config", str(stack.config_path))
 
             receiver_evm = bytes.fromhex(evm.contracts["RecordingReceiver"][2:])
             receiver_sol = bytes(Keypair().pubkey())
