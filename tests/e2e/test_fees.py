@@ -140,6 +140,10 @@ async def test_paid_messages_policy_claim_and_pause(tmp_path: Path) -> None:
                 async with aiohttp.ClientSession() as http:
                     async with http.get(f"http://{listen}/metrics") as resp:
                         metrics = await resp.text()
+                    async with http.get(f"http://{listen}/v1/messages/{underpaid.id_hex}") as resp:
+                        shown = await resp.json()  # what the explorer shows
+                assert (shown["stage"], shown["reason_code"]) == ("dead", "refused_unpaid")
+                assert shown["reason"].startswith("unpaid: paid")
                 assert f'tessera_relayer_refused_unpaid_total{{src_domain="{evm.domain}"}} 1.0' in metrics
 
                 # The beneficiary claims what the two EVM sends paid: its balance rises by that less gas.

@@ -61,7 +61,10 @@ function messageCard(m) {
   fact("Message id", el("span", { class: "mono", text: m.message_id }));
   fact("Source tx", el("span", { class: "mono source-tx", text: m.source_tx }));
   if (m.task_id) fact("Task", idLink(m.task_id));
-  if (m.reason && m.stage !== "confirmed") fact("Waiting", `${m.reason}${m.attempts ? ` (attempt ${m.attempts})` : ""}`);
+  if (m.reason && m.stage !== "confirmed") {
+    const label = m.stage === "dead" ? `Dead letter (${m.reason_code || "no reason code"})` : "Waiting";
+    fact(label, `${m.reason}${m.attempts ? ` (attempt ${m.attempts})` : ""}`);
+  }
   const journey = $(".journey", card);
   let previous = null;
   for (const step of m.journey) {
