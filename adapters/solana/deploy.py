@@ -238,21 +238,29 @@ def _v0_hint(step: _Step) -> str:
 
 
 async def deploy_program(
-    client: AsyncClient, payer: Keypair, so_bytes: bytes | None = None, program_keypair: Keypair | None = None
+    client: AsyncClient, payer: Keypair, so_bytes: bytes | None = None, program_keypair: Keypair | None = None,
+    buffer_keypair: Keypair | None = None,
 ) -> Pubkey:
     """Deploys over JSON-RPC through the upgradeable loader; the payer pays and becomes the upgrade
     authority. The buffer writes go out together, then are confirmed, as `solana program deploy` does.
-    Returns the program id."""
+    With a `buffer_keypair` whose buffer an interrupted deployment left (same size, the payer its
+    authority), that buffer is reused and only the chunks it lacks are written. Returns the program id."""
     so_bytes = load_program_bytes() if so_bytes is None else so_bytes
     program = program_keypair or Keypair()
+    buffer = buffer_keypair or Keypair()
     rents: dict[int, int] = {}
     for size in (_BUFFER_METADATA_LEN + len(so_bytes), _PROGRAM_ACCOUNT_LEN):
         rents[size] = (await client.get_minimum_balance_for_rent_exemption(size)).value
     create, *writes, deploy = _deploy_steps(
-        payer, so_bytes, program, Keypair(), rents.__getitem__, _max_data_len(so_bytes)
+        payer, so_bytes, program, buffer, rents.__getitem__, _max_data_len(so_bytes)
     )
     transactor = _transactor(client, payer)
-    await _confirm(transactor, await _send(transactor, create), create)
+    left = (await client.get_account_info(buffer.pubkey())).value if buffer_keypair is not None else None
+    if left is None:
+        await _confirm(transactor, await _send(transactor, create), create)
+    else:
+        writes = _missing_writes(bytes(left.data), left.owner, payer, buffer.pubkey(), so_bytes, writes)
+        log.info("solana_buffer_resumed", buffer=str(buffer.pubkey()), writes_left=len(writes))
     sent = [(await _send(transactor, step), step) for step in writes]
     for signature, step in sent:
         await _confirm(transactor, signature, step)
@@ -263,6 +271,23 @@ async def deploy_program(
         await asyncio.sleep(0.05)
     log.info("solana_program_deployed", program_id=str(program.pubkey()), size=len(so_bytes))
     return program.pubkey()
+
+
+def _missing_writes(data: bytes, owner: Pubkey, payer: Keypair, buffer: Pubkey, so_bytes: bytes,
+                    writes: list[_Step]) -> list[_Step]:
+    """The write steps whose chunk a left-over buffer does not hold yet (the steps are in offset
+    order, one chunk each, as _deploy_steps makes them)."""
+    authority = bytes(payer.pubkey())
+    if (owner != BPF_LOADER_UPGRADEABLE_ID or len(data) != _BUFFER_METADATA_LEN + len(so_bytes)
+            or struct.unpack_from("<I", data)[0] != 1 or data[4] != 1 or data[5:37] != authority):
+        raise DeploymentError(f"the account {buffer} of the buffer keypair is not a buffer of this program's size with "
+                              f"{payer.pubkey()} as its authority: move the buffer keypair file away to start with a "
+                              "new buffer (`solana program close` recovers the old one's rent)")
+    held = data[_BUFFER_METADATA_LEN:]
+    chunk = _write_chunk_size(payer, buffer)
+    offsets = range(0, len(so_bytes), chunk)
+    return [step for step, offset in zip(writes, offsets, strict=True)
+            if held[offset:offset + chunk] != so_bytes[offset:offset + chunk]]
 
 
 def _transactor(client: AsyncClient, payer: Keypair) -> SolanaTransactor:

@@ -11,8 +11,9 @@ deployer stays the authority until they ran.
 Before sending anything it checks the endpoint (reachable; a known network's genesis hash), what is
 recorded (the program's account, its ProgramData holding this checkout's tessera.so, the committee
 account's domain and committee) and the deployer's balance against the rent and fees it will pay.
-The program keypair is written under `keys_dir` before the deployment starts, so a run killed
-midway finds the program at the same id next time.
+The program and buffer keypairs are written under `keys_dir` before the deployment starts, so a run
+killed midway finds the program at the same id next time, and one killed during the buffer writes
+leaves a buffer the next run completes (only the chunks it lacks are written).
 """
 
 from __future__ import annotations
@@ -158,8 +159,10 @@ class _Run:
                                                 note="deployed by an interrupted run"))
         else:
             await self._check_funds(deploying=True)
+            # Kept too: a run killed during the buffer writes leaves a buffer the next run completes.
+            buffer = load_or_create_keypair(self.request.keys_dir / f"{self.name}-buffer.json")
             await self._metered("program (upgradeable loader)", "deployed", lambda: solana_deploy.deploy_program(
-                self.client, self.payer, self.program_bytes, program))
+                self.client, self.payer, self.program_bytes, program, buffer))
             # The ProgramData holds exactly tessera.so, as a later run will check it.
             if await self._program_state(program.pubkey(), f"the program just deployed at {program.pubkey()}") is None:
                 raise DeploymentError(f"the program deployed at {program.pubkey()} on chain {self.name} has no account "

@@ -242,3 +242,53 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
     assert refused.returncode == 1
     assert f"chains.evm.contracts.Gateway ({contracts['TaskBoardV2']}): the code there is not Gateway" in refused.stderr
     assert "remove the entry to deploy a new one" in refused.stderr
+
+
+def test_a_program_upload_killed_midway_is_completed_from_its_buffer(tmp_path: Path) -> None:
+    """A run killed during the buffer writes (simulated: the buffer created with the kept buffer
+    keypair and half of the chunks written, as the killed run left them) is completed by the next
+    run: the same buffer, only the missing chunks written, the program deployed with exactly
+    tessera.so (the deployment checks its ProgramData)."""
+    asyncio.run(_killed_upload(tmp_path))
+
+
+async def _killed_upload(tmp: Path) -> None:
+    from adapters.solana import deploy as solana_deploy
+    from adapters.solana.deployment import deploy_tessera, load_or_create_keypair
+    from relay.config import KeyRef, SolanaChain
+    from relay.deployment import DeployRequest
+    from solders.system_program import CreateAccountParams, create_account
+
+    async with running_solana_localnet(slot_ms=100, finality_slots=4) as solana:
+        payer_file = tmp / "payer.json"
+        payer = load_or_create_keypair(payer_file)
+        await _airdrop(solana.rpc_url, payer.pubkey(), SOLANA_FUNDING)
+        keys = tmp / "keys"
+        buffer = load_or_create_keypair(keys / "sol-buffer.json")
+        program = solana_deploy.load_program_bytes()
+        chunk = solana_deploy._write_chunk_size(payer, buffer.pubkey())
+        offsets = list(range(0, len(program), chunk))
+        async with AsyncClient(solana.rpc_url, commitment=Confirmed) as client:
+            size = solana_deploy._BUFFER_METADATA_LEN + len(program)
+            rent = (await client.get_minimum_balance_for_rent_exemption(size)).value
+            await solana_deploy.send_instructions(client, payer, [
+                create_account(CreateAccountParams(from_pubkey=payer.pubkey(), to_pubkey=buffer.pubkey(), lamports=rent,
+                                                   space=size, owner=solana_deploy.BPF_LOADER_UPGRADEABLE_ID)),
+                solana_deploy.initialize_buffer_ix(buffer.pubkey(), payer.pubkey())], [buffer])
+            written = offsets[::2]  # every other chunk: what was confirmed before the kill, in any order
+            for offset in written:
+                await solana_deploy.send_instructions(client, payer, [solana_deploy.write_ix(
+                    buffer.pubkey(), payer.pubkey(), offset, program[offset:offset + chunk])])
+            before = len((await client.get_signatures_for_address(payer.pubkey(), limit=1000)).value)
+
+            committee, _ = deal(4, 3, 1)
+            chain = SolanaChain(kind="solana", domain=13375, rpc_urls=[solana.rpc_url], commitment="confirmed")
+            report = await deploy_tessera("sol", chain, DeployRequest(
+                deployer=KeyRef(file=payer_file, allow_raw=True), committee=committee, feeds={}, owner=None,
+                upgrade_authority=None, recorded={}, keys_dir=keys, record=lambda fields: None))
+            after = len((await client.get_signatures_for_address(payer.pubkey(), limit=1000)).value)
+            assert (await client.get_account_info(buffer.pubkey())).value is None  # consumed by the deployment
+        # The missing chunks, the deployment, InitCommittee, InitGateway: nothing written twice.
+        assert after - before == (len(offsets) - len(written)) + 3, (after - before, len(offsets), len(written))
+        assert [s.action for s in report.steps] == ["deployed", "initialized", "initialized", "kept"]
+        assert report.fields["program_id"] == str(load_or_create_keypair(keys / "sol-program.json").pubkey())

@@ -99,3 +99,25 @@ def test_an_endpoint_that_does_not_answer_is_named(tmp_path: Path) -> None:
     with pytest.raises(DeploymentError, match=rf"chains.sol.rpc_urls\[0\] \({dead}\) does not answer: .*check the URL"):
         asyncio.run(deploy_solana("sol", _solana(dead), _request(tmp_path, sol_key)))
     assert not (tmp_path / "keys").exists()  # nothing created before the endpoint answered
+
+
+def test_a_left_over_buffer_is_reused_only_when_it_is_this_programs() -> None:
+    from adapters.solana.deploy import _BUFFER_METADATA_LEN, DeploymentError as LoaderDeploymentError
+    from adapters.solana.deploy import _deploy_steps, _missing_writes, _write_chunk_size
+
+    payer, buffer, program = Keypair(), Keypair(), Keypair()
+    so = bytes(range(256)) * 20  # 5,120 bytes: 6 chunks
+    chunk = _write_chunk_size(payer, buffer.pubkey())
+    _, *writes, _ = _deploy_steps(payer, so, program, buffer, lambda size: 1, 2 * len(so))
+    header = struct.pack("<I", 1) + b"\x01" + bytes(payer.pubkey())
+    half = bytearray(len(so))
+    half[:chunk] = so[:chunk]  # the first chunk landed before the kill
+    left = _missing_writes(header + bytes(half), BPF_LOADER_UPGRADEABLE_ID, payer, buffer.pubkey(), so, writes)
+    assert [s.name for s in left] == [s.name for s in writes[1:]]
+    assert _missing_writes(header + so, BPF_LOADER_UPGRADEABLE_ID, payer, buffer.pubkey(), so, writes) == []
+    assert len(header) == _BUFFER_METADATA_LEN
+    someone_else = struct.pack("<I", 1) + b"\x01" + bytes(Keypair().pubkey())
+    for data, owner in ((someone_else + so, BPF_LOADER_UPGRADEABLE_ID), (header + so[:-1], BPF_LOADER_UPGRADEABLE_ID),
+                        (header + so, Pubkey.new_unique())):
+        with pytest.raises(LoaderDeploymentError, match="move the buffer keypair file away to start with a new buffer"):
+            _missing_writes(data, owner, payer, buffer.pubkey(), so, writes)
