@@ -51,6 +51,8 @@ class ProgramInstruction(enum.IntEnum):
     CLOSE_ROOT = 21
     CLOSE_RECEIPT = 22
     CHECK_BATCH = 23
+    PAUSE = 24  # the committee config's admin: Send, Deliver and VerifyRoot refused
+    UNPAUSE = 25
     TASK_REQUEST = 32
     TASK_SUBMIT_RESULT = 33
     TASK_RECLAIM = 34
@@ -118,6 +120,8 @@ class ProgramErrorCode(enum.IntEnum):
     PAYLOAD_TOO_LONG = 0x45
     NONCE_EXHAUSTED = 0x46
     RENT_UNSUPPORTED = 0x47
+    GATEWAY_PAUSED = 0x48
+    NOT_ADMIN = 0x49
     TASK_PAYLOAD_MALFORMED = 0x50
     TASK_EXECUTOR_INVALID = 0x51
     TASK_FEE_TOO_LARGE = 0x52
@@ -364,6 +368,7 @@ class CommitteeConfig:
     previous_key: bytes | None
     previous_valid_until: int
     updated_at: int
+    paused: bool = False  # Pause / Unpause (byte 11): Send, Deliver and VerifyRoot refused while set
 
     @classmethod
     def decode(cls, data: bytes) -> "CommitteeConfig":
@@ -388,6 +393,7 @@ class CommitteeConfig:
             previous_key=bytes(data[200:328]) if has_previous else None,
             previous_valid_until=prev_until,
             updated_at=updated_at,
+            paused=data[11] != 0,
         )
 
 
@@ -533,6 +539,15 @@ def deliver_with_proof_ix(program_id: Pubkey, payer: Pubkey, root: bytes, index:
         AccountMeta(SYSTEM_PROGRAM_ID, False, False),
         *replay_accounts(program_id, envelope),
         *extra,
+    ])
+
+
+def pause_ix(program_id: Pubkey, admin: Pubkey, paused: bool = True) -> Instruction:
+    """Pause (or, with paused=False, Unpause) the gateway: signed by the committee config's admin."""
+    tag = ProgramInstruction.PAUSE if paused else ProgramInstruction.UNPAUSE
+    return Instruction(program_id, bytes([tag]), [
+        AccountMeta(admin, True, False),
+        AccountMeta(committee_address(program_id)[0], False, True),
     ])
 
 

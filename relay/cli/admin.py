@@ -96,8 +96,8 @@ def _adapter(args: argparse.Namespace, signed: bool) -> Any:
 
 def _need(adapter: Any, capability: str) -> None:
     if not hasattr(adapter, capability):
-        raise TesseraError(f"chain {adapter.name}: its gateway has no {capability} yet (on Solana the program's "
-                           "fee and pause instructions are not deployed; see docs/PROTOCOL.md \"Fees\")")
+        raise TesseraError(f"chain {adapter.name}: its gateway has no {capability} yet (the Solana program has no "
+                           "fee instructions; see docs/PROTOCOL.md \"Fees\")")
 
 
 async def _with(adapter: Any, fn: Any) -> Any:
@@ -115,9 +115,10 @@ def _run_admin(args: argparse.Namespace) -> int:
 
     async def run() -> str:
         if action == "status":
-            paused = await adapter.is_paused()
-            return (f"{args.chain}: {'paused' if paused else 'running'}; beneficiary {await adapter.beneficiary()}, "
-                    f"accrued fees {await adapter.accrued_fees()}")
+            line = f"{args.chain}: {'paused' if await adapter.is_paused() else 'running'}"
+            if hasattr(adapter, "beneficiary"):  # chains whose gateway charges fees
+                line += f"; beneficiary {await adapter.beneficiary()}, accrued fees {await adapter.accrued_fees()}"
+            return line
         tx = await (adapter.pause() if action == "pause" else adapter.unpause())
         return f"{args.chain}: gateway {action}d (tx {tx})"
 

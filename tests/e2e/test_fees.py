@@ -3,7 +3,8 @@ processes and a relayer process with a payment policy): committee-signed ETH/USD
 the FeedStore, the owner posts the Solana destination's cost, the SDK quotes and sends paid messages
 both ways, the relayer delivers the paid ones and refuses one paid below its policy minimum (dead
 letter `refused_unpaid`, in `relay status` and the metric), the beneficiary (the relayer's account)
-claims and its balance rises by the fees less the claim's gas, and a paused gateway refuses a send.
+claims and its balance rises by the fees less the claim's gas, and a paused gateway refuses a send
+(EVM Gateway and the Solana program).
 The owner's settings go through `relay fees set-beneficiary` / `set-destination` and `relay admin`."""
 
 from __future__ import annotations
@@ -165,5 +166,13 @@ async def test_paid_messages_policy_claim_and_pause(tmp_path: Path) -> None:
                     await client.send("evm", "solana", receiver_sol, long_payload)
                 _relay("admin", "unpause", "--chain", "evm", "--key", owner_key, "--config", str(stack.config_path))
                 assert not await gateway.functions.paused().call()
+                # The same switch on Solana (the committee config's admin: the localnet's payer, the chain's signer).
+                out = _relay("admin", "pause", "--chain", "solana", "--config", str(stack.config_path))
+                assert "gateway paused" in out
+                with pytest.raises(TesseraError, match="GATEWAY_PAUSED|0x48"):
+                    await client.send("solana", "evm", receiver_evm, b"while paused")
+                _relay("admin", "unpause", "--chain", "solana", "--config", str(stack.config_path))
+                again = await client.send("solana", "evm", receiver_evm, b"after unpause")
+                assert again.envelope.nonce == back.envelope.nonce + 1  # the refused send used no nonce
         finally:
             await w3.provider.disconnect()

@@ -139,6 +139,7 @@ u64 batch_verify_root(SolParameters *params) {
   if (!payer->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
   if (!payer->is_writable || !root_acct->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
   if (!sol_is_zero(system->key->x, SOL_PUBKEY_LEN)) return ERR_WRONG_SYSTEM_PROGRAM;
+  if (gateway_paused_byte(config)) return ERR_GATEWAY_PAUSED; /* the signature check validates config */
   const u8 *attestation = params->data + 1;
   const u8 *d = attestation + ATTESTATION_LEN;
   u32 src_domain = sol_read_u32_le(d);
@@ -200,7 +201,9 @@ u64 batch_verify_root(SolParameters *params) {
  * (writable), system program], then the replay bitmap of the message's source and nonce window
  * (when its receipt may be closed: src_domain != 0, not to the task board) or the task board's
  * accounts, as for Deliver. Deliver without the pairing: the root's signature was checked by
- * VerifyRoot; the proof ties the message to it. Return data: message_id. */
+ * VerifyRoot; the proof ties the message to it. Return data: message_id. Not gated by the pause
+ * switch (it has no committee config account, and one more would not fit the largest delivery in
+ * 1,232 bytes): VerifyRoot is, so only roots verified before a pause can still be used. */
 u64 batch_deliver_with_proof(SolParameters *params) {
   if (params->account_count < 4) return ERR_NOT_ENOUGH_ACCOUNTS;
   if (params->data_len < 3) return ERR_INVALID_INSTRUCTION_DATA;

@@ -11,6 +11,7 @@
 #define CFG_VERSION 8
 #define CFG_BUMP 9
 #define CFG_HAS_PREVIOUS 10
+#define CFG_PAUSED 11 /* u8: 1 while the admin has paused sends and deliveries (Pause / Unpause) */
 #define CFG_DOMAIN 12
 #define CFG_ADMIN 16
 #define CFG_CUR_EPOCH 48

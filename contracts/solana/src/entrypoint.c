@@ -57,6 +57,10 @@ uint64_t entrypoint(const uint8_t *input) {
       return batch_close_receipt(params);
     case IX_CHECK_BATCH:
       return batch_check(params);
+    case IX_PAUSE:
+      return gateway_set_paused(params, 1);
+    case IX_UNPAUSE:
+      return gateway_set_paused(params, 0);
     case IX_TASK_REQUEST:
     case IX_TASK_SUBMIT_RESULT:
     case IX_TASK_RECLAIM:

@@ -29,6 +29,24 @@ static u64 config_domain(const SolAccountInfo *config, const SolPubkey *program_
   return 0;
 }
 
+/* data: tag; accounts: [admin (signer), committee config PDA (writable)]. The admin is the one the
+ * config records (InitCommittee's signer, the upgrade authority then). Idempotent. */
+u64 gateway_set_paused(SolParameters *params, u8 paused) {
+  if (params->account_count < 2) return ERR_NOT_ENOUGH_ACCOUNTS;
+  if (params->data_len != 1) return ERR_INVALID_INSTRUCTION_DATA;
+  SolAccountInfo *admin = &params->accounts[0];
+  SolAccountInfo *config = &params->accounts[1];
+  if (!admin->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
+  if (!config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  u32 domain;
+  u64 err = config_domain(config, params->program_id, &domain);
+  if (err) return err;
+  if (!sol_bytes_eq(config->data + CFG_ADMIN, admin->key->x, SOL_PUBKEY_LEN)) return ERR_NOT_ADMIN;
+  config->data[CFG_PAUSED] = paused;
+  sol_log(paused ? "tessera: gateway paused" : "tessera: gateway unpaused");
+  return 0;
+}
+
 static u64 outbox_load(const SolAccountInfo *outbox, const SolPubkey *program_id) {
   if (!sol_pubkey_eq(outbox->owner, program_id) || outbox->data_len < OUTBOX_LEN ||
       !sol_bytes_eq(outbox->data + OUTBOX_MAGIC, OUTBOX_MAGIC_BYTES, 8) ||
@@ -93,6 +111,7 @@ u64 gateway_emit(const SolPubkey *program_id, SolAccountInfo *outbox, const SolA
   u32 src_domain;
   err = config_domain(config, program_id, &src_domain);
   if (err) return err;
+  if (config->data[CFG_PAUSED]) return ERR_GATEWAY_PAUSED;
   u8 *box = outbox->data;
   u64 nonce = sol_read_u64_le(box + OUTBOX_NONCE);
   if (nonce == ~0ULL) return ERR_NONCE_EXHAUSTED;
@@ -212,6 +231,9 @@ u64 gateway_deliver(SolParameters *params) {
   if (!payer->is_writable || !receipt->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
   if (!sol_is_zero(system->key->x, SOL_PUBKEY_LEN)) return ERR_WRONG_SYSTEM_PROGRAM;
 
+  /* A paused gateway refuses deliveries. Read before the config is checked (the pairing checks it):
+   * the real config says whether it is paused, and any other account fails that check anyway. */
+  if (gateway_paused_byte(config)) return ERR_GATEWAY_PAUSED;
   const u8 *attestation = params->data + 1;
   const u8 *envelope = attestation + ATTESTATION_LEN;
   u64 envelope_len = params->data_len - 1 - ATTESTATION_LEN;

@@ -4,6 +4,7 @@
 #ifndef TESSERA_GATEWAY_H
 #define TESSERA_GATEWAY_H
 
+#include "committee.h"
 #include "envelope.h"
 #include "tessera.h"
 
@@ -32,6 +33,15 @@
 #define RCPT_ENVELOPE 96
 #define RECEIPT_VERSION 1
 #define RECEIPT_STATUS_DELIVERED 1
+
+/* The paused flag of an account that is checked as the committee config elsewhere (cheap: no
+ * address derivation). */
+static inline bool gateway_paused_byte(const SolAccountInfo *config) {
+  return config->data_len > CFG_PAUSED && config->data[CFG_PAUSED] != 0;
+}
+
+/* Pause (paused = 1) / Unpause (0). */
+u64 gateway_set_paused(SolParameters *params, u8 paused);
 
 /* What Send logs with sol_log_data as its first field, before the envelope bytes. */
 #define SENT_EVENT_TAG "TESSERA_SENT"

@@ -22,6 +22,9 @@ enum {
   IX_CLOSE_ROOT = 21,
   IX_CLOSE_RECEIPT = 22,
   IX_CHECK_BATCH = 23, /* stateless: the batch tree and root digest (vectors) */
+  /* the pause switch (gateway.c) */
+  IX_PAUSE = 24,
+  IX_UNPAUSE = 25,
   /* 32..47: the task board (taskboard.c) */
   IX_TASK_REQUEST = 32,       /* task protocol v1, retired: fails with TASK_V1_RETIRED */
   IX_TASK_SUBMIT_RESULT = 33, /* v1, retired */
@@ -96,6 +99,8 @@ enum {
   ERR_PAYLOAD_TOO_LONG = 0x45,
   ERR_NONCE_EXHAUSTED = 0x46,
   ERR_RENT_UNSUPPORTED = 0x47,
+  ERR_GATEWAY_PAUSED = 0x48, /* Send, Deliver, VerifyRoot while paused: the admin unpauses */
+  ERR_NOT_ADMIN = 0x49,      /* Pause / Unpause by another signer than the committee config's admin */
 
   /* 0x50..0x6F: the task board (taskboard.c) */
   ERR_TASK_PAYLOAD_MALFORMED = 0x50,    /* TASK_REQUEST: lengths, input mode or trailing bytes */
