@@ -11,6 +11,14 @@ relayer process), then per direction:
 - throughput: `--burst` messages sent at once, messages per second until all are confirmed;
 - floor: one raw transaction round trip on each chain in the same run (EVM: transfer to receipt;
   Solana: transfer to `confirmed`), and each chain's finality wait.
+
+Batching (docs/PROTOCOL.md "Batch attestations"): `--batch-size N --batch-wait-ms W` set the relayer's
+[relayer] batch_size / batch_wait_ms (default 32 / 50: on; `--batch-size 1` is off);
+`--compare-batching` runs the latency and burst phases twice in the same stack, batching off then
+on, each with a fresh relayer process; `--cost-sizes 1 8 32 64` sends exactly that many messages each
+way through a relayer whose batches fill to that size and prints EVM gas per delivered message (from
+the delivery receipts) and Solana CU per message (DeliverWithProof / Deliver transactions, and the
+VerifyRoot spread over the batch) as the chains recorded them.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from relay.config import load_config  # noqa: E402
 from relay.log import configure_logging  # noqa: E402
 from relay.sdk import TesseraClient  # noqa: E402
 from relay.devstack import messaging_stack  # noqa: E402
+from relay.store import Store  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -109,51 +118,173 @@ async def floors(config) -> dict[str, float]:
     return {"evm": statistics.median(evm_times), "solana": statistics.median(sol_times)}
 
 
-async def run(messages: int, burst: int) -> None:
+_LAST_DB: list[Path] = []  # the previous relayer's store: the next one starts from its watch cursors
+
+
+async def start_relayer(stack, label: str, **relayer: object):
+    """A fresh relayer process with its own store, account and `relayer` settings. It resumes the
+    previous bench relayer's watch cursors: a fresh store would re-read every earlier transaction of
+    the Solana program first (its watcher starts from the oldest the node has), which is not what the
+    phase measures."""
+    db = stack.state_dir / f"relayer-{label}.db"
+    if _LAST_DB and not db.exists():
+        with sqlite3.connect(_LAST_DB[-1]) as conn:
+            cursors = conn.execute("SELECT name, cursor FROM cursors WHERE name LIKE 'watch:%'").fetchall()
+        store = await Store.open(db)
+        try:
+            for name, cursor in cursors:
+                await store.set_cursor(name, cursor)
+        finally:
+            await store.close()
+    proc = await stack.start_relayer(label, replica=label, **relayer)
+    _LAST_DB.append(Path(load_config(stack.state_dir / f"config-{label}.toml").relayer.db))
+    return proc, _LAST_DB[-1]
+
+
+async def phase(stack, client, label: str, messages: int, burst: int, batch_size: int, batch_wait_ms: float,
+                receiver_evm: bytes) -> None:
+    """Latency and burst both ways through a fresh relayer process with these batch settings."""
+    proc, db = await start_relayer(stack, label, batch_size=batch_size, batch_wait_ms=batch_wait_ms)
+    print(f"\n=== {label}: [relayer] batch_size = {batch_size}, batch_wait_ms = {batch_wait_ms:g} ===")
+    try:
+        for src, dst, receiver in (("evm", "solana", None), ("solana", "evm", receiver_evm)):
+            sent_at, ids = [], []
+            for i in range(messages):
+                target = receiver or bytes(Keypair().pubkey())
+                sent = await client.send(src, dst, target, f"bench {i}".encode())
+                sent_at.append(time.time())  # the send returns once the source tx is included
+                ids.append(sent.message_id)
+                await wait_confirmed(db, [sent.message_id])
+            if messages:
+                stages = stage_times(db, ids)
+                print(f"\n{src} -> {dst}: latency per stage ({messages} messages, one at a time)")
+                print(row("included -> observed (final)", [o - s for s, (o, *_ ) in zip(sent_at, stages)]))
+                print(row("observed -> t partials combined", [g - o for o, g, _, _ in stages]))
+                print(row("combined -> submitted", [u - g for _, g, u, _ in stages]))
+                print(row("submitted -> confirmed (final)", [c - u for _, _, u, c in stages]))
+                print(row("total: included -> confirmed", [c - s for s, (_, _, _, c) in zip(sent_at, stages)]))
+            if burst:
+                started = time.time()
+                sends = [client.send(src, dst, receiver or bytes(Keypair().pubkey()), f"burst {i}".encode())
+                         for i in range(burst)]
+                burst_ids = [sent.message_id for sent in await asyncio.gather(*sends)]
+                all_sent = time.time()
+                done = await wait_confirmed(db, burst_ids, timeout=900)
+                print(f"  {src} -> {dst} burst: {burst} sent at once; the source chain included them all in "
+                      f"{all_sent - started:.2f} s ({burst / (all_sent - started):.1f} messages/s: the SDK's send "
+                      f"rate on {src}, the ceiling here); all confirmed after {done - started:.2f} s = "
+                      f"{burst / (done - started):.1f} messages/s, {done - all_sent:.2f} s after the last was "
+                      f"included ({batches_used(db, burst_ids)})")
+    finally:
+        proc.stop()
+
+
+def batches_used(db: Path, ids: list[bytes]) -> str:
+    with sqlite3.connect(db) as conn:
+        marks = ",".join("?" for _ in ids)
+        batched = conn.execute(f"SELECT count(*), count(DISTINCT root) FROM batch_members WHERE message_id IN ({marks})",
+                               ids).fetchone()
+        txs = conn.execute(f"SELECT count(DISTINCT dest_tx) FROM messages WHERE message_id IN ({marks})", ids).fetchone()
+    return f"{batched[0]} in {batched[1]} batches, {txs[0]} delivery transactions"
+
+
+async def costs(stack, client, sizes: list[int], receiver_evm: bytes) -> None:
+    """Exactly n messages each way through a relayer whose batches fill to n: what the chains charged."""
+    from solana.rpc.async_api import AsyncClient
+    from solana.rpc.commitment import Confirmed
+    from solders.signature import Signature
+    from web3 import AsyncHTTPProvider, AsyncWeb3
+
+    config = load_config(stack.config_path)
+    print("\n=== cost per delivered message, as the chains recorded it (RecordingReceiver on EVM: it stores "
+          "each message; a fresh account on Solana) ===")
+    w3 = AsyncWeb3(AsyncHTTPProvider(config.chains["evm"].rpc_urls[0]))
+    sol = AsyncClient(config.chains["solana"].rpc_urls[0])
+    try:
+        for n in sizes:
+            label = f"cost{n}"
+            proc, db = await start_relayer(stack, label, batch_size=n, batch_wait_ms=5000 if n > 1 else 0)
+            try:
+                to_evm = await asyncio.gather(*(client.send("solana", "evm", receiver_evm, f"cost {i}".encode())
+                                                for i in range(n)))
+                to_sol = await asyncio.gather(*(client.send("evm", "solana", bytes(Keypair().pubkey()),
+                                                            f"cost {i}".encode()) for i in range(n)))
+                ids = [m.message_id for m in (*to_evm, *to_sol)]
+                await wait_confirmed(db, ids, timeout=300)
+                with sqlite3.connect(db) as conn:
+                    marks = ",".join("?" for _ in ids)
+                    rows = conn.execute(f"SELECT message_id, dst_domain, dest_tx FROM messages WHERE message_id IN "
+                                        f"({marks})", ids).fetchall()
+                    roots = conn.execute("SELECT root, dst_domain FROM batches").fetchall()
+                evm_domain = config.chains["evm"].domain
+                evm_txs = {r[2] for r in rows if r[1] == evm_domain}
+                gas = [int((await w3.eth.get_transaction_receipt(tx))["gasUsed"]) for tx in evm_txs]
+                sol_txs = [r[2] for r in rows if r[1] != evm_domain]
+                cus = []
+                for tx in sol_txs:
+                    got = await sol.get_transaction(Signature.from_string(tx), commitment=Confirmed,
+                                                    max_supported_transaction_version=0)
+                    cus.append(got.value.transaction.meta.compute_units_consumed)
+                verify_cu = []
+                from adapters.solana.program import root_address
+                from solders.pubkey import Pubkey
+                program = Pubkey.from_string(config.chains["solana"].program_id)
+                for root, dst in roots:
+                    if dst == evm_domain:
+                        continue
+                    history = (await sol.get_signatures_for_address(root_address(program, bytes(root)),
+                                                                     commitment=Confirmed)).value
+                    for entry in history:
+                        got = await sol.get_transaction(entry.signature, encoding="base64", commitment=Confirmed,
+                                                        max_supported_transaction_version=0)
+                        data = bytes(got.value.transaction.transaction.message.instructions[-1].data)
+                        if data[:1] == bytes([19]):  # VerifyRoot
+                            verify_cu.append(got.value.transaction.meta.compute_units_consumed)
+                per_msg_cu = sum(cus) / len(cus)
+                amortised = (sum(cus) + sum(verify_cu)) / len(cus)
+                print(f"  batch {n:>2}: EVM {sum(gas) / n:,.0f} gas per message ({len(evm_txs)} transaction(s), "
+                      f"{sum(gas):,} gas); Solana {per_msg_cu:,.0f} CU per message delivery transaction "
+                      f"(max {max(cus):,}), {amortised:,.0f} with VerifyRoot ({', '.join(f'{c:,}' for c in verify_cu) or 'none'}) "
+                      f"spread over the batch")
+            finally:
+                proc.stop()
+    finally:
+        await w3.provider.disconnect()
+        await sol.close()
+
+
+async def run(messages: int, burst: int, batch_size: int, batch_wait_ms: float, compare: bool,
+              cost_sizes: list[int]) -> None:
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
-        async with messaging_stack(Path(tmp)) as stack:
+        async with messaging_stack(Path(tmp), relayer=False) as stack:
             config = load_config(stack.config_path)
-            db = config.relayer.db
             receiver_evm = bytes.fromhex(config.chains["evm"].contracts["RecordingReceiver"][2:])
             floor = await floors(config)
             print(f"floor: EVM transfer -> receipt {floor['evm'] * 1000:.1f} ms (0.25 s blocks); "
                   f"Solana transfer -> confirmed {floor['solana'] * 1000:.1f} ms (100 ms slots)")
             print("finality waits by configuration: EVM 2 confirmations = ~0.5 s; Solana finalized = 4 slots = ~0.4 s")
             async with TesseraClient.from_config(stack.config_path) as client:
-                for src, dst, receiver in (("evm", "solana", None), ("solana", "evm", receiver_evm)):
-                    sent_at, ids = [], []
-                    for i in range(messages):
-                        target = receiver or bytes(Keypair().pubkey())
-                        sent = await client.send(src, dst, target, f"bench {i}".encode())
-                        sent_at.append(time.time())  # the send returns once the source tx is included
-                        ids.append(sent.message_id)
-                        await wait_confirmed(db, [sent.message_id])
-                    stages = stage_times(db, ids)
-                    print(f"\n{src} -> {dst}: latency per stage ({messages} messages, one at a time)")
-                    print(row("included -> observed (final)", [o - s for s, (o, *_ ) in zip(sent_at, stages)]))
-                    print(row("observed -> t partials combined", [g - o for o, g, _, _ in stages]))
-                    print(row("combined -> submitted", [u - g for _, g, u, _ in stages]))
-                    print(row("submitted -> confirmed (final)", [c - u for _, _, u, c in stages]))
-                    print(row("total: included -> confirmed", [c - s for s, (_, _, _, c) in zip(sent_at, stages)]))
-
-                    burst_ids = []
-                    started = time.time()
-                    sends = [client.send(src, dst, receiver or bytes(Keypair().pubkey()), f"burst {i}".encode())
-                             for i in range(burst)]
-                    for sent in await asyncio.gather(*sends):
-                        burst_ids.append(sent.message_id)
-                    done = await wait_confirmed(db, burst_ids)
-                    print(f"  sustained: {burst} messages sent at once, all confirmed after {done - started:.2f} s "
-                          f"= {burst / (done - started):.1f} messages/s")
+                if compare:
+                    await phase(stack, client, "off", messages, burst, 1, 0, receiver_evm)
+                if batch_size > 1 or not compare:
+                    await phase(stack, client, "on" if batch_size > 1 else "off2", messages, burst, batch_size,
+                                batch_wait_ms, receiver_evm)
+                if cost_sizes:
+                    await costs(stack, client, cost_sizes, receiver_evm)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--burst", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=32, help="[relayer] batch_size (1: no batching)")
+    parser.add_argument("--batch-wait-ms", type=float, default=50.0, help="[relayer] batch_wait_ms")
+    parser.add_argument("--compare-batching", action="store_true", help="batching off, then on, in one run")
+    parser.add_argument("--cost-sizes", type=int, nargs="*", default=[], help="e.g. 1 8 32 64")
     args = parser.parse_args()
     configure_logging("warning")
-    asyncio.run(run(args.messages, args.burst))
+    asyncio.run(run(args.messages, args.burst, args.batch_size, args.batch_wait_ms, args.compare_batching,
+                    args.cost_sizes))
     return 0
 
 

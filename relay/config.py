@@ -283,6 +283,10 @@ class RelayerSection(_Model):
     retry_cap_s: Annotated[float, Field(gt=0)] = 60.0
     max_attempts: Annotated[int, Field(ge=1)] = 12
     partial_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+    # Batches (docs/PROTOCOL.md "Batch attestations"): up to batch_size due messages of one lane under one
+    # committee signature; a lane's first message waits at most batch_wait_ms for others. 1: no batching.
+    batch_size: Annotated[int, Field(ge=1, le=64)] = 32
+    batch_wait_ms: Annotated[float, Field(ge=0, le=10_000)] = 50.0
     # Guards the operator routes of the HTTP API (POST /v1/messages/{id}/retry): with it, callers send
     # `Authorization: Bearer <token>`; without it those routes answer only callers on this machine.
     admin_token: KeyRef | None = None

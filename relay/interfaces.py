@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # annotations only: the payload codecs sit above this module
     from relay.feeds.config import FeedConfig
     from relay.feeds.signed import SignedReport
     from relay.tasks.payloads import TaskRequest, TaskRequestV2
+    from relay.batch import Batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,15 @@ class SignedDelivery:
     extra: dict = field(default_factory=dict)  # adapter hints (e.g. Solana's hash-to-curve k, y)
 
 
+@dataclass(frozen=True, slots=True)
+class SignedBatch:
+    """A lane's batch (relay.batch.Batch) and the committee's signature over `batch.digest(epoch)`."""
+
+    batch: "Batch"
+    epoch: int
+    signature: bytes  # G1, 64 bytes
+
+
 @runtime_checkable
 class ChainAdapter(Protocol):
     """One chain's gateway, as the relayer, the attesters and the SDK use it.
@@ -164,11 +174,29 @@ class ChainAdapter(Protocol):
         before inclusion (the error says whether it is worth retrying)."""
         ...
 
-    async def delivery_status(self, tx_id: str) -> DeliveryStatus:
+    async def delivery_status(self, tx_id: str, message_id: bytes | None = None) -> DeliveryStatus:
         """Where a submitted delivery transaction stands: PENDING while not final (also when the node
         has not seen it yet), CONFIRMED, REVERTED, or DROPPED when it can no longer be included.
         Read-only; after a restart any earlier tx id can be asked again. HANDLER_FAILED when the
-        transaction is final but the receiver's handler failed (the message is not delivered)."""
+        transaction is final but the receiver's handler failed (the message is not delivered).
+        With `message_id` (a batch transaction that may deliver several messages): that message's
+        outcome in it; DROPPED when the final transaction did not deliver it (skipped: delivered before)."""
+        ...
+
+    async def submit_batch(self, batch: SignedBatch, indices: list[int]) -> dict[int, str]:
+        """Deliver the messages at `indices` of a committee-signed batch (EVM: one deliverBatch
+        transaction; Solana: VerifyRoot unless the root is verified already, then one DeliverWithProof
+        transaction per message, sent concurrently). Returns each delivered index's transaction id
+        without waiting for finality (indices may share one); an index missing from the answer was
+        not sent (the adapter logs why). Raises when nothing was sent. Safe to repeat, also after a
+        restart with the indices still undelivered: the root is not verified twice and the gateway
+        accepts a message id once. Follow each transaction with `delivery_status(tx, message_id)`."""
+        ...
+
+    async def close_batch(self, batch: SignedBatch) -> None:
+        """Once none of the batch's deliveries is outstanding: give back what its verified root holds
+        on-chain (Solana: CloseRoot returns the root account's rent to the relayer; EVM: nothing).
+        Idempotent; a root already closed or never verified is left alone."""
         ...
 
     async def retry_failed(self, envelope: Envelope) -> str:

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol
 
 from relay.backoff import Backoff
-from relay.interfaces import ChainAdapter, DeliveryState, SignedDelivery
+from relay.batch import Batch
+from relay.interfaces import ChainAdapter, DeliveryState, SignedBatch, SignedDelivery
 from relay.envelope import Envelope
 from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
@@ -38,7 +39,7 @@ from relay.metrics import RelayerMetrics
 from relay.policy import PaymentPolicy
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.pubsub import Broadcast
-from relay.store import MessageRecord, RetryReason, Stage, Store
+from relay.store import BatchMember, MessageRecord, RetryReason, Stage, Store, StoredBatch
 from relay.tasks.attestation import AttestationError, VerdictReport, attestation_for, result_version, verdict_envelopes
 from relay.tasks.payloads import VERDICT_LEN, ProofAttestation, ProofVerdict, TaskPayloadError
 
@@ -63,6 +64,13 @@ class Collected:
 
 class SignatureSource(Protocol):
     async def collect(self, envelope: Envelope, source_tx: str) -> Collected: ...
+
+
+class RootSignatureSource(SignatureSource, Protocol):
+    """A signature source that can also collect the committee's signature over a batch root
+    (relay.collector.CommitteeCollector.collect_root); batching needs one."""
+
+    async def collect_root(self, batch: Batch, source_txs: list[str]) -> Collected: ...
 
 
 class VerdictSource(Protocol):
@@ -147,6 +155,12 @@ class PipelineSettings:
     verdict_poll: float = 0.2  # first interval between asking the members for a v2 result's verdict
     verdict_poll_cap: float = 5.0  # the interval grows to this
     verdict_wait: float = 3 * 3600.0  # give up asking after this long (the task's deadline is long past)
+    # Batching (docs/PROTOCOL.md "Batch attestations"): due messages of one lane (source -> destination)
+    # go together under one committee signature over their Merkle root, up to batch_size of them; a
+    # lane's first message waits at most batch_wait for others. 1 turns batching off.
+    batch_size: int = 1
+    batch_wait: float = 0.05
+    batch_close_interval: float = 1.0  # seconds between sweeps closing the roots of finished batches
 
 
 class Relayer:
@@ -176,6 +190,7 @@ class Relayer:
         self.updates: Broadcast[bytes] = Broadcast()
         self._wake = asyncio.Event()
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
+        self._held_until: float | None = None  # the earliest a lane's held (young, small) batch is due
         self.log = log.bind(relayer=name)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -187,6 +202,7 @@ class Relayer:
                 *(keep_running(f"watch {a.name}", lambda a=a: self._watch(a), self.log) for a in self.adapters.values()),
                 self._process_forever(stop),
                 self._repair_gaps_forever(stop),
+                *([self._close_batches_forever(stop)] if self.batching else []),
             )
         finally:
             for task in list(self._verdict_tasks.values()):
@@ -347,6 +363,9 @@ class Relayer:
 
     async def _process_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            # Cleared before the round: a message observed while it runs wakes the next one at once
+            # (a lane's batch held for company must not wait out its cap when the company arrived).
+            self._wake.clear()
             try:
                 await self.process_due()
             except Exception:  # a bug or a store error must not stop the relayer silently
@@ -354,7 +373,10 @@ class Relayer:
             await self.metrics_refresh()
             next_due = await self.store.next_due_at()
             wait = self.settings.idle_wait if next_due is None else max(0.0, min(self.settings.idle_wait, next_due - time.time()))
-            self._wake.clear()
+            held, self._held_until = self._held_until, None
+            if held is not None:  # due messages held back for their batch: look again when the wait cap ends
+                until_held = max(0.0, held - time.time())
+                wait = until_held if wait == 0.0 else min(wait, until_held)
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
             except asyncio.TimeoutError:
@@ -368,15 +390,187 @@ class Relayer:
                 self.metrics.rpc_healthy.labels(chain=adapter.name, endpoint=endpoint.url).set(int(endpoint.healthy))
 
     async def process_due(self) -> int:
-        """One pass over every due operation of every active stage."""
+        """One pass over every due operation of every active stage (batches first, when batching)."""
         handled = 0
         steps: tuple[tuple[Stage, Step], ...] = (
             (Stage.OBSERVED, self.prepare), (Stage.READY, self.submit), (Stage.SUBMITTED, self.confirm))
         for stage, step in steps:
-            records = await self.store.due(stage)
+            if not self.batching:
+                records = await self.store.due(stage)
+                handled += len(records)
+                await asyncio.gather(*(self._step(step, r) for r in records))
+                continue
+            records = await self.store.due(stage, limit=max(100, 4 * self.settings.batch_size))
             handled += len(records)
-            await asyncio.gather(*(self._step(step, r) for r in records))
+            members = await self.store.batch_members([r.message_id for r in records])
+            match stage:
+                case Stage.OBSERVED:
+                    singles, batch_steps = self._group_observed(records)
+                case Stage.READY:
+                    singles, batch_steps = await self._group_ready(records, members)
+                case _:
+                    def confirm_step(r: MessageRecord) -> Awaitable[Outcome]:
+                        return self.confirm(r, in_batch=r.message_id in members)
+                    singles, batch_steps, step = records, [], confirm_step
+            await asyncio.gather(*batch_steps, *(self._step(step, r) for r in singles))
         return handled
+
+    # -- batches ---------------------------------------------------------------------------------
+    @property
+    def batching(self) -> bool:
+        return self.settings.batch_size > 1 and hasattr(self.signatures, "collect_root")
+
+    def _batchable(self, record: MessageRecord) -> bool:
+        """Messages of a chain's gateway to a destination that takes batches. Committee messages
+        (domain 0: attestations, verdicts) keep the single path: their order and their signing differ."""
+        destination = self._destination(record)
+        return (record.src_domain != COMMITTEE_DOMAIN and record.kind != MessageKind.COMMITTEE_ROTATION
+                and destination is not None and hasattr(destination, "submit_batch"))
+
+    def _group_observed(self, records: list[MessageRecord]) -> tuple[list[MessageRecord], list[Awaitable[None]]]:
+        """Due observed messages per lane, in nonce order, cut at batch_size. A lane's part batch waits
+        until its oldest message has waited batch_wait (held: not stepped this round); a lone message
+        past the wait takes the single path."""
+        now = time.time()
+        size, wait = self.settings.batch_size, self.settings.batch_wait
+        singles: list[MessageRecord] = []
+        lanes: dict[tuple[int, int], list[MessageRecord]] = {}
+        for record in records:
+            if self._batchable(record):
+                lanes.setdefault((record.src_domain, record.dst_domain), []).append(record)
+            else:
+                singles.append(record)
+        steps: list[Awaitable[None]] = []
+        for lane in lanes.values():
+            lane.sort(key=lambda r: r.nonce)
+            for start in range(0, len(lane), size):
+                chunk = lane[start:start + size]
+                release = min(r.observed_at for r in chunk) + wait
+                if len(chunk) < size and release > now:
+                    self._held_until = release if self._held_until is None else min(self._held_until, release)
+                elif len(chunk) == 1:
+                    singles.append(chunk[0])
+                else:
+                    steps.append(self._prepare_batch(chunk))
+        return singles, steps
+
+    async def _prepare_batch(self, chunk: list[MessageRecord]) -> None:
+        """The committee's signature over the chunk's root; each message then READY with its place in
+        the batch stored. When the committee does not sign the root, each message goes the single way."""
+        reason = ""
+        collected: Collected | None = None
+        # As for a single message: one delivered before (by another relayer, or re-observed after a
+        # restart) is confirmed without asking for a root signature that would cost a pairing on-chain.
+        destination = self._destination(chunk[0])
+        assert destination is not None
+        delivered = await asyncio.gather(*(destination.is_delivered(r.message_id) for r in chunk),
+                                         return_exceptions=True)  # (a failed read: not known delivered)
+        for record, done in zip(list(chunk), delivered):
+            if done is True:
+                await self.apply(record, Confirmed(by="other"))
+                chunk.remove(record)
+        if len(chunk) < 2:
+            await asyncio.gather(*(self._step(self.prepare, r) for r in chunk))
+            return
+        for record in list(chunk):  # the payment policy first, as for a single message
+            try:
+                refused: Outcome | None = await self._unpaid(record)
+            except Exception as exc:  # the fee could not be read: try again later, not refused
+                refused = Retry(RetryReason.STEP_FAILED, f"payment policy: {type(exc).__name__}: {exc}")
+            if refused is not None:
+                await self.apply(record, refused)
+                chunk.remove(record)
+        if not chunk:
+            return
+        async with self._semaphore:
+            try:
+                batch = Batch.of([r.decoded for r in chunk])
+                collected = await self.signatures.collect_root(batch, [r.source_tx for r in chunk])  # type: ignore[attr-defined]
+                reason = collected.reason
+            except Exception as exc:  # noqa: BLE001 - the single path is the fallback
+                reason = f"{type(exc).__name__}: {exc}"
+            if collected is not None and collected.signature is not None:
+                await self.store.add_batch(batch.root, batch.src_domain, batch.dst_domain, collected.epoch,
+                                           collected.signature, batch.message_ids,
+                                           [batch.proof(i) for i in range(len(chunk))])
+        if collected is None or collected.signature is None:
+            self.log.info("root not signed: delivering one by one", count=len(chunk), src=chunk[0].src_domain,
+                          dst=chunk[0].dst_domain, reason=reason)
+            await asyncio.gather(*(self._step(self.prepare, r) for r in chunk))
+            return
+        self.log.info("root signed", root=batch.root.hex(), count=len(chunk), src=batch.src_domain,
+                      dst=batch.dst_domain, epoch=collected.epoch)
+        for record in chunk:
+            await self.apply(record, Signed(collected.epoch, collected.signature, faulty=collected.faulty))
+
+    async def _group_ready(self, records: list[MessageRecord], members: dict[bytes, BatchMember]
+                           ) -> tuple[list[MessageRecord], list[Awaitable[None]]]:
+        """Ready messages signed as part of a batch (their signature is their batch's), by root."""
+        singles: list[MessageRecord] = []
+        by_root: dict[bytes, list[tuple[MessageRecord, BatchMember]]] = {}
+        for record in records:
+            member = members.get(record.message_id)
+            if member is None or record.reason_code is RetryReason.HANDLER_FAILED:
+                singles.append(record)
+            else:
+                by_root.setdefault(member.root, []).append((record, member))
+        steps: list[Awaitable[None]] = []
+        for root, group in by_root.items():
+            stored = await self.store.batch(root)
+            if stored is None:
+                singles.extend(r for r, _ in group)
+                continue
+            mine = [(r, m) for r, m in group if r.signature == stored.signature and r.epoch == stored.epoch]
+            singles.extend(r for r, m in group if (r, m) not in mine)  # signed singly since
+            if mine:
+                steps.append(self._submit_batch(stored, mine))
+        return singles, steps
+
+    async def _submit_batch(self, stored: StoredBatch, group: list[tuple[MessageRecord, BatchMember]]) -> None:
+        """Deliver the group's messages of one signed batch (the adapter verifies the root at most
+        once); each message then SUBMITTED with its own transaction id, or retried."""
+        destination = self.adapters.get(stored.dst_domain)
+        outcomes: dict[bytes, Outcome] = {}
+        async with self._semaphore:
+            try:
+                assert destination is not None
+                envelopes = await self.store.envelopes(list(stored.message_ids))
+                batch = Batch.of([Envelope.decode(envelopes[m]) for m in stored.message_ids])
+                sent = await destination.submit_batch(SignedBatch(batch, stored.epoch, stored.signature),
+                                                      [m.index for _, m in group])
+                for record, member in group:
+                    tx = sent.get(member.index)
+                    outcomes[record.message_id] = (
+                        Submitted(tx, destination.name) if tx else
+                        Retry(RetryReason.SUBMIT_FAILED, f"not sent with its batch 0x{stored.root.hex()} (see the log)"))
+            except Exception as exc:  # noqa: BLE001 - every member retries
+                for record, _ in group:
+                    outcomes[record.message_id] = Retry(RetryReason.SUBMIT_FAILED,
+                                                        f"batch 0x{stored.root.hex()}: {type(exc).__name__}: {exc}")
+        for record, _ in group:
+            await self.apply(record, outcomes[record.message_id])
+
+    async def _close_batches_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.close_finished_batches()
+            except Exception:  # noqa: BLE001 - closing gives rent back; it is retried next sweep
+                self.log.exception("closing finished batches failed")
+            await asyncio.sleep(self.settings.batch_close_interval)
+
+    async def close_finished_batches(self) -> int:
+        """Batches none of whose messages is still in flight: their roots closed on the destination
+        (Solana gives the root account's rent back). Returns how many were closed."""
+        closed = 0
+        for stored in await self.store.finished_batches():
+            destination = self.adapters.get(stored.dst_domain)
+            envelopes = await self.store.envelopes(list(stored.message_ids))
+            if destination is not None and hasattr(destination, "close_batch") and len(envelopes) == len(stored.message_ids):
+                batch = Batch.of([Envelope.decode(envelopes[m]) for m in stored.message_ids])
+                await destination.close_batch(SignedBatch(batch, stored.epoch, stored.signature))
+            await self.store.close_batch(stored.root)
+            closed += 1
+        return closed
 
     async def _step(self, step: Step, record: MessageRecord) -> None:
         async with self._semaphore:
@@ -467,10 +661,12 @@ class Relayer:
         return Postpone(RetryReason.AWAITING_RESULT,
                         f"waiting for its result 0x{result_id.hex()} to be delivered first", self.settings.order_poll)
 
-    async def confirm(self, record: MessageRecord) -> Outcome:
+    async def confirm(self, record: MessageRecord, in_batch: bool = False) -> Outcome:
         destination = self._destination(record)
         assert destination is not None and record.dest_tx is not None
-        status = await destination.delivery_status(record.dest_tx)
+        # A batch's transaction may deliver several messages: ask for this one's outcome in it.
+        status = await (destination.delivery_status(record.dest_tx, message_id=record.message_id) if in_batch
+                        else destination.delivery_status(record.dest_tx))
         if status.state is DeliveryState.CONFIRMED:
             return Confirmed(by="us")
         if status.state is DeliveryState.HANDLER_FAILED:

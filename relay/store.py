@@ -124,6 +124,26 @@ CREATE TABLE IF NOT EXISTS submissions (
     at         REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS submissions_by_message ON submissions (message_id);
+-- Batches (docs/PROTOCOL.md "Batch attestations"): the committee's signature over a lane's root and
+-- the message ids in tree order; each member's (root, index, proof), so a restarted relayer resumes a
+-- half-delivered batch. A message re-batched later (its delivery reverted) points at its newest root.
+CREATE TABLE IF NOT EXISTS batches (
+    root        BLOB PRIMARY KEY,
+    src_domain  INTEGER NOT NULL,
+    dst_domain  INTEGER NOT NULL,
+    epoch       INTEGER NOT NULL,
+    signature   BLOB NOT NULL,
+    message_ids BLOB NOT NULL,
+    created_at  REAL NOT NULL,
+    closed_at   REAL
+);
+CREATE TABLE IF NOT EXISTS batch_members (
+    message_id BLOB PRIMARY KEY,
+    root       BLOB NOT NULL,
+    leaf_index INTEGER NOT NULL,
+    proof      BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batch_members_by_root ON batch_members (root);
 """
 
 _LEASE_COLUMNS = {"lease_owner": "TEXT", "lease_until": "REAL", "leases": "INTEGER NOT NULL DEFAULT 0",
@@ -182,6 +202,35 @@ class Lease:
     until: float | None
     leases: int
     takeovers: int  # times a replica took it over after another's lease expired
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """A lane's batch whose root the committee signed (relay.batch.Batch for its tree)."""
+
+    root: bytes
+    src_domain: int
+    dst_domain: int
+    epoch: int
+    signature: bytes
+    message_ids: tuple[bytes, ...]
+    created_at: float
+    closed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchMember:
+    """Where a message sits in its (newest) batch."""
+
+    message_id: bytes
+    root: bytes
+    index: int
+    proof: tuple[bytes, ...]
+
+
+def _split32(raw: bytes) -> tuple[bytes, ...]:
+    raw = bytes(raw)
+    return tuple(raw[i:i + 32] for i in range(0, len(raw), 32))
 
 
 def _record(row: dict) -> MessageRecord:
@@ -491,6 +540,65 @@ class Store:
             "INSERT INTO cursors (name, cursor, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(name) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
             name, cursor, time.time())
+
+    # -- batches ---------------------------------------------------------------------------------
+    async def add_batch(self, root: bytes, src_domain: int, dst_domain: int, epoch: int, signature: bytes,
+                        message_ids: list[bytes], proofs: list[list[bytes]]) -> None:
+        """Record a signed batch and every member's place in it, in one transaction (before the
+        members move on, so a crash in between leaves them where they were)."""
+        now = time.time()
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO batches (root, src_domain, dst_domain, epoch, signature, message_ids, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (root) DO UPDATE SET epoch = excluded.epoch, "
+                "signature = excluded.signature, closed_at = NULL",
+                root, src_domain, dst_domain, epoch, signature, b"".join(message_ids), now)
+            for index, (message_id, proof) in enumerate(zip(message_ids, proofs)):
+                await tx.execute(
+                    "INSERT INTO batch_members (message_id, root, leaf_index, proof) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (message_id) DO UPDATE SET root = excluded.root, leaf_index = excluded.leaf_index, "
+                    "proof = excluded.proof", message_id, root, index, b"".join(proof))
+
+    async def batch_members(self, message_ids: list[bytes]) -> dict[bytes, BatchMember]:
+        """The batch membership of those of `message_ids` that are in one."""
+        if not message_ids:
+            return {}
+        marks = ",".join("?" for _ in message_ids)
+        rows = await self._db.fetch(
+            f"SELECT message_id, root, leaf_index, proof FROM batch_members WHERE message_id IN ({marks})", *message_ids)
+        return {bytes(r["message_id"]): BatchMember(bytes(r["message_id"]), bytes(r["root"]), r["leaf_index"],
+                                                    _split32(r["proof"])) for r in rows}
+
+    async def batch(self, root: bytes) -> StoredBatch | None:
+        row = await self._db.fetchrow("SELECT root, src_domain, dst_domain, epoch, signature, message_ids, created_at, "
+                                      "closed_at FROM batches WHERE root = ?", root)
+        if row is None:
+            return None
+        return StoredBatch(bytes(row["root"]), row["src_domain"], row["dst_domain"], row["epoch"],
+                           bytes(row["signature"]), _split32(row["message_ids"]), row["created_at"], row["closed_at"])
+
+    async def envelopes(self, message_ids: list[bytes]) -> dict[bytes, bytes]:
+        marks = ",".join("?" for _ in message_ids)
+        rows = await self._db.fetch(f"SELECT message_id, envelope FROM messages WHERE message_id IN ({marks})",
+                                    *message_ids)
+        return {bytes(r["message_id"]): bytes(r["envelope"]) for r in rows}
+
+    async def finished_batches(self, limit: int = 100) -> list[StoredBatch]:
+        """Open batches none of whose current members is still active (all confirmed or dead, or
+        re-batched): their root accounts can be closed."""
+        marks = ",".join("?" for _ in ACTIVE_STAGES)
+        rows = await self._db.fetch(
+            "SELECT root FROM batches b WHERE closed_at IS NULL AND NOT EXISTS (SELECT 1 FROM batch_members m "
+            f"JOIN messages g ON g.message_id = m.message_id WHERE m.root = b.root AND g.stage IN ({marks})) "
+            "ORDER BY created_at LIMIT ?", *[s.value for s in ACTIVE_STAGES], limit)
+        found = [await self.batch(bytes(r["root"])) for r in rows]
+        return [b for b in found if b is not None]
+
+    async def close_batch(self, root: bytes) -> None:
+        await self._db.execute("UPDATE batches SET closed_at = ? WHERE root = ?", time.time(), root)
+
+    async def batch_count(self) -> int:
+        return int(await self._db.fetchval("SELECT count(*) FROM batches") or 0)
 
     # -- replicas and chains ---------------------------------------------------------------------
     async def lease(self, message_id: bytes) -> Lease | None:

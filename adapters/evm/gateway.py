@@ -36,7 +36,7 @@ from relay.config import EvmChain, KeyRef
 from relay.envelope import Envelope, keccak256, message_digest
 from relay.errors import ConfigError, TesseraError
 from relay.interfaces import (ChainIdentity, DeliveryState, DeliveryStatus, EndpointHealth, MessageStatus, Observation,
-                              SignedDelivery)
+                              SignedBatch, SignedDelivery)
 from relay.log import get_logger
 
 T = TypeVar("T")
@@ -478,28 +478,45 @@ class EvmAdapter(GatewayFees):
             raise DeliveryRejected(message_id, decode_revert(self.delivery_errors, revert_data(exc))) from None
         return await self._send_delivery(tx, message_id, "failed delivery retried")
 
-    async def _send_delivery(self, tx: dict[str, Any], message_id: bytes, what: str) -> str:
+    async def submit_batch(self, batch: SignedBatch, indices: list[int]) -> dict[int, str]:
+        """One Gateway.deliverBatch with every envelope of the batch (relay.interfaces.ChainAdapter):
+        the root's signature is checked once (not at all when verified before), messages delivered
+        before are skipped, so resuming a half-delivered batch sends the same call again."""
+        data = deliver_batch_data(self._gateway, batch.batch, batch.epoch, batch.signature)
+        root = batch.batch.root
+        try:
+            tx = await self.tx.transaction(self.gateway_address, data)
+        except ContractLogicError as exc:
+            raise DeliveryRejected(root, decode_revert(self.delivery_errors, revert_data(exc))) from None
+        sent = await self._send_delivery(tx, root, "batch delivery sent", count=len(batch.batch.envelopes))
+        return {i: sent for i in indices}
+
+    async def close_batch(self, batch: SignedBatch) -> None:
+        """Nothing to give back: a verified root is one storage slot the gateway keeps (deliverWithProof)."""
+        return None
+
+    async def _send_delivery(self, tx: dict[str, Any], message_id: bytes, what: str, **fields: Any) -> str:
         sent = await self.tx.send(tx)
         self._sent[sent.original] = sent
         _log().info(what, chain=self.name, tx=sent.original, msg_id=message_id.hex(), nonce=sent.nonce,
-                    gas=tx["gas"], max_fee=tx["maxFeePerGas"])
+                    gas=tx["gas"], max_fee=tx["maxFeePerGas"], **fields)
         return sent.original
 
     def _original(self, tx_hash: str) -> str:
         return self._replaced_by.get(tx_hash.lower(), tx_hash.lower())
 
-    async def delivery_status(self, tx_id: str) -> DeliveryStatus:
+    async def delivery_status(self, tx_id: str, message_id: bytes | None = None) -> DeliveryStatus:
         original = self._original(tx_id)
         sent = self._sent.get(original)
         if sent is None:
             # Not sent by this process (e.g. before a restart): we cannot re-send it, only judge it.
             receipt = await self.tx.receipt(original)
             if receipt is not None:
-                return await self._status_of_receipt(original, receipt, None)
+                return await self._status_of_receipt(original, receipt, None, message_id)
             return await self._status_of_unknown(original)
         match await self.tx.check(sent, self.stuck_after):
             case Mined(tx_hash, receipt):
-                return await self._status_of_receipt(tx_hash, receipt, sent)
+                return await self._status_of_receipt(tx_hash, receipt, sent, message_id)
             case NonceUsed(nonce):
                 return DeliveryStatus(DeliveryState.DROPPED,
                                       f"nonce {nonce} was used by a transaction that is not this delivery")
@@ -509,7 +526,8 @@ class EvmAdapter(GatewayFees):
                 self._replaced_by[tx_hash] = original
                 return DeliveryStatus(DeliveryState.PENDING, f"not mined after {waited:.0f}s: re-sent as {tx_hash}")
 
-    async def _status_of_receipt(self, tx_hash: str, receipt: Any, sent: SentTx | None) -> DeliveryStatus:
+    async def _status_of_receipt(self, tx_hash: str, receipt: Any, sent: SentTx | None,
+                                 message_id: bytes | None = None) -> DeliveryStatus:
         block = int(receipt["blockNumber"])
         if receipt["status"] != 1:
             reason = await self._revert_reason(tx_hash, receipt, sent)
@@ -518,15 +536,23 @@ class EvmAdapter(GatewayFees):
             return DeliveryStatus(DeliveryState.PENDING, f"mined in block {block} (tx {tx_hash}), not final yet")
         if await self._canonical_hash(block) != bytes(receipt["blockHash"]):
             return DeliveryStatus(DeliveryState.PENDING, f"block {block} of tx {tx_hash} was reorged out")
+        found = False
         for entry in receipt["logs"]:
             topics = entry["topics"]
             if (to_checksum_address(entry["address"]) == self.gateway_address and topics
                     and to_hex(topics[0]) == self._topic_delivered):
+                if message_id is not None and bytes(topics[1]) != message_id:
+                    continue  # another message of the same batch
+                found = True
                 (_nonce, handled) = abi_decode(["uint64", "bool"], bytes(entry["data"]))
                 if not handled:
                     return DeliveryStatus(DeliveryState.HANDLER_FAILED,
                                           f"tx {tx_hash} final in block {block}, but the receiver's handler failed "
                                           f"for message {to_hex(topics[1])}: retry it (Gateway.retryFailed)")
+        if message_id is not None and not found:
+            # deliverBatch skips a message delivered before (by another relayer, or another batch).
+            return DeliveryStatus(DeliveryState.DROPPED, f"tx {tx_hash} (final in block {block}) did not deliver "
+                                                         f"message 0x{message_id.hex()}: it was delivered before")
         return DeliveryStatus(DeliveryState.CONFIRMED, f"tx {tx_hash} final in block {block}")
 
     async def _revert_reason(self, tx_hash: str, receipt: Any, sent: SentTx | None) -> str:

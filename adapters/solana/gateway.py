@@ -30,6 +30,7 @@ trails the tip by `--finality-slots` slots.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -44,13 +45,21 @@ from adapters.endpoints import AllEndpointsFailed
 from adapters.solana.program import (
     Attestation,
     DeliveryReceipt,
+    G1Hint,
+    ProgramErrorCode,
     ProgramInstruction,
+    RootAccount,
     ServeAccount,
     SolanaProgramError,
     TaskAccountV2,
     board_delivery_accounts,
+    close_root_ix,
     deliver_ix,
+    deliver_with_proof_ix,
     describe_transaction_error,
+    program_error_code,
+    root_address,
+    verify_root_ix,
     is_v2_result,
     is_v2_verdict,
     receipt_address,
@@ -78,7 +87,7 @@ from adapters.solana.tx import SolanaTransactor, TransactionRefused
 from relay.config import SolanaChain
 from relay.envelope import Envelope, EnvelopeError
 from relay.interfaces import (ChainIdentity, DeliveryState, DeliveryStatus, EndpointHealth, MessageStatus, Observation,
-                              SignedDelivery)
+                              SignedBatch, SignedDelivery)
 from relay.log import get_logger
 
 __all__ = ["SolanaAdapter"]
@@ -88,6 +97,11 @@ log = get_logger("adapters.solana")
 # Deliver measured ~64k CU (README.md); the limit leaves room for a slower PDA bump search.
 DELIVER_CU_LIMIT = 120_000
 SEND_CU_LIMIT = 60_000
+# Batches (README "Batches and closing"): VerifyRoot ~66k CU; DeliverWithProof 8.3k mean, 13.3k max at
+# batch 64 (the receipt's bump search), more with the task board's handling.
+VERIFY_ROOT_CU_LIMIT = 120_000
+DELIVER_WITH_PROOF_CU_LIMIT = 100_000
+CLOSE_CU_LIMIT = 20_000
 
 
 class SolanaAdapter(SolanaGatewayFees):
@@ -363,7 +377,74 @@ class SolanaAdapter(SolanaGatewayFees):
             f"{self.name}: message 0x{envelope.message_id.hex()}: a Solana delivery whose handler fails is not "
             "recorded, so there is nothing to retry; submit it again")
 
-    async def delivery_status(self, tx_id: str) -> DeliveryStatus:
+    # ----- batches (docs/PROTOCOL.md "Batch attestations"; README "Batches and closing") -----
+
+    async def submit_batch(self, batch: SignedBatch, indices: list[int]) -> dict[int, str]:
+        """VerifyRoot (one pairing) unless the root account exists, confirmed before anything uses it;
+        then one DeliverWithProof per index, sent concurrently without preflight (a refused one lands
+        failed and `delivery_status` names the error, as for `submit`)."""
+        payer = self._require_signer()
+        tree = batch.batch
+        root = tree.root
+        if await self.rpc.account_data(root_address(self.program_id, root), self.program_id, Confirmed) is None:
+            attestation = Attestation(batch.epoch, batch.signature, G1Hint.for_digest(tree.digest(batch.epoch)))
+            ix = verify_root_ix(self.program_id, payer.pubkey(), attestation, src_domain=tree.src_domain,
+                                leaf_count=len(tree.envelopes), root=root)
+            try:
+                signature = await self.tx.transact([ix], cu_limit=VERIFY_ROOT_CU_LIMIT, commitment=Confirmed,
+                                                   timeout=30.0)
+            except TransactionRefused as exc:
+                if program_error_code(exc.err) != ProgramErrorCode.ROOT_ALREADY_VERIFIED:  # (a race: fine)
+                    raise SolanaAdapterError(f"{self.name}: VerifyRoot of root 0x{root.hex()} refused: "
+                                             f"{describe_transaction_error(exc.err)}") from exc
+            else:
+                log.info("solana root verified", chain=self.name, root=root.hex(), count=len(tree.envelopes),
+                         tx=str(signature))
+
+        async def deliver(index: int) -> str:
+            envelope = tree.envelopes[index]
+            extra = await self.board_accounts(envelope)
+            ix = deliver_with_proof_ix(self.program_id, payer.pubkey(), root, index, tree.proof(index),
+                                       envelope.encode(), extra)
+            sent = await self.tx.send([ix], cu_limit=DELIVER_WITH_PROOF_CU_LIMIT, preflight=False)
+            return str(sent.signature)
+
+        results = await asyncio.gather(*(deliver(i) for i in indices), return_exceptions=True)
+        sent: dict[int, str] = {}
+        for index, result in zip(indices, results):
+            if isinstance(result, BaseException):
+                log.warning("solana proof delivery not sent", chain=self.name, root=root.hex(), index=index,
+                            msg_id=tree.envelopes[index].message_id.hex(), error=f"{type(result).__name__}: {result}")
+            else:
+                sent[index] = result
+        if not sent:
+            first = next(r for r in results if isinstance(r, BaseException))
+            raise SolanaAdapterError(f"{self.name}: no delivery of root 0x{root.hex()} could be sent: {first}")
+        log.info("solana batch deliveries submitted", chain=self.name, root=root.hex(), sent=len(sent),
+                 of=len(indices))
+        return sent
+
+    async def close_batch(self, batch: SignedBatch) -> None:
+        """CloseRoot: the root account's rent back to the relayer (its payer); only when it exists and
+        this relayer paid for it (another relayer's root is that relayer's to close)."""
+        root = batch.batch.root
+        address = root_address(self.program_id, root)
+        data = await self.rpc.account_data(address, self.program_id, Confirmed)
+        if data is None:
+            return
+        payer = self._require_signer()
+        try:
+            account = RootAccount.decode(data)
+        except SolanaProgramError:
+            return
+        if account.payer != payer.pubkey():
+            return
+        signature = await self.tx.transact([close_root_ix(self.program_id, payer.pubkey(), root, payer.pubkey())],
+                                           cu_limit=CLOSE_CU_LIMIT, commitment=Confirmed, timeout=30.0)
+        log.info("solana root closed", chain=self.name, root=root.hex(), tx=str(signature))
+
+    async def delivery_status(self, tx_id: str, message_id: bytes | None = None) -> DeliveryStatus:
+        # One transaction delivers one message on Solana (DeliverWithProof too): message_id adds nothing.
         signature = Signature.from_string(tx_id)
         status = await self.rpc.signature_status(signature)
         if status is None:

@@ -70,9 +70,10 @@ async def run_relayer(config: TesseraConfig, stop: asyncio.Event | None = None) 
     committee = _committee(config)
     settings = config.relayer
     adapters = messaging_adapters(config, with_signers=True)
-    # Replicas sharing a PostgreSQL store lease at most `concurrency` messages per stage at a time.
+    # Replicas sharing a PostgreSQL store lease at most `concurrency` messages per stage at a time (at
+    # least four batches with batching on).
     store = await Store.open(settings.db, replica=settings.replica, lease_s=settings.lease_s,
-                             lease_batch=settings.concurrency)
+                             lease_batch=max(settings.concurrency, 4 * settings.batch_size))
     collector = CommitteeCollector(committee, timeout=settings.partial_timeout_s)
     verdicts = CommitteeVerdicts([m.endpoint for m in committee.members], committee.t,
                                  timeout=settings.partial_timeout_s)
@@ -80,7 +81,8 @@ async def run_relayer(config: TesseraConfig, stop: asyncio.Event | None = None) 
         store, adapters, collector,
         PipelineSettings(backoff=Backoff(base=settings.retry_base_s, cap=settings.retry_cap_s,
                                          max_attempts=settings.max_attempts),
-                         concurrency=settings.concurrency),
+                         concurrency=settings.concurrency, batch_size=settings.batch_size,
+                         batch_wait=settings.batch_wait_ms / 1000),
         verdicts=verdicts,
         policy=PaymentPolicy.from_config(settings.policy, config.chains),
     )

@@ -171,12 +171,15 @@ async def test_refusals_in_a_batch_end_as_they_would_singly(store: Store) -> Non
     """A message delivered before by another relayer is confirmed 'by other'; one whose handler failed
     is re-run through retry_failed: the same outcomes as on the single path."""
     dst = BatchChain("evm", DST)
-    relayer = Relayer(store, {SRC: FakeChain("solana", SRC), DST: dst}, RootCommittee(), settings())
+    committee = RootCommittee()
+    relayer = Relayer(store, {SRC: FakeChain("solana", SRC), DST: dst}, committee, settings())
     envelopes = [envelope(n) for n in range(4)]
     dst.delivered.add(envelopes[1].message_id)  # another relayer won this one after we observed it
     dst.failing.add(envelopes[2].message_id)
     await observe(relayer, envelopes)
     await drain(relayer)
+    # The one delivered before is confirmed without being put in a root (no pairing paid for it).
+    assert committee.roots == [[envelopes[i].message_id for i in (0, 2, 3)]]
     assert all([(await store.get(e.message_id)).stage is Stage.CONFIRMED for e in envelopes])
     assert dst.retried == [envelopes[2].message_id]
     assert (await store.get(envelopes[2].message_id)).dest_tx == "retry1"
