@@ -126,10 +126,14 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
     base = ["deploy", "--config", str(config)]
 
     # Bad inputs first, on the bare chains: each one refused with what to do, nothing deployed.
-    unfunded = relay(*base, "--chain", "evm", *evm_key)
+    unfunded, unfunded_sol = await asyncio.gather(asyncio.to_thread(relay, *base, "--chain", "evm", *evm_key),
+                                                  asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key))
     assert unfunded.returncode == 1
     assert f"the deployer {evm_deployer.address} holds 0.000000 ETH on chain evm" in unfunded.stderr, unfunded.stderr
     assert "fund it" in unfunded.stderr
+    assert unfunded_sol.returncode == 1
+    assert f"the deployer {sol_deployer.pubkey()} holds 0.000000 SOL on chain sol" in unfunded_sol.stderr
+    assert "(rent included): fund it" in unfunded_sol.stderr, unfunded_sol.stderr
     raw = tmp / "raw.key"
     raw.write_text("0x" + bytes(evm_deployer.key).hex())
     refused_raw = relay(*base, "--chain", "evm", "--key-file", str(raw))
