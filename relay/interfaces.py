@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol, runtime_checkable
 
@@ -722,6 +722,11 @@ class FeedTarget(Protocol):
     name: str
 
     async def push(self, signed: SignedReport) -> Any: ...  # tx id (str) or a not-newer result
+
+    async def push_root(self, reports: Sequence[SignedReport]) -> dict[str, Any]:
+        """Served (v2) reports of one feed root in one on-chain update (docs/FEEDS.md "One signature
+        per round"); feed id -> tx id (str) or a not-newer result. A stale feed never fails the rest."""
+        ...
 
     async def latest(self, feed_id: str) -> Any: ...  # SignedReport | FeedReport | report-like | None
 

@@ -116,6 +116,25 @@ def update_feeds_data(store: Any, signed: SignedFeedRoot, feed_ids: Sequence[str
     return store.functions.updateFeeds(*update_feeds_args(signed, feed_ids, hinted=hinted))._encode_transaction_data()
 
 
+def served_update_args(reports: Sequence[SignedReport], *,
+                       hinted: bool = True) -> tuple[tuple, list[bytes], list[int], list[list[bytes]]]:
+    """updateFeeds arguments from served (v2) reports of one feed root, each carrying its proof:
+    every leaf in order without proofs when all of them are given (cheapest), else each with its
+    index and proof. Raises FeedError for a v1 report or reports of different roots."""
+    root_keys = {r.root_key for r in reports}
+    if not reports or None in root_keys or len(root_keys) != 1:
+        raise FeedError("updateFeeds takes reports of one feed root (version 2, the same epoch, root and signature); "
+                        "push a v1 report with push()")
+    first = reports[0]
+    k, y, y_sqrt = hash_to_g1_hint(first.digest) if hinted else (0, 0, 0)
+    sig = (first.root_hash, first.root.leaf_count, first.epoch, bytes(first.signature), k, y, y_sqrt)
+    ordered = sorted(reports, key=lambda r: r.root.index)
+    if [r.root.index for r in ordered] == list(range(first.root.leaf_count)):
+        return sig, [r.report.encode() for r in ordered], [], []
+    return (sig, [r.report.encode() for r in ordered], [r.root.index for r in ordered],
+            [list(r.root.proof) for r in ordered])
+
+
 # --- the push target ------------------------------------------------------------------------------
 
 
@@ -222,6 +241,8 @@ class EvmFeedTarget:
     async def push(self, signed: SignedReport) -> str | FeedNotNewer:
         """Sends updateWithHint and waits for the receipt; returns the transaction hash (0x-hex), or
         FeedNotNewer when the store already holds this round or a newer one."""
+        if signed.root is not None:  # signed as a leaf of a feed root (v2): only the root update takes it
+            return (await self.push_root([signed]))[signed.feed_id]
         call = self._store.functions.updateWithHint(*hinted_update_args(signed))
         async with self._lock:
             try:
@@ -234,7 +255,37 @@ class EvmFeedTarget:
                     f"check chains.{self.name}.rpc_urls and retry", retryable=True,
                 ) from exc
 
-    async def _send(self, signed: SignedReport, call: Any) -> str | FeedNotNewer:
+    async def push_root(self, reports: Sequence[SignedReport]) -> dict[str, str | FeedNotNewer]:
+        """Several feeds of one committee-signed feed root in ONE FeedStore.updateFeeds transaction.
+        Feeds whose report is not newer than the stored round are left out beforehand (and the
+        store skips any that became stale meanwhile instead of reverting); they come back as
+        FeedNotNewer, the others with the transaction hash. Nothing newer: no transaction."""
+        async with self._lock:
+            try:
+                stored = {r.feed_id: await self.latest(r.feed_id) for r in reports}
+                fresh = [r for r in reports if stored[r.feed_id] is None or stored[r.feed_id].round < r.round]
+                results: dict[str, str | FeedNotNewer] = {
+                    r.feed_id: FeedNotNewer(self.name, r.feed_id, r.round, stored[r.feed_id].round)
+                    for r in reports if r not in fresh}
+                if not fresh:
+                    return results
+                call = self._store.functions.updateFeeds(*served_update_args(fresh))
+                what = f"{len(fresh)} feeds ({', '.join(r.feed_id for r in fresh)}) round {fresh[0].round}"
+                outcome = await self._send(fresh[0], call, what=what)
+            except EvmFeedError:
+                raise
+            except FeedError as exc:
+                raise FeedPushError(f"{self.name}: {exc}", retryable=False) from None
+            except Exception as exc:  # noqa: BLE001 - transport trouble: worth a retry
+                raise FeedPushError(f"{self.name}: pushing a feed root failed: {exc!r}; check chains.{self.name}."
+                                    "rpc_urls and retry", retryable=True) from exc
+        for r in fresh:
+            results[r.feed_id] = outcome if isinstance(outcome, str) else \
+                FeedNotNewer(self.name, r.feed_id, r.round, getattr(outcome, "stored_round", None))
+        return results
+
+    async def _send(self, signed: SignedReport, call: Any, what: str | None = None) -> str | FeedNotNewer:
+        what = what or f"{signed.feed_id} round {signed.round}"
         data = call._encode_transaction_data()
         try:
             tx = await self.tx.transaction(self.store_address, data)
@@ -245,7 +296,7 @@ class EvmFeedTarget:
         try:
             mined = await self.tx.wait(flight, self.receipt_timeout_s, stuck_after=self.stuck_after_s)
         except TxNotMined:
-            raise FeedPushError(f"{self.name}: update of {signed.feed_id} round {signed.round} not mined within "
+            raise FeedPushError(f"{self.name}: update of {what} not mined within "
                                 f"{self.receipt_timeout_s:.0f}s (tx {flight.latest}); the next push replaces it",
                                 retryable=True) from None
         except NonceTaken:
@@ -261,10 +312,10 @@ class EvmFeedTarget:
                                                     int(receipt["blockNumber"]))
             if reverted:
                 return await self._refused(signed, revert)
-            raise FeedPushError(f"{self.name}: update of {signed.feed_id} round {signed.round} reverted "
+            raise FeedPushError(f"{self.name}: update of {what} reverted "
                                 f"(tx {tx_hash}, gas used {receipt['gasUsed']})", retryable=True)
         self.last_receipt = receipt
-        log.info("feed_pushed", target=self.name, feed=signed.feed_id, round=signed.round, tx=tx_hash,
+        log.info("feed_pushed", target=self.name, feed=signed.feed_id, round=signed.round, update=what, tx=tx_hash,
                  gas=receipt["gasUsed"], replacements=len(flight.replacements) or None)
         return tx_hash
 

@@ -14,11 +14,15 @@ from typing import Any
 
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Commitment, Confirmed
+from solders.compute_budget import set_compute_unit_limit
+from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
+from solders.message import Message
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
+from solders.transaction import VersionedTransaction
 
 from adapters.solana.program import (
     Attestation,
@@ -73,6 +77,11 @@ FEED_ROOT_SEED = b"feedroot"
 FEED_ROOT_ACCOUNT_LEN = 152
 # UpdateFeed measured 57-65k CU (README.md "Feeds"); the limit leaves room for a long bump search.
 UPDATE_FEED_CU_LIMIT = 120_000
+# UpdateFeeds: one pairing (~60k) plus ~19k per new feed (README.md "Feed roots"); up to 5 fit a packet.
+UPDATE_FEEDS_CU_LIMIT = 250_000
+UPDATE_FEEDS_WITH_PROOFS_CU_LIMIT = 120_000  # ~10.5k per feed, no pairing
+CLOSE_FEED_ROOT_CU_LIMIT = 20_000
+PACKET_DATA_SIZE = 1232  # the largest transaction a Solana node takes
 
 # magic 8, version, bump, decimals, observations, flags, 3 reserved, epoch u32, 4 reserved,
 # feed_id 32, round, observed_at, published_at, updated_slot u64, updated_unix i64, update_count u64,
@@ -403,6 +412,8 @@ class SolanaFeedTarget:
     async def push(self, signed: SignedReport) -> str | FeedNotNewer:
         """Sends UpdateFeed and waits for `commitment`. Returns the transaction signature, or
         `FeedNotNewer` when the chain already holds this round or a newer one."""
+        if signed.root is not None:  # signed as a leaf of a feed root (v2): only the root update takes it
+            return (await self.push_root([signed]))[signed.feed_id]
         ix = update_feed_ix(self.program_id, self.payer.pubkey(), signed, self.committee_config)
         try:
             sent = await self.tx.send([ix], cu_limit=UPDATE_FEED_CU_LIMIT)
@@ -418,6 +429,107 @@ class SolanaFeedTarget:
                                 f"check chains.{self.name}.rpc_urls and retry", retryable=True) from exc
         log.info("feed_pushed", target=self.name, feed=signed.feed_id, round=signed.round, tx=str(sent.signature))
         return str(sent.signature)
+
+    def _tx_size(self, instructions: Sequence[Instruction], cu_limit: int) -> int:
+        ixs = [set_compute_unit_limit(cu_limit), *instructions]
+        return len(bytes(VersionedTransaction(Message.new_with_blockhash(ixs, self.payer.pubkey(), Hash.default()),
+                                              [self.payer])))
+
+    def root_plan(self, reports: Sequence[SignedReport]) -> list[tuple[str, list[Instruction], int]]:
+        """The transactions that put `reports` (served v2 reports of one feed root) on-chain: one
+        UpdateFeeds when they are every leaf of the root and fit one transaction; else VerifyFeedRoot,
+        as few UpdateFeedsWithProofs as fit, CloseFeedRoot (its rent back). (kind, instructions, CU limit)."""
+        root_keys = {r.root_key for r in reports}
+        if not reports or None in root_keys or len(root_keys) != 1:
+            raise FeedPushError(f"{self.name}: UpdateFeeds takes reports of one feed root (version 2, the same epoch, "
+                                "root and signature); push a v1 report with push()")
+        first = reports[0]
+        ordered = sorted(reports, key=lambda r: r.root.index)
+        attestation = Attestation(first.epoch, first.signature, G1Hint.for_digest(first.digest))
+        payer, root = self.payer.pubkey(), first.root_hash
+        if [r.root.index for r in ordered] == list(range(first.root.leaf_count)):
+            ix = raw_update_feeds_ix(self.program_id, payer, attestation, [r.report.encode() for r in ordered],
+                                     committee_config=self.committee_config)
+            if self._tx_size([ix], UPDATE_FEEDS_CU_LIMIT) <= PACKET_DATA_SIZE:
+                return [("UpdateFeeds", [ix], UPDATE_FEEDS_CU_LIMIT)]
+        plan = [("VerifyFeedRoot", [verify_feed_root_ix(self.program_id, payer, attestation, first.root.leaf_count,
+                                                        root, self.committee_config)], UPDATE_FEED_CU_LIMIT)]
+        chunk: list[tuple[int, Sequence[bytes], bytes]] = []
+        for r in ordered:
+            item = (r.root.index, list(r.root.proof), r.report.encode())
+            ix = update_feeds_with_proofs_ix(self.program_id, payer, root, [*chunk, item])
+            if chunk and self._tx_size([ix], UPDATE_FEEDS_WITH_PROOFS_CU_LIMIT) > PACKET_DATA_SIZE:
+                plan.append(("UpdateFeedsWithProofs", [update_feeds_with_proofs_ix(self.program_id, payer, root, chunk)],
+                             UPDATE_FEEDS_WITH_PROOFS_CU_LIMIT))
+                chunk = [item]
+            else:
+                chunk.append(item)
+        plan.append(("UpdateFeedsWithProofs", [update_feeds_with_proofs_ix(self.program_id, payer, root, chunk)],
+                     UPDATE_FEEDS_WITH_PROOFS_CU_LIMIT))
+        plan.append(("CloseFeedRoot", [close_feed_root_ix(self.program_id, payer, root, payer)],
+                     CLOSE_FEED_ROOT_CU_LIMIT))
+        return plan
+
+    async def push_root(self, reports: Sequence[SignedReport]) -> dict[str, str | FeedNotNewer]:
+        """Several feeds of one committee-signed feed root: one UpdateFeeds transaction (one pairing)
+        when all of the root's reports fit one, else VerifyFeedRoot + UpdateFeedsWithProofs +
+        CloseFeedRoot. Feeds whose report is not newer than the account are left out beforehand
+        (the program skips any that became stale meanwhile); they come back as FeedNotNewer, the
+        others with the signature of the transaction that carried them. Nothing newer: no transaction."""
+        stored = {}
+        try:
+            for r in reports:
+                stored[r.feed_id] = await self.latest(r.feed_id)
+        except FeedAccountError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - transport trouble
+            raise FeedPushError(f"{self.name}: reading feed accounts failed: {exc!r}; check chains.{self.name}.rpc_urls",
+                                retryable=True) from exc
+        fresh = [r for r in reports if stored[r.feed_id] is None or stored[r.feed_id].round < r.round]
+        results: dict[str, str | FeedNotNewer] = {
+            r.feed_id: FeedNotNewer(self.name, r.feed_id, r.round, stored[r.feed_id].round)
+            for r in reports if r not in fresh}
+        if not fresh:
+            return results
+        plan = self.root_plan(fresh)
+        self.last_signatures: list[tuple[str, str]] = []
+        carried: dict[str, str] = {}
+        for kind, ixs, cu_limit in plan:
+            try:
+                sent = await self.tx.send(ixs, cu_limit=cu_limit)
+                await self._confirm(*sent)
+            except TransactionRefused as exc:
+                code, _ = _program_error(exc.err)
+                if kind == "VerifyFeedRoot" and code == ProgramErrorCode.FEED_ROOT_ALREADY_VERIFIED:
+                    continue  # an earlier, interrupted push verified it: go on with the proofs
+                if kind == "CloseFeedRoot":  # the feeds are updated; the rent can be claimed later
+                    log.warning("feed_root_not_closed", target=self.name, error=str(exc))
+                    continue
+                if code == ProgramErrorCode.FEED_STALE_ROUND:  # none newer any more: someone was first
+                    for r in fresh:
+                        if r.feed_id not in carried:
+                            latest = await self.latest(r.feed_id)
+                            results[r.feed_id] = FeedNotNewer(self.name, r.feed_id, r.round,
+                                                              latest.round if latest else None)
+                    continue
+                await self._refused(fresh[0], exc.err, exc.logs, exc.signature)
+            except (FeedPushError, FeedAccountError):
+                raise
+            except Exception as exc:  # transport failures, timeouts, an expired blockhash: worth a retry
+                raise FeedPushError(f"{self.name}: {kind} of a feed root failed: {exc!r}; "
+                                    f"check chains.{self.name}.rpc_urls and retry", retryable=True) from exc
+            self.last_signatures.append((kind, str(sent.signature)))
+            if kind in ("UpdateFeeds", "UpdateFeedsWithProofs"):
+                for ix in ixs:
+                    for meta in ix.accounts[3:]:
+                        for r in fresh:
+                            if meta.pubkey == self.address(r.feed_id):
+                                carried[r.feed_id] = str(sent.signature)
+        for r in fresh:
+            results.setdefault(r.feed_id, carried.get(r.feed_id) or FeedNotNewer(self.name, r.feed_id, r.round, None))
+        log.info("feed_root_pushed", target=self.name, feeds=[r.feed_id for r in fresh], round=fresh[0].round,
+                 transactions=[kind for kind, _ in self.last_signatures])
+        return results
 
     async def _confirm(self, signature: Signature, last_valid_block_height: int) -> Any:
         """The transaction's status once it reached `commitment`; TransactionRefused when it failed,

@@ -18,31 +18,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from relay.batch import MAX_BATCH_SIZE, BatchError, climb, proof_length, proof_of, tree_levels
-from relay.envelope import keccak256
-from relay.feeds.report import REPORT_LEN, FeedReport, ReportError
-from relay.feeds.signed import SignedReportError, _hex
-from relay.protocol import TAG_FEED, U32_MAX
+from relay.batch import MAX_BATCH_SIZE, proof_of, tree_levels
+from relay.feeds.report import FeedReport, ReportError
+from relay.feeds.signed import (  # the primitives a served report's proof needs live beside it
+    FEED_LEAF_PREFIX,
+    TAG_FEED_ROOT,
+    FeedRootError,
+    RootProof,
+    SignedReport,
+    SignedReportError,
+    _check_count,
+    _hex,
+    feed_leaf,
+    feed_root_digest,
+    root_from_feed_proof,
+)
+from relay.protocol import U32_MAX
 
-FEED_LEAF_PREFIX = b"\x02"
-TAG_FEED_ROOT = TAG_FEED + b"ROOT"
-MAX_FEEDS_PER_ROOT = MAX_BATCH_SIZE  # 64: depth 6, as message batches
+__all__ = [
+    "FEED_LEAF_PREFIX", "MAX_FEEDS_PER_ROOT", "TAG_FEED_ROOT", "FeedRoot", "FeedRootError", "SignedFeedRoot",
+    "feed_leaf", "feed_proof", "feed_root", "feed_root_digest", "root_from_feed_proof", "verify_feed_proof",
+]
 
-
-class FeedRootError(ReportError):
-    """A feed root, its reports or a proof do not follow the multi-feed encoding."""
-
-
-def feed_leaf(report: bytes | FeedReport) -> bytes:
-    raw = report.encode() if isinstance(report, FeedReport) else bytes(report)
-    if len(raw) != REPORT_LEN:
-        raise FeedRootError(f"a feed leaf is over a {REPORT_LEN}-byte report, got {len(raw)} bytes")
-    return keccak256(FEED_LEAF_PREFIX + raw)
-
-
-def _check_count(leaf_count: int) -> None:
-    if not isinstance(leaf_count, int) or not 1 <= leaf_count <= MAX_FEEDS_PER_ROOT:
-        raise FeedRootError(f"a feed root has 1..{MAX_FEEDS_PER_ROOT} reports, not {leaf_count}")
+MAX_FEEDS_PER_ROOT = MAX_BATCH_SIZE  # 64: depth 6, as message batches (= relay.feeds.signed's)
 
 
 def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
@@ -61,34 +59,12 @@ def feed_proof(reports: Sequence[bytes | FeedReport], index: int) -> list[bytes]
     return proof_of(levels, index)
 
 
-def root_from_feed_proof(report: bytes | FeedReport, index: int, leaf_count: int, proof: Sequence[bytes]) -> bytes:
-    """The root a proof leads to (what the chains compute); raises on a wrong index or proof length."""
-    _check_count(leaf_count)
-    try:
-        expected = proof_length(index, leaf_count)
-    except BatchError as exc:
-        raise FeedRootError(str(exc)) from None
-    if len(proof) != expected:
-        raise FeedRootError(f"a proof of report {index} of {leaf_count} has {expected} hashes, not {len(proof)}")
-    return climb(feed_leaf(report), index, leaf_count, proof)
-
-
 def verify_feed_proof(root: bytes, report: bytes | FeedReport, index: int, leaf_count: int,
                       proof: Sequence[bytes]) -> bool:
     try:
         return root_from_feed_proof(report, index, leaf_count, proof) == root
     except FeedRootError:
         return False
-
-
-def feed_root_digest(epoch: int, leaf_count: int, root: bytes) -> bytes:
-    """What the committee signs for a feed root."""
-    if not isinstance(epoch, int) or not 0 <= epoch <= U32_MAX:
-        raise FeedRootError(f"epoch {epoch!r} does not fit in uint32")
-    _check_count(leaf_count)
-    if len(root) != 32:
-        raise FeedRootError("a root has 32 bytes")
-    return keccak256(TAG_FEED_ROOT + epoch.to_bytes(4, "big") + leaf_count.to_bytes(4, "big") + root)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +123,17 @@ class SignedFeedRoot:
             return bool(committee.verify(self.digest, self.signature, backend=backend))
         except (ValueError, ArithmeticError):
             return False
+
+    def report(self, feed_id_or_index: str | int) -> SignedReport:
+        """One feed's report as served (v2): the report, its proof and the root's signature; it
+        verifies alone (SignedReport.verify)."""
+        i = feed_id_or_index if isinstance(feed_id_or_index, int) else self.root.index_of(feed_id_or_index)
+        proof = RootProof(i, self.root.leaf_count, tuple(self.root.proof(i)))
+        return SignedReport(self.root.reports[i], self.epoch, self.signature, proof)
+
+    def reports(self) -> list[SignedReport]:
+        """Every feed's served report, in leaf order."""
+        return [self.report(i) for i in range(self.root.leaf_count)]
 
     def to_json(self) -> dict:
         return {

@@ -41,16 +41,20 @@ from relay.feeds.aggregate import (
 )
 from relay.feeds.config import FeedConfig
 from relay.feeds.jetstream import PublishError, ReportPublisher, StreamSettings
+from relay.feeds.multi import SignedFeedRoot
 from relay.feeds.report import SignedObservation
 from relay.feeds.round import (
     METRICS_PATH,
     OBSERVATIONS_PATH,
     PROPOSALS_PATH,
+    ROOT_PROPOSALS_PATH,
     LeaderRound,
     MemberRound,
     ObservationMessage,
     PartialReply,
     Proposal,
+    RootBatch,
+    RootProposal,
     RoundMessageError,
     RoundRefused,
     leader_of,
@@ -203,6 +207,7 @@ class FeedNode:
         self._sources: dict[str, dict[str, Source]] = {}
         self._members: dict[tuple[str, int], MemberRound] = {}
         self._leading: dict[tuple[str, int, int], LeaderRound] = {}
+        self._roots: dict[tuple[int, int], RootBatch] = {}  # (round, attempt) -> the root being gathered
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
         self._own_pk: G2Point | None = None  # set by start() once the share is known to match it
@@ -316,6 +321,8 @@ class FeedNode:
             del self._members[key]
         for key in [k for k in self._leading if k[1] < oldest]:
             del self._leading[key]
+        for key in [k for k in self._roots if k[0] < oldest]:
+            del self._roots[key]
 
     def _member_round(self, feed_id: str, round_: int) -> MemberRound:
         return self._members.setdefault((feed_id, round_), MemberRound())
@@ -420,6 +427,18 @@ class FeedNode:
         return state
 
     async def _lead(self, feed: FeedConfig, round_: int, attempt: int, state: LeaderRound) -> None:
+        # sign = "root": the report joins the (round, attempt)'s root, signed once for every feed.
+        batch = self._root_batch(round_, attempt) if self.settings.sign == "root" else None
+        if batch is not None:
+            batch.start(feed.id)
+        try:
+            await self._lead_feed(feed, round_, attempt, state, batch)
+        finally:
+            if batch is not None:
+                batch.drop(feed.id)  # built or not, the root no longer waits for this feed
+
+    async def _lead_feed(self, feed: FeedConfig, round_: int, attempt: int, state: LeaderRound,
+                         batch: RootBatch | None) -> None:
         start = round_start_ms(round_, self._interval)
         first_ms = self._now_ms() - start  # this task starts with the first observation
         if not await self._collect(state):
@@ -438,7 +457,10 @@ class FeedNode:
             self.metrics.failed.labels(feed=feed.id, reason="not_enough_observations").inc()
             return
         proposal = Proposal(attempt, self.member, built.report, built.observations)
-        signed = await self._gather_partials(feed, proposal)
+        if batch is not None:
+            signed = await batch.add(proposal)
+        else:
+            signed = await self._gather_partials(feed, proposal)
         if signed is None:
             return
         self._publish(signed)
@@ -449,7 +471,64 @@ class FeedNode:
         self.log.info("report published", feed=feed.id, round=round_, attempt=attempt, price=built.report.price,
                       confidence=built.report.confidence, observations=built.report.observations,
                       rejected=built.rejected or None, first_observation_ms=first_ms, proposed_ms=built_ms,
-                      signed_ms=done_ms)
+                      signed_ms=done_ms, root_of=signed.root.leaf_count if signed.root is not None else None)
+
+    # --- leader: one signature per round (sign = "root") ----------------------------------------
+
+    def _root_batch(self, round_: int, attempt: int) -> RootBatch:
+        key = (round_, attempt)
+        batch = self._roots.get(key)
+        if batch is None or batch.closed:  # a feed that starts after the root went out: a root of its own
+            batch = self._roots[key] = RootBatch()
+            self._spawn(self._run_root(key, batch))
+        return batch
+
+    async def _run_root(self, key: tuple[int, int], batch: RootBatch) -> None:
+        """Waits until every feed of the batch has its report built (each feed's collection already
+        ends within half the members' patience; this waits at most 0.6 of it), then asks for one
+        signature over the root. One report alone is signed as a report (v1): a root of one buys
+        nothing. A root the committee does not sign (a member refused one report) falls back to one
+        signature per report, so one bad feed does not hold back the others."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 0.6 * self.settings.leader_timeout_ms / 1000
+        results: dict[str, SignedReport | None] = {}
+        try:
+            while batch.building and loop.time() < deadline:
+                batch.changed.clear()
+                try:
+                    await asyncio.wait_for(batch.changed.wait(), deadline - loop.time())
+                except asyncio.TimeoutError:
+                    pass
+            batch.closed = True
+            if self._roots.get(key) is batch:
+                del self._roots[key]
+            proposals = list(batch.proposals.values())
+            if len(proposals) > 1:
+                signed_root = await self._gather_root_partials(RootProposal.of(proposals))
+                if signed_root is not None:
+                    results = {r.feed_id: r for r in signed_root.reports()}
+                    return
+                self.log.warning("root not signed; signing each report alone", round=key[0], attempt=key[1],
+                                 feeds=sorted(batch.proposals))
+            got = await asyncio.gather(*(self._gather_partials(self.feeds[p.report.feed_id], p) for p in proposals))
+            results = {p.report.feed_id: signed for p, signed in zip(proposals, got)}
+        finally:
+            batch.closed = True
+            batch.resolve(results)
+
+    async def _gather_root_partials(self, proposal: RootProposal) -> SignedFeedRoot | None:
+        root = proposal.feed_root()
+        digest = root.digest(self.committee.epoch)
+        feeds = ",".join(p.report.feed_id for p in proposal.proposals)
+        signature = await self._combine(digest, lambda m: self._request_partial(m, proposal), feeds, proposal.round,
+                                        proposal.attempt)
+        if signature is None:
+            return None
+        signed = SignedFeedRoot(root, self.committee.epoch, signature)
+        if not signed.verify(self.committee, self.backend):
+            self.log.error("combined root signature does not verify", feeds=feeds, round=proposal.round)
+            return None
+        return signed
 
     async def _collect(self, state: LeaderRound) -> bool:
         """Wait for all n observations, or collect_ms after the t-th (capped at half the members'
@@ -476,8 +555,22 @@ class FeedNode:
 
     async def _gather_partials(self, feed: FeedConfig, proposal: Proposal) -> SignedReport | None:
         report = proposal.report
-        digest = report.digest(self.committee.epoch)
-        pending = {self._spawn(self._request_partial(m, proposal)) for m in self.committee.indices}
+        signature = await self._combine(report.digest(self.committee.epoch),
+                                        lambda m: self._request_partial(m, proposal), feed.id, report.round,
+                                        proposal.attempt)
+        if signature is None:
+            return None
+        signed = SignedReport(report, self.committee.epoch, signature)
+        if signed.verify(self.committee, self.backend):
+            return signed
+        self.log.error("combined signature does not verify", feed=feed.id, round=report.round)
+        return None
+
+    async def _combine(self, digest: bytes, request: Callable[[int], Awaitable[tuple[int, bytes | str]]],
+                       feed: str, round_: int, attempt: int) -> bytes | None:
+        """Asks every member for its partial over `digest`; the combined signature once t valid ones
+        are in (the rest finish in the background), or None."""
+        pending = {self._spawn(request(m)) for m in self.committee.indices}
         partials: list[attest.PartialSignature] = []
         refusals: dict[int, str] = {}
         faulty: tuple[int, ...] = ()
@@ -493,29 +586,28 @@ class FeedNode:
                 result = attest.combine(self.committee, digest, partials, self.backend)
                 faulty = result.faulty
                 if result.ok:
-                    signed = SignedReport(report, self.committee.epoch, result.signature)
                     if faulty:
-                        self.log.warning("faulty partials", feed=feed.id, round=report.round, members=list(faulty))
+                        self.log.warning("faulty partials", feed=feed, round=round_, members=list(faulty))
                         for member in faulty:
                             self.metrics.faulty_partials.labels(member=str(member)).inc()
-                    if signed.verify(self.committee, self.backend):
-                        return signed  # the rest finish in the background; nobody waits for them
-                    self.log.error("combined signature does not verify", feed=feed.id, round=report.round)
+                    return result.signature
         detail = {**refusals, **{m: "invalid partial signature" for m in faulty}}
-        self.log.warning("round failed: too few partial signatures", feed=feed.id, round=report.round,
-                         attempt=proposal.attempt, partials=len(partials) - len(faulty),
+        self.log.warning("round failed: too few partial signatures", feed=feed, round=round_,
+                         attempt=attempt, partials=len(partials) - len(faulty),
                          threshold=self.committee.threshold, refusals=detail)
-        self.metrics.failed.labels(feed=feed.id, reason="not_enough_partials").inc()
+        self.metrics.failed.labels(feed=feed, reason="not_enough_partials").inc()
         return None
 
-    async def _request_partial(self, member: int, proposal: Proposal) -> tuple[int, bytes | str]:
+    async def _request_partial(self, member: int, proposal: Proposal | RootProposal) -> tuple[int, bytes | str]:
         """(member, partial signature) or (member, why not)."""
+        root = isinstance(proposal, RootProposal)
         if member == self.member:
             try:
-                return member, self.sign_proposal(proposal).signature
+                reply = self.sign_root_proposal(proposal) if root else self.sign_proposal(proposal)
+                return member, reply.signature
             except (RoundRefused, RoundMessageError) as exc:
                 return member, f"{getattr(exc, 'code', 'bad_request')}: {exc}"
-        url = self._endpoints[member] + PROPOSALS_PATH
+        url = self._endpoints[member] + (ROOT_PROPOSALS_PATH if root else PROPOSALS_PATH)
         try:
             async with self._http().post(url, json=proposal.to_json(), timeout=self._timeout(2)) as resp:
                 body = await _json_body(resp)
@@ -571,21 +663,56 @@ class FeedNode:
 
     def sign_proposal(self, proposal: Proposal) -> PartialReply:
         """Check the leader's report and return this member's partial signature, or raise why not."""
+        digest = proposal.report.digest(self.committee.epoch)
+        again = self._check_proposal(proposal, digest)
+        if again is not None:  # the same report again (a retry): the same answer
+            return PartialReply(self.member, again)
+        # No await between the check above and this line: two proposals cannot both get signed.
+        signature = attest.partial_sign(self.share, digest, self.backend).signature
+        self._signed(proposal, digest, signature)
+        return PartialReply(self.member, signature)
+
+    def sign_root_proposal(self, proposal: RootProposal) -> PartialReply:
+        """One partial signature over the root of the proposal's reports, given only when this member
+        would sign every one of them alone (the same checks, in one go); refused with the first
+        report's refusal otherwise, naming its feed. Signing the root counts as signing each report:
+        this member signs no other report (or root) for those feeds in that round."""
+        root = proposal.feed_root()
+        digest = root.digest(self.committee.epoch)
+        again = [self._check_proposal(p, digest, in_root=root.leaf_count) for p in proposal.proposals]
+        if again[0] is not None and all(a == again[0] for a in again):
+            return PartialReply(self.member, again[0])  # the same root again (a retry)
+        # No await between the checks above and these lines: nothing else gets signed in between.
+        signature = attest.partial_sign(self.share, digest, self.backend).signature
+        for p in proposal.proposals:
+            self._signed(p, digest, signature)
+        return PartialReply(self.member, signature)
+
+    def _signed(self, proposal: Proposal, digest: bytes, signature: bytes) -> None:
+        state = self._member_round(proposal.report.feed_id, proposal.report.round)
+        state.signed = (digest, signature)
+        state.proposal_seen.set()
+        self.metrics.signed.labels(feed=proposal.report.feed_id).inc()
+
+    def _check_proposal(self, proposal: Proposal, digest: bytes, in_root: int | None = None) -> bytes | None:
+        """Raises RoundRefused unless this member may sign `digest` for the proposal's report; the
+        partial it already gave for that very digest (a retry), else None."""
         report = proposal.report
+        where = f" (in a root of {in_root} reports: the whole root is refused)" if in_root else ""
         feed = self.feeds.get(report.feed_id)
         if feed is None:
-            raise RoundRefused("unknown_feed", f"feed {report.feed_id!r} is not configured at member {self.member}")
+            raise RoundRefused("unknown_feed",
+                               f"feed {report.feed_id!r} is not configured at member {self.member}{where}")
         if not self._in_window(report.round):
             raise RoundRefused("stale_round",
-                               f"round {report.round} is outside this member's window; check the clocks (NTP)")
+                               f"round {report.round} is outside this member's window; check the clocks (NTP){where}")
         state = self._member_round(feed.id, report.round)
-        digest = report.digest(self.committee.epoch)
         try:
             if state.signed is not None:
-                if state.signed[0] == digest:  # the same report again (a retry): the same answer
-                    return PartialReply(self.member, state.signed[1])
+                if state.signed[0] == digest:
+                    return state.signed[1]
                 raise RoundRefused("already_signed", f"member {self.member} already signed another report for "
-                                                     f"feed {feed.id} round {report.round}")
+                                                     f"feed {feed.id} round {report.round}{where}")
             own = state.own.observation if state.own is not None else None
             self._batch_check(proposal.observations)
             try:
@@ -593,20 +720,15 @@ class FeedNode:
                                max_skew_ms=self.settings.max_skew_ms,
                                round_start_ms=round_start_ms(report.round, self._interval), backend=self.backend)
             except ReportRejected as exc:
-                raise RoundRefused(exc.code, str(exc)) from None
+                raise RoundRefused(exc.code, f"{feed.id}: {exc}{where}") from None
         except RoundRefused as exc:
             self.metrics.refused.labels(feed=feed.id, code=exc.code).inc()
             self.log.info("proposal refused", feed=feed.id, round=report.round, leader=proposal.leader,
-                          code=exc.code, reason=str(exc))
+                          code=exc.code, reason=str(exc), root_of=in_root)
             if exc.code in _ROUND_HANDLED:
                 state.proposal_seen.set()
             raise
-        # No await between the check above and this line: two proposals cannot both get signed.
-        signature = attest.partial_sign(self.share, digest, self.backend).signature
-        state.signed = (digest, signature)
-        state.proposal_seen.set()
-        self.metrics.signed.labels(feed=feed.id).inc()
-        return PartialReply(self.member, signature)
+        return None
 
     def _batch_check(self, observations: tuple[SignedObservation, ...]) -> None:
         # Pre-checks the proposal's signatures in one multi-pairing; check_proposal's own checks
@@ -645,6 +767,16 @@ class FeedNode:
         async def proposals(request: web.Request) -> web.Response:
             try:
                 reply = self.sign_proposal(Proposal.from_json(await _request_json(request)))
+            except RoundMessageError as exc:
+                return web.json_response({"error": str(exc), "code": "bad_request"}, status=400)
+            except RoundRefused as exc:
+                return web.json_response({"error": str(exc), "code": exc.code}, status=409)
+            return web.json_response(reply.to_json())
+
+        @routes.post(ROOT_PROPOSALS_PATH)
+        async def root_proposals(request: web.Request) -> web.Response:
+            try:
+                reply = self.sign_root_proposal(RootProposal.from_json(await _request_json(request)))
             except RoundMessageError as exc:
                 return web.json_response({"error": str(exc), "code": "bad_request"}, status=400)
             except RoundRefused as exc:

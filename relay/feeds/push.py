@@ -6,6 +6,13 @@ A target is anything with `name`, `async push(signed) -> tx id | FeedNotNewer` a
 adapters.solana.feeds.SolanaFeedTarget). `push` raises on refusal; an exception whose `retryable`
 attribute is False (a report the chain will never accept) is not retried.
 
+Reports signed together (version 2: one committee signature over a feed root, docs/FEEDS.md "One
+signature per round") that are due on a target at the same time go on-chain in one update through
+the target's `push_root` (EVM FeedStore.updateFeeds; Solana UpdateFeeds, or VerifyFeedRoot +
+UpdateFeedsWithProofs when one transaction is too small); a feed the chain already holds a round as
+new of comes back as not-newer without failing the others. A target without `push_root`, a v1
+report, or a report alone gets `push` as before.
+
 Each target has its own worker and, per feed, only the newest report waiting: a slow or failing
 chain never holds the others back, and a report superseded while it was being retried is dropped
 for the newer one. What was last pushed is read from the chain at start, so a restarted pusher
@@ -190,14 +197,89 @@ class Pusher:
             await state.wake.wait()
             state.wake.clear()
             while state.pending:
-                feed_id = next(iter(state.pending))
-                signed = state.pending.pop(feed_id)
-                self._busy += 1
+                await asyncio.sleep(0)  # the other reports of a root arrive together: let them queue
+                batch = list(state.pending.values())
+                state.pending.clear()
+                self._busy += len(batch)
                 try:
-                    await self._handle(state, signed)
+                    for group in self._groups(state, batch):
+                        if group[0].root is not None and callable(getattr(state.target, "push_root", None)):
+                            await self._handle_root(state, group)
+                        else:
+                            await self._handle(state, group[0])
                 finally:
-                    self._busy -= 1
+                    self._busy -= len(batch)
             self._update_idle()
+
+    def _groups(self, state: _TargetState, batch: list[SignedReport]) -> list[list[SignedReport]]:
+        """Reports of one feed root together (when the target can push a root), the rest alone."""
+        if not callable(getattr(state.target, "push_root", None)):
+            return [[s] for s in batch]
+        groups: dict[Any, list[SignedReport]] = {}
+        for signed in batch:
+            key = signed.root_key if signed.root is not None else ("alone", signed.feed_id)
+            groups.setdefault(key, []).append(signed)
+        return list(groups.values())
+
+    async def _handle_root(self, state: _TargetState, group: list[SignedReport]) -> None:
+        """The reports of one root that the push rule says are due, in one update."""
+        name = state.target.name
+        due: list[tuple[SignedReport, PushDecision]] = []
+        for signed in group:
+            decision = self.decide(name, signed)
+            log.info("push_decision", target=name, feed=signed.feed_id, round=signed.round, push=decision.push,
+                     reason=decision.reason, root_of=signed.root.leaf_count if signed.root else None)
+            if decision.push:
+                due.append((signed, decision))
+            else:
+                self._record(PushOutcome(name, signed.feed_id, signed.round, False, decision.reason))
+        if not due:
+            return
+        reports = [signed for signed, _ in due]
+        reasons = {signed.feed_id: decision.reason for signed, decision in due}
+        attempt = 0
+        while True:
+            try:
+                results = await state.target.push_root(reports)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as in _push_one
+                retryable = getattr(exc, "retryable", True)
+                newer = [s for s in reports if s.feed_id in state.pending]
+                if not retryable or self.backoff.exhausted(attempt) or newer:
+                    why = ("refused" if not retryable else
+                           "superseded by round %d" % state.pending[newer[0].feed_id].round if newer else "gave up")
+                    log.warning("push_failed", target=name, feeds=list(reasons), round=reports[0].round,
+                                attempts=attempt + 1, outcome=why, error=str(exc))
+                    for s in reports:
+                        self._record(PushOutcome(name, s.feed_id, s.round, False, f"{why}: {exc}",
+                                                 attempts=attempt + 1))
+                    return
+                delay = self.backoff.delay(attempt)
+                log.warning("push_retry", target=name, feeds=list(reasons), round=reports[0].round,
+                            attempt=attempt + 1, retry_in_s=round(delay, 2), error=str(exc))
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            for s in reports:
+                result = results.get(s.feed_id)
+                if isinstance(result, str):
+                    state.last[s.feed_id] = s.report
+                    log.info("pushed", target=name, feed=s.feed_id, round=s.round, price=s.report.price, tx=result,
+                             reason=reasons[s.feed_id], feeds_in_update=len(reports))
+                    self._record(PushOutcome(name, s.feed_id, s.round, True, reasons[s.feed_id], result, attempt + 1))
+                else:
+                    # Not newer (someone else was first): learn what is there now, as _push_one does.
+                    await self._refresh(state, s.feed_id)
+                    log.info("push_not_newer", target=name, feed=s.feed_id, round=s.round, result=str(result))
+                    self._record(PushOutcome(name, s.feed_id, s.round, False, str(result), attempts=attempt + 1))
+            return
+
+    async def _refresh(self, state: _TargetState, feed_id: str) -> None:
+        try:
+            state.last[feed_id] = as_report(await state.target.latest(feed_id))
+        except Exception as exc:  # noqa: BLE001 - keep the old view; the next report re-decides
+            log.warning("push_refresh_failed", target=state.target.name, feed=feed_id, error=str(exc))
 
     def decide(self, target: str, signed: SignedReport) -> PushDecision:
         last = self._targets[target].last.get(signed.feed_id)
@@ -212,6 +294,10 @@ class Pusher:
             self._record(PushOutcome(name, signed.feed_id, signed.round, False, decision.reason))
             return
         log.info("push_decision", target=name, feed=signed.feed_id, round=signed.round, push=True, reason=decision.reason)
+        await self._push_one(state, signed, decision)
+
+    async def _push_one(self, state: _TargetState, signed: SignedReport, decision: PushDecision) -> None:
+        name = state.target.name
         attempt = 0
         while True:
             try:
@@ -242,10 +328,7 @@ class Pusher:
                 self._record(PushOutcome(name, signed.feed_id, signed.round, True, decision.reason, result, attempt + 1))
             else:
                 # Someone else put this round (or a newer one) on-chain: learn what is there now.
-                try:
-                    state.last[signed.feed_id] = as_report(await state.target.latest(signed.feed_id))
-                except Exception as exc:  # noqa: BLE001 - keep the old view; the next report re-decides
-                    log.warning("push_refresh_failed", target=name, feed=signed.feed_id, error=str(exc))
+                await self._refresh(state, signed.feed_id)
                 log.info("push_not_newer", target=name, feed=signed.feed_id, round=signed.round, result=str(result))
                 self._record(PushOutcome(name, signed.feed_id, signed.round, False, str(result), attempts=attempt + 1))
             return

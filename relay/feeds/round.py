@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from attest.committee import Committee
+from relay.feeds.multi import FeedRoot
 from relay.feeds.report import FeedError, FeedReport, ReportError, SignedObservation
 
 OBSERVATIONS_PATH = "/v1/feeds/observations"
 PROPOSALS_PATH = "/v1/feeds/proposals"
+ROOT_PROPOSALS_PATH = "/v1/feeds/root_proposals"
 METRICS_PATH = "/v1/feeds/metrics"
 
 
@@ -127,6 +129,68 @@ class Proposal:
 
 
 @dataclass(frozen=True, slots=True)
+class RootProposal:
+    """POST /v1/feeds/root_proposals: the leader's proposals for every feed it built in one (round,
+    attempt), to be signed once, over the FeedRoot of their reports (leaf order = feed id order).
+    A member signs only if it would sign each proposal alone (docs/FEEDS.md "One signature per round")."""
+
+    attempt: int
+    leader: int
+    proposals: tuple[Proposal, ...]
+
+    @classmethod
+    def of(cls, proposals: list[Proposal] | tuple[Proposal, ...]) -> "RootProposal":
+        """Orders the proposals by feed id; refuses an empty set, mixed rounds/attempts/leaders."""
+        if not proposals:
+            raise RoundMessageError("a root proposal holds at least one proposal")
+        first = proposals[0]
+        for p in proposals:
+            if (p.attempt, p.leader, p.report.round) != (first.attempt, first.leader, first.report.round):
+                raise RoundMessageError(
+                    f"a root proposal is one (round, attempt, leader): {p.report.feed_id} is round {p.report.round} "
+                    f"attempt {p.attempt} leader {p.leader}, {first.report.feed_id} round {first.report.round} "
+                    f"attempt {first.attempt} leader {first.leader}")
+        return cls(first.attempt, first.leader, tuple(sorted(proposals, key=lambda p: p.report.feed_id)))
+
+    @property
+    def round(self) -> int:
+        return self.proposals[0].report.round
+
+    def feed_root(self) -> FeedRoot:
+        try:
+            return FeedRoot.of([p.report for p in self.proposals])
+        except ReportError as exc:  # FeedRootError: too many, or two reports of one feed
+            raise RoundMessageError(f"root: {exc}") from None
+
+    def to_json(self) -> dict:
+        return {"attempt": self.attempt, "leader": self.leader,
+                "proposals": [{k: v for k, v in p.to_json().items() if k not in ("attempt", "leader")}
+                              for p in self.proposals]}
+
+    @classmethod
+    def from_json(cls, data: object) -> "RootProposal":
+        if not isinstance(data, dict):
+            raise RoundMessageError("body must be a JSON object {attempt, leader, proposals: [{report, observations}]}")
+        attempt, leader = _int(data, "attempt", 65535), _int(data, "leader", 65535)
+        items = data.get("proposals")
+        if not isinstance(items, list) or not items:
+            raise RoundMessageError("proposals must be a non-empty list of {report, observations}")
+        proposals = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise RoundMessageError(f"proposals[{i}] must be an object {{report, observations}}")
+            try:
+                proposals.append(Proposal.from_json({**item, "attempt": attempt, "leader": leader}))
+            except RoundMessageError as exc:
+                raise RoundMessageError(f"proposals[{i}]: {exc}") from None
+        root = cls.of(proposals)
+        if [p.report.feed_id for p in root.proposals] != [p.report.feed_id for p in proposals]:
+            raise RoundMessageError("proposals must be in feed id order (the root's leaf order)")
+        root.feed_root()  # one report per feed, at most 64
+        return root
+
+
+@dataclass(frozen=True, slots=True)
 class PartialReply:
     """The 200 answer to a proposal: the member's partial signature over report.digest(epoch)."""
 
@@ -157,6 +221,45 @@ class MemberRound:
     own: SignedObservation | None = None
     proposal_seen: asyncio.Event = field(default_factory=asyncio.Event)
     signed: tuple[bytes, bytes] | None = None  # (report digest, partial signature)
+
+
+@dataclass
+class RootBatch:
+    """The proposals a leader gathers for one (round, attempt) before asking for one root signature.
+    `building` holds the feeds whose report is still being built; the batch is signed once none is
+    (or its wait is over). Each proposal's future gets that feed's signed report, or None."""
+
+    building: set[str] = field(default_factory=set)
+    proposals: dict[str, Proposal] = field(default_factory=dict)
+    waiters: dict[str, asyncio.Future] = field(default_factory=dict)
+    closed: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def start(self, feed_id: str) -> None:
+        self.building.add(feed_id)
+        self.changed.set()
+
+    def drop(self, feed_id: str) -> None:
+        """The feed's report could not be built: stop waiting for it."""
+        self.building.discard(feed_id)
+        self.changed.set()
+
+    def add(self, proposal: Proposal) -> asyncio.Future:
+        feed_id = proposal.report.feed_id
+        self.building.discard(feed_id)
+        self.proposals[feed_id] = proposal
+        future = self.waiters[feed_id] = asyncio.get_running_loop().create_future()
+        self.changed.set()
+        return future
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.proposals) and not self.building
+
+    def resolve(self, results: dict) -> None:
+        for feed_id, future in self.waiters.items():
+            if not future.done():
+                future.set_result(results.get(feed_id))
 
 
 @dataclass
