@@ -265,6 +265,18 @@ class LogsWaker:
                 self.connected = False
 
 
+READ_AHEAD = 16  # transactions follow_address reads at once
+
+
+async def _read_one(read: Callable[[Signature, str], Awaitable[list[T] | None]], signature: Signature,
+                    cursor_before: str) -> list[T] | None:
+    return await read(signature, cursor_before)
+
+
+async def _nothing() -> list:
+    return []
+
+
 async def follow_address(
     rpc: SolanaRpc,
     address: Pubkey,
@@ -301,22 +313,35 @@ async def follow_address(
                 continue
             failures = 0
             caught_up = True
-            for signature, err in pending:
-                if err is None:  # a failed transaction changed nothing
-                    try:
-                        found = await read(signature, str(last) if last else "")
-                    except (AllEndpointsFailed, RPCException) as exc:
-                        # Never skip a transaction we could not read: stay on it (loudly) until a
-                        # node serves it.
-                        log.error(f"cannot read a {what} transaction; retrying it", chain=rpc.name,
-                                  tx=str(signature), error=str(exc)[:300])
-                        found = None
-                    if found is None:  # not served (yet) at the commitment: next round
-                        caught_up = False
-                        break
-                    for item in found:
-                        yield item
-                last = signature
+            # Transactions are read READ_AHEAD at a time (one getTransaction round trip each, so a
+            # burst is not read one after another) and their findings yielded strictly in order.
+            position = 0
+            while caught_up and position < len(pending):
+                window = pending[position:position + READ_AHEAD]
+                befores, before = [], last
+                for signature, _err in window:
+                    befores.append(str(before) if before else "")
+                    before = signature
+                reads = await asyncio.gather(*(
+                    _read_one(read, signature, cursor_before) if err is None else _nothing()
+                    for (signature, err), cursor_before in zip(window, befores)), return_exceptions=True)
+                for (signature, err), found in zip(window, reads):
+                    if err is None:  # a failed transaction changed nothing
+                        if isinstance(found, (AllEndpointsFailed, RPCException)):
+                            # Never skip a transaction we could not read: stay on it (loudly) until a
+                            # node serves it.
+                            log.error(f"cannot read a {what} transaction; retrying it", chain=rpc.name,
+                                      tx=str(signature), error=str(found)[:300])
+                            found = None
+                        elif isinstance(found, BaseException):
+                            raise found
+                        if found is None:  # not served (yet) at the commitment: next round
+                            caught_up = False
+                            break
+                        for item in found:
+                            yield item
+                    last = signature
+                position += len(window)
             if not caught_up:
                 await asyncio.sleep(poll_interval)
                 continue
