@@ -255,7 +255,7 @@ class FeedRoundSection(BaseModel):
     nats_subject: NatsSubjectPrefix = DEFAULT_NATS_SUBJECT
     # "root": the leader asks for one committee signature over the feed root of every report it
     # built in a round (docs/FEEDS.md "One signature per round"); "report": one signature per report.
-    sign: Literal["root", "report"] = "report"
+    sign: Literal["root", "report"] = "root"
 
     _publish = field_validator("publish_urls")(lambda cls, v: check_urls(v, ("http", "https")))
 

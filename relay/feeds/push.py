@@ -74,6 +74,7 @@ class _TargetState:
     pending: dict[str, SignedReport] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     last: dict[str, Any] = field(default_factory=dict)  # feed id -> last report on the chain (or None)
+    root_seen: dict[Any, float] = field(default_factory=dict)  # root key -> loop time its first report came
 
 
 class Pusher:
@@ -89,6 +90,7 @@ class Pusher:
         backoff: Backoff = Backoff(base=0.5, cap=30.0, max_attempts=8),
         clock: Clock = time.time,
         history_limit: int = 1000,
+        root_wait_s: float = 1.0,
     ) -> None:
         self._targets = {t.name: _TargetState(t) for t in targets}
         if not self._targets:
@@ -99,6 +101,9 @@ class Pusher:
         self.committee = committee
         self.backoff = backoff
         self._clock = clock
+        # The reports of one root arrive one by one (a stream per feed): a report of a root of n
+        # waits at most this long for the other n - 1, so they go on-chain in one update.
+        self.root_wait_s = root_wait_s
         self._workers: list[asyncio.Task[None]] = []
         self._started = False
         self.history: list[PushOutcome] = []
@@ -172,6 +177,8 @@ class Pusher:
             waiting = state.pending.get(signed.feed_id)
             if waiting is None or signed.round > waiting.round:
                 state.pending[signed.feed_id] = signed
+                if signed.root is not None:
+                    state.root_seen.setdefault(signed.root_key, asyncio.get_running_loop().time())
                 state.wake.set()
         self._idle.clear()
 
@@ -197,7 +204,14 @@ class Pusher:
             await state.wake.wait()
             state.wake.clear()
             while state.pending:
-                await asyncio.sleep(0)  # the other reports of a root arrive together: let them queue
+                wait = self._root_wait(state)
+                if wait > 0:  # part of a root is here: give the rest of it a moment to arrive
+                    state.wake.clear()
+                    try:
+                        await asyncio.wait_for(state.wake.wait(), wait)
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
                 batch = list(state.pending.values())
                 state.pending.clear()
                 self._busy += len(batch)
@@ -210,6 +224,23 @@ class Pusher:
                 finally:
                     self._busy -= len(batch)
             self._update_idle()
+
+    def _root_wait(self, state: _TargetState) -> float:
+        """Seconds to wait for more reports of a root that is not complete yet (0: push now)."""
+        if not callable(getattr(state.target, "push_root", None)):
+            return 0.0
+        counts: dict[Any, int] = {}
+        for signed in state.pending.values():
+            if signed.root is not None:
+                counts[signed.root_key] = counts.get(signed.root_key, 0) + 1
+        now = asyncio.get_running_loop().time()
+        waits = [state.root_seen.get(key, now) + self.root_wait_s - now
+                 for key, count in counts.items()
+                 if count < next(s.root.leaf_count for s in state.pending.values() if s.root_key == key)]
+        for key in [k for k in state.root_seen if k not in counts]:
+            del state.root_seen[key]
+        due = [w for w in waits if w > 0]
+        return min(due) if due and len(due) == len(waits) else 0.0
 
     def _groups(self, state: _TargetState, batch: list[SignedReport]) -> list[list[SignedReport]]:
         """Reports of one feed root together (when the target can push a root), the rest alone."""

@@ -125,3 +125,33 @@ async def test_v1_reports_and_targets_without_push_root_keep_single_pushes() -> 
         pusher.submit(v1)
         await pusher.drain(5)
     assert plain.calls == [1] and rooted.calls == [1] and rooted.root_calls == []
+
+
+async def test_reports_of_a_root_arriving_apart_still_go_in_one_update() -> None:
+    import asyncio
+
+    target = RootTarget()
+    async with Pusher([target], POLICY, clock=Clock(T0), root_wait_s=2.0) as pusher:
+        first, second, third = signed_root(1, {"BTC/USD": 9_000_000, "ETH/USD": 200_000, "SOL/USD": 15_000})
+        pusher.submit(first)
+        await asyncio.sleep(0.1)  # the stream delivers the root's reports one by one
+        pusher.submit(second)
+        await asyncio.sleep(0.1)
+        assert target.root_calls == []  # still waiting for the third
+        pusher.submit(third)
+        await pusher.drain(5)
+    assert target.root_calls == [list(FEEDS)] and target.txs == 1
+
+
+async def test_a_root_only_partly_followed_is_pushed_after_the_wait() -> None:
+    import time
+
+    target = RootTarget()
+    policy = {f: POLICY[f] for f in ("BTC/USD", "ETH/USD")}  # this pusher does not push SOL/USD
+    async with Pusher([target], policy, clock=Clock(T0), root_wait_s=0.3) as pusher:
+        started = time.monotonic()
+        for s in signed_root(1, {"BTC/USD": 9_000_000, "ETH/USD": 200_000, "SOL/USD": 15_000}):
+            pusher.submit(s)  # SOL/USD is skipped (no policy): 2 of the root's 3 reports wait
+        await pusher.drain(5)
+        waited = time.monotonic() - started
+    assert target.root_calls == [["BTC/USD", "ETH/USD"]] and waited >= 0.3

@@ -197,4 +197,4 @@ async def test_sign_report_keeps_one_signature_per_report(exchange, recording) -
 def test_sign_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="sign"):
         FeedRoundSection(sign="merkle")
-    assert FeedRoundSection().sign == "report"
+    assert FeedRoundSection().sign == "root"

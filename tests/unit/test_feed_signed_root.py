@@ -78,3 +78,26 @@ async def test_the_feed_server_serves_v2_reports_the_sdk_verifies(dealt) -> None
             assert (await client.latest("BTC/USD")).root_hash == root.root.root
     finally:
         await running.stop()
+
+
+def test_the_docs_v2_vector_verifies() -> None:
+    """docs/FEEDS.md's served-report vector is SignedFeedRoot.report(2) of feeds_multi_v1.json's
+    "four feeds", and verifies under the vectors' committee."""
+    import re
+    from pathlib import Path
+
+    import attest
+
+    root_dir = Path(__file__).resolve().parents[2]
+    block = re.search(r'```json\n(\{\n  "feed_id": "FEED/02".*?\n\})\n```', (root_dir / "docs/FEEDS.md").read_text(),
+                      re.S)
+    assert block, "docs/FEEDS.md lost its v2 served report vector"
+    doc = json.loads(block.group(1))
+    vectors = json.loads((root_dir / "tests/vectors/feeds_multi_v1.json").read_text())
+    case = vectors["signed_roots"][1]
+    reports = [FeedReport.decode(bytes.fromhex(r[2:])) for r in case["reports"]]
+    signed = SignedFeedRoot(FeedRoot.of(reports), case["epoch"], bytes.fromhex(case["signature"][2:]))
+    assert doc == signed.report(2).to_json()
+    committee = attest.Committee.from_dict(
+        json.loads((root_dir / "tests/vectors/feeds_v1.json").read_text())["signed_round"]["committee"])
+    assert SignedReport.from_json(doc).verify(committee)
