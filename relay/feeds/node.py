@@ -485,18 +485,24 @@ class FeedNode:
 
     async def _run_root(self, key: tuple[int, int], batch: RootBatch) -> None:
         """Waits until every feed of the batch has its report built (each feed's collection already
-        ends within half the members' patience; this waits at most 0.6 of it), then asks for one
+        ends within half the members' patience; this waits at most 0.6 of it, and at least
+        collect_ms for feeds that have not joined yet), then asks for one
         signature over the root. One report alone is signed as a report (v1): a root of one buys
         nothing. A root the committee does not sign (a member refused one report) falls back to one
         signature per report, so one bad feed does not hold back the others."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 0.6 * self.settings.leader_timeout_ms / 1000
+        # The other feeds' first observations may still be on their way: give them collect_ms to join.
+        grace = loop.time() + self.settings.collect_ms / 1000
         results: dict[str, SignedReport | None] = {}
         try:
-            while batch.building and loop.time() < deadline:
+            while loop.time() < deadline:
+                joining = len(batch.seen) < len(self.feeds) and loop.time() < grace
+                if not batch.building and not joining:
+                    break
                 batch.changed.clear()
                 try:
-                    await asyncio.wait_for(batch.changed.wait(), deadline - loop.time())
+                    await asyncio.wait_for(batch.changed.wait(), (grace if joining else deadline) - loop.time())
                 except asyncio.TimeoutError:
                     pass
             batch.closed = True

@@ -230,6 +230,7 @@ class RootBatch:
     (or its wait is over). Each proposal's future gets that feed's signed report, or None."""
 
     building: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)  # every feed that joined, built or not
     proposals: dict[str, Proposal] = field(default_factory=dict)
     waiters: dict[str, asyncio.Future] = field(default_factory=dict)
     closed: bool = False
@@ -237,6 +238,7 @@ class RootBatch:
 
     def start(self, feed_id: str) -> None:
         self.building.add(feed_id)
+        self.seen.add(feed_id)
         self.changed.set()
 
     def drop(self, feed_id: str) -> None:
