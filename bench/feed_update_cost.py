@@ -114,6 +114,16 @@ async def run() -> dict[str, Any]:
                     out[f"root_{k}"] = {"feeds": k, "gas": gas, "gas_per_feed": round(gas / k), "cu": units,
                                         "cu_per_feed": round(units / k), "sol_txs": len(kinds),
                                         "sol_instructions": kinds}
+                # One feed due of a 4-feed root: its proof alone, or the other three riding along.
+                reports = served(FEEDS[:4], 20)
+                assert isinstance((await sol.push_root(reports[:1]))[FEEDS[0]], str)
+                out["solana_one_of_4_proof"] = {"cu": await cu([sig for _, sig in sol.last_signatures]),
+                                                "sol_txs": len(sol.last_signatures)}
+                reports = served(FEEDS[:4], 21)
+                result = await sol.push_root(reports[:1], riders=reports[1:])
+                assert set(result) == set(FEEDS[:4]) and all(isinstance(v, str) for v in result.values()), result
+                out["solana_one_of_4_riders"] = {"cu": await cu([sig for _, sig in sol.last_signatures]),
+                                                 "sol_txs": len(sol.last_signatures)}
                 return out
             finally:
                 await evm.close()
@@ -133,6 +143,10 @@ def main() -> None:
         row = out[f"root_{k}"]
         print(f"{f'{k} feeds, one root signature':<34} {row['gas']:>9} {row['gas_per_feed']:>9} {row['cu']:>10} "
               f"{row['cu_per_feed']:>8} {row['sol_txs']:>10}  ({' + '.join(row['sol_instructions'])})")
+    for key, what in (("solana_one_of_4_proof", "1 due of a 4-feed root, with proof"),
+                      ("solana_one_of_4_riders", "1 due + 3 riding along (UpdateFeeds)")):
+        row = out[key]
+        print(f"{what:<34} {'':>9} {'':>9} {row['cu']:>10} {'':>8} {row['sol_txs']:>10}  (Solana only)")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
 

@@ -723,9 +723,10 @@ class FeedTarget(Protocol):
 
     async def push(self, signed: SignedReport) -> Any: ...  # tx id (str) or a not-newer result
 
-    async def push_root(self, reports: Sequence[SignedReport]) -> dict[str, Any]:
+    async def push_root(self, reports: Sequence[SignedReport], riders: Sequence[SignedReport] = ()) -> dict[str, Any]:
         """Served (v2) reports of one feed root in one on-chain update (docs/FEEDS.md "One signature
-        per round"); feed id -> tx id (str) or a not-newer result. A stale feed never fails the rest."""
+        per round"); feed id -> tx id (str) or a not-newer result. A stale feed never fails the rest.
+        `riders`: other reports of the root, to send too only where that makes the update cheaper."""
         ...
 
     async def latest(self, feed_id: str) -> Any: ...  # SignedReport | FeedReport | report-like | None

@@ -255,8 +255,10 @@ class EvmFeedTarget:
                     f"check chains.{self.name}.rpc_urls and retry", retryable=True,
                 ) from exc
 
-    async def push_root(self, reports: Sequence[SignedReport]) -> dict[str, str | FeedNotNewer]:
+    async def push_root(self, reports: Sequence[SignedReport],
+                        riders: Sequence[SignedReport] = ()) -> dict[str, str | FeedNotNewer]:
         """Several feeds of one committee-signed feed root in ONE FeedStore.updateFeeds transaction.
+        `riders` are ignored on EVM: storing a round costs more gas than a proof saves.
         Feeds whose report is not newer than the stored round are left out beforehand (and the
         store skips any that became stale meanwhile instead of reverting); they come back as
         FeedNotNewer, the others with the transaction hash. Nothing newer: no transaction."""

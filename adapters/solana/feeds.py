@@ -470,15 +470,19 @@ class SolanaFeedTarget:
                      CLOSE_FEED_ROOT_CU_LIMIT))
         return plan
 
-    async def push_root(self, reports: Sequence[SignedReport]) -> dict[str, str | FeedNotNewer]:
+    async def push_root(self, reports: Sequence[SignedReport],
+                        riders: Sequence[SignedReport] = ()) -> dict[str, str | FeedNotNewer]:
         """Several feeds of one committee-signed feed root: one UpdateFeeds transaction (one pairing)
         when all of the root's reports fit one, else VerifyFeedRoot + UpdateFeedsWithProofs +
         CloseFeedRoot. Feeds whose report is not newer than the account are left out beforehand
         (the program skips any that became stale meanwhile); they come back as FeedNotNewer, the
-        others with the signature of the transaction that carried them. Nothing newer: no transaction."""
+        others with the signature of the transaction that carried them. Nothing newer: no transaction.
+        `riders`: other reports of the root the caller holds but does not need on-chain; they go too
+        (and are in the result) only when they complete the root into one UpdateFeeds, which is
+        cheaper than the three transactions of the proof path."""
         stored = {}
         try:
-            for r in reports:
+            for r in [*reports, *riders]:
                 stored[r.feed_id] = await self.latest(r.feed_id)
         except FeedAccountError:
             raise
@@ -492,6 +496,11 @@ class SolanaFeedTarget:
         if not fresh:
             return results
         plan = self.root_plan(fresh)
+        fresh_riders = [r for r in riders if stored[r.feed_id] is None or stored[r.feed_id].round < r.round]
+        if fresh_riders and len(plan) > 1:
+            whole = self.root_plan([*fresh, *fresh_riders])
+            if len(whole) == 1:  # the riders complete the root into one UpdateFeeds
+                plan, fresh = whole, [*fresh, *fresh_riders]
         self.last_signatures: list[tuple[str, str]] = []
         carried: dict[str, str] = {}
         for kind, ixs, cu_limit in plan:

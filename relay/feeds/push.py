@@ -22,6 +22,7 @@ applies the heartbeat from the real on-chain state.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -256,22 +257,31 @@ class Pusher:
         """The reports of one root that the push rule says are due, in one update."""
         name = state.target.name
         due: list[tuple[SignedReport, PushDecision]] = []
+        riders: list[SignedReport] = []  # newer than the chain but not due: may complete the root
         for signed in group:
             decision = self.decide(name, signed)
             log.info("push_decision", target=name, feed=signed.feed_id, round=signed.round, push=decision.push,
                      reason=decision.reason, root_of=signed.root.leaf_count if signed.root else None)
+            last = state.last.get(signed.feed_id)
             if decision.push:
                 due.append((signed, decision))
+            elif last is None or signed.round > getattr(last, "round", -1):
+                riders.append(signed)
             else:
                 self._record(PushOutcome(name, signed.feed_id, signed.round, False, decision.reason))
         if not due:
+            for signed in riders:
+                self._record(PushOutcome(name, signed.feed_id, signed.round, False, "within deviation and heartbeat"))
             return
         reports = [signed for signed, _ in due]
         reasons = {signed.feed_id: decision.reason for signed, decision in due}
+        rider_reasons = {s.feed_id: "not due; sent with its root (one UpdateFeeds is cheaper than proofs)"
+                         for s in riders}
         attempt = 0
         while True:
             try:
-                results = await state.target.push_root(reports)
+                results = await (state.target.push_root(reports, riders=riders) if riders and _takes_riders(state.target)
+                                 else state.target.push_root(reports))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - as in _push_one
@@ -292,12 +302,16 @@ class Pusher:
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
-            for s in reports:
+            for s in riders:
+                if s.feed_id not in results:  # the target left it out: not due, nothing to do
+                    self._record(PushOutcome(name, s.feed_id, s.round, False, "within deviation and heartbeat"))
+            reasons.update({k: v for k, v in rider_reasons.items() if k in results})
+            for s in [*reports, *(r for r in riders if r.feed_id in results)]:
                 result = results.get(s.feed_id)
                 if isinstance(result, str):
                     state.last[s.feed_id] = s.report
                     log.info("pushed", target=name, feed=s.feed_id, round=s.round, price=s.report.price, tx=result,
-                             reason=reasons[s.feed_id], feeds_in_update=len(reports))
+                             reason=reasons[s.feed_id], feeds_in_update=len(results))
                     self._record(PushOutcome(name, s.feed_id, s.round, True, reasons[s.feed_id], result, attempt + 1))
                 else:
                     # Not newer (someone else was first): learn what is there now, as _push_one does.
@@ -363,6 +377,13 @@ class Pusher:
                 log.info("push_not_newer", target=name, feed=signed.feed_id, round=signed.round, result=str(result))
                 self._record(PushOutcome(name, signed.feed_id, signed.round, False, str(result), attempts=attempt + 1))
             return
+
+
+def _takes_riders(target: FeedTarget) -> bool:
+    try:
+        return "riders" in inspect.signature(target.push_root).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 # --- the feed server's stream ---------------------------------------------------------------------

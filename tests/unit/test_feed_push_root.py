@@ -155,3 +155,36 @@ async def test_a_root_only_partly_followed_is_pushed_after_the_wait() -> None:
         await pusher.drain(5)
         waited = time.monotonic() - started
     assert target.root_calls == [["BTC/USD", "ETH/USD"]] and waited >= 0.3
+
+
+class RidingTarget(RootTarget):
+    """Takes `riders` like SolanaFeedTarget: sends them only when they complete the root."""
+
+    def __init__(self) -> None:
+        super().__init__("riding")
+        self.riders: list[list[str]] = []
+
+    async def push_root(self, reports: list[SignedReport], riders: list[SignedReport] = ()) -> dict[str, Any]:
+        self.riders.append([r.feed_id for r in riders])
+        whole = [*reports, *riders]
+        complete = len(whole) == whole[0].root.leaf_count
+        return await super().push_root(whole if complete else reports)
+
+
+async def test_feeds_not_due_ride_along_when_they_complete_the_root() -> None:
+    target, clock = RidingTarget(), Clock(T0)
+    async with Pusher([target], POLICY, clock=clock) as pusher:
+        for s in signed_root(1, {"BTC/USD": 9_000_000, "ETH/USD": 200_000, "SOL/USD": 15_000}):
+            pusher.submit(s)
+        await pusher.drain(5)
+        clock.ms = T0 + 1000
+        # Only BTC/USD is due; ETH/USD and SOL/USD are newer than the chain but within deviation.
+        for s in signed_root(2, {"BTC/USD": 9_100_000, "ETH/USD": 200_010, "SOL/USD": 15_001}):
+            pusher.submit(s)
+        await pusher.drain(5)
+        assert all(pusher.last_pushed("riding", f).round == 2 for f in FEEDS)
+    assert target.root_calls[-1] == list(FEEDS) and target.riders[-1] == ["ETH/USD", "SOL/USD"]
+    last = {o.feed_id: o for o in pusher.history if o.round == 2}
+    assert last["BTC/USD"].pushed and "moved" in last["BTC/USD"].reason
+    assert last["ETH/USD"].pushed and "sent with its root" in last["ETH/USD"].reason
+    assert target.txs == 2
