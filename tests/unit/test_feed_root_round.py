@@ -198,3 +198,50 @@ def test_sign_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="sign"):
         FeedRoundSection(sign="merkle")
     assert FeedRoundSection().sign == "root"
+
+
+async def test_the_leader_falls_back_to_one_signature_per_report_when_the_root_is_not_signed(cluster, exchange) -> None:
+    """_run_root with the network part replaced: a root signed -> v2 reports for every feed; a root
+    refused -> each report asked alone (one bad feed does not hold the others back); a batch of
+    one -> a v1 report, no root."""
+    from relay.feeds.multi import SignedFeedRoot
+    from relay.feeds.round import RootBatch
+
+    node = FeedNode(2, cluster.committee, cluster.shares[1], feeds_config(exchange, 2, None), SETTINGS)
+    round_ = round_of(int(time.time() * 1000), SETTINGS.interval_ms)
+    asked_alone: list[str] = []
+
+    async def alone(feed, proposal):
+        asked_alone.append(proposal.report.feed_id)
+        digest = proposal.report.digest(3)
+        return SignedReport(proposal.report, 3, attest.combine_signatures(
+            [attest.partial_sign(s, digest) for s in cluster.shares[:3]]))
+
+    async def root_signed(root_proposal):
+        root = root_proposal.feed_root()
+        digest = root.digest(3)
+        return SignedFeedRoot(root, 3, attest.combine_signatures([attest.partial_sign(s, digest)
+                                                                  for s in cluster.shares[:3]]))
+
+    async def root_refused(root_proposal):
+        return None
+
+    node._gather_partials = alone
+    for gather, expect_version in ((root_signed, 2), (root_refused, 1)):
+        node._gather_root_partials = gather
+        asked_alone.clear()
+        batch = RootBatch()
+        for feed_id in FEEDS:
+            batch.start(feed_id)
+        futures = [batch.add(p) for p in proposals_for(cluster, node, round_)]
+        await node._run_root((round_, 0), batch)
+        got = [f.result() for f in futures]
+        assert all(s is not None and s.version == expect_version and s.verify(cluster.committee) for s in got)
+        assert asked_alone == ([] if expect_version == 2 else sorted(FEEDS))
+    node._gather_root_partials = root_signed
+    asked_alone.clear()
+    batch = RootBatch()
+    batch.start("ETH/USD")
+    [future] = [batch.add(proposals_for(cluster, node, round_, ("ETH/USD",))[0])]
+    await node._run_root((round_, 1), batch)
+    assert future.result().version == 1 and asked_alone == ["ETH/USD"]
