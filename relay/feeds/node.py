@@ -90,6 +90,9 @@ class FeedRoundMetrics:
                                ["feed", "code"], registry=self.registry)
         self.signed = Counter("tessera_feed_proposals_signed", "Reports this member signed", ["feed"],
                               registry=self.registry)
+        self.roots = Counter("tessera_feed_roots", "Feed roots this node asked the committee to sign as leader "
+                             "(sign = root), by outcome: signed, or refused (then each report alone)", ["outcome"],
+                             registry=self.registry)
         self.failovers = Counter("tessera_feed_failovers", "Observations re-sent to the next leader", ["feed"],
                                  registry=self.registry)
         self.faulty_partials = Counter("tessera_feed_faulty_partials", "Partial signatures that failed their check",
@@ -511,6 +514,7 @@ class FeedNode:
             proposals = list(batch.proposals.values())
             if len(proposals) > 1:
                 signed_root = await self._gather_root_partials(RootProposal.of(proposals))
+                self.metrics.roots.labels(outcome="signed" if signed_root is not None else "refused").inc()
                 if signed_root is not None:
                     results = {r.feed_id: r for r in signed_root.reports()}
                     return

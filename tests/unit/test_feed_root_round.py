@@ -175,6 +175,7 @@ async def test_rounds_of_two_feeds_publish_one_signature_per_round(exchange, rec
             assert len({s.signature for s in items}) == 1  # one committee signature for the round
             assert len({s.root_hash for s in items}) == 1
             assert all(s.version == 2 and s.root.leaf_count == 2 for s in items)
+        assert cluster.counter("tessera_feed_roots", outcome="signed") >= len(rooted)
         views = sorted(min(int(float(HONEST[m]) * 10**8), int(float(RECORDED) * 10**8)) for m in HONEST)
         assert all(views[0] <= s.report.price <= views[-1] for _, s in reports)
     finally:
@@ -238,6 +239,8 @@ async def test_the_leader_falls_back_to_one_signature_per_report_when_the_root_i
         got = [f.result() for f in futures]
         assert all(s is not None and s.version == expect_version and s.verify(cluster.committee) for s in got)
         assert asked_alone == ([] if expect_version == 2 else sorted(FEEDS))
+    assert node.metrics.value("tessera_feed_roots", outcome="signed") == 1
+    assert node.metrics.value("tessera_feed_roots", outcome="refused") == 1
     node._gather_root_partials = root_signed
     asked_alone.clear()
     batch = RootBatch()
