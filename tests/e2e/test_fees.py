@@ -108,6 +108,10 @@ async def test_paid_messages_policy_claim_and_pause(tmp_path: Path) -> None:
                 expected = lamports * SOL_PRICE * 10**9 * 11 // (ETH_PRICE * 10)
                 assert abs(q_long - expected) <= 1, (q_long, expected)
                 assert q_short < q_long
+                # The operator's `relay fees quote` reads the same gateway quote.
+                cli = _relay("fees", "quote", "--chain", "evm", "--to", "solana", "--bytes", str(len(long_payload)),
+                             "--config", str(stack.config_path))
+                assert cli.strip() == f"evm -> solana, {len(long_payload)} bytes: {q_long}", cli
                 assert await client.quote("solana", "evm", long_payload) == 0  # the program charges nothing yet
 
                 # Policy: at least the midpoint on EVM, so the short message counts as underpaid.

@@ -83,6 +83,15 @@ COVERED_ELSEWHERE = {
     "localnet up": "tests/e2e/test_localnet_cli.py (foreground and --detach, --evm-chains 2); here the stack holds "
                    "the state directory, so a second localnet from it is refused",
     "keys dkg": "tests/e2e/test_dkg_processes.py (needs the other participants and their dkg.toml)",
+    # A network of the user's own (my.toml, their deployer / owner keys), not the localnet:
+    "keys import": "tests/unit/test_hot_keys.py, and tests/e2e/test_deploy.py's keystores",
+    "deploy --config": "tests/e2e/test_deploy.py (bare anvil and Solana server, as a subprocess)",
+    "config check": "tests/e2e/test_deploy.py and tests/e2e/test_config_check.py (--online)",
+    "fees set-destination": "tests/e2e/test_fees.py (after pushing the SOL/USD price the localnet lacks)",
+    "fees quote": "tests/e2e/test_fees.py",
+    "fees claim": "tests/e2e/test_fees.py",
+    "admin pause": "tests/e2e/test_fees.py",
+    "admin unpause": "tests/e2e/test_fees.py",
 }
 # README commands that are daemons `relay up` runs: checked against the stack's own processes.
 DAEMONS = ("attester", "run", "feed-server", "feed-push", "market")
@@ -106,7 +115,7 @@ def readme_commands() -> list[str]:
     """Every shell line of the README, without its comment, `.venv/bin/relay` made absolute."""
     lines = []
     for block in readme_blocks("sh"):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # a wrapped command is one command
             command = line.split("  #")[0].strip()
             if command and not command.startswith("make "):  # make demo/test: what runs this test
                 lines.append(command.replace(".venv/bin/relay", RELAY))
