@@ -140,10 +140,21 @@ async def run_demo() -> int:
                 print(_render(rows, time.perf_counter() - t0) + "\n")
                 ok = _summarise(rows)
                 feeds_ok = await _feeds(client, stack)
+            if not (ok and feeds_ok):
+                _print_log_tails(stack.state_dir / "logs")  # the directory is gone once the demo returns
     print(f"\n{'every task completed: outputs checked, attestations verified, workers paid' if ok else 'demo FAILED'}"
           f"{'; the ETH/USD feed reached both chains' if feeds_ok else '; the feed did NOT reach both chains'}"
           "; everything stopped.")
     return 0 if ok and feeds_ok else 1
+
+
+def _print_log_tails(logs: Path, lines: int = 25) -> None:
+    """What the processes logged last (their directory is temporary): where a failed demo got stuck."""
+    for log in sorted(logs.glob("*.log")):
+        if log.name.startswith(("worker", "relayer", "feed-pusher")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            print(f"\n--- last {len(tail)} lines of {log.name} ---", file=sys.stderr)
+            print("\n".join(tail), file=sys.stderr, flush=True)
 
 
 def _price(value: int, decimals: int) -> str:
