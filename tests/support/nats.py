@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.reaper import reap_when_gone
 from relay.devstack import free_port
 from relay.feeds.jetstream import StreamSettings
 
@@ -50,6 +51,8 @@ class NatsServer:
                 [binary, "-js", "-sd", str(self.store_dir / "jetstream"), "-a", "127.0.0.1", "-p", str(self.port),
                  "-m", str(self.monitor_port)],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # Its own session: stopped by the watchdog if the run is killed (and only if that pid is still it).
+        reap_when_gone([["sh", "-c", f"grep -qa -- {self.store_dir} /proc/{self.proc.pid}/cmdline && kill {self.proc.pid}"]])
         deadline = time.monotonic() + timeout
         health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
         while True:

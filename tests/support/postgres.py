@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 from relay.ports import free_port
+from tests.support.reaper import reap_when_gone
 
 SUPERUSER = "tessera"
 
@@ -81,6 +82,9 @@ class PostgresServer:
         options = (f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
         server._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "-t", "60", "start")
+        # pg_ctl daemonises the server: if this run is killed, the watchdog stops and deletes it.
+        reap_when_gone([[*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                        ["rm", "-rf", str(root)]])
         return server
 
     def _run(self, tool: str, *args: str) -> None:
