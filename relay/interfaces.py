@@ -295,15 +295,6 @@ class ChainDriver(Protocol):
         Solana) overrides the config; ConfigError naming the expected type for another object."""
         ...
 
-    def requester_board(self, config: Any) -> RequesterBoard:
-        """The requester's side of the task board, signing with the chain's sender (else signer)."""
-        ...
-
-    def serving_board(self, config: Any, worker: Any) -> ServingBoard:
-        """The worker's side of the task board, submitting with the worker's own account from the
-        given `[worker]` section; raises ConfigError naming the field when it has none."""
-        ...
-
     def rotation(self) -> Any:
         """The chain's committee verifier for `relay committee rotate` (relay/rotation.py): `receiver`
         (32 bytes, a rotation's dst_receiver), `await state()` (a ChainCommittee), `await

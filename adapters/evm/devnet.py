@@ -41,7 +41,6 @@ from adapters.evm.feeds import deploy_feeds
 from adapters.evm.fees import configure_gateway_fees
 from adapters.evm.gateway import deploy_recording_receiver
 from adapters.evm.market import deploy_market
-from adapters.evm.taskboard import deploy_task_board
 from attest.committee import Committee
 from attest.files import write_atomic
 from relay.config import EvmChain, KeyRef
@@ -389,15 +388,13 @@ async def deploy_devnet(name: str, chain: EvmChain, keys_dir: Path, committee: C
         contracts.update(report.fields["contracts"])
         # A receiver that records what it is handed: the demo's and the tests' destination.
         contracts["RecordingReceiver"] = await deploy_recording_receiver(w3, account, contracts["Gateway"])
-        # The retired v1 board, for the localnet's v1 clients; PROOF_ATTESTATIONs only from the committee.
-        contracts["TaskBoard"] = await deploy_task_board(w3, account, contracts["Gateway"], attestation_grace=300)
+        # Task protocol v1 is retired (docs/TASKS.md "v1 retired"): no v1 TaskBoard is deployed.
         # Fees (docs/PROTOCOL.md "Fees"): the relayer's account is the beneficiary, prices come from the
-        # FeedStore (ETH/USD), the v1 board pays the flat fee like TaskBoardV2. No destination costs are
-        # posted: with none, sends cost the flat fee (0 here) and need no fresh price.
+        # FeedStore (ETH/USD); deploy_tessera already made TaskBoardV2 a flat-fee sender. No destination
+        # costs are posted: with none, sends cost the flat fee (0 here) and need no fresh price.
         await configure_gateway_fees(w3, account, contracts["Gateway"],
                                      beneficiary=Account.from_key(ANVIL_DEV_KEYS[DEV_KEY_FILES["evm-relayer.key"]]).address,
-                                     price_feeds=contracts.get("FeedStore"), native_price_feed="ETH/USD",
-                                     flat_fee_senders=(contracts["TaskBoard"],))
+                                     price_feeds=contracts.get("FeedStore"), native_price_feed="ETH/USD")
         contracts.update(await deploy_devnet_market(w3, account, keys_dir))
     finally:
         await w3.provider.disconnect()

@@ -19,7 +19,7 @@ from adapters.evm.feeds import EvmFeedTarget, EvmPoolSource
 from adapters.evm.market import MarketSimulator
 from adapters.evm.rotation import EvmRotation
 from adapters.evm.gateway import EvmAdapter, evm_key
-from adapters.evm.taskboard import EvmTaskBoard, EvmTaskBoardV2
+from adapters.evm.taskboard import EvmTaskBoardV2
 from attest.committee import Committee
 from attest.files import write_atomic
 from relay.config import FeedPushSection, EvmChain, KeyRef, TesseraConfig, WorkerSection
@@ -44,15 +44,6 @@ class EvmDriver:
         field = "sender" if role == "sender" and self.chain.sender is not None else "signer"
         ref = getattr(self.chain, field) if with_signer else None
         return EvmAdapter(self.name, self.chain, evm_key(ref, f"chains.{self.name}.{field}"))
-
-    def requester_board(self, config: TesseraConfig) -> EvmTaskBoard:
-        return EvmTaskBoard.from_config(self.name, self.chain, role="requester")
-
-    def serving_board(self, config: TesseraConfig, worker: WorkerSection) -> EvmTaskBoard:
-        if worker.evm_key is None:
-            raise ConfigError(f"the worker on EVM chain {self.name!r} needs its own account: set [worker] evm_key "
-                              "(file = ... or env = ...), not the relayer's signer")
-        return EvmTaskBoard.from_config(self.name, self.chain, role="worker", worker_key=worker.evm_key)
 
     def requester_board_v2(self, config: TesseraConfig, signer: Any = None) -> EvmTaskBoardV2:
         if signer is not None:

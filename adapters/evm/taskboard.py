@@ -1,13 +1,12 @@
-"""The EVM task board (contracts/evm/src/TaskBoard.sol) seen through web3.py: both roles of
+"""The EVM task board (contracts/evm/src/TaskBoardV2.sol) seen through web3.py: both roles of
 relay/tasks/board.py on one chain.
 
-* serving side (`ServingBoard`): `watch_requests` follows `TaskReceived` events in final blocks
+* serving side (`ServingBoardV2`): `watch_requests` follows `TaskReceived` events in final blocks
   (the chain's `confirmations`, as the gateway watcher does) and rebuilds the delivered envelope
-  from the event and the gateway's `MessageDelivered` nonce; `submit_result` calls
-  `TaskBoard.submitResult` paying the gateway fee.
-* requester side (`RequesterBoard`): `request_task` escrows `max_fee` and sends the TASK_REQUEST
-  (the envelope comes from the gateway's `MessageSent` in the receipt); `task_status` reads the
-  `tasks()` getter; `reclaim` refunds an expired task.
+  from the event and the gateway's `MessageDelivered` nonce; a worker claims and submits.
+* requester side (`RequesterBoardV2`): `request_task` escrows `max_fee` and sends the TASK_REQUEST v2
+  (the envelope comes from the gateway's `MessageSent` in the receipt); `reclaim` refunds an
+  expired task.
 
 Transactions go through an internal `EvmAdapter`'s transaction manager (adapters/evm/tx.py: endpoint
 pool with failover, one nonce counter behind a lock, EIP-1559 fees), so a board must own its key: the worker passes its own account,
@@ -18,8 +17,8 @@ Task protocol v2 (contracts/evm/src/TaskBoardV2.sol, docs/TASKS.md "Task protoco
 `EvmTaskBoardV2` (relay.interfaces.ServingBoardV2 and RequesterBoardV2), at
 `chains.<name>.contracts.TaskBoardV2`: a worker claims a delivered request at the auction price with
 the request's bond (`claim`), then only its account submits; the requester's escrow is exactly
-max_fee. Both classes share `_EvmBoard` (views, decoded refusals, the TaskReceived watch); v1 goes
-once the worker and the SDK speak v2.
+max_fee. `_EvmBoard` holds views, decoded refusals and the TaskReceived watch. Task protocol v1
+(`TaskBoard.sol`, `EvmTaskBoard`) is retired (docs/TASKS.md "v1 retired").
 """
 
 from __future__ import annotations
@@ -44,21 +43,18 @@ from adapters.evm.rpc import decode_revert, error_entries, revert_data, to_hex
 from adapters.evm.tx import TxNotMined
 from relay.config import EvmChain, KeyRef
 from relay.envelope import Envelope, EnvelopeError, address_to_bytes32
-from relay.interfaces import (Claim, ClaimStatus, IncomingRequest, IncomingRequestV2, SentRequest, ServeState,
-                              TaskState, TaskStatus, TaskStatusV2)
+from relay.interfaces import (Claim, ClaimStatus, IncomingRequestV2, SentRequest, ServeState, TaskState,
+                              TaskStatusV2)
 from relay.log import get_logger
 from relay.protocol import MessageKind
 from relay.tasks.board import (BoardRefused, BondRefused, ClaimLost, ClaimNotHeld, ClaimRefused, ReclaimRefused,
                                RequestExpired, RequestRefused, ResultAlreadySubmitted, ResultRefused, TaskBoardError)
-from relay.tasks.payloads import (TaskPayloadError, TaskRequest, TaskRequestV2, TaskResult, TaskResultV2,
-                                  decode_executor_id)
+from relay.tasks.payloads import TaskPayloadError, TaskRequestV2, TaskResultV2, decode_executor_id
 
-TASK_BOARD = "TaskBoard"
 TASK_BOARD_V2 = "TaskBoardV2"
 DEFAULT_SETTLEMENT_GRACE = 300  # seconds; what `relay localnet up` deploys TaskBoardV2 with (contract default 1800)
 POLL_INTERVAL = 0.25  # seconds between polls for new final TaskReceived events
 RECEIPT_TIMEOUT = 60.0
-DEFAULT_ATTESTATION_GRACE = 300  # seconds; what `relay localnet up` deploys with
 
 Role = Literal["worker", "requester", "reader"]
 
@@ -81,8 +77,8 @@ class TransactionNotMined(TaskBoardError):
 
 
 class TaskBoardNotConfigured(TaskBoardError):
-    def __init__(self, chain: str, contract: str = TASK_BOARD) -> None:
-        deployer = "deploy_task_board_v2" if contract == TASK_BOARD_V2 else "deploy_task_board"
+    def __init__(self, chain: str, contract: str = TASK_BOARD_V2) -> None:
+        deployer = "deploy_task_board_v2"
         super().__init__(
             f"chains.{chain}.contracts has no {contract} address: deploy it (`relay localnet up` does, or "
             f"adapters.evm.taskboard.{deployer}) and add `{contract} = \"0x…\"` under [chains.{chain}.contracts]"
@@ -133,7 +129,7 @@ def board_refusal(cls: type[BoardRefused], action: str, reason: str) -> BoardRef
     return cls(action, reason, _HINTS.get(name, ""), board=_BOARD)
 
 
-# --- what both versions share ---------------------------------------------------------------
+# --- the board contract ----------------------------------------------------------------------
 
 
 class _EvmBoard:
@@ -141,7 +137,7 @@ class _EvmBoard:
     (endpoint pool, finality, the transaction manager): views, transactions whose refusals are
     decoded, the key rules of `from_config`, and the TaskReceived watch."""
 
-    CONTRACT = TASK_BOARD
+    CONTRACT = TASK_BOARD_V2
 
     def __init__(
         self,
@@ -372,99 +368,6 @@ class _EvmBoard:
             if logs:
                 return logs[0]
         return None
-
-
-# --- v1 -------------------------------------------------------------------------------------
-
-
-class EvmTaskBoard(_EvmBoard):
-    """Both roles of the task board v1 on one EVM chain (relay.interfaces.ServingBoard and RequesterBoard)."""
-
-    CONTRACT = TASK_BOARD
-
-    async def wallet_balances(self) -> dict[str, int]:
-        return await self._evm.wallet_balances()
-
-    async def result_submitted(self, request_id: bytes) -> bool:
-        return bool(await self._view("resultAnswered", _request_id(request_id)))
-
-    async def task_status(self, request_id: bytes) -> TaskStatus:
-        (requester, deadline, _dst, escrow, executor, _board, state, payout, result_id, output_hash,
-         worker) = await self._view("tasks", _request_id(request_id))
-        state = TaskState(state)
-        has_result = state in (TaskState.RESULT_RECEIVED, TaskState.COMPLETED) or result_id != b"\x00" * 32
-        return TaskStatus(
-            request_id=bytes(request_id),
-            state=state,
-            requester=address_to_bytes32(requester),
-            deadline=int(deadline),
-            escrow=int(escrow),
-            executor=decode_executor_id(bytes(executor)) if state is not TaskState.NONE else "",
-            result_id=bytes(result_id) if has_result else None,
-            output_hash=bytes(output_hash) if has_result else None,
-            worker=bytes(worker) if has_result else None,
-            payout=address_to_bytes32(payout) if has_result else None,
-        )
-
-    async def submit_result(self, request_id: bytes, result_payload: bytes) -> str:
-        request_id = _request_id(request_id)
-        try:
-            result = TaskResult.decode(bytes(result_payload))
-        except (TaskPayloadError, EnvelopeError) as exc:
-            raise ResultRefused("the result", f"malformed TASK_RESULT: {exc}", "fix the payload encoding",
-                                board=_BOARD) from None
-        if result.request_id != bytes(request_id):
-            raise ResultRefused(
-                "the result", f"the payload answers request 0x{result.request_id.hex()}, not 0x{bytes(request_id).hex()}",
-                "submit it for the request it names", board=_BOARD,
-            )
-        fee = await self._evm.fee()
-        receipt = await self._transact(
-            self._board.functions.submitResult(bytes(result_payload)), fee,
-            f"the result for request 0x{bytes(request_id).hex()}", ResultRefused,
-        )
-        tx = to_hex(receipt["transactionHash"])
-        _log().info("task result submitted", chain=self.name, request=bytes(request_id).hex(), tx=tx,
-                    gas=receipt["gasUsed"])
-        return tx
-
-    async def request_task(self, *, dst_domain: int, worker_board: bytes, request: TaskRequest) -> SentRequest:
-        if len(worker_board) != 32:
-            raise TaskBoardError("worker_board must be 32 bytes (left-pad an EVM address with 12 zero bytes)")
-        if request.input is not None:
-            function = self._board.functions.requestTask(
-                dst_domain, bytes(worker_board), request.executor, request.input, request.deadline)
-        else:
-            function = self._board.functions.requestTaskByReference(
-                dst_domain, bytes(worker_board), request.executor, request.input_hash, request.input_uri,
-                request.deadline)
-        fee = await self._evm.fee()
-        receipt = await self._transact(function, fee + request.max_fee, "the task request", RequestRefused)
-        envelope = self._sent_envelope(receipt, request.encode())
-        return SentRequest(request_id=envelope.message_id, envelope=envelope, tx=to_hex(receipt["transactionHash"]))
-
-    async def reclaim(self, request_id: bytes) -> str:
-        request_id = _request_id(request_id)
-        receipt = await self._transact(
-            self._board.functions.reclaim(bytes(request_id)), 0, f"reclaiming task 0x{bytes(request_id).hex()}",
-            ReclaimRefused,
-        )
-        return to_hex(receipt["transactionHash"])
-
-    async def watch_requests(self, cursor: str | None) -> AsyncIterator[IncomingRequest]:
-        """TaskReceived events in final blocks, in (block, log index) order, after `cursor`
-        ("block:logIndex" of the last one handled); polls forever."""
-        async for entry, envelope in self._received(cursor):
-            block, index = int(entry["blockNumber"]), int(entry["logIndex"])
-            try:
-                request = TaskRequest.decode(envelope.payload)
-            except (EnvelopeError, TaskPayloadError) as exc:
-                _log().error("skipping TaskReceived whose payload does not decode", error=str(exc), chain=self.name,
-                             block=block, log_index=index)
-                continue
-            yield IncomingRequest(request_id=envelope.message_id, envelope=envelope, request=request,
-                                  delivery_tx=to_hex(entry["transactionHash"]), position=block,
-                                  cursor=f"{block}:{index}")
 
 
 # --- v2 -------------------------------------------------------------------------------------
@@ -745,18 +648,6 @@ def _check_key(key: str) -> str:
 
 
 # --- deployment -------------------------------------------------------------------------------
-
-
-async def deploy_task_board(
-    w3: AsyncWeb3, account: LocalAccount | str, gateway: str, *, attestation_domain: int = 0,
-    attestation_sender: bytes = b"\x00" * 32, attestation_grace: int = DEFAULT_ATTESTATION_GRACE,
-) -> str:
-    """Deploys a TaskBoard bound to `gateway`. PROOF_ATTESTATIONs count only from
-    (attestation_domain, attestation_sender): (0, zero) is the committee, which no chain can stamp."""
-    return await deploy(
-        w3, account, TASK_BOARD, to_checksum_address(gateway), attestation_domain, bytes(attestation_sender),
-        attestation_grace,
-    )
 
 
 async def deploy_task_board_v2(

@@ -16,7 +16,7 @@ from adapters.solana.feeds import SolanaFeedTarget
 from adapters.solana.gateway import SolanaAdapter
 from adapters.solana.rotation import SolanaRotation
 from adapters.solana.rpc import keypair_from_ref
-from adapters.solana.taskboard import SolanaTaskBoard, SolanaTaskBoardV2
+from adapters.solana.taskboard import SolanaTaskBoardV2
 from attest.committee import Committee
 from relay.config import FeedPushSection, KeyRef, SolanaChain, TesseraConfig, WorkerSection
 from relay.errors import ConfigError
@@ -40,15 +40,6 @@ class SolanaDriver:
         where = f"chains.{self.name}.{field}"
         return SolanaAdapter(self.name, self.chain,
                              keypair_from_ref(ref, where) if ref else None)
-
-    def requester_board(self, config: TesseraConfig) -> SolanaTaskBoard:
-        return SolanaTaskBoard.from_config(self.name, self.chain, role="requester")
-
-    def serving_board(self, config: TesseraConfig, worker: WorkerSection) -> SolanaTaskBoard:
-        if worker.solana_keypair is None:
-            raise ConfigError(f"the worker on Solana chain {self.name!r} needs its own fee payer: set [worker] "
-                              "solana_keypair (file = ... or env = ...)")
-        return SolanaTaskBoard.from_config(self.name, self.chain, role="worker", keypair=worker.solana_keypair)
 
     def requester_board_v2(self, config: TesseraConfig, signer: Any = None) -> SolanaTaskBoardV2:
         if signer is not None:

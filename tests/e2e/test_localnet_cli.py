@@ -58,8 +58,9 @@ async def test_up_detach_status_smoke_down(tmp_path: Path, ports: list[str]) -> 
         assert (config.chains["evm2"].chain_id, config.chains["evm2"].domain) == (31338, 31338)
         assert config.chains["evm2"].rpc_urls == [f"http://127.0.0.1:{evm2_port}"]
         for name in ("evm", "evm2"):
-            assert {"Probe", "CommitteeVerifier", "Gateway", "RecordingReceiver", "TaskBoard",
+            assert {"Probe", "CommitteeVerifier", "Gateway", "RecordingReceiver", "TaskBoardV2",
                     "FeedStore", "MarketPool"} <= set(config.chains[name].contracts)
+            assert "TaskBoard" not in config.chains[name].contracts  # task protocol v1 is retired
         assert config.chains["solana"].program_id
         assert config.feed_push.targets == ["evm", "evm2", "solana"]
         assert [s.name for s in config.feeds["ETH/USD"].sources] == ["evm-pool", "evm2-pool", "recording"]

@@ -38,7 +38,27 @@ async def test_the_localnet_has_three_chains_with_their_own_domains(stack: Stack
     assert [config.chains[name].domain for name in ("evm", "evm2")] == [31337, 31338]
     assert config.chains["evm"].rpc_urls != config.chains["evm2"].rpc_urls
     for name in ("evm", "evm2"):
-        assert {"Gateway", "CommitteeVerifier", "RecordingReceiver", "TaskBoard"} <= set(config.chains[name].contracts)
+        assert {"Gateway", "CommitteeVerifier", "RecordingReceiver", "TaskBoardV2"} <= set(config.chains[name].contracts)
+
+
+async def test_the_localnet_deploys_no_v1_task_board(stack: Stack) -> None:
+    """Task protocol v1 is retired (docs/TASKS.md "v1 retired"): no EVM chain of the localnet has a
+    `TaskBoard` contract, the v2 board is the Gateway's flat-fee sender, and the source is gone."""
+    from adapters.evm import deploy as evm_deploy
+    from adapters.evm.taskboard import TASK_BOARD_V2
+    from web3 import AsyncHTTPProvider, AsyncWeb3
+
+    config = load_config(stack.config_path)
+    assert not (evm_deploy.EVM_PROJECT / "src" / "TaskBoard.sol").exists()
+    for name in ("evm", "evm2"):
+        contracts = config.chains[name].contracts
+        assert "TaskBoard" not in contracts and TASK_BOARD_V2 in contracts
+        w3 = AsyncWeb3(AsyncHTTPProvider(config.chains[name].rpc_urls[0]))
+        try:
+            gateway = evm_deploy.contract(w3, "Gateway", contracts["Gateway"])
+            assert await gateway.functions.flatFeeSender(contracts[TASK_BOARD_V2]).call()
+        finally:
+            await w3.provider.disconnect()
 
 
 async def test_data_messages_between_every_pair_that_involves_evm2(stack: Stack) -> None:

@@ -1,4 +1,4 @@
-"""EvmTaskBoard logic that needs no node: config roles and keys, refusal decoding, cursors, and the
+"""EvmTaskBoardV2 logic that needs no node: config roles and keys, refusal decoding, cursors, and the
 request watcher (finality, envelope rebuilt from TaskReceived + MessageDelivered, resume, the
 retryFailed path) against a fake web3 client."""
 
@@ -13,7 +13,7 @@ from eth_abi import encode as abi_encode
 
 from adapters.evm.driver import EvmDriver
 from adapters.evm.taskboard import (
-    EvmTaskBoard,
+    EvmTaskBoardV2,
     TaskBoardNotConfigured,
     board_refusal,
     parse_cursor,
@@ -24,8 +24,8 @@ from relay.errors import ConfigError
 from relay.envelope import Envelope, address_to_bytes32
 from relay.protocol import MessageKind
 from relay.tasks.board import BoardRefused, RequestExpired, ResultAlreadySubmitted, ResultRefused, TaskBoardError
-from relay.interfaces import RequesterBoard, ServingBoard
-from relay.tasks.payloads import TaskRequest
+from relay.interfaces import RequesterBoardV2, ServingBoardV2
+from relay.tasks.payloads import TaskRequestV2
 
 DOMAIN = 31337
 REMOTE = 424242
@@ -38,8 +38,8 @@ KEY = "0x" + "11" * 32
 pytestmark = pytest.mark.usefixtures("evm_contracts")  # tests/conftest.py
 
 
-def _board(confirmations: int | None = 0) -> EvmTaskBoard:
-    return EvmTaskBoard.connect("http://127.0.0.1:1", domain=DOMAIN, chain_id=DOMAIN, gateway=GATEWAY, board=BOARD,
+def _board(confirmations: int | None = 0) -> EvmTaskBoardV2:
+    return EvmTaskBoardV2.connect("http://127.0.0.1:1", domain=DOMAIN, chain_id=DOMAIN, gateway=GATEWAY, board=BOARD,
                                 private_key=KEY, confirmations=confirmations, poll_interval=0.01)
 
 
@@ -48,17 +48,17 @@ def _board(confirmations: int | None = 0) -> EvmTaskBoard:
 
 def test_board_implements_both_roles_and_needs_its_address() -> None:
     board = _board()
-    assert isinstance(board, ServingBoard) and isinstance(board, RequesterBoard)
+    assert isinstance(board, ServingBoardV2) and isinstance(board, RequesterBoardV2)
     assert board.address == address_to_bytes32(BOARD) and board.domain == DOMAIN
     chain = EvmChain(kind="evm", domain=DOMAIN, chain_id=DOMAIN, rpc_urls=["http://x"], contracts={"Gateway": GATEWAY})
-    with pytest.raises(TaskBoardNotConfigured, match="TaskBoard = "):
-        EvmTaskBoard("evm", chain, KEY)
+    with pytest.raises(TaskBoardNotConfigured, match="TaskBoardV2 = "):
+        EvmTaskBoardV2("evm", chain, KEY)
 
 
 def _config(tmp_path: Any, sender: bool = True) -> Any:
     (tmp_path / "user.key").write_text("22" * 32 + "\n")
     chain: dict[str, Any] = {"kind": "evm", "domain": DOMAIN, "chain_id": DOMAIN, "rpc_urls": ["http://127.0.0.1:1"],
-                             "contracts": {"Gateway": GATEWAY, "TaskBoard": BOARD}}
+                             "contracts": {"Gateway": GATEWAY, "TaskBoardV2": BOARD}}
     if sender:
         chain["sender"] = {"file": str(tmp_path / "user.key")}
     return parse_config({"chains": {"evm": chain, "sol": {"kind": "solana", "domain": 900, "rpc_urls": ["http://x"]}}})
@@ -67,27 +67,29 @@ def _config(tmp_path: Any, sender: bool = True) -> Any:
 def test_from_config_roles(tmp_path: Any) -> None:
     config = _config(tmp_path)
     chain = config.chains["evm"]
-    requester = EvmTaskBoard.from_config("evm", chain, role="requester")
-    assert requester.account is not None and requester.account.key.hex().endswith("22" * 32)
-    worker = EvmTaskBoard.from_config("evm", chain, role="worker", worker_key="33" * 32)
-    assert worker.account is not None and worker.account.key.hex().endswith("33" * 32)
+    requester = EvmTaskBoardV2.from_config("evm", chain, role="requester")
+    assert requester._evm.account is not None and requester._evm.account.key.hex().endswith("22" * 32)
+    assert requester.account == address_to_bytes32(requester._evm.account.address)
+    worker = EvmTaskBoardV2.from_config("evm", chain, role="worker", worker_key="33" * 32)
+    assert worker._evm.account is not None and worker._evm.account.key.hex().endswith("33" * 32)
+    assert EvmTaskBoardV2.from_config("evm", chain, role="reader").account == bytes(32)
     with pytest.raises(TaskBoardError, match="worker's own EVM private key.*evm_key"):
-        EvmTaskBoard.from_config("evm", chain, role="worker")
+        EvmTaskBoardV2.from_config("evm", chain, role="worker")
     (tmp_path / "worker.key").write_text("44" * 32)
     with_section = config.model_copy(update={"worker": WorkerSection(evm_key=KeyRef(file=tmp_path / "worker.key"))})
-    from_section = driver_named(with_section, "evm").serving_board(with_section, with_section.worker)
-    assert isinstance(from_section, EvmTaskBoard)
-    assert from_section.account is not None and from_section.account.key.hex().endswith("44" * 32)
+    from_section = driver_named(with_section, "evm").serving_board_v2(with_section, with_section.worker)
+    assert isinstance(from_section, EvmTaskBoardV2)
+    assert from_section._evm.account is not None and from_section._evm.account.key.hex().endswith("44" * 32)
     with pytest.raises(TaskBoardError, match="32-byte hex private key"):
-        EvmTaskBoard.from_config("evm", chain, role="worker", worker_key="0x1234")
+        EvmTaskBoardV2.from_config("evm", chain, role="worker", worker_key="0x1234")
     # Which board class serves a chain is the registry's answer, not the board's.
     assert not isinstance(driver_named(config, "sol"), EvmDriver)
     with pytest.raises(ConfigError, match="no chain 'nope'"):
         driver_named(config, "nope")
     with pytest.raises(TaskBoardError, match="role must be"):
-        EvmTaskBoard.from_config("evm", chain, role="relayer")  # type: ignore[arg-type]
+        EvmTaskBoardV2.from_config("evm", chain, role="relayer")  # type: ignore[arg-type]
     with pytest.raises(TaskBoardError, match="set chains.evm.sender"):
-        EvmTaskBoard.from_config("evm", _config(tmp_path, sender=False).chains["evm"], role="requester")
+        EvmTaskBoardV2.from_config("evm", _config(tmp_path, sender=False).chains["evm"], role="requester")
 
 
 def test_refusals_are_typed_and_tell_what_to_do() -> None:
@@ -104,7 +106,8 @@ def test_refusals_are_typed_and_tell_what_to_do() -> None:
 
 async def test_request_ids_must_be_32_bytes() -> None:
     board = _board()
-    for call in (board.result_submitted, board.task_status, board.reclaim):
+    for call in (board.claim_status, board.current_price, board.task_status, board.reclaim, board.expire_claim,
+                 board.release_bond, board.result_recorded):
         with pytest.raises(TaskBoardError, match="32-byte message id"):
             await call(b"\x01" * 31)
     with pytest.raises(TaskBoardError, match="32-byte message id"):
@@ -131,6 +134,9 @@ class FakeEth:
     async def block_number(self) -> int:
         return self.block_number_value
 
+    async def get_block(self, number: int) -> dict[str, Any]:
+        return {"number": number, "timestamp": 1_700_000_000 + number}
+
     async def get_logs(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         topics = params["topics"]
         out = []
@@ -145,7 +151,7 @@ class FakeEth:
         return out
 
 
-def _install(board: EvmTaskBoard, eth: FakeEth) -> None:
+def _install(board: EvmTaskBoardV2, eth: FakeEth) -> None:
     w3 = SimpleNamespace(eth=eth)
 
     async def call(what: str, fn: Any) -> Any:
@@ -158,17 +164,17 @@ def _topic(hex_topic: str) -> bytes:
     return bytes.fromhex(hex_topic.removeprefix("0x"))
 
 
-def _delivery(board: EvmTaskBoard, nonce: int, block: int, tx: bytes, first_index: int,
+def _delivery(board: EvmTaskBoardV2, nonce: int, block: int, tx: bytes, first_index: int,
               payload: bytes | None = None, event_nonce: int | None = None, delivered_tx: bytes | None = None,
               delivered_block: int | None = None) -> tuple[Envelope, list[dict[str, Any]]]:
-    payload = payload or TaskRequest("echo", 5, 2_000_000_000, input=f"input {nonce}".encode()).encode()
+    payload = payload or TaskRequestV2("echo", 5, 2_000_000_000, 60, 5000, 30, 1_000, b"\x66" * 32,
+                                       input=f"input {nonce}".encode()).encode()
     envelope = Envelope(MessageKind.TASK_REQUEST, nonce, REMOTE, REMOTE_BOARD, DOMAIN, board.address, payload)
-    request = TaskRequest.decode(payload)
+    request = TaskRequestV2.decode(payload)
     received = {
         "address": BOARD, "blockNumber": block, "logIndex": first_index + 1, "transactionHash": tx,
         "topics": [_topic(board._topic_received), envelope.message_id, REMOTE.to_bytes(32, "big")],
-        "data": abi_encode(["bytes32", "bytes16", "uint64", "bytes"],
-                           [REMOTE_BOARD, b"echo".ljust(16, b"\0"), request.deadline, payload]),
+        "data": abi_encode(["bytes32", "uint64", "bytes"], [REMOTE_BOARD, request.deadline, payload]),
     }
     delivered = {
         "address": GATEWAY, "blockNumber": delivered_block if delivered_block is not None else block,
@@ -179,7 +185,7 @@ def _delivery(board: EvmTaskBoard, nonce: int, block: int, tx: bytes, first_inde
     return envelope, [delivered, received]
 
 
-async def _take(board: EvmTaskBoard, cursor: str | None, n: int, wait: float = 0.2) -> list[Any]:
+async def _take(board: EvmTaskBoardV2, cursor: str | None, n: int, wait: float = 0.2) -> list[Any]:
     out: list[Any] = []
 
     async def run() -> None:
@@ -208,6 +214,7 @@ async def test_watch_rebuilds_envelopes_in_order_only_when_final_and_resumes() -
     assert [i.envelope for i in got] == [first, second]
     assert all(i.request_id == i.envelope.message_id for i in got)
     assert got[0].delivery_tx == "0x" + "01" * 32 and got[0].position == 10 and got[0].cursor == "10:1"
+    assert got[0].auction_start == 1_700_000_010  # the delivering block's time
     assert got[1].request.input == b"input 8"
     # Resuming mid-block yields what came after the cursor, not before.
     eth.block_number_value = 13

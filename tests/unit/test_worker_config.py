@@ -89,9 +89,9 @@ def test_board_factory_needs_the_workers_own_account() -> None:
     config = parse_config(base({}))
     section = WorkerSection()
     with pytest.raises(ConfigError, match="evm_key"):
-        driver_named(config, "evm").serving_board(config, section)
+        driver_named(config, "evm").serving_board_v2(config, section)
     with pytest.raises(ConfigError, match="solana_keypair"):
-        driver_named(config, "solana").serving_board(config, section)
+        driver_named(config, "solana").serving_board_v2(config, section)
     with pytest.raises(ConfigError, match="no chain 'base'"):
         driver_named(config, "base")
 
@@ -113,10 +113,10 @@ def test_cli_errors_say_what_to_do(tmp_path: Path, capsys) -> None:
 
 
 def test_board_factory_picks_the_class_by_chain_kind(tmp_path: Path) -> None:
-    from adapters.evm.taskboard import EvmTaskBoard
-    from adapters.solana.taskboard import SolanaTaskBoard
+    from adapters.evm.taskboard import EvmTaskBoardV2
+    from adapters.solana.taskboard import SolanaTaskBoardV2
     from adapters.registry import driver_named
-    from relay.interfaces import RequesterBoard, ServingBoard
+    from relay.interfaces import RequesterBoardV2, ServingBoardV2
 
     evm_key = tmp_path / "evm.key"
     evm_key.write_text("0x" + "11" * 32)
@@ -125,15 +125,19 @@ def test_board_factory_picks_the_class_by_chain_kind(tmp_path: Path) -> None:
     sol_key = tmp_path / "sol.json"
     sol_key.write_text(json.dumps(list(bytes(Keypair()))))
     data = base({"evm_key": {"file": str(evm_key)}, "solana_keypair": {"file": str(sol_key)}})
-    data["chains"]["evm"]["contracts"] = {"Gateway": "0x" + "22" * 20, "TaskBoard": "0x" + "33" * 20}
+    data["chains"]["evm"]["contracts"] = {"Gateway": "0x" + "22" * 20, "TaskBoardV2": "0x" + "33" * 20}
     data["chains"]["evm"]["sender"] = {"file": str(evm_key)}
     data["chains"]["solana"]["program_id"] = SOL_KEY
     data["chains"]["solana"]["sender"] = {"file": str(sol_key)}
     config = parse_config(data)
-    evm = driver_named(config, "evm").serving_board(config, config.worker)
-    sol = driver_named(config, "solana").serving_board(config, config.worker)
-    assert isinstance(evm, EvmTaskBoard) and isinstance(evm, ServingBoard)
-    assert isinstance(sol, SolanaTaskBoard) and isinstance(sol, ServingBoard)
+    evm = driver_named(config, "evm").serving_board_v2(config, config.worker)
+    sol = driver_named(config, "solana").serving_board_v2(config, config.worker)
+    assert isinstance(evm, EvmTaskBoardV2) and isinstance(evm, ServingBoardV2)
+    assert isinstance(sol, SolanaTaskBoardV2) and isinstance(sol, ServingBoardV2)
     assert evm.address == b"\x00" * 12 + b"\x33" * 20
-    assert isinstance(driver_named(config, "evm").requester_board(config), RequesterBoard)
-    assert isinstance(driver_named(config, "solana").requester_board(config), SolanaTaskBoard)
+    assert isinstance(driver_named(config, "evm").requester_board_v2(config), RequesterBoardV2)
+    assert isinstance(driver_named(config, "solana").requester_board_v2(config), SolanaTaskBoardV2)
+    # Task protocol v1 is retired: the drivers have no v1 board factories any more.
+    for name in ("evm", "solana"):
+        assert not hasattr(driver_named(config, name), "serving_board")
+        assert not hasattr(driver_named(config, name), "requester_board")
