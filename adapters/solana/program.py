@@ -53,6 +53,11 @@ class ProgramInstruction(enum.IntEnum):
     CHECK_BATCH = 23
     PAUSE = 24  # the committee config's admin: Send, Deliver and VerifyRoot refused
     UNPAUSE = 25
+    SET_FEE_CONFIG = 26  # fees (adapters/solana/fees.py builds these)
+    SET_BENEFICIARY = 27
+    CLAIM_FEES = 28
+    SEND_PAID = 29
+    CHECK_QUOTE = 30
     TASK_REQUEST = 32
     TASK_SUBMIT_RESULT = 33
     TASK_RECLAIM = 34
@@ -194,6 +199,18 @@ class ProgramErrorCode(enum.IntEnum):
     RECEIPT_NOT_CLOSABLE = 0xA8
     CLOSE_TOO_EARLY = 0xA9
     NOT_A_RECEIPT = 0xAA
+    FEE_WRONG_ADDRESS = 0xB0
+    FEE_NOT_CONFIGURED = 0xB1
+    FEE_FEED_MISMATCH = 0xB2
+    FEE_FEED_INVALID = 0xB3
+    FEE_PRICE_STALE = 0xB4
+    FEE_ABOVE_MAX = 0xB5
+    FEE_REQUIRED = 0xB6
+    VAULT_WRONG_ADDRESS = 0xB7
+    NOT_BENEFICIARY = 0xB8
+    NOTHING_TO_CLAIM = 0xB9
+    FEE_CONFIG_INVALID = 0xBA
+    FEE_OVERFLOW = 0xBB
 
 
 class SolanaProgramError(RuntimeError):

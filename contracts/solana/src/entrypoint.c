@@ -2,6 +2,7 @@
 #include "batch.h"
 #include "committee.h"
 #include "feeds.h"
+#include "fees.h"
 #include "gateway.h"
 #include "taskboard.h"
 #include "tessera.h"
@@ -61,6 +62,16 @@ uint64_t entrypoint(const uint8_t *input) {
       return gateway_set_paused(params, 1);
     case IX_UNPAUSE:
       return gateway_set_paused(params, 0);
+    case IX_SET_FEE_CONFIG:
+      return fees_set_config(params);
+    case IX_SET_BENEFICIARY:
+      return fees_set_beneficiary(params);
+    case IX_CLAIM_FEES:
+      return fees_claim(params);
+    case IX_SEND_PAID:
+      return fees_send_paid(params);
+    case IX_CHECK_QUOTE:
+      return fees_check_quote(params);
     case IX_TASK_REQUEST:
     case IX_TASK_SUBMIT_RESULT:
     case IX_TASK_RECLAIM:

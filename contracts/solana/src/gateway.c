@@ -47,6 +47,14 @@ u64 gateway_set_paused(SolParameters *params, u8 paused) {
   return 0;
 }
 
+u64 gateway_require_admin(const SolAccountInfo *config, const SolPubkey *program_id, const SolAccountInfo *admin) {
+  u32 domain;
+  u64 err = config_domain(config, program_id, &domain);
+  if (err) return err;
+  if (!sol_bytes_eq(config->data + CFG_ADMIN, admin->key->x, SOL_PUBKEY_LEN)) return ERR_NOT_ADMIN;
+  return 0;
+}
+
 static u64 outbox_load(const SolAccountInfo *outbox, const SolPubkey *program_id) {
   if (!sol_pubkey_eq(outbox->owner, program_id) || outbox->data_len < OUTBOX_LEN ||
       !sol_bytes_eq(outbox->data + OUTBOX_MAGIC, OUTBOX_MAGIC_BYTES, 8) ||
@@ -60,6 +68,9 @@ static u64 outbox_load(const SolAccountInfo *outbox, const SolPubkey *program_id
   return 0;
 }
 
+u64 gateway_outbox_check(const SolAccountInfo *outbox, const SolPubkey *program_id) {
+  return outbox_load(outbox, program_id);
+}
 
 /* data: tag (nothing else); accounts: [admin (signer, writable), outbox PDA (writable), this
  * program's ProgramData, system program]. Only the upgrade authority may initialize, as for the
@@ -158,6 +169,11 @@ u64 gateway_send(SolParameters *params) {
   if (!outbox->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
   const u8 *d = params->data + 1;
   Outgoing msg = {d[36], sol_read_u32_le(d), d + 4, sender->key->x, d + 37, params->data_len - 1 - 37};
+  /* Once the admin has set a fee config, sends pay: SendPaid (29, fees.c). Read after outbox_load
+   * in gateway_emit would be too late to name the cause; the outbox is checked there anyway. */
+  if (outbox->data_len > OUTBOX_FEES_REQUIRED && outbox->data[OUTBOX_FEES_REQUIRED] != 0 &&
+      sol_pubkey_eq(outbox->owner, params->program_id))
+    return ERR_FEE_REQUIRED;
   u8 message_id[32];
   return gateway_emit(params->program_id, outbox, config, &msg, message_id);
 }

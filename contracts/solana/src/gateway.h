@@ -15,6 +15,7 @@
 #define OUTBOX_MAGIC 0 /* 8 bytes "TESSOUTB" */
 #define OUTBOX_VERSION_AT 8
 #define OUTBOX_BUMP 9
+#define OUTBOX_FEES_REQUIRED 10 /* u8: 1 once the admin set a fee config: Send (17) is refused, SendPaid (29) charges */
 #define OUTBOX_NONCE 16 /* u64: the nonce the next Send gets */
 #define OUTBOX_SENT_AT 24 /* i64: unix time of the last Send (0 before the first) */
 #define OUTBOX_LEN 40
@@ -61,6 +62,12 @@ typedef struct {
  * data to message_id | nonce u64 LE and writes message_id. `outbox` must be writable. */
 u64 gateway_emit(const SolPubkey *program_id, SolAccountInfo *outbox, const SolAccountInfo *config,
                  const Outgoing *msg, u8 message_id[32]);
+
+/* ERR_CONFIG_* unless `config` is the committee config, ERR_NOT_ADMIN unless `admin` is its admin. */
+u64 gateway_require_admin(const SolAccountInfo *config, const SolPubkey *program_id, const SolAccountInfo *admin);
+/* ERR_OUTBOX_* unless `outbox` is the initialised outbox PDA. */
+u64 gateway_outbox_check(const SolAccountInfo *outbox, const SolPubkey *program_id);
+static inline void gateway_set_fees_required(SolAccountInfo *outbox) { outbox->data[OUTBOX_FEES_REQUIRED] = 1; }
 
 u64 gateway_init(SolParameters *params);
 u64 gateway_send(SolParameters *params);

@@ -25,6 +25,12 @@ enum {
   /* the pause switch (gateway.c) */
   IX_PAUSE = 24,
   IX_UNPAUSE = 25,
+  /* fees (fees.c) */
+  IX_SET_FEE_CONFIG = 26,
+  IX_SET_BENEFICIARY = 27,
+  IX_CLAIM_FEES = 28,
+  IX_SEND_PAID = 29,
+  IX_CHECK_QUOTE = 30, /* stateless: the quote formula (vectors) */
   /* 32..47: the task board (taskboard.c) */
   IX_TASK_REQUEST = 32,       /* task protocol v1, retired: fails with TASK_V1_RETIRED */
   IX_TASK_SUBMIT_RESULT = 33, /* v1, retired */
@@ -181,6 +187,20 @@ enum {
   ERR_RECEIPT_NOT_CLOSABLE = 0xa8,   /* a committee message (src 0) or a delivery to the task board */
   ERR_CLOSE_TOO_EARLY = 0xa9,        /* not the receiver / payer, and the retention period runs */
   ERR_NOT_A_RECEIPT = 0xaa,
+
+  /* 0xB0..0xBF: fees (fees.c) */
+  ERR_FEE_WRONG_ADDRESS = 0xb0,  /* the fee account is not the PDA ["fee", dst_domain] of this send */
+  ERR_FEE_NOT_CONFIGURED = 0xb1, /* no fee config of this program at that address (SetFeeConfig) */
+  ERR_FEE_FEED_MISMATCH = 0xb2,  /* a price feed account is not the one the fee config names */
+  ERR_FEE_FEED_INVALID = 0xb3,   /* not a feed account of this program, or no positive price */
+  ERR_FEE_PRICE_STALE = 0xb4,    /* a feed price older than the fee config's max age: never a zero fee */
+  ERR_FEE_ABOVE_MAX = 0xb5,      /* SendPaid: the quote exceeds the caller's max_fee */
+  ERR_FEE_REQUIRED = 0xb6,       /* Send (17) once fees are configured: use SendPaid (29) */
+  ERR_VAULT_WRONG_ADDRESS = 0xb7,
+  ERR_NOT_BENEFICIARY = 0xb8,    /* ClaimFees by another signer than the vault's beneficiary */
+  ERR_NOTHING_TO_CLAIM = 0xb9,
+  ERR_FEE_CONFIG_INVALID = 0xba, /* gas_price 0, decimals > 36, a zero or repeated feed, zero beneficiary */
+  ERR_FEE_OVERFLOW = 0xbb,       /* the quote does not fit (u64 lamports, 127-bit intermediates) */
 };
 
 /* Probe writes only to accounts of exactly this size; no other account type may have it, so a
