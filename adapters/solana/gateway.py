@@ -82,6 +82,7 @@ from adapters.solana.rpc import (
     follow_address,
     is_retryable,
 )
+from adapters.solana.fee_program import send_paid_ix
 from adapters.solana.fees import SolanaGatewayFees
 from adapters.solana.tx import SolanaTransactor, TransactionRefused
 from relay.config import SolanaChain
@@ -477,8 +478,13 @@ class SolanaAdapter(SolanaGatewayFees):
         signer = self._require_signer()
         Envelope(kind=kind, nonce=0, src_domain=self.domain, src_sender=bytes(signer.pubkey()),
                  dst_domain=dst_domain, dst_receiver=receiver, payload=payload)  # refuse bad input before paying
-        ix = send_ix(self.program_id, signer.pubkey(), dst_domain=dst_domain, receiver=receiver, kind=kind,
-                     payload=payload)
+        paid = await self.send_accounts(dst_domain, len(payload))  # fees.py: max_fee = the quote now
+        if paid is None:
+            ix = send_ix(self.program_id, signer.pubkey(), dst_domain=dst_domain, receiver=receiver, kind=kind,
+                         payload=payload)
+        else:
+            ix = send_paid_ix(self.program_id, signer.pubkey(), dst_domain=dst_domain, receiver=receiver, kind=kind,
+                              payload=payload, max_fee=paid[0], dst_feed=paid[1], sol_feed=paid[2])
         try:
             sig = await self.tx.transact([ix], cu_limit=SEND_CU_LIMIT, commitment=Confirmed, timeout=timeout)
         except TransactionRefused as exc:

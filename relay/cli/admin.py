@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gas-price", type=int, required=True,
                    help="destination units per gas unit (wei per gas; 1 for a Solana destination counted in lamports)")
     p.add_argument("--base-gas", type=int, required=True, help="gas (or lamports) of a delivery with an empty payload")
-    p.add_argument("--gas-per-byte", type=int, required=True, help="gas (or lamports) per payload byte")
+    p.add_argument("--gas-per-byte", type=float, required=True,
+                   help="gas (or lamports) per payload byte (an integer on EVM; Solana keeps 1/1000 gas: 728.5)")
     p.add_argument("--decimals", type=int, required=True, help="the destination token's decimals (18 ETH, 9 SOL)")
     p.add_argument("--price-feed", required=True, help="feed id of the destination token in USD, e.g. SOL/USD")
     p.add_argument("--margin-bps", type=int, default=1000, help="margin in basis points (default: %(default)s)")
@@ -64,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds after which a price is stale and quotes are refused (default: %(default)s)")
     p.add_argument("--native-feed", default=None,
                    help="also set the feeds the quote reads: this chain's token in USD (e.g. ETH/USD) in the "
-                   "FeedStore of [chains.X.contracts] (once per gateway; `relay deploy` does not set it)")
+                   "FeedStore of [chains.X.contracts] (once per gateway; `relay deploy` does not set it). On "
+                   "Solana, required: the program's feed of SOL in the same currency (e.g. SOL/USD)")
     p.set_defaults(handler=_run_set_destination)
     p = actions.add_parser("set-beneficiary", help="who claims the fees (owner only)",
                            description="Gateway.setBeneficiary: the account `relay fees claim` pays.")
@@ -155,7 +157,13 @@ def _run_set_destination(args: argparse.Namespace) -> int:
            "dst_decimals": args.decimals, "margin_bps": args.margin_bps, "max_price_age": args.max_price_age,
            "dst_price_feed": args.price_feed}
     store = None
-    if args.native_feed is not None:
+    if hasattr(adapter, "fees_required"):  # Solana: the program's own feed accounts, SOL's named by --native-feed
+        cfg["native_price_feed"] = args.native_feed
+    else:
+        if not float(args.gas_per_byte).is_integer():
+            raise ConfigError("--gas-per-byte: the EVM gateway takes whole gas units per byte")
+        cfg["gas_per_byte"] = int(args.gas_per_byte)
+    if args.native_feed is not None and "native_price_feed" not in cfg:
         store = getattr(load(args.config)[0].chains[args.chain], "contracts", {}).get("FeedStore")
         if store is None:
             raise ConfigError(f"--native-feed: chains.{args.chain}.contracts has no FeedStore: deploy it "

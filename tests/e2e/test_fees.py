@@ -28,6 +28,11 @@ import attest
 from adapters.evm.deploy import contract, transact
 from adapters.evm.feeds import EvmFeedTarget
 from adapters.evm.fees import DestinationFee
+from adapters.solana.fee_program import quote_lamports
+from adapters.solana.feeds import SolanaFeedTarget
+from adapters.solana.rpc import keypair_from_ref
+from solana.rpc.async_api import AsyncClient
+from solders.pubkey import Pubkey
 from attest.committee import Committee
 from attest.keystore import load_share_for, read_key_file
 from relay.config import RelayerPolicy, load_config
@@ -73,6 +78,34 @@ async def _push_prices(config, w3: AsyncWeb3, owner) -> None:
         assert isinstance(pushed, str), f"{feed_id} not stored: {pushed}"
 
 
+# An EVM delivery's cost as the Solana program's fee config posts it (docs/BENCHMARKS.md "Quote accuracy":
+# ~310k gas + 728.5 gas/byte for the RecordingReceiver).
+EVM_BASE_GAS, EVM_GAS_PER_BYTE = 310_000, 728.5
+
+
+async def _push_solana_prices(config, payer: Keypair) -> None:
+    """The committee signs ETH/USD and SOL/USD and they are pushed into the program's feed accounts
+    (what the fee config names): the localnet's pusher has no SOL/USD source."""
+    committee = Committee.load(config.committee.file)
+    secret = read_key_file(config.committee.key_file)
+    shares = [load_share_for(committee, config.committee.share_path(i), secret) for i in range(1, committee.t + 1)]
+    sol = config.chains["solana"]
+    target = SolanaFeedTarget(sol.rpc_urls, payer, Pubkey.from_string(sol.program_id), name="solana")
+    now_ms = int(time.time() * 1000)
+    try:
+        for feed_id, price in (("ETH/USD", ETH_PRICE), ("SOL/USD", SOL_PRICE)):
+            current = await target.latest(feed_id)
+            round_ = (current.round + 1) if current is not None else 1
+            report = FeedReport(feed_id, round_, price, confidence=1_000_000, decimals=8, observations=3,
+                                observed_at=now_ms - 1000, published_at=now_ms)
+            digest = report.digest(committee.epoch)
+            signature = attest.combine_signatures([attest.partial_sign(share, digest) for share in shares])
+            pushed = await target.push(SignedReport(report, committee.epoch, signature))
+            assert isinstance(pushed, str), f"{feed_id} not stored on Solana: {pushed}"
+    finally:
+        await target.close()
+
+
 async def test_paid_messages_policy_claim_and_pause(tmp_path: Path) -> None:
     async with messaging_stack(tmp_path, relayer=False) as stack:
         config = load_config(stack.config_path)
@@ -97,6 +130,19 @@ async def test_paid_messages_policy_claim_and_pause(tmp_path: Path) -> None:
                    "--max-price-age", str(d.max_price_age), "--native-feed", "ETH/USD", "--key", owner_key,
                    "--config", str(stack.config_path))
 
+            # Solana: prices in the program's feed accounts, then the admin (the localnet's payer, the chain's
+            # signer) posts the EVM destination's cost and the relayer's Solana key as beneficiary.
+            sol_payer = keypair_from_ref(sol.signer, "chains.solana.signer")
+            await _push_solana_prices(config, sol_payer)
+            sol_beneficiary = keypair_from_ref(load_config(relayer_config).chains["solana"].signer, "relayer signer")
+            gas_price = await w3.eth.gas_price
+            _relay("fees", "set-destination", "--chain", "solana", "--to", "evm", "--gas-price", str(gas_price),
+                   "--base-gas", str(EVM_BASE_GAS), "--gas-per-byte", str(EVM_GAS_PER_BYTE), "--decimals", "18",
+                   "--price-feed", "ETH/USD", "--native-feed", "SOL/USD", "--margin-bps", "1000",
+                   "--max-price-age", "3600", "--config", str(stack.config_path))
+            _relay("fees", "set-beneficiary", str(sol_beneficiary.pubkey()), "--chain", "solana",
+                   "--config", str(stack.config_path))
+
             receiver_evm = bytes.fromhex(evm.contracts["RecordingReceiver"][2:])
             receiver_sol = bytes(Keypair().pubkey())
             long_payload, short_payload = b"L" * 300, b"S"
@@ -112,18 +158,30 @@ async def test_paid_messages_policy_claim_and_pause(tmp_path: Path) -> None:
                 cli = _relay("fees", "quote", "--chain", "evm", "--to", "solana", "--bytes", str(len(long_payload)),
                              "--config", str(stack.config_path))
                 assert cli.strip() == f"evm -> solana, {len(long_payload)} bytes: {q_long}", cli
-                assert await client.quote("solana", "evm", long_payload) == 0  # the program charges nothing yet
+                # Solana -> EVM: the program's quote in lamports, the same figure computed here.
+                sq_long = await client.quote("solana", "evm", long_payload)
+                sq_short = await client.quote("solana", "evm", short_payload)
+                assert sq_long == quote_lamports(
+                    gas_price=gas_price, base_gas=EVM_BASE_GAS, gas_per_byte_milli=int(EVM_GAS_PER_BYTE * 1000),
+                    dst_decimals=18, margin_bps=1000, dst_price=ETH_PRICE, dst_feed_decimals=8, sol_price=SOL_PRICE,
+                    sol_feed_decimals=8, payload_len=len(long_payload)), sq_long
+                assert 0 < sq_short < sq_long
+                cli = _relay("fees", "quote", "--chain", "solana", "--to", "evm", "--bytes", str(len(long_payload)),
+                             "--config", str(stack.config_path))
+                assert cli.strip() == f"solana -> evm, {len(long_payload)} bytes: {sq_long}", cli
 
-                # Policy: at least the midpoint on EVM, so the short message counts as underpaid.
+                # Policy: at least the midpoint on each source, so the short messages count as underpaid.
                 minimum = (q_long + q_short) // 2
+                sol_minimum = (sq_long + sq_short) // 2
                 relayer_config = await stack.relayer_config(
-                    "paid", policy=RelayerPolicy(mode="minimum", minimum={"evm": minimum}))
+                    "paid", policy=RelayerPolicy(mode="minimum", minimum={"evm": minimum, "solana": sol_minimum}))
                 await stack.start_relayer("paid")
                 listen = load_config(relayer_config).relayer.listen
 
                 paid = await client.send("evm", "solana", receiver_sol, long_payload)
                 underpaid = await client.send("evm", "solana", receiver_sol, short_payload)
-                back = await client.send("solana", "evm", receiver_evm, b"result: paid by nobody yet")
+                back = await client.send("solana", "evm", receiver_evm, long_payload)  # pays sq_long lamports
+                sol_underpaid = await client.send("solana", "evm", receiver_evm, short_payload)
                 await asyncio.gather(client.wait_delivered(paid, timeout=120), client.wait_delivered(back, timeout=120))
 
                 # The underpaid one: dead letter refused_unpaid, never delivered, counted.
@@ -150,6 +208,26 @@ async def test_paid_messages_policy_claim_and_pause(tmp_path: Path) -> None:
                 assert (shown["stage"], shown["reason_code"]) == ("dead", "refused_unpaid")
                 assert shown["reason"].startswith("unpaid: paid")
                 assert f'tessera_relayer_refused_unpaid_total{{src_domain="{evm.domain}"}} 1.0' in metrics
+                # The underpaid Solana send: the program charged its (smaller) quote; the relayer refuses it.
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    with sqlite3.connect(db) as conn:
+                        row = conn.execute("SELECT stage, reason_code, reason FROM messages WHERE message_id = ?",
+                                           (sol_underpaid.message_id,)).fetchone()
+                    if row and row[0] == "dead":
+                        break
+                    await asyncio.sleep(0.5)
+                assert row is not None and row[:2] == ("dead", "refused_unpaid"), row
+                assert row[2].startswith(f"unpaid: paid {sq_short}, below relayer.policy.minimum.solana = {sol_minimum}")
+                assert not await client.is_delivered(sol_underpaid)
+
+                # The Solana beneficiary claims both sends' lamports: its balance rises by them less the tx fee.
+                async with AsyncClient(sol.rpc_urls[0]) as rpc:
+                    before_sol = (await rpc.get_balance(sol_beneficiary.pubkey())).value
+                    out = _relay("fees", "claim", "--chain", "solana", "--config", str(relayer_config))
+                    assert f"claimed {sq_long + sq_short} to the beneficiary {sol_beneficiary.pubkey()}" in out, out
+                    after_sol = (await rpc.get_balance(sol_beneficiary.pubkey(), commitment="confirmed")).value
+                    assert after_sol - before_sol == sq_long + sq_short - 5_000, (before_sol, after_sol)
 
                 # The beneficiary claims what the two EVM sends paid: its balance rises by that less gas.
                 gateway = contract(w3, "Gateway", evm.contracts["Gateway"])
@@ -177,6 +255,6 @@ async def test_paid_messages_policy_claim_and_pause(tmp_path: Path) -> None:
                     await client.send("solana", "evm", receiver_evm, b"while paused")
                 _relay("admin", "unpause", "--chain", "solana", "--config", str(stack.config_path))
                 again = await client.send("solana", "evm", receiver_evm, b"after unpause")
-                assert again.envelope.nonce == back.envelope.nonce + 1  # the refused send used no nonce
+                assert again.envelope.nonce == sol_underpaid.envelope.nonce + 1  # the refused send used no nonce
         finally:
             await w3.provider.disconnect()
