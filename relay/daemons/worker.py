@@ -17,7 +17,7 @@ from relay.lifecycle import Service, http_service, run_daemon
 from relay.metrics import Wallet, WalletBalances
 from relay.tasks.executors import ExecutorRegistry
 from relay.tasks.payloads import worker_public_key
-from relay.tasks.worker import Worker, WorkerSettings, WorkerV2, load_identity
+from relay.tasks.worker import WorkerSettings, WorkerV2, load_identity
 from relay.tasks.worker_store import WorkerStore
 
 
@@ -80,7 +80,7 @@ async def run_worker(config: TesseraConfig, chain: str, db: str | Path | None = 
         worker="0x" + worker_public_key(identity).hex(), executors=list(section.executors), listen=section.listen)
 
 
-def _build_app(worker: Worker) -> web.Application:
+def _build_app(worker: WorkerV2) -> web.Application:
     routes = web.RouteTableDef()
 
     @routes.get("/health")

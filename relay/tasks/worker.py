@@ -1,11 +1,12 @@
-"""The task worker: serves TASK_REQUESTs delivered to its chain's task board (docs/TASKS.md, "Worker").
+"""The task worker: serves TASK_REQUEST v2s delivered to its chain's task board (docs/TASKS.md, "Worker").
 
-For each delivered request it decides whether to serve it (executor served, fee, deadline, payout,
-input reachable), runs the executor, signs the TASK_RESULT and sends it through the board. Every
-transition is committed to the WorkerStore before the next step, so a killed worker resumes:
-`executed`/`submitted` never run the executor again (the stored result is reused), a task killed
-while `running` is re-run (up to `max_runs` runs in all), and the board's one-result-per-request
-rule makes the result on chain unique.
+For each delivered request it decides whether to serve it (executor served, its price, bond,
+deadline, payout, input reachable), claims it at the auction price, runs the executor, signs the
+TASK_RESULT v2 and sends it through the board. Every transition is committed to the WorkerStore
+before the next step, so a killed worker resumes: `executed`/`submitted` never run the executor
+again (the stored result is reused), a task killed while `running` is re-run (up to `max_runs` runs
+in all), and a held claim is never claimed again. Task protocol v1 is retired: a delivered v1
+TASK_REQUEST is ignored with a `task_ignored` log line (`retired_request_reason`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from relay.lifecycle import keep_running
 from relay.log import get_logger
 from relay.protocol import MessageKind
 from relay.tasks.board import ClaimLost, ClaimNotHeld, ClaimRefused, RequestExpired, ResultAlreadySubmitted
-from relay.interfaces import Claim, IncomingRequest, IncomingRequestV2, ServeState, ServingBoard, ServingBoardV2
+from relay.interfaces import Claim, IncomingRequestV2, ServeState, ServingBoardV2
 from relay.tasks.executors import (
     ExecutorError,
     ExecutorRegistry,
@@ -41,11 +42,10 @@ from relay.tasks.payloads import (
     PayloadTooLargeError,
     ProofKind,
     TaskPayloadError,
-    TaskRequest,
     TaskRequestV2,
-    TaskResult,
     TaskResultV2,
     auction_price,
+    task_payload_version,
 )
 from relay.tasks.worker_store import ClaimRecord, TaskRecord, TaskStage, WorkerStore
 
@@ -117,360 +117,6 @@ def _short(request_id: bytes) -> str:
     return "0x" + request_id.hex()
 
 
-class Worker:
-    def __init__(
-        self,
-        board: ServingBoard,
-        executors: ExecutorRegistry,
-        identity: Ed25519PrivateKey,
-        payouts: Mapping[int, bytes],
-        store: WorkerStore,
-        settings: WorkerSettings = WorkerSettings(),
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.board = board
-        self.executors = executors
-        self.identity = identity
-        self.payouts = dict(payouts)
-        self.store = store
-        self.settings = settings
-        self.clock = clock
-        self.metrics = WorkerMetrics()
-        self._slots = asyncio.Semaphore(settings.concurrency)
-        self._inflight: dict[bytes, asyncio.Task] = {}
-        self._http: aiohttp.ClientSession | None = None
-        for executor_id in settings.executors:
-            # Fail at start, not on the first request: a served executor must be installed and buildable.
-            try:
-                executors.get(executor_id)
-            except ExecutorError as exc:
-                raise ConfigError(f"worker.executors lists {executor_id!r}, which cannot run here: {exc}") from None
-        for domain, payout in self.payouts.items():
-            if len(payout) != 32:
-                raise ConfigError(f"payout for domain {domain} must be 32 bytes")
-
-    @property
-    def cursor_name(self) -> str:
-        # Keyed by the board's address too: a cursor of a previous deployment means nothing to a new one.
-        return f"{self.board.name}:{self.board.domain}:{self.board.address.hex()}"
-
-    # --- the loop ---------------------------------------------------------------------------
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Resume unfinished tasks, then watch the board until `stop` is set."""
-        for record in await self.store.active():
-            log.info("task_resumed", request=_short(record.request_id), stage=record.stage.value, runs=record.runs)
-            self._spawn(record.request_id)
-        watcher = asyncio.create_task(keep_running("watch task requests", self._watch, log))
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (watcher, stopper, *self._inflight.values()):
-                task.cancel()
-            await asyncio.gather(watcher, stopper, *self._inflight.values(), return_exceptions=True)
-            if self._http is not None:
-                await self._http.close()
-                self._http = None
-
-    async def _watch(self) -> None:
-        cursor = await self.store.get_cursor(self.cursor_name)
-        async for incoming in self.board.watch_requests(cursor):
-            if await self.ingest(incoming):
-                self._spawn(incoming.request_id)
-            # Saved after the request is recorded: a restart re-reads at most this one, and `add` is idempotent.
-            await self.store.set_cursor(self.cursor_name, incoming.cursor)
-        # watch_requests runs forever; if a board's ends anyway, keep_running starts it again.
-        raise WorkerError(f"the request watch on {self.board.name} ended; restarting it")
-
-    async def ingest(self, incoming: IncomingRequest) -> bool:
-        """Record a delivered request (idempotent); True when it is new."""
-        request = _decode_request(incoming.envelope)
-        executor = request.executor if isinstance(request, TaskRequest) else "?"
-        deadline = request.deadline if isinstance(request, TaskRequest) else 0
-        new = await self.store.add(incoming.request_id, incoming.envelope.src_domain, executor,
-                                   incoming.envelope.encode(), incoming.delivery_tx, incoming.position, deadline,
-                                   now=self.clock())
-        if new:
-            log.info("task_seen", request=_short(incoming.request_id), executor=executor,
-                     src_domain=incoming.envelope.src_domain, delivery_tx=incoming.delivery_tx)
-        return new
-
-    def _spawn(self, request_id: bytes) -> None:
-        if request_id in self._inflight:
-            return
-        task = asyncio.create_task(self._guarded(request_id))
-        self._inflight[request_id] = task
-        task.add_done_callback(lambda _t, rid=request_id: self._inflight.pop(rid, None))
-
-    async def _guarded(self, request_id: bytes) -> None:
-        async with self._slots:
-            try:
-                await self.process(request_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # one task's bug never stops the others
-                reason = f"internal error: {type(exc).__name__}: {exc}"
-                log.exception("task_crashed", request=_short(request_id), reason=reason)
-                await self.store.finish(request_id, TaskStage.FAILED, reason)
-
-    # --- one task ---------------------------------------------------------------------------
-
-    async def process(self, request_id: bytes) -> TaskRecord:
-        """Drive one task from its stored stage to a final stage."""
-        record = await self.store.get(request_id)
-        if record is None:
-            raise WorkerError(f"request {_short(request_id)} is not in the worker store")
-        try:
-            if record.stage in (TaskStage.SEEN, TaskStage.RUNNING):
-                await self._execute(record)
-                record = await self.store.get(request_id)
-                assert record is not None
-            if record.stage in (TaskStage.EXECUTED, TaskStage.SUBMITTED):
-                await self._submit(record)
-        except _Skip as exc:
-            await self._finish(request_id, TaskStage.SKIPPED, str(exc))
-        except _Fail as exc:
-            await self._finish(request_id, TaskStage.FAILED, str(exc))
-        except _Done:
-            pass
-        final = await self.store.get(request_id)
-        assert final is not None
-        return final
-
-    async def _finish(self, request_id: bytes, stage: TaskStage, reason: str) -> None:
-        await self.store.finish(request_id, stage, reason)
-        self.metrics.outcomes.labels(stage=stage.value).inc()
-        (log.warning if stage is TaskStage.FAILED else log.info)(
-            f"task_{stage.value}", request=_short(request_id), reason=reason)
-
-    def _time_left(self, deadline: int) -> float:
-        return deadline - self.clock()
-
-    def _check(self, record: TaskRecord) -> tuple[Envelope, TaskRequest, bytes]:
-        """The serving decision, made before anything runs. Raises _Skip with the reason."""
-        envelope = Envelope.decode(record.envelope)
-        if envelope.kind != MessageKind.TASK_REQUEST:
-            raise _Skip(f"envelope kind {envelope.kind} is not a TASK_REQUEST")
-        request = _decode_request(envelope)
-        if not isinstance(request, TaskRequest):
-            raise _Skip(f"malformed TASK_REQUEST payload: {request}")
-        if request.executor not in self.settings.executors:
-            raise _Skip(f"executor {request.executor!r} is not served by this worker "
-                        f"(serves {', '.join(self.settings.executors)})")
-        payout = self.payouts.get(envelope.src_domain)
-        if payout is None:
-            raise _Skip(f"no payout address for the requester's domain {envelope.src_domain}; "
-                        "add the chain under [worker.payout]")
-        if request.max_fee < self.settings.min_fee:
-            raise _Skip(f"max fee {request.max_fee} is below this worker's min_fee {self.settings.min_fee}")
-        left = self._time_left(request.deadline)
-        if left < self.settings.min_time_left_s:
-            raise _Skip(f"deadline {request.deadline} leaves {max(left, 0):.1f}s, less than min_time_left_s "
-                        f"{self.settings.min_time_left_s:g}")
-        if request.input is None and not (request.input_uri or "").startswith(("http://", "https://")):
-            scheme = (request.input_uri or "").split("://", 1)[0]
-            raise _Skip(f"input URI scheme {scheme}:// is not fetched by this worker (only http:// and https://)")
-        return envelope, request, payout
-
-    async def _execute(self, record: TaskRecord) -> None:
-        rid = record.request_id
-        if record.stage is TaskStage.RUNNING:
-            if record.runs >= self.settings.max_runs:
-                raise _Fail(f"the executor was interrupted {record.runs} times (worker killed mid-execution); "
-                            "not running it again")
-            log.info("task_rerun", request=_short(rid), runs=record.runs, why="interrupted while running")
-        envelope, request, payout = self._check(record)
-        try:
-            answered = await self.board.result_submitted(rid)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # Only a shortcut: the submit step checks again (with retries) before sending anything.
-            log.warning("board_read_failed", request=_short(rid), error=f"{type(exc).__name__}: {exc}")
-            answered = False
-        if answered:
-            await self._finish(rid, TaskStage.LOST, "another worker already answered this request")
-            raise _Done
-        executor = self.executors.get(request.executor)
-        data = await self._with_retries(rid, request.deadline, lambda: self._input(request), "fetch input")
-        upstream_attempts = 0
-        while True:
-            left = self._time_left(request.deadline)
-            if left <= 0:
-                raise _Fail("deadline passed before the executor could finish")
-            runs = await self.store.start_run(rid)
-            self.metrics.runs.labels(executor=request.executor).inc()
-            log.info("executor_started", request=_short(rid), executor=request.executor, run=runs,
-                     time_left_s=round(left, 1))
-            try:
-                # wait_for as well as the executor's own deadline handling: a plugin that ignores it
-                # must not hold a concurrency slot past the point where the result is useless.
-                output = await asyncio.wait_for(executor.run(data, deadline=float(request.deadline)), timeout=left)
-                break
-            except asyncio.TimeoutError:
-                raise _Fail(f"executor {request.executor!r} did not finish before the deadline") from None
-            except ExecutorTimeoutError as exc:
-                raise _Fail(f"executor timed out: {exc}") from None
-            except ExecutorUpstreamError as exc:
-                upstream_attempts += 1
-                if upstream_attempts >= self.settings.max_upstream_attempts:
-                    raise _Fail(f"executor upstream failed {upstream_attempts} times: {exc}") from None
-                await self.store.note(rid, f"upstream error, retrying: {exc}")
-                await self._sleep_before_retry(rid, request.deadline, upstream_attempts, str(exc))
-            except ExecutorError as exc:
-                raise _Fail(f"executor refused or failed: {exc}") from None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a plugin bug is this task's failure, not the worker's
-                raise _Fail(f"executor {request.executor!r} raised {type(exc).__name__}: {exc}") from None
-        if not isinstance(output, bytes):
-            raise _Fail(f"executor {request.executor!r} returned {type(output).__name__}, not bytes")
-        proof_kind = ProofKind.REEXECUTION if executor.deterministic else ProofKind.NONE
-        result = TaskResult.signed(self.identity, request_id=rid, executor=request.executor, output=output,
-                                   payout=payout, proof_kind=proof_kind)
-        try:
-            encoded = result.encode()
-        except PayloadTooLargeError:
-            encoded, result = self._by_reference(rid, request.executor, output, payout, proof_kind)
-        # Stored before anything is sent: from here on a restart never runs the executor again.
-        await self.store.executed(rid, output, result.output_hash, encoded)
-        log.info("task_executed", request=_short(rid), executor=request.executor, output_bytes=len(output),
-                 output_hash="0x" + result.output_hash.hex(), proof_kind=int(proof_kind),
-                 output_uri=result.output_uri)
-
-    def _by_reference(self, rid: bytes, executor: str, output: bytes, payout: bytes,
-                      proof_kind: ProofKind) -> tuple[bytes, TaskResult]:
-        if self.settings.output_url is None:
-            raise _Skip(f"{OUTPUT_TOO_LARGE} ({len(output)} output bytes; at most 298 travel inline; "
-                        "set [worker] listen and output_url to serve larger outputs by URI)")
-        uri = f"{self.settings.output_url}/v1/outputs/0x{keccak256(output).hex()}"
-        try:
-            result = TaskResult.signed(self.identity, request_id=rid, executor=executor, output=output, payout=payout,
-                                       proof_kind=proof_kind, output_uri=uri)
-            return result.encode(), result
-        except TaskPayloadError as exc:
-            raise _Skip(f"output by URI cannot be sent: {exc}; shorten [worker] output_url") from None
-
-    async def _submit(self, record: TaskRecord) -> None:
-        rid = record.request_id
-        assert record.result is not None
-        attempts = 0
-        while True:
-            try:
-                answered = await self.board.result_submitted(rid)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                attempts += 1
-                await self._submit_backoff(rid, record, attempts, f"cannot read the board: {type(exc).__name__}: {exc}")
-                continue
-            if answered:
-                current = await self.store.get(rid)
-                assert current is not None
-                if current.stage is TaskStage.SUBMITTED:
-                    await self._finish(rid, TaskStage.DONE, "" if current.submit_tx else
-                                       "result is on the board (submitted before a restart)")
-                else:
-                    await self._finish(rid, TaskStage.LOST, "another worker answered this request first")
-                return
-            if self._time_left(record.deadline) <= 0:
-                raise _Fail("deadline passed before the result could be submitted")
-            await self.store.submitting(rid)
-            try:
-                tx = await self.board.submit_result(rid, record.result)
-            except asyncio.CancelledError:
-                raise
-            except ResultAlreadySubmitted:
-                # Our own submission was refused because another result is there: it cannot be ours.
-                await self._finish(rid, TaskStage.LOST, "another worker answered this request first")
-                return
-            except RequestExpired as exc:
-                raise _Fail(f"the board refuses the result: the deadline passed ({exc.reason})") from None
-            except Exception as exc:
-                attempts += 1
-                await self._submit_backoff(rid, record, attempts, f"submission failed: {type(exc).__name__}: {exc}")
-                continue
-            await self.store.submitted(rid, tx)
-            await self._finish(rid, TaskStage.DONE, "")
-            log.info("result_submitted", request=_short(rid), tx=tx)
-            return
-
-    async def _submit_backoff(self, rid: bytes, record: TaskRecord, attempts: int, reason: str) -> None:
-        if attempts >= self.settings.max_submit_attempts:
-            raise _Fail(f"{reason} (gave up after {attempts} attempts)")
-        await self.store.note(rid, reason)
-        await self._sleep_before_retry(rid, record.deadline, attempts, reason)
-
-    async def _sleep_before_retry(self, rid: bytes, deadline: int, attempts: int, reason: str) -> None:
-        delay = self.settings.backoff.delay(attempts - 1)
-        if self._time_left(deadline) <= delay:
-            raise _Fail(f"{reason}; no time left before the deadline to retry")
-        log.info("task_retry", request=_short(rid), in_s=round(delay, 2), reason=reason)
-        await asyncio.sleep(delay)
-
-    async def _with_retries(self, rid: bytes, deadline: int, attempt: Callable, what: str):
-        attempts = 0
-        while True:
-            try:
-                return await attempt()
-            except _Retry as exc:
-                attempts += 1
-                await self.store.note(rid, f"{what}: {exc}")
-                await self._sleep_before_retry(rid, deadline, attempts, f"{what}: {exc}")
-
-    # --- input ------------------------------------------------------------------------------
-
-    async def _input(self, request: TaskRequest) -> bytes:
-        if request.input is not None:
-            if len(request.input) > self.settings.max_input_bytes:
-                raise _Skip(f"input is {len(request.input)} bytes; this worker takes at most "
-                            f"{self.settings.max_input_bytes} (worker.max_input_bytes)")
-            return request.input
-        assert request.input_uri is not None and request.input_hash is not None
-        data = await self._fetch(request.input_uri)
-        if keccak256(data) != request.input_hash:
-            raise _Fail(f"input fetched from {request.input_uri} does not hash to the request's input_hash; "
-                        "the requester must publish the exact bytes it hashed")
-        return data
-
-    async def _fetch(self, uri: str) -> bytes:
-        limit = self.settings.max_input_bytes
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
-        timeout = aiohttp.ClientTimeout(total=self.settings.input_fetch_timeout_s)
-        try:
-            async with self._http.get(uri, timeout=timeout, allow_redirects=True) as resp:
-                if resp.status >= 500 or resp.status == 429:
-                    raise _Retry(f"{uri} answered HTTP {resp.status}")
-                if resp.status != 200:
-                    raise _Fail(f"input URI {uri} answered HTTP {resp.status}; the requester must serve the input there")
-                if resp.content_length is not None and resp.content_length > limit:
-                    raise _Skip(f"input at {uri} is {resp.content_length} bytes; this worker takes at most {limit} "
-                                "(worker.max_input_bytes)")
-                data = await resp.content.read(limit + 1)
-                # read(n) may return less than available; keep reading until EOF or over the limit.
-                while len(data) <= limit:
-                    chunk = await resp.content.read(limit + 1 - len(data))
-                    if not chunk:
-                        break
-                    data += chunk
-                if len(data) > limit:
-                    raise _Skip(f"input at {uri} is larger than {limit} bytes (worker.max_input_bytes)")
-                return data
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise _Retry(f"cannot fetch {uri}: {type(exc).__name__}: {exc}") from None
-
-
-def _decode_request(envelope: Envelope) -> TaskRequest | str:
-    """The decoded request, or the reason it does not decode."""
-    try:
-        return TaskRequest.decode(envelope.payload)
-    except (TaskPayloadError, EnvelopeError) as exc:
-        return str(exc)
-
-
 # --- identity --------------------------------------------------------------------------------
 
 
@@ -522,7 +168,20 @@ def claim_time(request: TaskRequestV2, auction_start: int, price: int) -> int | 
     return t
 
 
-class WorkerV2(Worker):
+RETIRED_V1 = "task protocol v1 is retired (docs/TASKS.md \"v1 retired\"): a v1 TASK_REQUEST is not served"
+
+
+def retired_request_reason(envelope: Envelope) -> str | None:
+    """Why a delivered envelope is not a request this worker serves at all, or None for a TASK_REQUEST
+    v2 (which the serving decision then checks in full): a v1 request is ignored, never served."""
+    if envelope.kind != MessageKind.TASK_REQUEST:
+        return f"envelope kind {envelope.kind} is not a TASK_REQUEST"
+    if task_payload_version(MessageKind.TASK_REQUEST, envelope.payload) != 2:
+        return RETIRED_V1
+    return None
+
+
+class WorkerV2:
     """The task worker on a v2 board (docs/TASKS.md, "Worker"): for each delivered TASK_REQUEST v2 it
     decides whether to serve it at its own price, waits for the reverse-Dutch-auction price to reach
     that price, claims it with the bond, executes, and submits the TASK_RESULT v2 carrying its claim
@@ -530,25 +189,102 @@ class WorkerV2(Worker):
 
     Stages: seen → claimed → running → executed → submitted → done; lost when another worker's claim
     or result won (normal, logged at info); bond_lost when our claim ran out without our result;
-    skipped / failed as in v1. A restart never claims a task it holds (the stored claim is used; a
+    skipped / failed (nothing ran, or gave up; with the reason). A restart never claims a task it holds (the stored claim is used; a
     task found `seen` is claimed through the board, which returns the claim we already hold without
     sending anything) and never submits after the claim deadline."""
 
-    board: ServingBoardV2  # type: ignore[assignment]
-
-    def __init__(self, board: ServingBoardV2, *args, **kwargs) -> None:
-        super().__init__(board, *args, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        board: ServingBoardV2,
+        executors: ExecutorRegistry,
+        identity: Ed25519PrivateKey,
+        payouts: Mapping[int, bytes],
+        store: WorkerStore,
+        settings: WorkerSettings = WorkerSettings(),
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.board = board
+        self.executors = executors
+        self.identity = identity
+        self.payouts = dict(payouts)
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.metrics = WorkerMetrics()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._inflight: dict[bytes, asyncio.Task] = {}
+        self._http: aiohttp.ClientSession | None = None
+        for executor_id in settings.executors:
+            # Fail at start, not on the first request: a served executor must be installed and buildable.
+            try:
+                executors.get(executor_id)
+            except ExecutorError as exc:
+                raise ConfigError(f"worker.executors lists {executor_id!r}, which cannot run here: {exc}") from None
+        for domain, payout in self.payouts.items():
+            if len(payout) != 32:
+                raise ConfigError(f"payout for domain {domain} must be 32 bytes")
         self._clock_offset: float | None = None  # serving chain time - local time
+
+    @property
+    def cursor_name(self) -> str:
+        # Keyed by the board's address too: a cursor of a previous deployment means nothing to a new one.
+        return f"{self.board.name}:{self.board.domain}:{self.board.address.hex()}"
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Resume unfinished tasks, then watch the board until `stop` is set."""
+        for record in await self.store.active():
+            log.info("task_resumed", request=_short(record.request_id), stage=record.stage.value, runs=record.runs)
+            self._spawn(record.request_id)
+        watcher = asyncio.create_task(keep_running("watch task requests", self._watch, log))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watcher, stopper, *self._inflight.values()):
+                task.cancel()
+            await asyncio.gather(watcher, stopper, *self._inflight.values(), return_exceptions=True)
+            if self._http is not None:
+                await self._http.close()
+                self._http = None
+
 
     async def _watch(self) -> None:
         cursor = await self.store.get_cursor(self.cursor_name)
         async for incoming in self.board.watch_requests(cursor):
-            if await self.ingest(incoming):  # type: ignore[arg-type]
+            if await self.ingest(incoming):
                 self._spawn(incoming.request_id)
             await self.store.set_cursor(self.cursor_name, incoming.cursor)
         raise WorkerError(f"the request watch on {self.board.name} ended; restarting it")
 
-    async def ingest(self, incoming: IncomingRequestV2) -> bool:  # type: ignore[override]
+    def _spawn(self, request_id: bytes) -> None:
+        if request_id in self._inflight:
+            return
+        task = asyncio.create_task(self._guarded(request_id))
+        self._inflight[request_id] = task
+        task.add_done_callback(lambda _t, rid=request_id: self._inflight.pop(rid, None))
+
+    async def _guarded(self, request_id: bytes) -> None:
+        async with self._slots:
+            try:
+                await self.process(request_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one task's bug never stops the others
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+                log.exception("task_crashed", request=_short(request_id), reason=reason)
+                await self.store.finish(request_id, TaskStage.FAILED, reason)
+
+    async def ingest(self, incoming: IncomingRequestV2) -> bool:
+        """Record a delivered request (idempotent); True when it is new. A TASK_REQUEST in task
+        protocol v1 (retired, docs/TASKS.md "v1 retired") is ignored with a log line, not recorded."""
+        reason = retired_request_reason(incoming.envelope)
+        if reason is not None:
+            log.warning("task_ignored", request=_short(incoming.request_id), src_domain=incoming.envelope.src_domain,
+                        delivery_tx=incoming.delivery_tx, reason=reason)
+            return False
         request = incoming.request
         new = await self.store.add(incoming.request_id, incoming.envelope.src_domain, request.executor,
                                    incoming.envelope.encode(), incoming.delivery_tx, incoming.position,
@@ -730,8 +466,7 @@ class WorkerV2(Worker):
         executor = self.executors.get(request.executor)
         # Local time by which the result must be on the board: the claim deadline on the chain's clock.
         local_deadline = self.clock() + await self._claim_time_left(claim)
-        data = await self._with_retries(rid, int(local_deadline), lambda: self._input(request),  # type: ignore[arg-type]
-                                        "fetch input")
+        data = await self._with_retries(rid, int(local_deadline), lambda: self._input(request), "fetch input")
         upstream_attempts = 0
         while True:
             left = local_deadline - self.clock()
@@ -840,3 +575,73 @@ class WorkerV2(Worker):
             await self._bond_lost(rid, f"{reason}; no time left before the claim deadline to retry")
         log.info("task_retry", request=_short(rid), in_s=round(delay, 2), reason=reason)
         await asyncio.sleep(delay)
+
+    # --- shared steps ----------------------------------------------------------------------
+
+    async def _finish(self, request_id: bytes, stage: TaskStage, reason: str) -> None:
+        await self.store.finish(request_id, stage, reason)
+        self.metrics.outcomes.labels(stage=stage.value).inc()
+        (log.warning if stage is TaskStage.FAILED else log.info)(
+            f"task_{stage.value}", request=_short(request_id), reason=reason)
+
+    def _time_left(self, deadline: int) -> float:
+        return deadline - self.clock()
+
+    async def _sleep_before_retry(self, rid: bytes, deadline: int, attempts: int, reason: str) -> None:
+        delay = self.settings.backoff.delay(attempts - 1)
+        if self._time_left(deadline) <= delay:
+            raise _Fail(f"{reason}; no time left before the deadline to retry")
+        log.info("task_retry", request=_short(rid), in_s=round(delay, 2), reason=reason)
+        await asyncio.sleep(delay)
+
+    async def _with_retries(self, rid: bytes, deadline: int, attempt: Callable, what: str):
+        attempts = 0
+        while True:
+            try:
+                return await attempt()
+            except _Retry as exc:
+                attempts += 1
+                await self.store.note(rid, f"{what}: {exc}")
+                await self._sleep_before_retry(rid, deadline, attempts, f"{what}: {exc}")
+
+    # --- input ------------------------------------------------------------------------------
+
+    async def _input(self, request: TaskRequestV2) -> bytes:
+        if request.input is not None:
+            if len(request.input) > self.settings.max_input_bytes:
+                raise _Skip(f"input is {len(request.input)} bytes; this worker takes at most "
+                            f"{self.settings.max_input_bytes} (worker.max_input_bytes)")
+            return request.input
+        assert request.input_uri is not None and request.input_hash is not None
+        data = await self._fetch(request.input_uri)
+        if keccak256(data) != request.input_hash:
+            raise _Fail(f"input fetched from {request.input_uri} does not hash to the request's input_hash; "
+                        "the requester must publish the exact bytes it hashed")
+        return data
+
+    async def _fetch(self, uri: str) -> bytes:
+        limit = self.settings.max_input_bytes
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        timeout = aiohttp.ClientTimeout(total=self.settings.input_fetch_timeout_s)
+        try:
+            async with self._http.get(uri, timeout=timeout, allow_redirects=True) as resp:
+                if resp.status >= 500 or resp.status == 429:
+                    raise _Retry(f"{uri} answered HTTP {resp.status}")
+                if resp.status != 200:
+                    raise _Fail(f"input URI {uri} answered HTTP {resp.status}; the requester must serve the input there")
+                if resp.content_length is not None and resp.content_length > limit:
+                    raise _Skip(f"input at {uri} is {resp.content_length} bytes; this worker takes at most {limit} "
+                                "(worker.max_input_bytes)")
+                data = await resp.content.read(limit + 1)
+                # read(n) may return less than available; keep reading until EOF or over the limit.
+                while len(data) <= limit:
+                    chunk = await resp.content.read(limit + 1 - len(data))
+                    if not chunk:
+                        break
+                    data += chunk
+                if len(data) > limit:
+                    raise _Skip(f"input at {uri} is larger than {limit} bytes (worker.max_input_bytes)")
+                return data
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise _Retry(f"cannot fetch {uri}: {type(exc).__name__}: {exc}") from None

@@ -29,7 +29,7 @@ from relay.feeds.server import FeedServer
 from relay.pipeline import PipelineSettings, Relayer
 from relay.store import Store
 from relay.tasks.executors import ExecutorRegistry
-from relay.tasks.worker import Worker
+from relay.tasks.worker import WorkerV2
 from relay.tasks.worker_store import WorkerStore
 from tests.support.committee import Dealt
 from tests.support.fakes import DST, SRC, FakeChain, FakeCommittee, envelope
@@ -218,7 +218,8 @@ class _Board:
 @pytest.fixture
 async def worker_client(tmp_path: Path) -> AsyncIterator[TestClient]:
     store = await WorkerStore.open(tmp_path / "worker.db")
-    worker = Worker(_Board(), ExecutorRegistry.load({}), Ed25519PrivateKey.generate(), {SRC: b"\x00" * 32}, store)
+    worker = WorkerV2(_Board(), ExecutorRegistry.load({}), Ed25519PrivateKey.generate(), {SRC: b"\x00" * 32},  # type: ignore[arg-type]
+                      store)
     output = b"an output served by URI"
     await store.add(b"\x01" * 32, SRC, "echo", envelope(3).encode(), "0xdelivery", position=1, deadline=2**40)
     await store.executed(b"\x01" * 32, output, keccak256(output), b"result")

@@ -1,5 +1,7 @@
-"""The task worker against a fake ServingBoard, with the real echo/sentiment executors, a counting
-executor, a real SQLite store and a real local HTTP server for inputs by URI."""
+"""The task worker (WorkerV2) against a fake serving board, with the real echo/sentiment executors,
+a counting executor, a real SQLite/PostgreSQL store and a real local HTTP server for inputs by URI:
+what a worker does around the claim (serving decision, input, execution, restarts, retries,
+outputs by URI, concurrency). The claim and auction themselves: tests/unit/test_worker_v2.py."""
 
 from __future__ import annotations
 
@@ -17,12 +19,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from relay.devstack import free_port
 from relay.envelope import Envelope, keccak256
+from relay.interfaces import Claim, ClaimStatus, IncomingRequestV2, ServeState
 from relay.protocol import MessageKind
-from relay.tasks.board import RequestExpired, ResultAlreadySubmitted
-from relay.interfaces import IncomingRequest
+from relay.tasks.board import ClaimNotHeld, RequestExpired
 from relay.tasks.executors import ExecutorRegistry, ExecutorUpstreamError, VerifyResult
-from relay.tasks.payloads import ProofKind, TaskRequest, TaskResult, worker_public_key
-from relay.tasks.worker import OUTPUT_TOO_LARGE, Worker, WorkerError, WorkerSettings, generate_identity, load_identity
+from relay.tasks.payloads import (MAX_INLINE_OUTPUT_LEN_V2, ProofKind, TaskRequest, TaskRequestV2, TaskResultV2,
+                                  worker_public_key)
+from relay.tasks.worker import (OUTPUT_TOO_LARGE, RETIRED_V1, WorkerError, WorkerSettings, WorkerV2,
+                                generate_identity, load_identity)
 from relay.tasks.worker_store import TaskStage, WorkerStore
 from relay.backoff import Backoff
 
@@ -33,17 +37,22 @@ BOARD_DOMAIN = 900
 BOARD = b"\x0b" * 32
 REQUESTER_BOARD = b"\x00" * 12 + b"\xaa" * 20
 PAYOUT = b"\x00" * 12 + b"\x77" * 20
+ACCOUNT, OTHER = b"\x0c" * 32, b"\x0d" * 32
 
 
 class FakeBoard:
-    """Yields queued deliveries, then waits; one result per request, like the real boards."""
+    """A v2 serving board: yields queued deliveries, then waits; claims at max_fee (no auction
+    window here), one claimant, one result per request, like the real boards."""
 
     name = "fake"
     domain = BOARD_DOMAIN
     address = BOARD
+    account = ACCOUNT
 
     def __init__(self) -> None:
-        self.deliveries: list[IncomingRequest] = []
+        self.deliveries: list[IncomingRequestV2] = []
+        self.status: dict[bytes, ClaimStatus] = {}
+        self.requests: dict[bytes, TaskRequestV2] = {}
         self.results: dict[bytes, bytes] = {}
         self.submissions: list[bytes] = []
         self.fail_submits = 0
@@ -55,13 +64,23 @@ class FakeBoard:
         self.refuse_with: Exception | None = None  # the board's refusal of the next submission
         self.watched_from: list[str | None] = []
 
-    def deliver(self, incoming: IncomingRequest) -> IncomingRequest:
+    def deliver(self, incoming: IncomingRequestV2) -> IncomingRequestV2:
+        for delivered in self.deliveries:  # delivered once: a second call changes nothing
+            if delivered.request_id == incoming.request_id:
+                return delivered
         incoming = dataclasses.replace(incoming, cursor=str(len(self.deliveries) + 1))
         self.deliveries.append(incoming)
+        self.requests[incoming.request_id] = incoming.request
+        self.status[incoming.request_id] = ClaimStatus(incoming.request_id, ServeState.OPEN,
+                                                       deadline=incoming.request.deadline, bond=incoming.request.bond)
         self.new.set()
         return incoming
 
-    async def watch_requests(self, cursor: str | None) -> AsyncIterator[IncomingRequest]:
+    def answered_by_another(self, request_id: bytes) -> None:
+        self.status[request_id] = ClaimStatus(request_id, ServeState.CLOSED, claimant=OTHER)
+        self.results[request_id] = b"someone else's result"
+
+    async def watch_requests(self, cursor: str | None) -> AsyncIterator[IncomingRequestV2]:
         self.watched_from.append(cursor)
         index = 0 if cursor is None else int(cursor)
         while True:
@@ -71,11 +90,24 @@ class FakeBoard:
             self.new.clear()
             await self.new.wait()
 
-    async def result_submitted(self, request_id: bytes) -> bool:
-        if self.fail_reads:
+    async def chain_time(self) -> int:
+        return int(time.time())
+
+    async def claim_status(self, request_id: bytes) -> ClaimStatus:
+        if self.fail_reads and request_id in self.status and self.status[request_id].state is ServeState.CLAIMED:
             self.fail_reads -= 1
             raise ConnectionError("rpc endpoint timed out")
-        return request_id in self.results
+        return self.status.get(request_id, ClaimStatus(request_id, ServeState.NONE))
+
+    async def claim(self, request_id: bytes, payout: bytes) -> Claim:
+        request, status = self.requests[request_id], self.status[request_id]
+        if status.state is ServeState.CLAIMED and status.claimant == ACCOUNT:
+            return Claim(request_id, ACCOUNT, status.payout, status.price, status.claim_deadline, request.bond, None)
+        now = int(time.time())
+        deadline = min(now + request.claim_window, request.deadline)
+        self.status[request_id] = ClaimStatus(request_id, ServeState.CLAIMED, claimant=ACCOUNT, payout=payout,
+                                              price=request.max_fee, claim_deadline=deadline, deadline=request.deadline)
+        return Claim(request_id, ACCOUNT, payout, request.max_fee, deadline, request.bond, "0xclaim")
 
     async def submit_result(self, request_id: bytes, result_payload: bytes) -> str:
         self.submissions.append(request_id)
@@ -86,9 +118,11 @@ class FakeBoard:
         if self.refuse_with is not None:
             refusal, self.refuse_with = self.refuse_with, None
             raise refusal
-        if request_id in self.results:
-            raise RuntimeError("board refuses: a result for this request was already sent")
+        status = self.status[request_id]
+        if status.state is not ServeState.CLAIMED or status.claimant != ACCOUNT:
+            raise ClaimNotHeld("the result", "NotClaimant(...)", error="NotClaimant")
         self.results[request_id] = result_payload
+        self.status[request_id] = dataclasses.replace(status, state=ServeState.ANSWERED)
         if self.land_then_hang:
             await asyncio.Event().wait()
         return f"0xtx{len(self.results)}"
@@ -125,21 +159,28 @@ class Counting:
 
 
 _nonce = 0
+_PLACEHOLDER = TaskRequestV2("echo", 0, 0, 0, 0, 1, 0, b"\x01" * 32, input=b"")
 
 
-def incoming(request: TaskRequest | bytes, src_domain: int = REQUESTER_DOMAIN) -> IncomingRequest:
+def incoming(request: TaskRequestV2 | bytes, src_domain: int = REQUESTER_DOMAIN) -> IncomingRequestV2:
     global _nonce
     _nonce += 1
-    payload = request.encode() if isinstance(request, TaskRequest) else request
+    payload = request.encode() if isinstance(request, TaskRequestV2) else request
     env = Envelope(kind=MessageKind.TASK_REQUEST, nonce=_nonce, src_domain=src_domain, src_sender=REQUESTER_BOARD,
                    dst_domain=BOARD_DOMAIN, dst_receiver=BOARD, payload=payload)
-    decoded = request if isinstance(request, TaskRequest) else TaskRequest("echo", 0, 0, input=b"")
-    return IncomingRequest(request_id=env.message_id, envelope=env, request=decoded, delivery_tx=f"0xdeliver{_nonce}",
-                           position=_nonce, cursor=str(_nonce))
+    decoded = request if isinstance(request, TaskRequestV2) else _PLACEHOLDER
+    return IncomingRequestV2(request_id=env.message_id, envelope=env, request=decoded, auction_start=int(time.time()),
+                             delivery_tx=f"0xdeliver{_nonce}", position=_nonce, cursor=str(_nonce))
 
 
-def req(executor: str = "echo", data: bytes = b"hello", fee: int = 10, in_s: float = 60) -> TaskRequest:
-    return TaskRequest(executor, fee, int(time.time() + in_s), input=data)
+def req(executor: str = "echo", data: bytes = b"hello", fee: int = 10, in_s: float = 60) -> TaskRequestV2:
+    return TaskRequestV2(executor, fee, int(time.time() + in_s), auction_window=0, start_bps=10_000, claim_window=30,
+                         bond=1, refund_to=b"\x01" * 32, input=data)
+
+
+def by_reference(executor: str, fee: int, deadline: int, content: bytes, uri: str) -> TaskRequestV2:
+    return TaskRequestV2(executor, fee, deadline, auction_window=0, start_bps=10_000, claim_window=30, bond=1,
+                         refund_to=b"\x01" * 32, input_hash=keccak256(content), input_uri=uri)
 
 
 @pytest.fixture
@@ -160,7 +201,7 @@ def registry(counting: Counting) -> ExecutorRegistry:
 
 
 SETTINGS = WorkerSettings(executors=("echo", "sentiment", "count"), min_fee=5, min_time_left_s=5,
-                          max_input_bytes=400, input_fetch_timeout_s=2, backoff=Backoff(base=0.05, cap=0.2))
+                          max_input_bytes=400, input_fetch_timeout_s=2, backoff=Backoff(base=0.05, cap=0.2), claim_poll_s=0.05)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -172,12 +213,12 @@ def worker_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres").create_database("worker")
 
 
-async def make(worker_db: str, board: FakeBoard, registry: ExecutorRegistry, key, settings=SETTINGS) -> Worker:
+async def make(worker_db: str, board: FakeBoard, registry: ExecutorRegistry, key, settings=SETTINGS) -> WorkerV2:
     store = await WorkerStore.open(worker_db)
-    return Worker(board, registry, key, {REQUESTER_DOMAIN: PAYOUT}, store, settings)
+    return WorkerV2(board, registry, key, {REQUESTER_DOMAIN: PAYOUT}, store, settings)  # type: ignore[arg-type]
 
 
-async def process_one(worker: Worker, board: FakeBoard, item: IncomingRequest):
+async def process_one(worker: WorkerV2, board: FakeBoard, item: IncomingRequestV2):
     board.deliver(item)
     await worker.ingest(item)
     return await worker.process(item.request_id)
@@ -193,16 +234,16 @@ async def test_happy_path_signed_result(worker_db, registry, key) -> None:
         record = await process_one(worker, board, item)
         assert record.stage is TaskStage.DONE, record.reason
         assert record.runs == 1 and record.submit_tx
-        result = TaskResult.decode(board.results[item.request_id])
+        result = TaskResultV2.decode(board.results[item.request_id])
         result.verify_signature()
         assert result.request_id == item.request_id
         assert result.worker == worker_public_key(key)
-        assert result.payout == PAYOUT
+        assert (result.claimant, result.payout, result.price) == (ACCOUNT, PAYOUT, 10)
         assert result.proof_kind is kind
         assert result.executor == executor
         assert result.output == record.output
-    assert TaskResult.decode(board.results[board.submissions[0]]).output == b"ping"
-    sentiment = json.loads(TaskResult.decode(board.results[board.submissions[1]]).output)
+    assert TaskResultV2.decode(board.results[board.submissions[0]]).output == b"ping"
+    sentiment = json.loads(TaskResultV2.decode(board.results[board.submissions[1]]).output)
     assert sentiment["label"] == "positive"
     await worker.store.close()
 
@@ -234,30 +275,35 @@ async def test_bad_requests_are_skipped_and_the_loop_keeps_going(worker_db, regi
         "unserved": (incoming(req("http")), TaskStage.SKIPPED, "not served"),
         "expired": (incoming(req(in_s=-10)), TaskStage.SKIPPED, "deadline"),
         "too_close": (incoming(req(in_s=2)), TaskStage.SKIPPED, "min_time_left_s"),
-        "cheap": (incoming(req(fee=1)), TaskStage.SKIPPED, "min_fee"),
+        "cheap": (incoming(req(fee=1)), TaskStage.SKIPPED, "below this worker's price 5"),
         "no_payout": (incoming(req(), src_domain=4242), TaskStage.SKIPPED, "no payout address"),
-        "ipfs": (incoming(TaskRequest.by_reference("echo", 10, deadline, b"doc", "ipfs://bafyabc")),
+        "ipfs": (incoming(by_reference("echo", 10, deadline, b"doc", "ipfs://bafyabc")),
                  TaskStage.SKIPPED, "scheme ipfs://"),
-        "hash_mismatch": (incoming(TaskRequest.by_reference("echo", 10, deadline, b"another document", f"{base}/doc")),
+        "hash_mismatch": (incoming(by_reference("echo", 10, deadline, b"another document", f"{base}/doc")),
                           TaskStage.FAILED, "does not hash"),
-        "oversized_uri": (incoming(TaskRequest.by_reference("echo", 10, deadline, big, f"{base}/big")),
+        "oversized_uri": (incoming(by_reference("echo", 10, deadline, big, f"{base}/big")),
                           TaskStage.SKIPPED, "max_input_bytes"),
-        "oversized_inline": (incoming(req(data=b"y" * 469)), TaskStage.SKIPPED, "max_input_bytes"),
-        "echo_too_big_out": (incoming(req(data=b"y" * 300)), TaskStage.SKIPPED, OUTPUT_TOO_LARGE),
-        "not_found": (incoming(TaskRequest.by_reference("echo", 10, deadline, b"x", f"{base}/missing")),
+        "oversized_inline": (incoming(req(data=b"y" * 401)), TaskStage.SKIPPED, "max_input_bytes"),
+        "echo_too_big_out": (incoming(req(data=b"y" * (MAX_INLINE_OUTPUT_LEN_V2 + 1))), TaskStage.SKIPPED,
+                             OUTPUT_TOO_LARGE),
+        "not_found": (incoming(by_reference("echo", 10, deadline, b"x", f"{base}/missing")),
                       TaskStage.FAILED, "HTTP 404"),
-        "malformed": (incoming(b"\x01\x02garbage"), TaskStage.SKIPPED, "malformed TASK_REQUEST"),
-        "truncated": (incoming(req().encode()[:30]), TaskStage.SKIPPED, "truncated"),
+        "malformed": (incoming(b"\x02garbage"), TaskStage.SKIPPED, "malformed TASK_REQUEST v2"),
+        "truncated": (incoming(req().encode()[:30]), TaskStage.SKIPPED, "malformed TASK_REQUEST v2"),
         "too_big_out": (incoming(req("count", b"z")), TaskStage.SKIPPED, OUTPUT_TOO_LARGE),
-        "by_uri_ok": (incoming(TaskRequest.by_reference("echo", 10, deadline, b"the real document", f"{base}/doc")),
+        "by_uri_ok": (incoming(by_reference("echo", 10, deadline, b"the real document", f"{base}/doc")),
                       TaskStage.DONE, ""),
         "good": (incoming(req("echo", b"still serving")), TaskStage.DONE, ""),
     }
+    v1 = incoming(TaskRequest("echo", 10, deadline, input=b"a retired v1 request").encode())
     board = FakeBoard()
-    registry.get("count").output = b"o" * 299  # one byte over what fits inline
+    registry.get("count").output = b"o" * (MAX_INLINE_OUTPUT_LEN_V2 + 1)  # one byte over what fits inline
     worker = await make(worker_db, board, registry, key)
     stop = asyncio.Event()
-    for name, (item, stage, reason) in list(cases.items()):
+    for name, (item, stage, reason) in list(cases.items())[:3]:
+        cases[name] = (board.deliver(item), stage, reason)
+    v1 = board.deliver(v1)  # among the others: ignored, and the loop keeps going
+    for name, (item, stage, reason) in list(cases.items())[3:]:
         cases[name] = (board.deliver(item), stage, reason)
     task = asyncio.create_task(worker.run(stop))
     try:
@@ -278,10 +324,11 @@ async def test_bad_requests_are_skipped_and_the_loop_keeps_going(worker_db, regi
             assert reason in record.reason, (name, record.reason)
         # Nothing skipped ran an executor; only served ones were answered.
         assert set(board.results) == {cases[n][0].request_id for n in ("by_uri_ok", "good")}
-        assert TaskResult.decode(board.results[cases["by_uri_ok"][0].request_id]).output == b"the real document"
+        assert TaskResultV2.decode(board.results[cases["by_uri_ok"][0].request_id]).output == b"the real document"
         assert (await worker.store.get(cases["unknown"][0].request_id)).runs == 0
+        assert await worker.store.get(v1.request_id) is None  # a v1 request is never recorded nor served
         # The cursor follows the last delivery.
-        assert await worker.store.get_cursor(worker.cursor_name) == str(len(cases))
+        assert await worker.store.get_cursor(worker.cursor_name) == str(len(cases) + 1)
     finally:
         stop.set()
         await task
@@ -320,7 +367,7 @@ async def test_restart_after_executed_does_not_rerun(worker_db, registry, counti
     assert record.stage is TaskStage.DONE and record.runs == 1 and record.submit_tx
     assert counting.calls == 1  # the executor never ran again
     assert list(board.results) == [item.request_id]
-    assert TaskResult.decode(board.results[item.request_id]).output == b"counted:once"
+    assert TaskResultV2.decode(board.results[item.request_id]).output == b"counted:once"
     await worker2.store.close()
 
 
@@ -348,7 +395,7 @@ async def test_restart_resumes_watching_after_the_cursor(worker_db, registry, co
 async def test_restart_after_submission_landed_does_not_resubmit(worker_db, registry, counting, key) -> None:
     board = FakeBoard()
     worker = await make(worker_db, board, registry, key)
-    item = incoming(req("count", b"landed"))
+    item = board.deliver(incoming(req("count", b"landed")))
     await worker.ingest(item)
     board.land_then_hang = True  # the transaction lands, then the worker dies before recording it
     task = asyncio.create_task(worker.process(item.request_id))
@@ -369,7 +416,7 @@ async def test_restart_after_submission_landed_does_not_resubmit(worker_db, regi
 async def test_restart_after_running_reruns_once(worker_db, registry, counting, key) -> None:
     board = FakeBoard()
     worker = await make(worker_db, board, registry, key)
-    item = incoming(req("count", b"slow"))
+    item = board.deliver(incoming(req("count", b"slow")))
     await worker.ingest(item)
     counting.release.clear()
     task = asyncio.create_task(worker.process(item.request_id))
@@ -387,7 +434,7 @@ async def test_restart_after_running_reruns_once(worker_db, registry, counting, 
     assert board.submissions == [item.request_id]
 
     # Killed mid-execution twice: the worker gives up instead of looping on a task that kills it.
-    item2 = incoming(req("count", b"crashes the worker"))
+    item2 = board.deliver(incoming(req("count", b"crashes the worker")))
     await worker2.ingest(item2)
     for _ in range(2):
         counting.release.clear()
@@ -402,24 +449,25 @@ async def test_restart_after_running_reruns_once(worker_db, registry, counting, 
     await worker2.store.close()
 
 
-async def test_already_answered_is_not_submitted(worker_db, registry, counting, key) -> None:
+async def test_already_answered_is_not_claimed_and_a_lost_claim_is_not_submitted(worker_db, registry, counting,
+                                                                                 key) -> None:
     board = FakeBoard()
     worker = await make(worker_db, board, registry, key)
-    before = incoming(req("count", b"a"))
-    board.results[before.request_id] = b"someone else's result"
+    before = board.deliver(incoming(req("count", b"a")))
+    board.answered_by_another(before.request_id)
     record = await process_one(worker, board, before)
     assert record.stage is TaskStage.LOST and counting.calls == 0  # not even executed
 
-    # Answered by someone else while we executed: ours is not sent.
-    during = incoming(req("count", b"b"))
+    # Our claim is gone while we executed (the board says another answer closed it): ours is not sent.
+    during = board.deliver(incoming(req("count", b"b")))
     counting.release.clear()
     await worker.ingest(during)
     task = asyncio.create_task(worker.process(during.request_id))
     await counting.started.wait()
-    board.results[during.request_id] = b"faster worker"
+    board.answered_by_another(during.request_id)
     counting.release.set()
     record = await task
-    assert record.stage is TaskStage.LOST and record.runs == 1
+    assert record.stage is TaskStage.BOND_LOST and record.runs == 1
     assert board.submissions == []
     await worker.store.close()
 
@@ -428,14 +476,15 @@ async def test_a_board_refusal_ends_the_task_at_once(worker_db, registry, counti
     """The shared refusals (relay.tasks.board) are permanent: no retries, the right final stage."""
     board = FakeBoard()
     worker = await make(worker_db, board, registry, key)
-    # Another result landed between our check and our transaction: lost, never retried.
-    board.refuse_with = ResultAlreadySubmitted("the result", "ResultAlreadySubmitted(0x01)", board="the fake board")
+    # The board says our claim is not held (another claimant, or its deadline passed): never retried.
+    board.refuse_with = ClaimNotHeld("the result", "NotClaimant(0x01)", board="the fake board")
     record = await process_one(worker, board, incoming(req("count", b"race")))
-    assert record.stage is TaskStage.LOST and len(board.submissions) == 1
-    # The deadline passed on chain (clocks differ): failed with the board's reason, never retried.
+    assert record.stage is TaskStage.BOND_LOST and len(board.submissions) == 1
+    # The deadline passed on chain (clocks differ): given up with the board's reason, never retried.
     board.refuse_with = RequestExpired("the result", "RequestExpired(0x02, 1700000000)", board="the fake board")
     record = await process_one(worker, board, incoming(req("count", b"late")))
-    assert record.stage is TaskStage.FAILED and "deadline passed" in record.reason and len(board.submissions) == 2
+    assert record.stage is TaskStage.BOND_LOST and "deadline passed" in record.reason
+    assert len(board.submissions) == 2
     await worker.store.close()
 
 
@@ -455,10 +504,10 @@ async def test_transient_failures_are_retried(worker_db, registry, counting, key
     try:
         board = FakeBoard()
         worker = await make(worker_db, board, registry, key)
-        item = incoming(TaskRequest.by_reference("echo", 10, int(time.time() + 60), b"payload",
+        item = incoming(by_reference("echo", 10, int(time.time() + 60), b"payload",
                                                  f"http://127.0.0.1:{port}/flaky"))
         board.fail_submits = 2
-        board.fail_reads = 2  # the pre-execution check and the first pre-submission check
+        board.fail_reads = 2  # the first two pre-submission reads of the board
         record = await process_one(worker, board, item)
         assert record.stage is TaskStage.DONE, record.reason
         assert hits["n"] == 3 and len(board.submissions) == 3 and board.fail_reads == 0
@@ -471,7 +520,7 @@ async def test_transient_failures_are_retried(worker_db, registry, counting, key
         # An unreachable input server is retried until the deadline leaves no time, then failed.
         dead = free_port()
         worker.settings = dataclasses.replace(SETTINGS, min_time_left_s=1)
-        item3 = incoming(TaskRequest.by_reference("echo", 10, int(time.time() + 3), b"x", f"http://127.0.0.1:{dead}/x"))
+        item3 = incoming(by_reference("echo", 10, int(time.time() + 3), b"x", f"http://127.0.0.1:{dead}/x"))
         record = await process_one(worker, board, item3)
         assert record.stage is TaskStage.FAILED and "no time left" in record.reason
         await worker.store.close()
@@ -482,7 +531,7 @@ async def test_transient_failures_are_retried(worker_db, registry, counting, key
 async def test_unservable_configuration_fails_at_start(tmp_path, key) -> None:
     store = await WorkerStore.open(tmp_path / "w.db")
     with pytest.raises(Exception, match="http"):
-        Worker(FakeBoard(), ExecutorRegistry.load({}), key, {REQUESTER_DOMAIN: PAYOUT}, store,
+        WorkerV2(FakeBoard(), ExecutorRegistry.load({}), key, {REQUESTER_DOMAIN: PAYOUT}, store,  # type: ignore[arg-type]
                WorkerSettings(executors=("echo", "http")))  # http without base_url/model
     await store.close()
 
@@ -512,11 +561,11 @@ async def test_large_output_is_served_by_uri_from_the_worker(worker_db, registry
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        counting.output = bytes(range(256)) * 8  # 2,048 bytes: far over the 298 that fit inline
+        counting.output = bytes(range(256)) * 8  # 2,048 bytes: far over the 249 that fit inline
         item = incoming(req("count", b"big"))
         record = await process_one(worker, board, item)
         assert record.stage is TaskStage.DONE, record.reason
-        result = TaskResult.decode(board.results[item.request_id])
+        result = TaskResultV2.decode(board.results[item.request_id])
         result.verify_signature()
         assert result.output is None and result.output_hash == keccak256(counting.output)
         assert result.output_uri == f"http://127.0.0.1:{port}/v1/outputs/0x{result.output_hash.hex()}"
@@ -578,3 +627,34 @@ async def test_concurrency_is_bounded(worker_db, registry, key) -> None:
         stop.set()
         await task
         await worker.store.close()
+
+
+async def test_a_delivered_v1_task_request_is_ignored_with_a_log_line(worker_db, registry, counting, key,
+                                                                      capsys) -> None:
+    """Task protocol v1 is retired (docs/TASKS.md "v1 retired"): a v1 TASK_REQUEST that reaches the
+    worker is not recorded, claimed nor executed, and says so in a `task_ignored` line with the reason."""
+    board = FakeBoard()
+    worker = await make(worker_db, board, registry, key)
+    v1 = board.deliver(incoming(TaskRequest("count", 10, int(time.time() + 60), input=b"v1").encode()))
+    v2 = board.deliver(incoming(req("count", b"v2")))
+    stop = asyncio.Event()
+    run = asyncio.create_task(worker.run(stop))
+    try:
+        for _ in range(200):
+            record = await worker.store.get(v2.request_id)
+            if record is not None and record.stage is TaskStage.DONE:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await run
+    assert await worker.store.get(v1.request_id) is None
+    assert board.submissions == [v2.request_id] and counting.calls == 1
+    assert board.status[v1.request_id].state is ServeState.OPEN  # never claimed
+    assert await worker.ingest(v1) is False  # again: still ignored, still not recorded
+    captured = capsys.readouterr()
+    lines = [line for line in (captured.out + captured.err).splitlines() if "task_ignored" in line]
+    assert lines and all(v1.request_id.hex() in line and "v1 is retired" in line for line in lines), lines
+    assert "v1 is retired" in RETIRED_V1
+    await worker.store.close()
+
