@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from nats.aio.client import Client as Nats
 from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
@@ -42,7 +43,8 @@ RETAINED_FOR_S = 24 * 3600
 DUPLICATE_WINDOW_S = 120  # two leaders publishing one round within this keep only the first
 CONNECT_TIMEOUT_S = 2.0  # one attempt at one server
 FIRST_CONNECT_TIMEOUT_S = 5.0  # every server of the list, at start-up
-PUBLISH_TIMEOUT_S = 1.0
+PUBLISH_TIMEOUT_S = 1.0  # one attempt; a timed-out publish is tried PUBLISH_ATTEMPTS times in all
+PUBLISH_ATTEMPTS = 3
 
 
 class JetStreamError(ConfigError):
@@ -202,13 +204,21 @@ class ReportPublisher:
         if self._js is None:
             raise PublishError(f"not connected to NATS at {self.settings.shown_urls} yet")
         body = json.dumps(report.to_json(), separators=(",", ":")).encode()
-        try:
-            ack = await self._js.publish(report_subject(self.settings.subject, report.feed_id), body,
-                                         timeout=PUBLISH_TIMEOUT_S, stream=self.settings.stream,
-                                         headers={"Nats-Msg-Id": report_msg_id(report)})
-        except (NatsError, asyncio.TimeoutError) as exc:
-            raise PublishError(f"{type(exc).__name__}: {exc}") from None
-        return ack.seq
+        # A timeout says nothing about whether the stream stored the report: try again. The message
+        # id makes that safe — the stream keeps the first copy and acks a repeat as a duplicate.
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                ack = await self._js.publish(report_subject(self.settings.subject, report.feed_id), body,
+                                             timeout=PUBLISH_TIMEOUT_S, stream=self.settings.stream,
+                                             headers={"Nats-Msg-Id": report_msg_id(report)})
+                return ack.seq
+            except (NatsTimeoutError, asyncio.TimeoutError) as exc:
+                if attempt == PUBLISH_ATTEMPTS:
+                    raise PublishError(f"{type(exc).__name__}: {exc} ({attempt} attempts of "
+                                       f"{PUBLISH_TIMEOUT_S:.0f}s)") from None
+            except NatsError as exc:
+                raise PublishError(f"{type(exc).__name__}: {exc}") from None
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         if self._connecting is not None and not self._connecting.done():

@@ -282,3 +282,37 @@ async def test_a_feed_server_without_nats_says_so(dealt):
     consumer = StreamConsumer(make_server(dealt).hub, StreamSettings(("nats://127.0.0.1:1",)))
     with pytest.raises(ConfigError, match="cannot reach NATS"):
         await consumer.start()
+
+
+async def test_a_timed_out_publish_is_tried_again_and_stored_once(nats_server, dealt, monkeypatch):
+    """A publish whose ack does not come in time may or may not have been stored: the publisher tries
+    again with the same message id, and the stream keeps one copy."""
+    from nats.errors import TimeoutError as NatsTimeoutError
+
+    stream = nats_server.stream_settings()
+    pub = await publisher(stream)
+    try:
+        real = pub._js.publish
+        calls = []
+
+        async def first_ack_lost(*args, **kwargs):
+            calls.append(1)
+            ack = await real(*args, **kwargs)  # stored by the stream...
+            if len(calls) == 1:
+                raise NatsTimeoutError  # ... but the ack never reached us
+            return ack
+
+        monkeypatch.setattr(pub._js, "publish", first_ack_lost)
+        seq = await pub.publish(dealt.sign("ETH/USD", 1))
+        assert len(calls) == 2
+        info = await pub._js.stream_info(stream.stream)
+        assert info.state.messages == 1 and seq == 1
+
+        async def never(*args, **kwargs):
+            raise NatsTimeoutError
+
+        monkeypatch.setattr(pub._js, "publish", never)
+        with pytest.raises(PublishError, match="3 attempts"):
+            await pub.publish(dealt.sign("ETH/USD", 2))
+    finally:
+        await pub.close()
