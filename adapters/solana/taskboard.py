@@ -1,6 +1,7 @@
 """The Solana task board (in the Tessera program, contracts/solana/src/taskboard.c) from Python:
-its instruction builders, account decoders and `SolanaTaskBoard`, which implements
-`relay.interfaces.ServingBoard` and `RequesterBoard`. The board's PDAs and the accounts a Deliver to
+its instruction builders and account decoders (the v1 ones stay only to build and read what the
+program now refuses: task protocol v1 is retired, docs/TASKS.md "v1 retired") and
+`SolanaTaskBoardV2`. The board's PDAs and the accounts a Deliver to
 it carries are in adapters.solana.program (the gateway needs them too). Layouts:
 contracts/solana/README.md "Task board".
 
@@ -19,13 +20,12 @@ Task protocol v2 (contracts/solana/src/taskboard_v2.c, contracts/solana/README.m
 ["task", requester, task_nonce] with a random task nonce the client picks (no outbox-nonce race) and
 holds the envelope it sent; a delivered request is claimed at the auction price with its bond, which
 creates ["serve", request_id] (the claim, the bond, the last result envelope); only the claimant
-submits. Both classes share `_SolanaBoard` (endpoints, keys, decoded refusals, the board watch); v1
-goes once the worker and the SDK speak v2.
+submits. `_SolanaBoard` holds endpoints, keys, decoded refusals and the board watch. The v1 client
+`SolanaTaskBoard` is removed: the program refuses v1 instructions (TASK_V1_RETIRED).
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -45,7 +45,6 @@ from solders.transaction import VersionedTransaction
 from adapters.solana.program import (
     SETTLEMENT_GRACE_SECONDS,
     DeliveryReceipt,
-    OutboxState,
     ProgramInstruction,
     ServeAccount,
     SolanaProgramError,
@@ -74,7 +73,7 @@ from adapters.solana.rpc import LogsWaker, SolanaAdapterError, SolanaRpc, follow
 from adapters.solana.tx import ConfirmationTimeout, SolanaTransactor, TransactionRefused
 from relay.config import KeyRef, SolanaChain, WorkerSection
 from relay.envelope import Envelope, EnvelopeError
-from relay.interfaces import (Claim, ClaimStatus, IncomingRequest, IncomingRequestV2, SentRequest, ServeState,
+from relay.interfaces import (Claim, ClaimStatus, IncomingRequestV2, SentRequest, ServeState,
                               TaskState, TaskStatus, TaskStatusV2)
 from relay.log import get_logger
 from relay.protocol import MessageKind
@@ -93,9 +92,7 @@ from relay.tasks.board import (
 )
 from relay.tasks.payloads import (
     TaskPayloadError,
-    TaskRequest,
     TaskRequestV2,
-    TaskResult,
     TaskResultV2,
     auction_price,
     decode_executor_id,
@@ -116,7 +113,6 @@ SUBMIT_CU_LIMIT = 80_000
 RECLAIM_CU_LIMIT = 20_000
 CLAIM_CU_LIMIT = 60_000  # measured 14.6k (contracts/solana/README.md "Task board v2")
 BOND_CU_LIMIT = 40_000  # ExpireClaim, ReleaseBond, Withdraw
-_NONCE_RACE_RETRIES = 8
 
 Role = Literal["requester", "worker", "reader"]
 T = TypeVar("T")
@@ -446,136 +442,6 @@ class _SolanaBoard:
         return tx, envelopes
 
 
-class SolanaTaskBoard(_SolanaBoard):
-    """Both roles of the Solana task board v1 (relay.interfaces.ServingBoard and RequesterBoard)."""
-
-    def __init__(self, name: str, chain: SolanaChain, signer: Keypair | None = None, **options: Any) -> None:
-        super().__init__(name, chain, signer, **options)
-        self._request_lock = asyncio.Lock()
-
-    async def task_account(self, request_id: bytes) -> TaskAccount | None:
-        data = await self._account_data(task_address(self.program_id, request_id))
-        return TaskAccount.decode(data) if data is not None else None
-
-    async def task_status(self, request_id: bytes) -> TaskStatus:
-        """The task as the board records it (at `confirmed`); state NONE for an unknown request."""
-        task = await self.task_account(request_id)
-        if task is None:
-            return TaskStatus(request_id=request_id, state=TaskState.NONE, requester=bytes(32), deadline=0, escrow=0,
-                              executor="")
-        return task.status()
-
-    async def answered(self, request_id: bytes) -> AnsweredAccount | None:
-        data = await self._account_data(answered_address(self.program_id, request_id))
-        return AnsweredAccount.decode(data) if data is not None else None
-
-    async def result_submitted(self, request_id: bytes) -> bool:
-        return await self.answered(request_id) is not None
-
-    async def _outbox_nonce(self) -> int:
-        data = await self._account_data(outbox_address(self.program_id)[0])
-        if data is None:
-            raise SolanaTaskBoardError(f"{self.name}: the gateway's outbox does not exist: run InitGateway "
-                                       "(`relay localnet up` does)")
-        return OutboxState.decode(data).next_nonce
-
-    # ----- writes ----------------------------------------------------------------------------
-
-    async def request_task(self, *, dst_domain: int, worker_board: bytes, request: TaskRequest) -> SentRequest:
-        """Escrows request.max_fee lamports and sends the TASK_REQUEST; waits for `confirmed`."""
-        if len(worker_board) != 32:
-            raise SolanaTaskBoardError("worker_board must be 32 bytes (left-pad an EVM address with 12 zero bytes)")
-        if request.max_fee >= 2**64:
-            raise RequestRefused("the task request", f"max_fee {request.max_fee} does not fit u64 lamports",
-                                 _HINTS["TASK_FEE_TOO_LARGE"], "TASK_FEE_TOO_LARGE", _BOARD)
-        payload = request.encode()
-        requester = self._signer_key()
-        # One request at a time per client: concurrent ones would read the same outbox nonce and
-        # (with equal payloads) build the very same transaction.
-        async with self._request_lock:
-            return await self._request_task(dst_domain, worker_board, request, payload, requester)
-
-    async def _request_task(self, dst_domain: int, worker_board: bytes, request: TaskRequest, payload: bytes,
-                            requester: Pubkey) -> SentRequest:
-        for attempt in range(_NONCE_RACE_RETRIES):
-            nonce = await self._outbox_nonce()
-            envelope = Envelope(kind=MessageKind.TASK_REQUEST, nonce=nonce, src_domain=self.domain,
-                                src_sender=self.address, dst_domain=dst_domain, dst_receiver=worker_board,
-                                payload=payload)
-            ix = request_task_ix(self.program_id, requester, request_id=envelope.message_id, dst_domain=dst_domain,
-                                 worker_board=worker_board, payload=payload)
-            try:
-                tx = await self._transact([ix], REQUEST_CU_LIMIT, "the task request", RequestRefused)
-            except RequestRefused as exc:
-                if exc.error != "TASK_WRONG_ADDRESS":
-                    raise
-                # Another Send took nonce `nonce` between our read and our transaction.
-                log.info("task request lost the outbox nonce race; retrying", chain=self.name, nonce=nonce,
-                         attempt=attempt + 1)
-                await asyncio.sleep(0.2 * (attempt + 1))
-                continue
-            log.info("task requested", chain=self.name, request_id=envelope.message_id.hex(), tx=tx,
-                     escrow=request.max_fee)
-            return SentRequest(request_id=envelope.message_id, envelope=envelope, tx=tx)
-        raise SolanaTaskBoardError(f"{self.name}: the outbox nonce kept moving during {_NONCE_RACE_RETRIES} attempts; "
-                                   "the gateway is busy, try again")
-
-    async def submit_result(self, request_id: bytes, result_payload: bytes) -> str:
-        try:
-            result = TaskResult.decode(result_payload)
-        except TaskPayloadError as exc:
-            raise ResultRefused("the result", f"malformed TASK_RESULT: {exc}", "fix the payload encoding",
-                                "RESULT_MALFORMED", _BOARD) from None
-        if result.request_id != request_id:
-            raise ResultRefused("the result", "its request_id is not the request it is submitted for",
-                                _HINTS["RESULT_REQUEST_MISMATCH"], "RESULT_REQUEST_MISMATCH", _BOARD)
-        ix = submit_result_ix(self.program_id, self._signer_key(), request_id, result_payload)
-        tx = await self._transact([ix], SUBMIT_CU_LIMIT, "the result", ResultRefused)
-        log.info("task result submitted", chain=self.name, request_id=request_id.hex(), tx=tx)
-        return tx
-
-    async def reclaim(self, request_id: bytes) -> str:
-        task = await self.task_account(request_id)
-        if task is None:
-            raise ReclaimRefused("the reclaim", f"no task {request_id.hex()} on {self.name}", _HINTS["TASK_NOT_FOUND"],
-                                 "TASK_NOT_FOUND", _BOARD)
-        ix = reclaim_ix(self.program_id, task.requester, request_id)
-        return await self._transact([ix], RECLAIM_CU_LIMIT, "the reclaim", ReclaimRefused)
-
-    # ----- serving side: delivered requests --------------------------------------------------
-
-    async def watch_requests(self, cursor: str | None) -> AsyncIterator[IncomingRequest]:
-        """TASK_REQUESTs delivered to the board, at the chain's commitment, oldest first, after the
-        transaction `cursor` names (None: from the oldest the node still has). Runs forever; RPC
-        outages are logged and retried. Idle, it waits for the program's logs subscription (or polls
-        every `poll_interval` while that is down, every `idle_poll_interval` otherwise). Every
-        Deliver to the board carries the board account, so listing the board lists them all."""
-        async for request in self._follow(cursor, self._requests_in):
-            yield request
-
-    async def _requests_in(self, signature: Signature, cursor_before: str) -> list[IncomingRequest] | None:
-        found = await self._delivered_envelopes(signature)
-        if found is None:
-            return None
-        tx, envelopes = found
-        requests: list[tuple[bytes, Envelope, TaskRequest]] = []
-        for envelope in envelopes:
-            if task_payload_version(envelope.kind, envelope.payload) == 2:
-                continue  # a v2 request: SolanaTaskBoardV2 serves it
-            try:
-                request = TaskRequest.decode(envelope.payload)
-            except TaskPayloadError as exc:
-                log.warning("delivered TASK_REQUEST is malformed; no worker can serve it", chain=self.name,
-                            request_id=envelope.message_id.hex(), error=str(exc))
-                continue
-            requests.append((envelope.message_id, envelope, request))
-        return [
-            IncomingRequest(request_id=rid, envelope=env, request=req, delivery_tx=str(signature), position=tx.slot,
-                            cursor=str(signature) if i == len(requests) - 1 else cursor_before)
-            for i, (rid, env, req) in enumerate(requests)
-        ]
-
-
 # --- v2 --------------------------------------------------------------------------------------
 
 _TASK_STATE_V2 = {TaskStateV2.OPEN: TaskState.OPEN, TaskStateV2.COMPLETED: TaskState.COMPLETED,
@@ -820,7 +686,9 @@ class SolanaTaskBoardV2(_SolanaBoard):
         requests: list[tuple[Envelope, TaskRequestV2, int]] = []
         for envelope in envelopes:
             if task_payload_version(envelope.kind, envelope.payload) != 2:
-                continue  # a v1 request: SolanaTaskBoard serves it
+                log.info("delivered TASK_REQUEST is task protocol v1, retired: ignored", chain=self.name,
+                         request_id=envelope.message_id.hex())
+                continue
             try:
                 request = TaskRequestV2.decode(envelope.payload)
             except TaskPayloadError as exc:
