@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # annotations only: the payload codecs sit above this module
     from attest.committee import Committee
     from relay.feeds.config import FeedConfig
     from relay.feeds.signed import SignedReport
-    from relay.tasks.payloads import TaskRequest, TaskRequestV2
+    from relay.tasks.payloads import TaskRequestV2
     from relay.batch import Batch
 
 
@@ -385,25 +385,13 @@ class ChainDriver(Protocol):
 
 
 class TaskState(enum.IntEnum):
-    """Requester-side state of a task (same numbering as TaskBoard.State and the Solana account)."""
+    """Requester-side state of a task (v1 numbering: the retired TaskBoard.State and the Solana v1 account)."""
 
     NONE = 0
     OPEN = 1
     RESULT_RECEIVED = 2
     COMPLETED = 3
     REFUNDED = 4
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingRequest:
-    """A TASK_REQUEST delivered to this chain's board and final there: what a worker serves."""
-
-    request_id: bytes  # message id of the TASK_REQUEST envelope (32 bytes)
-    envelope: Envelope  # the delivered envelope (src = requester's chain and board)
-    request: TaskRequest  # its decoded payload
-    delivery_tx: str  # the destination transaction that delivered it
-    position: int  # block number or slot of the delivery
-    cursor: str  # opaque: where watch_requests resumes after this one
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,57 +417,9 @@ class SentRequest:
     tx: str
 
 
-@runtime_checkable
-class ServingBoard(Protocol):
-    """The worker's side, on the chain where it serves."""
-
-    name: str
-    domain: int
-    address: bytes  # 32 bytes: the board as envelope sender/receiver
-
-    def watch_requests(self, cursor: str | None) -> AsyncIterator[IncomingRequest]:
-        """Delivered TASK_REQUESTs addressed to this board, final, in order, from `cursor` on (forever)."""
-        ...
-
-    async def result_submitted(self, request_id: bytes) -> bool:
-        """True when the board already sent a TASK_RESULT for this request (by any worker)."""
-        ...
-
-    async def submit_result(self, request_id: bytes, result_payload: bytes) -> str:
-        """Sends the encoded TASK_RESULT through the board; returns the transaction once it succeeded.
-        Raises a `relay.errors.TesseraError` subclass with the reason when the board refuses."""
-        ...
-
-    async def wallet_balances(self) -> dict[str, int]:
-        """The native balance of the worker's own account(s) on this chain (what it pays fees and
-        bonds from), smallest unit, keyed by address as written in a config. Read-only."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-@runtime_checkable
-class RequesterBoard(Protocol):
-    """The requester's side, on the chain where the task is paid for."""
-
-    name: str
-    domain: int
-    address: bytes
-
-    async def request_task(self, *, dst_domain: int, worker_board: bytes, request: TaskRequest) -> SentRequest:
-        """Escrows `request.max_fee` and sends the TASK_REQUEST; waits for the transaction."""
-        ...
-
-    async def task_status(self, request_id: bytes) -> TaskStatus: ...
-
-    async def reclaim(self, request_id: bytes) -> str: ...
-
-    async def close(self) -> None: ...
-
-
 # --- task boards, protocol v2 (docs/TASKS.md "Task protocol v2"; errors in relay/tasks/board.py) --
-# v2 replaces v1 everywhere (issue 12); the v1 protocols above stay only while the worker and the
-# SDK still use them.
+# v2 replaces v1 everywhere (issue 12); v1's ServingBoard / RequesterBoard / IncomingRequest are
+# retired (docs/TASKS.md "v1 retired"). TaskStatus above stays: the v1 Solana task account decodes to it.
 
 
 class ServeState(enum.IntEnum):

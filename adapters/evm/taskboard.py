@@ -634,7 +634,7 @@ def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
         block, index = cursor.split(":")
         return int(block), int(index)
     except ValueError:
-        raise TaskBoardError(f"cursor {cursor!r} is not 'block:logIndex'; pass the cursor of an IncomingRequest") from None
+        raise TaskBoardError(f"cursor {cursor!r} is not 'block:logIndex'; pass the cursor of an IncomingRequestV2") from None
 
 
 def _check_key(key: str) -> str:

@@ -1,21 +1,20 @@
 """The chain-side interface of AI tasks: one task board per chain (docs/TASKS.md).
 
-A task board plays two roles on its chain (v1 below; protocol v2 adds a claim with a bond at a
-reverse-Dutch-auction price before a result: `ServingBoardV2`/`RequesterBoardV2` in relay/interfaces.py,
-docs/TASKS.md "Task protocol v2"; the errors here serve both):
+A task board plays two roles on its chain (task protocol v2, docs/TASKS.md "Task protocol v2";
+`ServingBoardV2`/`RequesterBoardV2` in relay/interfaces.py; v1 is retired: docs/TASKS.md "v1 retired"):
 
-* **requester side**: `request_task` escrows the max fee and sends a TASK_REQUEST through the
-  gateway to the worker board on another chain; it records the first valid TASK_RESULT delivered
-  for it and pays the result's payout address when the committee's PROOF_ATTESTATION for that
-  result is delivered; after the deadline with no attested result the requester reclaims.
-* **serving side**: TASK_REQUESTs delivered to the board are what workers on this chain serve;
-  `submit_result` sends the worker's TASK_RESULT back through the gateway with the board as the
-  sender (so the requester's board can check the result comes from the board it asked), at most
-  one result per request.
+* **requester side**: `request_task` escrows the max fee and sends a TASK_REQUEST v2 through the
+  gateway to the worker board on another chain; it records results and the committee's verdicts in
+  any order and pays the claim price to the payout when a valid verdict for a timely result is
+  there; after deadline + settlement grace the requester reclaims.
+* **serving side**: a worker claims a delivered TASK_REQUEST v2 at the auction price with a bond;
+  only the claimant's `submit_result` sends a TASK_RESULT v2 back through the gateway with the board
+  as the sender, before the claim deadline.
 
-The EVM board is `contracts/evm/src/TaskBoard.sol` (adapters/evm/taskboard.py); the Solana board lives
-in the Tessera program (contracts/solana/src/taskboard.c, adapters/solana/taskboard.py). Both implement
-the protocols in relay/interfaces.py, so the worker, the SDK and the tests are chain-agnostic.
+The EVM board is `contracts/evm/src/TaskBoardV2.sol` (adapters/evm/taskboard.py); the Solana board lives
+in the Tessera program (contracts/solana/src/taskboard_v2.c, adapters/solana/taskboard.py). Both implement
+the protocols in relay/interfaces.py, so the worker, the SDK and the tests are chain-agnostic. The
+errors below serve both chains.
 """
 
 from __future__ import annotations
