@@ -222,7 +222,9 @@ class AnsweredAccount:
 
 
 def delivered_envelopes(tx: VersionedTransaction, program_id: Pubkey) -> list[bytes]:
-    """The envelopes of the top-level Deliver instructions to `program_id` in a transaction."""
+    """The envelopes of the top-level Deliver and DeliverWithProof instructions to `program_id` in a
+    transaction (a relayer delivers a batch's messages with DeliverWithProof: index u8, proof length
+    u8, the proof's 32-byte hashes, then the envelope)."""
     message = tx.message
     keys = list(message.account_keys)
     found: list[bytes] = []
@@ -232,6 +234,10 @@ def delivered_envelopes(tx: VersionedTransaction, program_id: Pubkey) -> list[by
         data = bytes(ix.data)
         if len(data) > 1 + DELIVER_ATTESTATION_LEN and data[0] == ProgramInstruction.DELIVER:
             found.append(data[1 + DELIVER_ATTESTATION_LEN:])
+        elif len(data) > 3 and data[0] == ProgramInstruction.DELIVER_WITH_PROOF:
+            start = 3 + 32 * data[2]
+            if len(data) > start:
+                found.append(data[start:])
     return found
 
 
