@@ -647,6 +647,14 @@ class FeedNotNewer:
     def __str__(self) -> str:
         return f"{self.target}: {self.feed_id} round {self.round} is not newer than the stored round {self.stored_round}"
 
+    @staticmethod
+    def split(target: str, reports: Sequence[Any], stored: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """(the reports newer than what `stored` (feed id -> the chain's latest report or None) holds,
+        feed id -> FeedNotNewer for the rest): what a multi-feed update sends and what it reports."""
+        fresh = [r for r in reports if stored[r.feed_id] is None or stored[r.feed_id].round < r.round]
+        return fresh, {r.feed_id: FeedNotNewer(target, r.feed_id, r.round, stored[r.feed_id].round)
+                       for r in reports if r not in fresh}
+
 
 @runtime_checkable
 class FeedTarget(Protocol):

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from adapters.evm import deploy as evm_deploy
+from relay.ports import port_range
 from tests.support.nats import nats_server  # noqa: F401  (the session's nats-server -js, tests/support/nats.py)
 from tests.support.postgres import PostgresServer
 
@@ -27,8 +28,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _WORKER.startswith("gw") and "TESSERA_PORT_RANGE" not in os.environ:
     _index, _count = int(_WORKER[2:]), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    _slice = (32000 - 10000) // max(_count, 1)
-    os.environ["TESSERA_PORT_RANGE"] = f"{10000 + _index * _slice}-{10000 + (_index + 1) * _slice}"
+    _low, _high = port_range()
+    _slice = (_high - _low) // max(_count, 1)
+    os.environ["TESSERA_PORT_RANGE"] = f"{_low + _index * _slice}-{_low + (_index + 1) * _slice}"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -265,10 +265,7 @@ class EvmFeedTarget:
         async with self._lock:
             try:
                 stored = {r.feed_id: await self.latest(r.feed_id) for r in reports}
-                fresh = [r for r in reports if stored[r.feed_id] is None or stored[r.feed_id].round < r.round]
-                results: dict[str, str | FeedNotNewer] = {
-                    r.feed_id: FeedNotNewer(self.name, r.feed_id, r.round, stored[r.feed_id].round)
-                    for r in reports if r not in fresh}
+                fresh, results = FeedNotNewer.split(self.name, reports, stored)
                 if not fresh:
                     return results
                 call = self._store.functions.updateFeeds(*served_update_args(fresh))

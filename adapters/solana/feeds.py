@@ -489,10 +489,7 @@ class SolanaFeedTarget:
         except Exception as exc:  # noqa: BLE001 - transport trouble
             raise FeedPushError(f"{self.name}: reading feed accounts failed: {exc!r}; check chains.{self.name}.rpc_urls",
                                 retryable=True) from exc
-        fresh = [r for r in reports if stored[r.feed_id] is None or stored[r.feed_id].round < r.round]
-        results: dict[str, str | FeedNotNewer] = {
-            r.feed_id: FeedNotNewer(self.name, r.feed_id, r.round, stored[r.feed_id].round)
-            for r in reports if r not in fresh}
+        fresh, results = FeedNotNewer.split(self.name, reports, stored)
         if not fresh:
             return results
         plan = self.root_plan(fresh)

@@ -268,11 +268,6 @@ class LogsWaker:
 READ_AHEAD = 16  # transactions follow_address reads at once
 
 
-async def _read_one(read: Callable[[Signature, str], Awaitable[list[T] | None]], signature: Signature,
-                    cursor_before: str) -> list[T] | None:
-    return await read(signature, cursor_before)
-
-
 async def _nothing() -> list:
     return []
 
@@ -323,7 +318,7 @@ async def follow_address(
                     befores.append(str(before) if before else "")
                     before = signature
                 reads = await asyncio.gather(*(
-                    _read_one(read, signature, cursor_before) if err is None else _nothing()
+                    read(signature, cursor_before) if err is None else _nothing()
                     for (signature, err), cursor_before in zip(window, befores)), return_exceptions=True)
                 for (signature, err), found in zip(window, reads):
                     if err is None:  # a failed transaction changed nothing
