@@ -7,6 +7,7 @@ import {CommitteeVerifier} from "../src/CommitteeVerifier.sol";
 import {Gateway} from "../src/Gateway.sol";
 import {BN254} from "../src/lib/BN254.sol";
 import {Envelope} from "../src/lib/Envelope.sol";
+import {NoopReceiver} from "../src/test/NoopReceiver.sol";
 import {RecordingReceiver} from "../src/test/RecordingReceiver.sol";
 
 /// Cheatcodes this file needs beyond test/utils/Test.sol's subset (same cheatcode address).
@@ -26,11 +27,6 @@ library console {
         (bool ok,) = CONSOLE.staticcall(abi.encodeWithSignature("log(string,uint256)", label, value));
         ok;
     }
-}
-
-/// Accepts every message and does nothing: the gateway's own cost per message.
-contract NoopReceiver {
-    function handleMessage(bytes32, uint32, bytes32, uint8, uint64, bytes calldata) external {}
 }
 
 /// External wrappers so calldata proofs go through the library as the gateway uses it.
