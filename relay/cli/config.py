@@ -49,6 +49,7 @@ def _run_check(args: argparse.Namespace) -> int:
         print(f"error: {exc}")
         return 1
     committee, problems = load_committee(config)
+    problems += next_committee_problems(config, committee)
     problems += offline_problems(config)
     if args.online:
         problems += asyncio.run(online_problems(config, committee))
@@ -71,6 +72,44 @@ def load_committee(config: TesseraConfig) -> tuple[Committee | None, list[str]]:
         return Committee.load(config.committee.file), []
     except (TesseraError, ValueError, KeyError) as exc:
         return None, [f"committee.file: {config.committee.file} is not a valid committee: {exc}"]
+
+
+def next_committee_problems(config: TesseraConfig, current: Committee | None) -> list[str]:
+    """`[committee] next` (the committee of the next epoch this member approves, relay/rotation.py) and
+    `next_grace_s`: the file exists and loads, its size and threshold are sane, its epoch follows the
+    current one, and the grace the operator approves is set with it."""
+    ref = config.committee
+    if ref is None:
+        return []
+    if ref.next is None:
+        if ref.next_grace_s is not None:
+            return [f"committee.next_grace_s: set to {ref.next_grace_s} without committee.next: set next to the next "
+                    "committee's public file (`relay keys dkg` writes it), or remove next_grace_s"]
+        return []
+    problems = []
+    if ref.next_grace_s is None:
+        problems.append("committee.next_grace_s: missing while committee.next is set: without it this attester signs "
+                        "a rotation with any grace up to 30 days (keeping the outgoing key valid that long); set the "
+                        "grace you approve, in seconds (the one `relay committee rotate --grace` will use)")
+    if not ref.next.is_file():
+        return problems + [f"committee.next: {ref.next} does not exist: point it at the next committee's public "
+                           "file (`relay keys dkg` for the next epoch writes it), or remove next"]
+    try:
+        approved = Committee.load(ref.next)
+    except (TesseraError, ValueError, KeyError) as exc:
+        return problems + [f"committee.next: {ref.next} is not a valid committee: {exc}"]
+    if approved.t <= approved.n // 2:
+        problems.append(f"committee.next: {ref.next} has threshold {approved.t} of {approved.n}: a minority of the "
+                        f"members could sign; use a threshold above n/2 (at least {approved.n // 2 + 1})")
+    if current is not None:
+        if approved.epoch != current.epoch + 1:
+            problems.append(f"committee.next: {ref.next} is the committee of epoch {approved.epoch}, but the current "
+                            f"committee (committee.file) is epoch {current.epoch}: the next one must be epoch "
+                            f"{current.epoch + 1}")
+        if approved.group_key == current.group_key:
+            problems.append(f"committee.next: {ref.next} has the current committee's group key: a rotation to it "
+                            "changes nothing; run `relay keys dkg` for new keys")
+    return problems
 
 
 def offline_problems(config: TesseraConfig) -> list[str]:

@@ -11,7 +11,7 @@ import tomli_w
 from solders.keypair import Keypair
 
 from relay.cli import main
-from relay.cli.config import load_committee, offline_problems
+from relay.cli.config import load_committee, next_committee_problems, offline_problems
 from relay.config import load_config
 
 GATEWAY = "0x" + "22" * 20
@@ -46,7 +46,9 @@ def check(folder: Path, data: dict) -> tuple[int, list[str]]:
     path = folder / "config.toml"
     path.write_text(tomli_w.dumps(data))
     config = load_config(path, check_keys=False)
-    return main(["config", "check", "--config", str(path)]), load_committee(config)[1] + offline_problems(config)
+    committee, problems = load_committee(config)
+    return (main(["config", "check", "--config", str(path)]),
+            problems + next_committee_problems(config, committee) + offline_problems(config))
 
 
 def test_a_good_config_passes(folder: Path, capsys) -> None:
@@ -127,3 +129,111 @@ def test_code_comparison_masks_only_the_immutables(evm_contracts) -> None:
     assert "no contract at this address" in code_problem("Gateway", GATEWAY, b"")
     assert "is not Gateway" in code_problem("Gateway", GATEWAY, _deployed_artifact("Probe")[0])
     assert code_problem("SomethingElse", GATEWAY, b"\x60") is None  # no artifact: code exists is all it says
+
+
+# --- [committee] next: the committee this member approves for the next epoch ---------------------------
+
+
+def test_an_approved_next_committee_with_its_grace_passes(folder: Path, dealt) -> None:
+    import attest
+
+    nxt, _ = attest.deal(dealt.committee.n, dealt.committee.t, epoch=dealt.committee.epoch + 1)
+    nxt.save(folder / "committee-next.toml")
+    data = good()
+    data["committee"].update(next="committee-next.toml", next_grace_s=60)
+    assert check(folder, data) == (0, [])
+
+
+def test_every_wrong_next_committee_is_named(folder: Path, dealt, capsys) -> None:
+    import attest
+
+    data = good()
+    data["committee"].update(next="nowhere.toml", next_grace_s=60)
+    code, problems = check(folder, data)
+    assert code == 1 and problems == [f"committee.next: {folder / 'nowhere.toml'} does not exist: point it at the next "
+                                      "committee's public file (`relay keys dkg` for the next epoch writes it), or remove next"]
+    (folder / "broken.toml").write_text("epoch = 8\n")
+    data["committee"]["next"] = "broken.toml"
+    (problem,) = check(folder, data)[1]
+    assert problem.startswith(f"committee.next: {folder / 'broken.toml'} is not a valid committee")
+
+    # An attacker who edits `next` to a committee of the wrong epoch, a minority threshold, or the
+    # current key (a rotation that rotates nothing), and drops the grace to allow any (30 days):
+    # each is named.
+    stale, _ = attest.deal(5, 2, epoch=dealt.committee.epoch)
+    stale.save(folder / "stale.toml")
+    data["committee"] = {"file": "committee.toml", "next": "stale.toml"}
+    code, problems = check(folder, data)
+    assert code == 1
+    assert problems[0].startswith("committee.next_grace_s: missing while committee.next is set: without it this "
+                                  "attester signs a rotation with any grace up to 30 days")
+    assert problems[1] == (f"committee.next: {folder / 'stale.toml'} has threshold 2 of 5: a minority of the members "
+                           "could sign; use a threshold above n/2 (at least 3)")
+    assert problems[2] == (f"committee.next: {folder / 'stale.toml'} is the committee of epoch 7, but the current "
+                           "committee (committee.file) is epoch 7: the next one must be epoch 8")
+    assert len(problems) == 3
+    data["committee"] = {"file": "committee.toml", "next": "committee.toml", "next_grace_s": 10}
+    problems = check(folder, data)[1]
+    assert any(p.startswith("committee.next: ") and "has the current committee's group key" in p for p in problems)
+    data["committee"] = {"file": "committee.toml", "next_grace_s": 10}
+    assert check(folder, data)[1] == ["committee.next_grace_s: set to 10 without committee.next: set next to the "
+                                      "next committee's public file (`relay keys dkg` writes it), or remove next_grace_s"]
+    capsys.readouterr()
+    assert main(["config", "check", "--config", str(folder / "config.toml")]) == 1
+    assert "  - committee.next_grace_s: set to 10 without committee.next" in capsys.readouterr().out
+
+
+# --- --online on Solana: the deployed program's code against contracts/solana/tessera.so -------------
+
+
+def _programdata(code: bytes, extra: int = 0) -> bytes:
+    """A ProgramData account's bytes: tag 3, slot, Some(authority), the ELF, `extra` zero bytes of room."""
+    return (3).to_bytes(4, "little") + (9).to_bytes(8, "little") + b"\x01" + bytes(Keypair().pubkey()) + code + bytes(extra)
+
+
+def test_solana_code_check_compares_with_the_so_file_at_check_time(tmp_path: Path) -> None:
+    from adapters.solana.checks import code_problem
+
+    so = tmp_path / "tessera.so"
+    so.write_bytes(b"\x7fELF" + bytes(range(256)) * 4)
+    elf = so.read_bytes()
+    assert code_problem("chains.sol.program_id (P)", _programdata(elf, extra=500), so) is None  # room to grow: zeros
+    # Attack: another program at the configured id (one byte changed, or extra code after the ELF).
+    tampered = bytearray(elf)
+    tampered[100] ^= 1
+    problem = code_problem("chains.sol.program_id (P)", _programdata(bytes(tampered)), so)
+    assert problem == (f"chains.sol.program_id (P): the deployed code is not {so} ({len(elf)} bytes; the deployed "
+                       "program differs from byte 100): upgrade the program with this build (`relay deploy` against "
+                       "a program you own, or `solana program deploy` with its upgrade authority), or check out the "
+                       "version that is deployed")
+    assert "differs from byte" in code_problem("w", _programdata(elf + b"\x01" + bytes(10)), so)
+    assert "differs from byte 200" in code_problem("w", _programdata(elf[:200]), so)  # a shorter program
+    # The file is read when the check runs: a rebuilt tessera.so is what the deployment is compared with.
+    so.write_bytes(bytes(tampered))
+    assert code_problem("w", _programdata(bytes(tampered)), so) is None
+    assert "the deployed code is not" in code_problem("w", _programdata(elf), so)
+    assert "is not one (tag" in code_problem("w", b"\x02\x00\x00\x00" + bytes(60), so)
+    assert "is missing: build it" in code_problem("w", _programdata(elf), tmp_path / "gone.so")
+
+
+async def test_solana_code_check_reads_the_programdata_account_the_program_names(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from adapters.solana.checks import _code_problem
+    from adapters.solana.program import BPF_LOADER_UPGRADEABLE_ID
+
+    so = tmp_path / "tessera.so"
+    so.write_bytes(b"\x7fELF" + bytes(300))
+    programdata = Keypair().pubkey()
+    accounts = {programdata: SimpleNamespace(owner=BPF_LOADER_UPGRADEABLE_ID, data=_programdata(so.read_bytes()))}
+
+    class Client:
+        async def get_account_info(self, address):
+            return SimpleNamespace(value=accounts.get(address))
+
+    program = (2).to_bytes(4, "little") + bytes(programdata)
+    assert await _code_problem(Client(), "w", program, so) is None
+    so.write_bytes(b"\x7fELF" + b"\x01" * 300)
+    assert "the deployed code is not" in await _code_problem(Client(), "w", program, so)
+    assert "ProgramData account" in await _code_problem(Client(), "w", (2).to_bytes(4, "little") + bytes(Keypair().pubkey()), so)
+    assert "not an upgradeable loader Program account" in await _code_problem(Client(), "w", bytes(36), so)
