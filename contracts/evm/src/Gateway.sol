@@ -56,6 +56,12 @@ interface IPriceFeeds {
 /// Pause: the owner can `pause()`; then `send`, every delivery and `retryFailed` revert
 /// `GatewayPaused`, until `unpause()`.
 ///
+/// Ownership moves in two steps (as OpenZeppelin's Ownable2Step): `transferOwnership(newOwner)`
+/// only proposes (`pendingOwner`, `OwnershipTransferStarted`); the owner keeps every power until the
+/// proposed account calls `acceptOwnership()`. A mistyped address therefore never takes the gateway
+/// away: it cannot accept, and the owner proposes again (which replaces the proposal) or cancels
+/// with `transferOwnership(address(0))`. There is no renounce.
+///
 /// Batches (docs/PROTOCOL.md, "Batch attestations"): `deliverBatch` checks one committee signature
 /// over the Merkle root of a lane's batch and delivers every envelope in it; the root is remembered
 /// (`verifiedRoots`), so `deliverWithProof` can later deliver a message of it with its Merkle proof
@@ -85,6 +91,9 @@ contract Gateway {
 
     address public owner;
     bool public paused; // packed with owner: one cold read on send and delivery
+    /// The account `transferOwnership` proposed, until it accepts (0: none). Its own slot: only the
+    /// two ownership calls read it, so owner and paused stay one slot.
+    address public pendingOwner;
     uint256 internal _fee;
     /// An announced increase: `pendingFee` applies from `pendingFeeAt` (0: none).
     uint256 public pendingFee;
@@ -141,6 +150,7 @@ contract Gateway {
     event FlatFeeSenderSet(address indexed sender, bool flat);
     event Paused(address indexed by);
     event Unpaused(address indexed by);
+    event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
     event RootVerified(bytes32 indexed root, uint32 indexed srcDomain, uint32 epoch, uint32 leafCount);
 
@@ -156,6 +166,7 @@ contract Gateway {
     error InsufficientGasForHandler(uint256 handlerGas);
     error HandlerStillFailing(bytes32 messageId, bytes reason);
     error NotOwner(address caller);
+    error NotPendingOwner(address caller, address pendingOwner);
     error ZeroAddress();
     error WithdrawFailed(address to, uint256 amount);
     error NotBeneficiary(address caller, address beneficiary);
@@ -461,10 +472,23 @@ contract Gateway {
         emit Unpaused(msg.sender);
     }
 
+    /// Proposes `newOwner` (replacing any earlier proposal); nothing changes hands until it calls
+    /// `acceptOwnership`. `address(0)` cancels the pending proposal (OwnershipTransferStarted(owner,
+    /// 0), as Ownable2Step); with none pending it is refused (`ZeroAddress`), so a zero owner never
+    /// reads as a transfer that succeeded.
     function transferOwnership(address newOwner) external onlyOwner {
-        if (newOwner == address(0)) revert ZeroAddress();
-        emit OwnershipTransferred(owner, newOwner);
-        owner = newOwner;
+        if (newOwner == address(0) && pendingOwner == address(0)) revert ZeroAddress();
+        pendingOwner = newOwner;
+        emit OwnershipTransferStarted(owner, newOwner);
+    }
+
+    /// The proposed owner takes over; the proposal is cleared.
+    function acceptOwnership() external {
+        address proposed = pendingOwner;
+        if (msg.sender != proposed) revert NotPendingOwner(msg.sender, proposed);
+        emit OwnershipTransferred(owner, proposed);
+        owner = proposed;
+        pendingOwner = address(0);
     }
 
     // --- internals -----------------------------------------------------------------------

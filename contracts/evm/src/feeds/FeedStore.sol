@@ -24,6 +24,9 @@ import {Batch} from "../lib/Batch.sol";
 /// and each report, shown to be in the root, is applied with the rules above — a report that is not
 /// newer is skipped without reverting the others, and with none newer there is no pairing at all.
 ///
+/// Ownership (registering feeds) moves in two steps, as the Gateway's: `transferOwnership` proposes,
+/// the proposed account takes over with `acceptOwnership`, `transferOwnership(address(0))` cancels.
+///
 /// Times: reports carry milliseconds; rounds store seconds (`startedAt` = observed_at / 1000,
 /// `updatedAt` = published_at / 1000, rounded down) because AggregatorV3Interface consumers compare
 /// them with `block.timestamp`. The millisecond values are in the `FeedUpdated` event.
@@ -72,6 +75,8 @@ contract FeedStore {
 
     CommitteeVerifier public immutable verifier;
     address public owner;
+    /// The account `transferOwnership` proposed, until it accepts (0: none).
+    address public pendingOwner;
 
     mapping(bytes32 feedId => Feed) internal _feeds;
     mapping(bytes32 feedId => string) internal _descriptions;
@@ -90,9 +95,11 @@ contract FeedStore {
     );
     /// One per `updateFeeds` that stored at least one report (the root's signature was checked).
     event FeedRootApplied(bytes32 indexed root, uint32 epoch, uint32 leafCount, uint256 updated, uint256 skipped);
+    event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
 
     error NotOwner(address caller);
+    error NotPendingOwner(address caller, address pendingOwner);
     error ZeroAddress();
     error BadFeedId(bytes32 feedId);
     error BadDecimals(uint8 decimals);
@@ -121,6 +128,7 @@ contract FeedStore {
         if (address(verifier_) == address(0) || owner_ == address(0)) revert ZeroAddress();
         verifier = verifier_;
         owner = owner_;
+        emit OwnershipTransferred(address(0), owner_);
     }
 
     // --- admin ---------------------------------------------------------------------------
@@ -135,10 +143,21 @@ contract FeedStore {
         emit FeedRegistered(feedId, decimals_, description_);
     }
 
+    /// Proposes `newOwner` (replacing any earlier proposal); `address(0)` cancels a pending one and
+    /// is refused with none pending (`ZeroAddress`). The owner keeps its powers until acceptance.
     function transferOwnership(address newOwner) external onlyOwner {
-        if (newOwner == address(0)) revert ZeroAddress();
-        emit OwnershipTransferred(owner, newOwner);
-        owner = newOwner;
+        if (newOwner == address(0) && pendingOwner == address(0)) revert ZeroAddress();
+        pendingOwner = newOwner;
+        emit OwnershipTransferStarted(owner, newOwner);
+    }
+
+    /// The proposed owner takes over; the proposal is cleared.
+    function acceptOwnership() external {
+        address proposed = pendingOwner;
+        if (msg.sender != proposed) revert NotPendingOwner(msg.sender, proposed);
+        emit OwnershipTransferred(owner, proposed);
+        owner = proposed;
+        pendingOwner = address(0);
     }
 
     // --- updates -------------------------------------------------------------------------
