@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from relay.aio import wait_event
 from relay.log import get_logger
 from relay.store import RetryReason, Stage
 
@@ -110,7 +111,4 @@ class WalletBalances:
         """A daemon service's run: refresh now, then every `interval` until `stop`."""
         while not stop.is_set():
             await self.refresh()
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(stop, self.interval)

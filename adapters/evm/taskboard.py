@@ -24,7 +24,6 @@ max_fee. `_EvmBoard` holds views, decoded refusals and the TaskReceived watch. T
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -41,6 +40,7 @@ from adapters.evm.deploy import deploy, load_artifact
 from adapters.evm.gateway import LOG_RANGE, EvmAdapter, evm_key
 from adapters.evm.rpc import decode_revert, error_entries, revert_data, to_hex
 from adapters.evm.tx import TxNotMined
+from relay.aio import wait_event
 from relay.config import EvmChain, KeyRef
 from relay.envelope import Envelope, EnvelopeError, address_to_bytes32
 from relay.interfaces import (Claim, ClaimStatus, IncomingRequestV2, SentRequest, ServeState, TaskState,
@@ -311,8 +311,7 @@ class _EvmBoard:
                              error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 continue
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._evm._wake.wait(), self.poll_interval)
+            await wait_event(self._evm._wake, self.poll_interval)
 
     async def _received_in(self, from_block: int, to_block: int,
                            after: tuple[int, int] | None) -> list[tuple[Any, Envelope]]:

@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from relay.aio import within
 from relay.errors import TesseraError
 from relay.feeds.report import ReportError
 from relay.feeds.signed import SignedReport
@@ -258,7 +259,7 @@ class FeedsClient:
         try:
             while True:
                 try:
-                    event_type, data = await asyncio.wait_for(queue.get(), check_interval_s)
+                    event_type, data = await within(queue.get(), check_interval_s)
                 except TimeoutError:
                     if pump.done():
                         pump.result()  # re-raise what stopped it

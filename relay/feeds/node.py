@@ -26,6 +26,7 @@ import attest
 from attest.bls import BATCH_WEIGHT_BITS, NEG_G2
 from attest.bn254 import G2_GENERATOR, BN254Error, G2Point, decode_g1, decode_g2, hash_to_g1
 from attest.committee import Committee, KeyShare
+from relay.aio import wait_event
 from relay.feeds.config import FeedRoundSection
 from relay.errors import ConfigError
 from relay.feeds.aggregate import (
@@ -355,11 +356,9 @@ class FeedNode:
             sent = await self._send_observation(leader, ObservationMessage(attempt, signed), feed.id, round_)
             if not sent:
                 continue  # unreachable or refused: the next leader, now rather than after a timeout
-            try:
-                await asyncio.wait_for(state.proposal_seen.wait(), wait_s)
+            if await wait_event(state.proposal_seen, wait_s):
                 return signed
-            except asyncio.TimeoutError:
-                self.log.info("no proposal; trying the next leader", feed=feed.id, round=round_, leader=leader,
+            self.log.info("no proposal; trying the next leader", feed=feed.id, round=round_, leader=leader,
                               attempt=attempt, waited_ms=self.settings.leader_timeout_ms)
         if not state.proposal_seen.is_set():
             self.log.warning("round failed: no leader proposed a report", feed=feed.id, round=round_,
@@ -504,10 +503,7 @@ class FeedNode:
                 if not batch.building and not joining:
                     break
                 batch.changed.clear()
-                try:
-                    await asyncio.wait_for(batch.changed.wait(), (grace if joining else deadline) - loop.time())
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(batch.changed, (grace if joining else deadline) - loop.time())
             batch.closed = True
             if self._roots.get(key) is batch:
                 del self._roots[key]
@@ -558,10 +554,7 @@ class FeedNode:
             if now >= due:
                 return state.threshold_at is not None
             state.changed.clear()
-            try:
-                await asyncio.wait_for(state.changed.wait(), due - now)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(state.changed, due - now)
 
     async def _gather_partials(self, feed: FeedConfig, proposal: Proposal) -> SignedReport | None:
         report = proposal.report

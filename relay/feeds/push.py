@@ -31,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
+from relay.aio import wait_event, within
 from relay.backoff import Backoff
 from relay.feeds.aggregate import PushDecision, PushPolicy
 from relay.feeds.client import FeedsClient
@@ -190,7 +191,10 @@ class Pusher:
 
     async def drain(self, timeout: float | None = None) -> None:
         """Waits until every queued report has been decided (tests, and a clean stop)."""
-        await asyncio.wait_for(self._idle.wait(), timeout)
+        if timeout is None:
+            await self._idle.wait()
+        else:
+            await within(self._idle.wait(), timeout)
 
     def _record(self, outcome: PushOutcome) -> None:
         self.history.append(outcome)
@@ -208,10 +212,7 @@ class Pusher:
                 wait = self._root_wait(state)
                 if wait > 0:  # part of a root is here: give the rest of it a moment to arrive
                     state.wake.clear()
-                    try:
-                        await asyncio.wait_for(state.wake.wait(), wait)
-                    except asyncio.TimeoutError:
-                        pass
+                    await wait_event(state.wake, wait)
                     continue
                 batch = list(state.pending.values())
                 state.pending.clear()

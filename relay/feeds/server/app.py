@@ -22,6 +22,7 @@ from pathlib import Path
 from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import generate_latest
 
+from relay.aio import within
 from relay.feeds.config import FeedConfig
 from relay.feeds.server.consumer import StreamConsumer
 from relay.feeds.server.events import parse_event_id
@@ -222,7 +223,7 @@ class FeedServer:
             try:
                 while not sub.closed:
                     try:
-                        await asyncio.wait_for(sub.wakeup.wait(), keepalive)
+                        await within(sub.wakeup.wait(), keepalive)
                     except TimeoutError:
                         if transport.is_closing():
                             break
