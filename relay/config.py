@@ -287,6 +287,10 @@ class RelayerSection(_Model):
     # committee signature; a lane's first message waits at most batch_wait_ms for others. 1: no batching.
     batch_size: Annotated[int, Field(ge=1, le=64)] = 32
     batch_wait_ms: Annotated[float, Field(ge=0, le=10_000)] = 50.0
+    # Rent that comes back (docs/MESSAGING.md): the relayer closes the Solana delivery receipts its key
+    # paid for once they are this old; the program lets anyone close one after 86,400 s (its receiver
+    # at any time), so a smaller value only helps for receipts to the relayer's own key.
+    close_receipts_after_s: Annotated[float, Field(ge=0, le=10 * 365 * 86_400)] = 86_400.0
     # Guards the operator routes of the HTTP API (POST /v1/messages/{id}/retry): with it, callers send
     # `Authorization: Bearer <token>`; without it those routes answer only callers on this machine.
     admin_token: KeyRef | None = None

@@ -254,6 +254,51 @@ class ChainAdapter(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiptInfo:
+    """A delivery receipt as its account says (`ReceiptCloser.receipt_infos`)."""
+
+    payer: bytes  # the key that paid its rent (and gets it back when it is closed)
+    delivered_at: int  # unix time of the delivery, on the destination's clock
+    lamports: int  # the rent it holds
+    closable: bool  # whether the program lets it be closed (not the task board's, not the committee's)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptClose:
+    """The outcome of closing one receipt (`ReceiptCloser.close_receipts`): "closed" (by this call,
+    in `tx`), "already_closed" (no receipt any more: its rent went back already), "too_early" (the
+    retention has not passed on the destination's clock), "foreign" (another key paid it) or
+    "failed" (detail says why; try again later)."""
+
+    outcome: str
+    tx: str | None = None
+    lamports: int = 0
+    detail: str = ""
+
+
+@runtime_checkable
+class ReceiptCloser(Protocol):
+    """Optional, for destinations whose delivery receipts hold rent that can come back (Solana
+    CloseReceipt: the receiver any time, anyone once the program's retention passed; the rent goes to
+    the receipt's payer; replay protection survives in a bitmap). The relayer closes the receipts its
+    own key paid for (relay.pipeline `close_due_receipts`)."""
+
+    def receipt_payer(self) -> bytes | None:
+        """The key this adapter pays receipts with (its signer); None without one."""
+        ...
+
+    async def receipt_infos(self, envelopes: list[Envelope]) -> dict[bytes, ReceiptInfo | None]:
+        """By message id: what each message's receipt account says, None when there is none (never
+        delivered, or closed). Read-only."""
+        ...
+
+    async def close_receipts(self, envelopes: list[Envelope]) -> dict[bytes, ReceiptClose]:
+        """Close the receipts of `envelopes` that this adapter's key paid for, several per transaction;
+        by message id, what happened to each. Safe to repeat: a receipt closed already is reported so."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class DevnetNode:
     """How the localnet runs one chain's node on this machine (`ChainDriver.devnet_node`)."""
 

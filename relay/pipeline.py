@@ -27,11 +27,13 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
+
+from prometheus_client import Counter
 from typing import Awaitable, Callable, Protocol
 
 from relay.backoff import Backoff
 from relay.batch import Batch
-from relay.interfaces import ChainAdapter, DeliveryState, SignedBatch, SignedDelivery
+from relay.interfaces import ChainAdapter, DeliveryState, ReceiptClose, ReceiptCloser, SignedBatch, SignedDelivery
 from relay.envelope import Envelope
 from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
@@ -39,7 +41,7 @@ from relay.metrics import RelayerMetrics
 from relay.policy import PaymentPolicy
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.pubsub import Broadcast
-from relay.store import BatchMember, MessageRecord, RetryReason, Stage, Store, StoredBatch
+from relay.store import BatchMember, MessageRecord, ReceiptState, RetryReason, Stage, Store, StoredBatch
 from relay.tasks.attestation import AttestationError, VerdictReport, attestation_for, result_version, verdict_envelopes
 from relay.tasks.payloads import VERDICT_LEN, ProofAttestation, ProofVerdict, TaskPayloadError
 
@@ -80,6 +82,27 @@ class VerdictSource(Protocol):
 
 
 PENDING_VERDICTS = "verdicts:pending"  # store cursor: v2 results whose verdicts are not queued yet (JSON)
+RECEIPTS_SCANNED = "receipts:scanned"  # store cursor: confirmed before this (unix time) had their receipts recorded
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptMetrics:
+    closed: Counter  # tessera_receipts_closed{dst_domain, by}
+    lamports: Counter  # tessera_receipt_lamports_recovered{dst_domain}
+
+
+def _receipt_metrics(metrics: RelayerMetrics) -> ReceiptMetrics:
+    """The receipt-closing counters, registered once on the relayer's registry."""
+    found = getattr(metrics, "_receipt_metrics", None)
+    if found is None:
+        found = ReceiptMetrics(
+            Counter("tessera_receipts_closed", "Destination receipts closed (their rent back with their payer, this "
+                    "relayer), by who closed them (us, or other: found closed, e.g. by the receiver)",
+                    ["dst_domain", "by"], registry=metrics.registry),
+            Counter("tessera_receipt_lamports_recovered", "Rent of the receipts this relayer paid for that came "
+                    "back to it (lamports)", ["dst_domain"], registry=metrics.registry))
+        metrics._receipt_metrics = found  # type: ignore[attr-defined]
+    return found
 
 
 # -- outcomes of a step ------------------------------------------------------------------------------
@@ -161,6 +184,16 @@ class PipelineSettings:
     batch_size: int = 1
     batch_wait: float = 0.05
     batch_close_interval: float = 1.0  # seconds between sweeps closing the roots of finished batches
+    # Receipts whose rent comes back (Solana CloseReceipt): the relayer closes the receipts its own key
+    # paid for once they are this old ([relayer] close_receipts_after_s; the program lets anyone close
+    # a receipt after its retention, 86,400 s, and the receiver at any time).
+    close_receipts_after: float = 86_400.0
+    receipt_close_interval: float = 30.0  # seconds between sweeps recording and closing receipts
+    receipt_close_batch: int = 100  # receipts handed to the adapter per call (it packs them into transactions)
+    # Confirmed messages are looked at for receipts from this long before the last sweep on: covers a
+    # write committed just after a sweep read, and replicas' clocks that differ by less than this.
+    receipt_scan_margin: float = 300.0
+    receipt_too_early_retry: float = 300.0  # a close refused as too early is tried again after at least this
 
 
 class Relayer:
@@ -203,6 +236,7 @@ class Relayer:
                 self._process_forever(stop),
                 self._repair_gaps_forever(stop),
                 *([self._close_batches_forever(stop)] if self.batching else []),
+                *([self._close_receipts_forever(stop)] if self._receipt_closers() else []),
             )
         finally:
             for task in list(self._verdict_tasks.values()):
@@ -571,6 +605,104 @@ class Relayer:
             await self.store.close_batch(stored.root)
             closed += 1
         return closed
+
+    # -- receipts whose rent comes back (Solana CloseReceipt; relay.interfaces.ReceiptCloser) --------
+    def _receipt_closers(self) -> dict[int, ReceiptCloser]:
+        """Destinations whose receipts hold rent this relayer's key can get back."""
+        return {domain: adapter for domain, adapter in self.adapters.items()
+                if isinstance(adapter, ReceiptCloser) and adapter.receipt_payer() is not None}
+
+    async def _close_receipts_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.record_receipts()
+                await self.close_due_receipts()
+            except Exception:  # noqa: BLE001 - the rent stays where it is until the next sweep
+                self.log.exception("closing receipts failed")
+            try:
+                await asyncio.wait_for(stop.wait(), self.settings.receipt_close_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def record_receipts(self, now: float | None = None) -> int:
+        """Look at the receipt of every confirmed message to a receipt-closing destination not looked
+        at yet, and record it (store `receipts`): open when this relayer's key paid its rent, else
+        foreign, not closable (the program keeps it) or gone. Returns how many were recorded. The
+        scan resumes from a cursor `receipt_scan_margin` before the last sweep, so nothing confirmed
+        meanwhile (also by another replica, also before a restart) is missed."""
+        closers = self._receipt_closers()
+        if not closers:
+            return 0
+        now = time.time() if now is None else now
+        raw = await self.store.get_cursor(RECEIPTS_SCANNED)
+        since = float(raw) if raw else 0.0
+        recorded, page = 0, 200
+        while True:
+            records = await self.store.unrecorded_confirmed(sorted(closers), since, limit=page)
+            by_domain: dict[int, list[MessageRecord]] = {}
+            for record in records:
+                by_domain.setdefault(record.dst_domain, []).append(record)
+            for domain, group in by_domain.items():
+                adapter = closers[domain]
+                ours = adapter.receipt_payer()
+                infos = await adapter.receipt_infos([r.decoded for r in group])
+                for record in group:
+                    info = infos.get(record.message_id)
+                    if info is None:
+                        state, payer, at, lamports = ReceiptState.GONE, b"", record.confirmed_at or now, 0
+                    else:
+                        payer, at, lamports = info.payer, float(info.delivered_at), info.lamports
+                        state = (ReceiptState.NOT_CLOSABLE if not info.closable else
+                                 ReceiptState.OPEN if info.payer == ours else ReceiptState.FOREIGN)
+                    if await self.store.add_receipt(record.message_id, domain, record.envelope, payer=payer,
+                                                    delivered_at=at, lamports=lamports, state=state):
+                        recorded += 1
+            if len(records) < page:
+                break
+        if now - self.settings.receipt_scan_margin > since:
+            await self.store.set_cursor(RECEIPTS_SCANNED, repr(now - self.settings.receipt_scan_margin))
+        if recorded:
+            self.log.info("receipts recorded", count=recorded)
+        return recorded
+
+    async def close_due_receipts(self, now: float | None = None) -> int:
+        """Close the open receipts (paid by this relayer's key) delivered `close_receipts_after` ago
+        or more, several per transaction; mark each closed (a receipt already gone counts as closed:
+        its rent went back to its payer, us, either way). Too early on the chain's clock, or a
+        failure: looked at again after a backoff. Returns how many were marked closed."""
+        marked = 0
+        metrics = _receipt_metrics(self.metrics)
+        for domain, adapter in self._receipt_closers().items():
+            payer = adapter.receipt_payer()
+            assert payer is not None
+            while True:
+                at = time.time() if now is None else now
+                due = await self.store.due_receipts(domain, payer, self.settings.close_receipts_after, now=at,
+                                                    limit=self.settings.receipt_close_batch)
+                if not due:
+                    break
+                results = await adapter.close_receipts([r.decoded for r in due])
+                for receipt in due:
+                    result = results.get(receipt.message_id) or ReceiptClose("failed", detail="no answer from the adapter")
+                    if result.outcome in ("closed", "already_closed"):
+                        by = "us" if result.outcome == "closed" else "other"
+                        if await self.store.mark_receipt_closed(receipt.message_id, by=by, tx=result.tx):
+                            marked += 1
+                            metrics.closed.labels(dst_domain=str(domain), by=by).inc()
+                            metrics.lamports.labels(dst_domain=str(domain)).inc(receipt.lamports)
+                        continue
+                    delay = self.settings.backoff.delay(receipt.attempts)
+                    if result.outcome == "too_early":  # the chain's clock has not reached the retention yet
+                        delay = max(delay, self.settings.receipt_too_early_retry)
+                    await self.store.receipt_retry_later(receipt.message_id, f"{result.outcome}: {result.detail}",
+                                                         at + max(delay, 1.0))
+                    self.log.info("receipt not closed", msg_id=receipt.message_id.hex(), outcome=result.outcome,
+                                  detail=result.detail, in_s=round(max(delay, 1.0), 1))
+                if len(due) < self.settings.receipt_close_batch:
+                    break
+        if marked:
+            self.log.info("receipts closed", count=marked)
+        return marked
 
     async def _step(self, step: Step, record: MessageRecord) -> None:
         async with self._semaphore:

@@ -144,6 +144,33 @@ CREATE TABLE IF NOT EXISTS batch_members (
     proof      BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS batch_members_by_root ON batch_members (root);
+-- Delivery receipts on the destination whose rent may come back (Solana CloseReceipt): one row per
+-- confirmed message the relayer looked at, with what the receipt account said (its payer, the
+-- delivery time on the program's clock, its lamports). state: open (this relayer's key paid it:
+-- to close once the retention passed), closed (by us or, closed_by 'other', by the receiver),
+-- foreign (another key paid it), not_closable (the program keeps it: the task board's, the
+-- committee's), gone (no receipt account when first looked at). Stores from before this table get
+-- it on open (CREATE TABLE IF NOT EXISTS), and their confirmed messages are looked at from the start.
+CREATE TABLE IF NOT EXISTS receipts (
+    message_id      BLOB PRIMARY KEY,
+    dst_domain      INTEGER NOT NULL,
+    envelope        BLOB NOT NULL,
+    payer           BLOB NOT NULL,
+    delivered_at    REAL NOT NULL,
+    lamports        INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    reason          TEXT NOT NULL DEFAULT '',
+    close_tx        TEXT,
+    closed_by       TEXT,
+    closed_at       REAL,
+    lease_owner     TEXT,
+    lease_until     REAL,
+    recorded_at     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS receipts_due ON receipts (state, dst_domain, next_attempt_at);
+CREATE INDEX IF NOT EXISTS messages_by_confirmed ON messages (confirmed_at);
 """
 
 _LEASE_COLUMNS = {"lease_owner": "TEXT", "lease_until": "REAL", "leases": "INTEGER NOT NULL DEFAULT 0",
@@ -226,6 +253,49 @@ class BatchMember:
     root: bytes
     index: int
     proof: tuple[bytes, ...]
+
+
+class ReceiptState(str, enum.Enum):
+    """What the relayer knows of a destination receipt (the `receipts` table). Stored: never rename."""
+
+    OPEN = "open"  # this relayer's key paid its rent: closed once the retention has passed
+    CLOSED = "closed"  # closed, its rent back with its payer (closed_by: "us" or "other")
+    FOREIGN = "foreign"  # another key paid its rent: that key's to close
+    NOT_CLOSABLE = "not_closable"  # the program keeps it (deliveries to the task board, committee messages)
+    GONE = "gone"  # no receipt account when first looked at
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRecord:
+    """A delivery receipt the relayer recorded (relay.pipeline's receipt closing)."""
+
+    message_id: bytes
+    dst_domain: int
+    envelope: bytes
+    payer: bytes
+    delivered_at: float
+    lamports: int
+    state: ReceiptState
+    next_attempt_at: float
+    attempts: int
+    reason: str
+    close_tx: str | None
+    closed_by: str | None
+    closed_at: float | None
+
+    @property
+    def decoded(self) -> Envelope:
+        return Envelope.decode(self.envelope)
+
+
+_RECEIPT_COLUMNS = ", ".join(ReceiptRecord.__slots__)
+
+
+def _receipt(row: dict) -> ReceiptRecord:
+    values = {k: row[k] for k in ReceiptRecord.__slots__}
+    values.update(message_id=bytes(values["message_id"]), envelope=bytes(values["envelope"]),
+                  payer=bytes(values["payer"]), state=ReceiptState(values["state"]))
+    return ReceiptRecord(**values)
 
 
 def _split32(raw: bytes) -> tuple[bytes, ...]:
@@ -599,6 +669,72 @@ class Store:
 
     async def batch_count(self) -> int:
         return int(await self._db.fetchval("SELECT count(*) FROM batches") or 0)
+
+    # -- destination receipts (rent that comes back) ---------------------------------------------
+    async def unrecorded_confirmed(self, dst_domains: list[int], since: float, limit: int = 200
+                                   ) -> list[MessageRecord]:
+        """Confirmed messages to `dst_domains` with no `receipts` row yet, confirmed at `since` or
+        later, oldest first (what the receipt sweep looks at next)."""
+        if not dst_domains:
+            return []
+        marks = ",".join("?" for _ in dst_domains)
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS} FROM messages m WHERE stage = ? AND confirmed_at >= ? AND dst_domain IN ({marks}) "
+            "AND NOT EXISTS (SELECT 1 FROM receipts r WHERE r.message_id = m.message_id) "
+            "ORDER BY confirmed_at LIMIT ?", Stage.CONFIRMED.value, float(since), *dst_domains, limit)
+        return [_record(r) for r in rows]
+
+    async def add_receipt(self, message_id: bytes, dst_domain: int, envelope: bytes, *, payer: bytes,
+                          delivered_at: float, lamports: int, state: ReceiptState, now: float | None = None) -> bool:
+        """Record what a receipt account said; False if it was recorded already (by any replica)."""
+        now = time.time() if now is None else now
+        changed = await self._db.execute(
+            "INSERT INTO receipts (message_id, dst_domain, envelope, payer, delivered_at, lamports, state, "
+            "next_attempt_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT DO NOTHING",
+            message_id, dst_domain, envelope, payer, float(delivered_at), int(lamports), state.value, now)
+        return changed == 1
+
+    async def receipt(self, message_id: bytes) -> ReceiptRecord | None:
+        row = await self._db.fetchrow(f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE message_id = ?", message_id)
+        return _receipt(row) if row else None
+
+    async def due_receipts(self, dst_domain: int, payer: bytes, after_s: float, now: float | None = None,
+                           limit: int = 100) -> list[ReceiptRecord]:
+        """Open receipts of `dst_domain` paid by `payer`, delivered at least `after_s` ago and due,
+        leased to this replica (as `due`: another replica asking at once gets others)."""
+        now = time.time() if now is None else now
+        lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+        rows = await self._db.fetch(
+            "WITH picked AS (SELECT message_id FROM receipts WHERE state = ? AND dst_domain = ? AND payer = ? "
+            "AND delivered_at <= ? AND next_attempt_at <= ? AND (lease_owner IS NULL OR lease_owner = ? "
+            f"OR lease_until < ?) ORDER BY delivered_at LIMIT ?{lock}) "
+            "UPDATE receipts SET lease_owner = ?, lease_until = ? WHERE message_id IN (SELECT message_id FROM picked) "
+            f"RETURNING {_RECEIPT_COLUMNS}",
+            ReceiptState.OPEN.value, dst_domain, payer, float(now - after_s), float(now), self.replica, float(now),
+            limit, self.replica, float(now + self.lease_s))
+        return sorted((_receipt(r) for r in rows), key=lambda r: r.delivered_at)
+
+    async def mark_receipt_closed(self, message_id: bytes, *, by: str, tx: str | None = None,
+                                  now: float | None = None) -> bool:
+        """An open receipt is closed (by "us" or "other"); False when it was not open (closed already:
+        count it once)."""
+        now = time.time() if now is None else now
+        changed = await self._db.execute(
+            "UPDATE receipts SET state = ?, closed_by = ?, close_tx = ?, closed_at = ?, reason = '', "
+            "lease_owner = NULL, lease_until = NULL WHERE message_id = ? AND state = ?",
+            ReceiptState.CLOSED.value, by, tx, now, message_id, ReceiptState.OPEN.value)
+        return changed == 1
+
+    async def receipt_retry_later(self, message_id: bytes, reason: str, next_attempt_at: float) -> None:
+        await self._db.execute(
+            "UPDATE receipts SET attempts = attempts + 1, reason = ?, next_attempt_at = ?, lease_owner = NULL, "
+            "lease_until = NULL WHERE message_id = ? AND state = ?",
+            reason, float(next_attempt_at), message_id, ReceiptState.OPEN.value)
+
+    async def receipt_counts(self) -> dict[ReceiptState, tuple[int, int]]:
+        """Receipts by state: (how many, their lamports)."""
+        rows = await self._db.fetch("SELECT state, count(*) AS n, sum(lamports) AS lamports FROM receipts GROUP BY state")
+        return {ReceiptState(r["state"]): (int(r["n"]), int(r["lamports"] or 0)) for r in rows}
 
     # -- replicas and chains ---------------------------------------------------------------------
     async def lease(self, message_id: bytes) -> Lease | None:

@@ -35,11 +35,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from solana.rpc.commitment import Commitment, Confirmed
+from solders.compute_budget import set_compute_unit_limit
+from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
+from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.signature import Signature
-from solders.transaction import VersionedTransaction
+from solders.transaction import Transaction, VersionedTransaction
 
 from adapters.endpoints import AllEndpointsFailed
 from adapters.solana.program import (
@@ -53,6 +56,7 @@ from adapters.solana.program import (
     SolanaProgramError,
     TaskAccountV2,
     board_delivery_accounts,
+    close_receipt_ix,
     close_root_ix,
     deliver_ix,
     deliver_with_proof_ix,
@@ -63,6 +67,9 @@ from adapters.solana.program import (
     is_v2_result,
     is_v2_verdict,
     receipt_address,
+    receipt_closable,
+    replay_address,
+    replay_bit_set,
     result_v2_delivery_accounts,
     send_ix,
     sent_envelopes_of,
@@ -88,7 +95,7 @@ from adapters.solana.tx import SolanaTransactor, TransactionRefused
 from relay.config import SolanaChain
 from relay.envelope import Envelope, EnvelopeError
 from relay.interfaces import (ChainIdentity, DeliveryState, DeliveryStatus, EndpointHealth, MessageStatus, Observation,
-                              SignedBatch, SignedDelivery)
+                              ReceiptClose, ReceiptInfo, SignedBatch, SignedDelivery)
 from relay.log import get_logger
 
 __all__ = ["SolanaAdapter"]
@@ -103,6 +110,31 @@ SEND_CU_LIMIT = 60_000
 VERIFY_ROOT_CU_LIMIT = 120_000
 DELIVER_WITH_PROOF_CU_LIMIT = 100_000
 CLOSE_CU_LIMIT = 20_000
+PACKET_DATA_SIZE = 1232  # the most bytes a Solana transaction may take
+
+
+def transaction_size(instructions: list[Instruction], payer: Pubkey) -> int:
+    """The serialized size of a legacy transaction of `instructions` paid (and signed) by `payer`."""
+    return len(bytes(Transaction.new_unsigned(Message.new_with_blockhash(instructions, payer, Hash.default()))))
+
+
+def proof_delivery_cu_limit(ix: Instruction, payer: Pubkey) -> int | None:
+    """The CU limit to send a DeliverWithProof with: DELIVER_WITH_PROOF_CU_LIMIT when the transaction
+    with its compute-budget instruction fits PACKET_DATA_SIZE; None (no compute-budget instruction:
+    the runtime's default of 200k CU per instruction is above what it needs) when only the bare
+    transaction fits. The committee config (the pause switch) made the largest delivery — a 512-byte
+    payload to the task board with its 4 board accounts, at proof depth 6 — 1,264 bytes with the
+    compute-budget instruction, 1,224 without it. The batch carries one root signature, no
+    per-message one, so there is no single Deliver to fall back to: anything that fits neither way
+    raises (relay.batch.MAX_BATCH_DEPTH and the 512-byte payload cap keep every allowed delivery
+    within the bare size; tests/unit/test_solana_batch.py builds the largest)."""
+    if transaction_size([set_compute_unit_limit(DELIVER_WITH_PROOF_CU_LIMIT), ix], payer) <= PACKET_DATA_SIZE:
+        return DELIVER_WITH_PROOF_CU_LIMIT
+    size = transaction_size([ix], payer)
+    if size <= PACKET_DATA_SIZE:
+        return None
+    raise SolanaAdapterError(f"a DeliverWithProof transaction would be {size} bytes, over the "
+                             f"{PACKET_DATA_SIZE}-byte limit")
 
 
 class SolanaAdapter(SolanaGatewayFees):
@@ -407,7 +439,8 @@ class SolanaAdapter(SolanaGatewayFees):
             extra = await self.board_accounts(envelope)
             ix = deliver_with_proof_ix(self.program_id, payer.pubkey(), root, index, tree.proof(index),
                                        envelope.encode(), extra)
-            sent = await self.tx.send([ix], cu_limit=DELIVER_WITH_PROOF_CU_LIMIT, preflight=False)
+            # The largest deliveries fit only without the compute-budget instruction (see the helper).
+            sent = await self.tx.send([ix], cu_limit=proof_delivery_cu_limit(ix, payer.pubkey()), preflight=False)
             return str(sent.signature)
 
         results = await asyncio.gather(*(deliver(i) for i in indices), return_exceptions=True)
@@ -523,3 +556,135 @@ class SolanaAdapter(SolanaGatewayFees):
             if len(page) < SIGNATURE_PAGE:
                 return found
             before = page[-1].signature
+
+    # ----- receipts whose rent comes back (relay.interfaces.ReceiptCloser; batch.c CloseReceipt) -----
+
+    def receipt_payer(self) -> bytes | None:
+        """The key this adapter pays delivery receipts with (the relayer's signer)."""
+        return bytes(self.signer.pubkey()) if self.signer is not None else None
+
+    async def _accounts_at(self, addresses: list[Pubkey]) -> list[Any]:
+        """getMultipleAccounts (confirmed) in pages of 100: each account or None, in order."""
+        found: list[Any] = []
+        for start in range(0, len(addresses), 100):
+            page = addresses[start:start + 100]
+            found.extend((await self.rpc.call("getMultipleAccounts", lambda c, page=page: c.get_multiple_accounts(
+                page, Confirmed, encoding="base64"))).value)
+        return found
+
+    async def receipt_infos(self, envelopes: list[Envelope]) -> dict[bytes, ReceiptInfo | None]:
+        """By message id, what its receipt PDA says (payer, delivery time, rent, closable); None when
+        there is no receipt of ours at the address (not delivered, or closed)."""
+        addresses = [receipt_address(self.program_id, e.message_id)[0] for e in envelopes]
+        infos: dict[bytes, ReceiptInfo | None] = {}
+        for envelope, account in zip(envelopes, await self._accounts_at(addresses)):
+            info = None
+            if account is not None and account.owner == self.program_id:
+                try:
+                    receipt = DeliveryReceipt.decode(bytes(account.data))
+                except SolanaProgramError:
+                    receipt = None
+                if receipt is not None and receipt.message_id == envelope.message_id:
+                    info = ReceiptInfo(payer=bytes(receipt.relayer), delivered_at=receipt.unix_time,
+                                       lamports=account.lamports,
+                                       closable=receipt_closable(self.program_id, Envelope.decode(receipt.envelope)))
+            infos[envelope.message_id] = info
+        return infos
+
+    async def close_receipts(self, envelopes: list[Envelope], *, closer: Keypair | None = None,
+                             only_own: bool = True) -> dict[bytes, ReceiptClose]:
+        """CloseReceipt for each envelope, as many per transaction as fit in 1,232 bytes, sent with
+        preflight and confirmed. `closer` (default: the adapter's signer, which pays the fees) signs
+        and pays for a new replay bitmap; it may close its own receipts at any time when it is the
+        receiver, anyone's once the program's retention passed. With `only_own` (the relayer) a
+        receipt another key paid for is left alone ("foreign"). A refusal names the instruction:
+        that receipt gets its outcome (NOT_A_RECEIPT: "already_closed", CLOSE_TOO_EARLY:
+        "too_early", else "failed") and the rest go again."""
+        payer = self._require_signer()
+        closer = closer or payer
+        infos = await self.receipt_infos(envelopes)
+        results: dict[bytes, ReceiptClose] = {}
+        pending: list[tuple[Envelope, ReceiptInfo]] = []
+        for envelope in envelopes:
+            info = infos.get(envelope.message_id)
+            if info is None:
+                results[envelope.message_id] = ReceiptClose("already_closed", detail="no receipt account")
+            elif not info.closable:
+                results[envelope.message_id] = ReceiptClose("failed", detail="the program keeps this receipt "
+                                                            "(a delivery to the task board or a committee message)")
+            elif only_own and info.payer != bytes(payer.pubkey()):
+                results[envelope.message_id] = ReceiptClose("foreign", detail=f"paid by {Pubkey.from_bytes(info.payer)}")
+            else:
+                pending.append((envelope, info))
+        extra = [closer] if closer.pubkey() != payer.pubkey() else []
+        while pending:
+            group = self._receipts_that_fit(pending, payer, closer)
+            ixs = [close_receipt_ix(self.program_id, closer.pubkey(), e, Pubkey.from_bytes(i.payer)) for e, i in group]
+            try:
+                signature = await self.tx.transact(ixs, cu_limit=_close_receipts_cu(len(group)), signers=extra,
+                                                   commitment=Confirmed, timeout=30.0)
+            except TransactionRefused as exc:
+                index = getattr(exc.err, "index", None)
+                if isinstance(index, int) and 1 <= index <= len(group):  # (0 is the compute budget)
+                    envelope, _ = group[index - 1]
+                    code = program_error_code(exc.err)
+                    outcome = {ProgramErrorCode.NOT_A_RECEIPT: "already_closed",
+                               ProgramErrorCode.CLOSE_TOO_EARLY: "too_early"}.get(code, "failed")  # type: ignore[call-overload]
+                    results[envelope.message_id] = ReceiptClose(outcome, detail=describe_transaction_error(exc.err))
+                    pending = [p for p in pending if p[0] is not envelope]
+                    continue
+                for envelope, _ in group:
+                    results[envelope.message_id] = ReceiptClose("failed", detail=str(exc))
+            except Exception as exc:  # noqa: BLE001 - an outage or a timeout: this group again later
+                for envelope, _ in group:
+                    results[envelope.message_id] = ReceiptClose("failed", detail=f"{type(exc).__name__}: {exc}")
+            else:
+                for envelope, info in group:
+                    results[envelope.message_id] = ReceiptClose("closed", str(signature), info.lamports)
+                log.info("solana receipts closed", chain=self.name, count=len(group), tx=str(signature),
+                         lamports=sum(i.lamports for _, i in group))
+            pending = pending[len(group):]
+        return results
+
+    def _receipts_that_fit(self, pending: list[tuple[Envelope, ReceiptInfo]], payer: Keypair,
+                           closer: Keypair) -> list[tuple[Envelope, ReceiptInfo]]:
+        """The longest prefix of `pending` whose CloseReceipts fit one transaction (at least one)."""
+        count = 1
+        while count < len(pending) and count < MAX_CLOSES_PER_TX:
+            ixs = [close_receipt_ix(self.program_id, closer.pubkey(), e, Pubkey.from_bytes(i.payer))
+                   for e, i in pending[:count + 1]]
+            if _transaction_size([set_compute_unit_limit(_close_receipts_cu(count + 1)), *ixs], payer.pubkey()) > PACKET_DATA_SIZE:
+                break
+            count += 1
+        return pending[:count]
+
+    async def close_receipt(self, envelope: Envelope, closer: Keypair | None = None) -> ReceiptClose:
+        """For a receiver: close the receipt of a message it has read (any time, when `closer`, default
+        the adapter's signer, is the message's dst_receiver; anyone after the program's retention).
+        Its rent goes to whoever paid it (the relayer); the message can never be delivered again (the
+        replay bitmap, whose rent the closer pays at the first close of its 8,192-nonce window)."""
+        return (await self.close_receipts([envelope], closer=closer, only_own=False))[envelope.message_id]
+
+    async def closed_and_delivered(self, envelope: Envelope) -> bool:
+        """Whether the message was delivered and its receipt closed since (its bit in the replay
+        bitmap): `is_delivered` then says False, as the receipt is gone."""
+        data = await self.rpc.account_data(replay_address(self.program_id, envelope.src_domain, envelope.nonce),
+                                           self.program_id, self.commitment)
+        return data is not None and replay_bit_set(data, envelope.nonce)
+
+
+# One CloseReceipt: ~25k CU at most (the board's address, the bitmap's creation at a window's first close).
+CLOSE_RECEIPT_CU = 30_000
+MAX_CLOSES_PER_TX = 40
+PACKET_DATA_SIZE = 1232
+
+
+def _close_receipts_cu(count: int) -> int:
+    return min(1_400_000, CLOSE_CU_LIMIT + CLOSE_RECEIPT_CU * count)
+
+
+def _transaction_size(instructions: list[Instruction], payer: Pubkey) -> int:
+    """The serialized size of a legacy transaction of `instructions` paid by `payer`."""
+    message = Message.new_with_blockhash(instructions, payer, Hash.default())
+    signatures = message.header.num_required_signatures
+    return 1 + 64 * signatures + len(bytes(message))

@@ -82,7 +82,8 @@ async def run_relayer(config: TesseraConfig, stop: asyncio.Event | None = None) 
         PipelineSettings(backoff=Backoff(base=settings.retry_base_s, cap=settings.retry_cap_s,
                                          max_attempts=settings.max_attempts),
                          concurrency=settings.concurrency, batch_size=settings.batch_size,
-                         batch_wait=settings.batch_wait_ms / 1000),
+                         batch_wait=settings.batch_wait_ms / 1000,
+                         close_receipts_after=settings.close_receipts_after_s),
         verdicts=verdicts,
         policy=PaymentPolicy.from_config(settings.policy, config.chains),
     )
