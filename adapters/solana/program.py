@@ -488,7 +488,7 @@ def deliver_ix(program_id: Pubkey, payer: Pubkey, attestation: Attestation, enve
 ROOT_SEED = b"root"
 REPLAY_SEED = b"replay"
 ROOT_MAGIC = b"TESSROOT"
-ROOT_ACCOUNT_LEN = 132
+ROOT_ACCOUNT_LEN = 164  # version 2 (132-byte version-1 roots, without the config, are refused)
 REPLAY_MAGIC = b"TESSRPLY"
 REPLAY_WINDOW_BITS = 13  # 8,192 nonces per bitmap account
 REPLAY_ACCOUNT_LEN = 24 + (1 << REPLAY_WINDOW_BITS) // 8
@@ -545,7 +545,8 @@ def deliver_with_proof_ix(program_id: Pubkey, payer: Pubkey, root: bytes, index:
                           envelope: bytes, extra: Sequence[AccountMeta] = ()) -> Instruction:
     """DeliverWithProof of the message at `index` of a verified root (proof: relay.batch.merkle_proof).
     The replay bitmap is added when the receipt may be closed; a delivery to the task board passes
-    the board's accounts as `extra` (board_delivery_accounts & co.), as for Deliver."""
+    the board's accounts as `extra` (board_delivery_accounts & co.), as for Deliver. The committee
+    config goes last (the program checks it is the config PDA and refuses while paused)."""
     if not 0 <= index <= 255 or len(proof) > 255 or any(len(p) != 32 for p in proof):
         raise ValueError("index and proof length are one byte each; proof hashes 32 bytes")
     data = bytes([ProgramInstruction.DELIVER_WITH_PROOF, index, len(proof)]) + b"".join(proof) + envelope
@@ -556,6 +557,7 @@ def deliver_with_proof_ix(program_id: Pubkey, payer: Pubkey, root: bytes, index:
         AccountMeta(SYSTEM_PROGRAM_ID, False, False),
         *replay_accounts(program_id, envelope),
         *extra,
+        AccountMeta(committee_address(program_id)[0], False, False),
     ])
 
 
@@ -617,15 +619,16 @@ class RootAccount:
     payer: Pubkey
     root: bytes
     board: Pubkey
+    config: Pubkey  # the committee config VerifyRoot checked (DeliverWithProof compares its last account)
 
     @classmethod
     def decode(cls, data: bytes) -> "RootAccount":
-        if len(data) != ROOT_ACCOUNT_LEN or data[:8] != ROOT_MAGIC or data[8] != 1:
+        if len(data) != ROOT_ACCOUNT_LEN or data[:8] != ROOT_MAGIC or data[8] != 2:
             raise SolanaProgramError("not a Tessera root account")
         src, dst, count, epoch, verified_at = struct.unpack_from("<IIIIq", data, 12)
         return cls(bump=data[9], src_domain=src, dst_domain=dst, leaf_count=count, epoch=epoch,
                    verified_at=verified_at, payer=Pubkey.from_bytes(data[36:68]), root=bytes(data[68:100]),
-                   board=Pubkey.from_bytes(data[100:132]))
+                   board=Pubkey.from_bytes(data[100:132]), config=Pubkey.from_bytes(data[132:164]))
 
 
 def replay_bit_set(data: bytes, nonce: int) -> bool:

@@ -1,7 +1,6 @@
 """The Solana program's pause switch (Pause 24 / Unpause 25) in LiteSVM with the built tessera.so:
-only the committee config's admin may flip it; while paused, Send, Deliver and VerifyRoot fail with
-GATEWAY_PAUSED (DeliverWithProof of a root verified before the pause still lands: the documented
-limit); Unpause restores."""
+only the committee config's admin may flip it; while paused, Send, Deliver, VerifyRoot and
+DeliverWithProof (of a root verified before the pause too) fail with GATEWAY_PAUSED; Unpause restores."""
 
 from __future__ import annotations
 
@@ -75,13 +74,11 @@ def test_send_deliver_and_verify_root_are_refused_while_paused(committee: Chain)
     chain.fails(E.GATEWAY_PAUSED, _deliver(chain, single))
     later = Batch.of(lane(2, first_nonce=10, src=OTHER_DOMAIN))
     chain.fails(E.GATEWAY_PAUSED, _verify(chain, later))  # no new root: nothing newly signed lands
-    # The documented limit (docs/SECURITY.md): DeliverWithProof takes no committee config (one more
-    # account would not fit the largest delivery in 1,232 bytes), so a root verified before the
-    # pause can still deliver its messages.
-    chain.ok(_prove(chain, batch, 1))
+    chain.fails(E.GATEWAY_PAUSED, _prove(chain, batch, 1))  # nor does a root verified before the pause
 
     chain.ok(pause_ix(chain.program_id, chain.payer.pubkey(), paused=False))
     chain.ok(_send(chain))
     chain.ok(_deliver(chain, single))
     chain.ok(_verify(chain, later))
     chain.ok(_prove(chain, later, 0))
+    chain.ok(_prove(chain, batch, 1))

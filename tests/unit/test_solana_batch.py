@@ -11,16 +11,22 @@ from pathlib import Path
 
 import pytest
 from solders.compute_budget import set_compute_unit_limit
-from solders.hash import Hash
-from solders.instruction import AccountMeta
+from solders.account import Account
+from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
-from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 from solders.transaction_metadata import TransactionMetadata
 
+from adapters.solana.gateway import (
+    DELIVER_WITH_PROOF_CU_LIMIT,
+    PACKET_DATA_SIZE,
+    proof_delivery_cu_limit,
+    transaction_size,
+)
 from adapters.solana.program import (
     RECEIPT_RETENTION_SECONDS,
+    SYSTEM_PROGRAM_ID,
     REPLAY_ACCOUNT_LEN,
     ROOT_ACCOUNT_LEN,
     ROOT_RETENTION_SECONDS,
@@ -32,9 +38,11 @@ from adapters.solana.program import (
     check_batch_proof_ix,
     close_receipt_ix,
     close_root_ix,
+    committee_address,
     deliver_ix,
     deliver_with_proof_ix,
     init_gateway_ix,
+    pause_ix,
     receipt_address,
     replay_address,
     replay_bit_set,
@@ -44,6 +52,7 @@ from adapters.solana.program import (
 )
 from relay.batch import MAX_BATCH_DEPTH, Batch, merkle_proof, merkle_root
 from relay.envelope import Envelope
+from adapters.solana.rpc import SolanaAdapterError
 from relay.protocol import MAX_PAYLOAD_LEN, MessageKind
 from tests.support.solana import ALICE, BOB, CU_LIMIT, DOMAIN, Chain, funded
 
@@ -350,9 +359,10 @@ def test_close_root_returns_its_rent_and_a_closed_root_delivers_nothing(gateway:
 
 
 def test_the_largest_delivery_with_proof_fits_one_packet(gateway: Chain, capsys) -> None:
-    """A 512-byte payload to the task board with the most accounts a board delivery takes (8: payer,
-    root, receipt, system program, board, task, payout, requester), the deepest proof and a
-    compute-budget instruction: within 1,232 bytes (docs/PROTOCOL.md, "Maximum depth")."""
+    """A 512-byte payload to the task board with the most accounts a board delivery takes (9: payer,
+    root, receipt, system program, board, task, payout, requester, committee config) and the deepest
+    proof: 1,264 bytes with a compute-budget instruction (over 1,232), 1,224 without it. The adapter
+    (proof_delivery_cu_limit) drops the compute-budget instruction exactly then; a DATA delivery keeps it."""
     board = taskboard_address(gateway.program_id)
     env = Envelope(MessageKind.TASK_RESULT, 1, SRC, SENDER, DOMAIN, bytes(board), b"\x07" * MAX_PAYLOAD_LEN)
     ids = [env.message_id] + [bytes([i]) * 32 for i in range(1, 64)]
@@ -361,11 +371,94 @@ def test_the_largest_delivery_with_proof_fits_one_packet(gateway: Chain, capsys)
     extra = [AccountMeta(board, False, False)] + [AccountMeta(Pubkey.new_unique(), False, True) for _ in range(3)]
     ix = deliver_with_proof_ix(gateway.program_id, gateway.payer.pubkey(), merkle_root(ids), 0, proof, env.encode(),
                                extra)
-    assert len(ix.accounts) == 8
-    tx = Transaction.new_unsigned(Message.new_with_blockhash([set_compute_unit_limit(CU_LIMIT), ix],
-                                                             gateway.payer.pubkey(), Hash.default()))
-    size = len(bytes(tx))
+    assert len(ix.accounts) == 9
+    payer = gateway.payer.pubkey()
+    with_budget = transaction_size([set_compute_unit_limit(CU_LIMIT), ix], payer)
+    bare = transaction_size([ix], payer)
     with capsys.disabled():
-        print(f"\nlargest DeliverWithProof transaction: {size} bytes (limit 1,232)")
-    assert size <= 1232
+        print(f"\nlargest DeliverWithProof transaction: {bare} bytes, {with_budget} with a compute-budget "
+              "instruction (limit 1,232)")
+    assert bare <= PACKET_DATA_SIZE < with_budget
+    assert proof_delivery_cu_limit(ix, payer) is None
     assert struct.unpack_from("<B", bytes(ix.data), 2)[0] == MAX_BATCH_DEPTH
+    # The same payload as a DATA message (replay bitmap instead of the board's 4 accounts) keeps it.
+    data_env = Envelope(MessageKind.DATA, 1, SRC, SENDER, DOMAIN, b"\x22" * 32, b"\x07" * MAX_PAYLOAD_LEN)
+    data_ix = deliver_with_proof_ix(gateway.program_id, payer, merkle_root(ids), 0, proof, data_env.encode())
+    assert proof_delivery_cu_limit(data_ix, payer) == DELIVER_WITH_PROOF_CU_LIMIT
+    # One byte more than any allowed delivery would not fit either way: refused before sending.
+    too_big = deliver_with_proof_ix(gateway.program_id, payer, merkle_root(ids), 0, proof, env.encode() + b"\0" * 9,
+                                    extra)
+    with pytest.raises(SolanaAdapterError, match="over the 1232-byte limit"):
+        proof_delivery_cu_limit(too_big, payer)
+
+
+def test_the_largest_delivery_with_proof_lands_without_a_compute_budget_instruction(gateway: Chain) -> None:
+    """What proof_delivery_cu_limit's None means: the runtime's default CU limit carries a
+    DeliverWithProof of a 512-byte payload at depth 6."""
+    batch = Batch.of(lane(64, payload=b"\x07" * (MAX_PAYLOAD_LEN - 1)))
+    ix, signers = verify(gateway, batch)
+    gateway.ok(ix, signers=signers)
+    tx = Transaction.new_signed_with_payer([prove(gateway, batch, 63)], gateway.payer.pubkey(), [gateway.payer],
+                                           gateway.svm.latest_blockhash())
+    assert len(bytes(tx)) <= PACKET_DATA_SIZE
+    result = gateway.svm.send_transaction(tx)
+    assert isinstance(result, TransactionMetadata), "\n".join(result.meta().logs())
+    assert exists(gateway, receipt_address(gateway.program_id, batch.envelopes[63].message_id)[0])
+
+
+# --- the pause switch gates DeliverWithProof -----------------------------------------------------
+
+
+def test_a_paused_gateway_refuses_delivery_with_proof_and_unpause_lets_it_land(gateway: Chain) -> None:
+    batch = Batch.of(lane(3))
+    ix, signers = verify(gateway, batch)
+    gateway.ok(ix, signers=signers)  # a root verified before the pause
+    gateway.ok(prove(gateway, batch, 0))
+    gateway.ok(pause_ix(gateway.program_id, gateway.payer.pubkey()))
+    gateway.fails(E.GATEWAY_PAUSED, prove(gateway, batch, 1))
+    assert not exists(gateway, receipt_address(gateway.program_id, batch.envelopes[1].message_id)[0])
+    gateway.ok(pause_ix(gateway.program_id, gateway.payer.pubkey(), paused=False))
+    gateway.ok(prove(gateway, batch, 1))
+    gateway.ok(prove(gateway, batch, 2))
+
+
+def _with_config(ix: Instruction, config: Pubkey | None) -> Instruction:
+    """`ix` with its last account (the committee config) replaced by `config`, or dropped (None)."""
+    accounts = list(ix.accounts[:-1])
+    assert ix.accounts[-1].pubkey == committee_address(ix.program_id)[0]
+    if config is not None:
+        accounts.append(AccountMeta(config, False, False))
+    return Instruction(ix.program_id, ix.data, accounts)
+
+
+def test_delivery_with_proof_while_paused_cannot_dodge_the_config_check(gateway: Chain) -> None:
+    """The relayer chooses the accounts: while paused, no lookalike of the config with its paused
+    byte 0 gets a message through — not one owned by the program at another address, not one owned
+    by another program (the real config's bytes copied), not leaving the config out or putting
+    another account last."""
+    batch = Batch.of(lane(2))
+    ix, signers = verify(gateway, batch)
+    gateway.ok(ix, signers=signers)
+    gateway.ok(pause_ix(gateway.program_id, gateway.payer.pubkey()))
+    real = gateway.svm.get_account(committee_address(gateway.program_id)[0])
+    unpaused = bytearray(bytes(real.data))
+    unpaused[11] = 0  # CFG_PAUSED
+    mine, foreign = Pubkey.new_unique(), Pubkey.new_unique()
+    gateway.svm.set_account(mine, Account(real.lamports, bytes(unpaused), gateway.program_id, False, 0))
+    gateway.svm.set_account(foreign, Account(real.lamports, bytes(unpaused), SYSTEM_PROGRAM_ID, False, 0))
+    honest = prove(gateway, batch, 0)
+    gateway.fails(E.CONFIG_WRONG_ADDRESS, _with_config(honest, mine))
+    gateway.fails(E.CONFIG_NOT_INITIALIZED, _with_config(honest, foreign))
+    # Without the config, the replay bitmap is last: it is not the config (and 4 accounts are too few).
+    gateway.fails(E.CONFIG_NOT_INITIALIZED, _with_config(honest, None))
+    gateway.fails(E.NOT_ENOUGH_ACCOUNTS, Instruction(honest.program_id, honest.data, list(honest.accounts[:4])))
+    # The config somewhere else and another account last.
+    moved = [*honest.accounts[:4], honest.accounts[5], honest.accounts[4]]
+    gateway.fails(E.CONFIG_NOT_INITIALIZED, Instruction(honest.program_id, honest.data, moved))
+    gateway.fails(E.GATEWAY_PAUSED, honest)
+    assert not exists(gateway, receipt_address(gateway.program_id, batch.envelopes[0].message_id)[0])
+    gateway.ok(pause_ix(gateway.program_id, gateway.payer.pubkey(), paused=False))
+    # Unpaused, the lookalikes are refused all the same; the real config delivers.
+    gateway.fails(E.CONFIG_WRONG_ADDRESS, _with_config(honest, mine))
+    gateway.fails(E.CONFIG_NOT_INITIALIZED, _with_config(honest, foreign))
+    gateway.ok(honest)

@@ -192,6 +192,7 @@ u64 batch_verify_root(SolParameters *params) {
   sol_memcpy_(r + ROOT_PAYER, payer->key->x, 32);
   sol_memcpy_(r + ROOT_ROOT, root, 32);
   sol_memcpy_(r + ROOT_BOARD, board.x, 32);
+  sol_memcpy_(r + ROOT_CONFIG, config->key->x, 32); /* checked by committee_check_digest above */
   sol_set_return_data(root, 32);
   return 0;
 }
@@ -200,12 +201,16 @@ u64 batch_verify_root(SolParameters *params) {
  * [payer (signer, writable), root account (a verified root), receipt PDA ["delivered", message_id]
  * (writable), system program], then the replay bitmap of the message's source and nonce window
  * (when its receipt may be closed: src_domain != 0, not to the task board) or the task board's
- * accounts, as for Deliver. Deliver without the pairing: the root's signature was checked by
- * VerifyRoot; the proof ties the message to it. Return data: message_id. Not gated by the pause
- * switch (it has no committee config account, and one more would not fit the largest delivery in
- * 1,232 bytes): VerifyRoot is, so only roots verified before a pause can still be used. */
+ * accounts, as for Deliver, and LAST the committee config PDA (mandatory). Deliver without the
+ * pairing: the root's signature was checked by VerifyRoot; the proof ties the message to it.
+ * Return data: message_id. Gated by the pause switch like Deliver: the last account must be THE
+ * committee config (owner, magic, version, address re-derived from its bump), else
+ * CONFIG_NOT_INITIALIZED / CONFIG_WRONG_ADDRESS, and GATEWAY_PAUSED while it is paused; its
+ * address is compared with the one VerifyRoot checked and stored in the root (ROOT_CONFIG). It is
+ * dropped from the account list first, so everything after sees the layout above. (It goes last,
+ * not next to the payer, so the board's and the bitmap's positions stay those of Deliver.) */
 u64 batch_deliver_with_proof(SolParameters *params) {
-  if (params->account_count < 4) return ERR_NOT_ENOUGH_ACCOUNTS;
+  if (params->account_count < 5) return ERR_NOT_ENOUGH_ACCOUNTS;
   if (params->data_len < 3) return ERR_INVALID_INSTRUCTION_DATA;
   SolAccountInfo *payer = &params->accounts[0];
   SolAccountInfo *root_acct = &params->accounts[1];
@@ -215,6 +220,7 @@ u64 batch_deliver_with_proof(SolParameters *params) {
   if (!payer->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
   if (!payer->is_writable || !receipt->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
   if (!sol_is_zero(system->key->x, SOL_PUBKEY_LEN)) return ERR_WRONG_SYSTEM_PROGRAM;
+  const SolAccountInfo *config = &params->accounts[--params->account_count];
 
   const u8 *d = params->data + 1;
   u64 proof_len = d[1];
@@ -226,6 +232,9 @@ u64 batch_deliver_with_proof(SolParameters *params) {
   if (env.kind == 0 || env.kind >= KIND_COMMITTEE_ROTATION) return ERR_WRONG_MESSAGE_KIND;
   if (!root_valid(root_acct, program_id)) return ERR_ROOT_NOT_VERIFIED;
   const u8 *r = root_acct->data;
+  /* The config's address is the one VerifyRoot derived and stored: no derivation here (~1.5k CU). */
+  u64 err = gateway_require_open(config, program_id, r + ROOT_CONFIG);
+  if (err) return err;
   if (env.src_domain != sol_read_u32_le(r + ROOT_SRC_DOMAIN)) return ERR_LANE_MISMATCH;
   if (env.dst_domain != sol_read_u32_le(r + ROOT_DST_DOMAIN)) return ERR_WRONG_DESTINATION_DOMAIN;
 
@@ -234,7 +243,7 @@ u64 batch_deliver_with_proof(SolParameters *params) {
   if (sol_keccak256(&whole, 1, message_id) != 0) return ERR_SYSCALL_FAILED;
   Proof proof = {d[0], sol_read_u32_le(r + ROOT_LEAF_COUNT), d + 2, proof_len};
   u8 computed[32];
-  u64 err = proof_root(message_id, &proof, computed);
+  err = proof_root(message_id, &proof, computed);
   if (err) return err;
   if (!sol_bytes_eq(computed, r + ROOT_ROOT, 32)) return ERR_PROOF_INVALID;
 

@@ -27,8 +27,9 @@
 #define ROOT_PAYER 36       /* 32 bytes: who paid the rent, gets it back */
 #define ROOT_ROOT 68        /* 32 bytes */
 #define ROOT_BOARD 100      /* 32 bytes: the task board PDA, so deliveries need not derive it */
-#define ROOT_LEN 132
-#define ROOT_VERSION 1
+#define ROOT_CONFIG 132     /* 32 bytes: the committee config PDA VerifyRoot checked (DeliverWithProof's pause check) */
+#define ROOT_LEN 164
+#define ROOT_VERSION 2      /* 1: 132 bytes, without ROOT_CONFIG (no longer accepted) */
 
 /* Replay bitmap account: one bit per nonce of one source domain, REPLAY_WINDOW nonces each. */
 #define REPLAY_MAGIC 0 /* 8 bytes "TESSRPLY" */

@@ -47,6 +47,20 @@ u64 gateway_set_paused(SolParameters *params, u8 paused) {
   return 0;
 }
 
+u64 gateway_require_open(const SolAccountInfo *config, const SolPubkey *program_id, const u8 *known_key) {
+  if (known_key == 0) {
+    u32 domain;
+    u64 err = config_domain(config, program_id, &domain);
+    if (err) return err;
+  } else {
+    if (!sol_pubkey_eq(config->owner, program_id) || config->data_len < CONFIG_LEN ||
+        !sol_bytes_eq(config->data + CFG_MAGIC, COMMITTEE_MAGIC_BYTES, 8) || config->data[CFG_VERSION] != CONFIG_VERSION)
+      return ERR_CONFIG_NOT_INITIALIZED;
+    if (!sol_bytes_eq(config->key->x, known_key, 32)) return ERR_CONFIG_WRONG_ADDRESS;
+  }
+  return config->data[CFG_PAUSED] ? ERR_GATEWAY_PAUSED : 0;
+}
+
 u64 gateway_require_admin(const SolAccountInfo *config, const SolPubkey *program_id, const SolAccountInfo *admin) {
   u32 domain;
   u64 err = config_domain(config, program_id, &domain);

@@ -63,6 +63,10 @@ typedef struct {
 u64 gateway_emit(const SolPubkey *program_id, SolAccountInfo *outbox, const SolAccountInfo *config,
                  const Outgoing *msg, u8 message_id[32]);
 
+/* ERR_CONFIG_* unless `config` is the committee config (owner, magic, version, and its PDA address:
+ * re-derived from its bump, or — cheaper — equal to `known_key`, an address this program checked
+ * before and stored, e.g. in a root account; 0 to derive), ERR_GATEWAY_PAUSED while paused. */
+u64 gateway_require_open(const SolAccountInfo *config, const SolPubkey *program_id, const u8 *known_key);
 /* ERR_CONFIG_* unless `config` is the committee config, ERR_NOT_ADMIN unless `admin` is its admin. */
 u64 gateway_require_admin(const SolAccountInfo *config, const SolPubkey *program_id, const SolAccountInfo *admin);
 /* ERR_OUTBOX_* unless `outbox` is the initialised outbox PDA. */

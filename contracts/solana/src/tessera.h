@@ -105,7 +105,7 @@ enum {
   ERR_PAYLOAD_TOO_LONG = 0x45,
   ERR_NONCE_EXHAUSTED = 0x46,
   ERR_RENT_UNSUPPORTED = 0x47,
-  ERR_GATEWAY_PAUSED = 0x48, /* Send, Deliver, VerifyRoot while paused: the admin unpauses */
+  ERR_GATEWAY_PAUSED = 0x48, /* Send, Deliver, VerifyRoot, DeliverWithProof while paused: the admin unpauses */
   ERR_NOT_ADMIN = 0x49,      /* Pause / Unpause by another signer than the committee config's admin */
 
   /* 0x50..0x6F: the task board (taskboard.c) */
