@@ -18,7 +18,10 @@ Batching (docs/PROTOCOL.md "Batch attestations"): `--batch-size N --batch-wait-m
 on, each with a fresh relayer process; `--cost-sizes 1 8 32 64` sends exactly that many messages each
 way through a relayer whose batches fill to that size and prints EVM gas per delivered message (from
 the delivery receipts) and Solana CU per message (DeliverWithProof / Deliver transactions, and the
-VerifyRoot spread over the batch) as the chains recorded them.
+VerifyRoot spread over the batch) as the chains recorded them. `--receiver recording` sends the EVM
+side's messages to RecordingReceiver (it stores every message: gateway plus a realistic receiver),
+`--receiver noop` to NoopReceiver (does nothing: the gateway's own gas per message, what issue 15's
+"<= 40k at batch 32" counts; Solana -> EVM only), `both` (the default) runs the sizes with each.
 """
 
 from __future__ import annotations
@@ -188,27 +191,49 @@ def batches_used(db: Path, ids: list[bytes]) -> str:
     return f"{batched[0]} in {batched[1]} batches, {txs[0]} delivery transactions"
 
 
-async def costs(stack, client, sizes: list[int], receiver_evm: bytes) -> None:
-    """Exactly n messages each way through a relayer whose batches fill to n: what the chains charged."""
+async def deploy_noop_receiver(config) -> bytes:
+    """contracts/evm/src/test/NoopReceiver.sol on the localnet's anvil, as a 32-byte receiver."""
+    from web3 import AsyncHTTPProvider, AsyncWeb3
+
+    from adapters.evm.deploy import deploy
+    from adapters.evm.devnet import ANVIL_DEV_KEYS
+
+    w3 = AsyncWeb3(AsyncHTTPProvider(config.chains["evm"].rpc_urls[0]))
+    try:
+        address = await deploy(w3, ANVIL_DEV_KEYS[5], "NoopReceiver")
+    finally:
+        await w3.provider.disconnect()
+    return bytes(12) + bytes.fromhex(address[2:])
+
+
+async def costs(stack, client, sizes: list[int], receiver_evm: bytes, receiver: str = "recording") -> None:
+    """Exactly n messages each way through a relayer whose batches fill to n: what the chains charged.
+    With receiver "noop" the EVM side's messages go to NoopReceiver and only Solana -> EVM is sent."""
     from solana.rpc.async_api import AsyncClient
     from solana.rpc.commitment import Confirmed
     from solders.signature import Signature
     from web3 import AsyncHTTPProvider, AsyncWeb3
 
     config = load_config(stack.config_path)
-    print("\n=== cost per delivered message, as the chains recorded it (RecordingReceiver on EVM: it stores "
-          "each message; a fresh account on Solana) ===")
+    noop = receiver == "noop"
+    if noop:
+        receiver_evm = await deploy_noop_receiver(config)
+        print("\n=== gateway gas per delivered message (NoopReceiver on EVM: the receiver does nothing; "
+              "Solana -> EVM only) ===")
+    else:
+        print("\n=== cost per delivered message, as the chains recorded it (RecordingReceiver on EVM: it stores "
+              "each message; a fresh account on Solana) ===")
     w3 = AsyncWeb3(AsyncHTTPProvider(config.chains["evm"].rpc_urls[0]))
     sol = AsyncClient(config.chains["solana"].rpc_urls[0])
     try:
         for n in sizes:
-            label = f"cost{n}"
+            label = f"cost{n}{'-noop' if noop else ''}"
             proc, db = await start_relayer(stack, label, batch_size=n, batch_wait_ms=5000 if n > 1 else 0)
             try:
                 to_evm = await asyncio.gather(*(client.send("solana", "evm", receiver_evm, f"cost {i}".encode())
                                                 for i in range(n)))
-                to_sol = await asyncio.gather(*(client.send("evm", "solana", bytes(Keypair().pubkey()),
-                                                            f"cost {i}".encode()) for i in range(n)))
+                to_sol = [] if noop else await asyncio.gather(*(
+                    client.send("evm", "solana", bytes(Keypair().pubkey()), f"cost {i}".encode()) for i in range(n)))
                 ids = [m.message_id for m in (*to_evm, *to_sol)]
                 await wait_confirmed(db, ids, timeout=300)
                 with sqlite3.connect(db) as conn:
@@ -219,6 +244,11 @@ async def costs(stack, client, sizes: list[int], receiver_evm: bytes) -> None:
                 evm_domain = config.chains["evm"].domain
                 evm_txs = {r[2] for r in rows if r[1] == evm_domain}
                 gas = [int((await w3.eth.get_transaction_receipt(tx))["gasUsed"]) for tx in evm_txs]
+                evm_line = (f"EVM {sum(gas) / n:,.0f} gas per message ({len(evm_txs)} transaction(s), "
+                            f"{sum(gas):,} gas)")
+                if noop:
+                    print(f"  batch {n:>2}, NoopReceiver: {evm_line}")
+                    continue
                 sol_txs = [r[2] for r in rows if r[1] != evm_domain]
                 cus = []
                 for tx in sol_txs:
@@ -242,8 +272,7 @@ async def costs(stack, client, sizes: list[int], receiver_evm: bytes) -> None:
                             verify_cu.append(got.value.transaction.meta.compute_units_consumed)
                 per_msg_cu = sum(cus) / len(cus)
                 amortised = (sum(cus) + sum(verify_cu)) / len(cus)
-                print(f"  batch {n:>2}: EVM {sum(gas) / n:,.0f} gas per message ({len(evm_txs)} transaction(s), "
-                      f"{sum(gas):,} gas); Solana {per_msg_cu:,.0f} CU per message delivery transaction "
+                print(f"  batch {n:>2}: {evm_line}; Solana {per_msg_cu:,.0f} CU per message delivery transaction "
                       f"(max {max(cus):,}), {amortised:,.0f} with VerifyRoot ({', '.join(f'{c:,}' for c in verify_cu) or 'none'}) "
                       f"spread over the batch")
             finally:
@@ -254,7 +283,7 @@ async def costs(stack, client, sizes: list[int], receiver_evm: bytes) -> None:
 
 
 async def run(messages: int, burst: int, batch_size: int, batch_wait_ms: float, compare: bool,
-              cost_sizes: list[int]) -> None:
+              cost_sizes: list[int], receiver: str = "both") -> None:
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
         async with messaging_stack(Path(tmp), relayer=False) as stack:
             config = load_config(stack.config_path)
@@ -269,8 +298,9 @@ async def run(messages: int, burst: int, batch_size: int, batch_wait_ms: float, 
                 if batch_size > 1 or not compare:
                     await phase(stack, client, "on" if batch_size > 1 else "off2", messages, burst, batch_size,
                                 batch_wait_ms, receiver_evm)
-                if cost_sizes:
-                    await costs(stack, client, cost_sizes, receiver_evm)
+                for kind in ("recording", "noop"):
+                    if cost_sizes and receiver in (kind, "both"):
+                        await costs(stack, client, cost_sizes, receiver_evm, kind)
 
 
 def main() -> int:
@@ -281,10 +311,13 @@ def main() -> int:
     parser.add_argument("--batch-wait-ms", type=float, default=50.0, help="[relayer] batch_wait_ms")
     parser.add_argument("--compare-batching", action="store_true", help="batching off, then on, in one run")
     parser.add_argument("--cost-sizes", type=int, nargs="*", default=[], help="e.g. 1 8 32 64")
+    parser.add_argument("--receiver", choices=("recording", "noop", "both"), default="both",
+                        help="EVM receiver of the cost runs: RecordingReceiver (stores each message), NoopReceiver "
+                             "(the gateway's own gas), or both one after the other")
     args = parser.parse_args()
     configure_logging("warning")
     asyncio.run(run(args.messages, args.burst, args.batch_size, args.batch_wait_ms, args.compare_batching,
-                    args.cost_sizes))
+                    args.cost_sizes, args.receiver))
     return 0
 
 

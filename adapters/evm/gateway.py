@@ -47,6 +47,21 @@ POLL_INTERVAL = 0.5  # seconds between head polls when no WS subscription wakes 
 STUCK_AFTER = 30.0  # seconds without a receipt before a delivery is re-sent with bumped fees
 
 STATUS_NONE, STATUS_HANDLED, STATUS_FAILED = 0, 1, 2
+# A single delivery's gas limit is computed, not estimated (eth_estimateGas is a binary search that runs
+# the pairing ~15 times: most of a lone message's submit time). The gateway gives the handler
+# min(gasleft - GAS_RESERVE, MAX_HANDLER_GAS), so a limit covering the transaction, its calldata, the
+# gateway's own work and MAX_HANDLER_GAS + GAS_RESERVE gives every handler all it can ever get: its
+# outcome cannot depend on the limit, and only the gas used is paid. DELIVERY_EXECUTION_GAS bounds the
+# gateway's own execution around the handler (verification with the pairing, decoding, the status
+# write, events; ~165k for a 512-byte payload), with margin; tests/e2e/test_evm_gas_limits.py checks it
+# against real deliveries. A limit too low would only revert the delivery (InsufficientGasForHandler),
+# never record the message as failed.
+DELIVERY_EXECUTION_GAS = 300_000
+
+
+def delivery_gas_limit(data: bytes, gas_reserve: int, max_handler_gas: int) -> int:
+    """Gas limit of a deliver / deliverWithHint transaction with calldata `data`."""
+    return 21_000 + 16 * len(data) + DELIVERY_EXECUTION_GAS + gas_reserve + max_handler_gas
 
 
 def _log() -> Any:
@@ -176,6 +191,7 @@ class EvmAdapter(GatewayFees):
         self.head_subscription = asyncio.Event()  # set while a newHeads subscription is live
         self._ws_task: asyncio.Task[None] | None = None
         self._block_times: dict[int, int] = {}  # final block number -> timestamp (bounded)
+        self._handler_gas: tuple[int, int] | None = None  # the gateway's (GAS_RESERVE, MAX_HANDLER_GAS)
 
     @classmethod
     def from_config(cls, name: str, chain: EvmChain, **options: Any) -> "EvmAdapter":
@@ -454,7 +470,7 @@ class EvmAdapter(GatewayFees):
             envelope, delivery.epoch, bytes(delivery.signature), k, y, y_sqrt
         )._encode_transaction_data()
         try:
-            tx = await self.tx.transaction(self.gateway_address, data)
+            tx = await self._delivery_transaction(data)
         except ContractLogicError as exc:
             reason = decode_revert(self.delivery_errors, revert_data(exc))
             if reason.startswith("AlreadyDelivered"):
@@ -464,6 +480,30 @@ class EvmAdapter(GatewayFees):
                 raise AlreadyDeliveredError(message_id, reason) from None
             raise DeliveryRejected(message_id, reason) from None
         return await self._send_delivery(tx, message_id, "delivery sent")
+
+    async def _delivery_transaction(self, data: str) -> dict[str, Any]:
+        """A single delivery's transaction at the computed limit (delivery_gas_limit), checked with one
+        eth_call; estimated instead if that call runs short of gas (the constant would be wrong for
+        this chain's gas schedule: logged)."""
+        _ = self.tx.signer  # a watch-only adapter says so (NoSignerError) before any RPC
+        if self._handler_gas is None:
+            reserve, most = await asyncio.gather(*(
+                self._call(f"eth_call {name}", lambda w3, name=name: w3.eth.call(
+                    {"to": self.gateway_address, "data": self._gateway.functions[name]()._encode_transaction_data()}))
+                for name in ("GAS_RESERVE", "MAX_HANDLER_GAS")))
+            self._handler_gas = (int.from_bytes(bytes(reserve)[-32:], "big"), int.from_bytes(bytes(most)[-32:], "big"))
+        gas = delivery_gas_limit(bytes.fromhex(data.removeprefix("0x")), *self._handler_gas)
+        try:
+            return await self.tx.transaction(self.gateway_address, data, gas=gas, preflight=True)
+        except ContractLogicError as exc:
+            if not decode_revert(self.delivery_errors, revert_data(exc)).startswith("InsufficientGasForHandler"):
+                raise
+            short = "InsufficientGasForHandler"
+        except Web3RPCError as exc:  # e.g. "out of gas" outside the handler
+            short = str(exc)
+        _log().warning("computed delivery gas limit too low: estimating instead", chain=self.name, gas=gas,
+                       error=short)
+        return await self.tx.transaction(self.gateway_address, data)
 
     async def retry_failed(self, envelope: Envelope) -> str:
         """Gateway.retryFailed(envelope): re-runs the handler of a message recorded with a failed one

@@ -4,7 +4,12 @@ board's calls, the feed pusher's updates and deployments all go through a `TxMan
 - Nonces: one counter per account behind a lock, checked against the node's pending count before
   every send (a lagging endpoint may not list what we just sent; a nonce whose transactions the
   node lost is reused instead of leaving a gap forever).
-- Fees: EIP-1559, `current_fees` (twice the base fee plus the node's tip).
+- Fees: EIP-1559, `current_fees` (twice the base fee plus the node's tip), read at most once per
+  `fee_ttl` seconds (about a block) however many transactions are prepared meanwhile: twice the base
+  fee outlasts a block's +12.5 % many times over. Replacements always read fresh fees.
+- Gas: `eth_estimateGas` × 1.2, or a limit the caller computed (`gas=`), then with `preflight=True`
+  one `eth_call` at that limit so a refused call is still caught before anything is sent (one
+  execution instead of the estimate's binary search of ~15).
 - Stuck transactions: re-sent with the same nonce and fees bumped by 12.5 % (`bump`, what geth-style
   mempools require of a replacement) after `stuck_after` seconds without a receipt; a later send may
   also take an unmined transaction's nonce (`send(..., replacing=...)`).
@@ -32,6 +37,7 @@ GAS_MULTIPLIER = 1.2  # over eth_estimateGas: state may change between the estim
 FEE_BUMP_NUM, FEE_BUMP_DEN = 9, 8  # +12.5 %, what geth-style mempools require of a replacement
 POLL_INTERVAL = 0.05  # seconds between checks while waiting for a transaction
 NONCE_USED_GRACE = 2.0  # seconds `wait` looks for our receipt after the account's nonce was used
+FEE_TTL = 1.0  # seconds fees read for one transaction serve the next ones
 
 
 def _log() -> Any:
@@ -174,8 +180,11 @@ class TxManager:
     name: str = "evm"
     chain_id: int | None = None
     poll_interval: float = POLL_INTERVAL
+    fee_ttl: float = FEE_TTL
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _next_nonce: int | None = field(default=None, init=False, repr=False)
+    # (when read, monotonic; the read): concurrent callers share one read in flight
+    _fees: tuple[float, asyncio.Future[tuple[int, int]]] | None = field(default=None, init=False, repr=False)
 
     @property
     def signer(self) -> LocalAccount:
@@ -184,7 +193,16 @@ class TxManager:
         return self.account
 
     async def fees(self) -> tuple[int, int]:
-        return await current_fees(self.call)
+        """`current_fees`, shared for `fee_ttl` seconds (a failed read is not kept)."""
+        now = time.monotonic()
+        if self._fees is not None:
+            read_at, future = self._fees
+            failed = future.done() and (future.cancelled() or future.exception() is not None)
+            if now - read_at < self.fee_ttl and not failed and future.get_loop() is asyncio.get_running_loop():
+                return await asyncio.shield(future)
+        future = asyncio.ensure_future(current_fees(self.call))
+        self._fees = (now, future)
+        return await asyncio.shield(future)
 
     async def wallet_balances(self) -> dict[str, int]:
         """{address: balance in wei} of the account this manager sends from; {} without one."""
@@ -204,19 +222,32 @@ class TxManager:
         """eth_estimateGas; a refusal raises ContractLogicError (revert_data() has the reason)."""
         return await self.call("eth_estimateGas", lambda w3: w3.eth.estimate_gas(tx))
 
-    async def transaction(self, to: str | None, data: str, value: int = 0, *, gas: int | None = None) -> dict[str, Any]:
+    async def transaction(self, to: str | None, data: str, value: int = 0, *, gas: int | None = None,
+                          preflight: bool = False) -> dict[str, Any]:
         """A type-2 transaction ready to `send`: gas estimated (× GAS_MULTIPLIER) unless given, fees
         of now. `to=None` creates a contract. Estimating a call the chain refuses raises
-        ContractLogicError: nothing is sent."""
+        ContractLogicError: nothing is sent; with a given `gas` and `preflight`, one eth_call at that
+        limit does the same. The gas and the fees are read concurrently."""
         tx: dict[str, Any] = {"from": self.signer.address, "data": data, "value": value}
         if to is not None:
             tx["to"] = to
-        if gas is None:
-            gas = int(await self.estimate(dict(tx)) * GAS_MULTIPLIER)
+
+        async def gas_limit() -> int:
+            if gas is None:
+                return int(await self.estimate(dict(tx)) * GAS_MULTIPLIER)
+            if preflight:
+                await self.call("eth_call (preflight)", lambda w3: w3.eth.call({**tx, "gas": gas}))
+            return gas
+
+        limit, fees = await asyncio.gather(gas_limit(), self.fees(), return_exceptions=True)
+        for outcome in (limit, fees):  # the gas step's refusal first: it is what callers decode
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert isinstance(limit, int) and isinstance(fees, tuple)
         if self.chain_id is None:
             self.chain_id = await self.call("eth_chainId", lambda w3: w3.eth.chain_id)
-        max_fee, tip = await self.fees()
-        tx.update(gas=gas, chainId=self.chain_id, type=2, maxFeePerGas=max_fee, maxPriorityFeePerGas=tip)
+        max_fee, tip = fees
+        tx.update(gas=limit, chainId=self.chain_id, type=2, maxFeePerGas=max_fee, maxPriorityFeePerGas=tip)
         return tx
 
     async def _resync_nonce(self, address: str) -> int:
@@ -263,7 +294,7 @@ class TxManager:
         """Re-sends `sent` with the same nonce and bumped fees (it takes the old version's place);
         records and returns the new hash."""
         tx = dict(sent.tx)
-        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = _outbid(tx, *await self.fees())
+        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = _outbid(tx, *await current_fees(self.call))
         async with self._lock:
             tx_hash = await send_signed(self.call, self.signer, tx)
         waited = time.monotonic() - sent.sent_at

@@ -1,0 +1,201 @@
+"""The computed gas limit of a single EVM delivery (adapters/evm/gateway.py delivery_gas_limit, used
+instead of eth_estimateGas) on a real anvil: enough for the gateway's own work with its largest
+envelope, a handler always gets all of MAX_HANDLER_GAS under it, a limit too low never consumes a
+message (the gateway reverts), a refused delivery is caught before anything is sent, and a limit that
+turns out too low falls back to the estimate."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from web3 import AsyncWeb3
+
+import attest
+from adapters.evm import deploy as evm_deploy
+from adapters.evm import gateway as evm_gateway
+from adapters.evm.devnet import AnvilProcess
+from adapters.evm.gateway import DeliveryRejected, EvmAdapter, delivery_gas_limit, deploy_gateway, \
+    deploy_recording_receiver
+from attest.bn254 import hash_to_g1_hint
+from relay.config import EvmChain
+from relay.envelope import Envelope, address_to_bytes32
+from relay.interfaces import SignedDelivery
+from relay.protocol import MessageKind
+from tests.support import evm
+
+pytestmark = pytest.mark.e2e
+
+DOMAIN = 31337
+REMOTE = 424242
+EPOCH = 1
+MAX_PAYLOAD = 512  # contracts/evm/src/lib/Envelope.sol MAX_PAYLOAD_LEN
+
+
+@dataclass
+class Setup:
+    node: AnvilProcess
+    w3: AsyncWeb3
+    shares: list[attest.KeyShare]
+    gateway: str
+    recording: str
+    noop: str
+
+    def adapter(self, key_index: int = 1) -> EvmAdapter:
+        chain = EvmChain(kind="evm", domain=DOMAIN, chain_id=DOMAIN, rpc_urls=[self.node.rpc_url], ws_urls=[],
+                         confirmations=0, contracts={"Gateway": self.gateway})
+        return EvmAdapter("evm", chain, self.node.private_keys[key_index], poll_interval=0.1)
+
+    def delivery(self, nonce: int, receiver: str, payload: bytes, signers: tuple[int, ...] = (1, 2, 3)
+                 ) -> SignedDelivery:
+        envelope = Envelope(MessageKind.TASK_REQUEST, nonce, REMOTE, b"\x00" * 12 + b"\x5e" * 20, DOMAIN,
+                            address_to_bytes32(receiver), payload)
+        digest = envelope.digest(EPOCH)
+        signature = attest.combine_signatures([attest.partial_sign(self.shares[i - 1], digest) for i in signers])
+        return SignedDelivery(envelope=envelope, epoch=EPOCH, signature=signature)
+
+    def contract(self, name: str, address: str) -> Any:
+        return evm_deploy.contract(self.w3, name, address)
+
+    async def status(self, message_id: bytes) -> int:
+        return await self.contract("Gateway", self.gateway).functions.deliveryStatus(message_id).call()
+
+    async def receipt(self, adapter: EvmAdapter, tx: str) -> Any:
+        return await adapter._wait_receipt(tx, 20)
+
+
+@pytest.fixture
+async def setup() -> AsyncIterator[Setup]:
+    async with evm.anvil_with_committee(DOMAIN, EPOCH) as anvil:
+        gateway = await deploy_gateway(anvil.w3, anvil.deployer, anvil.verifier, DOMAIN, fee=0)
+        recording = await deploy_recording_receiver(anvil.w3, anvil.deployer, gateway)
+        noop = await evm_deploy.deploy(anvil.w3, anvil.deployer, "NoopReceiver")
+        yield Setup(anvil.node, anvil.w3, anvil.shares, gateway, recording, noop)
+
+
+def _hinted_call(setup: Setup, delivery: SignedDelivery) -> Any:
+    gateway = setup.contract("Gateway", setup.gateway)
+    k, y, y_sqrt = hash_to_g1_hint(delivery.envelope.digest(EPOCH))
+    return gateway.functions.deliverWithHint(delivery.envelope.encode(), EPOCH, delivery.signature, k, y, y_sqrt)
+
+
+async def _handler_limits(setup: Setup) -> tuple[int, int]:
+    gateway = setup.contract("Gateway", setup.gateway)
+    return await gateway.functions.GAS_RESERVE().call(), await gateway.functions.MAX_HANDLER_GAS().call()
+
+
+HANDLER_PAYLOAD = b"x" * 64  # the payload _burn_for measures with (RecordingReceiver stores it)
+
+
+async def _burn_for(setup: Setup, handler_gas: int) -> int:
+    """RecordingReceiver.setBurn iterations after which handleMessage (called by the gateway) of a
+    HANDLER_PAYLOAD message uses about `handler_gas` (a little less: the estimates include the
+    transaction's base cost), from two estimates of the handler alone."""
+    receiver = setup.contract("RecordingReceiver", setup.recording)
+    call = receiver.functions.handleMessage(b"\x01" * 32, REMOTE, b"\x02" * 32, 1, 0, HANDLER_PAYLOAD)
+
+    async def used(burn: int) -> int:
+        await evm_deploy.transact(setup.w3, setup.node.private_keys[0], receiver.functions.setBurn(burn))
+        return await call.estimate_gas({"from": setup.gateway})
+
+    low, high = await used(1_000), await used(3_000)
+    per_iteration = (high - low) / 2_000
+    return int(1_000 + (handler_gas - low) / per_iteration)
+
+
+async def test_the_limit_covers_the_gateway_with_the_largest_envelope(setup: Setup) -> None:
+    adapter = setup.adapter()
+    reserve, most = await _handler_limits(setup)
+    delivery = setup.delivery(1, setup.noop, b"\xff" * MAX_PAYLOAD)
+    tx = await adapter.submit(delivery)
+    receipt = await setup.receipt(adapter, tx)
+    assert receipt["status"] == 1 and await setup.status(delivery.envelope.message_id) == 1
+    sent = (await setup.w3.eth.get_transaction(tx))
+    assert sent["gas"] == delivery_gas_limit(bytes(sent["input"]), reserve, most)
+    # The gateway's own execution (a receiver that does nothing): what DELIVERY_EXECUTION_GAS bounds,
+    # with at least a third to spare.
+    own = receipt["gasUsed"] - 21_000 - 16 * len(bytes(sent["input"]))
+    print(f"deliverWithHint of a {MAX_PAYLOAD}-byte payload to NoopReceiver: {receipt['gasUsed']} gas, "
+          f"gateway execution <= {own}, limit {sent['gas']}")
+    assert own * 1.5 < evm_gateway.DELIVERY_EXECUTION_GAS
+    await adapter.close()
+
+
+async def test_a_handler_gets_all_of_max_handler_gas_under_the_limit(setup: Setup) -> None:
+    adapter = setup.adapter()
+    receiver = setup.contract("RecordingReceiver", setup.recording)
+    _, most = await _handler_limits(setup)
+    # Needs a little less than MAX_HANDLER_GAS: handled, not starved into "failed".
+    burn = await _burn_for(setup, most - 100_000)
+    await evm_deploy.transact(setup.w3, setup.node.private_keys[0], receiver.functions.setBurn(burn))
+    heavy = setup.delivery(2, setup.recording, HANDLER_PAYLOAD)
+    receipt = await setup.receipt(adapter, await adapter.submit(heavy))
+    assert receipt["status"] == 1 and await setup.status(heavy.envelope.message_id) == 1
+    assert receipt["gasUsed"] > most - 100_000  # the handler really ran that long
+    assert await receiver.functions.count().call() == 1
+    # Needs more than MAX_HANDLER_GAS: recorded failed (retryable), as the gateway promises for a
+    # handler that used all of it, never reverted for want of gas.
+    burn = await _burn_for(setup, most + 200_000)
+    await evm_deploy.transact(setup.w3, setup.node.private_keys[0], receiver.functions.setBurn(burn))
+    too_heavy = setup.delivery(3, setup.recording, HANDLER_PAYLOAD)
+    receipt = await setup.receipt(adapter, await adapter.submit(too_heavy))
+    assert receipt["status"] == 1 and await setup.status(too_heavy.envelope.message_id) == 2
+    await adapter.close()
+
+
+async def test_a_limit_too_low_reverts_and_never_consumes_the_message(setup: Setup) -> None:
+    """The attack a computed limit must survive: a relayer (ours with a wrong constant, or anyone)
+    sends the delivery with too little gas for the handler. The gateway reverts; the message stays
+    deliverable and is then delivered and handled."""
+    receiver = setup.contract("RecordingReceiver", setup.recording)
+    burn = await _burn_for(setup, 1_000_000)
+    await evm_deploy.transact(setup.w3, setup.node.private_keys[0], receiver.functions.setBurn(burn))
+    delivery = setup.delivery(4, setup.recording, HANDLER_PAYLOAD)
+    for starved_gas in (400_000, 900_000):  # handler short by ~0.6M and by ~0.1M
+        with pytest.raises(evm_deploy.TransactionReverted) as caught:
+            await evm_deploy.transact(setup.w3, setup.node.private_keys[2], _hinted_call(setup, delivery),
+                                      gas=starved_gas)
+        assert caught.value.receipt is not None and caught.value.receipt["status"] == 0
+        assert await setup.status(delivery.envelope.message_id) == 0  # not delivered, not failed
+    adapter = setup.adapter()
+    receipt = await setup.receipt(adapter, await adapter.submit(delivery))
+    assert receipt["status"] == 1 and await setup.status(delivery.envelope.message_id) == 1
+    assert await receiver.functions.count().call() == 1
+    await adapter.close()
+
+
+async def test_a_refused_delivery_is_caught_before_sending(setup: Setup) -> None:
+    adapter = setup.adapter()
+    address = adapter.account.address
+    before = await setup.w3.eth.get_transaction_count(address)
+    good = setup.delivery(5, setup.noop, b"signed")
+    forged = SignedDelivery(envelope=setup.delivery(6, setup.noop, b"other").envelope, epoch=EPOCH,
+                            signature=good.signature)  # another message's signature
+    with pytest.raises(DeliveryRejected, match="InvalidSignature"):
+        await adapter.submit(forged)
+    assert await setup.w3.eth.get_transaction_count(address, "pending") == before  # nothing sent
+    await setup.receipt(adapter, await adapter.submit(good))
+    with pytest.raises(DeliveryRejected, match="AlreadyDelivered"):
+        await adapter.submit(good)
+    assert await setup.w3.eth.get_transaction_count(address, "pending") == before + 1
+    await adapter.close()
+
+
+async def test_a_computed_limit_too_low_falls_back_to_the_estimate(setup: Setup, monkeypatch) -> None:
+    receiver = setup.contract("RecordingReceiver", setup.recording)
+    burn = await _burn_for(setup, 1_000_000)
+    await evm_deploy.transact(setup.w3, setup.node.private_keys[0], receiver.functions.setBurn(burn))
+    _, most = await _handler_limits(setup)
+    # A constant wrong by more than the handler's share: the handler would be starved.
+    monkeypatch.setattr(evm_gateway, "DELIVERY_EXECUTION_GAS", -most + 200_000)
+    adapter = setup.adapter()
+    delivery = setup.delivery(7, setup.recording, HANDLER_PAYLOAD)
+    tx = await adapter.submit(delivery)
+    receipt = await setup.receipt(adapter, tx)
+    assert receipt["status"] == 1 and await setup.status(delivery.envelope.message_id) == 1
+    assert await receiver.functions.count().call() == 1
+    sent = await setup.w3.eth.get_transaction(tx)
+    assert sent["gas"] > receipt["gasUsed"]  # the estimate's limit, not the wrong one
+    await adapter.close()
