@@ -68,6 +68,8 @@ class ProgramInstruction(enum.IntEnum):
     TASK_RELEASE_BOND = 39
     TASK_RECLAIM_V2 = 40
     TASK_WITHDRAW = 41
+    TASK_CLOSE_TASK = 42
+    TASK_CLOSE_SERVE = 43
     TASK_CHECK_PAYLOAD_V2 = 47
     FEED_UPDATE = 48
     FEED_UPDATE_MANY = 49
@@ -188,6 +190,8 @@ class ProgramErrorCode(enum.IntEnum):
     RESULT_RECEIPT_WRONG_ADDRESS = 0x94
     TASK_NONCE_USED = 0x95
     TASK_ACCOUNT_WRONG = 0x96
+    TASK_NOT_SETTLED = 0x97
+    CREDITS_OUTSTANDING = 0x98
     BATCH_SIZE_INVALID = 0xA0
     PROOF_INVALID = 0xA1
     ROOT_WRONG_ADDRESS = 0xA2
@@ -768,7 +772,9 @@ def board_delivery_accounts(program_id: Pubkey, envelope: Envelope) -> list[Acco
 TASK_V2_MAGIC = b"TESSTSK2"
 TASK_V2_LEN = 948
 SERVE_MAGIC = b"TESSSERV"
-SERVE_LEN = 988
+SERVE_LEN = 1020  # 988 + the rent payer (CloseServe)
+TASK_RETENTION_SECONDS = 86_400  # CloseTask / CloseServe: anyone may close a settled record after this
+RECEIPT_STATUS_SERVE_CLOSED = 2  # a TASK_REQUEST receipt's status once its serve account was closed
 SETTLEMENT_GRACE_SECONDS = 1800  # taskboard.h: ReclaimV2 and ReleaseBond open at deadline + this
 VERDICT_V2_LEN = 220
 
@@ -856,6 +862,29 @@ def reclaim_v2_ix(program_id: Pubkey, task: Pubkey, requester: Pubkey) -> Instru
     return Instruction(program_id, bytes([ProgramInstruction.TASK_RECLAIM_V2]), [
         AccountMeta(task, False, True),
         AccountMeta(requester, False, True),
+    ])
+
+
+def close_task_ix(program_id: Pubkey, closer: Pubkey, task: Pubkey, requester: Pubkey) -> Instruction:
+    """CloseTask (tag 42): a settled task's rent back to its requester; the account stays as an
+    empty tombstone so its (requester, task_nonce) is never used again. The requester may close at
+    once, anyone TASK_RETENTION_SECONDS after settlement."""
+    return Instruction(program_id, bytes([ProgramInstruction.TASK_CLOSE_TASK]), [
+        AccountMeta(closer, True, False),
+        AccountMeta(task, False, True),
+        AccountMeta(requester, False, True),
+    ])
+
+
+def close_serve_ix(program_id: Pubkey, closer: Pubkey, request_id: bytes, rent_payer: Pubkey) -> Instruction:
+    """CloseServe (tag 43): a settled serve account deleted, its lamports to `rent_payer` (the
+    claimant whose first Claim created it); the request's receipt is marked so Claim refuses it for
+    good. The payer may close at once, anyone TASK_RETENTION_SECONDS after max(settlement, deadline)."""
+    return Instruction(program_id, bytes([ProgramInstruction.TASK_CLOSE_SERVE]), [
+        AccountMeta(closer, True, False),
+        AccountMeta(serve_address(program_id, request_id), False, True),
+        AccountMeta(rent_payer, False, True),
+        AccountMeta(receipt_address(program_id, request_id)[0], False, True),
     ])
 
 
@@ -1018,6 +1047,7 @@ class ServeAccount:
     submitted_at: int
     updated_at: int
     result_envelope: bytes | None
+    rent_payer: Pubkey  # the claimant whose first Claim created the account: CloseServe pays it back
 
     @classmethod
     def decode(cls, data: bytes) -> "ServeAccount":
@@ -1041,4 +1071,5 @@ class ServeAccount:
             refund_credit=refund_credit, claimant_credit=claimant_credit, credited=Pubkey.from_bytes(data[296:328]),
             result_id=result if any(result) else None, result_nonce=result_nonce, submitted_at=submitted_at,
             updated_at=updated_at, result_envelope=_stored_envelope(data, 392),
+            rent_payer=Pubkey.from_bytes(data[988:1020]),
         )

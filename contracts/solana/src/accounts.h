@@ -44,3 +44,10 @@ typedef struct {
 } PdaCreation;
 
 u64 create_pda(SolParameters *params, const PdaCreation *c);
+
+/* Shrinks (or grows by at most 10 KiB) an account of this program: the runtime reads the new length
+ * from the serialized input (the u64 just before the data) when the instruction ends. */
+static inline void account_resize(SolAccountInfo *a, u64 len) {
+  *(u64 *)(a->data - 8) = len;
+  a->data_len = len;
+}

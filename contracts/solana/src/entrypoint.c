@@ -90,6 +90,10 @@ uint64_t entrypoint(const uint8_t *input) {
       return taskboard_reclaim_v2(params);
     case IX_TASK_WITHDRAW:
       return taskboard_withdraw(params);
+    case IX_TASK_CLOSE_TASK:
+      return taskboard_close_task(params);
+    case IX_TASK_CLOSE_SERVE:
+      return taskboard_close_serve(params);
     case IX_TASK_CHECK_PAYLOAD_V2:
       return taskboard_check_payload_v2(params);
     case IX_FEED_UPDATE:

@@ -104,7 +104,8 @@ u64 taskboard_on_delivery(SolParameters *params, const Envelope *env, const u8 m
 #define SV_UPDATED_AT 376      /* i64 */
 #define SV_ENVELOPE_LEN 384    /* u32 */
 #define SV_ENVELOPE 392        /* the last TASK_RESULT v2 envelope sent (82 + payload) */
-#define SERVE_LEN (SV_ENVELOPE + ENVELOPE_HEADER_LEN + MAX_PAYLOAD_LEN + 2) /* 988 */
+#define SV_RENT_PAYER 988      /* 32: the claimant whose first Claim created (paid for) the account */
+#define SERVE_LEN (SV_RENT_PAYER + 32) /* 1020 */
 #define SERVE_VERSION 1
 
 #define TASK2_STATE_OPEN 1
@@ -118,6 +119,12 @@ u64 taskboard_on_delivery(SolParameters *params, const Envelope *env, const u8 m
 
 /* docs/TASKS.md: reclaim (requester side) and ReleaseBond (serving side) open at deadline + this. */
 #define SETTLEMENT_GRACE_SECONDS 1800
+/* CloseTask / CloseServe: the rent payer may close a settled record at once, anyone this long after. */
+#define TASK_RETENTION_SECONDS 86400
+/* The status byte of a TASK_REQUEST's delivery receipt (RCPT_STATUS) once its serve account was
+ * closed: Claim refuses the request for good (REQUEST_CLOSED), so the closed serve account is never
+ * re-created. */
+#define RECEIPT_STATUS_SERVE_CLOSED 2
 
 u64 taskboard_request_v2(SolParameters *params);
 u64 taskboard_claim(SolParameters *params);
@@ -126,6 +133,8 @@ u64 taskboard_expire_claim(SolParameters *params);
 u64 taskboard_release_bond(SolParameters *params);
 u64 taskboard_reclaim_v2(SolParameters *params);
 u64 taskboard_withdraw(SolParameters *params);
+u64 taskboard_close_task(SolParameters *params);
+u64 taskboard_close_serve(SolParameters *params);
 u64 taskboard_check_payload_v2(SolParameters *params);
 
 /* Deliver of a v2 TASK_RESULT / verdict to the board. *v2 = whether the envelope is one; then the

@@ -550,6 +550,8 @@ u64 taskboard_claim(SolParameters *params) {
   u64 err = tb_board_address(program_id, &board);
   if (err) return err;
   if (req.kind != KIND_TASK_REQUEST || !sol_bytes_eq(req.dst_receiver, board.x, 32)) return ERR_NOT_A_BOARD_REQUEST;
+  /* Its serve account was settled and closed (CloseServe): never again (it would re-open the request). */
+  if (receipt->data[RCPT_STATUS] == RECEIPT_STATUS_SERVE_CLOSED) return ERR_REQUEST_CLOSED;
   const u8 *p = req.payload;
   err = request_check_v2(p, req.payload_len);
   if (err) return err;
@@ -607,6 +609,7 @@ u64 taskboard_claim(SolParameters *params) {
     s[SV_STATE] = SERVE_STATE_OPEN;
     sol_write_u32_le(s + SV_SRC_DOMAIN, req.src_domain);
     sol_memcpy_(s + SV_REQUEST_ID, request_id, 32);
+    sol_memcpy_(s + SV_RENT_PAYER, claimant->key->x, 32);
     sol_memcpy_(s + SV_SRC_BOARD, req.src_sender, 32);
     sol_write_u64_le(s + SV_DEADLINE, deadline);
     sol_write_u64_le(s + SV_AUCTION_START, auction_start);
@@ -820,6 +823,109 @@ u64 taskboard_withdraw(SolParameters *params) {
   *record->lamports -= amount;
   *recipient->lamports += amount;
   sol_log("tessera: credit withdrawn");
+  return 0;
+}
+
+/* --- closing settled records (rent back) ------------------------------------------------------------- */
+
+/* Everything `from` holds (owned by this program) beyond `keep` lamports goes to `to`, which must be
+ * the key `owed_to` names (whatever account the caller passes), writable and not executable. */
+static u64 refund_rent(SolAccountInfo *from, SolAccountInfo *to, const u8 *owed_to, u64 keep) {
+  u64 err = recipient_check(to, owed_to);
+  if (err) return err;
+  if (sol_pubkey_eq(from->key, to->key)) return ERR_RECIPIENT_WRONG;
+  if (*from->lamports < keep) return ERR_INSUFFICIENT_LAMPORTS;
+  *to->lamports += *from->lamports - keep;
+  *from->lamports = keep;
+  return 0;
+}
+
+/* The payer (`payer_key`) may close at once; anyone else once TASK_RETENTION_SECONDS have passed
+ * since `since`. */
+static u64 close_allowed(const SolAccountInfo *closer, const u8 *payer_key, u64 since) {
+  if (!closer->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
+  if (sol_bytes_eq(closer->key->x, payer_key, 32)) return 0;
+  i64 now = tb_now();
+  if (now < 0) return ERR_SYSCALL_FAILED;
+  if (since > ~0ULL - TASK_RETENTION_SECONDS || (u64)now < since + TASK_RETENTION_SECONDS) return ERR_CLOSE_TOO_EARLY;
+  return 0;
+}
+
+/* data: tag; accounts: [closer (signer), task (writable), requester (writable)]. A task that is
+ * settled (Completed or Refunded: its escrow is paid out) with no credit left (Withdraw first:
+ * CREDITS_OUTSTANDING) gives its rent back to the requester (who paid it), whatever account is
+ * passed. The requester may close at once, anyone TASK_RETENTION_SECONDS after settlement (its
+ * updated_at). The account is not deleted but shrunk to an empty TOMBSTONE (0 bytes, still owned by
+ * this program, holding the 0-byte rent-exempt minimum): RequestTask v2 with the same (requester,
+ * task_nonce) finds it and fails with TASK_NONCE_USED, and every delivery or instruction naming it
+ * fails (TASK_ACCOUNT_WRONG / TASK_NOT_FOUND: not a task). Task nonces are random u64, so a bitmap
+ * by nonce window (as for receipts) would cost an account per close; the tombstone costs 890,880
+ * lamports of the 7.49M a task locks (docs/TASKS.md "Closing settled records"). */
+u64 taskboard_close_task(SolParameters *params) {
+  if (params->account_count < 3) return ERR_NOT_ENOUGH_ACCOUNTS;
+  if (params->data_len != 1) return ERR_INVALID_INSTRUCTION_DATA;
+  SolAccountInfo *closer = &params->accounts[0];
+  SolAccountInfo *task = &params->accounts[1];
+  SolAccountInfo *requester = &params->accounts[2];
+  if (!task->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  if (!task2_valid(task, params->program_id)) return ERR_TASK_NOT_FOUND;
+  u8 *t = task->data;
+  if (t[T2_STATE] != TASK2_STATE_COMPLETED && t[T2_STATE] != TASK2_STATE_REFUNDED) return ERR_TASK_NOT_SETTLED;
+  if (sol_read_u64_le(t + T2_PAYOUT_CREDIT) != 0 || sol_read_u64_le(t + T2_REQUESTER_CREDIT) != 0)
+    return ERR_CREDITS_OUTSTANDING;
+  u64 err = close_allowed(closer, t + T2_REQUESTER, sol_read_u64_le(t + T2_UPDATED_AT));
+  if (err) return err;
+  u64 keep;
+  err = rent_exempt_minimum(0, &keep);
+  if (err) return err;
+  err = refund_rent(task, requester, t + T2_REQUESTER, keep);
+  if (err) return err;
+  sol_memset_(t, 0, task->data_len);
+  account_resize(task, 0);
+  sol_log("tessera: task closed");
+  return 0;
+}
+
+/* data: tag; accounts: [closer (signer), serve (writable), rent payer (writable: the claimant whose
+ * first Claim created it), the request's receipt ["delivered", request_id] (writable)]. A serve
+ * account that is settled — Closed (bond returned, forfeited or released), or Open past the
+ * deadline (nobody can claim any more) — with no bond held and no credit left (CREDITS_OUTSTANDING)
+ * is deleted, every lamport to its rent payer whatever account is passed. The payer may close at
+ * once, anyone TASK_RETENTION_SECONDS after max(updated_at, deadline). Replay: the request's receipt
+ * (never closed: board receipts are not closable) gets status RECEIPT_STATUS_SERVE_CLOSED, on which
+ * Claim fails with REQUEST_CLOSED, so the serve account is never re-created; a result, verdict or
+ * bond instruction naming the deleted account fails (TASK_ACCOUNT_WRONG / SERVE_WRONG_ADDRESS), and
+ * a re-delivered verdict finds its own receipt (ALREADY_DELIVERED). */
+u64 taskboard_close_serve(SolParameters *params) {
+  if (params->account_count < 4) return ERR_NOT_ENOUGH_ACCOUNTS;
+  if (params->data_len != 1) return ERR_INVALID_INSTRUCTION_DATA;
+  SolAccountInfo *closer = &params->accounts[0];
+  SolAccountInfo *serve = &params->accounts[1];
+  SolAccountInfo *payer = &params->accounts[2];
+  SolAccountInfo *receipt = &params->accounts[3];
+  const SolPubkey *program_id = params->program_id;
+  if (!serve->is_writable || !receipt->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  if (!serve_valid(serve, program_id)) return ERR_SERVE_WRONG_ADDRESS;
+  u8 *s = serve->data;
+  i64 now = tb_now();
+  if (now < 0) return ERR_SYSCALL_FAILED;
+  u64 deadline = sol_read_u64_le(s + SV_DEADLINE);
+  bool settled = s[SV_STATE] == SERVE_STATE_CLOSED || (s[SV_STATE] == SERVE_STATE_OPEN && (u64)now > deadline);
+  if (!settled || sol_read_u64_le(s + SV_BOND_HELD) != 0) return ERR_TASK_NOT_SETTLED;
+  if (sol_read_u64_le(s + SV_REFUND_CREDIT) != 0 || sol_read_u64_le(s + SV_CLAIMANT_CREDIT) != 0)
+    return ERR_CREDITS_OUTSTANDING;
+  u64 since = sol_read_u64_le(s + SV_UPDATED_AT);
+  if (deadline > since) since = deadline;
+  u64 err = close_allowed(closer, s + SV_RENT_PAYER, since);
+  if (err) return err;
+  Envelope req;
+  if (!receipt_load(receipt, program_id, &req) || !sol_bytes_eq(receipt->data + RCPT_MESSAGE_ID, s + SV_REQUEST_ID, 32))
+    return ERR_REQUEST_RECEIPT_INVALID;
+  err = refund_rent(serve, payer, s + SV_RENT_PAYER, 0);
+  if (err) return err;
+  receipt->data[RCPT_STATUS] = RECEIPT_STATUS_SERVE_CLOSED;
+  sol_memset_(s, 0, serve->data_len); /* nothing later in the transaction reads it as live */
+  sol_log("tessera: serve account closed");
   return 0;
 }
 

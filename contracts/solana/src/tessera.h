@@ -43,6 +43,8 @@ enum {
   IX_TASK_RELEASE_BOND = 39,
   IX_TASK_RECLAIM_V2 = 40,
   IX_TASK_WITHDRAW = 41,
+  IX_TASK_CLOSE_TASK = 42,  /* rent back: a settled task account, left as an empty tombstone */
+  IX_TASK_CLOSE_SERVE = 43, /* rent back: a settled serve account, the request's receipt marked */
   IX_TASK_CHECK_PAYLOAD_V2 = 47, /* stateless: the v2 decoders and the auction price (vectors) */
   /* 48..63: feeds (feeds.c) */
   IX_FEED_UPDATE = 48,
@@ -157,6 +159,8 @@ enum {
   ERR_RESULT_RECEIPT_WRONG_ADDRESS = 0x94, /* verdict delivery: not ["delivered", result_id] */
   ERR_TASK_NONCE_USED = 0x95,            /* RequestTask v2: the task account exists already */
   ERR_TASK_ACCOUNT_WRONG = 0x96,         /* delivery: not the v2 task / serve account of the request */
+  ERR_TASK_NOT_SETTLED = 0x97,           /* CloseTask / CloseServe before the record was settled */
+  ERR_CREDITS_OUTSTANDING = 0x98,        /* CloseTask / CloseServe while a credit waits for Withdraw */
 
   /* 0x70..0x7F: feeds (feeds.c) */
   ERR_FEED_REPORT_MALFORMED = 0x70,   /* data is not tag | attestation (133) | report (122) */
