@@ -44,6 +44,7 @@ from solders.transaction import VersionedTransaction
 
 from adapters.solana.program import (
     SETTLEMENT_GRACE_SECONDS,
+    TASK_RETENTION_SECONDS,
     DeliveryReceipt,
     ProgramInstruction,
     ServeAccount,
@@ -52,6 +53,8 @@ from adapters.solana.program import (
     TaskStateV2,
     answered_address,
     claim_task_ix,
+    close_serve_ix,
+    close_task_ix,
     committee_address,
     describe_transaction_error,
     expire_claim_ix,
@@ -113,6 +116,7 @@ SUBMIT_CU_LIMIT = 80_000
 RECLAIM_CU_LIMIT = 20_000
 CLAIM_CU_LIMIT = 60_000  # measured 14.6k (contracts/solana/README.md "Task board v2")
 BOND_CU_LIMIT = 40_000  # ExpireClaim, ReleaseBond, Withdraw
+CLOSE_CU_LIMIT = 20_000  # CloseTask 2.4k, CloseServe 4.2k CU measured
 
 Role = Literal["requester", "worker", "reader"]
 T = TypeVar("T")
@@ -562,7 +566,7 @@ class SolanaTaskBoardV2(_SolanaBoard):
         address = self._tasks.get(request_id)
         if address is not None:
             data = await self._account_data(address)
-            if data is not None:
+            if data:  # (b"": closed, an empty tombstone)
                 return address, TaskAccountV2.decode(data)
         accounts = (await self.rpc.call("getProgramAccounts", lambda c: c.get_program_accounts(
             self.program_id, Confirmed, encoding="base64", filters=task_v2_filters(request_id)))).value
@@ -673,6 +677,53 @@ class SolanaTaskBoardV2(_SolanaBoard):
             return None
         return await self._transact(instructions, BOND_CU_LIMIT, f"withdrawing from 0x{request_id.hex()}",
                                     BondRefused)
+
+    async def close_settled(self, request_id: bytes) -> list[str]:
+        """Rent back (CloseTask / CloseServe; contracts/solana/README.md "Closing settled records"):
+        closes this request's records on this chain that are settled with nothing owed — the task
+        account (requester side: Completed or Refunded, no credit left; its rent goes to the
+        requester, an empty tombstone stays so the task nonce is never reused) and the serve account
+        (serving side: Closed, or Open past its deadline, no bond held, no credit left; every lamport
+        goes to the claimant whose first claim created it). The signer closes what it paid for at
+        once, anything else once TASK_RETENTION_SECONDS have passed since settlement (for a serve
+        account: since max(settlement, deadline)); the rent never goes to the signer unless it paid
+        it. Records not closable yet (not settled, a credit to `withdraw` first, the retention
+        period running) are skipped and logged. Returns the signatures of the closes sent ([] when
+        none was)."""
+        request_id = _request_id(request_id)
+        me = self._signer_key()
+        now = await self.chain_time()
+        instructions: list[tuple[str, Instruction]] = []
+        serve = await self.serve_account(request_id)
+        if serve is not None:
+            settled = serve.state == ServeState.CLOSED or (serve.state == ServeState.OPEN and now > serve.deadline)
+            since = max(serve.updated_at, serve.deadline)
+            why = ("not settled" if not settled or serve.bond_held else
+                   "a credit waits for withdraw" if serve.refund_credit or serve.claimant_credit else
+                   "the retention period runs" if serve.rent_payer != me and now < since + TASK_RETENTION_SECONDS
+                   else None)
+            if why is None:
+                instructions.append(("serve", close_serve_ix(self.program_id, me, request_id, serve.rent_payer)))
+            else:
+                log.info("serve account not closable yet", chain=self.name, request_id=request_id.hex(), reason=why)
+        found = await self.task_account_v2(request_id)
+        if found is not None:
+            address, task = found
+            why = ("not settled" if task.state not in (TaskStateV2.COMPLETED, TaskStateV2.REFUNDED) else
+                   "a credit waits for withdraw" if task.payout_credit or task.requester_credit else
+                   "the retention period runs" if task.requester != me and now < task.updated_at + TASK_RETENTION_SECONDS
+                   else None)
+            if why is None:
+                instructions.append(("task", close_task_ix(self.program_id, me, address, task.requester)))
+            else:
+                log.info("task account not closable yet", chain=self.name, request_id=request_id.hex(), reason=why)
+        sent = []
+        for kind, ix in instructions:
+            tx = await self._transact([ix], CLOSE_CU_LIMIT, f"closing the {kind} account of 0x{request_id.hex()}",
+                                      BoardRefused)
+            log.info(f"{kind} account closed", chain=self.name, request_id=request_id.hex(), tx=tx)
+            sent.append(tx)
+        return sent
 
     # ----- serving side ----------------------------------------------------------------------
 

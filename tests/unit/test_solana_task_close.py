@@ -6,6 +6,8 @@ request, and results / verdicts delivered again after the close (they pay nothin
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
@@ -29,9 +31,11 @@ from adapters.solana.program import (
     serve_address,
     withdraw_credit_ix,
 )
+from adapters.solana.taskboard import SolanaTaskBoardV2
+from relay.config import SolanaChain
 from relay.envelope import Envelope
 from relay.protocol import MessageKind
-from tests.support.solana import Chain, custom_error, funded
+from tests.support.solana import DOMAIN, Chain, custom_error, funded
 from tests.unit.test_sbpf_v3 import FEATURE_SETS, deploy, v3_program
 from tests.unit.test_sbpf_v3 import NOW as SBPF_NOW
 from tests.unit.test_solana_taskboard_v2 import (  # noqa: F401 - board, opened, served: fixtures
@@ -308,3 +312,58 @@ def test_close_task_shrinks_to_a_tombstone_under_each_supported_feature_set(feat
     assert _tombstone(chain, task)
     chain.fails(E.TASK_NONCE_USED, request_ix(chain, requester, request_v2(deadline=SBPF_NOW + 10**5).encode(),
                                               task_nonce=3), signers=(requester,))
+
+
+# ==== SolanaTaskBoardV2.close_settled, against LiteSVM ===========================================
+
+
+def _board_client(chain: Chain, signer) -> SolanaTaskBoardV2:
+    """The SDK's board with its chain reads and writes served by LiteSVM (no RPC node)."""
+    config = SolanaChain(kind="solana", domain=DOMAIN, rpc_urls=["http://127.0.0.1:1"], program_id=str(chain.program_id))
+    client = SolanaTaskBoardV2("solana", config, signer)
+
+    async def account_data(address: Pubkey) -> bytes | None:
+        account = chain.svm.get_account(address)
+        return bytes(account.data) if account is not None and account.owner == chain.program_id else None
+
+    async def chain_time() -> int:
+        return chain.svm.get_clock().unix_timestamp
+
+    async def call(method: str, fn):
+        assert method == "getProgramAccounts", method
+        return SimpleNamespace(value=[])  # (the closed task is no longer a 948-byte task account)
+
+    async def transact(instructions, cu_limit, action, refusal) -> str:
+        return str(chain.ok(*instructions, signers=(signer,)).signature())
+
+    client._account_data = account_data  # type: ignore[method-assign]
+    client.chain_time = chain_time  # type: ignore[method-assign]
+    client.rpc.call = call  # type: ignore[method-assign]
+    client._transact = transact  # type: ignore[method-assign]
+    return client
+
+
+async def test_close_settled_closes_what_the_signer_may_close(opened, served) -> None:
+    chain, task, req, requester, *_ = _completed(opened)
+    stranger_board = _board_client(chain, funded(chain))
+    stranger_board._tasks[req.message_id] = task
+    assert await stranger_board.close_settled(req.message_id) == []  # retention running: skipped
+    mine = _board_client(chain, requester)
+    mine._tasks[req.message_id] = task
+    before, held = balance(chain, requester.pubkey()), balance(chain, task)
+    assert len(await mine.close_settled(req.message_id)) == 1
+    assert _tombstone(chain, task)
+    assert balance(chain, requester.pubkey()) == before + held - chain.svm.minimum_balance_for_rent_exemption(0)
+    assert await mine.close_settled(req.message_id) == []  # nothing left to close
+    assert (await mine.task_status(req.message_id)).state.name == "NONE"
+
+    _, env, refund, worker, result, result_id = _answered(served)
+    worker_board = _board_client(chain, worker)
+    assert await worker_board.close_settled(env.message_id) == []  # answered: not settled
+    v_env = serving_verdict(chain, result, result_id)
+    delivered(chain, v_env, serving_accounts(chain, v_env, worker.pubkey(), refund.pubkey()))
+    held = balance(chain, serve_address(chain.program_id, env.message_id))
+    before = balance(chain, worker.pubkey())
+    assert len(await worker_board.close_settled(env.message_id)) == 1
+    assert balance(chain, worker.pubkey()) == before + held
+    assert await worker_board.serve_account(env.message_id) is None
