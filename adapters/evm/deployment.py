@@ -44,7 +44,7 @@ VERIFIER = "CommitteeVerifier"
 # the balance check before deploying uses them, so an unfunded deployer is told before it pays for
 # half a deployment.
 GAS_ESTIMATE = {VERIFIER: 2_500_000, GATEWAY: 4_800_000, TASK_BOARD_V2: 5_500_000, FEED_STORE: 2_800_000,
-                "feed": 600_000, "ownership": 40_000}
+                "feed": 600_000, "ownership": 50_000}
 RPC_TIMEOUT_S = 15.0
 
 
@@ -295,3 +295,74 @@ class _Run:
                 self.report.notes.append(f"the fees of {key} {address} still accrue to {beneficiary} (the deployer): "
                                          "its owner changes that with setBeneficiary(address)")
 
+
+
+# --- after `relay deploy --owner`: the proposed owner accepts (`relay admin accept-ownership`) ------
+
+# `--contract` of `relay admin accept-ownership` -> the key under [chains.<evm>.contracts].
+OWNED_CONTRACTS = {"gateway": GATEWAY, "feed-store": FEED_STORE}
+
+
+async def ownership(name: str, chain: EvmChain) -> dict[str, tuple[str, str, str | None]]:
+    """Each owned contract the chain records: (address, owner, pending owner or None), for `relay
+    admin status`."""
+    w3 = AsyncWeb3(AsyncHTTPProvider(chain.rpc_urls[0], request_kwargs={"timeout": RPC_TIMEOUT_S}))
+    try:
+        await _check_endpoint(name, chain, w3)
+        result = {}
+        for key in OWNED_CONTRACTS.values():
+            if (address := chain.contracts.get(key)) is not None:
+                owner, pending = await _owners(name, w3, key, address)
+                result[key] = (address, owner, pending)
+        return result
+    finally:
+        await w3.provider.disconnect()
+
+
+async def accept_ownership(name: str, chain: EvmChain, which: str, key_ref: Any) -> tuple[str, str | None]:
+    """`acceptOwnership()` on the Gateway or the FeedStore (`which`: "gateway" / "feed-store"), signed
+    by `key_ref`'s account, which must be the pending owner: checked before anything is sent, and the
+    error names who is pending. Returns (contract address, transaction hash; None when the account
+    already owns it and nothing is pending)."""
+    key = OWNED_CONTRACTS.get(which)
+    if key is None:
+        raise DeploymentError(f"--contract {which!r}: give one of {', '.join(OWNED_CONTRACTS)}")
+    address = chain.contracts.get(key)
+    if address is None:
+        raise DeploymentError(f"chains.{name}.contracts has no {key}: deploy it first (`relay deploy --chain {name} "
+                              "--owner ADDRESS`)")
+    account: LocalAccount = Account.from_key(evm_key(key_ref, "--key"))
+    w3 = AsyncWeb3(AsyncHTTPProvider(chain.rpc_urls[0], request_kwargs={"timeout": RPC_TIMEOUT_S}))
+    try:
+        await _check_endpoint(name, chain, w3)
+        owner, pending = await _owners(name, w3, key, address)
+        where = f"{key} {address} on chain {name}"
+        if pending is None:
+            if owner.lower() == account.address.lower():
+                return address, None
+            raise DeploymentError(f"{where} has no ownership transfer pending (its owner is {owner}): the owner proposes "
+                                  "one first (`relay deploy --owner ADDRESS`, or transferOwnership(ADDRESS))")
+        if pending.lower() != account.address.lower():
+            raise DeploymentError(f"{where} awaits acceptOwnership() from {pending} (proposed by its owner {owner}), "
+                                  f"but the key given is {account.address}'s: run with {pending}'s key "
+                                  "(--keystore FILE --password-file FILE, or --key FILE)")
+        receipt = await evm_deploy.transact(w3, account, evm_deploy.contract(w3, key, address).functions.acceptOwnership())
+        return address, "0x" + bytes(receipt["transactionHash"]).hex()
+    finally:
+        await w3.provider.disconnect()
+
+
+async def _owners(name: str, w3: AsyncWeb3, key: str, address: str) -> tuple[str, str | None]:
+    await asyncio.to_thread(evm_deploy.ensure_built)
+    contract = evm_deploy.contract(w3, key, AsyncWeb3.to_checksum_address(address))
+    if not await w3.eth.get_code(contract.address):
+        raise DeploymentError(f"chains.{name}.contracts.{key} ({address}): no contract at this address: deploy it "
+                              "(`relay deploy`) or fix the address")
+    try:
+        owner = await contract.functions.owner().call()
+        pending = await contract.functions.pendingOwner().call()
+    except Exception:  # noqa: BLE001 - other code, or a contract built before two-step ownership
+        raise DeploymentError(f"chains.{name}.contracts.{key} ({address}) answers no owner() and pendingOwner(): "
+                              f"not a {key} with two-step ownership (a wrong address, or one deployed before it: that "
+                              "one transfers in one step, transferOwnership)") from None
+    return owner, None if int(pending, 16) == 0 else pending

@@ -1,10 +1,13 @@
-"""`relay admin pause|unpause|status --chain X` (the gateway owner's switch) and `relay fees
-quote|claim --chain X` (what a send costs; the beneficiary takes the accrued fees).
+"""`relay admin pause|unpause|status --chain X` (the gateway owner's switch), `relay admin
+accept-ownership --chain X --contract gateway|feed-store` (the second step of an EVM ownership
+transfer, signed by the proposed owner) and `relay fees quote|claim --chain X` (what a send costs;
+the beneficiary takes the accrued fees).
 
 Each runs one chain's gateway through its adapter (adapters/registry.py), signed by the chain's
-`signer` from the config, or by the key file given with `--key` (the owner's key is rarely the
-relayer's: on the localnet the owner is the deployer, keys/evm-deployer.key). While paused, the
-gateway refuses sends and deliveries (docs/SECURITY.md); the relayer keeps retrying them.
+`signer` from the config, or by the key given with `--key FILE` (unencrypted) or `--keystore FILE`
+with `--password-file` / `--password-env` (the owner's key is rarely the relayer's: on the localnet
+the owner is the deployer, keys/evm-deployer.key). While paused, the gateway refuses sends and
+deliveries (docs/SECURITY.md); the relayer keeps retrying them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from adapters.registry import driver_named
+from adapters.registry import accept_ownership, contract_owners, driver_named
 from relay.cli.common import add_config_option, load
 from relay.config import KeyRef
 from relay.errors import ConfigError, TesseraError
@@ -27,10 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = admin.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, text in (("pause", "refuse sends and deliveries from now on"),
                          ("unpause", "accept sends and deliveries again"),
-                         ("status", "whether the gateway is paused, its beneficiary and accrued fees")):
+                         ("status", "whether the gateway is paused, its beneficiary and accrued fees, and (EVM) "
+                          "the owner and pending owner of the Gateway and the FeedStore")):
         p = actions.add_parser(action, help=text, description=text)
         _chain_options(p, signed=action != "status")
         p.set_defaults(handler=_run_admin, admin_action=action)
+    p = actions.add_parser("accept-ownership", help="take over a Gateway or FeedStore proposed to you (EVM)",
+                           description="acceptOwnership(): the second step of an EVM ownership transfer. "
+                           "`relay deploy --owner ADDRESS` (or the owner's transferOwnership) proposes ADDRESS; "
+                           "until ADDRESS signs this, the previous owner keeps every power. Sign with ADDRESS's key.")
+    _chain_options(p, signed=True)
+    p.add_argument("--contract", required=True, choices=("gateway", "feed-store"),
+                   help="which owned contract of [chains.X.contracts] to take over")
+    p.set_defaults(handler=_run_accept_ownership)
 
     fees = sub.add_parser("fees", help="delivery fees: quote a send, claim the accrued fees",
                           description="Delivery fees that pay relayers (docs/PROTOCOL.md \"Fees\").")
@@ -78,19 +90,46 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _chain_options(p: argparse.ArgumentParser, *, signed: bool) -> None:
     p.add_argument("--chain", required=True, help="chain name under [chains]")
     if signed:
-        p.add_argument("--key", type=Path, default=None,
-                       help="file with the signing key (default: the chain's signer in the config)")
+        key = p.add_mutually_exclusive_group()
+        key.add_argument("--key", type=Path, default=None,
+                         help="file with the unencrypted signing key (default: the chain's signer in the config)")
+        key.add_argument("--keystore", type=Path, default=None,
+                         help="the signer's encrypted V3 keystore (`relay keys import`), with --password-file or "
+                         "--password-env")
+        password = p.add_mutually_exclusive_group()
+        password.add_argument("--password-file", type=Path, default=None, help="file holding the keystore's password")
+        password.add_argument("--password-env", metavar="NAME", default=None,
+                              help="environment variable holding the keystore's password")
     add_config_option(p)
+
+
+def _key_ref(args: argparse.Namespace) -> KeyRef | None:
+    """The signer given on the command line (--key, or --keystore with its password), None for the
+    config's."""
+    key, keystore = getattr(args, "key", None), getattr(args, "keystore", None)
+    password_file, password_env = getattr(args, "password_file", None), getattr(args, "password_env", None)
+    if keystore is None:
+        if password_file is not None or password_env is not None:
+            raise ConfigError("--password-file/--password-env unlock a --keystore; --key is not encrypted")
+        if key is None:
+            return None
+        if not key.is_file():
+            raise ConfigError(f"--key {key}: no such file")
+        return KeyRef(file=key.resolve())
+    if not keystore.is_file():
+        raise ConfigError(f"--keystore {keystore}: no such file")
+    if password_file is None and password_env is None:
+        raise ConfigError("--keystore needs --password-file or --password-env (the keystore's password)")
+    return KeyRef(keystore=keystore.resolve(), password_file=password_file and password_file.resolve(),
+                  password_env=password_env)
 
 
 def _adapter(args: argparse.Namespace, signed: bool) -> Any:
     config, _ = load(args.config)
     driver = driver_named(config, args.chain)
-    key = getattr(args, "key", None)
+    key = _key_ref(args)
     if key is not None:
-        if not key.is_file():
-            raise ConfigError(f"--key {key}: no such file")
-        chain = config.chains[args.chain].model_copy(update={"signer": KeyRef(file=key.resolve())})
+        chain = config.chains[args.chain].model_copy(update={"signer": key})
         driver = type(driver)(args.chain, chain)
     adapter = driver.messaging(role="relayer", with_signer=signed)
     return adapter
@@ -120,11 +159,41 @@ def _run_admin(args: argparse.Namespace) -> int:
             line = f"{args.chain}: {'paused' if await adapter.is_paused() else 'running'}"
             if hasattr(adapter, "beneficiary"):  # chains whose gateway charges fees
                 line += f"; beneficiary {await adapter.beneficiary()}, accrued fees {await adapter.accrued_fees()}"
-            return line
+            return line + _owners_text(args, await contract_owners(args.chain, load(args.config)[0].chains[args.chain]))
         tx = await (adapter.pause() if action == "pause" else adapter.unpause())
         return f"{args.chain}: gateway {action}d (tx {tx})"
 
     print(asyncio.run(_with(adapter, run)))
+    return 0
+
+
+def _owners_text(args: argparse.Namespace, owners: dict[str, tuple[str, str, str | None]]) -> str:
+    text = ""
+    for key, (address, owner, pending) in owners.items():
+        text += f"\n  {key} {address}: owner {owner}"
+        if pending is None:
+            text += ", no ownership transfer pending"
+        else:
+            flag = "gateway" if key == "Gateway" else "feed-store"
+            text += (f", pending owner {pending} (it takes over with `relay admin accept-ownership --chain {args.chain} "
+                     f"--contract {flag}` signed with its key)")
+    return text
+
+
+def _run_accept_ownership(args: argparse.Namespace) -> int:
+    config, _ = load(args.config)
+    chain = config.chains.get(args.chain)
+    if chain is None:
+        raise ConfigError(f"no chain {args.chain!r} under [chains]; configured: {', '.join(sorted(config.chains))}")
+    key = _key_ref(args) or chain.signer
+    if key is None:
+        raise ConfigError(f"chains.{args.chain} has no signer: sign with the proposed owner's key (--keystore FILE "
+                          "--password-file FILE, or --key FILE)")
+    address, tx = asyncio.run(accept_ownership(args.chain, chain, args.contract, key))
+    if tx is None:
+        print(f"{args.chain}: {args.contract} {address} is already owned by this key; nothing was pending")
+    else:
+        print(f"{args.chain}: {args.contract} {address} ownership accepted (tx {tx})")
     return 0
 
 

@@ -1,7 +1,8 @@
 """`relay deploy` as an operator runs it, against chains with nothing deployed: a bare anvil and a bare
 Solana localnet server, deployer keys that are not dev keys (encrypted keystores, funded by the test
 from a dev account / the faucet as an operator funds them), the command run as a user types it; then
-`relay config check --online` passes, a second `relay deploy` deploys nothing, an edited address is
+the EVM owner takes the Gateway and the FeedStore over with `relay admin accept-ownership` (a
+stranger's accept refused), `relay config check --online` passes, a second `relay deploy` deploys nothing, an edited address is
 refused by both commands, and the bad inputs get their messages.
 
 One setup (two nodes, one deployment per chain) serves every check, to keep the module near 60 s.
@@ -87,6 +88,51 @@ async def _upgrade_authority(url: str, program_id: str) -> Pubkey | None:
         return programdata_authority(bytes(data.data))
 
 
+async def _take_ownership(tmp: Path, config: Path, url: str, contracts: dict[str, str], deployer: str, owner: str,
+                          owner_ks: Path) -> None:
+    """Two-step ownership: `relay deploy --owner` only proposed; the deployer still owns both contracts
+    until the owner accepts with `relay admin accept-ownership`. A stranger's accept is refused before
+    anything is sent, naming who is pending."""
+    for name in ("Gateway", "FeedStore"):
+        assert await _owner_of(url, name, contracts[name]) == deployer
+    status = relay("admin", "status", "--chain", "evm", "--config", str(config))
+    assert status.returncode == 0, status.stderr
+    for name, flag in (("Gateway", "gateway"), ("FeedStore", "feed-store")):
+        assert (f"{name} {contracts[name]}: owner {deployer}, pending owner {owner} (it takes over with `relay admin "
+                f"accept-ownership --chain evm --contract {flag}`") in status.stdout, status.stdout
+    await _fund_evm(url, owner, EVM_FUNDING // 10)
+    stranger = Account.create()
+    (tmp / "stranger.key").write_text("0x" + bytes(stranger.key).hex())
+    owner_key = ["--keystore", str(owner_ks), "--password-file", str(tmp / "password")]
+    accept = ["admin", "accept-ownership", "--chain", "evm", "--config", str(config)]
+    stranger_key = ["--key", str(tmp / "stranger.key")]
+    # Concurrently, on different contracts (so each outcome is fixed): the stranger tries the FeedStore
+    # while the owner accepts the Gateway; then the owner accepts the FeedStore while the stranger
+    # tries the Gateway the owner now holds.
+    refused, accepted = await asyncio.gather(
+        asyncio.to_thread(relay, *accept, "--contract", "feed-store", *stranger_key),
+        asyncio.to_thread(relay, *accept, "--contract", "gateway", *owner_key))
+    assert refused.returncode == 1, refused.stdout
+    assert (f"FeedStore {contracts['FeedStore']} on chain evm awaits acceptOwnership() from {owner} (proposed by its "
+            f"owner {deployer}), but the key given is {stranger.address}'s: run with {owner}'s key") in refused.stderr, \
+        refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"gateway {contracts['Gateway']} ownership accepted (tx 0x" in accepted.stdout, accepted.stdout
+    store, late = await asyncio.gather(
+        asyncio.to_thread(relay, *accept, "--contract", "feed-store", *owner_key),
+        asyncio.to_thread(relay, *accept, "--contract", "gateway", *stranger_key))
+    assert store.returncode == 0, store.stderr
+    assert late.returncode == 1 and f"has no ownership transfer pending (its owner is {owner})" in late.stderr, late.stderr
+    w3 = AsyncWeb3(AsyncHTTPProvider(url))
+    try:
+        for name in ("Gateway", "FeedStore"):
+            owned = contract(w3, name, contracts[name])
+            assert await owned.functions.owner().call() == owner
+            assert int(await owned.functions.pendingOwner().call(), 16) == 0
+    finally:
+        await w3.provider.disconnect()
+
+
 def test_relay_deploy_on_bare_chains(tmp_path: Path) -> None:
     asyncio.run(_scenario(tmp_path))
 
@@ -109,7 +155,9 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
     sol_deployer = Keypair()
     evm_ks = _keystore(tmp, "evm-deployer", "evm", "0x" + bytes(evm_deployer.key).hex())
     sol_ks = _keystore(tmp, "solana-deployer", "solana", json.dumps(list(bytes(sol_deployer))))
-    owner = Account.create().address
+    owner_account = Account.create()
+    owner = owner_account.address
+    owner_ks = _keystore(tmp, "owner", "evm", "0x" + bytes(owner_account.key).hex())
     authority = Keypair().pubkey()
     config = tmp / "tessera.toml"
     config.write_text(
@@ -185,8 +233,7 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
     program_id = deployment["chains"]["sol"]["program_id"]
     assert deployment["deployed"]["sol"]["upgrade_authority"] == str(authority)
     assert await _upgrade_authority(solana.rpc_url, program_id) == authority
-    for name in ("Gateway", "FeedStore"):  # the contracts have a one-step transfer (no acceptOwnership)
-        assert (await _owner_of(anvil.rpc_url, name, contracts[name])).lower() == owner.lower()
+    await _take_ownership(tmp, config, anvil.rpc_url, contracts, evm_deployer.address, owner, owner_ks)
 
     check = relay("config", "check", "--online", "--config", str(config))
     assert check.returncode == 0, check.stdout + check.stderr
