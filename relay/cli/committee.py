@@ -23,6 +23,7 @@ from attest.files import write_atomic
 from relay.cli.common import add_config_option, config_path
 from relay.config import load_config, parse_config
 from relay.configfile import read_toml
+from relay.deployment import merge_deployment
 from relay.errors import ConfigError
 from relay.rotation import RotationError, collect_rotation, rotation_envelope
 
@@ -127,5 +128,6 @@ def _update_config(path: Path, new_file: Path, new_share: str | None, valid_unti
     if new_share is not None:
         table["share"] = new_share
     data["committee"] = table
-    parse_config(data, str(path))  # refuse to write a config that would not load
+    parse_config(merge_deployment(data, path), str(path))  # refuse to write a config that would not load (its
+    # `deployment = ...` include merged, as load_config does)
     write_atomic(path, tomli_w.dumps(data), 0o644)
