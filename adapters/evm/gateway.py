@@ -28,7 +28,7 @@ from web3.exceptions import BadFunctionCallOutput, ContractLogicError, Transacti
 from adapters.endpoints import AllEndpointsFailed, EndpointPool
 from adapters.evm.deploy import deploy, error_abi, load_artifact
 from adapters.evm.fees import GatewayFees
-from adapters.evm.rpc import decode_revert, endpoint_pool, revert_data, to_hex
+from adapters.evm.rpc import Coalescer, decode_revert, endpoint_pool, revert_data, to_hex
 from adapters.evm.tx import Mined, NoSignerError, NonceUsed, Replaced, SentTx, TxManager, Waiting
 from attest.bn254 import hash_to_g1_hint
 from relay.batch import Batch
@@ -192,6 +192,7 @@ class EvmAdapter(GatewayFees):
         self._ws_task: asyncio.Task[None] | None = None
         self._block_times: dict[int, int] = {}  # final block number -> timestamp (bounded)
         self._handler_gas: tuple[int, int] | None = None  # the gateway's (GAS_RESERVE, MAX_HANDLER_GAS)
+        self._shared = Coalescer()  # reads asked for by many messages at once, made once (final block, ...)
 
     @classmethod
     def from_config(cls, name: str, chain: EvmChain, **options: Any) -> "EvmAdapter":
@@ -252,7 +253,11 @@ class EvmAdapter(GatewayFees):
     # --- finality ----------------------------------------------------------------------------
 
     async def final_block(self) -> int:
-        """Highest block number considered final now (-1 when none is)."""
+        """Highest block number considered final now (-1 when none is); callers asking at once share
+        one read."""
+        return await self._shared.run("final block", self._final_block)
+
+    async def _final_block(self) -> int:
         if self.confirmations is None:
             block = await self._call("eth_getBlockByNumber(finalized)", lambda w3: w3.eth.get_block("finalized"))
             return int(block["number"])
@@ -260,6 +265,9 @@ class EvmAdapter(GatewayFees):
         return head - self.confirmations
 
     async def _canonical_hash(self, number: int) -> bytes | None:
+        return await self._shared.run(("block hash", number), lambda: self._read_canonical_hash(number))
+
+    async def _read_canonical_hash(self, number: int) -> bytes | None:
         try:
             block = await self._call("eth_getBlockByNumber", lambda w3: w3.eth.get_block(number))
         except Web3RPCError:  # BlockNotFound: the chain got shorter

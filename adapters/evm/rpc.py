@@ -8,7 +8,7 @@ client — usually an `EndpointPool`'s `call`; `direct(w3)` wraps one client a c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -63,6 +63,29 @@ def direct(w3: AsyncWeb3) -> PoolCall:
         return await fn(w3)
 
     return call
+
+
+class Coalescer:
+    """Concurrent calls with the same key share one call in flight: the many messages of a batch
+    asking about the same transaction, or the same final block, cost one RPC. Nothing is kept once
+    the call returns (no staleness); a failure reaches every caller that shared it."""
+
+    def __init__(self) -> None:
+        self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def run(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
+        future = self._inflight.get(key)
+        if future is None or future.done() or future.get_loop() is not asyncio.get_running_loop():
+            future = asyncio.ensure_future(fn())
+            self._inflight[key] = future
+            future.add_done_callback(lambda done, key=key: self._forget(key, done))
+        return await asyncio.shield(future)
+
+    def _forget(self, key: Hashable, done: asyncio.Future[Any]) -> None:
+        if self._inflight.get(key) is done:
+            del self._inflight[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: every caller that shared it has it already
 
 
 def to_hex(data: bytes) -> str:

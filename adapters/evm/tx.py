@@ -28,7 +28,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
-from adapters.evm.rpc import PoolCall, revert_data, to_hex
+from adapters.evm.rpc import Coalescer, PoolCall, revert_data, to_hex
 from relay.envelope import keccak256
 from relay.errors import TesseraError
 from relay.log import get_logger
@@ -185,6 +185,9 @@ class TxManager:
     _next_nonce: int | None = field(default=None, init=False, repr=False)
     # (when read, monotonic; the read): concurrent callers share one read in flight
     _fees: tuple[float, asyncio.Future[tuple[int, int]]] | None = field(default=None, init=False, repr=False)
+    # Checks running at once share their reads: one mined count for every transaction followed, one
+    # receipt per transaction however many messages it delivered, one check per transaction.
+    _shared: Coalescer = field(default_factory=Coalescer, init=False, repr=False)
 
     @property
     def signer(self) -> LocalAccount:
@@ -216,7 +219,7 @@ class TxManager:
         return await self.call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, block))
 
     async def receipt(self, tx_hash: str) -> Any | None:
-        return await receipt_or_none(self.call, tx_hash)
+        return await self._shared.run(("receipt", tx_hash), lambda: receipt_or_none(self.call, tx_hash))
 
     async def estimate(self, tx: dict[str, Any]) -> int:
         """eth_estimateGas; a refusal raises ContractLogicError (revert_data() has the reason)."""
@@ -311,14 +314,20 @@ class TxManager:
     async def check(self, sent: SentTx, stuck_after: float | None = None) -> Check:
         """One look at `sent`: mined (which version, its receipt), nonce used by another
         transaction, or waiting — re-sent with bumped fees first when it has waited `stuck_after`
-        seconds. One RPC while nothing is mined (the account's mined count); receipts only once
-        the nonce is used, and then only the mined version's."""
+        seconds. One RPC while nothing is mined (the account's mined count, shared by the checks
+        running at once); receipts only once the nonce is used, and then only the mined version's.
+        Checks of the same transaction running at once are one check (one replacement, not many)."""
+        return await self._shared.run(("check", id(sent), stuck_after), lambda: self._check(sent, stuck_after))
+
+    async def _check(self, sent: SentTx, stuck_after: float | None) -> Check:
         if sent.mined is not None:
             receipt = await self.receipt(sent.mined)
             if receipt is not None:
                 return Mined(sent.mined, receipt)
             sent.mined = None  # reorged out: look again
-        if await self.nonce_used(sent.nonce):
+        mined_count = await self._shared.run(("mined count", self.signer.address),
+                                             lambda: self.count(self.signer.address, "latest"))
+        if mined_count > sent.nonce:
             for tx_hash in reversed(sent.hashes):
                 receipt = await self.receipt(tx_hash)
                 if receipt is not None:

@@ -52,6 +52,7 @@ log = get_logger("adapters.solana.rpc")
 T = TypeVar("T")
 
 SIGNATURE_PAGE = 1000  # getSignaturesForAddress's maximum
+SIGNATURE_STATUSES_MAX = 256  # getSignatureStatuses's maximum per call
 COMMITMENT_LEVELS = {"processed": 0, "confirmed": 1, "finalized": 2}
 
 
@@ -156,6 +157,7 @@ class SolanaRpc:
             name, list(rpc_urls), lambda url: AsyncClient(url, timeout=timeout, max_transport_retries=0),
             is_retryable, attempts=attempts, base_delay=base_delay, timeout=timeout)
         self._owns_clients = True
+        self._statuses: _StatusBatch | None = None
 
     @classmethod
     def for_client(cls, name: str, client: AsyncClient, *, timeout: float = 10.0, owns_client: bool = False
@@ -165,6 +167,7 @@ class SolanaRpc:
         rpc.name = name
         rpc.pool = EndpointPool(name, ["(given client)"], lambda _url: client, is_retryable, timeout=timeout)
         rpc._owns_clients = owns_client
+        rpc._statuses = None
         return rpc
 
     async def close(self) -> None:
@@ -215,12 +218,55 @@ class SolanaRpc:
             signature, encoding=encoding, commitment=commitment, max_supported_transaction_version=0))).value
 
     async def signature_status(self, signature: Signature) -> Any:
-        """The node's status of one signature (searching its history too); None when unknown."""
-        return (await self.call("getSignatureStatuses", lambda c: c.get_signature_statuses(
-            [signature], search_transaction_history=True))).value[0]
+        """The node's status of one signature (searching its history too); None when unknown.
+        Callers asking at once (the relayer confirming many deliveries) share one
+        getSignatureStatuses of up to SIGNATURE_STATUSES_MAX signatures."""
+        loop = asyncio.get_running_loop()
+        batch = self._statuses
+        if batch is None or batch.loop is not loop or len(batch.waiting) >= SIGNATURE_STATUSES_MAX:
+            batch = self._statuses = _StatusBatch(loop)
+            batch.task = loop.create_task(self._ask_statuses(batch))
+        future = batch.waiting.get(signature)
+        if future is None:
+            future = batch.waiting[signature] = loop.create_future()
+        return await asyncio.shield(future)
+
+    async def _ask_statuses(self, batch: "_StatusBatch") -> None:
+        await asyncio.sleep(0)  # one turn of the loop: the callers started with the first one join it
+        if self._statuses is batch:
+            self._statuses = None  # later callers start the next batch
+        signatures = list(batch.waiting)
+        try:
+            values = (await self.call("getSignatureStatuses", lambda c: c.get_signature_statuses(
+                signatures, search_transaction_history=True))).value
+        except BaseException as exc:
+            for future in batch.waiting.values():
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+                    future.exception()  # retrieved: a caller that went away must not warn
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for signature, value in zip(signatures, values):
+            batch.waiting[signature].set_result(value)
+        for future in batch.waiting.values():
+            if not future.done():  # a node answering fewer statuses than asked: not "unknown"
+                future.set_exception(SolanaAdapterError(
+                    f"{self.name}: getSignatureStatuses answered {len(values)} statuses for {len(signatures)} "
+                    "signatures"))
+                future.exception()
 
     async def block_height(self, commitment: Commitment) -> int:
         return (await self.call("getBlockHeight", lambda c: c.get_block_height(commitment))).value
+
+
+class _StatusBatch:
+    """Signatures whose status callers are waiting for, asked together."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: dict[Signature, asyncio.Future[Any]] = {}
+        self.task: asyncio.Task[None] | None = None  # kept here: the loop holds tasks weakly
 
 
 class LogsWaker:
