@@ -95,11 +95,6 @@ async def _take_ownership(tmp: Path, config: Path, url: str, contracts: dict[str
     anything is sent, naming who is pending."""
     for name in ("Gateway", "FeedStore"):
         assert await _owner_of(url, name, contracts[name]) == deployer
-    status = relay("admin", "status", "--chain", "evm", "--config", str(config))
-    assert status.returncode == 0, status.stderr
-    for name, flag in (("Gateway", "gateway"), ("FeedStore", "feed-store")):
-        assert (f"{name} {contracts[name]}: owner {deployer}, pending owner {owner} (it takes over with `relay admin "
-                f"accept-ownership --chain evm --contract {flag}`") in status.stdout, status.stdout
     await _fund_evm(url, owner, EVM_FUNDING // 10)
     stranger = Account.create()
     (tmp / "stranger.key").write_text("0x" + bytes(stranger.key).hex())
@@ -107,11 +102,15 @@ async def _take_ownership(tmp: Path, config: Path, url: str, contracts: dict[str
     accept = ["admin", "accept-ownership", "--chain", "evm", "--config", str(config)]
     stranger_key = ["--key", str(tmp / "stranger.key")]
     # Concurrently, on different contracts (so each outcome is fixed): the stranger tries the FeedStore
-    # while the owner accepts the Gateway; then the owner accepts the FeedStore while the stranger
-    # tries the Gateway the owner now holds.
-    refused, accepted = await asyncio.gather(
+    # while the owner accepts the Gateway (and `relay admin status` shows the FeedStore still pending);
+    # then the owner accepts the FeedStore while the stranger tries the Gateway the owner now holds.
+    refused, accepted, status = await asyncio.gather(
         asyncio.to_thread(relay, *accept, "--contract", "feed-store", *stranger_key),
-        asyncio.to_thread(relay, *accept, "--contract", "gateway", *owner_key))
+        asyncio.to_thread(relay, *accept, "--contract", "gateway", *owner_key),
+        asyncio.to_thread(relay, "admin", "status", "--chain", "evm", "--config", str(config)))
+    assert status.returncode == 0, status.stderr
+    assert (f"FeedStore {contracts['FeedStore']}: owner {deployer}, pending owner {owner} (it takes over with `relay "
+            "admin accept-ownership --chain evm --contract feed-store`") in status.stdout, status.stdout
     assert refused.returncode == 1, refused.stdout
     assert (f"FeedStore {contracts['FeedStore']} on chain evm awaits acceptOwnership() from {owner} (proposed by its "
             f"owner {deployer}), but the key given is {stranger.address}'s: run with {owner}'s key") in refused.stderr, \
