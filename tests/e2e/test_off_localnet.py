@@ -168,31 +168,33 @@ async def _play(tmp: Path, anvils: list[AnvilProcess], solana, daemons: dict[str
         await asyncio.gather(*(asyncio.to_thread(accept, name) for name in ("evm", "evm2")))
     chains = load_config(config).chains
 
-    # --- relay config check --online: passes; an edited address is named; restored -------------------
-    check = relay("config", "check", "--online", *cfg)
+    # --- relay config check --online: passes; an edited address is named ----------------------------------
+    # The edit is made in a copy of the config and its deployment file, checked at the same time.
+    deployment = op / "deployment.toml"
+    evm_contracts = chains["evm"].contracts
+    edited = tomllib.loads(deployment.read_text())  # the Gateway's address now points at the TaskBoardV2, a contract too
+    edited["chains"]["evm"]["contracts"]["Gateway"] = evm_contracts["TaskBoardV2"]
+    (op / "edited-deployment.toml").write_text(tomli_w.dumps(edited))
+    edited_config = op / "edited.toml"
+    edited_config.write_text(config.read_text().replace('deployment = "deployment.toml"',
+                                                        'deployment = "edited-deployment.toml"'))
+    check, bad = await asyncio.gather(asyncio.to_thread(relay, "config", "check", "--online", *cfg),
+                                      asyncio.to_thread(relay, "config", "check", "--online", "--config",
+                                                        str(edited_config)))
     assert check.returncode == 0, check.stdout + check.stderr
     assert "OK, 3 chains, checked offline and online" in check.stdout, check.stdout
-    deployment = op / "deployment.toml"
-    original = deployment.read_text()
-    evm_contracts = chains["evm"].contracts
-    edited = tomllib.loads(original)  # the Gateway's address now points at the TaskBoardV2, a contract too
-    edited["chains"]["evm"]["contracts"]["Gateway"] = evm_contracts["TaskBoardV2"]
-    deployment.write_text(tomli_w.dumps(edited))
-    bad = relay("config", "check", "--online", *cfg)
     assert bad.returncode == 1, bad.stdout
     assert (f"chains.evm.contracts.Gateway ({evm_contracts['TaskBoardV2']}): the code there is not Gateway as "
             "contracts/evm builds it" in bad.stdout), bad.stdout
     assert "1 problem" in bad.stdout, bad.stdout  # evm2 has the same addresses (same deployer and nonces): not named
-    deployment.write_text(original)
-    assert relay("config", "check", "--online", *cfg).returncode == 0
-    phases.done("relay config check --online (pass, edited, restored)")
+    phases.done("relay config check --online (passes; edited copy fails)")
 
     # --- the owner: prices (committee-signed), delivery costs, the relayer as beneficiary ----------------
     secret = Secret.password(PASSWORD)
     shares = [load_share_for(old, op / f"p{i}" / f"share-{i}.json", secret) for i in old.indices]
-    await _push_evm_prices(chains["evm"], evm_owner, old, shares, ("ETH/USD", "SOL/USD"))
-    await _push_evm_prices(chains["evm2"], evm_owner, old, shares, ("ETH/USD",))
-    await _push_solana_prices(chains["sol"], sol_deployer, old, shares)
+    await asyncio.gather(_push_evm_prices(chains["evm"], evm_owner, old, shares, ("ETH/USD", "SOL/USD")),
+                         _push_evm_prices(chains["evm2"], evm_owner, old, shares, ("ETH/USD",)),
+                         _push_solana_prices(chains["sol"], sol_deployer, old, shares))
     gas_price = {name: await _gas_price(chains[name].rpc_urls[0]) for name in ("evm", "evm2")}
 
     def destination(src: str, dst: str, *, gas: int, base: int, per_byte: float, decimals: int, feed: str,
@@ -239,6 +241,9 @@ async def _play(tmp: Path, anvils: list[AnvilProcess], solana, daemons: dict[str
 
     await asyncio.gather(start_attesters(), start_relayer())
     phases.done("daemons started")
+    # The next committee's DKG (epoch 2, the same members and attester endpoints) runs meanwhile.
+    write_dkg_config(op / "dkg-2.toml", N, T, 2, attester_ports, session=f"offnet-2-{os.getpid()}")
+    next_dkg = asyncio.ensure_future(asyncio.to_thread(run_dkg, op, op / "dkg-2.toml", N, password, "q{index}"))
 
     # --- the SDK as a user: URLs, addresses, the committee's public file, the user's own keys -----------
     receivers = {}
@@ -278,7 +283,8 @@ async def _play(tmp: Path, anvils: list[AnvilProcess], solana, daemons: dict[str
         assert before["evm"] - after["evm"] >= quotes[("evm", "sol")] + quotes[("evm", "evm2")]
 
         # The unpaid one: refused by the relayer's policy, never delivered, counted, in `relay status`.
-        status = await _until_refused(cfg, unpaid.id_hex)
+        await _until_dead(relayer_port, unpaid.id_hex)
+        status = relay_ok("status", unpaid.id_hex, *cfg)
         assert "refused_unpaid" in status and "unpaid: paid 0, below relayer.policy.minimum.evm2 = 1" in status, status
         assert not await client.is_delivered(unpaid)
         async with aiohttp.ClientSession() as http:
@@ -287,19 +293,8 @@ async def _play(tmp: Path, anvils: list[AnvilProcess], solana, daemons: dict[str
         assert f'tessera_relayer_refused_unpaid_total{{src_domain="{chains["evm2"].domain}"}} 1.0' in metrics
         phases.done("unpaid message refused by policy")
 
-        # --- the beneficiary (the relayer's accounts) claims -------------------------------------------
-        claims = await asyncio.gather(*(asyncio.to_thread(relay_ok, "fees", "claim", "--chain", name, *cfg)
-                                        for name in ("evm", "evm2", "sol")))
-        expected = {"evm": quotes[("evm", "sol")] + quotes[("evm", "evm2")], "evm2": quotes[("evm2", "evm")],
-                    "sol": quotes[("sol", "evm")]}
-        for name, out in zip(("evm", "evm2", "sol"), claims):
-            beneficiary = str(sol_relayer.pubkey()) if name == "sol" else evm_relayer.address
-            assert f"{name}: claimed {expected[name]} to the beneficiary {beneficiary}" in out, out
-        phases.done("relay fees claim x3")
-
         # --- rotation: the next committee from a second DKG, approved by every member ------------------
-        write_dkg_config(op / "dkg-2.toml", N, T, 2, attester_ports, session=f"offnet-2-{os.getpid()}")
-        await asyncio.to_thread(run_dkg, op, op / "dkg-2.toml", N, password, "q{index}")
+        await next_dkg
         new = Committee.load(op / "q1" / "committee.toml")
         assert new.epoch == 2 and new.group_key != old.group_key
         text = config.read_text()
@@ -322,22 +317,40 @@ async def _play(tmp: Path, anvils: list[AnvilProcess], solana, daemons: dict[str
             assert all((s.epoch, s.group_key, s.previous_epoch) == (2, new.group_key, 1) for s in states.values())
             phases.done("relay committee rotate (3 chains)")
 
-            # During the grace: the running daemons (still the old committee's keys) deliver both ways.
-            in_grace = [await client.send("evm", "sol", receivers["sol"], b"old committee, in grace", signer=user),
-                        await client.send("sol", "evm", receivers["evm"], b"old committee, in grace", signer=user_sol)]
-            await asyncio.gather(*(client.wait_delivered(m, timeout=GRACE_S) for m in in_grace))
-            for sent in in_grace:
+            # During the grace: the running daemons (still the old committee's keys) deliver to the chains
+            # rotated last (the grace of the first one started earliest), paid like any message.
+            grace_payload = b"old committee, in grace"
+            in_grace = {}
+            for dst in ("sol", "evm2"):
+                quotes[("evm", dst, "grace")] = await client.quote("evm", dst, grace_payload)
+                in_grace[dst] = await client.send("evm", dst, receivers[dst], grace_payload, signer=user)
+            await asyncio.gather(*(client.wait_delivered(m, timeout=GRACE_S) for m in in_grace.values()))
+            for dst, sent in in_grace.items():
                 epoch, signature = await client.committee_signature(sent)
                 assert epoch == 1 and client.verify(sent.envelope, epoch, signature)
-            assert time.time() < min(s.previous_valid_until for s in states.values()), "delivered after the grace?"
+                assert time.time() < states[dst].previous_valid_until, f"delivered on {dst} after its grace?"
             phases.done("old committee's messages delivered in the grace")
 
-            # After the grace (each chain's own clock), the old committee's signature is refused everywhere.
-            daemons["relayer"].stop()  # its account sends the late deliveries
-            for name, verifier in verifiers.items():
-                while (await verifier.state()).chain_time <= states[name].previous_valid_until:
-                    await asyncio.sleep(0.5)
+            # --- the beneficiary (the relayer's accounts) claims, while the grace runs out ------------
+            daemons["relayer"].stop()  # idle now; its accounts claim, and send the late deliveries below
+
+            async def grace_over() -> None:
+                for name, verifier in verifiers.items():  # each chain's own clock
+                    while (await verifier.state()).chain_time <= states[name].previous_valid_until:
+                        await asyncio.sleep(0.5)
+
+            claims = await asyncio.gather(*(asyncio.to_thread(relay_ok, "fees", "claim", "--chain", name, *cfg)
+                                            for name in ("evm", "evm2", "sol")))
+            expected = {"evm": quotes[("evm", "sol")] + quotes[("evm", "evm2")] + quotes[("evm", "sol", "grace")]
+                        + quotes[("evm", "evm2", "grace")], "evm2": quotes[("evm2", "evm")], "sol": quotes[("sol", "evm")]}
+            for name, out in zip(("evm", "evm2", "sol"), claims):
+                beneficiary = str(sol_relayer.pubkey()) if name == "sol" else evm_relayer.address
+                assert f"{name}: claimed {expected[name]} to the beneficiary {beneficiary}" in out, out
+            phases.done("relay fees claim x3")
+            await grace_over()
             phases.done("grace over")
+
+            # After the grace the old committee's signature is refused everywhere; the new one's lands.
             rotated = load_config(config)
             assert Committee.load(rotated.committee.file).epoch == 2
             refusal = {"evm": "EpochExpired", "evm2": "EpochExpired", "sol": "EPOCH_EXPIRED"}
@@ -396,16 +409,18 @@ async def _balances(chains, user, user_sol: Keypair) -> dict[str, int]:
     return {"evm": evm, "sol": sol}
 
 
-async def _until_refused(cfg: list[str], id_hex: str, timeout: float = 60.0) -> str:
+async def _until_dead(relayer_port: int, id_hex: str, timeout: float = 60.0) -> None:
+    """Until the relayer's API shows the message as a dead letter."""
     deadline = time.monotonic() + timeout
-    out = ""
-    while time.monotonic() < deadline:
-        done = await asyncio.to_thread(relay, "status", id_hex, *cfg)
-        out = done.stdout + done.stderr
-        if "refused_unpaid" in out:
-            return out
-        await asyncio.sleep(1)
-    raise AssertionError(f"not refused within {timeout}s: {out}")
+    shown: dict = {}
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            async with http.get(f"http://127.0.0.1:{relayer_port}/v1/messages/{id_hex}") as resp:
+                shown = await resp.json() if resp.status == 200 else {}
+            if shown.get("stage") == "dead":
+                return
+            await asyncio.sleep(0.3)
+    raise AssertionError(f"{id_hex} not a dead letter within {timeout}s: {shown}")
 
 
 def _signed_report(committee: Committee, shares: list, feed_id: str, round_: int, price: int, now_ms: int) -> SignedReport:
