@@ -263,6 +263,10 @@ class _Run:
         await self._metered("TaskBoardV2 as flat-fee sender", "configured", lambda: evm_deploy.transact(
             self.w3, self.account, gateway.functions.setFlatFeeSender(board, True)), address=board)
 
+    def _accept_hint(self, key: str) -> str:
+        flag = "gateway" if key == GATEWAY else "feed-store"
+        return f"`relay admin accept-ownership --chain {self.name} --contract {flag}` with its key"
+
     async def _hand_over(self, key: str, owner: str) -> None:
         """Ownership of `key` to `owner`: two steps where the contract has them (transferOwnership
         proposes, the new owner calls acceptOwnership), else the contract's one-step transfer."""
@@ -276,7 +280,7 @@ class _Run:
             return
         if two_step and (await contract.functions.pendingOwner().call()).lower() == owner.lower():
             self.report.steps.append(DeployStep(f"{key} ownership", "kept", owner, note="proposed, awaiting acceptOwnership"))
-            self.report.notes.append(f"{owner} must call acceptOwnership() on {key} {address}")
+            self.report.notes.append(f"{owner} must call acceptOwnership() on {key} {address}: {self._accept_hint(key)}")
             return
         if current.lower() != self.account.address.lower():
             raise DeploymentError(f"chains.{self.name}.contracts.{key} ({address}) is owned by {current}, neither the "
@@ -288,7 +292,8 @@ class _Run:
                             note="awaiting acceptOwnership" if two_step else "one-step transfer (the contract has no "
                             "acceptOwnership)")
         if two_step:
-            self.report.notes.append(f"{owner} must call acceptOwnership() on {key} {address} to take it over")
+            self.report.notes.append(f"{owner} must call acceptOwnership() on {key} {address} to take it over: "
+                                     f"{self._accept_hint(key)}")
         if "beneficiary" in names and "setBeneficiary" in names:
             beneficiary = await contract.functions.beneficiary().call()
             if beneficiary.lower() != owner.lower():

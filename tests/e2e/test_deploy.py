@@ -218,6 +218,10 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
         assert f"  {what} " in evm_run.stdout and "deployed" in evm_run.stdout
     assert "gas" in evm_run.stdout and "total:" in evm_run.stdout
     assert "TaskBoardV2 as flat-fee sender" in evm_run.stdout  # the board forwards the flat fee when it sends
+    for what, flag in (("Gateway", "gateway"), ("FeedStore", "feed-store")):  # only proposed: the owner accepts
+        assert f"  {what} ownership " in evm_run.stdout and "(awaiting acceptOwnership)" in evm_run.stdout
+        assert (f"to take it over: `relay admin accept-ownership --chain evm --contract {flag}` with its key"
+                in evm_run.stdout), evm_run.stdout
     for what in ("program (upgradeable loader)", "committee (InitCommittee)", "gateway (InitGateway)",
                  "upgrade authority (SetAuthority)"):
         assert what in sol_run.stdout, sol_run.stdout
