@@ -19,6 +19,7 @@ from solders.system_program import CreateAccountParams, create_account
 
 from adapters.solana import deploy as solana_deploy
 from adapters.solana.deployment import deploy_tessera, load_or_create_keypair
+from adapters.solana.fee_program import set_beneficiary_ix
 from adapters.solana import program as solana_program
 from attest.committee import Committee
 from relay.config import KeyRef, SolanaChain
@@ -56,7 +57,8 @@ def devnet_node(chain: SolanaChain, settings: Mapping[str, Any]) -> DevnetNode:
 async def deploy_devnet(name: str, chain: SolanaChain, keys_dir: Path, committee: Committee,
                         feeds: Mapping[str, FeedConfig]) -> DevnetDeployment:
     """The program deployed, its committee (InitCommittee, bound to the chain's domain) and gateway
-    (InitGateway) initialised, the relayer's payer and the SDK's user funded. Feed accounts are
+    (InitGateway) initialised, the relayer's payer and the SDK's user funded, the payer (the relayer's
+    account) made the fee beneficiary. Feed accounts are
     created by the pusher's first update, so `feeds` needs nothing here."""
     payer = load_or_create_keypair(keys_dir / "solana-payer.json")
     user = load_or_create_keypair(keys_dir / "solana-user.json")  # the SDK's sender
@@ -70,9 +72,16 @@ async def deploy_devnet(name: str, chain: SolanaChain, keys_dir: Path, committee
         deployer=KeyRef(file=keys_dir / "solana-payer.json", allow_raw=True), committee=committee, feeds=feeds,
         owner=None, upgrade_authority=None, recorded={}, keys_dir=keys_dir, record=lambda fields: None))
     program_id = report.fields["program_id"]
+    # Fees as on the EVM localnet (adapters/evm/devnet.py): the relayer's account (the payer: it signs the
+    # deliveries) is the beneficiary, so `relay fees claim --chain solana` works. No destination costs are
+    # posted: once any fee config exists every Solana send needs fresh prices in the program's feed
+    # accounts (docs/PROTOCOL.md "Fees", Solana), and the EVM localnet posts none either.
+    async with AsyncClient(chain.rpc_urls[0], commitment=Confirmed) as client:
+        await solana_deploy.send_instructions(client, payer, [set_beneficiary_ix(
+            Pubkey.from_string(program_id), payer.pubkey(), payer.pubkey())])
     committee_config, outbox = report.fields["accounts"]["committee"], report.fields["accounts"]["outbox"]
     deployed = {"program_id": program_id, "payer": str(payer.pubkey()), "committee": committee_config,
-                "outbox": outbox}
+                "outbox": outbox, "fee_beneficiary": str(payer.pubkey())}
     get_logger("localnet.solana").info("solana program deployed", chain=name, **deployed)
     keys = Path(keys_dir.name)
     table = chain.model_copy(update={
