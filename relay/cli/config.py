@@ -3,7 +3,8 @@ problem naming its field; with --online, every chain's endpoints, identity, depl
 
 Loading a config already checks each field on its own (relay/config.py); what is checked here are
 the links a field's validator cannot see (a name that must exist in another section, a file that
-must exist, an installed executor) and, online, that the chains are what the config says.
+must exist, an installed executor, the next committee a member approves) and, online, that the chains
+are what the config says.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="list every problem in a config (exit 1 if any)",
                        description="Offline: chains without a Gateway or program_id, names that point at no "
                        "chain or feed, executors that are not installed, an EVM domain other than the chain id, "
-                       "missing key, keystore, password and committee files, unencrypted keys without allow_raw. "
+                       "missing key, keystore, password and committee files, unencrypted keys without allow_raw, "
+                       "a [committee] next that is not the next epoch's committee or comes without next_grace_s. "
                        "--online also: each RPC endpoint answers and serves the configured chain (chain id, or "
                        "the network's genesis hash), the contracts/program are deployed with this checkout's "
-                       "code, and each chain holds the config's committee.")
+                       "code (the Solana program against contracts/solana/tessera.so), and each chain holds the "
+                       "config's committee.")
     add_config_option(p)
     p.add_argument("--online", action="store_true", help="also query every chain")
     p.set_defaults(handler=_run_check)

@@ -159,14 +159,21 @@ async def _play(tmp: Path, anvils: list[AnvilProcess], solana, daemons: dict[str
     owner_config.write_text(config.read_text().replace("keys/evm-relayer.json", "keys/evm-owner.json")
                             .replace("keys/sol-relayer.json", "keys/sol-deployer.json"))
     own = ["--config", str(owner_config)]
-    accepts_ownership = "accept-ownership" in relay("admin", "--help").stdout
-    if accepts_ownership:  # two-step ownership: the owner takes the contracts over
-        def accept(name: str) -> None:  # one chain's transactions one after the other (one nonce sequence)
-            for what in ("gateway", "feed-store"):
-                relay_ok("admin", "accept-ownership", "--chain", name, "--contract", what, *own)
+    # Two-step ownership: deploy proposed --owner; the owner takes the Gateway and the FeedStore over.
+    def accept(name: str) -> None:  # one chain's transactions one after the other (one nonce sequence)
+        for what in ("gateway", "feed-store"):
+            relay_ok("admin", "accept-ownership", "--chain", name, "--contract", what, *own)
 
-        await asyncio.gather(*(asyncio.to_thread(accept, name) for name in ("evm", "evm2")))
+    await asyncio.gather(*(asyncio.to_thread(accept, name) for name in ("evm", "evm2")))
     chains = load_config(config).chains
+    for name in ("evm", "evm2"):
+        w3 = AsyncWeb3(AsyncHTTPProvider(chains[name].rpc_urls[0]))
+        try:
+            for key in ("Gateway", "FeedStore"):
+                owner = await contract(w3, key, chains[name].contracts[key]).functions.owner().call()
+                assert owner.lower() == evm_owner.address.lower(), (name, key, owner)
+        finally:
+            await w3.provider.disconnect()
 
     # --- relay config check --online: passes; an edited address is named ----------------------------------
     # The edit is made in a copy of the config and its deployment file, checked at the same time.
