@@ -76,6 +76,8 @@ class ProgramInstruction(enum.IntEnum):
     FEED_VERIFY_ROOT = 50
     FEED_UPDATE_WITH_PROOFS = 51
     FEED_CLOSE_ROOT = 52
+    PROPOSE_ADMIN = 53  # the admin handover, step 1: the admin names its successor (zero cancels)
+    ACCEPT_ADMIN = 54  # step 2: the proposed admin signs and becomes the admin
 
 
 class ProgramErrorCode(enum.IntEnum):
@@ -129,6 +131,8 @@ class ProgramErrorCode(enum.IntEnum):
     RENT_UNSUPPORTED = 0x47
     GATEWAY_PAUSED = 0x48
     NOT_ADMIN = 0x49
+    NO_ADMIN_PENDING = 0x4a  # AcceptAdmin while nothing is proposed
+    NOT_PENDING_ADMIN = 0x4b  # AcceptAdmin by another key than the proposed one
     TASK_PAYLOAD_MALFORMED = 0x50
     TASK_EXECUTOR_INVALID = 0x51
     TASK_FEE_TOO_LARGE = 0x52
@@ -370,6 +374,7 @@ def verify_digest_ix(
 CONFIG_MAGIC = b"TESSCOMM"
 PROBE_ACCOUNT_LEN = 32
 CONFIG_LEN = 336
+CONFIG_LEN_WITH_PENDING = 368  # grown by the first ProposeAdmin: the pending admin at 336..368
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +395,7 @@ class CommitteeConfig:
     previous_valid_until: int
     updated_at: int
     paused: bool = False  # Pause / Unpause (byte 11): Send, Deliver and VerifyRoot refused while set
+    pending_admin: Pubkey | None = None  # ProposeAdmin's candidate until it accepts (None: nothing pending)
 
     @classmethod
     def decode(cls, data: bytes) -> "CommitteeConfig":
@@ -415,6 +421,8 @@ class CommitteeConfig:
             previous_valid_until=prev_until,
             updated_at=updated_at,
             paused=data[11] != 0,
+            pending_admin=(Pubkey.from_bytes(data[336:368])
+                           if len(data) >= CONFIG_LEN_WITH_PENDING and any(data[336:368]) else None),
         )
 
 
@@ -570,6 +578,26 @@ def pause_ix(program_id: Pubkey, admin: Pubkey, paused: bool = True) -> Instruct
     tag = ProgramInstruction.PAUSE if paused else ProgramInstruction.UNPAUSE
     return Instruction(program_id, bytes([tag]), [
         AccountMeta(admin, True, False),
+        AccountMeta(committee_address(program_id)[0], False, True),
+    ])
+
+
+def propose_admin_ix(program_id: Pubkey, admin: Pubkey, new_admin: Pubkey | None) -> Instruction:
+    """ProposeAdmin, signed by the committee config's admin: `new_admin` may take over with AcceptAdmin
+    (None or the zero key cancels a proposal). The first proposal grows the config by 32 bytes, the
+    admin paying their rent."""
+    proposed = bytes(new_admin) if new_admin is not None else bytes(32)
+    return Instruction(program_id, bytes([ProgramInstruction.PROPOSE_ADMIN]) + proposed, [
+        AccountMeta(admin, True, True),
+        AccountMeta(committee_address(program_id)[0], False, True),
+        AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+    ])
+
+
+def accept_admin_ix(program_id: Pubkey, new_admin: Pubkey) -> Instruction:
+    """AcceptAdmin, signed by the proposed admin: it becomes the committee config's admin."""
+    return Instruction(program_id, bytes([ProgramInstruction.ACCEPT_ADMIN]), [
+        AccountMeta(new_admin, True, False),
         AccountMeta(committee_address(program_id)[0], False, True),
     ])
 

@@ -51,7 +51,7 @@ u64 require_upgrade_authority(const SolPubkey *program_id, const SolAccountInfo 
 static u64 system_invoke(SolParameters *params, SolAccountInfo *system, u64 meta_count, u64 data_len,
                          const SolSignerSeeds *signer) {
   SolInstruction ix = {system->key, SCRATCH->cpi_metas, meta_count, SCRATCH->cpi_data, data_len};
-  return sol_invoke_signed_c(&ix, params->accounts, (int)params->account_count, signer, 1);
+  return sol_invoke_signed_c(&ix, params->accounts, (int)params->account_count, signer, signer ? 1 : 0);
 }
 
 
@@ -95,5 +95,34 @@ u64 create_pda(SolParameters *params, const PdaCreation *c) {
   }
   if (err) return err;
   if (target->data_len < space) return ERR_ACCOUNT_TOO_SMALL;
+  return 0;
+}
+
+u64 account_grow(SolParameters *params, const AccountGrowth *g) {
+  SolAccountInfo *payer = g->payer, *target = g->target;
+  if (target->data_len >= g->len) return 0;
+  if (g->len - target->data_len > SOL_MAX_PERMITTED_DATA_INCREASE) return ERR_ACCOUNT_TOO_SMALL;
+  if (!sol_pubkey_eq(target->owner, params->program_id)) return ERR_WRONG_ACCOUNT_OWNER;
+  if (!payer->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
+  if (!payer->is_writable || !target->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  u64 lamports;
+  u64 err = rent_exempt_minimum(g->len, &lamports);
+  if (err) return err;
+  if (*target->lamports < lamports) {
+    if (!sol_is_zero(g->system->key->x, SOL_PUBKEY_LEN)) return ERR_WRONG_SYSTEM_PROGRAM;
+    SolAccountMeta *metas = SCRATCH->cpi_metas;
+    u8 *cpi = SCRATCH->cpi_data;
+    metas[0] = (SolAccountMeta){payer->key, true, true};
+    metas[1] = (SolAccountMeta){target->key, true, false};
+    sol_write_u32_le(cpi, SYSTEM_TRANSFER);
+    sol_write_u64_le(cpi + 4, lamports - *target->lamports);
+    err = system_invoke(params, g->system, 2, 12, 0);
+    if (err) return err;
+  }
+  /* After the transfer: the CPI above saw the account at its old length. The runtime zeroes the
+   * spare room on serialization, but nothing here relies on that. */
+  u64 old = target->data_len;
+  account_resize(target, g->len);
+  sol_memset_(target->data + old, 0, g->len - old);
   return 0;
 }

@@ -51,3 +51,16 @@ static inline void account_resize(SolAccountInfo *a, u64 len) {
   *(u64 *)(a->data - 8) = len;
   a->data_len = len;
 }
+
+/* Grows `target` (an account of this program, writable) to `len` bytes, at most 10 KiB more than it
+ * holds: `payer` (a writable signer) first tops its lamports up to the rent-exempt minimum of `len`
+ * through the system program (`system`, checked only when a transfer is needed); the new bytes are
+ * zero. Nothing happens to an account that is `len` bytes or more already. */
+typedef struct {
+  SolAccountInfo *payer;
+  SolAccountInfo *target;
+  SolAccountInfo *system;
+  u64 len;
+} AccountGrowth;
+
+u64 account_grow(SolParameters *params, const AccountGrowth *g);

@@ -24,7 +24,13 @@
 #define CFG_PREV_VALID_UNTIL 192
 #define CFG_PREV_KEY 200
 #define CFG_UPDATED_AT 328
-#define CONFIG_LEN 336
+#define CONFIG_LEN 336 /* what InitCommittee creates and every reader requires */
+/* The admin handover (ProposeAdmin / AcceptAdmin) keeps its pending admin after the fields above:
+ * the first ProposeAdmin grows the account from CONFIG_LEN to CONFIG_LEN_WITH_PENDING (the admin pays
+ * the rent of the 32 bytes). A CONFIG_LEN account has nothing pending; the version stays 1, so
+ * accounts initialized before the handover existed keep working unchanged. */
+#define CFG_PENDING_ADMIN 336 /* 32 bytes: the proposed admin, zero when none */
+#define CONFIG_LEN_WITH_PENDING 368
 #define CONFIG_VERSION 1
 
 u64 committee_init(SolParameters *params);

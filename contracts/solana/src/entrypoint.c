@@ -106,6 +106,10 @@ uint64_t entrypoint(const uint8_t *input) {
       return feeds_update_with_proofs(params);
     case IX_FEED_CLOSE_ROOT:
       return feeds_close_root(params);
+    case IX_PROPOSE_ADMIN:
+      return gateway_propose_admin(params);
+    case IX_ACCEPT_ADMIN:
+      return gateway_accept_admin(params);
     default:
       return ERR_UNKNOWN_INSTRUCTION;
   }

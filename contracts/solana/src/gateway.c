@@ -69,6 +69,58 @@ u64 gateway_require_admin(const SolAccountInfo *config, const SolPubkey *program
   return 0;
 }
 
+/* data: tag | new admin (32); accounts: [admin (signer, writable), committee config PDA (writable),
+ * system program]. The first step of the admin handover: records the proposed admin, who gets no power
+ * until it signs AcceptAdmin; the admin keeps every power meanwhile. A new proposal replaces the
+ * previous one; the zero key cancels. The first proposal on a config without room for it grows the
+ * account by 32 bytes (committee.h), the admin paying the rent. */
+u64 gateway_propose_admin(SolParameters *params) {
+  if (params->account_count < 3) return ERR_NOT_ENOUGH_ACCOUNTS;
+  if (params->data_len != 1 + SOL_PUBKEY_LEN) return ERR_INVALID_INSTRUCTION_DATA;
+  SolAccountInfo *admin = &params->accounts[0];
+  SolAccountInfo *config = &params->accounts[1];
+  if (!admin->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
+  if (!config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  u64 err = gateway_require_admin(config, params->program_id, admin);
+  if (err) return err;
+  const u8 *proposed = params->data + 1;
+  bool cancel = sol_is_zero(proposed, SOL_PUBKEY_LEN);
+  if (config->data_len < CONFIG_LEN_WITH_PENDING) {
+    if (cancel) {
+      sol_log("tessera: admin proposal cancelled");
+      return 0; /* nothing can be pending in an account without room for it */
+    }
+    AccountGrowth growth = {admin, config, &params->accounts[2], CONFIG_LEN_WITH_PENDING};
+    err = account_grow(params, &growth);
+    if (err) return err;
+  }
+  sol_memcpy_(config->data + CFG_PENDING_ADMIN, proposed, SOL_PUBKEY_LEN);
+  sol_log(cancel ? "tessera: admin proposal cancelled" : "tessera: admin proposed");
+  return 0;
+}
+
+/* data: tag; accounts: [proposed admin (signer), committee config PDA (writable)]. The second step:
+ * the key ProposeAdmin named becomes the admin, the proposal is cleared, the old admin keeps nothing. */
+u64 gateway_accept_admin(SolParameters *params) {
+  if (params->account_count < 2) return ERR_NOT_ENOUGH_ACCOUNTS;
+  if (params->data_len != 1) return ERR_INVALID_INSTRUCTION_DATA;
+  SolAccountInfo *candidate = &params->accounts[0];
+  SolAccountInfo *config = &params->accounts[1];
+  if (!candidate->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
+  if (!config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  u32 domain;
+  u64 err = config_domain(config, params->program_id, &domain);
+  if (err) return err;
+  u8 *cfg = config->data;
+  if (config->data_len < CONFIG_LEN_WITH_PENDING || sol_is_zero(cfg + CFG_PENDING_ADMIN, SOL_PUBKEY_LEN))
+    return ERR_NO_ADMIN_PENDING;
+  if (!sol_bytes_eq(cfg + CFG_PENDING_ADMIN, candidate->key->x, SOL_PUBKEY_LEN)) return ERR_NOT_PENDING_ADMIN;
+  sol_memcpy_(cfg + CFG_ADMIN, candidate->key->x, SOL_PUBKEY_LEN);
+  sol_memset_(cfg + CFG_PENDING_ADMIN, 0, SOL_PUBKEY_LEN);
+  sol_log("tessera: admin accepted");
+  return 0;
+}
+
 static u64 outbox_load(const SolAccountInfo *outbox, const SolPubkey *program_id) {
   if (!sol_pubkey_eq(outbox->owner, program_id) || outbox->data_len < OUTBOX_LEN ||
       !sol_bytes_eq(outbox->data + OUTBOX_MAGIC, OUTBOX_MAGIC_BYTES, 8) ||

@@ -74,6 +74,8 @@ u64 gateway_outbox_check(const SolAccountInfo *outbox, const SolPubkey *program_
 static inline void gateway_set_fees_required(SolAccountInfo *outbox) { outbox->data[OUTBOX_FEES_REQUIRED] = 1; }
 
 u64 gateway_init(SolParameters *params);
+u64 gateway_propose_admin(SolParameters *params);
+u64 gateway_accept_admin(SolParameters *params);
 u64 gateway_send(SolParameters *params);
 u64 gateway_deliver(SolParameters *params);
 

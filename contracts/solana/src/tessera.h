@@ -46,12 +46,15 @@ enum {
   IX_TASK_CLOSE_TASK = 42,  /* rent back: a settled task account, left as an empty tombstone */
   IX_TASK_CLOSE_SERVE = 43, /* rent back: a settled serve account, the request's receipt marked */
   IX_TASK_CHECK_PAYLOAD_V2 = 47, /* stateless: the v2 decoders and the auction price (vectors) */
-  /* 48..63: feeds (feeds.c) */
+  /* 48..52: feeds (feeds.c) */
   IX_FEED_UPDATE = 48,
   IX_FEED_UPDATE_MANY = 49,        /* UpdateFeeds: every report of a signed feed root, one pairing */
   IX_FEED_VERIFY_ROOT = 50,        /* VerifyFeedRoot: one pairing into ["feedroot", root] */
   IX_FEED_UPDATE_WITH_PROOFS = 51, /* UpdateFeedsWithProofs: reports of a verified root, no pairing */
   IX_FEED_CLOSE_ROOT = 52,
+  /* the admin handover, two steps (gateway.c) */
+  IX_PROPOSE_ADMIN = 53, /* the admin names its successor (the zero key cancels) */
+  IX_ACCEPT_ADMIN = 54,  /* the proposed admin signs and becomes the admin */
 };
 
 /* Custom error codes: the transaction fails with InstructionError(i, Custom(code)).
@@ -108,7 +111,9 @@ enum {
   ERR_NONCE_EXHAUSTED = 0x46,
   ERR_RENT_UNSUPPORTED = 0x47,
   ERR_GATEWAY_PAUSED = 0x48, /* Send, Deliver, VerifyRoot, DeliverWithProof while paused: the admin unpauses */
-  ERR_NOT_ADMIN = 0x49,      /* Pause / Unpause by another signer than the committee config's admin */
+  ERR_NOT_ADMIN = 0x49,      /* an admin instruction signed by another key than the committee config's admin */
+  ERR_NO_ADMIN_PENDING = 0x4a,  /* AcceptAdmin while no admin is proposed */
+  ERR_NOT_PENDING_ADMIN = 0x4b, /* AcceptAdmin signed by another key than the proposed admin */
 
   /* 0x50..0x6F: the task board (taskboard.c) */
   ERR_TASK_PAYLOAD_MALFORMED = 0x50,    /* TASK_REQUEST: lengths, input mode or trailing bytes */
