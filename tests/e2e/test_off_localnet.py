@@ -39,6 +39,8 @@ from adapters.evm.devnet import AnvilProcess
 from adapters.evm.feeds import EvmFeedTarget
 from adapters.evm.gateway import deploy_recording_receiver
 from adapters.registry import driver_for
+from adapters.solana import deploy as solana_deploy
+from adapters.solana.checks import deployment_problems as solana_deployment_problems
 from adapters.solana.feeds import SolanaFeedTarget
 from adapters.solana_localnet.testing import running_solana_localnet
 from attest.committee import Committee
@@ -67,11 +69,11 @@ SOL_BASE, SOL_PER_BYTE = 5_000 + 2_000_000, 6_960
 EVM_BASE, EVM_PER_BYTE = 310_000, 729
 
 
-def test_an_operator_and_a_user_off_the_localnet(tmp_path: Path) -> None:
-    asyncio.run(_scenario(tmp_path))
+def test_an_operator_and_a_user_off_the_localnet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asyncio.run(_scenario(tmp_path, monkeypatch))
 
 
-async def _scenario(tmp: Path) -> None:
+async def _scenario(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     phases = Phases()
     anvils = [AnvilProcess(port=free_port(), chain_id=31337 + k, block_time=0.25) for k in range(2)]
     await asyncio.gather(*(a.astart() for a in anvils))
@@ -79,7 +81,7 @@ async def _scenario(tmp: Path) -> None:
     try:
         async with running_solana_localnet(slot_ms=100, finality_slots=4) as solana:
             phases.done("bare chains up")
-            await _play(tmp, anvils, solana, daemons, phases)
+            await _play(tmp, anvils, solana, daemons, phases, monkeypatch)
     finally:
         for proc in daemons.values():
             proc.stop()
@@ -102,7 +104,8 @@ def _config_text(anvils: list[AnvilProcess], solana, signer: dict[str, str], rel
         '[relayer.policy]\nmode = "minimum"\nminimum = { evm = 1, evm2 = 1, sol = 1 }\n')
 
 
-async def _play(tmp: Path, anvils: list[AnvilProcess], solana, daemons: dict[str, ChildProcess], phases: Phases) -> None:
+async def _play(tmp: Path, anvils: list[AnvilProcess], solana, daemons: dict[str, ChildProcess], phases: Phases,
+                monkeypatch: pytest.MonkeyPatch) -> None:
     op = tmp / "operator"
     keys = op / "keys"
     keys.mkdir(parents=True)
@@ -194,6 +197,19 @@ async def _play(tmp: Path, anvils: list[AnvilProcess], solana, daemons: dict[str
     assert (f"chains.evm.contracts.Gateway ({evm_contracts['TaskBoardV2']}): the code there is not Gateway as "
             "contracts/evm builds it" in bad.stdout), bad.stdout
     assert "1 problem" in bad.stdout, bad.stdout  # evm2 has the same addresses (same deployer and nonces): not named
+    # The program at program_id is not this checkout's build (here: tessera.so rebuilt with one byte
+    # changed after the deployment): the check names the field and says what to do.
+    rebuilt = tmp / "rebuilt-tessera.so"
+    code = bytearray(solana_deploy.PROGRAM_SO_PATH.read_bytes())
+    code[len(code) // 2] ^= 0xFF
+    rebuilt.write_bytes(bytes(code))
+    with monkeypatch.context() as patch:
+        patch.setattr(solana_deploy, "PROGRAM_SO_PATH", rebuilt)
+        problems = await solana_deployment_problems("sol", chains["sol"], old)
+    assert problems == [f"chains.sol.program_id ({chains['sol'].program_id}): the deployed code is not {rebuilt} "
+                        f"({len(code)} bytes; the deployed program differs from byte {len(code) // 2}): upgrade the "
+                        "program with this build (`relay deploy` against a program you own, or `solana program deploy` "
+                        "with its upgrade authority), or check out the version that is deployed"], problems
     phases.done("relay config check --online (passes; edited copy fails)")
 
     # --- the owner: prices (committee-signed), delivery costs, the relayer as beneficiary ----------------
