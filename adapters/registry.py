@@ -107,15 +107,17 @@ def register_feed_sources(config: TesseraConfig | Mapping[str, Chain]) -> None:
 
 async def contract_owners(name: str, chain: Chain) -> dict[str, tuple[str, str, str | None]]:
     """`relay admin status`: each owned contract of chain `name` as (address, owner, pending owner or
-    None). A Solana program has no owner to show here: its upgrade authority and its committee
-    config's admin are set by `relay deploy` (docs/DEPLOY.md)."""
+    None). Solana: the program's admin (its committee config's: pause, fees; two-step like an EVM
+    owner) and its upgrade authority (one step, never pending)."""
     match chain:
         case EvmChain():
             from adapters.evm.deployment import ownership
 
             return await ownership(name, chain)
         case SolanaChain():
-            return {}
+            from adapters.solana.deployment import program_admin
+
+            return await program_admin(name, chain)
         case _:
             assert_never(chain)
             raise ConfigError(f"chains.{name}: no owners for chain kind {getattr(chain, 'kind', chain)!r}")
@@ -123,15 +125,20 @@ async def contract_owners(name: str, chain: Chain) -> dict[str, tuple[str, str, 
 
 async def accept_ownership(name: str, chain: Chain, contract: str, key: Any) -> tuple[str, str | None]:
     """`relay admin accept-ownership`: the pending owner (`key`, a KeyRef) takes over `contract`
-    ("gateway" / "feed-store"); returns (address, transaction hash or None if it already owned it)."""
+    ("gateway" / "feed-store"; on Solana "gateway" is the program's admin, AcceptAdmin); returns
+    (address, transaction hash or None if it already owned it)."""
     match chain:
         case EvmChain():
             from adapters.evm.deployment import accept_ownership as accept_evm
 
             return await accept_evm(name, chain, contract, key)
         case SolanaChain():
-            raise ConfigError(f"chains.{name} is a Solana chain: its program has no owner to accept; `relay deploy "
-                              "--upgrade-authority` hands the upgrade authority over in one step (docs/DEPLOY.md)")
+            if contract != "gateway":
+                raise ConfigError(f"chains.{name} is a Solana chain: its program has one admin (gateway, fees and "
+                                  "feeds alike): use --contract gateway")
+            from adapters.solana.deployment import accept_admin
+
+            return await accept_admin(name, chain, key)
         case _:
             assert_never(chain)
             raise ConfigError(f"chains.{name}: no ownership for chain kind {getattr(chain, 'kind', chain)!r}")

@@ -105,6 +105,13 @@ def set_authority_ix(programdata: Pubkey, authority: Pubkey, new_authority: Pubk
                                              (new_authority, False, False)])
 
 
+def set_authority_checked_ix(programdata: Pubkey, authority: Pubkey, new_authority: Pubkey) -> Instruction:
+    """SetAuthorityChecked (loader instruction 7): as SetAuthority, but the new authority must sign too,
+    so a mistyped key cannot receive the program."""
+    return _loader_ix(struct.pack("<I", 7), [(programdata, False, True), (authority, True, False),
+                                             (new_authority, True, False)])
+
+
 # ProgramData: tag (u32 = 3), deployment slot (u64), Option<authority> (1 + 32), then the ELF.
 PROGRAMDATA_METADATA_LEN = 4 + 8 + 1 + 32
 

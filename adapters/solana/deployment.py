@@ -4,9 +4,13 @@ deployer keypair, idempotently.
 
 The steps are the localnet's (adapters/solana/deploy.py `deploy_program`, `initialize_committee`,
 `initialize_gateway`): a buffer written in chunks then DeployWithMaxDataLen, InitCommittee (bound to
-the chain's domain, holding the config's committee), InitGateway, then SetAuthority to
---upgrade-authority. Both Init instructions require the program's upgrade authority to sign, so the
-deployer stays the authority until they ran.
+the chain's domain, holding the config's committee), InitGateway, then ProposeAdmin to --owner (the
+program's admin: pause, fees; it takes over with `relay admin accept-ownership --chain X --contract
+gateway`, signed with its key) and the upgrade authority to --upgrade-authority: SetAuthorityChecked
+when it is a keypair file (the new authority co-signs, so a wrong key cannot be named), else
+SetAuthority to an on-curve public key (an address nobody can sign for is refused; a typo that lands
+on the curve is not caught: the report warns). Both Init instructions require the program's upgrade
+authority to sign, so the deployer stays the authority until they ran.
 
 Before sending anything it checks the endpoint (reachable; a known network's genesis hash), what is
 recorded (the program's account, its ProgramData holding this checkout's tessera.so, the committee
@@ -31,9 +35,10 @@ from solders.pubkey import Pubkey
 
 from adapters.checks import committee_problems
 from adapters.solana import deploy as solana_deploy
-from adapters.solana.program import (BPF_LOADER_UPGRADEABLE_ID, CONFIG_LEN, OUTBOX_LEN, CommitteeConfig,
-                                     SolanaProgramError, committee_address, outbox_address, programdata_address)
-from adapters.solana.rpc import keypair_from_ref
+from adapters.solana.program import (BPF_LOADER_UPGRADEABLE_ID, CONFIG_LEN_WITH_PENDING, OUTBOX_LEN, CommitteeConfig,
+                                     SolanaProgramError, accept_admin_ix, committee_address, outbox_address,
+                                     programdata_address, propose_admin_ix)
+from adapters.solana.rpc import SolanaAdapterError, keypair_from_ref, load_keypair
 from attest.files import write_atomic
 from relay.config import SolanaChain
 from relay.deployment import DeploymentError, DeployReport, DeployRequest, DeployStep
@@ -60,19 +65,52 @@ def _pubkey(text: str, flag: str) -> Pubkey:
         raise DeploymentError(f"{flag} {text!r} is not a base58 Solana public key") from None
 
 
+def _owner(text: str, name: str) -> Pubkey:
+    """--owner on a Solana chain: the program's next admin, a base58 public key that can sign."""
+    if text.startswith("0x"):
+        raise DeploymentError(f"chains.{name} is a Solana chain: --owner {text} is an EVM address; give the base58 "
+                              "public key of the Solana account that becomes the program's admin (pause, fees)")
+    owner = _pubkey(text, "--owner")
+    if not owner.is_on_curve():
+        raise DeploymentError(f"--owner {owner} is not on the ed25519 curve: no key can sign for it (a PDA?), so it "
+                              "could never accept the program's admin")
+    return owner
+
+
+def _upgrade_authority(text: str) -> tuple[Pubkey, Keypair | None]:
+    """--upgrade-authority: a keypair file (SetAuthorityChecked, it co-signs) or an on-curve public key."""
+    try:
+        authority = Pubkey.from_string(text)
+    except ValueError:
+        path = Path(text)
+        if not path.is_file():
+            raise DeploymentError(f"--upgrade-authority {text!r} is neither a base58 Solana public key nor a keypair "
+                                  "file") from None
+        try:
+            keypair = load_keypair(path.read_text(), f"--upgrade-authority {path}")
+        except SolanaAdapterError as exc:
+            raise DeploymentError(str(exc)) from None
+        return keypair.pubkey(), keypair
+    if not authority.is_on_curve():
+        raise DeploymentError(f"--upgrade-authority {authority} is not on the ed25519 curve: no key can sign for it "
+                              "(a PDA, or a typo), and upgrades would be lost for good. relay deploy refuses it; a "
+                              "multisig vault takes the authority with `solana program set-upgrade-authority "
+                              "--skip-new-upgrade-authority-signer-check` after you checked the address")
+    return authority, None
+
+
 async def deploy_tessera(name: str, chain: SolanaChain, request: DeployRequest) -> DeployReport:
     """Deploys what is missing of Tessera on `chain` (see the module docstring); returns what it
     found, deployed and spent (lamports, rent included)."""
-    if request.owner is not None:
-        raise DeploymentError(f"chains.{name} is a Solana chain: --owner is for EVM contracts; the program's "
-                              "administrator is its upgrade authority: use --upgrade-authority")
-    authority = _pubkey(request.upgrade_authority, "--upgrade-authority") if request.upgrade_authority else None
+    owner = _owner(request.owner, name) if request.owner is not None else None
+    authority, authority_key = (_upgrade_authority(request.upgrade_authority) if request.upgrade_authority
+                                else (None, None))
     payer = keypair_from_ref(request.deployer, "--key")
     report = DeployReport(chain=name, unit="lamports", token="lamports",
                           meta={"kind": "solana", "deployer": str(payer.pubkey())})
     async with AsyncClient(chain.rpc_urls[0], commitment=Confirmed, timeout=RPC_TIMEOUT_S) as client:
         await _check_endpoint(name, chain, client)
-        await _Run(name, chain, client, payer, request, report).deploy_all(authority)
+        await _Run(name, chain, client, payer, request, report).deploy_all(owner, authority, authority_key)
     return report
 
 
@@ -102,11 +140,12 @@ class _Run:
     async def _balance(self) -> int:
         return (await self.client.get_balance(self.payer.pubkey())).value
 
-    async def _metered(self, what: str, action: str, send: Callable[[], Awaitable[Any]], address: str = "") -> Any:
+    async def _metered(self, what: str, action: str, send: Callable[[], Awaitable[Any]], address: str = "",
+                       note: str = "") -> Any:
         before = await self._balance()
         result = await send()
         spent = before - await self._balance()
-        self.report.steps.append(DeployStep(what, action, address or str(result), spent, spent))
+        self.report.steps.append(DeployStep(what, action, address or str(result), spent, spent, note))
         return result
 
     def _record(self) -> None:
@@ -173,7 +212,7 @@ class _Run:
 
     async def _check_funds(self, deploying: bool) -> None:
         size = len(self.program_bytes)
-        needed = await self._rent(CONFIG_LEN) + await self._rent(OUTBOX_LEN) + 4 * _SIGNATURE_FEE
+        needed = await self._rent(CONFIG_LEN_WITH_PENDING) + await self._rent(OUTBOX_LEN) + 5 * _SIGNATURE_FEE
         if deploying:
             chunks = -(-size // 900) + 2
             needed += (await self._rent(solana_deploy._BUFFER_METADATA_LEN + size)
@@ -199,7 +238,7 @@ class _Run:
                                   f"{current}, not the deployer {self.payer.pubkey()}: run `relay deploy` with that "
                                   "authority's key")
 
-    async def deploy_all(self, authority: Pubkey | None) -> None:
+    async def deploy_all(self, owner: Pubkey | None, authority: Pubkey | None, authority_key: Keypair | None) -> None:
         program_id = await self._ensure_program()
         committee = self.request.committee
         config_address = committee_address(program_id)[0]
@@ -236,9 +275,38 @@ class _Run:
                                 lambda: solana_deploy.initialize_gateway(self.client, self.payer, program_id))
         self.fields["accounts"]["outbox"] = str(outbox)
         self._record()
-        await self._hand_over(program_id, authority)
+        await self._propose_admin(program_id, owner)
+        await self._hand_over(program_id, authority, authority_key)
 
-    async def _hand_over(self, program_id: Pubkey, authority: Pubkey | None) -> None:
+    async def _propose_admin(self, program_id: Pubkey, owner: Pubkey | None) -> None:
+        """The program's admin (the committee config's: pause, fees) to `owner`, two steps: ProposeAdmin
+        here, AcceptAdmin signed by `owner` (`relay admin accept-ownership --contract gateway`)."""
+        config = committee_address(program_id)[0]
+        state = CommitteeConfig.decode(bytes((await self.client.get_account_info(config)).value.data))
+        self.report.meta["admin"] = str(state.admin)
+        if owner is None:
+            return
+        self.report.meta["owner"] = str(owner)
+        hint = f"`relay admin accept-ownership --chain {self.name} --contract gateway` with its key"
+        if state.admin == owner:
+            self.report.steps.append(DeployStep("admin", "kept", str(owner), note="already --owner"))
+            return
+        if state.pending_admin == owner:
+            self.report.steps.append(DeployStep("admin (ProposeAdmin)", "kept", str(owner),
+                                                note="proposed, awaiting AcceptAdmin"))
+            self.report.notes.append(f"{owner} must accept the program's admin: {hint}")
+            return
+        if state.admin != self.payer.pubkey():
+            raise DeploymentError(f"the admin of program {program_id} on chain {self.name} is {state.admin}, neither "
+                                  f"the deployer {self.payer.pubkey()} nor --owner {owner}: only it can propose "
+                                  "another; run with that admin's key, or leave --owner out")
+        await self._metered("admin (ProposeAdmin)", "proposed", lambda: solana_deploy.send_instructions(
+            self.client, self.payer, [propose_admin_ix(program_id, self.payer.pubkey(), owner)]),
+            address=str(owner), note="awaiting AcceptAdmin")
+        self.report.notes.append(f"{owner} must accept the program's admin (pause, fees) to take it over: {hint}; "
+                                 f"until then the deployer {self.payer.pubkey()} stays the admin")
+
+    async def _hand_over(self, program_id: Pubkey, authority: Pubkey | None, authority_key: Keypair | None) -> None:
         current = await self._authority(program_id)
         target = authority or self.payer.pubkey()
         self.report.meta["upgrade_authority"] = str(current)
@@ -253,7 +321,72 @@ class _Run:
                                   f"neither the deployer {self.payer.pubkey()} nor --upgrade-authority {authority}: "
                                   "only it can hand the program over")
         programdata = programdata_address(program_id)
-        await self._metered("upgrade authority (SetAuthority)", "transferred", lambda: solana_deploy.send_instructions(
-            self.client, self.payer, [solana_deploy.set_authority_ix(programdata, self.payer.pubkey(), authority)]),
-            address=str(authority))
+        if authority_key is not None:  # the new authority co-signs: the loader checks it is the key meant
+            await self._metered("upgrade authority (SetAuthorityChecked)", "transferred",
+                                lambda: solana_deploy.send_instructions(self.client, self.payer, [
+                                    solana_deploy.set_authority_checked_ix(programdata, self.payer.pubkey(), authority)],
+                                    signers=[authority_key]),
+                                address=str(authority))
+        else:
+            await self._metered("upgrade authority (SetAuthority)", "transferred", lambda: solana_deploy.send_instructions(
+                self.client, self.payer, [solana_deploy.set_authority_ix(programdata, self.payer.pubkey(), authority)]),
+                address=str(authority))
+            self.report.notes.append(f"the upgrade authority went to {authority} unchecked (SetAuthority): nobody "
+                                     "signed for it; give --upgrade-authority its keypair file to have the loader "
+                                     "check it (SetAuthorityChecked)")
         self.report.meta["upgrade_authority"] = str(authority)
+
+
+# --- after `relay deploy --owner`: the proposed admin accepts (`relay admin accept-ownership`) ------
+
+
+async def _committee_state(name: str, chain: SolanaChain, client: AsyncClient) -> tuple[Pubkey, CommitteeConfig]:
+    if not chain.program_id:
+        raise DeploymentError(f"chains.{name} has no program_id: deploy the program first (`relay deploy --chain "
+                              f"{name} --owner PUBKEY`)")
+    program_id = _pubkey(chain.program_id, f"chains.{name}.program_id")
+    config = committee_address(program_id)[0]
+    account = (await client.get_account_info(config)).value
+    if account is None or account.owner != program_id:
+        raise DeploymentError(f"chains.{name}: program {program_id} has no committee account at {config}: run "
+                              f"`relay deploy --chain {name}`")
+    try:
+        return program_id, CommitteeConfig.decode(bytes(account.data))
+    except SolanaProgramError as exc:
+        raise DeploymentError(f"chains.{name} committee account ({config}): {exc}") from None
+
+
+async def program_admin(name: str, chain: SolanaChain) -> dict[str, tuple[str, str, str | None]]:
+    """`relay admin status`: the program's admin and pending admin (None: nothing pending), keyed
+    "program admin", and its upgrade authority ("upgrade authority", never pending; "none" once the
+    program is immutable)."""
+    async with AsyncClient(chain.rpc_urls[0], commitment=Confirmed, timeout=RPC_TIMEOUT_S) as client:
+        await _check_endpoint(name, chain, client)
+        program_id, state = await _committee_state(name, chain, client)
+        data = (await client.get_account_info(programdata_address(program_id))).value
+        authority = solana_deploy.programdata_authority(bytes(data.data)) if data is not None else None
+    pending = str(state.pending_admin) if state.pending_admin is not None else None
+    return {"program admin": (str(program_id), str(state.admin), pending),
+            "upgrade authority": (str(program_id), str(authority) if authority else "none (immutable)", None)}
+
+
+async def accept_admin(name: str, chain: SolanaChain, key_ref: Any) -> tuple[str, str | None]:
+    """AcceptAdmin signed by `key_ref`'s keypair, which must be the proposed admin: checked before
+    anything is sent, and the error names who is pending. Returns (program id, signature; None when
+    the key is the admin already and nothing is pending)."""
+    keypair = keypair_from_ref(key_ref, "--key")
+    async with AsyncClient(chain.rpc_urls[0], commitment=Confirmed, timeout=RPC_TIMEOUT_S) as client:
+        await _check_endpoint(name, chain, client)
+        program_id, state = await _committee_state(name, chain, client)
+        where = f"the admin of program {program_id} on chain {name}"
+        if state.pending_admin is None:
+            if state.admin == keypair.pubkey():
+                return str(program_id), None
+            raise DeploymentError(f"{where} has no handover pending (the admin is {state.admin}): the admin proposes "
+                                  f"one first (`relay deploy --chain {name} --owner PUBKEY`)")
+        if state.pending_admin != keypair.pubkey():
+            raise DeploymentError(f"{where} awaits AcceptAdmin from {state.pending_admin} (proposed by the admin "
+                                  f"{state.admin}), but the key given is {keypair.pubkey()}: run with "
+                                  f"{state.pending_admin}'s key (--keystore FILE --password-file FILE, or --key FILE)")
+        signature = await solana_deploy.send_instructions(client, keypair, [accept_admin_ix(program_id, keypair.pubkey())])
+        return str(program_id), str(signature)

@@ -1,6 +1,6 @@
 """`relay admin pause|unpause|status --chain X` (the gateway owner's switch), `relay admin
-accept-ownership --chain X --contract gateway|feed-store` (the second step of an EVM ownership
-transfer, signed by the proposed owner) and `relay fees quote|claim --chain X` (what a send costs;
+accept-ownership --chain X --contract gateway|feed-store` (the second step of an ownership transfer,
+signed by the proposed owner: an EVM Gateway or FeedStore, or the Solana program's admin) and `relay fees quote|claim --chain X` (what a send costs;
 the beneficiary takes the accrued fees).
 
 Each runs one chain's gateway through its adapter (adapters/registry.py), signed by the chain's
@@ -30,15 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = admin.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, text in (("pause", "refuse sends and deliveries from now on"),
                          ("unpause", "accept sends and deliveries again"),
-                         ("status", "whether the gateway is paused, its beneficiary and accrued fees, and (EVM) "
-                          "the owner and pending owner of the Gateway and the FeedStore")):
+                         ("status", "whether the gateway is paused, its beneficiary and accrued fees, and the "
+                          "owner and pending owner of the Gateway and the FeedStore (EVM) or the program's admin, "
+                          "pending admin and upgrade authority (Solana)")):
         p = actions.add_parser(action, help=text, description=text)
         _chain_options(p, signed=action != "status")
         p.set_defaults(handler=_run_admin, admin_action=action)
-    p = actions.add_parser("accept-ownership", help="take over a Gateway or FeedStore proposed to you (EVM)",
-                           description="acceptOwnership(): the second step of an EVM ownership transfer. "
-                           "`relay deploy --owner ADDRESS` (or the owner's transferOwnership) proposes ADDRESS; "
-                           "until ADDRESS signs this, the previous owner keeps every power. Sign with ADDRESS's key.")
+    p = actions.add_parser("accept-ownership", help="take over a Gateway or FeedStore (EVM), or a Solana program's "
+                           "admin, proposed to you",
+                           description="The second step of an ownership transfer: acceptOwnership() on EVM, "
+                           "AcceptAdmin on Solana (--contract gateway: the program's admin, who pauses and sets "
+                           "fees). `relay deploy --owner ADDRESS` (or the owner's transferOwnership / ProposeAdmin) "
+                           "proposes ADDRESS; until ADDRESS signs this, the previous owner keeps every power. Sign "
+                           "with ADDRESS's key (on Solana it also pays the transaction fee).")
     _chain_options(p, signed=True)
     p.add_argument("--contract", required=True, choices=("gateway", "feed-store"),
                    help="which owned contract of [chains.X.contracts] to take over")
@@ -171,10 +175,12 @@ def _owners_text(args: argparse.Namespace, owners: dict[str, tuple[str, str, str
     text = ""
     for key, (address, owner, pending) in owners.items():
         text += f"\n  {key} {address}: owner {owner}"
+        if key == "upgrade authority":  # Solana: handed over in one step by relay deploy, never pending
+            continue
         if pending is None:
             text += ", no ownership transfer pending"
         else:
-            flag = "gateway" if key == "Gateway" else "feed-store"
+            flag = "feed-store" if key == "FeedStore" else "gateway"
             text += (f", pending owner {pending} (it takes over with `relay admin accept-ownership --chain {args.chain} "
                      f"--contract {flag}` signed with its key)")
     return text

@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and write the addresses into the deployment file the config includes. EVM: CommitteeVerifier "
         "(holding the config's committee), Gateway, TaskBoardV2, FeedStore with an aggregator per [feeds] "
         "table, ownership handed to --owner. Solana: the program through the upgradeable loader, "
-        "InitCommittee, InitGateway, the upgrade authority handed to --upgrade-authority. A second run "
+        "InitCommittee, InitGateway, the program's admin proposed to --owner, the upgrade authority handed to "
+        "--upgrade-authority. A second run "
         "checks what is recorded (code, links, committee) and deploys only what is missing.")
     add_config_option(p)
     p.add_argument("--chain", required=True, help="the chain's name under [chains] in the config")
@@ -52,10 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     password.add_argument("--password-env", metavar="NAME", help="environment variable holding the keystore's password")
     p.add_argument("--allow-raw", action="store_true", help="accept an unencrypted --key-file / --key-env")
     p.add_argument("--owner", default=None, metavar="ADDRESS",
-                   help="EVM: the account (or multisig) that ends up owning the Gateway and the FeedStore "
-                   "(default: the deployer keeps them)")
-    p.add_argument("--upgrade-authority", default=None, metavar="PUBKEY",
-                   help="Solana: the program's upgrade authority at the end (default: the deployer)")
+                   help="the account (or multisig) proposed as owner, who takes over with `relay admin "
+                   "accept-ownership` signed with its key. EVM: an 0x address, owner of the Gateway and the FeedStore; "
+                   "Solana: a base58 public key, the program's admin (pause, fees). Default: the deployer keeps them")
+    p.add_argument("--upgrade-authority", default=None, metavar="PUBKEY|KEYPAIR_FILE",
+                   help="Solana: the program's upgrade authority at the end (default: the deployer). A keypair file "
+                   "hands it over with SetAuthorityChecked (it co-signs: a wrong key cannot be named); a public key "
+                   "with the loader's unchecked SetAuthority, refused when it is off the ed25519 curve")
     p.add_argument("--out", type=Path, default=None,
                    help=f"the deployment file (default: the one the config includes, else {DEFAULT_FILE} next to the "
                    "config, which then gets a `deployment = ...` line)")

@@ -2,7 +2,9 @@
 Solana localnet server, deployer keys that are not dev keys (encrypted keystores, funded by the test
 from a dev account / the faucet as an operator funds them), the command run as a user types it; then
 the EVM owner takes the Gateway and the FeedStore over with `relay admin accept-ownership` (a
-stranger's accept refused), `relay config check --online` passes, a second `relay deploy` deploys nothing, an edited address is
+stranger's accept refused), and the Solana program's admin likewise (`relay deploy --owner PUBKEY`
+proposes, the owner accepts and pauses, the deployer's key is refused; the upgrade authority handed
+over with SetAuthorityChecked from its keypair file), `relay config check --online` passes, a second `relay deploy` deploys nothing, an edited address is
 refused by both commands, and the bad inputs get their messages.
 
 One setup (two nodes, one deployment per chain) serves every check, to keep the module near 60 s.
@@ -132,6 +134,41 @@ async def _take_ownership(tmp: Path, config: Path, url: str, contracts: dict[str
         await w3.provider.disconnect()
 
 
+async def _take_solana_admin(tmp: Path, config: Path, url: str, program_id: str, deployer: Pubkey, owner: Keypair,
+                             deployer_key: list[str]) -> None:
+    """The Solana program's admin, two steps: `relay deploy --owner` proposed it (the deployer stays
+    the admin meanwhile); a stranger's accept is refused naming who is pending; the owner accepts,
+    pauses and unpauses with `relay admin`; the deployer's key is refused from then on."""
+    await _airdrop(url, owner.pubkey(), SOLANA_FUNDING // 100)  # AcceptAdmin's fee payer
+    stranger = Keypair()
+    for who, key in (("sol-owner", owner), ("sol-stranger", stranger)):
+        (tmp / f"{who}.json").write_text(json.dumps(list(bytes(key))))
+    cfg = ["--chain", "sol", "--config", str(config)]
+    owner_key, stranger_key = ["--key", str(tmp / "sol-owner.json")], ["--key", str(tmp / "sol-stranger.json")]
+    refused, status = await asyncio.gather(
+        asyncio.to_thread(relay, "admin", "accept-ownership", *cfg, "--contract", "gateway", *stranger_key),
+        asyncio.to_thread(relay, "admin", "status", *cfg))
+    assert refused.returncode == 1, refused.stdout
+    assert (f"the admin of program {program_id} on chain sol awaits AcceptAdmin from {owner.pubkey()} (proposed by the "
+            f"admin {deployer}), but the key given is {stranger.pubkey()}") in refused.stderr, refused.stderr
+    assert status.returncode == 0, status.stderr
+    assert (f"program admin {program_id}: owner {deployer}, pending owner {owner.pubkey()} (it takes over with `relay "
+            "admin accept-ownership --chain sol --contract gateway`") in status.stdout, status.stdout
+    accepted = relay("admin", "accept-ownership", *cfg, "--contract", "gateway", *owner_key)
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"sol: gateway {program_id} ownership accepted (tx " in accepted.stdout, accepted.stdout
+    old, paused = await asyncio.gather(asyncio.to_thread(relay, "admin", "pause", *cfg, *deployer_key),
+                                       asyncio.to_thread(relay, "admin", "pause", *cfg, *owner_key))
+    assert old.returncode == 1 and "NOT_ADMIN" in old.stderr, old.stdout + old.stderr
+    assert paused.returncode == 0 and "sol: gateway paused" in paused.stdout, paused.stderr
+    unpaused, status = await asyncio.gather(asyncio.to_thread(relay, "admin", "unpause", *cfg, *owner_key),
+                                            asyncio.to_thread(relay, "admin", "status", *cfg))
+    assert unpaused.returncode == 0 and "sol: gateway unpaused" in unpaused.stdout, unpaused.stderr
+    assert status.returncode == 0, status.stderr
+    assert f"program admin {program_id}: owner {owner.pubkey()}, no ownership transfer pending" in status.stdout, \
+        status.stdout
+
+
 def test_relay_deploy_on_bare_chains(tmp_path: Path) -> None:
     asyncio.run(_scenario(tmp_path))
 
@@ -157,7 +194,10 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
     owner_account = Account.create()
     owner = owner_account.address
     owner_ks = _keystore(tmp, "owner", "evm", "0x" + bytes(owner_account.key).hex())
-    authority = Keypair().pubkey()
+    authority_keypair = Keypair()
+    authority = authority_keypair.pubkey()
+    (tmp / "upgrade-authority.json").write_text(json.dumps(list(bytes(authority_keypair))))
+    sol_owner = Keypair()
     config = tmp / "tessera.toml"
     config.write_text(
         "# my network (not the localnet)\n\n"
@@ -173,8 +213,16 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
     base = ["deploy", "--config", str(config)]
 
     # Bad inputs first, on the bare chains: each one refused with what to do, nothing deployed.
-    unfunded, unfunded_sol = await asyncio.gather(asyncio.to_thread(relay, *base, "--chain", "evm", *evm_key),
-                                                  asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key))
+    pda = Pubkey.find_program_address([b"vault"], authority)[0]  # off the curve: nobody can sign for it
+    unfunded, unfunded_sol, evm_owner_on_sol, pda_authority = await asyncio.gather(
+        asyncio.to_thread(relay, *base, "--chain", "evm", *evm_key),
+        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key),
+        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key, "--owner", owner),
+        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key, "--upgrade-authority", str(pda)))
+    assert evm_owner_on_sol.returncode == 1
+    assert f"chains.sol is a Solana chain: --owner {owner} is an EVM address" in evm_owner_on_sol.stderr
+    assert pda_authority.returncode == 1
+    assert f"--upgrade-authority {pda} is not on the ed25519 curve" in pda_authority.stderr, pda_authority.stderr
     assert unfunded.returncode == 1
     assert f"the deployer {evm_deployer.address} holds 0.000000 ETH on chain evm" in unfunded.stderr, unfunded.stderr
     assert "fund it" in unfunded.stderr
@@ -210,7 +258,8 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
 
     evm_run, sol_run = await asyncio.gather(
         asyncio.to_thread(relay, *base, "--chain", "evm", *evm_key, "--owner", owner),
-        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key, "--upgrade-authority", str(authority)))
+        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key, "--owner", str(sol_owner.pubkey()),
+                          "--upgrade-authority", str(tmp / "upgrade-authority.json")))
     assert evm_run.returncode == 0, evm_run.stderr + evm_run.stdout
     assert sol_run.returncode == 0, sol_run.stderr + sol_run.stdout
     print(evm_run.stdout, sol_run.stdout, sep="\n")  # the figures of docs/BENCHMARKS.md "Deployment cost"
@@ -223,8 +272,11 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
         assert (f"to take it over: `relay admin accept-ownership --chain evm --contract {flag}` with its key"
                 in evm_run.stdout), evm_run.stdout
     for what in ("program (upgradeable loader)", "committee (InitCommittee)", "gateway (InitGateway)",
-                 "upgrade authority (SetAuthority)"):
+                 "admin (ProposeAdmin)", "upgrade authority (SetAuthorityChecked)"):
         assert what in sol_run.stdout, sol_run.stdout
+    assert "(awaiting AcceptAdmin)" in sol_run.stdout and (
+        f"{sol_owner.pubkey()} must accept the program's admin (pause, fees) to take it over: `relay admin "
+        "accept-ownership --chain sol --contract gateway` with its key") in sol_run.stdout, sol_run.stdout
     assert "lamports" in sol_run.stdout and "(rent included)" in sol_run.stdout
 
     # The config now includes the deployment file; its comment survived.
@@ -236,7 +288,9 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
     program_id = deployment["chains"]["sol"]["program_id"]
     assert deployment["deployed"]["sol"]["upgrade_authority"] == str(authority)
     assert await _upgrade_authority(solana.rpc_url, program_id) == authority
-    await _take_ownership(tmp, config, anvil.rpc_url, contracts, evm_deployer.address, owner, owner_ks)
+    await asyncio.gather(
+        _take_ownership(tmp, config, anvil.rpc_url, contracts, evm_deployer.address, owner, owner_ks),
+        _take_solana_admin(tmp, config, solana.rpc_url, program_id, sol_deployer.pubkey(), sol_owner, sol_key))
 
     check = relay("config", "check", "--online", "--config", str(config))
     assert check.returncode == 0, check.stdout + check.stderr
@@ -245,7 +299,8 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
     # A second run finds everything and sends nothing.
     again = await asyncio.gather(
         asyncio.to_thread(relay, *base, "--chain", "evm", *evm_key, "--owner", owner),
-        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key, "--upgrade-authority", str(authority)))
+        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key, "--owner", str(sol_owner.pubkey()),
+                          "--upgrade-authority", str(authority)))
     for run in again:
         assert run.returncode == 0, run.stderr + run.stdout
         assert "nothing to deploy: everything is in place" in run.stdout, run.stdout
