@@ -26,8 +26,8 @@ from relay.protocol import TAG_ROOT, U32_MAX, MessageKind
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
 # Depth 6 (64 messages) keeps the largest Solana DeliverWithProof (a 512-byte payload to the task
-# board with its 8 accounts and one compute-budget instruction) inside 1,232 bytes: see
-# docs/PROTOCOL.md ("Maximum depth") for the byte count.
+# board with its 9 accounts, the committee config last) inside 1,232 bytes, without a compute-budget
+# instruction: see docs/PROTOCOL.md ("Maximum depth") for the byte count.
 MAX_BATCH_DEPTH = 6
 MAX_BATCH_SIZE = 1 << MAX_BATCH_DEPTH
 
