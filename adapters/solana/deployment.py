@@ -340,18 +340,21 @@ class _Run:
 # --- after `relay deploy --owner`: the proposed admin accepts (`relay admin accept-ownership`) ------
 
 
-async def _committee_state(name: str, chain: SolanaChain, client: AsyncClient) -> tuple[Pubkey, CommitteeConfig]:
+def _program_id(name: str, chain: SolanaChain) -> Pubkey:
     if not chain.program_id:
         raise DeploymentError(f"chains.{name} has no program_id: deploy the program first (`relay deploy --chain "
                               f"{name} --owner PUBKEY`)")
-    program_id = _pubkey(chain.program_id, f"chains.{name}.program_id")
+    return _pubkey(chain.program_id, f"chains.{name}.program_id")
+
+
+async def _committee_state(name: str, program_id: Pubkey, client: AsyncClient) -> CommitteeConfig:
     config = committee_address(program_id)[0]
     account = (await client.get_account_info(config)).value
     if account is None or account.owner != program_id:
         raise DeploymentError(f"chains.{name}: program {program_id} has no committee account at {config}: run "
                               f"`relay deploy --chain {name}`")
     try:
-        return program_id, CommitteeConfig.decode(bytes(account.data))
+        return CommitteeConfig.decode(bytes(account.data))
     except SolanaProgramError as exc:
         raise DeploymentError(f"chains.{name} committee account ({config}): {exc}") from None
 
@@ -360,9 +363,10 @@ async def program_admin(name: str, chain: SolanaChain) -> dict[str, tuple[str, s
     """`relay admin status`: the program's admin and pending admin (None: nothing pending), keyed
     "program admin", and its upgrade authority ("upgrade authority", never pending; "none" once the
     program is immutable)."""
+    program_id = _program_id(name, chain)
     async with AsyncClient(chain.rpc_urls[0], commitment=Confirmed, timeout=RPC_TIMEOUT_S) as client:
         await _check_endpoint(name, chain, client)
-        program_id, state = await _committee_state(name, chain, client)
+        state = await _committee_state(name, program_id, client)
         data = (await client.get_account_info(programdata_address(program_id))).value
         authority = solana_deploy.programdata_authority(bytes(data.data)) if data is not None else None
     pending = str(state.pending_admin) if state.pending_admin is not None else None
@@ -374,10 +378,11 @@ async def accept_admin(name: str, chain: SolanaChain, key_ref: Any) -> tuple[str
     """AcceptAdmin signed by `key_ref`'s keypair, which must be the proposed admin: checked before
     anything is sent, and the error names who is pending. Returns (program id, signature; None when
     the key is the admin already and nothing is pending)."""
+    program_id = _program_id(name, chain)
     keypair = keypair_from_ref(key_ref, "--key")
     async with AsyncClient(chain.rpc_urls[0], commitment=Confirmed, timeout=RPC_TIMEOUT_S) as client:
         await _check_endpoint(name, chain, client)
-        program_id, state = await _committee_state(name, chain, client)
+        state = await _committee_state(name, program_id, client)
         where = f"the admin of program {program_id} on chain {name}"
         if state.pending_admin is None:
             if state.admin == keypair.pubkey():

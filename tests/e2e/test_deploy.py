@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from adapters.evm.deploy import contract
 from adapters.evm.devnet import ANVIL_DEV_KEYS, AnvilProcess
 from adapters.registry import encrypt_hot_key
 from adapters.solana.deploy import programdata_authority
-from adapters.solana.program import programdata_address
+from adapters.solana.program import CommitteeConfig, committee_address, programdata_address
 from adapters.solana_localnet.testing import running_solana_localnet
 from attest.dealer import deal
 from solders.pubkey import Pubkey
@@ -139,6 +140,7 @@ async def _take_solana_admin(tmp: Path, config: Path, url: str, program_id: str,
     """The Solana program's admin, two steps: `relay deploy --owner` proposed it (the deployer stays
     the admin meanwhile); a stranger's accept is refused naming who is pending; the owner accepts,
     pauses and unpauses with `relay admin`; the deployer's key is refused from then on."""
+    started = time.monotonic()
     await _airdrop(url, owner.pubkey(), SOLANA_FUNDING // 100)  # AcceptAdmin's fee payer
     stranger = Keypair()
     for who, key in (("sol-owner", owner), ("sol-stranger", stranger)):
@@ -161,12 +163,13 @@ async def _take_solana_admin(tmp: Path, config: Path, url: str, program_id: str,
                                        asyncio.to_thread(relay, "admin", "pause", *cfg, *owner_key))
     assert old.returncode == 1 and "NOT_ADMIN" in old.stderr, old.stdout + old.stderr
     assert paused.returncode == 0 and "sol: gateway paused" in paused.stdout, paused.stderr
-    unpaused, status = await asyncio.gather(asyncio.to_thread(relay, "admin", "unpause", *cfg, *owner_key),
-                                            asyncio.to_thread(relay, "admin", "status", *cfg))
+    unpaused = relay("admin", "unpause", *cfg, *owner_key)
     assert unpaused.returncode == 0 and "sol: gateway unpaused" in unpaused.stdout, unpaused.stderr
-    assert status.returncode == 0, status.stderr
-    assert f"program admin {program_id}: owner {owner.pubkey()}, no ownership transfer pending" in status.stdout, \
-        status.stdout
+    async with AsyncClient(url, commitment=Confirmed) as client:
+        account = (await client.get_account_info(committee_address(Pubkey.from_string(program_id))[0])).value
+    state = CommitteeConfig.decode(bytes(account.data))
+    assert state.admin == owner.pubkey() and state.pending_admin is None and not state.paused
+    print(f"Solana admin handover through the CLI: {time.monotonic() - started:.1f} s")
 
 
 def test_relay_deploy_on_bare_chains(tmp_path: Path) -> None:
@@ -213,16 +216,8 @@ async def _with_chains(tmp: Path, anvil: AnvilProcess, solana) -> None:
     base = ["deploy", "--config", str(config)]
 
     # Bad inputs first, on the bare chains: each one refused with what to do, nothing deployed.
-    pda = Pubkey.find_program_address([b"vault"], authority)[0]  # off the curve: nobody can sign for it
-    unfunded, unfunded_sol, evm_owner_on_sol, pda_authority = await asyncio.gather(
-        asyncio.to_thread(relay, *base, "--chain", "evm", *evm_key),
-        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key),
-        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key, "--owner", owner),
-        asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key, "--upgrade-authority", str(pda)))
-    assert evm_owner_on_sol.returncode == 1
-    assert f"chains.sol is a Solana chain: --owner {owner} is an EVM address" in evm_owner_on_sol.stderr
-    assert pda_authority.returncode == 1
-    assert f"--upgrade-authority {pda} is not on the ed25519 curve" in pda_authority.stderr, pda_authority.stderr
+    unfunded, unfunded_sol = await asyncio.gather(asyncio.to_thread(relay, *base, "--chain", "evm", *evm_key),
+                                                  asyncio.to_thread(relay, *base, "--chain", "sol", *sol_key))
     assert unfunded.returncode == 1
     assert f"the deployer {evm_deployer.address} holds 0.000000 ETH on chain evm" in unfunded.stderr, unfunded.stderr
     assert "fund it" in unfunded.stderr

@@ -162,8 +162,12 @@ def test_the_cli_accepts_with_a_keystore_and_shows_the_owners(tmp_path: Path, ca
                 in capsys.readouterr().out)
 
 
-def test_a_solana_chain_has_no_owner_to_accept() -> None:
+def test_a_solana_chain_has_one_admin_to_accept() -> None:
+    # The Solana handover itself (ProposeAdmin / AcceptAdmin): tests/unit/test_solana_admin_handover.py, e2e test_deploy.
     chain = SolanaChain(kind="solana", domain=13375, rpc_urls=["http://127.0.0.1:1"])
-    with pytest.raises(ConfigError, match="chains.sol is a Solana chain: its program has no owner to accept"):
+    with pytest.raises(ConfigError, match="chains.sol is a Solana chain: its program has one admin .*--contract gateway"):
+        asyncio.run(accept_on_chain("sol", chain, "feed-store", KeyRef(env="UNUSED", allow_raw=True)))
+    with pytest.raises(DeploymentError, match="chains.sol has no program_id: deploy the program first"):
         asyncio.run(accept_on_chain("sol", chain, "gateway", KeyRef(env="UNUSED", allow_raw=True)))
-    assert asyncio.run(contract_owners("sol", chain)) == {}
+    with pytest.raises(DeploymentError, match="chains.sol has no program_id"):
+        asyncio.run(contract_owners("sol", chain))
