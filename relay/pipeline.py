@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 from typing import Awaitable, Callable, Protocol
 
+from relay.aio import wait_event
 from relay.backoff import Backoff
 from relay.batch import Batch
 from relay.interfaces import ChainAdapter, DeliveryState, ReceiptClose, ReceiptCloser, SignedBatch, SignedDelivery
@@ -619,10 +620,7 @@ class Relayer:
                 await self.close_due_receipts()
             except Exception:  # noqa: BLE001 - the rent stays where it is until the next sweep
                 self.log.exception("closing receipts failed")
-            try:
-                await asyncio.wait_for(stop.wait(), self.settings.receipt_close_interval)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(stop, self.settings.receipt_close_interval)
 
     async def record_receipts(self, now: float | None = None) -> int:
         """Look at the receipt of every confirmed message to a receipt-closing destination not looked

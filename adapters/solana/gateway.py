@@ -630,8 +630,14 @@ class SolanaAdapter(SolanaGatewayFees):
                     code = program_error_code(exc.err)
                     outcome = {ProgramErrorCode.NOT_A_RECEIPT: "already_closed",
                                ProgramErrorCode.CLOSE_TOO_EARLY: "too_early"}.get(code, "failed")  # type: ignore[call-overload]
-                    results[envelope.message_id] = ReceiptClose(outcome, detail=describe_transaction_error(exc.err))
-                    pending = [p for p in pending if p[0] is not envelope]
+                    detail = describe_transaction_error(exc.err)
+                    results[envelope.message_id] = ReceiptClose(outcome, detail=detail)
+                    refused = group[index - 1][1].delivered_at
+                    if outcome == "too_early":  # any delivered later is too early as well: not asked one by one
+                        for other, info in pending:
+                            if info.delivered_at >= refused:
+                                results[other.message_id] = ReceiptClose(outcome, detail=detail)
+                    pending = [p for p in pending if p[0] is not envelope and p[0].message_id not in results]
                     continue
                 for envelope, _ in group:
                     results[envelope.message_id] = ReceiptClose("failed", detail=str(exc))
