@@ -3,20 +3,31 @@ built tessera.so, each defence performed as an attack: a stranger proposing or a
 candidate acting before it accepts, the old admin acting after the handover (pause, fees, another
 proposal), a replaced candidate accepting, a cancelled proposal, accepting with nothing pending, a
 lookalike config naming the attacker as candidate. The migration: a config initialized before the
-handover existed (336 bytes) grows by 32 bytes on the first proposal, the admin paying the rent."""
+handover existed (336 bytes) grows by 32 bytes on the first proposal, the admin paying the rent.
+`relay deploy`'s side: --owner / --upgrade-authority that nobody could sign for are refused, and the
+upgrade authority handed over from a keypair file goes through SetAuthorityChecked (the loader
+refuses it unless the new authority signs)."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
+from solders.transaction_metadata import FailedTransactionMetadata
 
-from adapters.solana.deploy import PROGRAM_SO_PATH, deploy_program_litesvm
+from adapters.solana.deploy import (PROGRAM_SO_PATH, deploy_program_litesvm, programdata_authority,
+                                    set_authority_checked_ix)
+from adapters.solana.deployment import _owner, _upgrade_authority
 from adapters.solana.fee_program import set_beneficiary_ix
 from adapters.solana.program import (CONFIG_LEN, CONFIG_LEN_WITH_PENDING, ProgramErrorCode, ProgramInstruction,
-                                     accept_admin_ix, committee_address, pause_ix, propose_admin_ix)
+                                     accept_admin_ix, committee_address, pause_ix, programdata_address,
+                                     propose_admin_ix)
+from relay.deployment import DeploymentError
 from tests.support.solana import PROGRAM_KEYPAIR, Chain, funded, with_committee
 
 E = ProgramErrorCode
@@ -179,3 +190,36 @@ def test_the_handover_runs_with_the_mainnet_feature_set() -> None:
     new_admin = _hand_over(chain)
     chain.fails(E.NOT_ADMIN, pause_ix(chain.program_id, payer.pubkey()))
     chain.ok(pause_ix(chain.program_id, new_admin.pubkey()), signers=(new_admin,))
+
+
+# --- relay deploy's side -----------------------------------------------------------------------
+
+
+def test_deploy_refuses_an_owner_or_upgrade_authority_nobody_can_sign_for(tmp_path) -> None:
+    with pytest.raises(DeploymentError, match="is an EVM address; give the base58 public key"):
+        _owner("0x" + "ab" * 20, "sol")
+    pda = Pubkey.find_program_address([b"vault"], Keypair().pubkey())[0]
+    with pytest.raises(DeploymentError, match="could never accept the program's admin"):
+        _owner(str(pda), "sol")
+    with pytest.raises(DeploymentError, match="is not on the ed25519 curve"):
+        _upgrade_authority(str(pda))
+    with pytest.raises(DeploymentError, match="neither a base58 Solana public key nor a keypair file"):
+        _upgrade_authority(str(tmp_path / "missing.json"))
+    key = Keypair()
+    assert _owner(str(key.pubkey()), "sol") == key.pubkey()
+    assert _upgrade_authority(str(key.pubkey())) == (key.pubkey(), None)
+    (tmp_path / "authority.json").write_text(json.dumps(list(bytes(key))))
+    assert _upgrade_authority(str(tmp_path / "authority.json")) == (key.pubkey(), key)
+
+
+def test_set_authority_checked_needs_the_new_authority_to_sign(chain: Chain) -> None:
+    programdata = programdata_address(chain.program_id)
+    meant = Keypair()
+    # A key named without its signature (a typo, or a key nobody holds) is refused by the loader.
+    unsigned = set_authority_checked_ix(programdata, chain.payer.pubkey(), meant.pubkey())
+    unsigned.accounts = [*unsigned.accounts[:2], AccountMeta(meant.pubkey(), False, False)]
+    result = chain.send(unsigned)
+    assert isinstance(result, FailedTransactionMetadata) and "MissingRequiredSignature" in str(result.err())
+    chain.ok(set_authority_checked_ix(programdata, chain.payer.pubkey(), meant.pubkey()), signers=(meant,))
+    account = chain.svm.get_account(programdata)
+    assert account is not None and programdata_authority(bytes(account.data)) == meant.pubkey()
