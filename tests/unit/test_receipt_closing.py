@@ -270,3 +270,16 @@ def test_close_receipts_are_packed_as_many_as_fit_in_one_transaction() -> None:
     assert len(group) > 10, len(group)
     assert size(len(group)) <= PACKET_DATA_SIZE < size(len(group) + 1)
     assert adapter._receipts_that_fit(pending[:1], payer, payer) == pending[:1]
+
+
+def test_close_receipts_after_s_defaults_to_the_program_retention_and_refuses_nonsense() -> None:
+    from pydantic import ValidationError
+
+    from adapters.solana.program import RECEIPT_RETENTION_SECONDS
+    from relay.config import RelayerSection
+
+    assert RelayerSection().close_receipts_after_s == RECEIPT_RETENTION_SECONDS
+    assert RelayerSection(close_receipts_after_s=0).close_receipts_after_s == 0
+    for bad in (-1, "soon", 10**12):
+        with pytest.raises(ValidationError, match="close_receipts_after_s"):
+            RelayerSection(close_receipts_after_s=bad)
