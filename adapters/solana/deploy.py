@@ -36,7 +36,7 @@ from adapters.solana.program import (
     programdata_address,
 )
 from adapters.solana.rpc import SolanaAdapterError, SolanaRpc
-from adapters.solana.tx import SentTransaction, SolanaTransactor, TransactionRefused
+from adapters.solana.tx import PACKET_DATA_SIZE, SentTransaction, SolanaTransactor, TransactionRefused
 from relay.log import get_logger
 
 log = get_logger(__name__)
@@ -47,7 +47,6 @@ PROGRAM_SO_PATH = Path(__file__).resolve().parents[2] / "contracts" / "solana" /
 # address.
 _BUFFER_METADATA_LEN = 4 + 1 + 32
 _PROGRAM_ACCOUNT_LEN = 4 + 32
-_PACKET_DATA_SIZE = 1232
 
 
 class TransactionFailedError(SolanaProgramError):
@@ -135,7 +134,7 @@ def _write_chunk_size(payer: Keypair, buffer: Pubkey) -> int:
     probe = Transaction.new_signed_with_payer(
         [write_ix(buffer, payer.pubkey(), 0, b"")], payer.pubkey(), [payer], Hash.default()
     )
-    return _PACKET_DATA_SIZE - len(bytes(probe)) - 8  # margin: compact-u16 lengths grow with the chunk
+    return PACKET_DATA_SIZE - len(bytes(probe)) - 8  # margin: compact-u16 lengths grow with the chunk
 
 
 def _loader_account(payer: Keypair, account: Keypair, space: int, rent: Callable[[int], int]) -> Instruction:

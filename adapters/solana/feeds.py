@@ -15,14 +15,11 @@ from typing import Any
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Commitment, Confirmed
 from solders.compute_budget import set_compute_unit_limit
-from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
-from solders.message import Message
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
-from solders.transaction import VersionedTransaction
 
 from adapters.solana.program import (
     Attestation,
@@ -34,7 +31,7 @@ from adapters.solana.program import (
     program_error_name,
 )
 from adapters.solana.rpc import SolanaAdapterError, SolanaRpc, keypair_from_ref
-from adapters.solana.tx import SentTransaction, SolanaTransactor, TransactionRefused
+from adapters.solana.tx import PACKET_DATA_SIZE, SentTransaction, SolanaTransactor, TransactionRefused, transaction_size
 from relay.config import KeyRef, SolanaChain
 from relay.errors import ConfigError, TesseraError
 from relay.feeds.multi import SignedFeedRoot
@@ -81,7 +78,6 @@ UPDATE_FEED_CU_LIMIT = 120_000
 UPDATE_FEEDS_CU_LIMIT = 250_000
 UPDATE_FEEDS_WITH_PROOFS_CU_LIMIT = 120_000  # ~10.5k per feed, no pairing
 CLOSE_FEED_ROOT_CU_LIMIT = 20_000
-PACKET_DATA_SIZE = 1232  # the largest transaction a Solana node takes
 
 # magic 8, version, bump, decimals, observations, flags, 3 reserved, epoch u32, 4 reserved,
 # feed_id 32, round, observed_at, published_at, updated_slot u64, updated_unix i64, update_count u64,
@@ -431,9 +427,7 @@ class SolanaFeedTarget:
         return str(sent.signature)
 
     def _tx_size(self, instructions: Sequence[Instruction], cu_limit: int) -> int:
-        ixs = [set_compute_unit_limit(cu_limit), *instructions]
-        return len(bytes(VersionedTransaction(Message.new_with_blockhash(ixs, self.payer.pubkey(), Hash.default()),
-                                              [self.payer])))
+        return transaction_size([set_compute_unit_limit(cu_limit), *instructions], self.payer.pubkey())
 
     def root_plan(self, reports: Sequence[SignedReport]) -> list[tuple[str, list[Instruction], int]]:
         """The transactions that put `reports` (served v2 reports of one feed root) on-chain: one

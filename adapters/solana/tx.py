@@ -25,11 +25,13 @@ from solana.rpc.commitment import Commitment, Confirmed
 from solana.rpc.core import RPCException
 from solana.rpc.models import TxOpts
 from solders.compute_budget import set_compute_unit_limit
+from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.message import Message
+from solders.pubkey import Pubkey
 from solders.signature import Signature
-from solders.transaction import VersionedTransaction
+from solders.transaction import Transaction, VersionedTransaction
 
 from adapters.solana.program import describe_transaction_error
 from adapters.solana.rpc import SolanaAdapterError, SolanaRpc, commitment_level, confirmation_level
@@ -41,6 +43,15 @@ __all__ = [
     "TransactionExpired",
     "TransactionRefused",
 ]
+
+PACKET_DATA_SIZE = 1232  # the most bytes a Solana transaction may take (solana_sdk::packet::PACKET_DATA_SIZE)
+
+
+def transaction_size(instructions: Sequence[Instruction], payer: Pubkey) -> int:
+    """The serialized size of a legacy transaction of `instructions` paid (and signed) by `payer`,
+    signatures included: what must stay within PACKET_DATA_SIZE."""
+    return len(bytes(Transaction.new_unsigned(Message.new_with_blockhash(list(instructions), payer, Hash.default()))))
+
 
 _REMEMBERED_BLOCKHASHES = 100_000
 _STATUS_POLL_S = 0.1

@@ -11,7 +11,8 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from adapters.evm.feeds import served_update_args
-from adapters.solana.feeds import PACKET_DATA_SIZE, FeedPushError, SolanaFeedTarget
+from adapters.solana.feeds import FeedPushError, SolanaFeedTarget
+from adapters.solana.tx import PACKET_DATA_SIZE
 from relay.feeds.multi import FeedRoot, SignedFeedRoot
 from relay.feeds.report import FeedError, FeedReport
 

@@ -13,7 +13,8 @@ import pytest
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from adapters.solana.gateway import PACKET_DATA_SIZE, SolanaAdapter, _close_receipts_cu, _transaction_size
+from adapters.solana.gateway import SolanaAdapter, _close_receipts_cu
+from adapters.solana.tx import PACKET_DATA_SIZE, transaction_size
 from adapters.solana.program import close_receipt_ix
 from relay.backoff import Backoff
 from relay.config import SolanaChain
@@ -265,7 +266,7 @@ def test_close_receipts_are_packed_as_many_as_fit_in_one_transaction() -> None:
     def size(count: int) -> int:
         from solders.compute_budget import set_compute_unit_limit
         ixs = [close_receipt_ix(program, payer.pubkey(), e, payer.pubkey()) for e, _ in pending[:count]]
-        return _transaction_size([set_compute_unit_limit(_close_receipts_cu(count)), *ixs], payer.pubkey())
+        return transaction_size([set_compute_unit_limit(_close_receipts_cu(count)), *ixs], payer.pubkey())
 
     assert len(group) > 10, len(group)
     assert size(len(group)) <= PACKET_DATA_SIZE < size(len(group) + 1)

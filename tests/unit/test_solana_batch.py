@@ -18,12 +18,8 @@ from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 from solders.transaction_metadata import TransactionMetadata
 
-from adapters.solana.gateway import (
-    DELIVER_WITH_PROOF_CU_LIMIT,
-    PACKET_DATA_SIZE,
-    proof_delivery_cu_limit,
-    transaction_size,
-)
+from adapters.solana.gateway import DELIVER_WITH_PROOF_CU_LIMIT, proof_delivery_cu_limit
+from adapters.solana.tx import PACKET_DATA_SIZE, transaction_size
 from adapters.solana.program import (
     RECEIPT_RETENTION_SECONDS,
     SYSTEM_PROGRAM_ID,
