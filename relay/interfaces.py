@@ -151,10 +151,13 @@ class ChainAdapter(Protocol):
         when no final transaction carries it yet. Read-only."""
         ...
 
-    async def is_delivered(self, message_id: bytes) -> bool:
+    async def is_delivered(self, message_id: bytes, envelope: Envelope | None = None) -> bool:
         """True once the destination gateway has recorded the message as delivered and handled (as
         the adapter's finality rule says). A message whose handler failed (EVM status 2) is not
-        delivered: it is retryable (`retry_failed`). Read-only."""
+        delivered: it is retryable (`retry_failed`). `envelope` (the message's, when the caller has
+        it) lets a chain whose delivery records can be closed (Solana's CloseReceipt keeps only a
+        replay bit keyed by source and nonce) still say True after the close; without it such a
+        message reads as not delivered. Read-only."""
         ...
 
     async def message_status(self, message_id: bytes) -> MessageStatus:

@@ -512,7 +512,7 @@ class Relayer:
         # restart) is confirmed without asking for a root signature that would cost a pairing on-chain.
         destination = self._destination(chunk[0])
         assert destination is not None
-        delivered = await asyncio.gather(*(destination.is_delivered(r.message_id) for r in chunk),
+        delivered = await asyncio.gather(*(destination.is_delivered(r.message_id, r.decoded) for r in chunk),
                                          return_exceptions=True)  # (a failed read: not known delivered)
         for record, done in zip(list(chunk), delivered):
             if done is True:
@@ -733,7 +733,7 @@ class Relayer:
         if destination is None:
             return Drop(RetryReason.NO_ROUTE,
                         f"no adapter for destination domain {record.dst_domain}: add the chain to the config")
-        if await destination.is_delivered(record.message_id):
+        if await destination.is_delivered(record.message_id, record.decoded):
             return Confirmed(by="other")
         if refused := await self._unpaid(record):
             return refused
@@ -761,7 +761,7 @@ class Relayer:
         assert destination is not None and record.signature is not None and record.epoch is not None
         # Cheap insurance against a crash after the previous submission: never pay for a
         # transaction the gateway would refuse as a replay.
-        if await destination.is_delivered(record.message_id):
+        if await destination.is_delivered(record.message_id, record.decoded):
             return Confirmed(by="other")
         if record.reason_code is RetryReason.HANDLER_FAILED:
             # Delivered, but the receiver's handler failed: re-run it (no signature needed).
@@ -825,7 +825,7 @@ class Relayer:
             # Waiting for finality is not a failure: it does not use up the retry budget.
             return Postpone(RetryReason.AWAITING_FINALITY, f"pending: {status.detail}" if status.detail else "pending",
                             self._confirm_poll)
-        if await destination.is_delivered(record.message_id):
+        if await destination.is_delivered(record.message_id, record.decoded):
             return Confirmed(by="other")  # our transaction failed or vanished because another relayer's won
         if status.state is DeliveryState.REVERTED:
             return Retry(RetryReason.DELIVERY_REVERTED, f"delivery reverted: {status.detail}; re-preparing",

@@ -605,7 +605,7 @@ class TesseraClient:
     async def is_delivered(self, message: SentMessage | Envelope) -> bool:
         envelope = message.envelope if isinstance(message, SentMessage) else message
         _, destination = self._by_domain(envelope.dst_domain)
-        return await destination.is_delivered(envelope.message_id)
+        return await destination.is_delivered(envelope.message_id, envelope)
 
     async def wait_delivered(self, message: SentMessage | Envelope, timeout: float = 120.0,
                              poll: float = 0.25) -> Delivery:

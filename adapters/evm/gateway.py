@@ -437,8 +437,9 @@ class EvmAdapter(GatewayFees):
             return STATUS_NONE
         return int.from_bytes(bytes(raw)[-32:], "big")
 
-    async def is_delivered(self, message_id: bytes) -> bool:
-        # A failed handler (status 2) is not delivered: the relayer retries it (retry_failed).
+    async def is_delivered(self, message_id: bytes, envelope: Envelope | None = None) -> bool:
+        # A failed handler (status 2) is not delivered: the relayer retries it (retry_failed). The
+        # gateway never forgets a delivery, so `envelope` adds nothing here.
         return await self.message_status(message_id) is MessageStatus.DELIVERED
 
     async def message_status(self, message_id: bytes) -> MessageStatus:

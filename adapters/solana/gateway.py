@@ -36,13 +36,11 @@ from typing import Any
 
 from solana.rpc.commitment import Commitment, Confirmed
 from solders.compute_budget import set_compute_unit_limit
-from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
-from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.signature import Signature
-from solders.transaction import Transaction, VersionedTransaction
+from solders.transaction import VersionedTransaction
 
 from adapters.endpoints import AllEndpointsFailed
 from adapters.solana.program import (
@@ -91,7 +89,7 @@ from adapters.solana.rpc import (
 )
 from adapters.solana.fee_program import send_paid_ix
 from adapters.solana.fees import SolanaGatewayFees
-from adapters.solana.tx import SolanaTransactor, TransactionRefused
+from adapters.solana.tx import PACKET_DATA_SIZE, SolanaTransactor, TransactionRefused, transaction_size
 from relay.config import SolanaChain
 from relay.envelope import Envelope, EnvelopeError
 from relay.interfaces import (ChainIdentity, DeliveryState, DeliveryStatus, EndpointHealth, MessageStatus, Observation,
@@ -110,13 +108,6 @@ SEND_CU_LIMIT = 60_000
 VERIFY_ROOT_CU_LIMIT = 120_000
 DELIVER_WITH_PROOF_CU_LIMIT = 100_000
 CLOSE_CU_LIMIT = 20_000
-PACKET_DATA_SIZE = 1232  # the most bytes a Solana transaction may take
-
-
-def transaction_size(instructions: list[Instruction], payer: Pubkey) -> int:
-    """The serialized size of a legacy transaction of `instructions` paid (and signed) by `payer`."""
-    return len(bytes(Transaction.new_unsigned(Message.new_with_blockhash(instructions, payer, Hash.default()))))
-
 
 def proof_delivery_cu_limit(ix: Instruction, payer: Pubkey) -> int | None:
     """The CU limit to send a DeliverWithProof with: DELIVER_WITH_PROOF_CU_LIMIT when the transaction
@@ -319,9 +310,23 @@ class SolanaAdapter(SolanaGatewayFees):
 
     # ----- destination side ----------------------------------------------------------------
 
-    async def is_delivered(self, message_id: bytes) -> bool:
-        data = await self.rpc.account_data(receipt_address(self.program_id, message_id)[0], self.program_id,
-                                           self.commitment)
+    async def is_delivered(self, message_id: bytes, envelope: Envelope | None = None) -> bool:
+        """The receipt PDA holds this message; or, given its envelope, the receipt was closed after
+        the delivery (the message's bit in its replay bitmap) — both read in one getMultipleAccounts."""
+        receipt = receipt_address(self.program_id, message_id)[0]
+        if envelope is None or envelope.message_id != message_id:
+            return self._is_receipt_of(await self.rpc.account_data(receipt, self.program_id, self.commitment),
+                                       message_id)
+        bitmap = replay_address(self.program_id, envelope.src_domain, envelope.nonce)
+        accounts = (await self.rpc.call("getMultipleAccounts", lambda c: c.get_multiple_accounts(
+            [receipt, bitmap], commitment=self.commitment, encoding="base64"))).value
+        receipt_data, bitmap_data = (bytes(a.data) if a is not None and a.owner == self.program_id else None
+                                     for a in accounts)
+        return self._is_receipt_of(receipt_data, message_id) or (
+            bitmap_data is not None and replay_bit_set(bitmap_data, envelope.nonce))
+
+    @staticmethod
+    def _is_receipt_of(data: bytes | None, message_id: bytes) -> bool:
         if data is None:
             return False
         try:
@@ -659,7 +664,7 @@ class SolanaAdapter(SolanaGatewayFees):
         while count < len(pending) and count < MAX_CLOSES_PER_TX:
             ixs = [close_receipt_ix(self.program_id, closer.pubkey(), e, Pubkey.from_bytes(i.payer))
                    for e, i in pending[:count + 1]]
-            if _transaction_size([set_compute_unit_limit(_close_receipts_cu(count + 1)), *ixs], payer.pubkey()) > PACKET_DATA_SIZE:
+            if transaction_size([set_compute_unit_limit(_close_receipts_cu(count + 1)), *ixs], payer.pubkey()) > PACKET_DATA_SIZE:
                 break
             count += 1
         return pending[:count]
@@ -682,15 +687,7 @@ class SolanaAdapter(SolanaGatewayFees):
 # One CloseReceipt: ~25k CU at most (the board's address, the bitmap's creation at a window's first close).
 CLOSE_RECEIPT_CU = 30_000
 MAX_CLOSES_PER_TX = 40
-PACKET_DATA_SIZE = 1232
 
 
 def _close_receipts_cu(count: int) -> int:
     return min(1_400_000, CLOSE_CU_LIMIT + CLOSE_RECEIPT_CU * count)
-
-
-def _transaction_size(instructions: list[Instruction], payer: Pubkey) -> int:
-    """The serialized size of a legacy transaction of `instructions` paid by `payer`."""
-    message = Message.new_with_blockhash(instructions, payer, Hash.default())
-    signatures = message.header.num_required_signatures
-    return 1 + 64 * signatures + len(bytes(message))

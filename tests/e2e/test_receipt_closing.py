@@ -33,6 +33,7 @@ from relay.batch import Batch
 from relay.config import SolanaChain
 from relay.envelope import Envelope
 from relay.interfaces import DeliveryState, SignedBatch, SignedDelivery
+from relay import pipeline
 from relay.pipeline import Collected, PipelineSettings, Relayer
 from relay.protocol import MessageKind
 from relay.store import ReceiptState, Stage, Store
@@ -180,6 +181,13 @@ async def test_receipts_are_closed_by_receiver_and_relayer_rent_returns_and_repl
                 for m in messages:
                     assert await adapter.receipt_infos([m]) == {m.message_id: None}
                     await wait_for(lambda m=m: adapter.closed_and_delivered(m), timeout=10, what="the close final")
+                # Closed, a message still reads as delivered given its envelope (its replay bit): a relayer
+                # that meets it again (a fresh store, `relay retry`) confirms it rather than paying for a
+                # replay the program refuses. By id alone it reads as not delivered (the receipt is gone).
+                assert [await adapter.is_delivered(m.message_id, m) for m in messages] == [True] * len(messages)
+                assert await adapter.is_delivered(others[0].message_id) is False
+                record = await store.get(others[0].message_id)
+                assert record is not None and await relayer.prepare(record) == pipeline.Confirmed(by="other")
                 metric = relayer.metrics.registry.get_sample_value
                 assert metric("tessera_receipts_closed_total", {"dst_domain": str(DOMAIN), "by": "us"}) == 6
                 assert metric("tessera_receipt_lamports_recovered_total", {"dst_domain": str(DOMAIN)}) == sum(rent.values())

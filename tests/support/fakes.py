@@ -40,7 +40,7 @@ class FakeChain:
     async def find_nonce(self, nonce):
         return self.by_nonce.get(nonce)
 
-    async def is_delivered(self, message_id):
+    async def is_delivered(self, message_id, envelope=None):
         return message_id in self.delivered
 
     async def submit(self, delivery):

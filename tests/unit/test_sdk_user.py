@@ -128,7 +128,7 @@ class _Adapter:
     async def delivery_tx(self, message_id):
         return "0xdelivery"
 
-    async def is_delivered(self, message_id):
+    async def is_delivered(self, message_id, envelope=None):
         return self.statuses.get(message_id) is MessageStatus.DELIVERED
 
     async def reobserve(self, source_tx):

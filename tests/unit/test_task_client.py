@@ -74,7 +74,7 @@ class _Chain:
     def __init__(self, delivered: bool) -> None:
         self.delivered = delivered
 
-    async def is_delivered(self, message_id: bytes) -> bool:
+    async def is_delivered(self, message_id: bytes, envelope: object = None) -> bool:
         return self.delivered
 
 

@@ -33,7 +33,7 @@ def test_v2_request_checks_before_sending() -> None:
 
 
 class _Chain:
-    async def is_delivered(self, message_id: bytes) -> bool:
+    async def is_delivered(self, message_id: bytes, envelope: object = None) -> bool:
         return True
 
 
