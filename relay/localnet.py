@@ -36,6 +36,7 @@ from adapters.registry import driver_for
 from attest.committee import Committee
 from attest.dealer import deal_to_directory
 from attest.keystore import generate_key_file, load_share_for, read_key_file
+from relay.aio import wait_event
 from relay.config import (Chain, CommitteeRef, EvmChain, FeedPushSection, FeedRoundSection, FeedServerSection,
                           KeyRef, RelayerSection, SolanaChain, TesseraConfig, WorkerSection, allow_raw_keys, dump_config,
                           load_config)
@@ -408,10 +409,7 @@ class Localnet:
                     log.error("process exited", name=child.name, code=child.process.returncode, log=str(child.log_path))
                     stop.set()
                     raise LocalnetError(f"{child.name} exited unexpectedly; last lines:\n{child.log_tail()}")
-            try:
-                await asyncio.wait_for(stop.wait(), 0.5)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(stop, 0.5)
 
     def stop(self) -> None:
         if not self._owns_state:

@@ -417,10 +417,7 @@ class Relayer:
             if held is not None:  # due messages held back for their batch: look again when the wait cap ends
                 until_held = max(0.0, held - time.time())
                 wait = until_held if wait == 0.0 else min(wait, until_held)
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._wake, wait)
 
     async def metrics_refresh(self) -> None:
         self.metrics.set_queue(await self.store.counts())

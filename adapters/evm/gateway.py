@@ -31,6 +31,7 @@ from adapters.evm.fees import GatewayFees
 from adapters.evm.rpc import Coalescer, decode_revert, endpoint_pool, revert_data, to_hex
 from adapters.evm.tx import Mined, NoSignerError, NonceUsed, Replaced, SentTx, TxManager, Waiting
 from attest.bn254 import hash_to_g1_hint
+from relay.aio import wait_event
 from relay.batch import Batch
 from relay.config import EvmChain, KeyRef
 from relay.envelope import Envelope, keccak256, message_digest
@@ -359,8 +360,7 @@ class EvmAdapter(GatewayFees):
                              error=str(exc), retry_in_s=min(30.0, self.poll_interval * 2**outage))
                 await asyncio.sleep(min(30.0, self.poll_interval * 2**outage))
                 continue
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            await wait_event(self._wake, self.poll_interval)
 
     def _ensure_head_subscription(self) -> None:
         if self.chain.ws_urls and (self._ws_task is None or self._ws_task.done()):

@@ -28,6 +28,7 @@ from solders.signature import Signature
 from solders.transaction_status import TransactionConfirmationStatus
 
 from adapters.endpoints import AllEndpointsFailed, EndpointPool
+from relay.aio import wait_event
 from relay.config import KeyRef
 from relay.errors import ConfigError, TesseraError
 from relay.interfaces import EndpointHealth
@@ -388,9 +389,6 @@ async def follow_address(
                 continue
             # Idle: the subscription wakes us; polling is the fallback when it is down.
             timeout = idle_poll_interval if logs is not None and logs.connected else poll_interval
-            try:
-                await asyncio.wait_for(wake.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(wake, timeout)
     finally:
         await cancel_quietly(waker)
