@@ -53,7 +53,9 @@ class DeployRequest:
     - `deployer`: the KeyRef of the account that pays and signs (relay.config.KeyRef).
     - `committee`: the committee the verifier / program must hold (attest.committee.Committee).
     - `feeds`: the config's [feeds] tables (EVM: a FeedStore registering them, an aggregator each).
-    - `owner` (EVM): the address that ends up owning the owned contracts (None: the deployer keeps them).
+    - `owner`: who ends up owning what the deployment owns — EVM: the address proposed as owner of the
+      Gateway and FeedStore (two-step: it accepts); Solana: the public key proposed as the program's
+      admin (ProposeAdmin; it accepts with AcceptAdmin). None: the deployer keeps them.
     - `upgrade_authority` (Solana): the program's upgrade authority at the end (None: the deployer).
     - `recorded`: the chain's address fields as the config and the deployment file hold them now.
     - `keys_dir`: where a chain keeps deployment key material it creates (the Solana program keypair).
