@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import sqlite3
 import statistics
 import sys
@@ -153,6 +154,10 @@ async def phase(stack, client, label: str, messages: int, burst: int, batch_size
         for src, dst, receiver in (("evm", "solana", None), ("solana", "evm", receiver_evm)):
             sent_at, ids = [], []
             for i in range(messages):
+                # A random pause of up to one anvil block first: sending right after the previous
+                # message was confirmed (on a block) would phase-lock every lone message to anvil's
+                # 0.25 s block grid, so a few ms more or less in the relayer could read as a whole block.
+                await asyncio.sleep(random.uniform(0.0, 0.25))
                 target = receiver or bytes(Keypair().pubkey())
                 sent = await client.send(src, dst, target, f"bench {i}".encode())
                 sent_at.append(time.time())  # the send returns once the source tx is included
