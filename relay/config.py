@@ -344,6 +344,9 @@ class WorkerSection(_Model):
     # v2: the largest bond it posts (serving chain's smallest unit); None = any bond its account can fund.
     max_bond: Annotated[int, Field(ge=0)] | None = None
     min_time_left_s: Annotated[float, Field(ge=0)] = 5.0  # skip requests whose deadline is closer
+    # v2: seconds between settle passes (bond release, credit withdrawal, Solana serve-account closing
+    # for the tasks this worker claimed, once they ended).
+    settle_interval_s: Annotated[float, Field(ge=1, le=86_400)] = 60.0
     input_fetch_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     max_input_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
     listen: str | None = None  # host:port for /health, /metrics and /v1/outputs; None = no HTTP server

@@ -636,6 +636,20 @@ class ServingBoardV2(Protocol):
 
 
 @runtime_checkable
+class SettledCloser(Protocol):
+    """Optional for a ServingBoardV2: a board whose per-request records lock rent that comes back once
+    settled (Solana: the serve account, CloseServe; docs/TASKS.md "Closing settled records on
+    Solana"). EVM boards have no rent to close and do not implement it. The worker calls it for the
+    tasks it claimed, once their record is settled and its credits are withdrawn."""
+
+    async def close_settled(self, request_id: bytes) -> list[str]:
+        """Closes this request's records that are settled with nothing owed; returns the transactions
+        sent, [] when none was closable yet (not settled, a credit to withdraw first, the retention
+        period of a record someone else paid for) or none exists any more."""
+        ...
+
+
+@runtime_checkable
 class RequesterBoardV2(Protocol):
     """A requester's side of a v2 board, on the chain where the task is paid for. Built by
     `ChainDriver.requester_board_v2`, signing with the chain's sender (else signer)."""

@@ -26,7 +26,7 @@ def settings_from_section(section: WorkerSection) -> WorkerSettings:
         executors=tuple(section.executors), concurrency=section.concurrency, min_fee=section.min_fee,
         min_time_left_s=section.min_time_left_s, input_fetch_timeout_s=section.input_fetch_timeout_s,
         max_input_bytes=section.max_input_bytes, output_url=section.output_url,
-        prices=dict(section.prices), max_bond=section.max_bond,
+        prices=dict(section.prices), max_bond=section.max_bond, settle_interval_s=section.settle_interval_s,
     )
 
 

@@ -29,8 +29,9 @@ from relay.errors import ConfigError, TesseraError
 from relay.lifecycle import keep_running
 from relay.log import get_logger
 from relay.protocol import MessageKind
-from relay.tasks.board import ClaimLost, ClaimNotHeld, ClaimRefused, RequestExpired, ResultAlreadySubmitted
-from relay.interfaces import Claim, IncomingRequestV2, ServeState, ServingBoardV2
+from relay.tasks.board import (BondRefused, ClaimLost, ClaimNotHeld, ClaimRefused, RequestExpired,
+                               ResultAlreadySubmitted)
+from relay.interfaces import Claim, ClaimStatus, IncomingRequestV2, ServeState, ServingBoardV2, SettledCloser
 from relay.tasks.executors import (
     ExecutorError,
     ExecutorRegistry,
@@ -47,11 +48,16 @@ from relay.tasks.payloads import (
     auction_price,
     task_payload_version,
 )
-from relay.tasks.worker_store import ClaimRecord, TaskRecord, TaskStage, WorkerStore
+from relay.tasks.worker_store import ClaimRecord, SettleRecord, TaskRecord, TaskStage, WorkerStore
 
 log = get_logger("relay.worker")
 
 OUTPUT_TOO_LARGE = "output does not fit inline; output hosting is not configured"
+# Settling up: a task whose record stays unsettled this long after its end is left (by then anyone may
+# close a settled Solana record: TASK_RETENTION_SECONDS, one day), and a task with nothing to do yet is
+# looked at again after settle_interval_s * 2**tries, at most SETTLE_MAX_WAIT_S later.
+SETTLE_GIVE_UP_S = 3 * 86_400.0
+SETTLE_MAX_WAIT_S = 1_800.0
 
 
 class WorkerError(TesseraError):
@@ -96,6 +102,9 @@ class WorkerSettings:
     prices: Mapping[str, int] = field(default_factory=dict)
     max_bond: int | None = None
     claim_poll_s: float = 0.5
+    # How often the settle pass runs: bond release, credit withdrawal and (Solana) serve-account
+    # closing for the tasks this worker claimed, once they ended.
+    settle_interval_s: float = 60.0
 
     def price_for(self, executor: str) -> int:
         return self.prices.get(executor, self.min_fee)
@@ -108,6 +117,14 @@ class WorkerMetrics:
         self.runs = Counter("tessera_worker_executor_runs", "Executor runs", ["executor"], registry=self.registry)
         self.outcomes = Counter("tessera_worker_outcomes", "Tasks reaching a final stage", ["stage"],
                                 registry=self.registry)
+        self.bonds_released = Counter("tessera_worker_bonds_released",
+                                      "Bonds of our results with no verdict released by this worker", registry=self.registry)
+        self.credits_withdrawn = Counter("tessera_worker_credits_withdrawn",
+                                         "Withdrawals of credits the board held for this worker", registry=self.registry)
+        self.accounts_closed = Counter("tessera_worker_accounts_closed",
+                                       "Settled board records closed by this worker (rent back)", registry=self.registry)
+        self.settle_errors = Counter("tessera_worker_settle_errors", "Settle steps that failed (retried later)",
+                                     registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -239,13 +256,14 @@ class WorkerV2:
             log.info("task_resumed", request=_short(record.request_id), stage=record.stage.value, runs=record.runs)
             self._spawn(record.request_id)
         watcher = asyncio.create_task(keep_running("watch task requests", self._watch, log))
+        settler = asyncio.create_task(keep_running("settle claimed tasks", self._settle_loop, log))
         stopper = asyncio.create_task(stop.wait())
         try:
-            await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({watcher, settler, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (watcher, stopper, *self._inflight.values()):
+            for task in (watcher, settler, stopper, *self._inflight.values()):
                 task.cancel()
-            await asyncio.gather(watcher, stopper, *self._inflight.values(), return_exceptions=True)
+            await asyncio.gather(watcher, settler, stopper, *self._inflight.values(), return_exceptions=True)
             if self._http is not None:
                 await self._http.close()
                 self._http = None
@@ -575,6 +593,127 @@ class WorkerV2:
             await self._bond_lost(rid, f"{reason}; no time left before the claim deadline to retry")
         log.info("task_retry", request=_short(rid), in_s=round(delay, 2), reason=reason)
         await asyncio.sleep(delay)
+
+    # --- settling up after claimed tasks ------------------------------------------------------
+
+    async def _settle_loop(self) -> None:
+        while True:
+            await self.settle_pass()
+            await asyncio.sleep(self.settings.settle_interval_s)
+
+    async def settle_pass(self) -> int:
+        """One look at every claimed task that ended and is due (docs/TASKS.md "Worker", "Settling
+        up"): release the bond of our result that got no verdict, withdraw held credits, close the
+        settled record where the board has rent to give back. Only tasks whose stored claim is this
+        board account's are looked at, and the board's own record is read before every step. One
+        task's failing call is logged and retried later; it never stops the others. Returns the
+        number of tasks looked at."""
+        due = await self.store.settle_due(self.board.account, self.clock())
+        for record in due:
+            if record.request_id in self._inflight:
+                continue
+            try:
+                await self._settle_one(record)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.settle_errors.inc()
+                reason = f"{type(exc).__name__}: {exc}"
+                log.warning("settle_failed", request=_short(record.request_id), reason=reason)
+                await self._settle_later(record, f"failed, retrying: {reason}")
+        return len(due)
+
+    async def _settle_later(self, record: SettleRecord, reason: str) -> None:
+        now = self.clock()
+        if now - record.created_at > SETTLE_GIVE_UP_S:
+            await self.store.settle_done(record.request_id, f"given up after {SETTLE_GIVE_UP_S:.0f}s: {reason}")
+            log.warning("settle_given_up", request=_short(record.request_id), reason=reason)
+            return
+        wait = min(self.settings.settle_interval_s * 2 ** min(record.tries, 20), SETTLE_MAX_WAIT_S)
+        if reason != record.reason:
+            log.info("settle_waiting", request=_short(record.request_id), reason=reason, next_in_s=round(wait, 1))
+        await self.store.settle_wait(record.request_id, reason, now + wait, record.tries + 1)
+
+    async def _settle_done(self, record: SettleRecord, reason: str, close_txs: list[str] | None = None) -> None:
+        await self.store.settle_done(record.request_id, reason, close_txs)
+        log.info("task_settled", request=_short(record.request_id), reason=reason, closes=close_txs or [])
+
+    @staticmethod
+    def _record_gone(status: ClaimStatus) -> bool:
+        """A request we claimed whose serve record the board no longer has: closed (its rent back).
+        (The Solana board then reads the request from its receipt: open, with no claim ever counted.)"""
+        return status.state is ServeState.NONE or (status.state is ServeState.OPEN and status.claims == 0)
+
+    async def _settle_one(self, record: SettleRecord) -> None:
+        rid = record.request_id
+        closer = self.board if isinstance(self.board, SettledCloser) else None
+        status = await self.board.claim_status(rid)
+        now = await self.chain_now()
+        mine = status.claimant is not None and status.claimant == self.board.account
+        if self._record_gone(status):
+            return await self._settle_done(record, "the board's record of it is closed" if closer else
+                                           "the board has no record of it")
+        if mine and status.state is ServeState.ANSWERED:
+            # Our result waits for its verdict: the bond comes back with a valid one, or by release_bond
+            # once deadline + the board's settlement grace passed with none (the board says when).
+            if now <= status.deadline:
+                return await self._settle_later(record, "our result waits for its verdict")
+            try:
+                tx = await self.board.release_bond(rid)
+            except BondRefused as exc:
+                return await self._settle_later(record, f"bond not releasable yet: {exc.reason}")
+            await self.store.bond_released(rid, tx)
+            self.metrics.bonds_released.inc()
+            log.info("bond_released", request=_short(rid), tx=tx, bond=status.bond)
+            status = await self.board.claim_status(rid)
+            if status.state is ServeState.ANSWERED:
+                return await self._settle_later(record, "bond released; the board does not show it yet")
+        elif mine and status.state is ServeState.CLAIMED:
+            if status.claim_deadline is not None and status.claim_deadline >= now:
+                return await self._settle_later(record, "our claim still runs")
+            if closer is None:
+                # The bond of a claim that ran out is forfeited (to refund_to): nothing comes back.
+                return await self._settle_done(record, "our claim ran out without a result: its bond is forfeited")
+            if now <= status.deadline:
+                return await self._settle_later(record, "our claim ran out; the request is open until its deadline")
+            # Past the deadline our expired claim only keeps the record from settling: expire it (the bond
+            # is forfeited to refund_to whoever calls it) so the record's rent can come back.
+            try:
+                tx = await self.board.expire_claim(rid)
+            except BondRefused as exc:
+                return await self._settle_later(record, f"our expired claim cannot be expired yet: {exc.reason}")
+            await self.store.claim_expired(rid, tx)
+            log.info("claim_expired", request=_short(rid), tx=tx, why="to settle the record")
+            status = await self.board.claim_status(rid)
+        settled = status.state is ServeState.CLOSED or (status.state is ServeState.OPEN and now > status.deadline)
+        if not settled:
+            if closer is None and not mine:
+                # Our claim is over (forfeited or lost); nothing is held for us and no rent to close.
+                return await self._settle_done(record, "our claim is over: nothing is owed to this worker")
+            return await self._settle_later(record, f"the board's record is not settled yet "
+                                                    f"({status.state.name.lower()})")
+        if not record.withdrawn:
+            try:
+                tx = await self.board.withdraw(rid)
+            except BondRefused as exc:
+                if exc.error not in ("NothingToWithdraw", "NOTHING_TO_WITHDRAW"):
+                    raise
+                tx = None  # refused as nothing held: done
+            await self.store.credits_withdrawn(rid, tx)
+            if tx is not None:
+                self.metrics.credits_withdrawn.inc()
+                log.info("credits_withdrawn", request=_short(rid), tx=tx)
+        if closer is None:
+            return await self._settle_done(record, "settled (no rent to close on this chain)")
+        txs = await closer.close_settled(rid)
+        if txs:
+            self.metrics.accounts_closed.inc(len(txs))
+            log.info("record_closed", request=_short(rid), txs=txs)
+            return await self._settle_done(record, "settled; its record closed (rent back)", txs)
+        if self._record_gone(await self.board.claim_status(rid)):
+            return await self._settle_done(record, "the board's record of it is closed")
+        await self._settle_later(record, "settled, not closable yet (a credit waits for its owner, or the "
+                                         "retention of a record another account paid for runs)")
 
     # --- shared steps ----------------------------------------------------------------------
 

@@ -71,6 +71,24 @@ CREATE TABLE IF NOT EXISTS claims (
     claim_tx       TEXT,
     updated_at     REAL NOT NULL
 );
+-- Settling up after a claimed task ended (docs/TASKS.md "Worker", settle pass): one row per task this
+-- worker claimed, from its final stage on; state 'pending' until nothing more can come back ('done').
+-- Each step's transaction is kept, so a restart never repeats a step that landed.
+CREATE TABLE IF NOT EXISTS settlements (
+    request_id  BLOB PRIMARY KEY,
+    state       TEXT NOT NULL,
+    reason      TEXT NOT NULL DEFAULT '',
+    release_tx  TEXT,
+    expire_tx   TEXT,
+    withdrawn   INTEGER NOT NULL DEFAULT 0,
+    withdraw_tx TEXT,
+    close_txs   TEXT,
+    tries       INTEGER NOT NULL DEFAULT 0,
+    next_at     REAL NOT NULL,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS settlements_due ON settlements (state, next_at);
 -- The identity of the chain the cursor and tasks belong to (relay.chainstate), by chain name.
 CREATE TABLE IF NOT EXISTS chains (
     name       TEXT PRIMARY KEY,
@@ -120,6 +138,37 @@ class ClaimRecord:
     @property
     def held(self) -> bool:
         return self.claimant is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SettleRecord:
+    """Where settling up after one claimed task stands (table `settlements`)."""
+
+    request_id: bytes
+    state: str  # "pending" | "done"
+    reason: str
+    release_tx: str | None
+    expire_tx: str | None
+    withdrawn: bool
+    withdraw_tx: str | None
+    close_txs: str | None  # space-separated signatures of the closes sent
+    tries: int  # passes that found nothing to do yet (the backoff's exponent)
+    next_at: float  # local time of the next look
+    created_at: float
+
+    @property
+    def done(self) -> bool:
+        return self.state == "done"
+
+
+_SETTLE_COLUMNS = ", ".join(SettleRecord.__slots__)
+
+
+def _settle_record(row: dict[str, Any]) -> SettleRecord:
+    values = dict(row)
+    values["request_id"] = bytes(values["request_id"])
+    values["withdrawn"] = bool(values["withdrawn"])
+    return SettleRecord(**values)
 
 
 def _record(row: dict[str, Any]) -> TaskRecord:
@@ -252,6 +301,60 @@ class WorkerStore:
         assert stage in FINAL_STAGES
         await self._update(request_id, "stage = ?, reason = ?", (stage.value, reason))
 
+    # --- settling up after claimed tasks ------------------------------------------------------
+
+    async def settle_due(self, claimant: bytes, now: float, limit: int = 100) -> list[SettleRecord]:
+        """The claimed tasks to settle now: every task in a final stage whose stored claim is
+        `claimant`'s (this worker's board account: nothing else is ever settled) gets a pending row
+        on first sight; those pending whose next look is due are returned, oldest look first."""
+        finals = [s.value for s in FINAL_STAGES]
+        marks = ", ".join("?" for _ in finals)
+        await self._db.execute(
+            "INSERT INTO settlements (request_id, state, next_at, created_at, updated_at) "
+            "SELECT t.request_id, 'pending', ?, ?, ? FROM tasks t JOIN claims c ON c.request_id = t.request_id "
+            f"WHERE c.claimant = ? AND t.stage IN ({marks}) ON CONFLICT DO NOTHING",
+            now, now, now, claimant, *finals)
+        rows = await self._db.fetch(
+            f"SELECT {', '.join('s.' + c for c in SettleRecord.__slots__)} FROM settlements s "
+            "JOIN claims c ON c.request_id = s.request_id "
+            "WHERE s.state = 'pending' AND s.next_at <= ? AND c.claimant = ? ORDER BY s.next_at LIMIT ?",
+            now, claimant, limit)
+        return [_settle_record(r) for r in rows]
+
+    async def settlement(self, request_id: bytes) -> SettleRecord | None:
+        row = await self._db.fetchrow(f"SELECT {_SETTLE_COLUMNS} FROM settlements WHERE request_id = ?", request_id)
+        return _settle_record(row) if row else None
+
+    async def settlements(self) -> list[SettleRecord]:
+        rows = await self._db.fetch(f"SELECT {_SETTLE_COLUMNS} FROM settlements ORDER BY created_at")
+        return [_settle_record(r) for r in rows]
+
+    async def _settle_update(self, request_id: bytes, sets: str, values: tuple) -> None:
+        await self._db.execute(f"UPDATE settlements SET {sets}, updated_at = ? WHERE request_id = ?",
+                               *values, time.time(), request_id)
+
+    async def settle_wait(self, request_id: bytes, reason: str, next_at: float, tries: int) -> None:
+        """Nothing to do for it yet: look again at `next_at` (local time)."""
+        await self._settle_update(request_id, "reason = ?, next_at = ?, tries = ?", (reason, next_at, tries))
+
+    async def bond_released(self, request_id: bytes, tx: str) -> None:
+        await self._settle_update(request_id, "release_tx = ?, tries = 0", (tx,))
+
+    async def claim_expired(self, request_id: bytes, tx: str) -> None:
+        await self._settle_update(request_id, "expire_tx = ?, tries = 0", (tx,))
+
+    async def credits_withdrawn(self, request_id: bytes, tx: str | None) -> None:
+        """Withdraw done (tx None: nothing was held): never called again for this task."""
+        await self._settle_update(request_id, "withdrawn = 1, withdraw_tx = ?", (tx,))
+
+    async def settle_done(self, request_id: bytes, reason: str, close_txs: list[str] | None = None) -> None:
+        """Nothing more can come back for this task: it is never looked at again."""
+        if close_txs:
+            await self._settle_update(request_id, "state = 'done', reason = ?, close_txs = ?",
+                                      (reason, " ".join(close_txs)))
+        else:
+            await self._settle_update(request_id, "state = 'done', reason = ?", (reason,))
+
     async def get_cursor(self, name: str) -> str | None:
         return await self._db.fetchval("SELECT cursor FROM cursors WHERE name = ?", name)
 
@@ -282,4 +385,5 @@ class WorkerStore:
             await tx.execute("DELETE FROM chains WHERE name = ?", chain)
             await tx.execute("DELETE FROM cursors")
             await tx.execute("DELETE FROM claims")
+            await tx.execute("DELETE FROM settlements")
             return await tx.execute("DELETE FROM tasks")
