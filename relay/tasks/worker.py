@@ -118,11 +118,14 @@ class WorkerMetrics:
         self.outcomes = Counter("tessera_worker_outcomes", "Tasks reaching a final stage", ["stage"],
                                 registry=self.registry)
         self.bonds_released = Counter("tessera_worker_bonds_released",
-                                      "Bonds of our results with no verdict released by this worker", registry=self.registry)
+                                      "Bonds of our results with no verdict released by this worker",
+                                      registry=self.registry)
         self.credits_withdrawn = Counter("tessera_worker_credits_withdrawn",
-                                         "Withdrawals of credits the board held for this worker", registry=self.registry)
+                                         "Withdrawals of credits the board held for this worker",
+                                         registry=self.registry)
         self.accounts_closed = Counter("tessera_worker_accounts_closed",
-                                       "Settled board records closed by this worker (rent back)", registry=self.registry)
+                                       "Settled board records closed by this worker (rent back)",
+                                       registry=self.registry)
         self.settle_errors = Counter("tessera_worker_settle_errors", "Settle steps that failed (retried later)",
                                      registry=self.registry)
 

@@ -17,7 +17,7 @@ from relay.daemons.worker import settings_from_section
 from relay.interfaces import ClaimStatus, ServeState, SettledCloser
 from relay.tasks.board import BondRefused
 from relay.tasks.executors import ExecutorRegistry
-from relay.tasks.worker import WorkerSettings, WorkerV2
+from relay.tasks.worker import SETTLE_GIVE_UP_S, WorkerSettings, WorkerV2
 from relay.tasks.worker_store import TaskStage, WorkerStore
 
 pytestmark = pytest.mark.timeout(60)
@@ -131,7 +131,8 @@ def worker(board: FakeBoard, store: WorkerStore, clock: Clock) -> WorkerV2:
                     WorkerSettings(settle_interval_s=10.0), clock=clock)
 
 
-async def task(store: WorkerStore, n: int, stage: TaskStage = TaskStage.DONE, claimant: bytes | None = ACCOUNT) -> bytes:
+async def task(store: WorkerStore, n: int, stage: TaskStage = TaskStage.DONE,
+               claimant: bytes | None = ACCOUNT) -> bytes:
     """A task in the store at `stage`, claimed by `claimant` (None: never claimed)."""
     rid = bytes([n]) * 32
     await store.add(rid, REQUESTER_DOMAIN, "echo", b"envelope", "0xdeliver", n, DEADLINE, now=1.0)
@@ -306,6 +307,32 @@ async def test_only_tasks_it_claimed_itself_are_settled(store) -> None:
     # Another's result waiting for its verdict: its bond is not ours to release.
     assert board.calls_of("release_bond") == [] and board.calls_of("withdraw") == []
     assert (await store.settlement(taken_over)).state == "pending"
+
+
+async def test_without_rent_a_task_another_account_took_over_is_done_and_nothing_is_sent(store) -> None:
+    clock = Clock(DEADLINE + FakeBoard.GRACE + 1)
+    board = FakeBoard(clock)
+    rid = await task(store, 14, TaskStage.BOND_LOST)
+    board.status[rid] = answered(rid, claimant=OTHER)  # our claim ran out; OTHER answered, no verdict yet
+    w = worker(board, store, clock)
+    await w.settle_pass()
+    record = await store.settlement(rid)
+    assert record.done and "nothing is owed" in record.reason
+    assert board.calls_of("release_bond") == [] and board.calls_of("withdraw") == []
+
+
+async def test_a_record_that_never_settles_is_given_up_after_a_bound(store) -> None:
+    clock = Clock(DEADLINE + 5)
+    board = RentBoard(clock)
+    rid = await task(store, 15, TaskStage.BOND_LOST)
+    board.status[rid] = answered(rid, claimant=OTHER)  # another's result, never given a verdict nor released
+    w = worker(board, store, clock)
+    await passes(w, clock, 3)
+    assert (await store.settlement(rid)).state == "pending"
+    clock.now += SETTLE_GIVE_UP_S
+    await w.settle_pass()
+    record = await store.settlement(rid)
+    assert record.done and record.reason.startswith("given up") and board.closed == []
 
 
 async def test_an_active_task_is_not_settled(store) -> None:
