@@ -642,10 +642,11 @@ class SettledCloser(Protocol):
     Solana"). EVM boards have no rent to close and do not implement it. The worker calls it for the
     tasks it claimed, once their record is settled and its credits are withdrawn."""
 
-    async def close_settled(self, request_id: bytes) -> list[str]:
-        """Closes this request's records that are settled with nothing owed; returns the transactions
-        sent, [] when none was closable yet (not settled, a credit to withdraw first, the retention
-        period of a record someone else paid for) or none exists any more."""
+    async def close_settled(self, request_id: bytes, *, serving_only: bool = False) -> list[str]:
+        """Closes this request's records that are settled with nothing owed (`serving_only`: the
+        serving side's record alone, what a worker holds); returns the transactions sent, [] when none
+        was closable yet (not settled, a credit to withdraw first, the retention period of a record
+        someone else paid for) or none exists any more."""
         ...
 
 

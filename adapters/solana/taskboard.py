@@ -43,6 +43,7 @@ from solders.sysvar import CLOCK as CLOCK_SYSVAR
 from solders.transaction import VersionedTransaction
 
 from adapters.solana.program import (
+    RECEIPT_STATUS_SERVE_CLOSED,
     SETTLEMENT_GRACE_SECONDS,
     TASK_RETENTION_SECONDS,
     DeliveryReceipt,
@@ -539,8 +540,12 @@ class SolanaTaskBoardV2(_SolanaBoard):
                 return ClaimStatus(request_id=request_id, state=ServeState.NONE)
             receipt, request = delivered
             envelope = Envelope.decode(receipt.envelope)
+            # No serve account: never claimed (open), or claimed, settled and closed (CloseServe marks
+            # the request's receipt, and Claim then refuses it).
+            closed = receipt.status == RECEIPT_STATUS_SERVE_CLOSED
             return ClaimStatus(
-                request_id=request_id, state=ServeState.OPEN, src_domain=envelope.src_domain,
+                request_id=request_id, state=ServeState.CLOSED if closed else ServeState.OPEN,
+                src_domain=envelope.src_domain,
                 src_board=envelope.src_sender, executor=request.executor, deadline=request.deadline,
                 auction_start=receipt.unix_time, auction_window=request.auction_window, start_bps=request.start_bps,
                 claim_window=request.claim_window, max_fee=request.max_fee, bond=request.bond,
@@ -678,7 +683,7 @@ class SolanaTaskBoardV2(_SolanaBoard):
         return await self._transact(instructions, BOND_CU_LIMIT, f"withdrawing from 0x{request_id.hex()}",
                                     BondRefused)
 
-    async def close_settled(self, request_id: bytes) -> list[str]:
+    async def close_settled(self, request_id: bytes, *, serving_only: bool = False) -> list[str]:
         """Rent back (CloseTask / CloseServe; contracts/solana/README.md "Closing settled records"):
         closes this request's records on this chain that are settled with nothing owed — the task
         account (requester side: Completed or Refunded, no credit left; its rent goes to the
@@ -688,8 +693,10 @@ class SolanaTaskBoardV2(_SolanaBoard):
         once, anything else once TASK_RETENTION_SECONDS have passed since settlement (for a serve
         account: since max(settlement, deadline)); the rent never goes to the signer unless it paid
         it. Records not closable yet (not settled, a credit to `withdraw` first, the retention
-        period running) are skipped and logged. Returns the signatures of the closes sent ([] when
-        none was)."""
+        period running) are skipped and logged. `serving_only`: the serve account alone — a worker's
+        call, which skips the search for a task account (a getProgramAccounts that many providers
+        refuse or bill heavily; a worker's requests come from other chains). Returns the signatures of
+        the closes sent ([] when none was)."""
         request_id = _request_id(request_id)
         me = self._signer_key()
         now = await self.chain_time()
@@ -706,7 +713,7 @@ class SolanaTaskBoardV2(_SolanaBoard):
                 instructions.append(("serve", close_serve_ix(self.program_id, me, request_id, serve.rent_payer)))
             else:
                 log.info("serve account not closable yet", chain=self.name, request_id=request_id.hex(), reason=why)
-        found = await self.task_account_v2(request_id)
+        found = None if serving_only else await self.task_account_v2(request_id)
         if found is not None:
             address, task = found
             why = ("not settled" if task.state not in (TaskStateV2.COMPLETED, TaskStateV2.REFUNDED) else

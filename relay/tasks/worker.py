@@ -644,8 +644,10 @@ class WorkerV2:
     @staticmethod
     def _record_gone(status: ClaimStatus) -> bool:
         """A request we claimed whose serve record the board no longer has: closed (its rent back).
-        (The Solana board then reads the request from its receipt: open, with no claim ever counted.)"""
-        return status.state is ServeState.NONE or (status.state is ServeState.OPEN and status.claims == 0)
+        (The Solana board then reads the request from its receipt, marked closed by CloseServe: no
+        claim counted, as a serve record exists from the first claim on.)"""
+        return status.state is ServeState.NONE or (
+            status.state in (ServeState.OPEN, ServeState.CLOSED) and status.claims == 0)
 
     async def _settle_one(self, record: SettleRecord) -> None:
         rid = record.request_id
@@ -708,7 +710,7 @@ class WorkerV2:
                 log.info("credits_withdrawn", request=_short(rid), tx=tx)
         if closer is None:
             return await self._settle_done(record, "settled (no rent to close on this chain)")
-        txs = await closer.close_settled(rid)
+        txs = await closer.close_settled(rid, serving_only=True)
         if txs:
             self.metrics.accounts_closed.inc(len(txs))
             log.info("record_closed", request=_short(rid), txs=txs)

@@ -364,6 +364,9 @@ async def test_close_settled_closes_what_the_signer_may_close(opened, served) ->
     delivered(chain, v_env, serving_accounts(chain, v_env, worker.pubkey(), refund.pubkey()))
     held = balance(chain, serve_address(chain.program_id, env.message_id))
     before = balance(chain, worker.pubkey())
-    assert len(await worker_board.close_settled(env.message_id)) == 1
+    assert len(await worker_board.close_settled(env.message_id, serving_only=True)) == 1
     assert balance(chain, worker.pubkey()) == before + held
     assert await worker_board.serve_account(env.message_id) is None
+    # Closed, the request reads as closed (the receipt's mark), not as open for a new claim.
+    closed = await worker_board.claim_status(env.message_id)
+    assert closed.state.name == "CLOSED" and closed.claims == 0 and closed.claimant is None

@@ -99,7 +99,8 @@ class RentBoard(FakeBoard):
         super().__init__(clock)
         self.closed: list[bytes] = []
 
-    async def close_settled(self, rid: bytes) -> list[str]:
+    async def close_settled(self, rid: bytes, *, serving_only: bool = False) -> list[str]:
+        assert serving_only, "a worker closes its serve account only"
         self._call("close_settled", rid)
         status = self.status.get(rid)
         if status is None or status.claims == 0:
@@ -251,8 +252,8 @@ async def test_a_restart_continues_and_a_close_that_landed_unrecorded_is_not_sen
     w = worker(board, store, clock)
     original = board.close_settled
 
-    async def crash_after_landing(request_id: bytes) -> list[str]:
-        await original(request_id)  # the close lands on chain ...
+    async def crash_after_landing(request_id: bytes, *, serving_only: bool = False) -> list[str]:
+        await original(request_id, serving_only=serving_only)  # the close lands on chain ...
         raise ConnectionError("connection reset")  # ... but its answer never reaches us
 
     board.close_settled = crash_after_landing  # type: ignore[method-assign]
