@@ -628,7 +628,11 @@ class WorkerV2:
 
     async def _settle_later(self, record: SettleRecord, reason: str) -> None:
         now = self.clock()
-        if now - record.created_at > SETTLE_GIVE_UP_S:
+        # The bound counts from the task's end or its deadline, whichever is later: a result to a request
+        # with a deadline days away waits that long for its verdict, or to release its bond.
+        task = await self.store.get(record.request_id)
+        since = max(record.created_at, float(task.deadline) if task is not None else 0.0)
+        if now - since > SETTLE_GIVE_UP_S:
             await self.store.settle_done(record.request_id, f"given up after {SETTLE_GIVE_UP_S:.0f}s: {reason}")
             log.warning("settle_given_up", request=_short(record.request_id), reason=reason)
             return

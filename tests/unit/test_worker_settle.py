@@ -351,3 +351,32 @@ def test_settle_interval_setting_and_its_validation() -> None:
     for bad in (0, 0.5, -1, 86_401):
         with pytest.raises(ValueError, match="settle_interval_s"):
             WorkerSection(settle_interval_s=bad)
+
+
+async def test_a_bond_whose_deadline_is_further_than_the_give_up_bound_is_still_released(store) -> None:
+    # A request may have a deadline days away: our result then waits for its verdict (or for
+    # deadline + grace, to release the bond) longer than SETTLE_GIVE_UP_S after the task ended. The
+    # bound counts from the deadline, so the bond is not abandoned meanwhile.
+    clock = Clock(500)
+    board = FakeBoard(clock)
+    far = int(500 + 2 * SETTLE_GIVE_UP_S)
+    rid = bytes([16]) * 32
+    await store.add(rid, REQUESTER_DOMAIN, "echo", b"envelope", "0xdeliver", 16, far, now=1.0)
+    await store.add_v2(rid, 100)
+    await store.claimed(rid, ACCOUNT, PAYOUT, 5, BOND, far - 100, "0xclaim")
+    await store.finish(rid, TaskStage.DONE, "")
+    board.status[rid] = dataclasses.replace(answered(rid), deadline=far, claim_deadline=far - 100)
+    w = worker(board, store, clock)
+    await w.settle_pass()
+    clock.now += SETTLE_GIVE_UP_S + 1  # past the bound since the task ended, well before the deadline
+    await w.settle_pass()
+    assert (await store.settlement(rid)).state == "pending"
+    board.fail.add(rid)  # a passing outage then does not give it up either
+    clock.now += 1_000
+    await w.settle_pass()
+    assert (await store.settlement(rid)).state == "pending"
+    board.fail.clear()
+    clock.now = far + FakeBoard.GRACE + 1
+    await passes(w, clock, 1)
+    record = await store.settlement(rid)
+    assert record.done and record.release_tx and board.calls_of("release_bond") == [rid]
