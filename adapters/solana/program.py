@@ -801,6 +801,7 @@ TASK_V2_MAGIC = b"TESSTSK2"
 TASK_V2_LEN = 948
 SERVE_MAGIC = b"TESSSERV"
 SERVE_LEN = 1020  # 988 + the rent payer (CloseServe)
+SERVE_LEN_V1 = 988  # serve accounts created before CloseServe: no rent payer, still valid (not closable)
 TASK_RETENTION_SECONDS = 86_400  # CloseTask / CloseServe: anyone may close a settled record after this
 RECEIPT_STATUS_SERVE_CLOSED = 2  # a TASK_REQUEST receipt's status once its serve account was closed
 SETTLEMENT_GRACE_SECONDS = 1800  # taskboard.h: ReclaimV2 and ReleaseBond open at deadline + this
@@ -1075,12 +1076,13 @@ class ServeAccount:
     submitted_at: int
     updated_at: int
     result_envelope: bytes | None
-    rent_payer: Pubkey  # the claimant whose first Claim created the account: CloseServe pays it back
+    rent_payer: Pubkey | None  # the claimant whose first Claim created the account: CloseServe pays it back
+    # (None: a pre-upgrade 988-byte account, which CloseServe refuses)
 
     @classmethod
     def decode(cls, data: bytes) -> "ServeAccount":
         data = bytes(data)
-        if len(data) < SERVE_LEN or data[:8] != SERVE_MAGIC or data[8] != 1:
+        if len(data) < SERVE_LEN_V1 or data[:8] != SERVE_MAGIC or data[8] != 1:
             raise SolanaProgramError("not a Tessera serve account")
         (src_domain,) = struct.unpack_from("<I", data, 12)
         deadline, start, window, claim_window, bps, claims = struct.unpack_from("<QQIIHxxI", data, 80)
@@ -1099,5 +1101,5 @@ class ServeAccount:
             refund_credit=refund_credit, claimant_credit=claimant_credit, credited=Pubkey.from_bytes(data[296:328]),
             result_id=result if any(result) else None, result_nonce=result_nonce, submitted_at=submitted_at,
             updated_at=updated_at, result_envelope=_stored_envelope(data, 392),
-            rent_payer=Pubkey.from_bytes(data[988:1020]),
+            rent_payer=Pubkey.from_bytes(data[988:1020]) if len(data) >= SERVE_LEN else None,
         )

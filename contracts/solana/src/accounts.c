@@ -98,10 +98,24 @@ u64 create_pda(SolParameters *params, const PdaCreation *c) {
   return 0;
 }
 
+static u64 account_fit(SolParameters *params, const AccountGrowth *g);
+
 u64 account_grow(SolParameters *params, const AccountGrowth *g) {
+  if (g->target->data_len >= g->len) return 0;
+  return account_fit(params, g);
+}
+
+u64 account_refit(SolParameters *params, const AccountGrowth *g) {
+  u64 err = account_fit(params, g);
+  if (err) return err;
+  sol_memset_(g->target->data, 0, g->len);
+  return 0;
+}
+
+static u64 account_fit(SolParameters *params, const AccountGrowth *g) {
   SolAccountInfo *payer = g->payer, *target = g->target;
-  if (target->data_len >= g->len) return 0;
-  if (g->len - target->data_len > SOL_MAX_PERMITTED_DATA_INCREASE) return ERR_ACCOUNT_TOO_SMALL;
+  if (g->len > target->data_len && g->len - target->data_len > SOL_MAX_PERMITTED_DATA_INCREASE)
+    return ERR_ACCOUNT_TOO_SMALL;
   if (!sol_pubkey_eq(target->owner, params->program_id)) return ERR_WRONG_ACCOUNT_OWNER;
   if (!payer->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
   if (!payer->is_writable || !target->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
@@ -123,6 +137,6 @@ u64 account_grow(SolParameters *params, const AccountGrowth *g) {
    * spare room on serialization, but nothing here relies on that. */
   u64 old = target->data_len;
   account_resize(target, g->len);
-  sol_memset_(target->data + old, 0, g->len - old);
+  if (g->len > old) sol_memset_(target->data + old, 0, g->len - old);
   return 0;
 }

@@ -64,3 +64,10 @@ typedef struct {
 } AccountGrowth;
 
 u64 account_grow(SolParameters *params, const AccountGrowth *g);
+
+/* Re-uses `target`, an account of this program at an address only it can create (a PDA) that a close
+ * left behind instead of deleting (zeroed data; its lamports refunded back into it in the same
+ * transaction): tops its lamports up to the rent-exempt minimum of `len` from `payer` (a writable
+ * signer) through the system program (`system`, checked only when a transfer is needed), resizes it
+ * to `len` bytes (at most 10 KiB more than it holds) and zeroes them. */
+u64 account_refit(SolParameters *params, const AccountGrowth *g);

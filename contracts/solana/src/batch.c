@@ -73,6 +73,16 @@ static bool root_valid(const SolAccountInfo *root, const SolPubkey *program_id) 
          sol_bytes_eq(root->data + ROOT_MAGIC, ROOT_MAGIC_BYTES, 8) && root->data[ROOT_VERSION_AT] == ROOT_VERSION;
 }
 
+/* A root account CloseRoot may close: a live one, or one the previous program verified (ROOT_LEN_V1,
+ * version 1: DeliverWithProof refuses it, but its rent goes back and its root can be verified again).
+ * The fields CloseRoot reads (payer, verified_at) are at the same offsets in both. */
+static bool root_closable(const SolAccountInfo *root, const SolPubkey *program_id) {
+  if (!sol_pubkey_eq(root->owner, program_id) || !sol_bytes_eq(root->data + ROOT_MAGIC, ROOT_MAGIC_BYTES, 8))
+    return false;
+  return (root->data_len == ROOT_LEN && root->data[ROOT_VERSION_AT] == ROOT_VERSION) ||
+         (root->data_len == ROOT_LEN_V1 && root->data[ROOT_VERSION_AT] == ROOT_VERSION_V1);
+}
+
 typedef struct {
   u8 domain_le[4];
   u8 window_le[8];
@@ -153,7 +163,16 @@ u64 batch_verify_root(SolParameters *params) {
   if (sol_try_find_program_address(find_seeds, 2, program_id, &expected, &bump) != 0 ||
       !sol_pubkey_eq(&expected, root_acct->key))
     return ERR_ROOT_WRONG_ADDRESS;
-  if (sol_pubkey_eq(root_acct->owner, program_id)) return ERR_ROOT_ALREADY_VERIFIED; /* before the pairing */
+  /* Before the pairing. A program-owned account here without the magic is a closed root that someone
+   * refunded in CloseRoot's transaction (so it was not deleted): only this program can create an
+   * account at this PDA, so it is re-used below — refusing it would leave the root unverifiable and
+   * its batch undeliverable for good. (A pre-upgrade v1 root has the magic: CloseRoot it first.) */
+  bool revive = false;
+  if (sol_pubkey_eq(root_acct->owner, program_id)) {
+    if (root_acct->data_len >= 8 && sol_bytes_eq(root_acct->data + ROOT_MAGIC, ROOT_MAGIC_BYTES, 8))
+      return ERR_ROOT_ALREADY_VERIFIED;
+    revive = true;
+  }
 
   /* The domain is read before committee_check_digest validates the config; a fake config fails there. */
   if (config->data_len < CONFIG_LEN) return ERR_CONFIG_NOT_INITIALIZED;
@@ -173,8 +192,13 @@ u64 batch_verify_root(SolParameters *params) {
   u8 bump_seed = bump;
   SolBytes signer_seeds[3] = {{(const u8 *)ROOT_SEED, sizeof(ROOT_SEED) - 1}, {root, 32}, {&bump_seed, 1}};
   SolSignerSeeds signer = {signer_seeds, 3};
-  PdaCreation creation = {payer, root_acct, system, &signer, ROOT_LEN};
-  err = create_pda(params, &creation);
+  if (revive) {
+    AccountGrowth refit = {payer, root_acct, system, ROOT_LEN};
+    err = account_refit(params, &refit);
+  } else {
+    PdaCreation creation = {payer, root_acct, system, &signer, ROOT_LEN};
+    err = create_pda(params, &creation);
+  }
   if (err) return err;
   SolClock clock;
   i64 now = now_unix(&clock);
@@ -289,7 +313,7 @@ u64 batch_close_root(SolParameters *params) {
   SolAccountInfo *root_acct = &params->accounts[1];
   SolAccountInfo *payer = &params->accounts[2];
   if (!closer->is_signer) return ERR_ACCOUNT_NOT_SIGNER;
-  if (!root_valid(root_acct, params->program_id)) return ERR_ROOT_NOT_VERIFIED;
+  if (!root_closable(root_acct, params->program_id)) return ERR_ROOT_NOT_VERIFIED;
   const u8 *r = root_acct->data;
   if (!sol_bytes_eq(closer->key->x, r + ROOT_PAYER, 32)) {
     SolClock clock;

@@ -30,6 +30,8 @@
 #define ROOT_CONFIG 132     /* 32 bytes: the committee config PDA VerifyRoot checked (DeliverWithProof's pause check) */
 #define ROOT_LEN 164
 #define ROOT_VERSION 2      /* 1: 132 bytes, without ROOT_CONFIG (no longer accepted) */
+#define ROOT_LEN_V1 132     /* a pre-upgrade root: DeliverWithProof refuses it, CloseRoot takes it */
+#define ROOT_VERSION_V1 1
 
 /* Replay bitmap account: one bit per nonce of one source domain, REPLAY_WINDOW nonces each. */
 #define REPLAY_MAGIC 0 /* 8 bytes "TESSRPLY" */

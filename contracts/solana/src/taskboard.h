@@ -106,6 +106,7 @@ u64 taskboard_on_delivery(SolParameters *params, const Envelope *env, const u8 m
 #define SV_ENVELOPE 392        /* the last TASK_RESULT v2 envelope sent (82 + payload) */
 #define SV_RENT_PAYER 988      /* 32: the claimant whose first Claim created (paid for) the account */
 #define SERVE_LEN (SV_RENT_PAYER + 32) /* 1020 */
+#define SERVE_LEN_V1 SV_RENT_PAYER /* 988: serve accounts created before CloseServe (no rent payer) */
 #define SERVE_VERSION 1
 
 #define TASK2_STATE_OPEN 1

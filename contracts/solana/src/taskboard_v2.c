@@ -228,7 +228,9 @@ static bool task2_valid(const SolAccountInfo *task, const SolPubkey *program_id)
 }
 
 static bool serve_valid(const SolAccountInfo *serve, const SolPubkey *program_id) {
-  if (!sol_pubkey_eq(serve->owner, program_id) || serve->data_len < SERVE_LEN) return false;
+  /* SERVE_LEN_V1: an account the program created before the rent payer existed (an upgrade keeps
+   * it) stays valid, so its bond, verdict and credits are never frozen; only CloseServe needs more. */
+  if (!sol_pubkey_eq(serve->owner, program_id) || serve->data_len < SERVE_LEN_V1) return false;
   const u8 *s = serve->data;
   if (!sol_bytes_eq(s + SV_MAGIC, SERVE_MAGIC_BYTES, 8) || s[SV_VERSION_AT] != SERVE_VERSION) return false;
   u8 bump = s[SV_BUMP];
@@ -905,7 +907,8 @@ u64 taskboard_close_serve(SolParameters *params) {
   SolAccountInfo *receipt = &params->accounts[3];
   const SolPubkey *program_id = params->program_id;
   if (!serve->is_writable || !receipt->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!serve_valid(serve, program_id)) return ERR_SERVE_WRONG_ADDRESS;
+  /* A pre-upgrade account (SERVE_LEN_V1) names no rent payer: it stays (its bytes past 988 are not its own). */
+  if (!serve_valid(serve, program_id) || serve->data_len < SERVE_LEN) return ERR_SERVE_WRONG_ADDRESS;
   u8 *s = serve->data;
   i64 now = tb_now();
   if (now < 0) return ERR_SYSCALL_FAILED;
