@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from attest.files import write_atomic
+from relay.aio import within
 from relay.backoff import Backoff
 from relay.envelope import Envelope, EnvelopeError, keccak256
 from relay.errors import ConfigError, TesseraError
@@ -498,7 +499,9 @@ class WorkerV2:
             log.info("executor_started", request=_short(rid), executor=request.executor, run=runs,
                      time_left_s=round(left, 1))
             try:
-                output = await asyncio.wait_for(executor.run(data, deadline=local_deadline), timeout=left)
+                # relay.aio.within, not asyncio.wait_for: a cancellation (shutdown) in the loop turn the
+                # executor returns in must stop the task, not be swallowed (then it would go on to submit).
+                output = await within(executor.run(data, deadline=local_deadline), left)
                 break
             except asyncio.TimeoutError:
                 await self._bond_lost(rid, f"executor {request.executor!r} did not finish before the claim deadline")

@@ -658,3 +658,21 @@ async def test_a_delivered_v1_task_request_is_ignored_with_a_log_line(worker_db,
     assert "v1 is retired" in RETIRED_V1
     await worker.store.close()
 
+
+
+async def test_a_cancellation_as_the_executor_finishes_stops_the_task(worker_db, registry, counting, key) -> None:
+    # Shutdown cancels a task in the same loop turn as its executor returns: the task must stop there
+    # (restart reruns it), not swallow the cancellation and go on to submit (asyncio.wait_for on 3.11).
+    board = FakeBoard()
+    worker = await make(worker_db, board, registry, key)
+    item = board.deliver(incoming(req("count", b"finishing")))
+    await worker.ingest(item)
+    counting.release.clear()
+    task = asyncio.create_task(worker.process(item.request_id))
+    await counting.started.wait()
+    counting.release.set()  # the executor returns in the next loop turn ...
+    task.cancel()  # ... the one the cancellation reaches the task in
+    outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+    assert isinstance(outcome, asyncio.CancelledError), outcome
+    assert board.submissions == []
+    await worker.store.close()
