@@ -391,7 +391,15 @@ u64 feeds_verify_root(SolParameters *params) {
   u8 bump;
   if (sol_try_find_program_address(seeds, 2, program_id, &expected, &bump) != 0 || !sol_pubkey_eq(&expected, froot->key))
     return ERR_FEED_ROOT_WRONG_ADDRESS;
-  if (sol_pubkey_eq(froot->owner, program_id)) return ERR_FEED_ROOT_ALREADY_VERIFIED; /* before the pairing */
+  /* Before the pairing. A program-owned account here without the magic is a closed feed root that
+   * someone refunded in CloseFeedRoot's transaction (so it was not deleted): only this program can
+   * create an account at this PDA, so it is re-used below instead of leaving the root unverifiable. */
+  bool revive = false;
+  if (sol_pubkey_eq(froot->owner, program_id)) {
+    if (froot->data_len >= 8 && sol_bytes_eq(froot->data + FROOT_MAGIC, FROOT_MAGIC_BYTES, 8))
+      return ERR_FEED_ROOT_ALREADY_VERIFIED;
+    revive = true;
+  }
   u8 digest[32];
   u64 err = feed_root_digest(sol_read_u32_le(attestation), leaf_count, root, digest);
   if (err) return err;
@@ -400,8 +408,13 @@ u64 feeds_verify_root(SolParameters *params) {
   u8 bump_seed = bump;
   SolBytes signer_seeds[3] = {{(const u8 *)FEED_ROOT_SEED, sizeof(FEED_ROOT_SEED) - 1}, {root, 32}, {&bump_seed, 1}};
   SolSignerSeeds signer = {signer_seeds, 3};
-  PdaCreation creation = {payer, froot, system, &signer, FROOT_LEN};
-  err = create_pda(params, &creation);
+  if (revive) {
+    AccountGrowth refit = {payer, froot, system, FROOT_LEN};
+    err = account_refit(params, &refit);
+  } else {
+    PdaCreation creation = {payer, froot, system, &signer, FROOT_LEN};
+    err = create_pda(params, &creation);
+  }
   if (err) return err;
   SolClock clock;
   if (sol_get_clock_sysvar(&clock) != 0) return ERR_SYSCALL_FAILED;
