@@ -137,3 +137,26 @@ def test_a_pre_upgrade_v1_root_can_be_closed_and_verified_again(gateway) -> None
     assert lamports(gateway, verifier.pubkey()) == before + account.lamports
     gateway.ok(verify(gateway, batch)[0])
     gateway.ok(prove(gateway, batch, 0))
+
+
+def test_a_closed_v1_root_refunded_in_the_same_transaction_is_grown_back_to_a_v2_root(gateway) -> None:
+    """The revived account can be shorter than a root (a v1 root's 132 bytes): VerifyRoot grows it."""
+    verifier = funded(gateway, 10**10)
+    batch = Batch.of(lane(2, first_nonce=50))
+    ix, signers = verify(gateway, batch, payer=verifier)
+    gateway.ok(ix, signers=signers)
+    root = root_address(gateway.program_id, batch.root)
+    account = gateway.svm.get_account(root)
+    data = bytearray(bytes(account.data)[:ROOT_LEN_V1])
+    data[8] = 1
+    v1_rent = gateway.svm.minimum_balance_for_rent_exemption(ROOT_LEN_V1)
+    gateway.svm.set_account(root, Account(v1_rent, bytes(data), account.owner, account.executable, account.rent_epoch))
+    gateway.ok(close_root_ix(gateway.program_id, verifier.pubkey(), batch.root, verifier.pubkey()),
+               transfer(TransferParams(from_pubkey=verifier.pubkey(), to_pubkey=root, lamports=v1_rent)),
+               signers=(verifier,))
+    assert len(gateway.svm.get_account(root).data) == ROOT_LEN_V1
+    gateway.ok(verify(gateway, batch)[0])
+    revived = gateway.svm.get_account(root)
+    assert len(revived.data) == 164 and revived.lamports == gateway.svm.minimum_balance_for_rent_exemption(164)
+    gateway.ok(prove(gateway, batch, 0))
+    gateway.ok(prove(gateway, batch, 1))
