@@ -78,7 +78,7 @@ def test_an_option_of_the_other_kind_is_refused(tmp_path: Path) -> None:
     evm_key, sol_key = _keys(tmp_path)
     with pytest.raises(DeploymentError, match="--upgrade-authority is for a Solana program"):
         asyncio.run(deploy_evm("evm", _evm("http://127.0.0.1:1"), _request(tmp_path, evm_key, upgrade_authority="x")))
-    with pytest.raises(DeploymentError, match="--owner is for EVM contracts; .* use --upgrade-authority"):
+    with pytest.raises(DeploymentError, match="--owner 0x1 is an EVM address; give the base58 public key .* admin"):
         asyncio.run(deploy_solana("sol", _solana("http://127.0.0.1:1"), _request(tmp_path, sol_key, owner="0x1")))
 
 
@@ -86,7 +86,7 @@ def test_bad_addresses_are_refused(tmp_path: Path) -> None:
     evm_key, sol_key = _keys(tmp_path)
     with pytest.raises(DeploymentError, match="--owner 'not-an-address' is not an EVM address"):
         asyncio.run(deploy_evm("evm", _evm("http://127.0.0.1:1"), _request(tmp_path, evm_key, owner="not-an-address")))
-    with pytest.raises(DeploymentError, match="--upgrade-authority '0xabc' is not a base58 Solana public key"):
+    with pytest.raises(DeploymentError, match="--upgrade-authority '0xabc' is neither a base58 Solana public key nor a keypair file"):
         asyncio.run(deploy_solana("sol", _solana("http://127.0.0.1:1"),
                                   _request(tmp_path, sol_key, upgrade_authority="0xabc")))
 

@@ -5,6 +5,7 @@ import {Envelope} from "./lib/Envelope.sol";
 import {Batch} from "./lib/Batch.sol";
 import {CommitteeVerifier} from "./CommitteeVerifier.sol";
 import {ITesseraReceiver} from "./interfaces/ITesseraReceiver.sol";
+import {Owned2Step} from "./lib/Owned2Step.sol";
 
 /// The reads of FeedStore (src/feeds/FeedStore.sol) that a quote needs.
 interface IPriceFeeds {
@@ -56,17 +57,15 @@ interface IPriceFeeds {
 /// Pause: the owner can `pause()`; then `send`, every delivery and `retryFailed` revert
 /// `GatewayPaused`, until `unpause()`.
 ///
-/// Ownership moves in two steps (as OpenZeppelin's Ownable2Step): `transferOwnership(newOwner)`
-/// only proposes (`pendingOwner`, `OwnershipTransferStarted`); the owner keeps every power until the
-/// proposed account calls `acceptOwnership()`. A mistyped address therefore never takes the gateway
-/// away: it cannot accept, and the owner proposes again (which replaces the proposal) or cancels
-/// with `transferOwnership(address(0))`. There is no renounce.
+/// Ownership moves in two steps (lib/Owned2Step.sol, as OpenZeppelin's Ownable2Step):
+/// `transferOwnership(newOwner)` only proposes; the owner keeps every power until the proposed
+/// account calls `acceptOwnership()`. There is no renounce.
 ///
 /// Batches (docs/PROTOCOL.md, "Batch attestations"): `deliverBatch` checks one committee signature
 /// over the Merkle root of a lane's batch and delivers every envelope in it; the root is remembered
 /// (`verifiedRoots`), so `deliverWithProof` can later deliver a message of it with its Merkle proof
 /// and no pairing. Replay protection and failed handlers are per message, as for `deliver`.
-contract Gateway {
+contract Gateway is Owned2Step {
     enum Status {
         None,
         Handled,
@@ -89,11 +88,9 @@ contract Gateway {
     uint32 public immutable localDomain;
     CommitteeVerifier public immutable verifier;
 
-    address public owner;
-    bool public paused; // packed with owner: one cold read on send and delivery
-    /// The account `transferOwnership` proposed, until it accepts (0: none). Its own slot: only the
-    /// two ownership calls read it, so owner and paused stay one slot.
-    address public pendingOwner;
+    // Owned2Step's owner (slot 0) and pendingOwner (slot 1) come first; `paused` shares slot 1:
+    // one cold read on send and delivery.
+    bool public paused;
     uint256 internal _fee;
     /// An announced increase: `pendingFee` applies from `pendingFeeAt` (0: none).
     uint256 public pendingFee;
@@ -150,8 +147,6 @@ contract Gateway {
     event FlatFeeSenderSet(address indexed sender, bool flat);
     event Paused(address indexed by);
     event Unpaused(address indexed by);
-    event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
-    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
     event RootVerified(bytes32 indexed root, uint32 indexed srcDomain, uint32 epoch, uint32 leafCount);
 
     error KindNotSendable(uint8 kind);
@@ -165,9 +160,6 @@ contract Gateway {
     error NotFailed(bytes32 messageId, uint8 status);
     error InsufficientGasForHandler(uint256 handlerGas);
     error HandlerStillFailing(bytes32 messageId, bytes reason);
-    error NotOwner(address caller);
-    error NotPendingOwner(address caller, address pendingOwner);
-    error ZeroAddress();
     error WithdrawFailed(address to, uint256 amount);
     error NotBeneficiary(address caller, address beneficiary);
     error NothingToClaim();
@@ -196,11 +188,6 @@ contract Gateway {
     /// The proof leads to another root than the one named.
     error InvalidProof(bytes32 messageId, bytes32 root);
 
-    modifier onlyOwner() {
-        if (msg.sender != owner) revert NotOwner(msg.sender);
-        _;
-    }
-
     modifier whenNotPaused() {
         if (paused) revert GatewayPaused();
         _;
@@ -213,15 +200,13 @@ contract Gateway {
         _locked = false;
     }
 
-    constructor(uint32 localDomain_, address verifier_, uint256 fee_, address owner_) {
-        if (verifier_ == address(0) || owner_ == address(0)) revert ZeroAddress();
+    constructor(uint32 localDomain_, address verifier_, uint256 fee_, address owner_) Owned2Step(owner_) {
+        if (verifier_ == address(0)) revert ZeroAddress();
         localDomain = localDomain_;
         verifier = CommitteeVerifier(verifier_);
         _fee = fee_;
-        owner = owner_;
         beneficiary = owner_;
         emit FeeChanged(fee_);
-        emit OwnershipTransferred(address(0), owner_);
     }
 
     // --- outbound ------------------------------------------------------------------------
@@ -470,25 +455,6 @@ contract Gateway {
         if (!paused) revert NotPaused();
         paused = false;
         emit Unpaused(msg.sender);
-    }
-
-    /// Proposes `newOwner` (replacing any earlier proposal); nothing changes hands until it calls
-    /// `acceptOwnership`. `address(0)` cancels the pending proposal (OwnershipTransferStarted(owner,
-    /// 0), as Ownable2Step); with none pending it is refused (`ZeroAddress`), so a zero owner never
-    /// reads as a transfer that succeeded.
-    function transferOwnership(address newOwner) external onlyOwner {
-        if (newOwner == address(0) && pendingOwner == address(0)) revert ZeroAddress();
-        pendingOwner = newOwner;
-        emit OwnershipTransferStarted(owner, newOwner);
-    }
-
-    /// The proposed owner takes over; the proposal is cleared.
-    function acceptOwnership() external {
-        address proposed = pendingOwner;
-        if (msg.sender != proposed) revert NotPendingOwner(msg.sender, proposed);
-        emit OwnershipTransferred(owner, proposed);
-        owner = proposed;
-        pendingOwner = address(0);
     }
 
     // --- internals -----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.30;
 
+import {Owned2Step} from "../src/lib/Owned2Step.sol";
 import {Test} from "./utils/Test.sol";
 import {BN254} from "../src/lib/BN254.sol";
 import {CommitteeVerifier} from "../src/CommitteeVerifier.sol";
@@ -250,7 +251,7 @@ contract FeedsStoreTest is Test {
         vm.expectRevert(abi.encodeWithSelector(FeedStore.BadDecimals.selector, uint8(19)));
         store.registerFeed(bytes32("BTC/USD"), 19, "");
         vm.prank(address(0xBEEF));
-        vm.expectRevert(abi.encodeWithSelector(FeedStore.NotOwner.selector, address(0xBEEF)));
+        vm.expectRevert(abi.encodeWithSelector(Owned2Step.NotOwner.selector, address(0xBEEF)));
         store.registerFeed(bytes32("BTC/USD"), 8, "");
         store.registerFeed(bytes32("BTC/USD"), 8, "Bitcoin");
         assertEq(store.decimals(bytes32("BTC/USD")), 8, "registered");

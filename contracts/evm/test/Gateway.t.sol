@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.30;
 
+import {Owned2Step} from "../src/lib/Owned2Step.sol";
 import {Test} from "./utils/Test.sol";
 import {BN254} from "../src/lib/BN254.sol";
 import {Envelope} from "../src/lib/Envelope.sol";
@@ -103,9 +104,9 @@ contract GatewayTest is Test {
         assertEq(gateway.accruedFees(), 2 * FEE, "fees accrued");
         vm.expectRevert(abi.encodeWithSelector(Gateway.NotBeneficiary.selector, address(this), OWNER));
         gateway.claimFees();
-        vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(Owned2Step.NotOwner.selector, address(this)));
         gateway.setFee(0);
-        vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(Owned2Step.NotOwner.selector, address(this)));
         gateway.setBeneficiary(address(this));
 
         address payable to = payable(address(0xFEE5));

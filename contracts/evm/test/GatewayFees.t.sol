@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.30;
 
+import {Owned2Step} from "../src/lib/Owned2Step.sol";
 import {Test} from "./utils/Test.sol";
 import {CommitteeVerifier} from "../src/CommitteeVerifier.sol";
 import {FeedStore} from "../src/feeds/FeedStore.sol";
@@ -110,11 +111,11 @@ contract GatewayFeesTest is Test {
 
     function test_ownerOnlyFeeSettingsAndBadConfigs() public {
         Gateway.DestinationFee memory c = Gateway.DestinationFee(1, 1, 1, 9, 0, 60, SOL_USD);
-        vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(Owned2Step.NotOwner.selector, address(this)));
         gateway.setDestinationFee(SOL_DST, c);
-        vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(Owned2Step.NotOwner.selector, address(this)));
         gateway.setPriceFeeds(address(store), SOL_USD);
-        vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(Owned2Step.NotOwner.selector, address(this)));
         gateway.setFlatFeeSender(address(this), true);
         vmx.startPrank(OWNER);
         c.marginBps = 10_001;
@@ -223,7 +224,7 @@ contract GatewayFeesTest is Test {
     // --- pause ---------------------------------------------------------------------------
 
     function test_pauseIsOwnerOnlyAndBlocksSends() public {
-        vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(Owned2Step.NotOwner.selector, address(this)));
         gateway.pause();
         vm.prank(OWNER);
         gateway.pause();
@@ -231,7 +232,7 @@ contract GatewayFeesTest is Test {
         uint256 q = gateway.quote(EVM_DST, 1);
         vm.expectRevert(Gateway.GatewayPaused.selector);
         gateway.send{value: q}(EVM_DST, bytes32(uint256(1)), 4, "a");
-        vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(Owned2Step.NotOwner.selector, address(this)));
         gateway.unpause();
         vm.prank(OWNER);
         gateway.unpause();

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.30;
 
+import {Owned2Step} from "../src/lib/Owned2Step.sol";
 import {Test} from "./utils/Test.sol";
 import {CommitteeVerifier} from "../src/CommitteeVerifier.sol";
 import {Gateway} from "../src/Gateway.sol";
@@ -53,11 +54,11 @@ abstract contract OwnershipCases is Test {
     }
 
     function _expectNotOwner(address caller) internal {
-        vm.expectRevert(abi.encodeWithSelector(Gateway.NotOwner.selector, caller));
+        vm.expectRevert(abi.encodeWithSelector(Owned2Step.NotOwner.selector, caller));
     }
 
     function _expectNotPending(address caller, address pending) internal {
-        vm.expectRevert(abi.encodeWithSelector(Gateway.NotPendingOwner.selector, caller, pending));
+        vm.expectRevert(abi.encodeWithSelector(Owned2Step.NotPendingOwner.selector, caller, pending));
     }
 
     function test_proposingChangesNothingUntilAccepted() public {
@@ -151,7 +152,7 @@ abstract contract OwnershipCases is Test {
         assertEq(owned.owner(), OWNER, "owner unchanged");
         _ownerAction(OWNER);
         // With nothing pending the zero address is refused: it is never a transfer that "succeeded".
-        vm.expectRevert(Gateway.ZeroAddress.selector);
+        vm.expectRevert(Owned2Step.ZeroAddress.selector);
         _propose(address(0));
     }
 
@@ -184,19 +185,20 @@ contract GatewayOwnershipTest is OwnershipCases {
         gateway.unpause();
     }
 
-    /// The packing the source comments promise: owner and paused share slot 0 (one cold read on
-    /// send and delivery); pendingOwner has slot 1 of its own. An acceptance rewrites the owner and
-    /// keeps the paused bit.
-    function test_ownerAndPausedShareOneSlotAndAcceptanceKeepsPaused() public {
+    /// The packing the source comments promise: Owned2Step's owner has slot 0, pendingOwner slot 1,
+    /// and the Gateway's paused flag shares slot 1 (one cold read on send and delivery). An
+    /// acceptance rewrites owner and clears pendingOwner and keeps the paused bit.
+    function test_pausedSharesTheProposalSlotAndAcceptanceKeepsPaused() public {
         Gateway gateway = Gateway(payable(address(owned)));
         vm.prank(OWNER);
         gateway.pause();
         _propose(PROPOSED);
-        assertEq(vmo.load(address(gateway), bytes32(uint256(0))), bytes32(uint256(uint160(OWNER)) | (1 << 160)), "slot 0");
-        assertEq(vmo.load(address(gateway), bytes32(uint256(1))), bytes32(uint256(uint160(PROPOSED))), "slot 1");
+        assertEq(vmo.load(address(gateway), bytes32(uint256(0))), bytes32(uint256(uint160(OWNER))), "slot 0");
+        assertEq(vmo.load(address(gateway), bytes32(uint256(1))), bytes32(uint256(uint160(PROPOSED)) | (1 << 160)), "slot 1");
         vm.prank(PROPOSED);
         gateway.acceptOwnership();
-        assertEq(vmo.load(address(gateway), bytes32(uint256(0))), bytes32(uint256(uint160(PROPOSED)) | (1 << 160)), "slot 0 after");
+        assertEq(vmo.load(address(gateway), bytes32(uint256(0))), bytes32(uint256(uint160(PROPOSED))), "slot 0 after");
+        assertEq(vmo.load(address(gateway), bytes32(uint256(1))), bytes32(uint256(1 << 160)), "slot 1 after");
         assertTrue(gateway.paused(), "still paused after the handover");
         _expectNotOwner(OWNER);
         vm.prank(OWNER);

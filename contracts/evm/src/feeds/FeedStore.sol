@@ -3,6 +3,7 @@ pragma solidity ^0.8.30;
 
 import {CommitteeVerifier} from "../CommitteeVerifier.sol";
 import {Batch} from "../lib/Batch.sol";
+import {Owned2Step} from "../lib/Owned2Step.sol";
 
 /// Committee-signed feed reports (docs/FEEDS.md), one history per feed.
 ///
@@ -30,7 +31,7 @@ import {Batch} from "../lib/Batch.sol";
 /// Times: reports carry milliseconds; rounds store seconds (`startedAt` = observed_at / 1000,
 /// `updatedAt` = published_at / 1000, rounded down) because AggregatorV3Interface consumers compare
 /// them with `block.timestamp`. The millisecond values are in the `FeedUpdated` event.
-contract FeedStore {
+contract FeedStore is Owned2Step {
     uint256 public constant REPORT_LEN = 122;
     uint8 public constant MAX_DECIMALS = 18;
     bytes15 internal constant TAG_FEED = "TESSERA/v1/FEED";
@@ -74,9 +75,6 @@ contract FeedStore {
     }
 
     CommitteeVerifier public immutable verifier;
-    address public owner;
-    /// The account `transferOwnership` proposed, until it accepts (0: none).
-    address public pendingOwner;
 
     mapping(bytes32 feedId => Feed) internal _feeds;
     mapping(bytes32 feedId => string) internal _descriptions;
@@ -95,12 +93,7 @@ contract FeedStore {
     );
     /// One per `updateFeeds` that stored at least one report (the root's signature was checked).
     event FeedRootApplied(bytes32 indexed root, uint32 epoch, uint32 leafCount, uint256 updated, uint256 skipped);
-    event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
-    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
 
-    error NotOwner(address caller);
-    error NotPendingOwner(address caller, address pendingOwner);
-    error ZeroAddress();
     error BadFeedId(bytes32 feedId);
     error BadDecimals(uint8 decimals);
     error FeedAlreadyRegistered(bytes32 feedId);
@@ -119,16 +112,9 @@ contract FeedStore {
     error ReportNotInRoot(uint256 position);
     error FeedRootMismatch(bytes32 computed, bytes32 signed);
 
-    modifier onlyOwner() {
-        if (msg.sender != owner) revert NotOwner(msg.sender);
-        _;
-    }
-
-    constructor(CommitteeVerifier verifier_, address owner_) {
-        if (address(verifier_) == address(0) || owner_ == address(0)) revert ZeroAddress();
+    constructor(CommitteeVerifier verifier_, address owner_) Owned2Step(owner_) {
+        if (address(verifier_) == address(0)) revert ZeroAddress();
         verifier = verifier_;
-        owner = owner_;
-        emit OwnershipTransferred(address(0), owner_);
     }
 
     // --- admin ---------------------------------------------------------------------------
@@ -141,23 +127,6 @@ contract FeedStore {
         _feeds[feedId] = Feed(true, decimals_, 0, 0);
         _descriptions[feedId] = description_;
         emit FeedRegistered(feedId, decimals_, description_);
-    }
-
-    /// Proposes `newOwner` (replacing any earlier proposal); `address(0)` cancels a pending one and
-    /// is refused with none pending (`ZeroAddress`). The owner keeps its powers until acceptance.
-    function transferOwnership(address newOwner) external onlyOwner {
-        if (newOwner == address(0) && pendingOwner == address(0)) revert ZeroAddress();
-        pendingOwner = newOwner;
-        emit OwnershipTransferStarted(owner, newOwner);
-    }
-
-    /// The proposed owner takes over; the proposal is cleared.
-    function acceptOwnership() external {
-        address proposed = pendingOwner;
-        if (msg.sender != proposed) revert NotPendingOwner(msg.sender, proposed);
-        emit OwnershipTransferred(owner, proposed);
-        owner = proposed;
-        pendingOwner = address(0);
     }
 
     // --- updates -------------------------------------------------------------------------
