@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from adapters.evm import deploy as evm_deploy
+from adapters.solana_localnet import ledger as localnet_ledger
 from relay.ports import port_range
 from tests.support.nats import nats_server  # noqa: F401  (the session's nats-server -js, tests/support/nats.py)
 from tests.support.postgres import PostgresServer
+from tests.support.solana import MovableClock
 
 # Hypothesis profiles (the fuzz budgets are in tests/support/fuzzing.py). `ci`, the default, is
 # derandomised: every run draws the same examples, so a CI failure reproduces anywhere; `dev`
@@ -60,3 +63,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.name in _DEFAULT_PORT_MODULES:
             item.add_marker(pytest.mark.xdist_group("localnet-default-ports"))
+
+
+@pytest.fixture
+def movable_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[MovableClock]:
+    """The in-process Solana localnet's clock, movable (tests/support/solana.py MovableClock)."""
+    clock = MovableClock()
+    monkeypatch.setattr(localnet_ledger, "time", SimpleNamespace(time=clock.time))
+    yield clock

@@ -27,37 +27,16 @@ from relay.config import load_config
 from relay.configfile import read_toml
 from relay.devstack import messaging_stack
 from relay.envelope import Envelope
-from relay.interfaces import DeliveryState, MessageStatus, SignedDelivery
+from relay.interfaces import MessageStatus
 from relay.protocol import MessageKind
 from relay.rotation import RotationError, collect_rotation, rotation_envelope
 from relay.sdk import TesseraClient
+from tests.support.committee import sign_envelope
+from tests.support.offnet import delivery_outcome
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 GRACE_S = 30  # long enough for the in-grace deliveries on a loaded 2-core machine
-
-
-def _sign(committee: Committee, shares: list, envelope: Envelope) -> bytes:
-    digest = envelope.digest(committee.epoch)
-    result = attest.combine(committee, digest, [attest.partial_sign(s, digest) for s in shares[:committee.t]])
-    assert result.ok
-    return result.signature
-
-
-async def _deliver(adapter, envelope: Envelope, epoch: int, signature: bytes) -> str:
-    """'delivered', or the chain's refusal (EVM: refused at estimate; Solana: the failed transaction)."""
-    try:
-        tx = await adapter.submit(SignedDelivery(envelope, epoch, signature))
-    except Exception as exc:  # noqa: BLE001 - the refusal is the outcome under test
-        return f"refused: {exc}"
-    for _ in range(200):
-        status = await adapter.delivery_status(tx)
-        if status.state is DeliveryState.CONFIRMED:
-            return "delivered"
-        if status.state is not DeliveryState.PENDING:
-            return f"{status.state.value}: {status.detail}"
-        await asyncio.sleep(0.1)
-    return "still pending"
 
 
 def _message(src_domain: int, dst_domain: int, receiver: bytes, text: bytes) -> Envelope:
@@ -133,8 +112,8 @@ async def test_rotate_then_old_lands_in_grace_new_lands_old_refused_after(tmp_pa
                 by_old = _message(domains[other[name]], domains[name], receivers[name], b"old committee, in grace")
                 by_new = _message(domains[other[name]], domains[name], receivers[name], b"new committee")
                 assert time.time() < states[name].previous_valid_until - 2, "the grace ran out before the check"
-                assert await _deliver(adapter, by_old, 1, _sign(old, old_shares, by_old)) == "delivered"
-                assert await _deliver(adapter, by_new, 2, _sign(new, new_shares, by_new)) == "delivered"
+                assert await delivery_outcome(adapter, by_old, 1, sign_envelope(old, old_shares, by_old)) == "delivered"
+                assert await delivery_outcome(adapter, by_new, 2, sign_envelope(new, new_shares, by_new)) == "delivered"
 
             # The daemons restarted on the rewritten config sign and deliver under the new keys.
             for index in old.indices:
@@ -153,7 +132,7 @@ async def test_rotate_then_old_lands_in_grace_new_lands_old_refused_after(tmp_pa
                     await asyncio.sleep(0.5)
             for name, adapter in adapters.items():
                 late = _message(domains[other[name]], domains[name], receivers[name], b"old committee, too late")
-                outcome = await _deliver(adapter, late, 1, _sign(old, old_shares, late))
+                outcome = await delivery_outcome(adapter, late, 1, sign_envelope(old, old_shares, late))
                 # The verifier's own refusal: EVM CommitteeVerifier.EpochExpired, Solana EPOCH_EXPIRED.
                 assert outcome.startswith(("refused: ", "reverted: ")) and expected_refusal[name] in outcome, outcome
                 assert await adapter.message_status(late.message_id) is MessageStatus.NOT_DELIVERED

@@ -49,12 +49,13 @@ from relay.config import load_config
 from relay.envelope import Envelope
 from relay.feeds.report import FeedReport, encode_feed_id
 from relay.feeds.signed import SignedReport
-from relay.interfaces import DeliveryState, MessageStatus, SignedDelivery
+from relay.interfaces import MessageStatus
 from relay.ports import free_port, free_port_block
 from relay.processes import ChildProcess
 from relay.protocol import MessageKind
 from relay.sdk import TesseraClient, evm_chain, solana_chain
-from tests.support.offnet import Phases, airdrop, fund_evm, keystore, relay, relay_ok, run_dkg, write_dkg_config
+from tests.support.committee import sign_envelope
+from tests.support.offnet import Phases, airdrop, delivery_outcome, fund_evm, keystore, relay, relay_ok, run_dkg, write_dkg_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -385,7 +386,7 @@ async def _play(tmp: Path, anvils: list[AnvilProcess], solana, daemons: dict[str
                     late = Envelope(kind=MessageKind.DATA, nonce=int.from_bytes(os.urandom(4), "big"),
                                     src_domain=chains[source[name]].domain, src_sender=os.urandom(32),
                                     dst_domain=chain.domain, dst_receiver=receivers[name], payload=b"old, too late")
-                    outcome = await _deliver(adapter, late, 1, _sign(old, shares, late))
+                    outcome = await delivery_outcome(adapter, late, 1, sign_envelope(old, shares, late))
                     assert outcome.startswith(("refused: ", "reverted: ")) and refusal[name] in outcome, outcome
                     assert await adapter.message_status(late.message_id) is MessageStatus.NOT_DELIVERED
                     # The new committee's signature lands (the same chain, the same account).
@@ -393,7 +394,7 @@ async def _play(tmp: Path, anvils: list[AnvilProcess], solana, daemons: dict[str
                     fresh = Envelope(kind=MessageKind.DATA, nonce=late.nonce + 1, src_domain=late.src_domain,
                                      src_sender=late.src_sender, dst_domain=chain.domain, dst_receiver=receivers[name],
                                      payload=b"new committee")
-                    assert await _deliver(adapter, fresh, 2, _sign(new, new_shares, fresh)) == "delivered"
+                    assert await delivery_outcome(adapter, fresh, 2, sign_envelope(new, new_shares, fresh)) == "delivered"
                 finally:
                     await adapter.close()
             phases.done("old committee refused after the grace, new one lands")
@@ -484,26 +485,3 @@ async def _push_solana_prices(chain, payer: Keypair, committee: Committee, share
             assert isinstance(pushed, str), f"{feed_id} not stored on Solana: {pushed}"
     finally:
         await target.close()
-
-
-def _sign(committee: Committee, shares: list, envelope: Envelope) -> bytes:
-    digest = envelope.digest(committee.epoch)
-    result = attest.combine(committee, digest, [attest.partial_sign(s, digest) for s in shares[:committee.t]])
-    assert result.ok
-    return result.signature
-
-
-async def _deliver(adapter, envelope: Envelope, epoch: int, signature: bytes) -> str:
-    """'delivered', or the chain's refusal (EVM: refused at estimate; Solana: the failed transaction)."""
-    try:
-        tx = await adapter.submit(SignedDelivery(envelope, epoch, signature))
-    except Exception as exc:  # noqa: BLE001 - the refusal is the outcome under test
-        return f"refused: {exc}"
-    for _ in range(300):
-        status = await adapter.delivery_status(tx)
-        if status.state is DeliveryState.CONFIRMED:
-            return "delivered"
-        if status.state is not DeliveryState.PENDING:
-            return f"{status.state.value}: {status.detail}"
-        await asyncio.sleep(0.1)
-    return "still pending"

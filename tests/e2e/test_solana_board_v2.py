@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,7 +25,6 @@ from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-import adapters.solana_localnet.ledger as localnet_ledger
 from adapters.solana.deploy import deploy_program, initialize_committee, initialize_gateway
 from adapters.solana.driver import SolanaDriver
 from adapters.solana.gateway import SolanaAdapter
@@ -43,7 +41,7 @@ from relay.tasks.board import (BondRefused, ClaimLost, ClaimNotHeld, ReclaimRefu
                                ResultAlreadySubmitted, ResultRefused, TaskBoardError)
 from relay.tasks.payloads import (AttestationMethod, ProofVerdict, RefusalReason, TaskRequestV2, TaskResultV2,
                                   auction_price)
-from tests.support.solana import airdropped
+from tests.support.solana import MovableClock, airdropped
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -413,26 +411,8 @@ async def test_the_driver_builds_v2_boards_read_only_without_a_worker(net: Net) 
 # --- reclaim and releaseBond: deadline + 1,800 s on a moved clock ---------------------------------
 
 
-class _MovableClock:
-    """Stands in for the `time` module inside the localnet's ledger: its slots' block times and the
-    Clock sysvar are real time plus `offset`."""
-
-    def __init__(self) -> None:
-        self.offset = 0
-
-    def time(self) -> float:
-        return time.time() + self.offset
-
-
-@pytest.fixture
-def movable_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[_MovableClock]:
-    clock = _MovableClock()
-    monkeypatch.setattr(localnet_ledger, "time", SimpleNamespace(time=clock.time))
-    yield clock
-
-
 async def test_reclaim_and_release_bond_after_deadline_and_grace_claims_after_the_deadline_refused(
-        movable_clock: _MovableClock) -> None:
+        movable_clock: MovableClock) -> None:
     async with running_solana_localnet_in_process(slot_ms=30, finality_slots=8) as server:
         async with AsyncClient(server.rpc_url, commitment=Confirmed) as client:
             committee, shares = deal(4, 3, epoch=EPOCH)

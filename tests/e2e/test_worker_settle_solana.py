@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solders.signature import Signature
 
-import adapters.solana_localnet.ledger as localnet_ledger
 from adapters.solana.program import SETTLEMENT_GRACE_SECONDS, serve_address
 from adapters.solana_localnet.testing import running_solana_localnet_in_process
 from attest import deal
@@ -31,29 +28,11 @@ from relay.tasks.payloads import TaskRequestV2
 from relay.tasks.worker import WorkerSettings, WorkerV2, generate_identity
 from relay.tasks.worker_store import TaskStage, WorkerStore
 from tests.e2e.test_solana_board_v2 import DOMAIN_B, EPOCH, EVM_BOARD, EVM_DOMAIN, _deployed
-from tests.support.solana import airdropped
+from tests.support.solana import MovableClock, airdropped
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 BOND = 20_000_000  # lamports
-
-
-class _MovableClock:
-    """Stands in for the `time` module inside the localnet's ledger: block times and the Clock sysvar
-    are real time plus `offset`."""
-
-    def __init__(self) -> None:
-        self.offset = 0
-
-    def time(self) -> float:
-        return time.time() + self.offset
-
-
-@pytest.fixture
-def movable_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[_MovableClock]:
-    clock = _MovableClock()
-    monkeypatch.setattr(localnet_ledger, "time", SimpleNamespace(time=clock.time))
-    yield clock
 
 
 async def _until(what: str, check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
@@ -65,7 +44,7 @@ async def _until(what: str, check, timeout: float = 20.0):  # type: ignore[no-un
 
 
 async def test_the_worker_releases_its_bond_and_closes_its_serve_account_by_itself(
-        movable_clock: _MovableClock, tmp_path: Path) -> None:
+        movable_clock: MovableClock, tmp_path: Path) -> None:
     async with running_solana_localnet_in_process(slot_ms=30, finality_slots=8) as server:
         async with AsyncClient(server.rpc_url, commitment=Confirmed) as client:
             committee, shares = deal(4, 3, epoch=EPOCH)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import attest
 from attest.threshold import combine_signatures
+from relay.envelope import Envelope
 from relay.feeds.report import FeedReport
 from relay.feeds.signed import SignedReport
 
@@ -39,3 +40,11 @@ def deal(n: int = 3, t: int = 2, epoch: int = 7, **options) -> Dealt:
     """A fresh t-of-n committee; `options` go to `attest.deal` (rng, backend, endpoints)."""
     committee, shares = attest.deal(n, t, epoch=epoch, **options)
     return Dealt(committee, shares)
+
+
+def sign_envelope(committee: attest.Committee, shares: list[attest.KeyShare], envelope: Envelope) -> bytes:
+    """The group signature of `envelope` under `committee`'s epoch, from its first t shares."""
+    digest = envelope.digest(committee.epoch)
+    result = attest.combine(committee, digest, [attest.partial_sign(s, digest) for s in shares[:committee.t]])
+    assert result.ok
+    return result.signature

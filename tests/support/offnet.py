@@ -5,6 +5,7 @@ child processes, and committee-signed prices pushed where the quotes read them."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -21,6 +22,8 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from adapters.evm.devnet import ANVIL_DEV_KEYS
 from adapters.registry import encrypt_hot_key
+from relay.envelope import Envelope
+from relay.interfaces import DeliveryState, SignedDelivery
 from relay.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,3 +124,20 @@ class Phases:
     def table(self) -> str:
         return "\n".join(f"  {name:<40} {seconds:6.1f}s" for name, seconds in self.rows) + \
             f"\n  {'total':<40} {time.monotonic() - self.start:6.1f}s"
+
+
+async def delivery_outcome(adapter, envelope: Envelope, epoch: int, signature: bytes, timeout_s: float = 30.0) -> str:
+    """'delivered', or the chain's refusal (EVM: refused at the pre-send check; Solana: the failed
+    transaction's error), or 'still pending' after `timeout_s`."""
+    try:
+        tx = await adapter.submit(SignedDelivery(envelope, epoch, signature))
+    except Exception as exc:  # noqa: BLE001 - the refusal is the outcome under test
+        return f"refused: {exc}"
+    for _ in range(int(timeout_s / 0.1)):
+        status = await adapter.delivery_status(tx)
+        if status.state is DeliveryState.CONFIRMED:
+            return "delivered"
+        if status.state is not DeliveryState.PENDING:
+            return f"{status.state.value}: {status.detail}"
+        await asyncio.sleep(0.1)
+    return "still pending"

@@ -5,6 +5,7 @@ domain, and funded keypairs on LiteSVM or on a Solana localnet over RPC."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -187,3 +188,16 @@ def rotation_envelope(new_epoch: int, key: bytes, grace: int = 3600, dst_domain:
     payload = CommitteeRotation(new_epoch=new_epoch, n=4, t=3, group_key=key, grace_seconds=grace).encode()
     return Envelope(kind=kind, nonce=0, src_domain=src_domain, src_sender=src_sender, dst_domain=dst_domain,
                     dst_receiver=bytes(receiver), payload=payload).encode()
+
+
+class MovableClock:
+    """Stands in for the `time` module inside the Solana localnet's ledger (an in-process server):
+    its slots' block times and the Clock sysvar are real time plus `offset`, so a test moves the
+    chain's clock past a retention or grace period without waiting (the `movable_clock` fixture in
+    tests/conftest.py installs it)."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def time(self) -> float:
+        return time.time() + self.offset
