@@ -9,6 +9,7 @@ import random
 import time
 from typing import Awaitable, Callable, Generic, Sequence, TypeVar
 
+from relay.aio import within
 from relay.interfaces import EndpointHealth
 from relay.errors import TesseraError
 from relay.log import get_logger
@@ -76,7 +77,7 @@ class EndpointPool(Generic[C]):
             for health, client in self._ordered():
                 started = time.perf_counter()
                 try:
-                    result = await asyncio.wait_for(fn(client), self.timeout)
+                    result = await within(fn(client), self.timeout)
                 except Exception as exc:
                     if not self._is_retryable(exc) and not isinstance(exc, asyncio.TimeoutError):
                         raise

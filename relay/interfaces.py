@@ -160,9 +160,10 @@ class ChainAdapter(Protocol):
         message reads as not delivered. Read-only."""
         ...
 
-    async def message_status(self, message_id: bytes) -> MessageStatus:
+    async def message_status(self, message_id: bytes, envelope: Envelope | None = None) -> MessageStatus:
         """`is_delivered` with the reason when it is not: NOT_DELIVERED, DELIVERED, or HANDLER_FAILED
-        (recorded but the receiver's handler failed; the relayer re-runs it). Read-only."""
+        (recorded but the receiver's handler failed; the relayer re-runs it). `envelope` as for
+        `is_delivered`. Read-only."""
         ...
 
     async def delivery_tx(self, message_id: bytes) -> str | None:
@@ -270,8 +271,9 @@ class ReceiptInfo:
 class ReceiptClose:
     """The outcome of closing one receipt (`ReceiptCloser.close_receipts`): "closed" (by this call,
     in `tx`), "already_closed" (no receipt any more: its rent went back already), "too_early" (the
-    retention has not passed on the destination's clock), "foreign" (another key paid it) or
-    "failed" (detail says why; try again later)."""
+    retention has not passed on the destination's clock), "foreign" (another key paid it),
+    "deferred" (closing would cost more than it returns: Solana's first close in a nonce window pays
+    the window's replay bitmap; asked again later) or "failed" (detail says why; try again later)."""
 
     outcome: str
     tx: str | None = None

@@ -691,8 +691,15 @@ class Relayer:
                 if not due:
                     break
                 results = await adapter.close_receipts([r.decoded for r in due])
+                deferred = 0
                 for receipt in due:
                     result = results.get(receipt.message_id) or ReceiptClose("failed", detail="no answer from the adapter")
+                    if result.outcome == "deferred":
+                        # Not worth closing yet (the window's bitmap would cost more than these return):
+                        # due again at the next pass, with every other receipt of its window, so they add up.
+                        await self.store.receipt_retry_later(receipt.message_id, f"deferred: {result.detail}", at)
+                        deferred += 1
+                        continue
                     if result.outcome in ("closed", "already_closed"):
                         by = "us" if result.outcome == "closed" else "other"
                         if await self.store.mark_receipt_closed(receipt.message_id, by=by, tx=result.tx):
@@ -701,13 +708,13 @@ class Relayer:
                             metrics.lamports.labels(dst_domain=str(domain)).inc(receipt.lamports)
                         continue
                     delay = self.settings.backoff.delay(receipt.attempts)
-                    if result.outcome == "too_early":  # the chain's clock has not reached the retention yet
-                        delay = max(delay, self.settings.receipt_too_early_retry)
+                    if result.outcome == "too_early":  # the chain's clock has not reached the retention yet:
+                        delay = self.settings.receipt_too_early_retry  # not a failure (no backoff); all together
                     await self.store.receipt_retry_later(receipt.message_id, f"{result.outcome}: {result.detail}",
                                                          at + max(delay, 1.0))
                     self.log.info("receipt not closed", msg_id=receipt.message_id.hex(), outcome=result.outcome,
                                   detail=result.detail, in_s=round(max(delay, 1.0), 1))
-                if len(due) < self.settings.receipt_close_batch:
+                if len(due) < self.settings.receipt_close_batch or deferred == len(due):
                     break
         if marked:
             self.log.info("receipts closed", count=marked)

@@ -588,7 +588,7 @@ class TesseraClient:
         status = MessageStatus.NOT_DELIVERED
         if envelope is not None:
             chain, destination = self._by_domain(envelope.dst_domain)
-            status = await destination.message_status(message_id)
+            status = await destination.message_status(message_id, envelope)
         else:
             statuses = await asyncio.gather(*(a.message_status(message_id) for a in self._adapters.values()))
             for name, found in zip(self._adapters, statuses):
@@ -615,7 +615,7 @@ class TesseraClient:
         status = MessageStatus.NOT_DELIVERED
         while True:
             # Only "recorded and handled" is delivered: a failed handler is retried by the relayer.
-            status = await destination.message_status(envelope.message_id)
+            status = await destination.message_status(envelope.message_id, envelope)
             if status is MessageStatus.DELIVERED:
                 tx = await destination.delivery_tx(envelope.message_id)
                 return Delivery(envelope.message_id, name, tx, time.monotonic() - started, status)

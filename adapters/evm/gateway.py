@@ -442,7 +442,7 @@ class EvmAdapter(GatewayFees):
         # gateway never forgets a delivery, so `envelope` adds nothing here.
         return await self.message_status(message_id) is MessageStatus.DELIVERED
 
-    async def message_status(self, message_id: bytes) -> MessageStatus:
+    async def message_status(self, message_id: bytes, envelope: Envelope | None = None) -> MessageStatus:
         # Read at the final block: "delivered" then means the delivery cannot be reorged away, which
         # is what lets a relayer stop working on the message.
         final = await self.final_block()

@@ -49,6 +49,7 @@ from adapters.solana.program import (
     G1Hint,
     ProgramErrorCode,
     ProgramInstruction,
+    ROOT_MAGIC,
     RootAccount,
     ServeAccount,
     SolanaProgramError,
@@ -66,6 +67,8 @@ from adapters.solana.program import (
     is_v2_verdict,
     receipt_address,
     receipt_closable,
+    REPLAY_ACCOUNT_LEN,
+    REPLAY_WINDOW_BITS,
     replay_address,
     replay_bit_set,
     result_v2_delivery_accounts,
@@ -334,10 +337,11 @@ class SolanaAdapter(SolanaGatewayFees):
         except SolanaProgramError:
             return False
 
-    async def message_status(self, message_id: bytes) -> MessageStatus:
+    async def message_status(self, message_id: bytes, envelope: Envelope | None = None) -> MessageStatus:
         # The program records a delivery only together with its handling (bad content never blocks
         # it), so there is no "handler failed" state on Solana.
-        return MessageStatus.DELIVERED if await self.is_delivered(message_id) else MessageStatus.NOT_DELIVERED
+        delivered = await self.is_delivered(message_id, envelope)
+        return MessageStatus.DELIVERED if delivered else MessageStatus.NOT_DELIVERED
 
     def _require_signer(self) -> Keypair:
         return self.tx.require_payer()
@@ -424,7 +428,7 @@ class SolanaAdapter(SolanaGatewayFees):
         payer = self._require_signer()
         tree = batch.batch
         root = tree.root
-        if await self.rpc.account_data(root_address(self.program_id, root), self.program_id, Confirmed) is None:
+        if not await self._root_usable(root, payer):
             attestation = Attestation(batch.epoch, batch.signature, G1Hint.for_digest(tree.digest(batch.epoch)))
             ix = verify_root_ix(self.program_id, payer.pubkey(), attestation, src_domain=tree.src_domain,
                                 leaf_count=len(tree.envelopes), root=root)
@@ -462,6 +466,32 @@ class SolanaAdapter(SolanaGatewayFees):
         log.info("solana batch deliveries submitted", chain=self.name, root=root.hex(), sent=len(sent),
                  of=len(indices))
         return sent
+
+    async def _root_usable(self, root: bytes, payer: Keypair) -> bool:
+        """Whether `root`'s account holds a live verified root of the current layout (then no pairing is
+        paid again). Anything else at its address is verified again: nothing (never verified, or
+        closed), an account revived after its close (zeroed data: VerifyRoot refits it), or a root of
+        the layout before the pause check (version 1), which DeliverWithProof refuses — closed first
+        when this relayer paid for it (CloseRoot takes it back; someone else's waits for its
+        retention, and VerifyRoot then says why)."""
+        data = await self.rpc.account_data(root_address(self.program_id, root), self.program_id, Confirmed)
+        if data is None:
+            return False
+        try:
+            RootAccount.decode(data)
+            return True
+        except SolanaProgramError:
+            pass
+        if data[:8] == ROOT_MAGIC and len(data) >= 68 and data[36:68] == bytes(payer.pubkey()):
+            try:
+                await self.tx.transact([close_root_ix(self.program_id, payer.pubkey(), root, payer.pubkey())],
+                                       cu_limit=CLOSE_CU_LIMIT, commitment=Confirmed, timeout=30.0)
+                log.info("solana root of an older layout closed before verifying again", chain=self.name,
+                         root=root.hex())
+            except TransactionRefused as exc:
+                log.warning("solana root of an older layout not closed", chain=self.name, root=root.hex(),
+                            error=describe_transaction_error(exc.err))
+        return False
 
     async def close_batch(self, batch: SignedBatch) -> None:
         """CloseRoot: the root account's rent back to the relayer (its payer); only when it exists and
@@ -621,6 +651,8 @@ class SolanaAdapter(SolanaGatewayFees):
                 results[envelope.message_id] = ReceiptClose("foreign", detail=f"paid by {Pubkey.from_bytes(info.payer)}")
             else:
                 pending.append((envelope, info))
+        if only_own and pending:
+            pending = await self._worth_closing(pending, results)
         extra = [closer] if closer.pubkey() != payer.pubkey() else []
         while pending:
             group = self._receipts_that_fit(pending, payer, closer)
@@ -656,6 +688,38 @@ class SolanaAdapter(SolanaGatewayFees):
                          lamports=sum(i.lamports for _, i in group))
             pending = pending[len(group):]
         return results
+
+    async def _worth_closing(self, pending: list[tuple[Envelope, ReceiptInfo]],
+                             results: dict[bytes, ReceiptClose]) -> list[tuple[Envelope, ReceiptInfo]]:
+        """The receipts whose close pays back more than it costs. The first close in a source's
+        8,192-nonce window creates that window's replay bitmap, whose rent (~8.2M lamports) the closer
+        pays and never gets back; a window with few receipts here (a source whose messages mostly go
+        elsewhere; a sender can arrange it) would cost more than its receipts return. Receipts of a
+        window whose bitmap does not exist yet are closed only when together they return at least
+        its rent; the others are "deferred" (the relayer asks again later: more may fall due, or a
+        receiver's close may create the bitmap)."""
+        windows: dict[tuple[int, int], list[tuple[Envelope, ReceiptInfo]]] = {}
+        for envelope, info in pending:
+            windows.setdefault((envelope.src_domain, envelope.nonce >> REPLAY_WINDOW_BITS), []).append((envelope, info))
+        keys = list(windows)
+        addresses = [replay_address(self.program_id, src, window << REPLAY_WINDOW_BITS) for src, window in keys]
+        accounts = (await self.rpc.call("getMultipleAccounts", lambda c: c.get_multiple_accounts(
+            addresses, commitment=Confirmed, encoding="base64"))).value
+        bitmap_rent = (await self.rpc.call("getMinimumBalanceForRentExemption",
+                                           lambda c: c.get_minimum_balance_for_rent_exemption(REPLAY_ACCOUNT_LEN))).value
+        worth: list[tuple[Envelope, ReceiptInfo]] = []
+        for key, account in zip(keys, accounts):
+            group = windows[key]
+            returned = sum(info.lamports for _, info in group)
+            if (account is not None and account.owner == self.program_id) or returned >= bitmap_rent:
+                worth.extend(group)
+                continue
+            detail = (f"source {key[0]} nonces {key[1] << REPLAY_WINDOW_BITS}+: closing would create the window's "
+                      f"replay bitmap ({bitmap_rent} lamports, never returned) for {returned} lamports of rent")
+            for envelope, _ in group:
+                results[envelope.message_id] = ReceiptClose("deferred", detail=detail)
+        keep = {envelope.message_id for envelope, _ in worth}
+        return [p for p in pending if p[0].message_id in keep]
 
     def _receipts_that_fit(self, pending: list[tuple[Envelope, ReceiptInfo]], payer: Keypair,
                            closer: Keypair) -> list[tuple[Envelope, ReceiptInfo]]:

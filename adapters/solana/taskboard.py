@@ -707,6 +707,7 @@ class SolanaTaskBoardV2(_SolanaBoard):
             since = max(serve.updated_at, serve.deadline)
             why = ("not settled" if not settled or serve.bond_held else
                    "a credit waits for withdraw" if serve.refund_credit or serve.claimant_credit else
+                   "an older layout without a rent payer: never closable" if serve.rent_payer is None else
                    "the retention period runs" if serve.rent_payer != me and now < since + TASK_RETENTION_SECONDS
                    else None)
             if why is None:

@@ -16,29 +16,30 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
+from solders.system_program import TransferParams, transfer
+from solders.transaction import Transaction
 
-import adapters.solana_localnet.ledger as localnet_ledger
 from adapters.solana.deploy import deploy_program, initialize_committee, initialize_gateway
 from adapters.solana.gateway import SolanaAdapter
-from adapters.solana.program import RECEIPT_RETENTION_SECONDS, replay_address
+from adapters.solana.program import (RECEIPT_RETENTION_SECONDS, REPLAY_ACCOUNT_LEN, ROOT_ACCOUNT_LEN, ROOT_RETENTION_SECONDS, RootAccount,
+                                     close_root_ix, replay_address, root_address)
 from adapters.solana_localnet.testing import running_solana_localnet_in_process
 from attest import Committee, KeyShare, combine, deal, partial_sign
 from relay.batch import Batch
 from relay.config import SolanaChain
 from relay.envelope import Envelope
-from relay.interfaces import DeliveryState, SignedBatch, SignedDelivery
+from relay.interfaces import MessageStatus, DeliveryState, SignedBatch, SignedDelivery
 from relay import pipeline
 from relay.pipeline import Collected, PipelineSettings, Relayer
 from relay.protocol import MessageKind
 from relay.store import ReceiptState, Stage, Store
 from tests.support.fakes import FakeChain
-from tests.support.solana import airdropped
+from tests.support.solana import MovableClock, airdropped
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e]
@@ -47,17 +48,6 @@ DOMAIN = 921
 EVM = 31337
 EPOCH = 1
 FEE = 5_000  # lamports per signature
-
-
-class _MovableClock:
-    """Stands in for the `time` module inside the localnet's ledger: the Clock sysvar and block times
-    are real time plus `offset`."""
-
-    def __init__(self) -> None:
-        self.offset = 0
-
-    def time(self) -> float:
-        return time.time() + self.offset
 
 
 class LocalCommittee:
@@ -91,9 +81,8 @@ async def _final(adapter: SolanaAdapter, tx: str, message_id: bytes | None = Non
 
 
 async def test_receipts_are_closed_by_receiver_and_relayer_rent_returns_and_replays_are_refused(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = _MovableClock()
-    monkeypatch.setattr(localnet_ledger, "time", SimpleNamespace(time=clock.time))
+        tmp_path: Path, movable_clock: MovableClock) -> None:
+    clock = movable_clock
     async with running_solana_localnet_in_process(slot_ms=30, finality_slots=8) as server:
         async with AsyncClient(server.rpc_url, commitment=Confirmed) as client:
             committee, shares = deal(4, 3, epoch=EPOCH)
@@ -186,6 +175,8 @@ async def test_receipts_are_closed_by_receiver_and_relayer_rent_returns_and_repl
                 # replay the program refuses. By id alone it reads as not delivered (the receipt is gone).
                 assert [await adapter.is_delivered(m.message_id, m) for m in messages] == [True] * len(messages)
                 assert await adapter.is_delivered(others[0].message_id) is False
+                # The SDK's status and wait_delivered read it the same way (they pass the envelope).
+                assert await adapter.message_status(others[0].message_id, others[0]) is MessageStatus.DELIVERED
                 record = await store.get(others[0].message_id)
                 assert record is not None and await relayer.prepare(record) == pipeline.Confirmed(by="other")
                 metric = relayer.metrics.registry.get_sample_value
@@ -218,3 +209,102 @@ async def test_receipts_are_closed_by_receiver_and_relayer_rent_returns_and_repl
                 await store.close()
                 await adapter.close()
                 await receiver.close()
+
+
+async def test_a_root_closed_and_revived_by_an_attacker_is_verified_again_and_its_batch_delivers(
+        movable_clock: MovableClock) -> None:
+    """After the retention anyone may close a root; the attacker does so and, in the same
+    transaction, sends rent back to its address: the account survives, program-owned and zeroed. The
+    relayer's adapter must not take it for a verified root (DeliverWithProof would fail
+    ROOT_NOT_VERIFIED for ever, and a batch has no per-message signature to fall back to): it
+    verifies the root again and the rest of the batch lands."""
+    async with running_solana_localnet_in_process(slot_ms=30, finality_slots=8) as server:
+        async with AsyncClient(server.rpc_url, commitment=Confirmed) as client:
+            committee, shares = deal(4, 3, epoch=EPOCH)
+            admin = await airdropped(client, 100 * 10**9)
+            program_id = await asyncio.wait_for(deploy_program(client, admin), 120)
+            await initialize_committee(client, admin, program_id, domain=DOMAIN, epoch=EPOCH, n=4, t=3,
+                                       group_key=committee.group_key)
+            await initialize_gateway(client, admin, program_id)
+            relayer_key, attacker = await airdropped(client), await airdropped(client)
+            chain = SolanaChain(kind="solana", domain=DOMAIN, rpc_urls=[server.rpc_url], ws_urls=[server.ws_url],
+                                program_id=str(program_id))
+            signer = LocalCommittee(committee, shares)
+            adapter = SolanaAdapter("solana", chain, relayer_key, poll_interval=0.1, idle_poll_interval=1.0)
+            try:
+                batch = Batch.of([_message(n, bytes(Keypair().pubkey())) for n in range(2)])
+                signed = SignedBatch(batch, EPOCH, signer.sign(batch.digest(EPOCH)))
+                first = await adapter.submit_batch(signed, [0])
+                assert (await _final(adapter, first[0], batch.envelopes[0].message_id)).state is DeliveryState.CONFIRMED
+
+                movable_clock.offset = ROOT_RETENTION_SECONDS + 5
+
+                async def past_retention() -> bool:
+                    slot = (await client.get_slot(Confirmed)).value
+                    return (await client.get_block_time(slot)).value >= time.time() + ROOT_RETENTION_SECONDS
+                await wait_for(past_retention, timeout=10, what="the chain's clock past the retention")
+                address = root_address(program_id, batch.root)
+                rent = (await client.get_minimum_balance_for_rent_exemption(ROOT_ACCOUNT_LEN)).value
+                blockhash = (await client.get_latest_blockhash(Confirmed)).value.blockhash
+                revive = Transaction.new_signed_with_payer(
+                    [close_root_ix(program_id, attacker.pubkey(), batch.root, relayer_key.pubkey()),
+                     transfer(TransferParams(from_pubkey=attacker.pubkey(), to_pubkey=address, lamports=rent))],
+                    attacker.pubkey(), [attacker], blockhash)
+                sig = (await client.send_raw_transaction(bytes(revive))).value
+                await client.confirm_transaction(sig, commitment=Confirmed)
+                revived = (await client.get_account_info(address, Confirmed)).value
+                assert revived is not None and revived.owner == program_id and not any(bytes(revived.data))
+
+                second = await adapter.submit_batch(signed, [1])
+                status = await _final(adapter, second[1], batch.envelopes[1].message_id)
+                assert status.state is DeliveryState.CONFIRMED, status
+                assert RootAccount.decode(bytes((await client.get_account_info(address, Confirmed)).value.data))
+            finally:
+                await adapter.close()
+
+
+async def test_the_relayer_defers_closes_that_would_cost_more_than_they_return(movable_clock: MovableClock) -> None:
+    """The first close in a source's nonce window pays for its replay bitmap (never returned): one
+    lone receipt there is not worth closing (deferred, nothing sent); once the window's due receipts
+    return more than the bitmap costs, they are closed together."""
+    async with running_solana_localnet_in_process(slot_ms=30, finality_slots=8) as server:
+        async with AsyncClient(server.rpc_url, commitment=Confirmed) as client:
+            committee, shares = deal(4, 3, epoch=EPOCH)
+            admin = await airdropped(client, 100 * 10**9)
+            program_id = await asyncio.wait_for(deploy_program(client, admin), 120)
+            await initialize_committee(client, admin, program_id, domain=DOMAIN, epoch=EPOCH, n=4, t=3,
+                                       group_key=committee.group_key)
+            await initialize_gateway(client, admin, program_id)
+            relayer_key = await airdropped(client)
+            chain = SolanaChain(kind="solana", domain=DOMAIN, rpc_urls=[server.rpc_url], ws_urls=[server.ws_url],
+                                program_id=str(program_id))
+            signer = LocalCommittee(committee, shares)
+            adapter = SolanaAdapter("solana", chain, relayer_key, poll_interval=0.1, idle_poll_interval=1.0)
+            try:
+                messages = [_message(n, bytes(Keypair().pubkey())) for n in range(6)]
+                for m in messages:
+                    tx = await adapter.submit(SignedDelivery(m, EPOCH, signer.sign(m.digest(EPOCH))))
+                    assert (await _final(adapter, tx)).state is DeliveryState.CONFIRMED
+                movable_clock.offset = RECEIPT_RETENTION_SECONDS + 5
+
+                async def past_retention() -> bool:
+                    slot = (await client.get_slot(Confirmed)).value
+                    return (await client.get_block_time(slot)).value >= time.time() + RECEIPT_RETENTION_SECONDS
+                await wait_for(past_retention, timeout=10, what="the chain's clock past the retention")
+                bitmap = replay_address(program_id, EVM, 0)
+                infos = await adapter.receipt_infos(messages)
+                bitmap_rent = (await client.get_minimum_balance_for_rent_exemption(REPLAY_ACCOUNT_LEN)).value
+                assert infos[messages[0].message_id].lamports < bitmap_rent  # (one receipt returns less)
+
+                lone = await adapter.close_receipts(messages[:1])
+                assert lone[messages[0].message_id].outcome == "deferred", lone
+                assert (await client.get_account_info(bitmap, Confirmed)).value is None
+                assert await adapter.is_delivered(messages[0].message_id)  # the receipt is still there
+
+                enough = sum(infos[m.message_id].lamports for m in messages) >= bitmap_rent
+                assert enough
+                together = await adapter.close_receipts(messages)
+                assert {r.outcome for r in together.values()} == {"closed"}, together
+                assert (await client.get_account_info(bitmap, Confirmed)).value is not None
+            finally:
+                await adapter.close()

@@ -89,7 +89,7 @@ class _Destination:
     def __init__(self, statuses) -> None:
         self.statuses = list(statuses)
 
-    async def message_status(self, message_id: bytes):
+    async def message_status(self, message_id: bytes, envelope=None):
         return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
 
     async def delivery_tx(self, message_id: bytes) -> str:

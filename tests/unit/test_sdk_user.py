@@ -122,7 +122,7 @@ class _Adapter:
         self.sent.append((dst_domain, payload))
         return _envelope(dst_domain), f"tx-by-{self.signer}"
 
-    async def message_status(self, message_id):
+    async def message_status(self, message_id, envelope=None):
         return self.statuses.get(message_id, MessageStatus.NOT_DELIVERED)
 
     async def delivery_tx(self, message_id):
