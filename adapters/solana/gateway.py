@@ -160,6 +160,7 @@ class SolanaAdapter(SolanaGatewayFees):
             f"chains.{name}.signer is not set: the adapter needs a funded keypair to send transactions"))
         self.logs = LogsWaker(name, chain.ws_urls, self.program_id, self.commitment)
         self._tasks_v2: dict[bytes, tuple[Pubkey, TaskAccountV2]] = {}
+        self._bitmap_rent: int | None = None  # a replay bitmap's rent (fixed size): asked once
 
     @classmethod
     def from_config(cls, name: str, chain: SolanaChain, **options: Any) -> "SolanaAdapter":
@@ -705,8 +706,10 @@ class SolanaAdapter(SolanaGatewayFees):
         addresses = [replay_address(self.program_id, src, window << REPLAY_WINDOW_BITS) for src, window in keys]
         accounts = (await self.rpc.call("getMultipleAccounts", lambda c: c.get_multiple_accounts(
             addresses, commitment=Confirmed, encoding="base64"))).value
-        bitmap_rent = (await self.rpc.call("getMinimumBalanceForRentExemption",
-                                           lambda c: c.get_minimum_balance_for_rent_exemption(REPLAY_ACCOUNT_LEN))).value
+        if self._bitmap_rent is None:
+            self._bitmap_rent = (await self.rpc.call("getMinimumBalanceForRentExemption", lambda c: (
+                c.get_minimum_balance_for_rent_exemption(REPLAY_ACCOUNT_LEN)))).value
+        bitmap_rent = self._bitmap_rent
         worth: list[tuple[Envelope, ReceiptInfo]] = []
         for key, account in zip(keys, accounts):
             group = windows[key]

@@ -93,6 +93,15 @@ async def _program_on_a_localnet() -> AsyncIterator[tuple]:
             yield server, client, program_id, chain, LocalCommittee(committee, shares)
 
 
+async def _clock_past(client: AsyncClient, offset_s: int) -> None:
+    """Until the chain's latest block time is `offset_s` past real time (the moved clock reached the
+    program: its Clock sysvar follows the block times)."""
+    async def past() -> bool:
+        slot = (await client.get_slot(Confirmed)).value
+        return (await client.get_block_time(slot)).value >= time.time() + offset_s
+    await wait_for(past, timeout=10, what="the chain's clock past the retention")
+
+
 async def _final(adapter: SolanaAdapter, tx: str, message_id: bytes | None = None):
     async def settled():
         status = await adapter.delivery_status(tx, message_id=message_id)
@@ -239,10 +248,7 @@ async def test_a_root_closed_and_revived_by_an_attacker_is_verified_again_and_it
 
             movable_clock.offset = ROOT_RETENTION_SECONDS + 5
 
-            async def past_retention() -> bool:
-                slot = (await client.get_slot(Confirmed)).value
-                return (await client.get_block_time(slot)).value >= time.time() + ROOT_RETENTION_SECONDS
-            await wait_for(past_retention, timeout=10, what="the chain's clock past the retention")
+            await _clock_past(client, ROOT_RETENTION_SECONDS)
             address = root_address(program_id, batch.root)
             rent = (await client.get_minimum_balance_for_rent_exemption(ROOT_ACCOUNT_LEN)).value
             blockhash = (await client.get_latest_blockhash(Confirmed)).value.blockhash
@@ -277,10 +283,7 @@ async def test_the_relayer_defers_closes_that_would_cost_more_than_they_return(m
                 assert (await _final(adapter, tx)).state is DeliveryState.CONFIRMED
             movable_clock.offset = RECEIPT_RETENTION_SECONDS + 5
 
-            async def past_retention() -> bool:
-                slot = (await client.get_slot(Confirmed)).value
-                return (await client.get_block_time(slot)).value >= time.time() + RECEIPT_RETENTION_SECONDS
-            await wait_for(past_retention, timeout=10, what="the chain's clock past the retention")
+            await _clock_past(client, RECEIPT_RETENTION_SECONDS)
             bitmap = replay_address(program_id, EVM, 0)
             infos = await adapter.receipt_infos(messages)
             bitmap_rent = (await client.get_minimum_balance_for_rent_exemption(REPLAY_ACCOUNT_LEN)).value
