@@ -46,6 +46,12 @@ class Database(abc.ABC):
     async def execute(self, sql: str, *args: Any) -> int:
         """Run one statement; returns the number of rows it changed."""
 
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per row of arguments (DML only: no rows come back). Not atomic by
+        itself: run it on a transaction's `tx` when the rows must land together."""
+        for args in rows:
+            await self.execute(sql, *args)
+
     @abc.abstractmethod
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]: ...
 
@@ -104,6 +110,10 @@ class SqliteDatabase(Database):
         async with self._conn.execute(sql, args) as cur:
             return [dict(row) for row in await cur.fetchall()]
 
+    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        # One call into aiosqlite's thread for all the rows (sqlite3's executemany), not one per row.
+        await self._conn.executemany(sql, rows)
+
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._lock:
             return await self._execute(sql, args)
@@ -111,6 +121,10 @@ class SqliteDatabase(Database):
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         async with self._lock:
             return await self._fetch(sql, args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self._lock:
+            await self._executemany(sql, rows)
 
     async def executescript(self, script: str) -> None:
         async with self._lock:
@@ -144,6 +158,9 @@ class _SqliteTx(Database):
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         return await self._db._fetch(sql, args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._db._executemany(sql, rows)
 
     async def executescript(self, script: str) -> None:
         raise RuntimeError("DDL inside a transaction is not supported")
@@ -191,6 +208,11 @@ class _PgRunner(Database):
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         return [dict(r) for r in await self._target.fetch(postgres_sql(sql), *args)]
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        # asyncpg prepares the statement once and pipelines the rows (one round trip, not one per row).
+        if rows:
+            await self._target.executemany(postgres_sql(sql), rows)
 
     async def executescript(self, script: str) -> None:
         await self._target.execute(postgres_ddl(script))

@@ -176,7 +176,13 @@ CREATE INDEX IF NOT EXISTS messages_by_confirmed ON messages (confirmed_at);
 _LEASE_COLUMNS = {"lease_owner": "TEXT", "lease_until": "REAL", "leases": "INTEGER NOT NULL DEFAULT 0",
                   "takeovers": "INTEGER NOT NULL DEFAULT 0"}
 TERMINAL_STAGES = (Stage.CONFIRMED, Stage.DEAD)
+_TERMINAL_VALUES = frozenset(s.value for s in TERMINAL_STAGES)
 DEFAULT_LEASE_S = 60.0
+_IN_CHUNK = 500  # ids per `IN (...)` list (both engines allow 32,766 parameters per statement)
+_INSERT_CHUNK = 200  # rows per multi-row INSERT (11 parameters each)
+_OBSERVED_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, '', '', 0, ?, NULL, NULL, NULL, ?, NULL, NULL, NULL, ?)"
+_SET_CURSOR = ("INSERT INTO cursors (name, cursor, updated_at) VALUES (?, ?, ?) "
+               "ON CONFLICT(name) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at")
 
 log = get_logger("store")
 
@@ -210,6 +216,18 @@ class MessageRecord:
 
 
 _COLUMNS = ", ".join(MessageRecord.__slots__)
+
+
+@dataclass(frozen=True, slots=True)
+class StepWrite:
+    """One message's step result, to write with others in one transaction (`Store.write_steps`);
+    made by `Store.advance_write`, `retry_write`, `postpone_write`."""
+
+    message_id: bytes
+    assignments: dict[str, object]  # column -> value
+    counting: bool = False  # count an attempt
+    submission: str | None = None  # a delivery transaction sent: recorded in `submissions`
+    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,12 +441,39 @@ class Store:
         """Record a newly observed message; False if it was already known (to any replica)."""
         now = time.time() if now is None else now
         changed = await self._db.execute(
-            f"INSERT INTO messages ({_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, '', '', 0, ?, NULL, NULL, NULL, ?, NULL, NULL, NULL, ?) ON CONFLICT DO NOTHING",
+            f"INSERT INTO messages ({_COLUMNS}) VALUES {_OBSERVED_ROW} ON CONFLICT DO NOTHING",
             envelope.message_id, envelope.src_domain, envelope.nonce, envelope.dst_domain, envelope.kind,
             envelope.encode(), source_tx, Stage.OBSERVED.value, now, now, now,
         )
         return changed == 1
+
+    async def add_observed_many(self, observed: "list[tuple[Envelope, str]]", *, cursor: tuple[str, str] | None = None,
+                                now: float | None = None) -> list[bool]:
+        """Record newly observed messages (envelope, source tx) and, with `cursor` (name, value), the
+        watch cursor past them, all in ONE transaction: the cursor is never committed without the
+        observations it covers, and a crash part way commits nothing (the watcher then resumes from
+        the old cursor and sees them again). Returns, per message, whether it was new (False: known
+        already, to any replica)."""
+        now = time.time() if now is None else now
+        inserted: set[bytes] = set()
+        async with self._db.transaction() as tx:
+            for start in range(0, len(observed), _INSERT_CHUNK):
+                chunk = observed[start:start + _INSERT_CHUNK]
+                args: list[object] = []
+                for envelope, source_tx in chunk:
+                    args += [envelope.message_id, envelope.src_domain, envelope.nonce, envelope.dst_domain,
+                             envelope.kind, envelope.encode(), source_tx, Stage.OBSERVED.value, now, now, now]
+                rows = ", ".join([_OBSERVED_ROW] * len(chunk))
+                found = await tx.fetch(f"INSERT INTO messages ({_COLUMNS}) VALUES {rows} ON CONFLICT DO NOTHING "
+                                       "RETURNING message_id", *args)
+                inserted.update(bytes(r["message_id"]) for r in found)
+            if cursor is not None:
+                await tx.execute(_SET_CURSOR, cursor[0], cursor[1], now)
+        fresh: list[bool] = []
+        for envelope, _ in observed:  # (a message observed twice in one call is new once)
+            fresh.append(envelope.message_id in inserted)
+            inserted.discard(envelope.message_id)
+        return fresh
 
     async def get(self, message_id: bytes) -> MessageRecord | None:
         row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM messages WHERE message_id = ?", message_id)
@@ -485,34 +530,85 @@ class Store:
             "OR lease_until <= next_attempt_at THEN next_attempt_at ELSE lease_until END) "
             f"FROM messages WHERE stage IN ({marks})", self.replica, *[s.value for s in ACTIVE_STAGES])
 
-    async def _step_write(self, message_id: bytes, assignments: dict[str, object], *, counting: bool = False,
-                          tx: Database | None = None) -> bool:
-        """A step's result: written only while this replica holds the message (or nobody does); the
-        lease is kept until `lease_s` past the next attempt, and given up at a terminal stage."""
+    # -- a step's result: one message's, or many in one transaction (StepWrite) ------------------
+    def _step_sql(self, write: "StepWrite") -> tuple[str, list[object]]:
+        """The UPDATE of one step write, and its arguments: written only while this replica holds
+        the message (or nobody does); the lease is kept until `lease_s` past the next attempt, and
+        given up at a terminal stage. Writes of the same shape share the SQL text (executemany)."""
+        assignments = write.assignments
         stage = assignments.get("stage")
         next_at = assignments.get("next_attempt_at")
-        terminal = stage in (s.value for s in TERMINAL_STAGES) or (isinstance(next_at, float) and math.isinf(next_at))
+        terminal = stage in _TERMINAL_VALUES or (isinstance(next_at, float) and math.isinf(next_at))
         sets = [f"{k} = ?" for k in assignments]
         values = list(assignments.values())
-        if counting:
+        if write.counting:
             sets.append("attempts = attempts + 1")
         if terminal:
             sets.append("lease_owner = NULL, lease_until = NULL")
         elif isinstance(next_at, (int, float)):
             sets.append("lease_until = CASE WHEN lease_owner IS NULL THEN NULL ELSE CAST(? AS DOUBLE PRECISION) END")
             values.append(float(next_at) + self.lease_s)
-        changed = await (tx or self._db).execute(
-            f"UPDATE messages SET {', '.join(sets)} WHERE message_id = ? AND (lease_owner IS NULL OR lease_owner = ?)",
-            *values, message_id, self.replica)
+        sql = f"UPDATE messages SET {', '.join(sets)} WHERE message_id = ? AND (lease_owner IS NULL OR lease_owner = ?)"
+        return sql, [*values, write.message_id, self.replica]
+
+    def _lease_lost(self, write: "StepWrite") -> None:
+        log.warning("lease lost: another replica took this message over; its result is left to that replica",
+                    msg_id=write.message_id.hex(), replica=self.replica, write=sorted(write.assignments))
+
+    async def _step_write(self, message_id: bytes, assignments: dict[str, object], *, counting: bool = False,
+                          tx: Database | None = None) -> bool:
+        """One step write on its own (one UPDATE, committed by itself unless `tx` is given)."""
+        write = StepWrite(message_id, assignments, counting)
+        sql, args = self._step_sql(write)
+        changed = await (tx or self._db).execute(sql, *args)
         if not changed:
-            log.warning("lease lost: another replica took this message over; its result is left to that replica",
-                        msg_id=message_id.hex(), replica=self.replica, write=sorted(assignments))
+            self._lease_lost(write)
         return changed == 1
 
-    async def advance(self, message_id: bytes, stage: Stage, *, now: float | None = None, **fields: object) -> bool:
-        """Move to `stage` (resetting attempts and reason), setting any extra columns given. False
-        when another replica holds the message now (nothing written). A submission (`dest_tx`) is
-        recorded in `submissions` either way."""
+    async def write_steps(self, writes: "list[StepWrite]") -> list[bool]:
+        """Many step writes (of many messages, any stages) in ONE transaction: all of them are
+        committed, or none (a crash or an error part way leaves every message where it was). The
+        same rule as a single write: a message this replica no longer holds is left alone (False at
+        its place in the answer, and a warning); a submission (`dest_tx`) is recorded in
+        `submissions` either way, with whether the lease was held. Writes of the same shape go as one
+        executemany; the messages still held are read first in the transaction (locked FOR UPDATE on
+        PostgreSQL, so no other replica's `due` takes one over in between; SQLite's write lock is
+        held from the start)."""
+        if not writes:
+            return []
+        if len(writes) == 1 and writes[0].submission is None:
+            only = writes[0]
+            return [await self._step_write(only.message_id, only.assignments, counting=only.counting)]
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+        async with self._db.transaction() as tx:
+            held: set[bytes] = set()
+            ids = list(dict.fromkeys(w.message_id for w in writes))
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start:start + _IN_CHUNK]
+                marks = ",".join("?" for _ in chunk)
+                rows = await tx.fetch(f"SELECT message_id FROM messages WHERE message_id IN ({marks}) "
+                                      f"AND (lease_owner IS NULL OR lease_owner = ?){lock}", *chunk, self.replica)
+                held.update(bytes(r["message_id"]) for r in rows)
+            shapes: dict[str, list[list[object]]] = {}
+            for write in writes:
+                if write.message_id in held:
+                    sql, args = self._step_sql(write)
+                    shapes.setdefault(sql, []).append(args)
+            for sql, rows_args in shapes.items():
+                await tx.executemany(sql, rows_args)
+            submissions = [(w.message_id, self.replica, w.submission, int(w.message_id in held), w.at)
+                           for w in writes if w.submission]
+            if submissions:
+                await tx.executemany("INSERT INTO submissions (message_id, replica, tx, lease_held, at) "
+                                     "VALUES (?, ?, ?, ?, ?)", submissions)
+        for write in writes:
+            if write.message_id not in held:
+                self._lease_lost(write)
+        return [w.message_id in held for w in writes]
+
+    def advance_write(self, message_id: bytes, stage: Stage, *, now: float | None = None,
+                      **fields: object) -> "StepWrite":
+        """The write of `advance` (for `write_steps`)."""
         now = time.time() if now is None else now
         stamp = {Stage.READY: "signed_at", Stage.SUBMITTED: "submitted_at", Stage.CONFIRMED: "confirmed_at"}.get(stage)
         if stamp and stamp not in fields:
@@ -520,29 +616,41 @@ class Store:
         assignments = {"stage": stage.value, "reason": "", "reason_code": "", "attempts": 0,
                        "next_attempt_at": float(now), "updated_at": now}
         assignments.update(fields)
-        if stage is Stage.SUBMITTED and fields.get("dest_tx"):
-            async with self._db.transaction() as tx:
-                held = await self._step_write(message_id, assignments, tx=tx)
-                await tx.execute("INSERT INTO submissions (message_id, replica, tx, lease_held, at) "
-                                 "VALUES (?, ?, ?, ?, ?)", message_id, self.replica, fields["dest_tx"], int(held), now)
-            return held
-        return await self._step_write(message_id, assignments)
+        dest_tx = fields.get("dest_tx") if stage is Stage.SUBMITTED else None
+        return StepWrite(message_id, assignments, submission=str(dest_tx) if dest_tx else None, at=now)
 
-    async def retry_later(self, message_id: bytes, code: RetryReason, reason: str, next_attempt_at: float, *,
-                          now: float | None = None, stage: Stage | None = None) -> bool:
-        """Count an attempt and look again at `next_attempt_at` (never, with inf: the dead letter)."""
+    def retry_write(self, message_id: bytes, code: RetryReason, reason: str, next_attempt_at: float, *,
+                    now: float | None = None, stage: Stage | None = None) -> "StepWrite":
+        """The write of `retry_later` (for `write_steps`)."""
         now = time.time() if now is None else now
         assignments: dict[str, object] = {"reason": reason, "reason_code": code.value,
                                           "next_attempt_at": float(next_attempt_at), "updated_at": now}
         if stage is not None:
             assignments["stage"] = stage.value
-        return await self._step_write(message_id, assignments, counting=True)
+        return StepWrite(message_id, assignments, counting=True, at=now)
+
+    def postpone_write(self, message_id: bytes, code: RetryReason, reason: str, next_attempt_at: float, *,
+                       now: float | None = None) -> "StepWrite":
+        """The write of `postpone` (for `write_steps`)."""
+        now = time.time() if now is None else now
+        return StepWrite(message_id, {"reason": reason, "reason_code": code.value,
+                                      "next_attempt_at": float(next_attempt_at), "updated_at": now}, at=now)
+
+    async def advance(self, message_id: bytes, stage: Stage, *, now: float | None = None, **fields: object) -> bool:
+        """Move to `stage` (resetting attempts and reason), setting any extra columns given. False
+        when another replica holds the message now (nothing written). A submission (`dest_tx`) is
+        recorded in `submissions` either way (in the same transaction)."""
+        return (await self.write_steps([self.advance_write(message_id, stage, now=now, **fields)]))[0]
+
+    async def retry_later(self, message_id: bytes, code: RetryReason, reason: str, next_attempt_at: float, *,
+                          now: float | None = None, stage: Stage | None = None) -> bool:
+        """Count an attempt and look again at `next_attempt_at` (never, with inf: the dead letter)."""
+        return (await self.write_steps([self.retry_write(message_id, code, reason, next_attempt_at, now=now,
+                                                         stage=stage)]))[0]
 
     async def postpone(self, message_id: bytes, code: RetryReason, reason: str, next_attempt_at: float) -> bool:
         """Look again later without counting an attempt (e.g. waiting for finality)."""
-        return await self._step_write(message_id, {"reason": reason, "reason_code": code.value,
-                                                   "next_attempt_at": float(next_attempt_at),
-                                                   "updated_at": time.time()})
+        return (await self.write_steps([self.postpone_write(message_id, code, reason, next_attempt_at)]))[0]
 
     async def force_retry(self, message_id: bytes, now: float | None = None) -> MessageRecord | None:
         """Operator's `relay retry`: make the message due now, for whichever replica takes it first;
@@ -606,10 +714,7 @@ class Store:
         return await self._db.fetchval("SELECT cursor FROM cursors WHERE name = ?", name)
 
     async def set_cursor(self, name: str, cursor: str) -> None:
-        await self._db.execute(
-            "INSERT INTO cursors (name, cursor, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-            name, cursor, time.time())
+        await self._db.execute(_SET_CURSOR, name, cursor, time.time())
 
     # -- batches ---------------------------------------------------------------------------------
     async def add_batch(self, root: bytes, src_domain: int, dst_domain: int, epoch: int, signature: bytes,
@@ -623,11 +728,12 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (root) DO UPDATE SET epoch = excluded.epoch, "
                 "signature = excluded.signature, closed_at = NULL",
                 root, src_domain, dst_domain, epoch, signature, b"".join(message_ids), now)
-            for index, (message_id, proof) in enumerate(zip(message_ids, proofs)):
-                await tx.execute(
-                    "INSERT INTO batch_members (message_id, root, leaf_index, proof) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (message_id) DO UPDATE SET root = excluded.root, leaf_index = excluded.leaf_index, "
-                    "proof = excluded.proof", message_id, root, index, b"".join(proof))
+            await tx.executemany(
+                "INSERT INTO batch_members (message_id, root, leaf_index, proof) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (message_id) DO UPDATE SET root = excluded.root, leaf_index = excluded.leaf_index, "
+                "proof = excluded.proof",
+                [(message_id, root, index, b"".join(proof))
+                 for index, (message_id, proof) in enumerate(zip(message_ids, proofs))])
 
     async def batch_members(self, message_ids: list[bytes]) -> dict[bytes, BatchMember]:
         """The batch membership of those of `message_ids` that are in one."""
