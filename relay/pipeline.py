@@ -42,7 +42,7 @@ from relay.metrics import RelayerMetrics
 from relay.policy import PaymentPolicy
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.pubsub import Broadcast
-from relay.store import BatchMember, MessageRecord, ReceiptState, RetryReason, Stage, Store, StoredBatch
+from relay.store import BatchMember, MessageRecord, ReceiptState, RetryReason, Stage, StepWrite, Store, StoredBatch
 from relay.tasks.attestation import AttestationError, VerdictReport, attestation_for, result_version, verdict_envelopes
 from relay.tasks.payloads import VERDICT_LEN, ProofAttestation, ProofVerdict, TaskPayloadError
 
@@ -230,6 +230,7 @@ class Relayer:
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
         self._held_until: float | None = None  # the earliest a lane's held (young, small) batch is due
         self._confirm_poll = self.settings.confirm_poll  # this round's (_set_confirm_poll)
+        self._writes = _GroupCommit(store)  # every step's store write goes through it (apply_many)
         self.log = log.bind(relayer=name)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -841,48 +842,146 @@ class Relayer:
     async def apply(self, record: MessageRecord, outcome: Outcome) -> None:
         """Record what a step decided: the store first (so a crash right after loses nothing), then
         metrics and logs."""
-        msg_id = record.message_id.hex()
-        for member, what in (outcome.faulty if isinstance(outcome, (Signed, Retry)) else {}).items():
-            self.metrics.faulty_partials.labels(member=str(member)).inc()
-            self.log.warning("faulty partial signature", member=member, reason=what, msg_id=msg_id)
+        await self.apply_many([(record, outcome)])
+
+    async def apply_many(self, decided: list[tuple[MessageRecord, Outcome]]) -> None:
+        """`apply` for many messages at once: their store writes in ONE transaction (joined with those
+        of the other steps applying at the same moment: `_GroupCommit`), committed before any of
+        their metrics, logs and updates."""
+        if not decided:
+            return
         now = time.time()
+        writes: list[StepWrite] = []
+        delays: list[float | None] = []
+        for record, outcome in decided:
+            msg_id = record.message_id.hex()
+            for member, what in (outcome.faulty if isinstance(outcome, (Signed, Retry)) else {}).items():
+                self.metrics.faulty_partials.labels(member=str(member)).inc()
+                self.log.warning("faulty partial signature", member=member, reason=what, msg_id=msg_id)
+            write, delay = self._write_for(record, outcome, now)
+            writes.append(write)
+            delays.append(delay)
+        await self._writes.write(writes)
+        for (record, outcome), delay in zip(decided, delays):
+            self._applied(record, outcome, now, delay)
+
+    def _write_for(self, record: MessageRecord, outcome: Outcome, now: float) -> tuple[StepWrite, float | None]:
+        """The store write an outcome makes (with a retry's backoff delay; None: no retry)."""
+        store, message_id = self.store, record.message_id
         match outcome:
             case Signed(epoch=epoch, signature=signature):
-                await self.store.advance(record.message_id, Stage.READY, epoch=epoch, signature=signature)
+                return store.advance_write(message_id, Stage.READY, now=now, epoch=epoch, signature=signature), None
+            case Submitted(tx=tx):
+                return store.advance_write(message_id, Stage.SUBMITTED, now=now, dest_tx=tx,
+                                           next_attempt_at=now + self.settings.confirm_poll), None
+            case Confirmed():
+                return store.advance_write(message_id, Stage.CONFIRMED, now=now), None
+            case Postpone(reason=reason, detail=detail, delay=delay):
+                return store.postpone_write(message_id, reason, detail, now + delay, now=now), None
+            case Retry(reason=reason, detail=detail, stage=stage):
+                if self.settings.backoff.exhausted(record.attempts):
+                    return store.retry_write(message_id, reason, _exhausted(record, detail), float("inf"), now=now,
+                                             stage=Stage.DEAD), None
+                delay = self.settings.backoff.delay(record.attempts)
+                return store.retry_write(message_id, reason, detail, now + delay, now=now, stage=stage), delay
+            case Drop(reason=reason, detail=detail):
+                return store.retry_write(message_id, reason, detail, float("inf"), now=now, stage=Stage.DEAD), None
+        raise TypeError(f"not a step outcome: {outcome!r}")
+
+    def _applied(self, record: MessageRecord, outcome: Outcome, now: float, delay: float | None) -> None:
+        """Metrics, logs and updates of an outcome whose write is committed."""
+        msg_id = record.message_id.hex()
+        match outcome:
+            case Signed(epoch=epoch):
                 self.metrics.stage_latency.labels(stage="signed").observe(now - record.observed_at)
                 self.log.info("signed", msg_id=msg_id, epoch=epoch)
                 self._wake.set()
             case Submitted(tx=tx, chain=chain):
-                await self.store.advance(record.message_id, Stage.SUBMITTED, dest_tx=tx,
-                                         next_attempt_at=now + self.settings.confirm_poll)
                 self.metrics.stage_latency.labels(stage="submitted").observe(now - record.observed_at)
                 self.log.info("submitted", msg_id=msg_id, chain=chain, tx=tx)
             case Confirmed(by=by):
-                await self.store.advance(record.message_id, Stage.CONFIRMED)
                 self.metrics.deliveries.labels(src_domain=str(record.src_domain), dst_domain=str(record.dst_domain),
                                                by=by).inc()
                 self.metrics.stage_latency.labels(stage="confirmed").observe(now - record.observed_at)
                 self.log.info("delivered", msg_id=msg_id, by=by, src=record.src_domain, dst=record.dst_domain)
-            case Postpone(reason=reason, detail=detail, delay=delay):
-                await self.store.postpone(record.message_id, reason, detail, now + delay)
             case Retry(reason=reason, detail=detail, stage=stage):
-                if self.settings.backoff.exhausted(record.attempts):
-                    await self._dead(record, reason, f"retries exhausted ({record.attempts + 1}); last: {detail}")
-                    self.updates.publish(record.message_id)
-                    return
-                delay = self.settings.backoff.delay(record.attempts)
-                await self.store.retry_later(record.message_id, reason, detail, now + delay, stage=stage)
-                stage_label = (stage or record.stage).value
-                self.metrics.retries.labels(stage=stage_label, reason=reason.value).inc()
-                self.log.info("retry scheduled", msg_id=msg_id, stage=stage_label, reason=reason.value, detail=detail,
-                              in_s=round(delay, 2), attempt=record.attempts + 1)
+                if delay is None:  # retries exhausted: the dead letter
+                    self._dead_letter(record, reason, _exhausted(record, detail))
+                else:
+                    stage_label = (stage or record.stage).value
+                    self.metrics.retries.labels(stage=stage_label, reason=reason.value).inc()
+                    self.log.info("retry scheduled", msg_id=msg_id, stage=stage_label, reason=reason.value,
+                                  detail=detail, in_s=round(delay, 2), attempt=record.attempts + 1)
             case Drop(reason=reason, detail=detail):
-                await self._dead(record, reason, detail)
+                self._dead_letter(record, reason, detail)
         if not (isinstance(outcome, Postpone) and outcome.reason is record.reason_code):  # (only news)
             self.updates.publish(record.message_id)
 
-    async def _dead(self, record: MessageRecord, reason: RetryReason, detail: str) -> None:
-        await self.store.retry_later(record.message_id, reason, detail, float("inf"), stage=Stage.DEAD)
+    def _dead_letter(self, record: MessageRecord, reason: RetryReason, detail: str) -> None:
         self.metrics.dead_letters.labels(reason=reason.value).inc()
         self.log.error("dead letter", msg_id=record.message_id.hex(), reason=reason.value, detail=detail,
                        hint="fix the cause, then `relay retry <id>`")
+
+    async def _dead(self, record: MessageRecord, reason: RetryReason, detail: str) -> None:
+        await self.apply(record, Drop(reason, detail))
+
+
+def _exhausted(record: MessageRecord, detail: str) -> str:
+    return f"retries exhausted ({record.attempts + 1}); last: {detail}"
+
+
+class _GroupCommit:
+    """Group commit of step writes: the writes handed in while one transaction is being written (or
+    in the same turn of the event loop) go together in the next one (`Store.write_steps`), instead of
+    one transaction (one fsync on SQLite) per message. Each caller waits until its own writes are
+    committed. If a joint transaction fails, each caller's writes are tried again on their own, so
+    one bad write fails only its own caller."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._queue: list[tuple[list[StepWrite], asyncio.Future[list[bool]]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, writes: list[StepWrite]) -> list[bool]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[bool]] = loop.create_future()
+        self._queue.append((writes, done))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._flush())
+        return await done
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # the steps finishing in this turn of the loop join in
+            while self._queue:
+                queued, self._queue = self._queue, []
+                try:
+                    results = await self._store.write_steps([w for writes, _ in queued for w in writes])
+                except Exception as exc:
+                    if len(queued) == 1:
+                        _settle(queued[0][1], exc)
+                        continue
+                    for writes, done in queued:  # alone: only the bad one fails
+                        try:
+                            _settle(done, await self._store.write_steps(writes))
+                        except Exception as alone:
+                            _settle(done, alone)
+                    continue
+                at = 0
+                for writes, done in queued:
+                    _settle(done, results[at:at + len(writes)])
+                    at += len(writes)
+        except BaseException:
+            for _, done in self._queue:
+                done.cancel()
+            self._queue = []
+            raise
+
+
+def _settle(done: "asyncio.Future[list[bool]]", result: "list[bool] | BaseException") -> None:
+    if done.done():  # its caller was cancelled
+        return
+    if isinstance(result, BaseException):
+        done.set_exception(result)
+    else:
+        done.set_result(result)
