@@ -4,6 +4,17 @@ A compromised or buggy relayer, or a reorg the attester's own finality rule did 
 otherwise get the committee to sign two messages for the same slot of a source's nonce sequence.
 The log is written (and fsynced) before a partial signature leaves the process.
 
+Group commit (SQLite): the writes of a burst (signatures, the watch cursor, task records) share one
+transaction, committed once for many messages instead of once per message — when the writes pause
+(`commit_idle_s`), at the latest `commit_within_s` after the first uncommitted write, after
+`commit_every` writes, on `flush()` and on `close()`. The one rule: nothing signed leaves the process
+before it is durable — whoever serves an entry (the attester's HTTP answers) calls `flush()` first.
+One transaction, one atomic commit: a watch cursor is never durable ahead of the records it covers,
+and a crash before the commit loses records and cursor together (the watcher reads those messages
+again; nothing of them was served). Checks (`check`, `by_nonce`) run on the same connection and see
+the uncommitted rows. Without a running event loop (no timer to bound the delay: the operator CLI,
+synchronous callers) every write commits at once, as with `commit_every=1`.
+
 It lives in an SQLite file (one attester process), or in PostgreSQL (`db = "postgresql://..."`),
 where a member's active and standby replicas share it: every write runs in a transaction holding
 one advisory lock of the log, so the checks and the insert of a signature are one step across
@@ -13,6 +24,7 @@ not asyncpg: the attester calls the log synchronously (like sqlite3), between aw
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import threading
@@ -31,6 +43,10 @@ class EquivocationError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SignedEntry:
+    """A message this attester saw final (table `signed`), or a proof attestation / verdict it signed.
+    An empty `partial` (messages only): seen final, slot (src_domain, nonce, epoch) taken, partial
+    not signed yet — the attester signs it on first request (relay/attester.py)."""
+
     src_domain: int
     nonce: int
     message_id: bytes
@@ -166,6 +182,13 @@ CREATE TABLE IF NOT EXISTS chains (domain INTEGER PRIMARY KEY, identity TEXT NOT
 
 _LOG_LOCK = 7305  # the advisory lock every write of a PostgreSQL signing log holds
 
+# Group commit defaults (SQLite): a burst's writes share a transaction, committed when the writes pause
+# for COMMIT_IDLE_S, at most COMMIT_WITHIN_S after the first uncommitted write, or every COMMIT_EVERY
+# writes. Serving anything signed commits first (flush), so these only bound the work a crash redoes.
+COMMIT_EVERY = 512
+COMMIT_IDLE_S = 0.05
+COMMIT_WITHIN_S = 0.25
+
 
 class SigningLogError(Exception):
     """The signing log cannot be opened, or belongs to another committee member."""
@@ -221,13 +244,24 @@ class _WriteLock:
     and on PostgreSQL (outermost only) a transaction holding the log's advisory lock, so replicas
     of one member take turns. A refusal (EquivocationError) still commits: its record is kept."""
 
-    def __init__(self, db: sqlite3.Connection | _Postgres) -> None:
+    def __init__(self, db: sqlite3.Connection | _Postgres, log: "SigningLog | None" = None) -> None:
         self._thread = threading.RLock()
         self._db = db if isinstance(db, _Postgres) else None
         self._tx: list[Any] = []
+        self._log = log  # SQLite group commit: told when the outermost write section starts and ends
+        self._depth = 0
 
     def __enter__(self) -> None:
         self._thread.acquire()
+        if self._log is not None:
+            self._depth += 1
+            if self._depth == 1:
+                try:
+                    self._log._begin()
+                except BaseException:
+                    self._depth -= 1
+                    self._thread.release()
+                    raise
         if self._db is not None:
             self._db.depth += 1
             if self._db.depth == 1:
@@ -238,6 +272,10 @@ class _WriteLock:
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         try:
+            if self._log is not None:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._log._written()
             if self._db is not None:
                 self._db.depth -= 1
                 if self._db.depth == 0:
@@ -260,26 +298,153 @@ class SigningLog:
     `member` (the attester's index) is recorded on first open and checked after: a log shared by
     mistake between two members would hand one member's partials to the other."""
 
-    def __init__(self, path: str | Path, member: int | None = None) -> None:
+    def __init__(self, path: str | Path, member: int | None = None, *, commit_every: int = COMMIT_EVERY,
+                 commit_idle_s: float = COMMIT_IDLE_S, commit_within_s: float = COMMIT_WITHIN_S) -> None:
+        if commit_every < 1 or commit_idle_s < 0 or commit_within_s < 0:
+            raise ValueError(f"group commit bounds must be commit_every >= 1 and non-negative delays, got "
+                             f"commit_every={commit_every}, commit_idle_s={commit_idle_s}, "
+                             f"commit_within_s={commit_within_s}")
         if is_postgres_url(path):
+            # Every write is its own transaction holding the log's advisory lock (replicas take turns):
+            # no group commit, flush() has nothing to do.
             self._db: Any = _Postgres(str(path))
+            self._group = False
         else:
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            # WAL: a commit appends to the log (one fsync with synchronous=FULL), no rollback-journal
+            # dance; FULL (not NORMAL): a commit is on disk when COMMIT returns, so a partial served
+            # after flush() survives a power loss, not only a process crash. Group commit makes the
+            # fsync once per burst instead of once per message.
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._group = commit_every > 1
         self._db.executescript(_SCHEMA + _IDENTITY_SCHEMA)
         have = {row[1] for row in self._db.execute("PRAGMA table_info(task_results)")}
         for name, decl in _V2_RESULT_COLUMNS:
             if name not in have:
                 self._db.execute(f"ALTER TABLE task_results ADD COLUMN {name} {decl}")
-        self._lock = _WriteLock(self._db)  # record() holds it while check() logs a refusal
+        self._commit_every = commit_every
+        self._commit_idle_s = commit_idle_s
+        self._commit_within_s = commit_within_s
+        self._pending = 0  # write sections in the open transaction (SQLite group commit)
+        self._first = self._last = 0.0  # monotonic times of the group's first and last write
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        # Bumped when an open group was rolled back (a failed write or commit): a watcher that began
+        # before must start again from the durable cursor (relay/attester.py _watch).
+        self.generation = 0
+        self.commits = 0  # transactions committed (group commit; for tests and benchmarks)
+        # record() holds it while check() logs a refusal; on SQLite it opens and counts the group.
+        self._lock = _WriteLock(self._db, self if self._group else None)
         if member is not None:
             self._check_member(member)
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self.flush()
+        finally:
+            self._cancel_timer()
+            self._db.close()
+
+    # -- group commit (SQLite) -----------------------------------------------------------------
+    def _begin(self) -> None:
+        """The outermost write section starts: open the group's transaction if none is open."""
+        if self._db.in_transaction:
+            return
+        if self._pending:
+            # Our open group is gone without a COMMIT of ours: SQLite rolled it back (an I/O error,
+            # a full disk). Its writes are lost; refuse to go on as if they were there.
+            self._lost()
+            raise SigningLogError("the signing log's uncommitted writes were rolled back by SQLite; the watchers "
+                                  "start again from the last durable cursor")
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def _written(self) -> None:
+        """The outermost write section ended: count it; commit now or arm the timer."""
+        if not self._db.in_transaction:
+            # Nothing open: the group was rolled back under us (a failed statement can do that).
+            if self._pending:
+                self._lost()
+            return
+        now = time.monotonic()
+        if self._pending == 0:
+            self._first = now
+        self._pending += 1
+        self._last = now
+        if self._pending >= self._commit_every:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a synchronous caller: no timer can bound the delay, commit now
+            self.flush()
+            return
+        if self._timer is None or self._timer_loop is not loop:
+            self._cancel_timer()
+            self._timer = loop.call_later(min(self._commit_idle_s, self._commit_within_s), self._on_timer)
+            self._timer_loop = loop
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_loop = None
+        if not self._pending:
+            return
+        now = time.monotonic()
+        due = min(self._last + self._commit_idle_s, self._first + self._commit_within_s)
+        if now < due:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(due - now, self._on_timer)
+            self._timer_loop = loop
+            return
+        try:
+            self.flush()
+        except SigningLogError as exc:  # a callback: the loop logs it; the watchers see `generation`
+            asyncio.get_running_loop().call_exception_handler({"message": str(exc), "exception": exc})
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_loop = None
+
+    def _lost(self) -> None:
+        self._pending = 0
+        self.generation += 1
+        self._cancel_timer()
+
+    @property
+    def pending(self) -> int:
+        """Write sections not yet committed (0 on PostgreSQL, where every write commits)."""
+        return self._pending
+
+    def flush(self) -> None:
+        """Commit every pending write (fsynced, synchronous=FULL). Call it before anything signed
+        (a partial, a root signature, a verdict, an attestation, a task decision) leaves the process.
+        Raises SigningLogError if the commit fails: the group is then rolled back, and nothing of it
+        may be served."""
+        if not self._group:
+            return
+        with self._lock._thread:
+            self._cancel_timer()
+            if not self._db.in_transaction:
+                if self._pending:
+                    self._lost()
+                    raise SigningLogError("the signing log's uncommitted writes were rolled back by SQLite; the "
+                                          "watchers start again from the last durable cursor")
+                return
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                self._lost()
+                raise SigningLogError(f"the signing log could not commit ({exc}); its uncommitted writes are "
+                                      "rolled back and the watchers start again from the last durable cursor") from exc
+            self._pending = 0
+            self.commits += 1
 
     def _row(self, row: tuple | None) -> SignedEntry | None:
         if row is None:
@@ -333,6 +498,23 @@ class SigningLog:
                  entry.signed_at),
             )
         return entry
+
+    def set_partial(self, entry: SignedEntry, partial: bytes) -> SignedEntry:
+        """Fill in the partial of a message recorded as seen final but not signed yet (an empty
+        `partial`: the attester signs on first request). Keeps a partial already there (a replica of
+        the member may have written the same one: BLS partials are deterministic)."""
+        if not partial:
+            raise ValueError("set_partial needs a partial signature, got an empty one")
+        with self._lock:
+            self._db.execute("UPDATE signed SET partial = ? WHERE message_id = ? AND epoch = ? AND partial = ?",
+                             (partial, entry.message_id, entry.epoch, b""))
+            row = self._db.execute(
+                "SELECT src_domain, nonce, message_id, epoch, partial, source_tx, signed_at FROM signed "
+                "WHERE message_id = ? AND epoch = ?", (entry.message_id, entry.epoch)).fetchone()
+        stored = self._row(row)
+        if stored is None:
+            raise SigningLogError(f"message 0x{entry.message_id.hex()} (epoch {entry.epoch}) is not in the signing log")
+        return stored
 
     # -- proof attestations ----------------------------------------------------------------
     def record_attestation(self, result_id: bytes, entry: SignedEntry) -> SignedEntry:

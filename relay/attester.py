@@ -22,10 +22,10 @@ from typing import Callable
 
 from aiohttp import web
 
-from attest.signing_log import EquivocationError, ResultRecord, SignedEntry, SigningLog
+from attest.signing_log import EquivocationError, ResultRecord, SignedEntry, SigningLog, SigningLogError
 from relay.batch import Batch, BatchError
 from relay.interfaces import ChainAdapter, Observation
-from relay.envelope import Envelope, EnvelopeError
+from relay.envelope import Envelope, EnvelopeError, message_digest
 from relay.errors import ConfigError
 from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
@@ -143,10 +143,18 @@ class Attester:
 
     async def _watch(self, adapter: ChainAdapter) -> None:
         name = f"watch:{adapter.domain}"
+        # The signing log commits a burst's records and cursor in one transaction (group commit): the
+        # cursor is written after the records it covers and never becomes durable without them.
+        generation = self.signing_log.generation
         cursor = self.signing_log.get_cursor(name)
         self.log.info("watching", chain=adapter.name, cursor=cursor)
         async for observation in adapter.watch(cursor):
             self.attest(observation, adapter)
+            if self.signing_log.generation != generation:
+                # An uncommitted group was rolled back (a failed commit): records of this watcher may
+                # be gone; moving the cursor on would skip them. keep_running starts it again.
+                raise SigningLogError("the signing log lost uncommitted writes; watching again from the last "
+                                      "durable cursor")
             self.signing_log.set_cursor(name, observation.cursor)
 
     def attest(self, observation: Observation, adapter: ChainAdapter) -> SignedEntry | None:
@@ -168,14 +176,24 @@ class Attester:
         if existing is not None:
             self._task_hook(observation)
             return existing
-        partial = self._sign(env.digest(self.epoch))
+        # Seen final: the message takes its (source, nonce, epoch) slot now (equivocation is refused
+        # from here on), but its partial is signed on first request (signed_entry): with batching on,
+        # the relayer asks for root signatures and most messages never need one of their own.
         entry = self.signing_log.record(SignedEntry(
             src_domain=env.src_domain, nonce=env.nonce, message_id=message_id, epoch=self.epoch,
-            partial=partial, source_tx=observation.source_tx, signed_at=time.time(),
+            partial=b"", source_tx=observation.source_tx, signed_at=time.time(),
         ))
-        self.log.info("signed", msg_id=message_id.hex(), src=env.src_domain, nonce=env.nonce, tx=observation.source_tx)
+        self.log.info("seen final", msg_id=message_id.hex(), src=env.src_domain, nonce=env.nonce,
+                      tx=observation.source_tx)
         self._task_hook(observation)
         return entry
+
+    def signed_entry(self, entry: SignedEntry) -> SignedEntry:
+        """`entry` with its partial: a message recorded as seen final (attest) is signed here, on
+        first request, and the partial written to the log (served only after flush())."""
+        if entry.partial:
+            return entry
+        return self.signing_log.set_partial(entry, self._sign(message_digest(entry.epoch, entry.message_id)))
 
     # -- proof attestations ------------------------------------------------------------------
     def _task_hook(self, observation: Observation) -> None:
@@ -458,7 +476,7 @@ class Attester:
                 return web.json_response(
                     {"error": "not signed: this attester has not observed the message final on its source chain"},
                     status=404)
-            return web.json_response(partial_json(entry))
+            return web.json_response(partial_json(self.signed_entry(entry)))
 
         @routes.get("/v1/task-results/{result_id}")
         async def task_result(request: web.Request) -> web.Response:
@@ -491,7 +509,7 @@ class Attester:
             except Exception as exc:
                 self.log.warning("re-observation failed", src=src_domain, tx=source_tx, error=str(exc))
                 return web.json_response({"error": f"could not read the transaction: {exc}"}, status=503)
-            return web.json_response({"signed": [partial_json(e) for e in entries]})
+            return web.json_response({"signed": [partial_json(self.signed_entry(e)) for e in entries]})
 
         @routes.post("/v1/roots")
         async def roots(request: web.Request) -> web.Response:
@@ -520,7 +538,21 @@ class Attester:
             return web.json_response({"member": self.index, "epoch": self.epoch, "root": "0x" + batch.root.hex(),
                                       "leaf_count": len(batch.envelopes), "signature": "0x" + signature.hex()})
 
+        @web.middleware
+        async def durable_first(request: web.Request, handler: Callable) -> web.StreamResponse:
+            # Nothing signed leaves before it is durable: the signing log groups its commits, so
+            # every answer (partials, roots, task decisions, and routes added to this app later)
+            # commits the pending writes first. A failed commit answers 500, never the signature.
+            response = await handler(request)
+            self.signing_log.flush()
+            return response
+
+        async def durable_before_sending(request: web.Request, response: web.StreamResponse) -> None:
+            # The backstop for a response prepared (streamed) inside a handler: before its first byte.
+            self.signing_log.flush()
+
         # Root requests carry up to 64 envelopes (hex): the largest is ~77 KiB.
-        app = web.Application(client_max_size=128 * 1024)
+        app = web.Application(client_max_size=128 * 1024, middlewares=[durable_first])
+        app.on_response_prepare.append(durable_before_sending)
         app.add_routes(routes)
         return app
