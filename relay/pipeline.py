@@ -34,7 +34,7 @@ from typing import Awaitable, Callable, Protocol
 from relay.aio import wait_event
 from relay.backoff import Backoff
 from relay.batch import Batch
-from relay.interfaces import ChainAdapter, DeliveryState, ReceiptClose, ReceiptCloser, SignedBatch, SignedDelivery
+from relay.interfaces import ChainAdapter, DeliveryState, DeliveryStatus, ReceiptClose, ReceiptCloser, SignedBatch, SignedDelivery
 from relay.envelope import Envelope
 from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
@@ -451,7 +451,8 @@ class Relayer:
                 case _:
                     def confirm_step(r: MessageRecord) -> Awaitable[Outcome]:
                         return self.confirm(r, in_batch=r.message_id in members)
-                    singles, batch_steps, step = records, [], confirm_step
+                    singles, batch_steps = self._group_submitted(records, members)
+                    step = confirm_step
             await asyncio.gather(*batch_steps, *(self._step(step, r) for r in singles))
         return handled
 
@@ -512,21 +513,22 @@ class Relayer:
         assert destination is not None
         delivered = await asyncio.gather(*(destination.is_delivered(r.message_id, r.decoded) for r in chunk),
                                          return_exceptions=True)  # (a failed read: not known delivered)
-        for record, done in zip(list(chunk), delivered):
-            if done is True:
-                await self.apply(record, Confirmed(by="other"))
-                chunk.remove(record)
+        await self.apply_many([(r, Confirmed(by="other")) for r, done in zip(chunk, delivered) if done is True])
+        chunk = [r for r, done in zip(chunk, delivered) if done is not True]
         if len(chunk) < 2:
             await asyncio.gather(*(self._step(self.prepare, r) for r in chunk))
             return
-        for record in list(chunk):  # the payment policy first, as for a single message
+        refusals: list[tuple[MessageRecord, Outcome]] = []
+        for record in chunk:  # the payment policy first, as for a single message
             try:
                 refused: Outcome | None = await self._unpaid(record)
             except Exception as exc:  # the fee could not be read: try again later, not refused
                 refused = Retry(RetryReason.STEP_FAILED, f"payment policy: {type(exc).__name__}: {exc}")
             if refused is not None:
-                await self.apply(record, refused)
-                chunk.remove(record)
+                refusals.append((record, refused))
+        await self.apply_many(refusals)
+        refused_ids = {r.message_id for r, _ in refusals}
+        chunk = [r for r in chunk if r.message_id not in refused_ids]
         if not chunk:
             return
         async with self._semaphore:
@@ -547,8 +549,10 @@ class Relayer:
             return
         self.log.info("root signed", root=batch.root.hex(), count=len(chunk), src=batch.src_domain,
                       dst=batch.dst_domain, epoch=collected.epoch)
-        for record in chunk:
-            await self.apply(record, Signed(collected.epoch, collected.signature, faulty=collected.faulty))
+        # Every member READY in one transaction (the faulty members counted once, with the first).
+        await self.apply_many([(record, Signed(collected.epoch, collected.signature,
+                                               faulty=collected.faulty if i == 0 else {}))
+                               for i, record in enumerate(chunk)])
 
     async def _group_ready(self, records: list[MessageRecord], members: dict[bytes, BatchMember]
                            ) -> tuple[list[MessageRecord], list[Awaitable[None]]]:
@@ -569,8 +573,8 @@ class Relayer:
                 continue
             mine = [(r, m) for r, m in group if r.signature == stored.signature and r.epoch == stored.epoch]
             singles.extend(r for r, m in group if (r, m) not in mine)  # signed singly since
-            if mine:
-                steps.append(self._submit_batch(stored, mine))
+            if mine:  # in tree order (members made ready together share one next_attempt_at)
+                steps.append(self._submit_batch(stored, sorted(mine, key=lambda rm: rm[1].index)))
         return singles, steps
 
     async def _submit_batch(self, stored: StoredBatch, group: list[tuple[MessageRecord, BatchMember]]) -> None:
@@ -594,8 +598,7 @@ class Relayer:
                 for record, _ in group:
                     outcomes[record.message_id] = Retry(RetryReason.SUBMIT_FAILED,
                                                         f"batch 0x{stored.root.hex()}: {type(exc).__name__}: {exc}")
-        for record, _ in group:
-            await self.apply(record, outcomes[record.message_id])
+        await self.apply_many([(record, outcomes[record.message_id]) for record, _ in group])
 
     async def _close_batches_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -824,12 +827,7 @@ class Relayer:
                          f"the receiver's handler failed: {status.detail or 'no reason given'}; retrying it",
                          stage=Stage.READY)
         if status.state is DeliveryState.PENDING:
-            if record.submitted_at and time.time() - record.submitted_at > self.settings.submitted_timeout:
-                return Retry(RetryReason.NOT_FINAL_IN_TIME,
-                             f"not final after {self.settings.submitted_timeout:.0f}s: resubmitting", stage=Stage.READY)
-            # Waiting for finality is not a failure: it does not use up the retry budget.
-            return Postpone(RetryReason.AWAITING_FINALITY, f"pending: {status.detail}" if status.detail else "pending",
-                            self._confirm_poll)
+            return self._not_final(record, status)
         if await destination.is_delivered(record.message_id, record.decoded):
             return Confirmed(by="other")  # our transaction failed or vanished because another relayer's won
         if status.state is DeliveryState.REVERTED:
@@ -837,6 +835,61 @@ class Relayer:
                          stage=Stage.OBSERVED)
         return Retry(RetryReason.DELIVERY_DROPPED, f"delivery dropped: {status.detail}; resubmitting",
                      stage=Stage.READY)
+
+    def _not_final(self, record: MessageRecord, status: DeliveryStatus) -> Outcome:
+        """A submitted delivery whose transaction is not final yet."""
+        if record.submitted_at and time.time() - record.submitted_at > self.settings.submitted_timeout:
+            return Retry(RetryReason.NOT_FINAL_IN_TIME,
+                         f"not final after {self.settings.submitted_timeout:.0f}s: resubmitting", stage=Stage.READY)
+        # Waiting for finality is not a failure: it does not use up the retry budget.
+        return Postpone(RetryReason.AWAITING_FINALITY, f"pending: {status.detail}" if status.detail else "pending",
+                        self._confirm_poll)
+
+    def _group_submitted(self, records: list[MessageRecord], members: dict[bytes, BatchMember]
+                         ) -> tuple[list[MessageRecord], list[Awaitable[None]]]:
+        """Submitted batch members that share one delivery transaction (EVM deliverBatch) are checked
+        together (`_confirm_shared_tx`); the others one by one."""
+        singles: list[MessageRecord] = []
+        by_tx: dict[tuple[int, str], list[MessageRecord]] = {}
+        for record in records:
+            if record.message_id in members and record.dest_tx and self._destination(record) is not None:
+                by_tx.setdefault((record.dst_domain, record.dest_tx), []).append(record)
+            else:
+                singles.append(record)
+        steps: list[Awaitable[None]] = []
+        for group in by_tx.values():
+            if len(group) == 1:
+                singles.extend(group)
+            else:
+                steps.append(self._confirm_shared_tx(group))
+        return singles, steps
+
+    async def _confirm_shared_tx(self, group: list[MessageRecord]) -> None:
+        """Confirm the members of a batch delivered by one transaction: the transaction is asked once;
+        while it is not final (most checks) every member waits without asking again. Once it is
+        final, each member's own outcome in it is asked (`confirm`), as for one member alone: a member
+        is confirmed only when the final transaction delivered it (or the gateway has it from another)."""
+        destination = self._destination(group[0])
+        assert destination is not None and group[0].dest_tx is not None
+        decided: list[tuple[MessageRecord, Outcome]] = []
+        async with self._semaphore:
+            try:
+                status = await destination.delivery_status(group[0].dest_tx)
+            except Exception as exc:
+                decided = [(r, Retry(RetryReason.STEP_FAILED, f"{type(exc).__name__}: {exc}")) for r in group]
+            else:
+                if status.state is DeliveryState.PENDING:
+                    decided = [(r, self._not_final(r, status)) for r in group]
+                else:
+                    found = await asyncio.gather(*(self.confirm(r, in_batch=True) for r in group),
+                                                 return_exceptions=True)
+                    for record, outcome in zip(group, found):
+                        if isinstance(outcome, BaseException):
+                            if not isinstance(outcome, Exception):
+                                raise outcome
+                            outcome = Retry(RetryReason.STEP_FAILED, f"{type(outcome).__name__}: {outcome}")
+                        decided.append((record, outcome))
+        await self.apply_many(decided)
 
     # -- the one place outcomes take effect -------------------------------------------------------
     async def apply(self, record: MessageRecord, outcome: Outcome) -> None:

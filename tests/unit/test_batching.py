@@ -49,6 +49,8 @@ class BatchChain(FakeChain):
         self.failing: set[bytes] = set()
         self.closed: list[bytes] = []
         self.retried: list[bytes] = []
+        self.not_final: set[str] = set()  # transactions that read as PENDING
+        self.status_calls: list[tuple[str, bytes | None]] = []  # every delivery_status question
 
     async def submit_batch(self, batch: SignedBatch, indices: list[int]) -> dict[int, str]:
         assert batch.signature == ROOT_SIG
@@ -68,8 +70,15 @@ class BatchChain(FakeChain):
         return {i: tx for i in indices}
 
     async def delivery_status(self, tx_id, message_id=None):
+        self.status_calls.append((tx_id, message_id))
+        if tx_id in self.not_final:
+            return DeliveryStatus(DeliveryState.PENDING, f"{tx_id} not final yet")
         if message_id is None:
-            return await super().delivery_status(tx_id)
+            if tx_id not in self.in_tx:
+                return await super().delivery_status(tx_id)
+            # The whole transaction, as the EVM adapter reads it: final; a failed handler in it shows.
+            failed = "failed" in self.in_tx[tx_id].values()
+            return DeliveryStatus(DeliveryState.HANDLER_FAILED if failed else DeliveryState.CONFIRMED, f"{tx_id} final")
         outcome = self.in_tx[tx_id].get(message_id)
         if outcome == "handled":
             return DeliveryStatus(DeliveryState.CONFIRMED, f"{tx_id} final")
