@@ -54,8 +54,13 @@ from adapters.solana.program import (
     ServeAccount,
     SolanaProgramError,
     TaskAccountV2,
+    RECEIPT_STATUS_SERVE_CLOSED,
     board_delivery_accounts,
     close_receipt_ix,
+    closed_serve_verdict_accounts,
+    closed_task_delivery_accounts,
+    is_task_tombstone,
+    task_tombstone_filters,
     close_root_ix,
     deliver_ix,
     deliver_with_proof_ix,
@@ -368,7 +373,9 @@ class SolanaAdapter(SolanaGatewayFees):
         (found by its request id), the payout and the requester; for a verdict the serve account,
         claimant and refund_to when this chain serves the request, else the task, the result's
         receipt, payout and requester. Anything else (a request; a retired v1 result or attestation,
-        which the program ignores): `board_delivery_accounts`. When the record is
+        which the program ignores): `board_delivery_accounts`. A record closed since (CloseTask /
+        CloseServe): the task's tombstone, or the empty serve address and the request's receipt
+        marked serve-closed — the program records such a late delivery as a no-op. When the record is
         not found the delivery gets the board only and the program refuses it (retryable), never
         records it."""
         if envelope.dst_receiver != bytes(taskboard_address(self.program_id)):
@@ -386,14 +393,37 @@ class SolanaAdapter(SolanaGatewayFees):
             if found is not None:
                 return verdict_delivery_accounts(self.program_id, envelope, task=found[0],
                                                  requester=found[1].requester)
-            return [AccountMeta(taskboard_address(self.program_id), False, False)]
+            return await self._closed_record_accounts(envelope, serving=data is None)
         if is_v2_result(envelope):
             found = await self.task_v2(envelope.payload[:32])
             if found is not None:
                 return result_v2_delivery_accounts(self.program_id, envelope, task=found[0],
                                                    requester=found[1].requester)
-            return [AccountMeta(taskboard_address(self.program_id), False, False)]
+            return await self._closed_record_accounts(envelope, serving=False)
         return board_delivery_accounts(self.program_id, envelope)
+
+    async def _closed_record_accounts(self, envelope: Envelope, *, serving: bool) -> list[AccountMeta]:
+        """A late result or verdict whose live record is gone: the tombstone CloseTask left of the
+        request's task, else (a verdict, `serving`: no serve account either) the empty serve address
+        with the request's receipt when that receipt says CloseServe closed it; else the board only
+        (the program refuses that, retryably). A task cached by `task_v2` keeps its address, which is
+        the tombstone's: the program takes the tombstone whatever accounts follow it."""
+        request_id = envelope.payload[:32]
+        accounts = (await self.rpc.call("getProgramAccounts", lambda c: c.get_program_accounts(
+            self.program_id, Confirmed, encoding="base64", filters=task_tombstone_filters(request_id)))).value
+        for keyed in accounts:
+            if is_task_tombstone(bytes(keyed.account.data), request_id):
+                return closed_task_delivery_accounts(self.program_id, keyed.pubkey)
+        if serving:
+            stored = await self.rpc.account_data(receipt_address(self.program_id, request_id)[0], self.program_id,
+                                                 Confirmed)
+            try:
+                closed = stored is not None and DeliveryReceipt.decode(stored).status == RECEIPT_STATUS_SERVE_CLOSED
+            except SolanaProgramError:
+                closed = False
+            if closed:
+                return closed_serve_verdict_accounts(self.program_id, envelope)
+        return [AccountMeta(taskboard_address(self.program_id), False, False)]
 
     async def task_v2(self, request_id: bytes) -> tuple[Pubkey, TaskAccountV2] | None:
         """The v2 task account of a request sent from this chain (getProgramAccounts by request id;

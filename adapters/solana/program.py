@@ -803,6 +803,10 @@ SERVE_MAGIC = b"TESSSERV"
 SERVE_LEN = 1020  # 988 + the rent payer (CloseServe)
 SERVE_LEN_V1 = 988  # serve accounts created before CloseServe: no rent payer, still valid (not closable)
 TASK_RETENTION_SECONDS = 86_400  # CloseTask / CloseServe: anyone may close a settled record after this
+# What CloseTask leaves at the task's address: the magic then the request id (taskboard.h TOMB_*).
+# Tombstones of the first CloseTask are 0 bytes (no request id: deliveries to them are refused).
+TASK_TOMBSTONE_MAGIC = b"TESSTOMB"
+TASK_TOMBSTONE_LEN = 40
 RECEIPT_STATUS_SERVE_CLOSED = 2  # a TASK_REQUEST receipt's status once its serve account was closed
 SETTLEMENT_GRACE_SECONDS = 1800  # taskboard.h: ReclaimV2 and ReleaseBond open at deadline + this
 VERDICT_V2_LEN = 220
@@ -895,9 +899,10 @@ def reclaim_v2_ix(program_id: Pubkey, task: Pubkey, requester: Pubkey) -> Instru
 
 
 def close_task_ix(program_id: Pubkey, closer: Pubkey, task: Pubkey, requester: Pubkey) -> Instruction:
-    """CloseTask (tag 42): a settled task's rent back to its requester; the account stays as an
-    empty tombstone so its (requester, task_nonce) is never used again. The requester may close at
-    once, anyone TASK_RETENTION_SECONDS after settlement."""
+    """CloseTask (tag 42): a settled task's rent back to its requester; the account stays as a
+    40-byte tombstone (magic + request id) so its (requester, task_nonce) is never used again and a
+    late result or verdict of the request is delivered as a no-op. The requester may close at once,
+    anyone TASK_RETENTION_SECONDS after settlement."""
     return Instruction(program_id, bytes([ProgramInstruction.TASK_CLOSE_TASK]), [
         AccountMeta(closer, True, False),
         AccountMeta(task, False, True),
@@ -963,6 +968,38 @@ def verdict_delivery_accounts(program_id: Pubkey, envelope: Envelope, *, task: P
         return [board, AccountMeta(serve_address(program_id, payload[:32]), False, True),
                 AccountMeta(claimant, False, True), AccountMeta(refund_to, False, True)]
     raise ValueError("a verdict names its side: task + requester (requester's board) or claimant + refund_to (serving)")
+
+
+def closed_task_delivery_accounts(program_id: Pubkey, tombstone: Pubkey) -> list[AccountMeta]:
+    """After the Deliver's four: a TASK_RESULT v2 or verdict of a request whose task CloseTask
+    closed: the board and the task's tombstone (its address, holding that request id). The program
+    records the delivery and pays nothing."""
+    return [AccountMeta(taskboard_address(program_id), False, False), AccountMeta(tombstone, False, True)]
+
+
+def closed_serve_verdict_accounts(program_id: Pubkey, envelope: Envelope) -> list[AccountMeta]:
+    """After the Deliver's four: a verdict of a request served here whose serve account CloseServe
+    deleted: the board, the (now empty) serve address ["serve", request_id] and the request's own
+    receipt ["delivered", request_id] (status RECEIPT_STATUS_SERVE_CLOSED). The program records the
+    delivery and pays nothing."""
+    request_id = envelope.payload[:32]
+    return [AccountMeta(taskboard_address(program_id), False, False),
+            AccountMeta(serve_address(program_id, request_id), False, True),
+            AccountMeta(receipt_address(program_id, request_id)[0], False, False)]
+
+
+def is_task_tombstone(data: bytes | None, request_id: bytes | None = None) -> bool:
+    """Whether `data` (a task address's account data) is a tombstone CloseTask left — of
+    `request_id` when given. A 0-byte tombstone of the first CloseTask is not (it names no request)."""
+    return (data is not None and len(data) == TASK_TOMBSTONE_LEN and data[:8] == TASK_TOMBSTONE_MAGIC
+            and (request_id is None or data[8:40] == request_id))
+
+
+def task_tombstone_filters(request_id: bytes) -> list[Any]:
+    """getProgramAccounts filters that find the tombstone of a request's closed v2 task."""
+    if len(request_id) != 32:
+        raise ValueError("request_id must be 32 bytes (the TASK_REQUEST envelope's message id)")
+    return [TASK_TOMBSTONE_LEN, MemcmpOpts(offset=8, bytes=str(Pubkey.from_bytes(request_id)))]  # (magic: is_task_tombstone)
 
 
 TASK_V2_REQUEST_ID_OFFSET = 136  # where a v2 task account stores its request id

@@ -59,6 +59,7 @@ from adapters.solana.program import (
     committee_address,
     describe_transaction_error,
     expire_claim_ix,
+    is_task_tombstone,
     outbox_address,
     program_error_name,
     receipt_address,
@@ -571,7 +572,7 @@ class SolanaTaskBoardV2(_SolanaBoard):
         address = self._tasks.get(request_id)
         if address is not None:
             data = await self._account_data(address)
-            if data:  # (b"": closed, an empty tombstone)
+            if data and not is_task_tombstone(data):  # (b"" or a tombstone: closed)
                 return address, TaskAccountV2.decode(data)
         accounts = (await self.rpc.call("getProgramAccounts", lambda c: c.get_program_accounts(
             self.program_id, Confirmed, encoding="base64", filters=task_v2_filters(request_id)))).value
@@ -687,7 +688,7 @@ class SolanaTaskBoardV2(_SolanaBoard):
         """Rent back (CloseTask / CloseServe; contracts/solana/README.md "Closing settled records"):
         closes this request's records on this chain that are settled with nothing owed — the task
         account (requester side: Completed or Refunded, no credit left; its rent goes to the
-        requester, an empty tombstone stays so the task nonce is never reused) and the serve account
+        requester, a 40-byte tombstone stays so the task nonce is never reused) and the serve account
         (serving side: Closed, or Open past its deadline, no bond held, no credit left; every lamport
         goes to the claimant whose first claim created it). The signer closes what it paid for at
         once, anything else once TASK_RETENTION_SECONDS have passed since settlement (for a serve

@@ -2,7 +2,8 @@
 serve accounts' rent comes back once settled), with every refusal performed as an attack: close before
 settlement, by a stranger before the retention period, with a credit unwithdrawn, lamports sent to
 another account than the payer, a re-request with the closed task nonce, a re-claim of a closed
-request, and results / verdicts delivered again after the close (they pay nothing)."""
+request, and results / verdicts delivered again after the close (they pay nothing). Late deliveries to a
+closed record (no-ops) and the attacks on them: tests/unit/test_solana_task_late_delivery.py."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from adapters.solana.program import (
     RECEIPT_STATUS_SERVE_CLOSED,
     SERVE_LEN,
     TASK_RETENTION_SECONDS,
+    TASK_TOMBSTONE_LEN,
     TASK_V2_LEN,
     DeliveryReceipt,
     ProgramErrorCode,
@@ -24,6 +26,7 @@ from adapters.solana.program import (
     board_delivery_accounts,
     close_serve_ix,
     close_task_ix,
+    closed_serve_verdict_accounts,
     expire_claim_ix,
     receipt_address,
     reclaim_v2_ix,
@@ -82,10 +85,17 @@ def _completed(opened):
     return chain, task, req, requester, payout, result, r_env
 
 
-def _tombstone(chain: Chain, address: Pubkey) -> bool:
+def _tombstone(chain: Chain, address: Pubkey, request_id: bytes) -> bool:
+    """CloseTask's tombstone of `request_id` at `address`: the magic and the request id, at its rent minimum."""
     account = chain.svm.get_account(address)
-    return (account is not None and account.owner == chain.program_id and len(bytes(account.data)) == 0
-            and account.lamports == chain.svm.minimum_balance_for_rent_exemption(0))
+    return (account is not None and account.owner == chain.program_id
+            and bytes(account.data) == b"TESSTOMB" + request_id
+            and account.lamports == chain.svm.minimum_balance_for_rent_exemption(TASK_TOMBSTONE_LEN))
+
+
+def _kept(chain: Chain) -> int:
+    """The lamports a tombstone keeps (its rent-exempt minimum)."""
+    return chain.svm.minimum_balance_for_rent_exemption(TASK_TOMBSTONE_LEN)
 
 
 # ==== requester side: CloseTask ==================================================================
@@ -117,24 +127,30 @@ def test_close_task_returns_the_rent_to_the_requester_and_replay_survives(opened
     meta = chain.ok(close_task_ix(chain.program_id, requester.pubkey(), task, requester.pubkey()),
                     signers=(requester,))
     assert logged(meta, "task closed")
-    kept = chain.svm.minimum_balance_for_rent_exemption(0)
+    kept = _kept(chain)
     assert balance(chain, requester.pubkey()) == before + held - kept
-    assert _tombstone(chain, task)
+    assert _tombstone(chain, task, req.message_id)
     with capsys.disabled():
         print(f"\nCloseTask {meta.compute_units_consumed()} CU; {held - kept:,} of {held:,} lamports back "
-              f"({kept:,} stay in the 0-byte tombstone)")
+              f"({kept:,} stay in the {TASK_TOMBSTONE_LEN}-byte tombstone, "
+              f"{kept - chain.svm.minimum_balance_for_rent_exemption(0):,} more than a 0-byte one)")
     # Replay: the same (requester, task_nonce) cannot request again.
     chain.fails(E.TASK_NONCE_USED, request_ix(chain, requester, request_v2().encode()), signers=(requester,))
     # The settled result and verdict delivered again: their receipts exist.
     v_env = verdict_env(chain, result, r_env.message_id)
     refused_payout = balance(chain, payout.pubkey())
     assert custom_error(deliver(chain, v_env, verdict_accounts(chain, v_env, task, requester))) == E.ALREADY_DELIVERED
-    # Another verdict message on the same result (a new envelope) finds no task: refused, pays nothing.
+    # Another verdict message on the same result (a new envelope), another result message: the
+    # tombstone of their own request takes them as no-ops (the relayer's cached accounts, the task's
+    # address first), paying nothing.
     again = verdict_env(chain, result, r_env.message_id, submitted_at=NOW + 11)
-    refused_delivery(chain, again, verdict_accounts(chain, again, task, requester), E.TASK_ACCOUNT_WRONG)
+    assert logged(delivered(chain, again, verdict_accounts(chain, again, task, requester)),
+                  "task message ignored: its task was closed (CloseTask)")
     other = result_env(chain, result, nonce=2)
-    refused_delivery(chain, other, result_accounts(chain, other, task, requester), E.TASK_ACCOUNT_WRONG)
+    assert logged(delivered(chain, other, result_accounts(chain, other, task, requester)),
+                  "task message ignored: its task was closed (CloseTask)")
     assert balance(chain, payout.pubkey()) == refused_payout
+    assert _tombstone(chain, task, req.message_id)
     # Nothing else takes the tombstone for a task; closing twice is refused.
     chain.fails(E.TASK_NOT_FOUND, withdraw_credit_ix(chain.program_id, task, requester.pubkey()))
     chain.fails(E.TASK_NOT_FOUND, reclaim_v2_ix(chain.program_id, task, requester.pubkey()))
@@ -160,7 +176,7 @@ def test_close_task_with_a_credit_unwithdrawn_is_refused(board: Chain) -> None:
     board.ok(withdraw_credit_ix(board.program_id, task, payout))
     assert balance(board, payout) == 10**7 + 600
     board.ok(close, signers=(requester,))
-    assert _tombstone(board, task)
+    assert _tombstone(board, task, req.message_id)
 
 
 def test_a_stranger_closes_a_refunded_task_after_retention_and_the_rent_still_goes_to_the_requester(opened) -> None:
@@ -179,8 +195,8 @@ def test_a_stranger_closes_a_refunded_task_after_retention_and_the_rent_still_go
                     signers=(stranger,))
     held, before = balance(chain, task), balance(chain, requester.pubkey())
     chain.ok(close_task_ix(chain.program_id, stranger.pubkey(), task, requester.pubkey()), signers=(stranger,))
-    assert balance(chain, requester.pubkey()) == before + held - chain.svm.minimum_balance_for_rent_exemption(0)
-    assert _tombstone(chain, task)
+    assert balance(chain, requester.pubkey()) == before + held - _kept(chain)
+    assert _tombstone(chain, task, req.message_id)
     chain.fails(E.TASK_NONCE_USED, request_ix(chain, requester, request_v2(deadline=settled_at + 10**6).encode()),
                 signers=(requester,))
 
@@ -239,8 +255,9 @@ def test_close_serve_returns_the_rent_to_the_first_claimant_and_replay_survives(
     rival = funded(chain)
     chain.fails(E.REQUEST_CLOSED, claim_ix(chain, rival, env, refund.pubkey()), signers=(rival,))
     chain.fails(E.REQUEST_CLOSED, claim_ix(chain, worker, env, refund.pubkey()), signers=(worker,))
-    # The settled verdict again: its receipt exists. A new verdict envelope on that result: no serve
-    # account, refused, the bond is not paid twice.
+    # The settled verdict again: its receipt exists. A new verdict envelope on that result with the
+    # live layout (claimant where the request's receipt goes): refused; with the request's receipt
+    # (marked closed): a no-op. The bond is not paid twice.
     accounts = serving_accounts(chain, v_env, worker.pubkey(), refund.pubkey())
     assert custom_error(deliver(chain, v_env, accounts)) == E.ALREADY_DELIVERED
     worker_before = balance(chain, worker.pubkey())
@@ -248,6 +265,8 @@ def test_close_serve_returns_the_rent_to_the_first_claimant_and_replay_survives(
                      v_env.dst_receiver, v_env.payload)
     refused_delivery(chain, again, serving_accounts(chain, again, worker.pubkey(), refund.pubkey()),
                      E.TASK_ACCOUNT_WRONG)
+    assert logged(delivered(chain, again, closed_serve_verdict_accounts(chain.program_id, again)),
+                  "task message ignored: its serve account was closed (CloseServe)")
     assert balance(chain, worker.pubkey()) == worker_before
     chain.fails(E.SERVE_WRONG_ADDRESS, release_bond_ix(chain.program_id, env.message_id, worker.pubkey()))
     chain.fails(E.SERVE_WRONG_ADDRESS, close_serve_ix(chain.program_id, worker.pubkey(), env.message_id,
@@ -299,17 +318,17 @@ def test_close_needs_a_signer(opened) -> None:
 
 @pytest.mark.parametrize("features", list(FEATURE_SETS))
 def test_close_task_shrinks_to_a_tombstone_under_each_supported_feature_set(features: str) -> None:
-    """CloseTask resizes the task account to 0 bytes through the serialized input; the runtimes of
+    """CloseTask resizes the task account to its 40-byte tombstone through the serialized input; the runtimes of
     contracts/solana/README.md "Supported runtimes" (LiteSVM default, mainnet + SIMD-0500, every
     feature but SIMD-0460) all take it."""
     program = deploy(FEATURE_SETS[features](), v3_program()).setup()
     chain = Chain(program.svm, program.payer, program.program_id)
     requester = funded(chain)
-    task, _, _ = request(chain, requester, request_v2(deadline=SBPF_NOW + 600), task_nonce=3)
+    task, req, _ = request(chain, requester, request_v2(deadline=SBPF_NOW + 600), task_nonce=3)
     chain.set_time(SBPF_NOW + 601 + SETTLEMENT_GRACE_SECONDS)
     chain.ok(reclaim_v2_ix(chain.program_id, task, requester.pubkey()))
     chain.ok(close_task_ix(chain.program_id, requester.pubkey(), task, requester.pubkey()), signers=(requester,))
-    assert _tombstone(chain, task)
+    assert _tombstone(chain, task, req.message_id)
     chain.fails(E.TASK_NONCE_USED, request_ix(chain, requester, request_v2(deadline=SBPF_NOW + 10**5).encode(),
                                               task_nonce=3), signers=(requester,))
 
@@ -352,8 +371,8 @@ async def test_close_settled_closes_what_the_signer_may_close(opened, served) ->
     mine._tasks[req.message_id] = task
     before, held = balance(chain, requester.pubkey()), balance(chain, task)
     assert len(await mine.close_settled(req.message_id)) == 1
-    assert _tombstone(chain, task)
-    assert balance(chain, requester.pubkey()) == before + held - chain.svm.minimum_balance_for_rent_exemption(0)
+    assert _tombstone(chain, task, req.message_id)
+    assert balance(chain, requester.pubkey()) == before + held - _kept(chain)
     assert await mine.close_settled(req.message_id) == []  # nothing left to close
     assert (await mine.task_status(req.message_id)).state.name == "NONE"
 

@@ -109,6 +109,17 @@ u64 taskboard_on_delivery(SolParameters *params, const Envelope *env, const u8 m
 #define SERVE_LEN_V1 SV_RENT_PAYER /* 988: serve accounts created before CloseServe (no rent payer) */
 #define SERVE_VERSION 1
 
+/* What CloseTask leaves of a settled task (same PDA, still owned by this program): a TOMBSTONE of
+ * TASK_TOMBSTONE_LEN bytes, the magic then the request id. RequestTask v2 finds the address taken
+ * (TASK_NONCE_USED); a late TASK_RESULT / verdict of exactly that request naming it is delivered as a
+ * no-op (its receipt written, nothing paid). Only CloseTask writes this magic, and only into the
+ * account of a valid v2 task whose request id it copies: a tombstone is the closed task of its
+ * request. Tombstones of the first CloseTask (0 bytes) carry no request id: deliveries to them are
+ * still refused (TASK_ACCOUNT_WRONG). */
+#define TOMB_MAGIC 0 /* "TESSTOMB" */
+#define TOMB_REQUEST_ID 8
+#define TASK_TOMBSTONE_LEN 40
+
 #define TASK2_STATE_OPEN 1
 #define TASK2_STATE_COMPLETED 3
 #define TASK2_STATE_REFUNDED 4

@@ -24,6 +24,7 @@
 static const u8 TASK2_MAGIC_BYTES[8] = {'T', 'E', 'S', 'S', 'T', 'S', 'K', '2'};
 static const u8 SERVE_MAGIC_BYTES[8] = {'T', 'E', 'S', 'S', 'S', 'E', 'R', 'V'};
 static const u8 RECEIPT_MAGIC_V2[8] = {'T', 'E', 'S', 'S', 'R', 'C', 'P', 'T'};
+static const u8 TOMB_MAGIC_BYTES[8] = {'T', 'E', 'S', 'S', 'T', 'O', 'M', 'B'};
 
 /* TASK_REQUEST v2 payload */
 #define R2_VERSION 0
@@ -253,6 +254,50 @@ static bool receipt_load(const SolAccountInfo *receipt, const SolPubkey *program
   if (sol_create_program_address(seeds, 3, program_id, &expected) != 0 || !sol_pubkey_eq(&expected, receipt->key))
     return false;
   return envelope_parse(r + RCPT_ENVELOPE, env_len, env);
+}
+
+/* What a delivery's record account (accounts[5]) holds, by layout alone: the checks that it is the
+ * record of the delivered request were made by taskboard_v2_check_delivery, which every delivery
+ * passes before taskboard_v2_on_delivery (Deliver, DeliverWithProof). */
+static bool holds_task(const SolAccountInfo *a) {
+  return a->data_len >= TASK2_LEN && sol_bytes_eq(a->data + T2_MAGIC, TASK2_MAGIC_BYTES, 8);
+}
+static bool holds_serve(const SolAccountInfo *a) {
+  return a->data_len >= SERVE_LEN_V1 && sol_bytes_eq(a->data + SV_MAGIC, SERVE_MAGIC_BYTES, 8);
+}
+
+/* The tombstone CloseTask left of the task of `request_id` (taskboard.h): owned by this program,
+ * exactly TASK_TOMBSTONE_LEN bytes, the tombstone magic and that request id. Only CloseTask writes
+ * that magic, into the closed task's own account, so no other account can pass (no address check
+ * needed: one task per request id). */
+static bool tombstone_of(const SolAccountInfo *a, const SolPubkey *program_id, const u8 *request_id) {
+  return sol_pubkey_eq(a->owner, program_id) && a->data_len == TASK_TOMBSTONE_LEN &&
+         sol_bytes_eq(a->data + TOMB_MAGIC, TOMB_MAGIC_BYTES, 8) && sol_bytes_eq(a->data + TOMB_REQUEST_ID, request_id, 32);
+}
+
+static u64 serve_address(const SolPubkey *program_id, const u8 *request_id, SolPubkey *out, u8 *bump);
+
+/* The serve account of `request_id` was closed by CloseServe: `serve` is the address
+ * ["serve", request_id] re-derived here and holds no task or serve account, and `receipt` is that
+ * request's own delivery receipt (a receipt of this program at its PDA whose message id is
+ * request_id) with status RECEIPT_STATUS_SERVE_CLOSED — which only CloseServe writes, after checking
+ * the serve account it deletes against that very receipt, and on which Claim refuses to create the
+ * account again. 0 when so; ERR_TASK_ACCOUNT_WRONG (or a syscall failure) otherwise. */
+static u64 serve_closed_check(const SolAccountInfo *serve, const SolAccountInfo *receipt, const SolPubkey *program_id,
+                              const u8 *request_id) {
+  if (holds_task(serve) || holds_serve(serve)) return ERR_TASK_ACCOUNT_WRONG;
+  if (!sol_pubkey_eq(receipt->owner, program_id) || receipt->data_len < RCPT_ENVELOPE ||
+      receipt->data[RCPT_STATUS] != RECEIPT_STATUS_SERVE_CLOSED ||
+      !sol_bytes_eq(receipt->data + RCPT_MESSAGE_ID, request_id, 32))
+    return ERR_TASK_ACCOUNT_WRONG; /* (cheap refusals first; the derivations below) */
+  SolPubkey expected;
+  u8 bump;
+  u64 err = serve_address(program_id, request_id, &expected, &bump);
+  if (err) return err;
+  if (!sol_pubkey_eq(&expected, serve->key)) return ERR_TASK_ACCOUNT_WRONG;
+  Envelope req;
+  if (!receipt_load(receipt, program_id, &req)) return ERR_TASK_ACCOUNT_WRONG;
+  return 0;
 }
 
 /* An account this instruction pays: the key the record names, writable, not executable. */
@@ -857,12 +902,14 @@ static u64 close_allowed(const SolAccountInfo *closer, const u8 *payer_key, u64 
  * settled (Completed or Refunded: its escrow is paid out) with no credit left (Withdraw first:
  * CREDITS_OUTSTANDING) gives its rent back to the requester (who paid it), whatever account is
  * passed. The requester may close at once, anyone TASK_RETENTION_SECONDS after settlement (its
- * updated_at). The account is not deleted but shrunk to an empty TOMBSTONE (0 bytes, still owned by
- * this program, holding the 0-byte rent-exempt minimum): RequestTask v2 with the same (requester,
- * task_nonce) finds it and fails with TASK_NONCE_USED, and every delivery or instruction naming it
- * fails (TASK_ACCOUNT_WRONG / TASK_NOT_FOUND: not a task). Task nonces are random u64, so a bitmap
- * by nonce window (as for receipts) would cost an account per close; the tombstone costs 890,880
- * lamports of the 7.49M a task locks (docs/TASKS.md "Closing settled records"). */
+ * updated_at). The account is not deleted but shrunk to a TOMBSTONE (TASK_TOMBSTONE_LEN = 40 bytes:
+ * magic "TESSTOMB" + the request id; still owned by this program, holding its rent-exempt minimum):
+ * RequestTask v2 with the same (requester, task_nonce) finds it and fails with TASK_NONCE_USED; a late
+ * result or verdict of that request naming it is delivered as a no-op (receipt written, nothing
+ * paid); every other delivery or instruction naming it fails (TASK_ACCOUNT_WRONG / TASK_NOT_FOUND:
+ * not a task). Task nonces are random u64, so a bitmap by nonce window (as for receipts) would cost
+ * an account per close; the tombstone costs 1,169,280 lamports of the 7.49M a task locks
+ * (docs/TASKS.md "Closing settled records"). */
 u64 taskboard_close_task(SolParameters *params) {
   if (params->account_count < 3) return ERR_NOT_ENOUGH_ACCOUNTS;
   if (params->data_len != 1) return ERR_INVALID_INSTRUCTION_DATA;
@@ -878,12 +925,16 @@ u64 taskboard_close_task(SolParameters *params) {
   u64 err = close_allowed(closer, t + T2_REQUESTER, sol_read_u64_le(t + T2_UPDATED_AT));
   if (err) return err;
   u64 keep;
-  err = rent_exempt_minimum(0, &keep);
+  err = rent_exempt_minimum(TASK_TOMBSTONE_LEN, &keep);
   if (err) return err;
   err = refund_rent(task, requester, t + T2_REQUESTER, keep);
   if (err) return err;
+  u8 request_id[32];
+  sol_memcpy_(request_id, t + T2_REQUEST_ID, 32);
   sol_memset_(t, 0, task->data_len);
-  account_resize(task, 0);
+  account_resize(task, TASK_TOMBSTONE_LEN);
+  sol_memcpy_(t + TOMB_MAGIC, TOMB_MAGIC_BYTES, 8);
+  sol_memcpy_(t + TOMB_REQUEST_ID, request_id, 32);
   sol_log("tessera: task closed");
   return 0;
 }
@@ -895,9 +946,10 @@ u64 taskboard_close_task(SolParameters *params) {
  * is deleted, every lamport to its rent payer whatever account is passed. The payer may close at
  * once, anyone TASK_RETENTION_SECONDS after max(updated_at, deadline). Replay: the request's receipt
  * (never closed: board receipts are not closable) gets status RECEIPT_STATUS_SERVE_CLOSED, on which
- * Claim fails with REQUEST_CLOSED, so the serve account is never re-created; a result, verdict or
- * bond instruction naming the deleted account fails (TASK_ACCOUNT_WRONG / SERVE_WRONG_ADDRESS), and
- * a re-delivered verdict finds its own receipt (ALREADY_DELIVERED). */
+ * Claim fails with REQUEST_CLOSED, so the serve account is never re-created; a late verdict of the
+ * request naming the deleted address with that receipt is delivered as a no-op; a bond instruction
+ * naming the deleted account fails (SERVE_WRONG_ADDRESS), and a re-delivered verdict finds its own
+ * receipt (ALREADY_DELIVERED). */
 u64 taskboard_close_serve(SolParameters *params) {
   if (params->account_count < 4) return ERR_NOT_ENOUGH_ACCOUNTS;
   if (params->data_len != 1) return ERR_INVALID_INSTRUCTION_DATA;
@@ -942,6 +994,11 @@ u64 taskboard_close_serve(SolParameters *params) {
  *   TASK_RESULT v2 (≥ 263 bytes): [board, task (w), payout (w), requester (w)]
  *   verdict, requester side:      [board, task (w), result receipt ["delivered", result_id], payout (w), requester (w)]
  *   verdict, serving side:        [board, serve (w), claimant (w), refund_to (w)]
+ * A record closed for exactly this request makes the delivery a no-op (receipt written, nothing
+ * paid; a live record would have ignored it too: it was settled):
+ *   result or verdict, the task closed (CloseTask): [board, its tombstone (w)]
+ *   verdict, the serve account closed (CloseServe): [board, ["serve", request_id] (w), the request's
+ *                                                    receipt ["delivered", request_id] (SERVE_CLOSED)]
  * A shorter (malformed) v2 result needs only the board and is ignored. */
 u64 taskboard_v2_check_delivery(SolParameters *params, const Envelope *env, const u8 message_id[32], bool *v2) {
   *v2 = taskboard_v2_message(env);
@@ -955,8 +1012,10 @@ u64 taskboard_v2_check_delivery(SolParameters *params, const Envelope *env, cons
   const u8 *p = env->payload;
   if (env->kind == KIND_TASK_RESULT) {
     if (env->payload_len < S2_MIN_LEN) return 0;
-    if (params->account_count < 8) return ERR_BOARD_ACCOUNTS_MISSING;
+    if (params->account_count < 6) return ERR_BOARD_ACCOUNTS_MISSING;
     SolAccountInfo *task = &params->accounts[5];
+    if (tombstone_of(task, program_id, p + S2_REQUEST_ID)) return 0; /* closed: a no-op */
+    if (params->account_count < 8) return ERR_BOARD_ACCOUNTS_MISSING;
     if (!task2_valid(task, program_id) || !sol_bytes_eq(task->data + T2_REQUEST_ID, p + S2_REQUEST_ID, 32))
       return ERR_TASK_ACCOUNT_WRONG;
     if (!task->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
@@ -1001,20 +1060,28 @@ u64 taskboard_v2_check_delivery(SolParameters *params, const Envelope *env, cons
     }
     return 0;
   }
-  return ERR_TASK_ACCOUNT_WRONG;
+  if (tombstone_of(record, program_id, p + V_REQUEST_ID)) return 0; /* the task closed: a no-op */
+  if (params->account_count < 7) return ERR_TASK_ACCOUNT_WRONG;
+  return serve_closed_check(record, &params->accounts[6], program_id, p + V_REQUEST_ID); /* a no-op, or refused */
 }
 
 u64 taskboard_v2_on_delivery(SolParameters *params, const Envelope *env, const u8 message_id[32]) {
+  /* accounts[5] is the request's record, live or closed (taskboard_v2_check_delivery) */
+  const SolAccountInfo *record = &params->accounts[5];
   if (env->kind == KIND_TASK_RESULT) {
     if (env->payload_len < S2_MIN_LEN) IGNORE2("malformed TASK_RESULT v2");
+    if (!holds_task(record)) IGNORE2("its task was closed (CloseTask)");
     return on_result_v2(params, env, message_id);
   }
   if (env->src_domain != COMMITTEE_DOMAIN || !sol_is_zero(env->src_sender, 32))
     IGNORE2("verdict not from the committee");
   const u8 *v = env->payload;
   if (verdict_check(v, env->payload_len) != 0) IGNORE2("malformed PROOF_ATTESTATION v2");
-  if (sol_bytes_eq(params->accounts[5].data, TASK2_MAGIC_BYTES, 8)) return requester_verdict(params, v);
-  return serving_verdict(params, v);
+  if (holds_task(record)) return requester_verdict(params, v);
+  if (holds_serve(record)) return serving_verdict(params, v);
+  if (record->data_len == TASK_TOMBSTONE_LEN && sol_bytes_eq(record->data + TOMB_MAGIC, TOMB_MAGIC_BYTES, 8))
+    IGNORE2("its task was closed (CloseTask)");
+  IGNORE2("its serve account was closed (CloseServe)");
 }
 
 /* --- CheckPayload v2 (stateless) -------------------------------------------------------------------- */
