@@ -34,7 +34,7 @@ from typing import Awaitable, Callable, Protocol
 from relay.aio import wait_event
 from relay.backoff import Backoff
 from relay.batch import Batch
-from relay.interfaces import ChainAdapter, DeliveryState, DeliveryStatus, ReceiptClose, ReceiptCloser, SignedBatch, SignedDelivery
+from relay.interfaces import ChainAdapter, DeliveryState, DeliveryStatus, Observation, ReceiptClose, ReceiptCloser, SignedBatch, SignedDelivery
 from relay.envelope import Envelope
 from relay.lifecycle import keep_running, run_until_stopped
 from relay.log import get_logger
@@ -82,6 +82,7 @@ class VerdictSource(Protocol):
     async def report(self, result_id: bytes) -> VerdictReport: ...
 
 
+_WATCH_ENDED = object()  # queued by a watcher's reader when the watcher returned or failed
 PENDING_VERDICTS = "verdicts:pending"  # store cursor: v2 results whose verdicts are not queued yet (JSON)
 RECEIPTS_SCANNED = "receipts:scanned"  # store cursor: confirmed before this (unix time) had their receipts recorded
 
@@ -199,6 +200,9 @@ class PipelineSettings:
     # write committed just after a sweep read, and replicas' clocks that differ by less than this.
     receipt_scan_margin: float = 300.0
     receipt_too_early_retry: float = 300.0  # a close refused as too early is tried again after at least this
+    # A watcher's observations that arrive while earlier ones are being written are recorded together,
+    # with their cursor, in one store transaction: at most this many (the watcher waits beyond it).
+    observe_batch: int = 500
 
 
 class Relayer:
@@ -251,12 +255,72 @@ class Relayer:
             await asyncio.gather(*self._verdict_tasks.values(), return_exceptions=True)
 
     async def _watch(self, adapter: ChainAdapter) -> None:
+        """Record what the chain's watcher yields. The observations that arrive while the previous
+        ones are being written go together: one store transaction for them and the cursor past them
+        (`_observe_group`), never the cursor without the observations it covers. When the watcher
+        fails, what it yielded before is recorded first, so its restart resumes after it."""
         cursor_name = f"watch:{adapter.domain}"
         cursor = await self.store.get_cursor(cursor_name)
         self.log.info("watching", chain=adapter.name, domain=adapter.domain, cursor=cursor)
-        async for observation in adapter.watch(cursor):
-            await self.observe(observation.envelope, observation.source_tx, observation.block_time)
-            await self.store.set_cursor(cursor_name, observation.cursor)
+        limit = max(1, self.settings.observe_batch)
+        queue: asyncio.Queue[Observation | object] = asyncio.Queue()
+        room = asyncio.Event()
+        room.set()
+
+        async def pull() -> None:
+            async for observation in adapter.watch(cursor):
+                queue.put_nowait(observation)
+                if queue.qsize() >= limit:  # the writes fall behind: wait for them
+                    room.clear()
+                    await room.wait()
+
+        puller = asyncio.get_running_loop().create_task(pull())
+        puller.add_done_callback(lambda _task: queue.put_nowait(_WATCH_ENDED))
+        try:
+            while True:
+                group = [await queue.get()]
+                while not queue.empty() and len(group) < limit:
+                    group.append(queue.get_nowait())
+                room.set()
+                ended = group[-1] is _WATCH_ENDED  # (nothing is queued after it)
+                observations = [o for o in group if isinstance(o, Observation)]
+                await self._observe_group(cursor_name, observations)
+                if ended:
+                    puller.result()  # the watcher's error, if it failed: keep_running restarts it
+                    return
+        finally:
+            puller.cancel()
+            await asyncio.gather(puller, return_exceptions=True)
+
+    async def _observe_group(self, cursor_name: str, observations: list[Observation]) -> None:
+        """Observations of one watcher, in order, with the watch cursor: plain messages in one store
+        transaction with the cursor past the last of them; a TASK_RESULT (which queues more: its
+        attestation or its verdicts) the way `observe` does it, its cursor after it."""
+        run: list[Observation] = []
+        for observation in observations:
+            if observation.envelope.kind == MessageKind.TASK_RESULT:
+                await self._observe_many(cursor_name, run)
+                run = []
+                await self.observe(observation.envelope, observation.source_tx, observation.block_time)
+                await self.store.set_cursor(cursor_name, observation.cursor)
+            else:
+                run.append(observation)
+        await self._observe_many(cursor_name, run)
+
+    async def _observe_many(self, cursor_name: str, observations: list[Observation]) -> None:
+        """`observe` for messages that queue nothing more, with their cursor, in one transaction."""
+        if not observations:
+            return
+        fresh = await self.store.add_observed_many([(o.envelope, o.source_tx) for o in observations],
+                                                   cursor=(cursor_name, observations[-1].cursor))
+        for observation, new in zip(observations, fresh):
+            if new:
+                envelope = observation.envelope
+                self.log.info("observed", msg_id=envelope.message_id.hex(), src=envelope.src_domain,
+                              dst=envelope.dst_domain, nonce=envelope.nonce, tx=observation.source_tx)
+                self.updates.publish(envelope.message_id)
+        if any(fresh):
+            self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()
