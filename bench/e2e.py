@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sqlite3
 import statistics
@@ -47,6 +48,8 @@ from relay.log import configure_logging  # noqa: E402
 from relay.sdk import TesseraClient  # noqa: E402
 from relay.devstack import messaging_stack  # noqa: E402
 from relay.store import Store  # noqa: E402
+
+from bench.loadgen import chain_rate, load_for, process_cpu  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -145,8 +148,8 @@ async def start_relayer(stack, label: str, **relayer: object):
     return proc, _LAST_DB[-1]
 
 
-async def phase(stack, client, label: str, messages: int, burst: int, batch_size: int, batch_wait_ms: float,
-                receiver_evm: bytes) -> None:
+async def phase(stack, client, loads, sender: str, results: list[dict], label: str, messages: int, burst: int,
+                batch_size: int, batch_wait_ms: float, receiver_evm: bytes) -> None:
     """Latency and burst both ways through a fresh relayer process with these batch settings."""
     proc, db = await start_relayer(stack, label, batch_size=batch_size, batch_wait_ms=batch_wait_ms)
     print(f"\n=== {label}: [relayer] batch_size = {batch_size}, batch_wait_ms = {batch_wait_ms:g} ===")
@@ -172,19 +175,129 @@ async def phase(stack, client, label: str, messages: int, burst: int, batch_size
                 print(row("submitted -> confirmed (final)", [c - u for _, _, u, c in stages]))
                 print(row("total: included -> confirmed", [c - s for s, (_, _, _, c) in zip(sent_at, stages)]))
             if burst:
-                started = time.time()
-                sends = [client.send(src, dst, receiver or bytes(Keypair().pubkey()), f"burst {i}".encode())
-                         for i in range(burst)]
-                burst_ids = [sent.message_id for sent in await asyncio.gather(*sends)]
-                all_sent = time.time()
-                done = await wait_confirmed(db, burst_ids, timeout=900)
-                print(f"  {src} -> {dst} burst: {burst} sent at once; the source chain included them all in "
-                      f"{all_sent - started:.2f} s ({burst / (all_sent - started):.1f} messages/s: the SDK's send "
-                      f"rate on {src}, the ceiling here); all confirmed after {done - started:.2f} s = "
-                      f"{burst / (done - started):.1f} messages/s, {done - all_sent:.2f} s after the last was "
-                      f"included ({batches_used(db, burst_ids)})")
+                results.append(await run_burst(stack, client, loads, sender, label, db, src, dst, burst, receiver))
     finally:
         proc.stop()
+
+
+def stack_pids(stack) -> dict[str, int]:
+    """The stack's live processes by name (the chains' nodes, attesters, relayers), and this one."""
+    pids = {child.name: child.pid for child in stack.net.children if child.alive()}
+    pids["bench (load generator)"] = os.getpid()
+    return pids
+
+
+def print_cpu(before: dict[str, float], after: dict[str, float], seconds: float, messages: int) -> None:
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    total = sum(used.values())
+    print(f"    CPU during the burst ({seconds:.2f} s wall, {nproc()} cores = {seconds * nproc():.2f} core-s available; "
+          f"{total:.2f} CPU-s used = {total / max(seconds, 1e-9) / nproc() * 100:.0f} % of the machine):")
+    for name, cpu in sorted(used.items(), key=lambda item: -item[1]):
+        if cpu > 0 or name.startswith("relayer") or name.startswith("bench"):
+            print(f"      {name:<28} {cpu:7.2f} CPU-s  {cpu * 1000 / messages:7.2f} CPU-ms per message  "
+                  f"({cpu / max(seconds, 1e-9) * 100:5.1f} % of a core)")
+    print(f"      {'all':<28} {total:7.2f} CPU-s  {total * 1000 / messages:7.2f} CPU-ms per message")
+
+
+def nproc() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+async def wait_confirmed_txs(db: Path, source_txs: list[str], timeout: float = 900) -> float:
+    """When every message of these source transactions (one each) is confirmed, by the relayer's store."""
+    deadline = time.monotonic() + timeout
+    marks = ",".join("?" for _ in source_txs)
+    while time.monotonic() < deadline:
+        with sqlite3.connect(db) as conn:
+            done = conn.execute(f"SELECT count(*) FROM messages WHERE stage = 'confirmed' AND source_tx IN ({marks})",
+                                source_txs).fetchone()[0]
+        if done >= len(source_txs):
+            return time.time()
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{len(source_txs) - done} of {len(source_txs)} messages not confirmed in {timeout:.0f}s")
+
+
+def burst_payloads(n: int, tag: str) -> list[bytes]:
+    return [f"{tag} {i:06d}".encode() for i in range(n)]  # one length: one quote
+
+
+async def run_burst(stack, client, loads, sender: str, label: str, db: Path, src: str, dst: str, burst: int,
+                    receiver: bytes | None) -> dict:
+    """`burst` messages src -> dst at once; messages/s from the first submission until all are
+    confirmed, and the CPU each process spent meanwhile."""
+    if receiver is not None and len(receiver) == 20:
+        receiver = bytes(12) + receiver  # an EVM address, left-padded as a 32-byte receiver
+    receivers = [receiver or bytes(Keypair().pubkey()) for _ in range(burst)]
+    payloads = burst_payloads(burst, f"burst {label}")
+    if sender == "sdk":
+        before = process_cpu(stack_pids(stack))
+        started = time.time()
+        sends = [client.send(src, dst, r, p) for r, p in zip(receivers, payloads)]
+        burst_ids = [sent.message_id for sent in await asyncio.gather(*sends)]
+        all_sent = all_included = time.time()
+        done = await wait_confirmed(db, burst_ids, timeout=900)
+        after = process_cpu(stack_pids(stack))
+        how = f"the SDK (client.send x {burst} at once; its send rate on {src} is the ceiling here)"
+    else:
+        load = loads[src]
+        prepared = await load.prepare(client._chain(dst).domain, receivers, payloads)  # signed before the clock
+        before = process_cpu(stack_pids(stack))
+        sent = await load.submit(prepared)
+        started, all_sent = sent.started, sent.all_submitted
+        await load.wait_included(sent)
+        all_included = sent.last_included
+        done = await wait_confirmed_txs(db, sent.tx_ids)
+        after = process_cpu(stack_pids(stack))
+        burst_ids = await load.message_ids(sent)
+        await wait_confirmed(db, burst_ids, timeout=60)  # the same messages, by id: none counted twice
+        how = "the raw load generator (pre-signed, bench/loadgen.py)"
+    rate = burst / (done - started)
+    print(f"\n  {src} -> {dst} burst: {burst} messages sent by {how}: submitted in {all_sent - started:.2f} s, all "
+          f"included on {src} after {all_included - started:.2f} s ({burst / max(all_included - started, 1e-9):.1f}/s); "
+          f"all confirmed on {dst} after {done - started:.2f} s = {rate:.1f} messages/s, "
+          f"{done - all_included:.2f} s after the last was included ({batches_used(db, burst_ids)})")
+    print_cpu(before, after, done - started, burst)
+    return {"label": label, "src": src, "dst": dst, "n": burst, "rate": rate, "sender": sender}
+
+
+async def own_rates(config, client, loads, n: int) -> dict[str, float]:
+    """Each chain's own rate for the burst's send transactions, with no relayer running: n raw
+    sends at once, transactions per second from the first submission to the last inclusion. The
+    messages are never relayed (no relayer runs after this)."""
+    names = list(loads)
+    rates = {}
+    for name in names:
+        other = next(o for o in names if o != name)
+        receiver = (bytes.fromhex(config.chains[other].contracts["RecordingReceiver"][2:]).rjust(32, b"\0")
+                    if config.chains[other].kind == "evm" else None)
+        receivers = [receiver or bytes(Keypair().pubkey()) for _ in range(n)]
+        sent = await chain_rate(loads[name], client._chain(other).domain, receivers, burst_payloads(n, "own rate"))
+        rates[name] = sent.inclusion_rate()
+        print(f"  {name}: {n} send transactions submitted at once (no relayer running) included in "
+              f"{sent.last_included - sent.started:.2f} s = {rates[name]:.1f} transactions/s "
+              f"(submitted in {sent.all_submitted - sent.started:.2f} s)")
+    return rates
+
+
+def print_summary(results: list[dict], rates: dict[str, float]) -> None:
+    print("\n=== throughput next to the chains' own rates (same run; issue #15: >= 300 messages/s, or >= 80 % of "
+          "the lower chain rate) ===")
+    print(f"  {'phase':<6} {'direction':<16} {'sender':<6} {'messages/s':>10} {'src own/s':>10} {'dst own/s':>10} "
+          f"{'ratio':>7}  target")
+    for r in results:
+        src_rate, dst_rate = rates.get(r["src"]), rates.get(r["dst"])
+        if src_rate is None or dst_rate is None:
+            print(f"  {r['label']:<6} {r['src'] + ' -> ' + r['dst']:<16} {r['sender']:<6} {r['rate']:>10.1f}  "
+                  "(chain rates not measured)")
+            continue
+        ratio = r["rate"] / min(src_rate, dst_rate)
+        met = ("met (>= 300/s)" if r["rate"] >= 300 else "met (>= 80 % of the lower chain rate)" if ratio >= 0.8
+               else "NOT met")
+        print(f"  {r['label']:<6} {r['src'] + ' -> ' + r['dst']:<16} {r['sender']:<6} {r['rate']:>10.1f} "
+              f"{src_rate:>10.1f} {dst_rate:>10.1f} {ratio * 100:>6.0f}%  {met}")
+    print("  (a chain's own rate: the same raw send transactions submitted at once with no relayer running, "
+          "first submission to last inclusion; the destination's is its rate for these program/contract "
+          "transactions, delivery transactions cost it more)")
 
 
 def batches_used(db: Path, ids: list[bytes]) -> str:
@@ -288,7 +401,7 @@ async def costs(stack, client, sizes: list[int], receiver_evm: bytes, receiver: 
 
 
 async def run(messages: int, burst: int, batch_size: int, batch_wait_ms: float, compare: bool,
-              cost_sizes: list[int], receiver: str = "both") -> None:
+              cost_sizes: list[int], receiver: str = "both", sender: str = "raw", own_rate_n: int | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
         async with messaging_stack(Path(tmp), relayer=False) as stack:
             config = load_config(stack.config_path)
@@ -298,14 +411,33 @@ async def run(messages: int, burst: int, batch_size: int, batch_wait_ms: float, 
                   f"Solana transfer -> confirmed {floor['solana'] * 1000:.1f} ms (100 ms slots)")
             print("finality waits by configuration: EVM 2 confirmations = ~0.5 s; Solana finalized = 4 slots = ~0.4 s")
             async with TesseraClient.from_config(stack.config_path) as client:
-                if compare:
-                    await phase(stack, client, "off", messages, burst, 1, 0, receiver_evm)
-                if batch_size > 1 or not compare:
-                    await phase(stack, client, "on" if batch_size > 1 else "off2", messages, burst, batch_size,
-                                batch_wait_ms, receiver_evm)
-                for kind in ("recording", "noop"):
-                    if cost_sizes and receiver in (kind, "both"):
-                        await costs(stack, client, cost_sizes, receiver_evm, kind)
+                loads = {name: load_for(name, chain, client._chain(name)) for name, chain in config.chains.items()}
+                results: list[dict] = []
+                try:
+                    if sender == "raw" or own_rate_n:
+                        for load in loads.values():
+                            await load.setup()
+                    if compare:
+                        await phase(stack, client, loads, sender, results, "off", messages, burst, 1, 0, receiver_evm)
+                    if batch_size > 1 or not compare:
+                        await phase(stack, client, loads, sender, results, "on" if batch_size > 1 else "off2", messages,
+                                    burst, batch_size, batch_wait_ms, receiver_evm)
+                    for kind in ("recording", "noop"):
+                        if cost_sizes and receiver in (kind, "both"):
+                            await costs(stack, client, cost_sizes, receiver_evm, kind)
+                    n = burst if own_rate_n is None else own_rate_n
+                    rates = {}
+                    if n:
+                        # Last: no relayer runs after this, so these sends are never relayed and no later
+                        # phase sees them.
+                        print(f"\n=== each chain's own rate for the burst's send transactions ({n} at once, no relayer "
+                              f"running) ===")
+                        rates = await own_rates(config, client, loads, n)
+                    if results:
+                        print_summary(results, rates)
+                finally:
+                    for load in loads.values():
+                        await load.close()
 
 
 def main() -> int:
@@ -319,10 +451,20 @@ def main() -> int:
     parser.add_argument("--receiver", choices=("recording", "noop", "both"), default="both",
                         help="EVM receiver of the cost runs: RecordingReceiver (stores each message), NoopReceiver "
                              "(the gateway's own gas), or both one after the other")
+    parser.add_argument("--sender", choices=("raw", "sdk"), default="raw",
+                        help="who sends the burst: raw = pre-signed transactions submitted as fast as the source "
+                             "chain takes them (bench/loadgen.py); sdk = client.send x N at once (the SDK's own rate caps it)")
+    parser.add_argument("--own-rate", type=int, default=None, metavar="N",
+                        help="transactions per chain for the chains' own rates at the end (default: --burst; 0: skip)")
     args = parser.parse_args()
+    for name in ("messages", "burst", "own_rate"):
+        if (getattr(args, name) or 0) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0")
+    if any(n < 1 for n in args.cost_sizes):
+        parser.error("--cost-sizes must be >= 1")
     configure_logging("warning")
     asyncio.run(run(args.messages, args.burst, args.batch_size, args.batch_wait_ms, args.compare_batching,
-                    args.cost_sizes, args.receiver))
+                    args.cost_sizes, args.receiver, args.sender, args.own_rate))
     return 0
 
 
