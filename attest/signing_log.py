@@ -340,6 +340,7 @@ class SigningLog:
         self._lock = _WriteLock(self._db, self if self._group else None)
         if member is not None:
             self._check_member(member)
+        self.flush()  # the member recorded on first open is durable from the start
 
     def close(self) -> None:
         try:
