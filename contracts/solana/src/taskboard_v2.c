@@ -1014,10 +1014,11 @@ u64 taskboard_v2_check_delivery(SolParameters *params, const Envelope *env, cons
     if (env->payload_len < S2_MIN_LEN) return 0;
     if (params->account_count < 6) return ERR_BOARD_ACCOUNTS_MISSING;
     SolAccountInfo *task = &params->accounts[5];
-    if (tombstone_of(task, program_id, p + S2_REQUEST_ID)) return 0; /* closed: a no-op */
-    if (params->account_count < 8) return ERR_BOARD_ACCOUNTS_MISSING;
+    if (tombstone_of(task, program_id, p + S2_REQUEST_ID)) /* closed: a no-op */
+      return task->is_writable ? 0 : ERR_ACCOUNT_NOT_WRITABLE;
     if (!task2_valid(task, program_id) || !sol_bytes_eq(task->data + T2_REQUEST_ID, p + S2_REQUEST_ID, 32))
       return ERR_TASK_ACCOUNT_WRONG;
+    if (params->account_count < 8) return ERR_BOARD_ACCOUNTS_MISSING;
     if (!task->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
     const u8 *t = task->data;
     if (t[T2_STATE] == TASK2_STATE_OPEN && sol_bytes_eq(t + T2_PENDING_RESULT, message_id, 32)) {
