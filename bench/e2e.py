@@ -1,16 +1,33 @@
-"""End-to-end messaging latency and throughput on the localnet, next to each chain's floor.
+"""End-to-end messaging latency and throughput on the localnet, next to each chain's floor and own rate.
 
-    .venv/bin/python bench/e2e.py [--messages 20] [--burst 40]
+    .venv/bin/python bench/e2e.py [--messages 20] [--burst 40] [--sender raw|sdk] [--compare-batching]
 
 Starts the whole stack on free ports (anvil with 0.25 s blocks and 2 confirmations; the Solana
 localnet server with 100 ms slots and finality 4 slots behind; 4 attester processes, t = 3; one
 relayer process), then per direction:
-- latency: `--messages` messages one after another; per stage from the relayer's store:
-  source inclusion -> observed (final on the source) -> t partials combined -> submitted ->
+- latency: `--messages` messages one after another through the SDK; per stage from the relayer's
+  store: source inclusion -> observed (final on the source) -> t partials combined -> submitted ->
   confirmed (final on the destination);
-- throughput: `--burst` messages sent at once, messages per second until all are confirmed;
+- throughput: `--burst` messages at once, messages per second from the first submission until all
+  are confirmed (the relayer's store). `--sender raw` (the default) sends them with the load
+  generator of bench/loadgen.py: the source transactions (EVM Gateway.send with the quoted fee from
+  several fresh funded accounts; Solana program Send from several payers) are built and signed
+  before the clock starts and submitted in JSON-RPC batches as fast as the source chain takes them,
+  so the sender is not the cap; the message ids come from the receipts / logs afterwards.
+  `--sender sdk` sends them with `client.send` x N at once (the older measurement: the SDK's own send
+  rate, ~41/s on EVM and ~128/s on Solana, caps it). Each burst also prints the CPU seconds every
+  process of the stack spent during it (utime + stime from /proc/<pid>/stat of anvil, the Solana
+  localnet server, each attester, the relayer and this bench process, before and after) and CPU-ms
+  per message;
 - floor: one raw transaction round trip on each chain in the same run (EVM: transfer to receipt;
-  Solana: transfer to `confirmed`), and each chain's finality wait.
+  Solana: transfer to `confirmed`), and each chain's finality wait;
+- own rate, at the very end of the run (no relayer runs after it, so these messages are never
+  relayed): `--own-rate N` (default: --burst) of the same raw send transactions submitted at once
+  on each chain, transactions per second from the first submission to the last inclusion. The
+  summary prints, per phase and direction, messages/s next to the source chain's and the
+  destination chain's own rate, the ratio to the lower of the two, and whether issue #15's target
+  (>= 300 messages/s, or >= 80 % of the lower chain rate) is met. The destination's own rate is its
+  rate for these send transactions; its delivery transactions cost it more.
 
 Batching (docs/PROTOCOL.md "Batch attestations"): `--batch-size N --batch-wait-ms W` set the relayer's
 [relayer] batch_size / batch_wait_ms (default 32 / 50: on; `--batch-size 1` is off);

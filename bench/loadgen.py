@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -385,11 +386,10 @@ async def chain_rate(load: EvmLoad | SolanaLoad, dst_domain: int, receivers: lis
 _TICK = None
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of `pid` plus its reaped children's, in seconds; None when it is gone."""
+def cpu_seconds(pid: int, reaped: bool = True) -> float | None:
+    """utime + stime of `pid` (plus its reaped children's with `reaped`), in seconds; None when it is gone."""
     global _TICK
     if _TICK is None:
-        import os
         _TICK = os.sysconf("SC_CLK_TCK")
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -398,11 +398,10 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     fields = text[text.rindex(")") + 2:].split()
     # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14-17.
-    return sum(int(x) for x in fields[11:15]) / _TICK
+    return sum(int(x) for x in fields[11:15 if reaped else 13]) / _TICK
 
 
 def _children_of() -> dict[int, list[int]]:
-    import os
     out: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -417,14 +416,16 @@ def _children_of() -> dict[int, list[int]]:
 
 
 def process_cpu(named_pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far per named process, each with its live descendants added."""
+    """CPU seconds so far per named process, each with its live descendants added except those
+    named themselves (the bench process is the parent of the whole stack: it counts only itself)."""
     children = _children_of()
+    named = set(named_pids.values())
     out = {}
     for name, pid in named_pids.items():
         total, todo = 0.0, [pid]
         while todo:
             p = todo.pop()
-            total += cpu_seconds(p) or 0.0
-            todo.extend(children.get(p, []))
+            total += cpu_seconds(p, reaped=p != os.getpid()) or 0.0
+            todo.extend(c for c in children.get(p, []) if c not in named)
         out[name] = total
     return out
