@@ -27,7 +27,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 
 from adapters.evm.deploy import contract, transact
-from adapters.evm.rpc import decode_revert, revert_data, to_hex
+from adapters.evm.rpc import checksum, decode_revert, revert_data, to_hex
 from relay.errors import TesseraError
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class GatewayFees:
         topic = _fee_paid_topic(self.abi)
         for entry in receipt["logs"]:
             topics = [bytes(t) for t in entry["topics"]]
-            if (to_checksum_address(entry["address"]) == self.gateway_address and len(topics) == 3
+            if (checksum(entry["address"]) == self.gateway_address and len(topics) == 3
                     and to_hex(topics[0]) == topic and topics[1] == message_id):
                 fee, _refund = abi_decode(["uint256", "uint256"], bytes(entry["data"]))
                 return int(fee)

@@ -28,7 +28,9 @@ from web3.exceptions import BadFunctionCallOutput, ContractLogicError, Transacti
 from adapters.endpoints import AllEndpointsFailed, EndpointPool
 from adapters.evm.deploy import deploy, error_abi, load_artifact
 from adapters.evm.fees import GatewayFees
-from adapters.evm.rpc import Coalescer, decode_revert, endpoint_pool, revert_data, to_hex
+from adapters.evm import rpc
+from adapters.evm.rpc import (CallBatcher, Coalescer, WrongChainError, checksum, decode_revert, endpoint_pool,
+                              revert_data, to_hex)
 from adapters.evm.tx import Mined, NoSignerError, NonceUsed, Replaced, SentTx, TxManager, Waiting
 from attest.bn254 import hash_to_g1_hint
 from relay.aio import wait_event
@@ -157,6 +159,7 @@ class EvmAdapter(GatewayFees):
         log_range: int = LOG_RANGE,
         rpc_timeout: float = 10.0,
         pool_attempts: int = 4,
+        call_batch: int = 50,
     ) -> None:
         self.name = name
         self.chain = chain
@@ -170,8 +173,9 @@ class EvmAdapter(GatewayFees):
         self.poll_interval = poll_interval
         self.stuck_after = stuck_after
         self.log_range = log_range
+        # Every endpoint is checked to serve chain.chain_id before its first request (rpc.py).
         self.pool: EndpointPool[AsyncWeb3] = endpoint_pool(name, chain.rpc_urls, timeout=rpc_timeout,
-                                                           attempts=pool_attempts)
+                                                           attempts=pool_attempts, chain_id=chain.chain_id)
         account = Account.from_key(signer_private_key) if signer_private_key else None
         # Through self._call (not the pool's call bound now), so every RPC of the adapter takes one path.
         self.tx = TxManager(lambda what, fn: self._call(what, fn), account, name=name)
@@ -185,6 +189,7 @@ class EvmAdapter(GatewayFees):
         events = {e["name"]: e for e in self.abi if e.get("type") == "event"}
         self._topic_sent = to_hex(event_abi_to_log_topic(events["MessageSent"]))
         self._topic_delivered = to_hex(event_abi_to_log_topic(events["MessageDelivered"]))
+        self._delivery_status_selector = self._gateway.functions.deliveryStatus(bytes(32))._encode_transaction_data()[:10]
 
         self._sent: dict[str, SentTx] = {}  # deliveries sent by this process, by original hash
         self._replaced_by: dict[str, str] = {}  # replacement hash → the original it stands for
@@ -194,6 +199,10 @@ class EvmAdapter(GatewayFees):
         self._block_times: dict[int, int] = {}  # final block number -> timestamp (bounded)
         self._handler_gas: tuple[int, int] | None = None  # the gateway's (GAS_RESERVE, MAX_HANDLER_GAS)
         self._shared = Coalescer()  # reads asked for by many messages at once, made once (final block, ...)
+        # deliveryStatus reads asked for at once: one JSON-RPC batch of at most `call_batch`
+        self._status_reads = CallBatcher(lambda what, fn: self._call(what, fn), size=call_batch)
+        # (tx hash, block hash) -> {message id: handled} of the gateway's MessageDelivered logs (bounded)
+        self._delivered_in: dict[tuple[bytes, bytes], dict[bytes, bool]] = {}
 
     @classmethod
     def from_config(cls, name: str, chain: EvmChain, **options: Any) -> "EvmAdapter":
@@ -204,6 +213,19 @@ class EvmAdapter(GatewayFees):
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Each endpoint that answers serves the configured chain (one down now is checked before its
+        # first request later, rpc.LeanHTTPProvider); then the pool's view, as every read sees it.
+        for client in self.pool.clients:
+            provider = rpc.lean(client)
+            if provider is None:
+                continue
+            try:
+                await provider.node_chain_id()
+            except WrongChainError as exc:
+                raise EvmAdapterError(str(exc)) from None
+            except Exception as exc:  # noqa: BLE001 - a dead endpoint never blocks start-up
+                _log().warning("endpoint not reachable at start", chain=self.name, endpoint=provider.endpoint_uri,
+                               error=f"{type(exc).__name__}: {exc}"[:200])
         chain_id = await self._call("eth_chainId", lambda w3: w3.eth.chain_id)
         if chain_id != self.chain.chain_id:
             raise EvmAdapterError(
@@ -262,18 +284,15 @@ class EvmAdapter(GatewayFees):
         if self.confirmations is None:
             block = await self._call("eth_getBlockByNumber(finalized)", lambda w3: w3.eth.get_block("finalized"))
             return int(block["number"])
-        head = await self._call("eth_blockNumber", lambda w3: w3.eth.block_number)
+        head = await self._call("eth_blockNumber", rpc.block_number)
         return head - self.confirmations
 
     async def _canonical_hash(self, number: int) -> bytes | None:
         return await self._shared.run(("block hash", number), lambda: self._read_canonical_hash(number))
 
     async def _read_canonical_hash(self, number: int) -> bytes | None:
-        try:
-            block = await self._call("eth_getBlockByNumber", lambda w3: w3.eth.get_block(number))
-        except Web3RPCError:  # BlockNotFound: the chain got shorter
-            return None
-        return bytes(block["hash"])
+        found = await self._call("eth_getBlockByNumber", lambda w3: rpc.block_hash(w3, number))
+        return None if found is None else found[1]  # None: the chain got shorter
 
     # --- watching ----------------------------------------------------------------------------
 
@@ -399,7 +418,7 @@ class EvmAdapter(GatewayFees):
             return []
         logs = [
             e for e in receipt["logs"]
-            if to_checksum_address(e["address"]) == self.gateway_address and e["topics"]
+            if checksum(e["address"]) == self.gateway_address and e["topics"]
             and to_hex(e["topics"][0]) == self._topic_sent
         ]
         return await self._timed([o for o in (self._observation(e, str(block)) for e in logs) if o is not None])
@@ -426,13 +445,11 @@ class EvmAdapter(GatewayFees):
 
     async def delivery_status_of(self, message_id: bytes, block: int | str = "latest") -> int:
         """0 never delivered, 1 handled, 2 delivered but the handler failed (Gateway.deliveryStatus)."""
-        fn = self._gateway.functions.deliveryStatus(bytes(message_id))
-        data = fn._encode_transaction_data()
-
-        async def read(w3: AsyncWeb3) -> bytes:
-            return await w3.eth.call({"to": self.gateway_address, "data": data}, block_identifier=block)
-
-        raw = await self._call("eth_call deliveryStatus", read)
+        # deliveryStatus(bytes32): its selector and the id, encoded by hand (the hot read of every message)
+        data = self._delivery_status_selector + bytes(message_id).rjust(32, b"\0").hex()
+        if len(message_id) != 32:
+            raise EvmAdapterError(f"a message id is 32 bytes, not {len(message_id)}")
+        raw = await self._status_reads.eth_call({"to": self.gateway_address, "data": data}, block)
         if not raw:  # the gateway did not exist yet at that block
             return STATUS_NONE
         return int.from_bytes(bytes(raw)[-32:], "big")
@@ -464,7 +481,7 @@ class EvmAdapter(GatewayFees):
 
     async def fee(self) -> int:
         data = self._gateway.functions.fee()._encode_transaction_data()
-        raw = await self._call("eth_call fee", lambda w3: w3.eth.call({"to": self.gateway_address, "data": data}))
+        raw = await self._call("eth_call fee", lambda w3: rpc.eth_call(w3, {"to": self.gateway_address, "data": data}))
         return int.from_bytes(bytes(raw)[-32:], "big")
 
     # --- transactions ------------------------------------------------------------------------
@@ -497,7 +514,7 @@ class EvmAdapter(GatewayFees):
         _ = self.tx.signer  # a watch-only adapter says so (NoSignerError) before any RPC
         if self._handler_gas is None:
             reserve, most = await asyncio.gather(*(
-                self._call(f"eth_call {name}", lambda w3, name=name: w3.eth.call(
+                self._call(f"eth_call {name}", lambda w3, name=name: rpc.eth_call(w3,
                     {"to": self.gateway_address, "data": self._gateway.functions[name]()._encode_transaction_data()}))
                 for name in ("GAS_RESERVE", "MAX_HANDLER_GAS")))
             self._handler_gas = (int.from_bytes(bytes(reserve)[-32:], "big"), int.from_bytes(bytes(most)[-32:], "big"))
@@ -585,24 +602,41 @@ class EvmAdapter(GatewayFees):
             return DeliveryStatus(DeliveryState.PENDING, f"mined in block {block} (tx {tx_hash}), not final yet")
         if await self._canonical_hash(block) != bytes(receipt["blockHash"]):
             return DeliveryStatus(DeliveryState.PENDING, f"block {block} of tx {tx_hash} was reorged out")
-        found = False
-        for entry in receipt["logs"]:
-            topics = entry["topics"]
-            if (to_checksum_address(entry["address"]) == self.gateway_address and topics
-                    and to_hex(topics[0]) == self._topic_delivered):
-                if message_id is not None and bytes(topics[1]) != message_id:
-                    continue  # another message of the same batch
-                found = True
-                (_nonce, handled) = abi_decode(["uint64", "bool"], bytes(entry["data"]))
-                if not handled:
-                    return DeliveryStatus(DeliveryState.HANDLER_FAILED,
-                                          f"tx {tx_hash} final in block {block}, but the receiver's handler failed "
-                                          f"for message {to_hex(topics[1])}: retry it (Gateway.retryFailed)")
-        if message_id is not None and not found:
+        delivered = self._deliveries(receipt)
+        if message_id is None:
+            failed = [m for m, handled in delivered.items() if not handled]
+        else:
+            failed = [message_id] if delivered.get(bytes(message_id)) is False else []
+        if failed:
+            return DeliveryStatus(DeliveryState.HANDLER_FAILED,
+                                  f"tx {tx_hash} final in block {block}, but the receiver's handler failed "
+                                  f"for message {to_hex(failed[0])}: retry it (Gateway.retryFailed)")
+        if message_id is not None and bytes(message_id) not in delivered:
             # deliverBatch skips a message delivered before (by another relayer, or another batch).
             return DeliveryStatus(DeliveryState.DROPPED, f"tx {tx_hash} (final in block {block}) did not deliver "
                                                          f"message 0x{message_id.hex()}: it was delivered before")
         return DeliveryStatus(DeliveryState.CONFIRMED, f"tx {tx_hash} final in block {block}")
+
+    def _deliveries(self, receipt: Any) -> dict[bytes, bool]:
+        """{message id: handled} of the gateway's MessageDelivered logs in `receipt`, in log order: read
+        once per receipt however many of a batch's messages ask (a receipt's logs are fixed by its
+        transaction and block, the key)."""
+        key = (bytes(receipt.get("transactionHash") or b""), bytes(receipt["blockHash"]))
+        found = self._delivered_in.get(key) if key[0] else None
+        if found is not None:
+            return found
+        found = {}
+        for entry in receipt["logs"]:
+            topics = entry["topics"]
+            if (topics and to_hex(topics[0]) == self._topic_delivered
+                    and checksum(entry["address"]) == self.gateway_address):
+                (_nonce, handled) = abi_decode(["uint64", "bool"], bytes(entry["data"]))
+                found.setdefault(bytes(topics[1]), bool(handled))
+        if key[0]:
+            if len(self._delivered_in) >= 256:
+                self._delivered_in.pop(next(iter(self._delivered_in)))
+            self._delivered_in[key] = found
+        return found
 
     async def _revert_reason(self, tx_hash: str, receipt: Any, sent: SentTx | None) -> str:
         # Replayed with the transaction's own gas limit on the state at the end of its block.

@@ -14,7 +14,11 @@ board's calls, the feed pusher's updates and deployments all go through a `TxMan
   mempools require of a replacement) after `stuck_after` seconds without a receipt; a later send may
   also take an unmined transaction's nonce (`send(..., replacing=...)`).
 - Receipts: `check` tells one step (mined, waiting, replaced, nonce used by another transaction);
-  `wait` repeats it until mined or a deadline. Every RPC goes through a `PoolCall` (rpc.py).
+  `wait` repeats it until mined or a deadline. A receipt read is shared by the callers asking at once
+  and, once mined, kept `receipt_ttl` seconds (a batch's messages ask about one transaction in waves):
+  a receipt that old is one read that long ago, and whoever judges finality from it checks its block
+  against the canonical chain. Every RPC goes through a `PoolCall` (rpc.py); receipts and eth_calls
+  take rpc.py's lean path (no web3 formatters).
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.exceptions import ContractLogicError, Web3RPCError
 
+from adapters.evm import rpc
 from adapters.evm.rpc import Coalescer, PoolCall, revert_data, to_hex
 from relay.envelope import keccak256
 from relay.errors import TesseraError
@@ -38,6 +43,8 @@ FEE_BUMP_NUM, FEE_BUMP_DEN = 9, 8  # +12.5 %, what geth-style mempools require o
 POLL_INTERVAL = 0.05  # seconds between checks while waiting for a transaction
 NONCE_USED_GRACE = 2.0  # seconds `wait` looks for our receipt after the account's nonce was used
 FEE_TTL = 1.0  # seconds fees read for one transaction serve the next ones
+RECEIPT_TTL = 1.0  # seconds a mined receipt serves the next callers asking about its transaction
+RECEIPTS_KEPT = 4096  # bound of the mined receipts kept (oldest dropped first)
 
 
 def _log() -> Any:
@@ -103,13 +110,7 @@ async def send_signed(call: PoolCall, signer: LocalAccount, tx: dict[str, Any]) 
 
 async def receipt_or_none(call: PoolCall, tx_hash: str) -> Any | None:
     """The transaction's receipt through `call`, or None while it is not mined (or unknown)."""
-    async def get(w3: AsyncWeb3) -> Any | None:
-        try:
-            return await w3.eth.get_transaction_receipt(tx_hash)
-        except TransactionNotFound:
-            return None
-
-    return await call("eth_getTransactionReceipt", get)
+    return await call("eth_getTransactionReceipt", lambda w3: rpc.receipt(w3, tx_hash))
 
 
 def _outbid(tx: dict[str, Any], fee_now: int, tip_now: int) -> tuple[int, int]:
@@ -181,6 +182,7 @@ class TxManager:
     chain_id: int | None = None
     poll_interval: float = POLL_INTERVAL
     fee_ttl: float = FEE_TTL
+    receipt_ttl: float = RECEIPT_TTL
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _next_nonce: int | None = field(default=None, init=False, repr=False)
     # (when read, monotonic; the read): concurrent callers share one read in flight
@@ -188,6 +190,8 @@ class TxManager:
     # Checks running at once share their reads: one mined count for every transaction followed, one
     # receipt per transaction however many messages it delivered, one check per transaction.
     _shared: Coalescer = field(default_factory=Coalescer, init=False, repr=False)
+    # tx hash -> (when read, monotonic; its mined receipt)
+    _receipts: dict[str, tuple[float, Any]] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def signer(self) -> LocalAccount:
@@ -219,7 +223,22 @@ class TxManager:
         return await self.call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, block))
 
     async def receipt(self, tx_hash: str) -> Any | None:
-        return await self._shared.run(("receipt", tx_hash), lambda: receipt_or_none(self.call, tx_hash))
+        """The transaction's receipt (None while not mined): one read for the callers asking at once,
+        a mined one kept `receipt_ttl` seconds."""
+        kept = self._receipts.get(tx_hash)
+        if kept is not None and time.monotonic() - kept[0] < self.receipt_ttl:
+            return kept[1]
+        return await self._shared.run(("receipt", tx_hash), lambda: self._read_receipt(tx_hash))
+
+    async def _read_receipt(self, tx_hash: str) -> Any | None:
+        read_at = time.monotonic()
+        receipt = await receipt_or_none(self.call, tx_hash)
+        self._receipts.pop(tx_hash, None)
+        if receipt is not None and self.receipt_ttl > 0:
+            if len(self._receipts) >= RECEIPTS_KEPT:
+                self._receipts.pop(next(iter(self._receipts)))
+            self._receipts[tx_hash] = (read_at, receipt)
+        return receipt
 
     async def estimate(self, tx: dict[str, Any]) -> int:
         """eth_estimateGas; a refusal raises ContractLogicError (revert_data() has the reason)."""
@@ -239,7 +258,7 @@ class TxManager:
             if gas is None:
                 return int(await self.estimate(dict(tx)) * GAS_MULTIPLIER)
             if preflight:
-                await self.call("eth_call (preflight)", lambda w3: w3.eth.call({**tx, "gas": gas}))
+                await self.call("eth_call (preflight)", lambda w3: rpc.eth_call(w3, {**tx, "gas": gas}))
             return gas
 
         limit, fees = await asyncio.gather(gas_limit(), self.fees(), return_exceptions=True)
@@ -365,7 +384,7 @@ class TxManager:
         then reads as what beat it."""
         call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
         try:
-            await self.call("eth_call (replay)", lambda w3: w3.eth.call(call, block_identifier=block))
+            await self.call("eth_call (replay)", lambda w3: rpc.eth_call(w3, call, block))
         except ContractLogicError as exc:
             return True, revert_data(exc)
         return False, None
