@@ -188,6 +188,8 @@ _LOG_LOCK = 7305  # the advisory lock every write of a PostgreSQL signing log ho
 COMMIT_EVERY = 512
 COMMIT_IDLE_S = 0.05
 COMMIT_WITHIN_S = 0.25
+_ROLLED_BACK = ("the signing log's uncommitted writes were rolled back by SQLite (an I/O error?); nothing of them was "
+                "served, and the watchers start again from the last durable cursor")
 
 
 class SigningLogError(Exception):
@@ -358,17 +360,15 @@ class SigningLog:
             # Our open group is gone without a COMMIT of ours: SQLite rolled it back (an I/O error,
             # a full disk). Its writes are lost; refuse to go on as if they were there.
             self._lost()
-            raise SigningLogError("the signing log's uncommitted writes were rolled back by SQLite; the watchers "
-                                  "start again from the last durable cursor")
+            raise SigningLogError(_ROLLED_BACK)
         self._db.execute("BEGIN IMMEDIATE")
 
     def _written(self) -> None:
         """The outermost write section ended: count it; commit now or arm the timer."""
         if not self._db.in_transaction:
-            # Nothing open: the group was rolled back under us (a failed statement can do that).
-            if self._pending:
-                self._lost()
-            return
+            # Nothing open: SQLite rolled the group back under us (an I/O error, a full disk).
+            self._lost()
+            raise SigningLogError(_ROLLED_BACK)
         now = time.monotonic()
         if self._pending == 0:
             self._first = now
@@ -430,8 +430,7 @@ class SigningLog:
             if not self._db.in_transaction:
                 if self._pending:
                     self._lost()
-                    raise SigningLogError("the signing log's uncommitted writes were rolled back by SQLite; the "
-                                          "watchers start again from the last durable cursor")
+                    raise SigningLogError(_ROLLED_BACK)
                 return
             try:
                 self._db.execute("COMMIT")

@@ -361,6 +361,21 @@ async def test_a_failed_commit_serves_nothing_and_the_watcher_starts_again_from_
     assert set(durable_nonces(db)) == {0, 1, 2, 3} and durable_cursor(db) == "103"
 
 
+async def test_a_group_sqlite_rolled_back_by_itself_is_noticed_not_written_over(tmp_path: Path) -> None:
+    log = grouped_log(tmp_path / "attester-1.db")
+    try:
+        log.record(SignedEntry(SRC, 0, envelope(0).message_id, 1, b"", "0xtx0", 1.0))
+        log.set_cursor(f"watch:{SRC}", "100")
+        log._db.execute("ROLLBACK")  # what SQLite does by itself on some I/O errors
+        with pytest.raises(SigningLogError, match="rolled back"):
+            log.set_cursor(f"watch:{SRC}", "101")  # would be a cursor without the records behind it
+        assert log.generation == 1 and log.pending == 0
+        assert log.get_cursor(f"watch:{SRC}") is None and log.by_nonce(SRC, 0, 1) is None
+    finally:
+        log.close()
+    assert durable_cursor(tmp_path / "attester-1.db") is None
+
+
 # -- partials signed on first request ------------------------------------------------------------
 
 async def test_a_partial_is_signed_on_first_request_only_for_a_message_seen_final(served) -> None:
