@@ -200,7 +200,7 @@ async def phase(stack, client, loads, sender: str, results: list[dict], label: s
 def stack_pids(stack) -> dict[str, int]:
     """The stack's live processes by name (the chains' nodes, attesters, relayers), and this one."""
     pids = {child.name: child.pid for child in stack.net.children if child.alive()}
-    pids["bench (load generator)"] = os.getpid()
+    pids["bench (the sender)"] = os.getpid()
     return pids
 
 
@@ -430,8 +430,9 @@ async def run(messages: int, burst: int, batch_size: int, batch_wait_ms: float, 
             async with TesseraClient.from_config(stack.config_path) as client:
                 loads = {name: load_for(name, chain, client._chain(name)) for name, chain in config.chains.items()}
                 results: list[dict] = []
+                n = burst if own_rate_n is None else own_rate_n
                 try:
-                    if sender == "raw" or own_rate_n:
+                    if sender == "raw" or n:
                         for load in loads.values():
                             await load.setup()
                     if compare:
@@ -442,7 +443,6 @@ async def run(messages: int, burst: int, batch_size: int, batch_wait_ms: float, 
                     for kind in ("recording", "noop"):
                         if cost_sizes and receiver in (kind, "both"):
                             await costs(stack, client, cost_sizes, receiver_evm, kind)
-                    n = burst if own_rate_n is None else own_rate_n
                     rates = {}
                     if n:
                         # Last: no relayer runs after this, so these sends are never relayed and no later
