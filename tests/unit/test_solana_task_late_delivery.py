@@ -32,6 +32,7 @@ from adapters.solana.program import (
     closed_serve_verdict_accounts,
     closed_task_delivery_accounts,
     deliver_ix,
+    deliver_with_proof_ix,
     is_task_tombstone,
     outbox_address,
     receipt_address,
@@ -41,11 +42,12 @@ from adapters.solana.program import (
     taskboard_address,
 )
 from adapters.solana.tx import PACKET_DATA_SIZE, transaction_size
+from relay.batch import Batch
 from relay.envelope import Envelope
 from relay.tasks.payloads import RefusalReason
 from tests.support.solana import ALICE, Chain, custom_error, funded
-from tests.unit.test_solana_taskboard_v2 import (  # noqa: F401 - board, opened, served: fixtures
-    BOND,
+from tests.unit.test_solana_batch import verify
+from tests.unit.test_solana_taskboard_v2 import (  # noqa: F401 - board, served: fixtures
     NOW,
     SETTLEMENT_GRACE_SECONDS,
     _answered,
@@ -56,7 +58,6 @@ from tests.unit.test_solana_taskboard_v2 import (  # noqa: F401 - board, opened,
     delivered,
     ignored,
     incoming,
-    opened,
     refused_delivery,
     request,
     request_ix,
@@ -305,3 +306,28 @@ def test_late_serving_verdicts_naming_anything_but_their_closed_serve_address_an
     before = _balances(chain, serve, worker.pubkey(), refund.pubkey())
     assert ignored(delivered(chain, v_env, accounts(serve, own_receipt)), SERVE_CLOSED)
     assert _balances(chain, serve, worker.pubkey(), refund.pubkey()) == before
+
+
+def test_a_late_result_delivered_with_a_batch_proof_is_a_no_op_too(board: Chain) -> None:
+    """DeliverWithProof runs the same account checks and handling: a late result proven by a verified
+    batch root lands once as a no-op on its own tombstone; another account is refused first."""
+    task, req, requester = _closed_task(board)
+    _, env_a, payout = _late_result(board, req, nonce=1)
+    _, env_b, _ = _late_result(board, req, nonce=2)
+    batch = Batch.of([env_a, env_b])
+    ix, signers = verify(board, batch)
+    board.ok(ix, signers=signers)
+
+    def prove(i: int, extra: list[AccountMeta]) -> Instruction:
+        return deliver_with_proof_ix(board.program_id, board.payer.pubkey(), batch.root, i, batch.proof(i),
+                                     batch.envelopes[i].encode(), extra)
+
+    board_meta = AccountMeta(taskboard_address(board.program_id), False, False)
+    board.fails(E.TASK_ACCOUNT_WRONG, prove(0, [board_meta, AccountMeta(Pubkey.new_unique(), False, True)]))
+    assert not _receipt_written(board, env_a)
+    before = _balances(board, task, payout.pubkey(), requester.pubkey())
+    for i, env in enumerate(batch.envelopes):
+        meta = board.ok(prove(i, closed_task_delivery_accounts(board.program_id, task)))
+        assert ignored(meta, TASK_CLOSED) and _receipt_written(board, env)
+        board.fails(E.ALREADY_DELIVERED, prove(i, closed_task_delivery_accounts(board.program_id, task)))
+    assert _balances(board, task, payout.pubkey(), requester.pubkey()) == before
