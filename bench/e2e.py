@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections import Counter
 import random
 import sqlite3
 import statistics
@@ -224,10 +225,17 @@ async def wait_confirmed_txs(db: Path, source_txs: list[str], timeout: float = 9
     """When every message of these source transactions (one each) is confirmed, by the relayer's store."""
     deadline = time.monotonic() + timeout
     marks = ",".join("?" for _ in source_txs)
+    done = 0
     while time.monotonic() < deadline:
         with sqlite3.connect(db) as conn:
-            done = conn.execute(f"SELECT count(*) FROM messages WHERE stage = 'confirmed' AND source_tx IN ({marks})",
-                                source_txs).fetchone()[0]
+            counts = dict(conn.execute(f"SELECT stage, count(*) FROM messages WHERE source_tx IN ({marks}) "
+                                       "GROUP BY stage", source_txs).fetchall())
+            if counts.get("dead"):
+                why = conn.execute(f"SELECT source_tx, reason FROM messages WHERE stage = 'dead' AND source_tx IN "
+                                   f"({marks}) LIMIT 1", source_txs).fetchone()
+                raise RuntimeError(f"{counts['dead']} of the burst's messages are dead in the relayer, e.g. the one "
+                                   f"of {why[0]}: {why[1]}")
+        done = counts.get("confirmed", 0)
         if done >= len(source_txs):
             return time.time()
         await asyncio.sleep(0.05)
@@ -290,9 +298,11 @@ async def own_rates(config, client, loads, n: int) -> dict[str, float]:
         receivers = [receiver or bytes(Keypair().pubkey()) for _ in range(n)]
         sent = await chain_rate(loads[name], client._chain(other).domain, receivers, burst_payloads(n, "own rate"))
         rates[name] = sent.inclusion_rate()
+        unit = "slots" if config.chains[name].kind == "solana" else "blocks"
         print(f"  {name}: {n} send transactions submitted at once (no relayer running) included in "
               f"{sent.last_included - sent.started:.2f} s = {rates[name]:.1f} transactions/s "
-              f"(submitted in {sent.all_submitted - sent.started:.2f} s)")
+              f"(submitted in {sent.all_submitted - sent.started:.2f} s; in {len(set(sent.positions.values()))} "
+              f"{unit}, at most {max(Counter(sent.positions.values()).values())} in one)")
     return rates
 
 

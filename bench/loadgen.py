@@ -94,6 +94,7 @@ class Burst:
     started: float = 0.0  # time.time() of the first submission
     all_submitted: float = 0.0
     included_at: dict[str, float] = field(default_factory=dict)  # tx id -> when first seen included
+    positions: dict[str, int] = field(default_factory=dict)  # tx id -> block number / slot it landed in
 
     @property
     def last_included(self) -> float:
@@ -185,6 +186,7 @@ class EvmLoad:
                         if h.lower() in pending:
                             pending.discard(h.lower())
                             burst.included_at[h] = now
+                            burst.positions[h] = int(block["number"], 16)
                 next_block = head + 1
             if not pending:
                 break
@@ -194,7 +196,9 @@ class EvmLoad:
             await asyncio.sleep(poll)
         # Key the times by the ids as submitted (nodes may differ in hex case).
         lowered = {h.lower(): t for h, t in burst.included_at.items()}
+        at = {h.lower(): n for h, n in burst.positions.items()}
         burst.included_at = {h: lowered[h.lower()] for h in burst.tx_ids}
+        burst.positions = {h: at[h.lower()] for h in burst.tx_ids}
 
     async def message_ids(self, burst: Burst) -> list[bytes]:
         """One pass of receipts: every transaction succeeded and emitted exactly one valid MessageSent."""
@@ -327,6 +331,7 @@ class SolanaLoad:
                         raise LoadError(f"{self.name}: transaction {sig} failed: {status['err']}")
                     else:
                         burst.included_at[sig] = now
+                        burst.positions[sig] = status["slot"]
             pending = still
             if not pending:
                 break
