@@ -217,6 +217,18 @@ def print_cpu(before: dict[str, float], after: dict[str, float], seconds: float,
     print(f"      {'all':<28} {total:7.2f} CPU-s  {total * 1000 / messages:7.2f} CPU-ms per message")
 
 
+def print_timeline(db: Path, ids: list[bytes], started: float) -> None:
+    """When the burst's messages reached each of the relayer's stages, from the first submission:
+    where the time goes (a stage whose last message is late while the CPU is idle is a wait)."""
+    stages = stage_times(db, ids)
+    print("    timeline from the first submission (first / median / last message reaching the stage):")
+    for name, column in (("observed (final on the source)", 0), ("t partials combined", 1), ("submitted", 2),
+                         ("confirmed (final on the destination)", 3)):
+        times = sorted(t[column] - started for t in stages if t[column] is not None)
+        if times:
+            print(f"      {name:<38} +{times[0]:6.2f} / +{statistics.median(times):6.2f} / +{times[-1]:6.2f} s")
+
+
 def nproc() -> int:
     return len(os.sched_getaffinity(0))
 
@@ -281,16 +293,19 @@ async def run_burst(stack, client, loads, sender: str, label: str, db: Path, src
           f"included on {src} after {all_included - started:.2f} s ({burst / max(all_included - started, 1e-9):.1f}/s); "
           f"all confirmed on {dst} after {done - started:.2f} s = {rate:.1f} messages/s, "
           f"{done - all_included:.2f} s after the last was included ({batches_used(db, burst_ids)})")
+    print_timeline(db, burst_ids, started)
     print_cpu(before, after, done - started, burst)
     return {"label": label, "src": src, "dst": dst, "n": burst, "rate": rate, "sender": sender}
 
 
-async def own_rates(config, client, loads, n: int) -> dict[str, float]:
+async def own_rates(config, client, loads, n: int) -> tuple[dict[str, float], set[str]]:
     """Each chain's own rate for the burst's send transactions, with no relayer running: n raw
     sends at once, transactions per second from the first submission to the last inclusion. The
-    messages are never relayed (no relayer runs after this)."""
+    messages are never relayed (no relayer runs after this). Also the chains that took the burst at
+    once and then only waited for one or two blocks: not saturated, their rate is a lower bound."""
     names = list(loads)
-    rates = {}
+    rates: dict[str, float] = {}
+    lower_bound: set[str] = set()
     for name in names:
         other = next(o for o in names if o != name)
         receiver = (bytes.fromhex(config.chains[other].contracts["RecordingReceiver"][2:]).rjust(32, b"\0")
@@ -298,15 +313,23 @@ async def own_rates(config, client, loads, n: int) -> dict[str, float]:
         receivers = [receiver or bytes(Keypair().pubkey()) for _ in range(n)]
         sent = await chain_rate(loads[name], client._chain(other).domain, receivers, burst_payloads(n, "own rate"))
         rates[name] = sent.inclusion_rate()
+        spanned = len(set(sent.positions.values()))
+        if spanned <= 2 and sent.all_submitted - sent.started < 0.5 * (sent.last_included - sent.started):
+            # Accepted fast, then waited for a block or two: the chain's block time, not its capacity,
+            # set this rate. (The Solana localnet executes on arrival: its rate is how fast it takes them.)
+            lower_bound.add(name)
         unit = "slots" if config.chains[name].kind == "solana" else "blocks"
         print(f"  {name}: {n} send transactions submitted at once (no relayer running) included in "
               f"{sent.last_included - sent.started:.2f} s = {rates[name]:.1f} transactions/s "
               f"(submitted in {sent.all_submitted - sent.started:.2f} s; in {len(set(sent.positions.values()))} "
               f"{unit}, at most {max(Counter(sent.positions.values()).values())} in one)")
-    return rates
+        if name in lower_bound:
+            print(f"    ({name} took them all in {sent.all_submitted - sent.started:.2f} s and then waited for "
+                  f"{spanned} {unit}: not saturated, so its rate is at least this; a larger --own-rate N measures more)")
+    return rates, lower_bound
 
 
-def print_summary(results: list[dict], rates: dict[str, float]) -> None:
+def print_summary(results: list[dict], rates: dict[str, float], lower_bound: set[str]) -> None:
     print("\n=== throughput next to the chains' own rates (same run; issue #15: >= 300 messages/s, or >= 80 % of "
           "the lower chain rate) ===")
     print(f"  {'phase':<6} {'direction':<16} {'sender':<6} {'messages/s':>10} {'src own/s':>10} {'dst own/s':>10} "
@@ -317,11 +340,19 @@ def print_summary(results: list[dict], rates: dict[str, float]) -> None:
             print(f"  {r['label']:<6} {r['src'] + ' -> ' + r['dst']:<16} {r['sender']:<6} {r['rate']:>10.1f}  "
                   "(chain rates not measured)")
             continue
+        lower = r["src"] if src_rate <= dst_rate else r["dst"]
         ratio = r["rate"] / min(src_rate, dst_rate)
-        met = ("met (>= 300/s)" if r["rate"] >= 300 else "met (>= 80 % of the lower chain rate)" if ratio >= 0.8
-               else "NOT met")
+        if r["rate"] >= 300:
+            met = "met (>= 300/s)"
+        elif ratio >= 0.8:
+            met = ("undecided: >= 80 % of a chain rate that is only a lower bound (raise --own-rate)"
+                   if lower in lower_bound else "met (>= 80 % of the lower chain rate)")
+        else:
+            met = "NOT met"
+        src_text = (">=" if r["src"] in lower_bound else "") + f"{src_rate:.1f}"
+        dst_text = (">=" if r["dst"] in lower_bound else "") + f"{dst_rate:.1f}"
         print(f"  {r['label']:<6} {r['src'] + ' -> ' + r['dst']:<16} {r['sender']:<6} {r['rate']:>10.1f} "
-              f"{src_rate:>10.1f} {dst_rate:>10.1f} {ratio * 100:>6.0f}%  {met}")
+              f"{src_text:>10} {dst_text:>10} {('<=' if lower in lower_bound else '') + f'{ratio * 100:.0f}%':>7}  {met}")
     print("  (a chain's own rate: the same raw send transactions submitted at once with no relayer running, "
           "first submission to last inclusion; the destination's is its rate for these program/contract "
           "transactions, delivery transactions cost it more)")
@@ -453,15 +484,15 @@ async def run(messages: int, burst: int, batch_size: int, batch_wait_ms: float, 
                     for kind in ("recording", "noop"):
                         if cost_sizes and receiver in (kind, "both"):
                             await costs(stack, client, cost_sizes, receiver_evm, kind)
-                    rates = {}
+                    rates, lower_bound = {}, set()
                     if n:
                         # Last: no relayer runs after this, so these sends are never relayed and no later
                         # phase sees them.
                         print(f"\n=== each chain's own rate for the burst's send transactions ({n} at once, no relayer "
                               f"running) ===")
-                        rates = await own_rates(config, client, loads, n)
+                        rates, lower_bound = await own_rates(config, client, loads, n)
                     if results:
-                        print_summary(results, rates)
+                        print_summary(results, rates, lower_bound)
                 finally:
                     for load in loads.values():
                         await load.close()
