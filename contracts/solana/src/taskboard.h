@@ -119,6 +119,7 @@ u64 taskboard_on_delivery(SolParameters *params, const Envelope *env, const u8 m
 #define TOMB_MAGIC 0 /* "TESSTOMB" */
 #define TOMB_REQUEST_ID 8
 #define TASK_TOMBSTONE_LEN 40
+_Static_assert(TASK_TOMBSTONE_LEN != PROBE_ACCOUNT_LEN, "probe targets must not be able to alias a task tombstone");
 
 #define TASK2_STATE_OPEN 1
 #define TASK2_STATE_COMPLETED 3
