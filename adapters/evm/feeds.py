@@ -22,6 +22,7 @@ from web3.exceptions import ContractLogicError
 from adapters.evm.deploy import contract, deploy, error_abi, load_artifact, transact
 from adapters.evm.gateway import evm_key
 from attest.bn254 import hash_to_g1_hint
+from adapters.evm import rpc
 from adapters.evm.rpc import decode_revert, endpoint_pool, given_client_pool, make_client, revert_data
 from adapters.evm.tx import NonceTaken, SentTx, TxManager, TxNotMined
 from relay.config import EvmChain, KeyRef, TesseraConfig
@@ -219,8 +220,7 @@ class EvmFeedTarget:
     async def _read(self, function: Any, block: int | str = "latest") -> Any:
         """eth_call of a FeedStore view function through the pool, decoded."""
         data = function._encode_transaction_data()
-        raw = await self._call("eth_call", lambda w3: w3.eth.call({"to": self.store_address, "data": data},
-                                                                   block_identifier=block))
+        raw = await self._call("eth_call", lambda w3: rpc.eth_call(w3, {"to": self.store_address, "data": data}, block))
         types = [o["type"] for o in function.abi["outputs"]]
         values = abi_decode(types, bytes(raw))
         return values if len(values) != 1 else values[0]

@@ -27,6 +27,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 
 from adapters.evm.deploy import contract, transact
+from adapters.evm import rpc
 from adapters.evm.rpc import checksum, decode_revert, revert_data, to_hex
 from relay.errors import TesseraError
 
@@ -115,7 +116,7 @@ class GatewayFees:
     async def _view(self: "EvmAdapter", what: str, fn: Any) -> Any:
         data = fn._encode_transaction_data()
         try:
-            raw = await self._call(f"eth_call {what}", lambda w3: w3.eth.call({"to": self.gateway_address, "data": data}))
+            raw = await self._call(f"eth_call {what}", lambda w3: rpc.eth_call(w3, {"to": self.gateway_address, "data": data}))
         except ContractLogicError as exc:
             raise FeeError(f"chain {self.name}: Gateway.{what} refused: "
                            f"{explain(decode_revert(self.abi, revert_data(exc)))}") from None

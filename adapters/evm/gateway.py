@@ -325,7 +325,7 @@ class EvmAdapter(GatewayFees):
 
     async def _get_logs(self, from_block: int, to_block: int, topics: list[str | None]) -> list[Any]:
         params = {"address": self.gateway_address, "fromBlock": from_block, "toBlock": to_block, "topics": topics}
-        logs = await self._call("eth_getLogs", lambda w3: w3.eth.get_logs(params))
+        logs = await self._call("eth_getLogs", lambda w3: rpc.get_logs(w3, params))
         return sorted((e for e in logs if not e.get("removed")), key=lambda e: (e["blockNumber"], e["logIndex"]))
 
     async def _block_time(self, number: int) -> int | None:

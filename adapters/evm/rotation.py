@@ -9,6 +9,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 
 from adapters.evm.deploy import load_artifact
+from adapters.evm import rpc
 from adapters.evm.rpc import decode_revert, endpoint_pool, revert_data
 from adapters.evm.tx import TxManager
 from relay.config import EvmChain
@@ -33,7 +34,7 @@ class EvmRotation:
     def __init__(self, name: str, chain: EvmChain, key: str | None, timeout: float = 10.0) -> None:
         self.name = name
         self.address = verifier_address(name, chain)
-        self.pool = endpoint_pool(name, chain.rpc_urls, timeout=timeout)
+        self.pool = endpoint_pool(name, chain.rpc_urls, timeout=timeout, chain_id=chain.chain_id)
         self.tx = TxManager(self.pool.call, Account.from_key(key) if key else None, name=name)
         self.abi = load_artifact(VERIFIER).abi
         self._contract = AsyncWeb3().eth.contract(address=self.address, abi=self.abi)  # offline: encodes, decodes
@@ -45,7 +46,7 @@ class EvmRotation:
     async def _view(self, fn_name: str) -> tuple:
         fn = getattr(self._contract.functions, fn_name)()
         data = fn._encode_transaction_data()
-        raw = await self.pool.call(f"eth_call {fn_name}", lambda w3: w3.eth.call({"to": self.address, "data": data}))
+        raw = await self.pool.call(f"eth_call {fn_name}", lambda w3: rpc.eth_call(w3, {"to": self.address, "data": data}))
         outputs = [o["type"] for o in next(e for e in self.abi if e.get("name") == fn_name)["outputs"]]
         return tuple(AsyncWeb3().codec.decode(outputs, bytes(raw)))
 

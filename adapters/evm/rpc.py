@@ -370,6 +370,32 @@ async def block_hash(w3: AsyncWeb3, block: int | str) -> tuple[int, bytes] | Non
     return int(raw["number"], 16), bytes.fromhex(raw["hash"][2:])
 
 
+async def get_logs(w3: AsyncWeb3, params: dict[str, Any]) -> list[Any]:
+    """eth_getLogs (`fromBlock`/`toBlock` as numbers or tags), each log formatted as in parse_receipt."""
+    if lean(w3) is None:
+        return list(await w3.eth.get_logs(params))
+    query = {k: block_param(v) if k in ("fromBlock", "toBlock") else v for k, v in params.items()}
+    logs = await request(w3, "eth_getLogs", [query])
+    if not isinstance(logs, list):
+        raise ProviderConnectionError(f"malformed eth_getLogs answer: {str(logs)[:200]}")
+    return [_formatted(entry) for entry in logs]
+
+
+async def transaction_count(w3: AsyncWeb3, address: str, block: int | str) -> int:
+    """eth_getTransactionCount of `address` at `block` ("latest", "pending", a number)."""
+    if lean(w3) is None:
+        return int(await w3.eth.get_transaction_count(address, block))
+    return int(await request(w3, "eth_getTransactionCount", [address, block_param(block)]), 16)
+
+
+async def send_raw_transaction(w3: AsyncWeb3, raw: bytes) -> None:
+    """eth_sendRawTransaction; the node's refusal raises Web3RPCError as web3 raises it."""
+    if lean(w3) is None:
+        await w3.eth.send_raw_transaction(raw)
+        return
+    await request(w3, "eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
+
+
 async def receipt(w3: AsyncWeb3, tx_hash: str) -> Any | None:
     """The transaction's receipt, or None while it is not mined (or unknown)."""
     if lean(w3) is None:

@@ -38,6 +38,7 @@ from web3.exceptions import ContractLogicError
 from adapters.endpoints import AllEndpointsFailed
 from adapters.evm.deploy import deploy, load_artifact
 from adapters.evm.gateway import LOG_RANGE, EvmAdapter, evm_key
+from adapters.evm import rpc
 from adapters.evm.rpc import decode_revert, error_entries, revert_data, to_hex
 from adapters.evm.tx import TxNotMined
 from relay.aio import wait_event
@@ -228,7 +229,7 @@ class _EvmBoard:
         data = function._encode_transaction_data()
         raw = await self._evm._call(
             f"eth_call {fn}",
-            lambda w3: w3.eth.call({"to": self.board_address, "data": data}, block_identifier=block),
+            lambda w3: rpc.eth_call(w3, {"to": self.board_address, "data": data}, block),
         )
         if not raw:
             raise TaskBoardError(f"no {self.CONTRACT} contract at {self.board_address} on {self.name}; check the config")
@@ -237,7 +238,7 @@ class _EvmBoard:
 
     async def _logs(self, address: str, from_block: int, to_block: int, topics: list[Any]) -> list[Any]:
         params = {"address": address, "fromBlock": from_block, "toBlock": to_block, "topics": topics}
-        logs = await self._evm._call("eth_getLogs", lambda w3: w3.eth.get_logs(params))
+        logs = await self._evm._call("eth_getLogs", lambda w3: rpc.get_logs(w3, params))
         return sorted((e for e in logs if not e.get("removed")), key=lambda e: (e["blockNumber"], e["logIndex"]))
 
     # --- transactions ----------------------------------------------------------------------

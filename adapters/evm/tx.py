@@ -99,7 +99,7 @@ async def send_signed(call: PoolCall, signer: LocalAccount, tx: dict[str, Any]) 
 
     async def send(w3: AsyncWeb3) -> str:
         try:
-            await w3.eth.send_raw_transaction(raw)
+            await rpc.send_raw_transaction(w3, raw)
         except Web3RPCError as exc:
             if "already known" not in str(exc).lower() and "already imported" not in str(exc).lower():
                 raise
@@ -220,7 +220,7 @@ class TxManager:
 
     async def count(self, address: str, block: str) -> int:
         """eth_getTransactionCount at `block` ("latest": mined, "pending": with the mempool)."""
-        return await self.call("eth_getTransactionCount", lambda w3: w3.eth.get_transaction_count(address, block))
+        return await self.call("eth_getTransactionCount", lambda w3: rpc.transaction_count(w3, address, block))
 
     async def receipt(self, tx_hash: str) -> Any | None:
         """The transaction's receipt (None while not mined): one read for the callers asking at once,
