@@ -24,6 +24,8 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.rpc.config import RpcTransactionLogsFilterMentions
 from solders.rpc.errors import MinContextSlotNotReachedMessage, NodeUnhealthyMessage
+from solders.rpc.requests import GetTransaction, batch_to_json
+from solders.rpc.responses import GetTransactionResp, batch_from_json
 from solders.signature import Signature
 from solders.transaction_status import TransactionConfirmationStatus
 
@@ -54,6 +56,9 @@ T = TypeVar("T")
 
 SIGNATURE_PAGE = 1000  # getSignaturesForAddress's maximum
 SIGNATURE_STATUSES_MAX = 256  # getSignatureStatuses's maximum per call
+TX_BATCH = 100  # getTransaction requests per JSON-RPC batch (one HTTP round trip)
+TX_BATCHES_AT_ONCE = 2  # batches follow_address has in flight
+SINGLE_READS_AT_ONCE = 16  # getTransaction calls at once to a node that refuses batches
 COMMITMENT_LEVELS = {"processed": 0, "confirmed": 1, "finalized": 2}
 
 
@@ -63,6 +68,11 @@ _TRANSPORT_WRAPPERS = (SolanaRpcException,)
 
 class SolanaAdapterError(TesseraError):
     """A Solana adapter operation could not be done; the message says what to fix."""
+
+
+class BadBatchAnswer(SolanaAdapterError):
+    """A node answered a JSON-RPC batch with an array that does not answer each request once: the
+    endpoint's fault (is_retryable), so the pool tries another."""
 
 
 def commitment_level(commitment: Commitment | str) -> int:
@@ -83,6 +93,8 @@ def confirmation_level(status: Any) -> int:
 def is_retryable(exc: BaseException) -> bool:
     """The endpoint's fault (down, slow, rate-limited, failing, behind) is worth another endpoint; a
     JSON-RPC error (RPCException: bad request, preflight failure) is the request's."""
+    if isinstance(exc, BadBatchAnswer):
+        return True
     if isinstance(exc, RPCException):
         # A node that is behind answers with a JSON-RPC error, but another node may well answer.
         return bool(exc.args) and isinstance(exc.args[0], (NodeUnhealthyMessage, MinContextSlotNotReachedMessage))
@@ -158,7 +170,9 @@ class SolanaRpc:
             name, list(rpc_urls), lambda url: AsyncClient(url, timeout=timeout, max_transport_retries=0),
             is_retryable, attempts=attempts, base_delay=base_delay, timeout=timeout)
         self._owns_clients = True
-        self._statuses: _StatusBatch | None = None
+        self._statuses: _Batch | None = None
+        self._tx_batches: dict[tuple[str, str], _Batch] = {}
+        self._refuses_batches: set[int] = set()  # id() of clients whose node answered a batch with one error
 
     @classmethod
     def for_client(cls, name: str, client: AsyncClient, *, timeout: float = 10.0, owns_client: bool = False
@@ -169,6 +183,8 @@ class SolanaRpc:
         rpc.pool = EndpointPool(name, ["(given client)"], lambda _url: client, is_retryable, timeout=timeout)
         rpc._owns_clients = owns_client
         rpc._statuses = None
+        rpc._tx_batches = {}
+        rpc._refuses_batches = set()
         return rpc
 
     async def close(self) -> None:
@@ -214,9 +230,85 @@ class SolanaRpc:
         return newest_first
 
     async def transaction(self, signature: Signature, commitment: Commitment, *, encoding: str = "json") -> Any:
-        """The transaction with its meta at `commitment`; None when the node does not serve it (yet)."""
-        return (await self.call("getTransaction", lambda c: c.get_transaction(
-            signature, encoding=encoding, commitment=commitment, max_supported_transaction_version=0))).value
+        """The transaction with its meta at `commitment`; None when the node does not serve it (yet).
+        Callers asking at once (follow_address reading a burst) share one JSON-RPC batch of up to
+        TX_BATCH getTransaction requests (`transactions`); each gets its own answer or error."""
+        loop = asyncio.get_running_loop()
+        key = (str(commitment), encoding)
+        batch = self._tx_batches.get(key)
+        if batch is None or batch.loop is not loop or len(batch.waiting) >= TX_BATCH:
+            batch = self._tx_batches[key] = _Batch(loop)
+            batch.task = loop.create_task(self._read_transactions(batch, key))
+        future = batch.waiting.get(signature)
+        if future is None:
+            future = batch.waiting[signature] = loop.create_future()
+        return await asyncio.shield(future)
+
+    async def _read_transactions(self, batch: "_Batch", key: tuple[str, str]) -> None:
+        await asyncio.sleep(0)  # one turn of the loop: the callers started with the first one join it
+        if self._tx_batches.get(key) is batch:
+            del self._tx_batches[key]  # later callers start the next batch
+        signatures = list(batch.waiting)
+        try:
+            results = await self.transactions(signatures, Commitment(key[0]), encoding=key[1])
+        except BaseException as exc:
+            batch.fail(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for signature, result in zip(signatures, results):
+            future = batch.waiting[signature]
+            if isinstance(result, Exception):
+                future.set_exception(result)
+                future.exception()  # retrieved: a caller that went away must not warn
+            else:
+                future.set_result(result)
+
+    async def transactions(self, signatures: Sequence[Signature], commitment: Commitment, *,
+                           encoding: str = "json") -> list[Any]:
+        """Per signature (in order): the transaction with its meta at `commitment`, None when the
+        node does not serve it (yet), or the RPCException the node answered for it. Up to TX_BATCH
+        signatures go in one JSON-RPC batch (a node refusing batches is asked one by one). An error
+        that is the endpoint's fault, for the batch or any item in it, fails the whole call over to
+        the next endpoint (EndpointPool)."""
+        if len(signatures) > TX_BATCH:
+            raise SolanaAdapterError(f"{self.name}: at most {TX_BATCH} transactions per batch, not {len(signatures)}")
+        if not signatures:
+            return []
+        return await self.call("getTransaction", lambda c: self._get_transactions(c, signatures, commitment, encoding))
+
+    async def _get_transactions(self, client: AsyncClient, signatures: Sequence[Signature], commitment: Commitment,
+                                encoding: str) -> list[Any]:
+        config = client._get_transaction_body(signatures[0], encoding, commitment, 0).config
+        if len(signatures) == 1 or id(client) in self._refuses_batches:
+            return await _one_by_one(client, signatures, config)
+        body = batch_to_json([GetTransaction(signature, config, i) for i, signature in enumerate(signatures)])
+        raw = await client._provider.make_request_unparsed(_RawBody(body))
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            raise BadBatchAnswer(f"{self.name}: a getTransaction batch was answered with invalid JSON") from None
+        if not isinstance(answer, list):
+            # A node that does not take batches (or not this big) answers one error object.
+            self._refuses_batches.add(id(client))
+            log.warning("the node refused a getTransaction batch; reading one by one", chain=self.name,
+                        answer=raw[:300])
+            return await _one_by_one(client, signatures, config)
+        wanted = list(range(len(signatures)))
+        ids = [item.get("id") if isinstance(item, dict) else None for item in answer]
+        if ids != wanted:
+            # JSON-RPC lets a node answer a batch in any order: put the answers in request order.
+            if (len(ids) != len(wanted) or set(ids) != set(wanted)
+                    or any(type(i) is not int for i in ids)):  # noqa: E721 - True == 1, but is no id
+                raise BadBatchAnswer(f"{self.name}: a batch of {len(signatures)} getTransaction requests was "
+                                     f"answered with ids {ids[:10]}{'...' if len(ids) > 10 else ''}")
+            by_id = dict(zip(ids, answer))
+            raw = json.dumps([by_id[i] for i in wanted])
+        try:
+            parsed = batch_from_json(raw, [GetTransactionResp] * len(signatures))
+        except ValueError as exc:
+            raise BadBatchAnswer(f"{self.name}: a getTransaction batch answer does not parse: {exc}"[:500]) from None
+        return [_tx_value(item) for item in parsed]
 
     async def signature_status(self, signature: Signature) -> Any:
         """The node's status of one signature (searching its history too); None when unknown.
@@ -225,14 +317,14 @@ class SolanaRpc:
         loop = asyncio.get_running_loop()
         batch = self._statuses
         if batch is None or batch.loop is not loop or len(batch.waiting) >= SIGNATURE_STATUSES_MAX:
-            batch = self._statuses = _StatusBatch(loop)
+            batch = self._statuses = _Batch(loop)
             batch.task = loop.create_task(self._ask_statuses(batch))
         future = batch.waiting.get(signature)
         if future is None:
             future = batch.waiting[signature] = loop.create_future()
         return await asyncio.shield(future)
 
-    async def _ask_statuses(self, batch: "_StatusBatch") -> None:
+    async def _ask_statuses(self, batch: "_Batch") -> None:
         await asyncio.sleep(0)  # one turn of the loop: the callers started with the first one join it
         if self._statuses is batch:
             self._statuses = None  # later callers start the next batch
@@ -241,10 +333,7 @@ class SolanaRpc:
             values = (await self.call("getSignatureStatuses", lambda c: c.get_signature_statuses(
                 signatures, search_transaction_history=True))).value
         except BaseException as exc:
-            for future in batch.waiting.values():
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
-                    future.exception()  # retrieved: a caller that went away must not warn
+            batch.fail(exc)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -261,13 +350,58 @@ class SolanaRpc:
         return (await self.call("getBlockHeight", lambda c: c.get_block_height(commitment))).value
 
 
-class _StatusBatch:
-    """Signatures whose status callers are waiting for, asked together."""
+class _Batch:
+    """Signatures whose status or transaction callers are waiting for, asked together."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.waiting: dict[Signature, asyncio.Future[Any]] = {}
         self.task: asyncio.Task[None] | None = None  # kept here: the loop holds tasks weakly
+
+    def fail(self, exc: BaseException) -> None:
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+                future.exception()  # retrieved: a caller that went away must not warn
+
+
+class _RawBody:
+    """A request body already serialised (a JSON-RPC batch), for solana-py's HTTP provider."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def to_json(self) -> str:
+        return self.text
+
+
+def _tx_value(parsed: Any) -> Any:
+    """A getTransaction answer's value (None: not served), or the item's error as an RPCException;
+    an error that is the endpoint's fault (unhealthy, behind) is raised, failing the call over."""
+    if isinstance(parsed, GetTransactionResp):
+        return parsed.value
+    error = RPCException(parsed)
+    if is_retryable(error):
+        raise error
+    return error
+
+
+async def _one_by_one(client: AsyncClient, signatures: Sequence[Signature], config: Any) -> list[Any]:
+    """getTransaction per signature, SINGLE_READS_AT_ONCE at a time (the path before batches)."""
+    results: list[Any] = []
+    for start in range(0, len(signatures), SINGLE_READS_AT_ONCE):
+        chunk = signatures[start:start + SINGLE_READS_AT_ONCE]
+        answers = await asyncio.gather(*(client._provider.make_request(GetTransaction(signature, config),
+                                                                       GetTransactionResp) for signature in chunk),
+                                       return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, RPCException) and not is_retryable(answer):
+                results.append(answer)
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                results.append(answer.value)
+    return results
 
 
 class LogsWaker:
@@ -312,7 +446,7 @@ class LogsWaker:
                 self.connected = False
 
 
-READ_AHEAD = 16  # transactions follow_address reads at once
+READ_AHEAD = TX_BATCH * TX_BATCHES_AT_ONCE  # transactions follow_address reads at once
 
 
 async def _nothing() -> list:
@@ -355,8 +489,9 @@ async def follow_address(
                 continue
             failures = 0
             caught_up = True
-            # Transactions are read READ_AHEAD at a time (one getTransaction round trip each, so a
-            # burst is not read one after another) and their findings yielded strictly in order.
+            # Transactions are read READ_AHEAD at a time (the reads' getTransaction calls share
+            # TX_BATCH-sized JSON-RPC batches: SolanaRpc.transaction) and their findings yielded
+            # strictly in order.
             position = 0
             while caught_up and position < len(pending):
                 window = pending[position:position + READ_AHEAD]
