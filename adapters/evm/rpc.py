@@ -370,6 +370,29 @@ async def block_hash(w3: AsyncWeb3, block: int | str) -> tuple[int, bytes] | Non
     return int(raw["number"], 16), bytes.fromhex(raw["hash"][2:])
 
 
+async def estimate_gas(w3: AsyncWeb3, tx: dict[str, Any]) -> int:
+    """eth_estimateGas; a refusal raises ContractLogicError as web3's `eth.estimate_gas` does."""
+    if lean(w3) is None:
+        return int(await w3.eth.estimate_gas(tx))
+    return int(await request(w3, "eth_estimateGas", [_call_params(tx)], raise_contract_logic_error_on_revert), 16)
+
+
+async def latest_fees_header(w3: AsyncWeb3) -> dict[str, int]:
+    """{"number", "baseFeePerGas"} of the latest block (no base fee before EIP-1559)."""
+    if lean(w3) is None:
+        block = await w3.eth.get_block("latest")
+        return {"number": int(block["number"]), "baseFeePerGas": int(block.get("baseFeePerGas") or 0)}
+    block = await request(w3, "eth_getBlockByNumber", ["latest", False])
+    return {"number": int(block["number"], 16), "baseFeePerGas": int(block.get("baseFeePerGas") or "0x0", 16)}
+
+
+async def max_priority_fee(w3: AsyncWeb3) -> int:
+    """eth_maxPriorityFeePerGas."""
+    if lean(w3) is None:
+        return int(await w3.eth.max_priority_fee)
+    return int(await request(w3, "eth_maxPriorityFeePerGas", []), 16)
+
+
 async def get_logs(w3: AsyncWeb3, params: dict[str, Any]) -> list[Any]:
     """eth_getLogs (`fromBlock`/`toBlock` as numbers or tags), each log formatted as in parse_receipt."""
     if lean(w3) is None:

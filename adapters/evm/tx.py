@@ -84,8 +84,8 @@ def bump(value: int) -> int:
 
 async def current_fees(call: PoolCall) -> tuple[int, int]:
     """(maxFeePerGas, maxPriorityFeePerGas) for a transaction sent now, read through `call`."""
-    block = await call("eth_getBlockByNumber(latest)", lambda w3: w3.eth.get_block("latest"))
-    tip = await call("eth_maxPriorityFeePerGas", lambda w3: w3.eth.max_priority_fee)
+    block = await call("eth_getBlockByNumber(latest)", rpc.latest_fees_header)
+    tip = await call("eth_maxPriorityFeePerGas", rpc.max_priority_fee)
     base = int(block.get("baseFeePerGas") or 0)
     # Twice the base fee survives six full blocks of +12.5 % before the transaction stalls.
     return 2 * base + tip, tip
@@ -242,7 +242,7 @@ class TxManager:
 
     async def estimate(self, tx: dict[str, Any]) -> int:
         """eth_estimateGas; a refusal raises ContractLogicError (revert_data() has the reason)."""
-        return await self.call("eth_estimateGas", lambda w3: w3.eth.estimate_gas(tx))
+        return await self.call("eth_estimateGas", lambda w3: rpc.estimate_gas(w3, tx))
 
     async def transaction(self, to: str | None, data: str, value: int = 0, *, gas: int | None = None,
                           preflight: bool = False) -> dict[str, Any]:
