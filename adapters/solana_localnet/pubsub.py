@@ -122,7 +122,9 @@ class PubSub:
     # ----- connections -----
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE_BYTES, heartbeat=30, timeout=2.0)
+        # compress=False: permessage-deflate cost the server a zlib flush per notification (a burst
+        # sends one per transaction to every subscriber) to save bytes on a loopback or LAN link.
+        ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE_BYTES, heartbeat=30, timeout=2.0, compress=False)
         await ws.prepare(request)
         connection = _Connection(ws, transport=request.transport)
         self._connections.add(connection)

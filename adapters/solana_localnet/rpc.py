@@ -100,6 +100,7 @@ _STATUS = {
     FINALIZED: TransactionConfirmationStatus.Finalized,
 }
 _U64_MAX = 2**64 - 1
+ENCODED_TRANSACTIONS_KEPT = 4096  # getTransaction answers kept encoded (RpcMethods._encoded)
 
 Handler = Callable[[list[Any]], Awaitable[Any]]
 
@@ -176,15 +177,34 @@ def _b58_bytes(value: Any, what: str, size: int) -> bytes:
     return raw
 
 
+# solders parses base58 natively; a string it refuses goes through _b58_bytes for Agave's error text.
+# Base58 maps byte strings to text one to one, so what solders accepts decodes to the same bytes.
+
+
 def _pubkey(value: Any) -> Pubkey:
+    if isinstance(value, str):
+        try:
+            return Pubkey.from_string(value)
+        except Exception:  # noqa: BLE001 - solders' parse errors have several types; the slow path names it
+            pass
     return Pubkey.from_bytes(_b58_bytes(value, "public key", 32))
 
 
 def _signature(value: Any) -> Signature:
+    if isinstance(value, str):
+        try:
+            return Signature.from_string(value)
+        except Exception:  # noqa: BLE001 - as in _pubkey
+            pass
     return Signature.from_bytes(_b58_bytes(value, "signature", 64))
 
 
 def _hash(value: Any) -> Hash:
+    if isinstance(value, str):
+        try:
+            return Hash.from_string(value)
+        except Exception:  # noqa: BLE001 - as in _pubkey
+            pass
     return Hash(_b58_bytes(value, "hash", 32))
 
 
@@ -473,6 +493,9 @@ class RpcMethods:
         self.methods: dict[str, Handler] = {
             name[4:]: getattr(self, name) for name in dir(self) if name.startswith("rpc_")
         }
+        # getTransaction's answers: (signature, encoding, max version) -> (the record, its JSON);
+        # only read while the ledger still holds that very record. Callers only serialise them.
+        self._encoded: dict[tuple[Signature, str, int | None], tuple[TxRecord, dict[str, Any]]] = {}
 
     async def call(self, method: str, params: Any) -> Any:
         handler = self.methods.get(method)
@@ -760,7 +783,18 @@ class RpcMethods:
         record = self.ledger.record(signature)
         if record is None or record.slot > self.ledger.slot(commitment):
             return None
-        return encode_confirmed_transaction(record, config.get("encoding") or "json", max_version)
+        # A record never changes once executed, and every watcher of a chain (the relayer, each
+        # attester) asks for the same transactions: encode each once (per encoding).
+        encoding = config.get("encoding") or "json"
+        key = (signature, encoding, max_version)
+        cached = self._encoded.get(key)
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        result = encode_confirmed_transaction(record, encoding, max_version)
+        if len(self._encoded) >= ENCODED_TRANSACTIONS_KEPT:
+            del self._encoded[next(iter(self._encoded))]  # the oldest
+        self._encoded[key] = (record, result)
+        return result
 
     # --- blocks ---
 
