@@ -245,3 +245,44 @@ async def test_a_failed_batch_submission_retries_every_member(store: Store) -> N
         record = await store.get(e.message_id)
         assert record.stage is Stage.READY and record.reason_code is RetryReason.SUBMIT_FAILED
         assert "node down" in record.reason and record.attempts == 1
+
+
+async def test_members_sharing_a_transaction_ask_for_it_once_while_it_is_not_final(store: Store) -> None:
+    dst = BatchChain("evm", DST)
+    dst.not_final.add("batch0")
+    relayer = Relayer(store, {SRC: FakeChain("solana", SRC), DST: dst}, RootCommittee(), settings())
+    envelopes = [envelope(n) for n in range(5)]
+    await observe(relayer, envelopes)
+    await drain(relayer, rounds=6)
+    assert len(dst.batches) == 1
+    # Each round asked for the batch transaction once, never for its members one by one.
+    assert dst.status_calls and set(dst.status_calls) == {("batch0", None)}
+    assert len(dst.status_calls) <= 6
+    for e in envelopes:
+        record = await store.get(e.message_id)
+        assert record.stage is Stage.SUBMITTED and record.reason_code is RetryReason.AWAITING_FINALITY
+    dst.not_final.clear()  # final: now each member's own outcome in it
+    dst.status_calls.clear()
+    await drain(relayer, rounds=2)
+    assert [(await store.get(e.message_id)).stage for e in envelopes] == [Stage.CONFIRMED] * 5
+    per_member = [m for tx, m in dst.status_calls if m is not None]
+    assert sorted(per_member) == sorted(e.message_id for e in envelopes)  # once each, when final
+
+
+async def test_a_member_a_final_shared_transaction_did_not_deliver_is_not_confirmed_by_it(store: Store) -> None:
+    dst = BatchChain("evm", DST)
+    relayer = Relayer(store, {SRC: FakeChain("solana", SRC), DST: dst}, RootCommittee(), settings())
+    envelopes = [envelope(n) for n in range(4)]
+    await observe(relayer, envelopes)
+    dst.not_final.add("batch0")
+    await drain(relayer, rounds=4)
+    # The transaction turns out (once final) not to have delivered one member, nor did anyone else.
+    skipped = envelopes[2].message_id
+    del dst.in_tx["batch0"][skipped]
+    dst.delivered.discard(skipped)
+    dst.not_final.clear()
+    await relayer.process_due()
+    stages = {e.message_id: (await store.get(e.message_id)).stage for e in envelopes}
+    assert stages[skipped] is Stage.READY  # resubmitted, never confirmed by a transaction that skipped it
+    assert all(stage is Stage.CONFIRMED for m, stage in stages.items() if m != skipped)
+    assert (await store.get(skipped)).reason_code is RetryReason.DELIVERY_DROPPED
