@@ -291,8 +291,8 @@ class EvmAdapter(GatewayFees):
         return await self._shared.run(("block hash", number), lambda: self._read_canonical_hash(number))
 
     async def _read_canonical_hash(self, number: int) -> bytes | None:
-        found = await self._call("eth_getBlockByNumber", lambda w3: rpc.block_hash(w3, number))
-        return None if found is None else found[1]  # None: the chain got shorter
+        found = await self._call("eth_getBlockByNumber", lambda w3: rpc.block_header(w3, number))
+        return None if found is None else found["hash"]  # None: the chain got shorter
 
     # --- watching ----------------------------------------------------------------------------
 
@@ -332,13 +332,12 @@ class EvmAdapter(GatewayFees):
         # Final blocks do not change, so their timestamps are cached (bounded: the newest 1,024).
         cache = self._block_times
         if number not in cache:
-            try:
-                block = await self._call("eth_getBlockByNumber", lambda w3: w3.eth.get_block(number))
-            except Web3RPCError:
+            block = await self._call("eth_getBlockByNumber", lambda w3: rpc.block_header(w3, number))
+            if block is None or block["timestamp"] is None:
                 return None
             if len(cache) >= 1024:
                 cache.pop(next(iter(cache)))
-            cache[number] = int(block["timestamp"])
+            cache[number] = block["timestamp"]
         return cache[number]
 
     async def _timed(self, observations: list[Observation]) -> list[Observation]:

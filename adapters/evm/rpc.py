@@ -30,10 +30,10 @@ from eth_abi import decode as abi_decode
 from eth_utils import function_abi_to_4byte_selector, to_checksum_address
 from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3._utils.error_formatters_utils import raise_contract_logic_error_on_revert
+from web3._utils.error_formatters_utils import raise_block_not_found_on_error, raise_contract_logic_error_on_revert
 from web3._utils.validation import validate_rpc_response_and_raise_if_error
-from web3.exceptions import (ContractLogicError, ExtraDataLengthError, ProviderConnectionError, TooManyRequests,
-                             TransactionNotFound, Web3RPCError, Web3ValidationError)
+from web3.exceptions import (BlockNotFound, ContractLogicError, ExtraDataLengthError, ProviderConnectionError,
+                             TooManyRequests, TransactionNotFound, Web3RPCError, Web3ValidationError)
 from web3.middleware import Web3Middleware
 
 from adapters.endpoints import EndpointPool
@@ -356,18 +356,24 @@ async def block_number(w3: AsyncWeb3) -> int:
     return int(await request(w3, "eth_blockNumber", []), 16)
 
 
-async def block_hash(w3: AsyncWeb3, block: int | str) -> tuple[int, bytes] | None:
-    """(number, hash) of a block by number or tag, None when the node has no such block."""
+async def block_header(w3: AsyncWeb3, block: int | str) -> dict[str, Any] | None:
+    """{"number": int, "hash": bytes, "timestamp": int} of a block by number or tag (without its
+    transactions), None when the node has no such block."""
     if lean(w3) is None:
         try:
             found = await w3.eth.get_block(block)
         except Web3RPCError:  # BlockNotFound
             return None
-        return int(found["number"]), bytes(found["hash"])
-    raw = await request(w3, "eth_getBlockByNumber", [block_param(block), False])
+        return {"number": int(found["number"]), "hash": bytes(found["hash"]) if "hash" in found else None,
+                "timestamp": int(found["timestamp"]) if "timestamp" in found else None}
+    try:
+        raw = await request(w3, "eth_getBlockByNumber", [block_param(block), False], raise_block_not_found_on_error)
+    except BlockNotFound:  # some nodes answer an unknown block with an error, not null
+        return None
     if raw is None:
         return None
-    return int(raw["number"], 16), bytes.fromhex(raw["hash"][2:])
+    return {"number": int(raw["number"], 16), "hash": bytes.fromhex(raw["hash"][2:]),
+            "timestamp": int(raw["timestamp"], 16)}
 
 
 async def estimate_gas(w3: AsyncWeb3, tx: dict[str, Any]) -> int:

@@ -83,6 +83,17 @@ async def test_a_raw_receipt_parses_to_what_web3_formats(delivered: Delivered) -
             assert ours[key] == value, key
             assert type(ours[key]) is type(value), key
         assert await rpc.receipt(lean, "0x" + "00" * 32) is None  # unknown: None, as receipt_or_none says
+        block = await delivered.w3.eth.get_block(theirs["blockNumber"])
+        assert await rpc.block_header(lean, theirs["blockNumber"]) == {
+            "number": block["number"], "hash": bytes(block["hash"]), "timestamp": block["timestamp"]}
+        assert await rpc.block_header(lean, 10**9) is None  # beyond the head: none, as web3's BlockNotFound
+        assert await rpc.block_number(lean) == await delivered.w3.eth.block_number
+        gateway_logs = await rpc.get_logs(lean, {"address": delivered.gateway, "fromBlock": 0, "toBlock": "latest"})
+        stock_logs = _plain(await delivered.w3.eth.get_logs({"address": delivered.gateway, "fromBlock": 0,
+                                                             "toBlock": "latest"}))
+        assert len(gateway_logs) == len(stock_logs) >= 3
+        for ours_log, their_log in zip(gateway_logs, stock_logs):
+            assert {k: ours_log[k] for k in their_log} == their_log
     finally:
         await lean.provider.disconnect()
 
