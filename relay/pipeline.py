@@ -1068,6 +1068,7 @@ class _GroupCommit:
         return await done
 
     async def _flush(self) -> None:
+        queued: list[tuple[list[StepWrite], asyncio.Future[list[bool]]]] = []
         try:
             await asyncio.sleep(0)  # the steps finishing in this turn of the loop join in
             while self._queue:
@@ -1088,8 +1089,8 @@ class _GroupCommit:
                 for writes, done in queued:
                     _settle(done, results[at:at + len(writes)])
                     at += len(writes)
-        except BaseException:
-            for _, done in self._queue:
+        except BaseException:  # cancelled (the loop is closing): nobody waits for ever
+            for _, done in [*queued, *self._queue]:
                 done.cancel()
             self._queue = []
             raise

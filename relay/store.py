@@ -587,7 +587,8 @@ class Store:
                 chunk = ids[start:start + _IN_CHUNK]
                 marks = ",".join("?" for _ in chunk)
                 rows = await tx.fetch(f"SELECT message_id FROM messages WHERE message_id IN ({marks}) "
-                                      f"AND (lease_owner IS NULL OR lease_owner = ?){lock}", *chunk, self.replica)
+                                      f"AND (lease_owner IS NULL OR lease_owner = ?) ORDER BY message_id{lock}",
+                                      *chunk, self.replica)  # (rows locked in one order: no deadlock between writers)
                 held.update(bytes(r["message_id"]) for r in rows)
             shapes: dict[str, list[list[object]]] = {}
             for write in writes:
