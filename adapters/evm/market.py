@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 
 from adapters.evm import deploy as evm_deploy
+from adapters.evm.rpc import make_client
 from relay.errors import TesseraError
 from relay.log import get_logger
 
@@ -132,7 +132,7 @@ class MarketSimulator:
     @classmethod
     def connect(cls, rpc_url: str, account: LocalAccount | str, pool_address: str, **options: Any) -> "MarketSimulator":
         """A simulator with its own connection to `rpc_url` (closed by `close`)."""
-        w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": aiohttp.ClientTimeout(total=15)}))
+        w3 = make_client(rpc_url, 15.0)  # kept-alive connections (adapters/evm/rpc.py)
         simulator = cls(w3, account, pool_address, **options)
         simulator._owns_provider = True
         return simulator

@@ -187,9 +187,13 @@ async def test_evm_pool_source_follows_the_simulated_market(setup: Setup) -> Non
         finally:
             await inverted.close()
 
-        simulator = MarketSimulator(setup.w3, setup.node.private_keys[2], market.pool, interval_ms=1,
-                                    volatility_bps=100, seed=11)
-        await simulator.run(steps=6)
+        # Its own (lean, kept-alive) client, as `relay localnet` starts it.
+        simulator = MarketSimulator.connect(setup.node.rpc_url, setup.node.private_keys[2], market.pool,
+                                            interval_ms=1, volatility_bps=100, seed=11)
+        try:
+            await simulator.run(steps=6)
+        finally:
+            await simulator.close()
         assert len(simulator.steps) >= 5
         moved = await source.fetch()
         on_chain = await pool_price(setup.w3, market.pool, 18, 6)
