@@ -203,6 +203,9 @@ class PipelineSettings:
     # A watcher's observations that arrive while earlier ones are being written are recorded together,
     # with their cursor, in one store transaction: at most this many (the watcher waits beyond it).
     observe_batch: int = 500
+    # The work loop refreshes the queue gauges (a count of every message by stage and reason) at most
+    # this often, not after every round; GET /metrics refreshes them on each scrape anyway.
+    metrics_interval: float = 1.0
 
 
 class Relayer:
@@ -235,6 +238,7 @@ class Relayer:
         self._held_until: float | None = None  # the earliest a lane's held (young, small) batch is due
         self._confirm_poll = self.settings.confirm_poll  # this round's (_set_confirm_poll)
         self._writes = _GroupCommit(store)  # every step's store write goes through it (apply_many)
+        self._metrics_due = 0.0  # (monotonic) when the work loop refreshes the queue gauges next
         self.log = log.bind(relayer=name)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -475,7 +479,9 @@ class Relayer:
                 await self.process_due()
             except Exception:  # a bug or a store error must not stop the relayer silently
                 self.log.exception("processing round failed")
-            await self.metrics_refresh()
+            if time.monotonic() >= self._metrics_due:  # (GET /metrics refreshes them on every scrape too)
+                self._metrics_due = time.monotonic() + self.settings.metrics_interval
+                await self.metrics_refresh()
             next_due = await self.store.next_due_at()
             wait = self.settings.idle_wait if next_due is None else max(0.0, min(self.settings.idle_wait, next_due - time.time()))
             held, self._held_until = self._held_until, None
