@@ -306,7 +306,9 @@ class SolanaRpc:
             raw = json.dumps([by_id[i] for i in wanted])
         try:
             parsed = batch_from_json(raw, [GetTransactionResp] * len(signatures))
-        except ValueError as exc:
+        except BaseException as exc:  # noqa: BLE001 - a malformed item can make solders panic (BaseException)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
             raise BadBatchAnswer(f"{self.name}: a getTransaction batch answer does not parse: {exc}"[:500]) from None
         return [_tx_value(item) for item in parsed]
 

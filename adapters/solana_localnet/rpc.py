@@ -396,7 +396,7 @@ def encode_confirmed_transaction(
     )
     result = solders_result(GetTransactionResp(confirmed))
     if encoding == "base58":
-        _patch_base58(result["transaction"], record)
+        _patch_base58(result, record)  # getTransaction's result holds "transaction" at the top
     return result
 
 
@@ -791,7 +791,7 @@ class RpcMethods:
         if cached is not None and cached[0] is record:
             return cached[1]
         result = encode_confirmed_transaction(record, encoding, max_version)
-        if len(self._encoded) >= ENCODED_TRANSACTIONS_KEPT:
+        while self._encoded and len(self._encoded) >= ENCODED_TRANSACTIONS_KEPT:
             del self._encoded[next(iter(self._encoded))]  # the oldest
         self._encoded[key] = (record, result)
         return result
