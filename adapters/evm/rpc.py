@@ -136,6 +136,26 @@ class LeanHTTPProvider(AsyncHTTPProvider):
             response.sort(key=lambda r: int(r.get("id") or 0))
         return response
 
+    async def batch(self, requests: Sequence[tuple[str, Any]]) -> list[Any] | None:
+        """One JSON-RPC batch: the responses in the order of `requests`, matched by id; None when the
+        endpoint does not answer it as a batch of exactly these ids (batches refused, or cut)."""
+        await self._checked()
+        dicts = [self.form_request(method, params) for method, params in requests]
+        response = await self._post(self.encode_batch_request_dicts(dicts))
+        if not isinstance(response, list) or len(response) != len(dicts):
+            return None
+        by_id: dict[int, Any] = {}
+        for item in response:
+            ident = item.get("id") if isinstance(item, dict) else None
+            if isinstance(ident, str) and ident.isdigit():
+                ident = int(ident)
+            if not isinstance(ident, int) or ident in by_id:
+                return None
+            by_id[ident] = item
+        if set(by_id) != {d["id"] for d in dicts}:
+            return None
+        return [by_id[d["id"]] for d in dicts]
+
     async def disconnect(self) -> None:
         session, self._session = self._session, None
         if session is not None and not session.closed:
@@ -283,9 +303,10 @@ async def eth_calls(w3: AsyncWeb3, calls: Sequence[tuple[dict[str, Any], int | s
     if provider is None or len(calls) == 1:
         return await eth_calls_one_by_one(w3, calls)
     params = [[_call_params(tx), block_param(block)] for tx, block in calls]
-    responses = await provider.make_batch_request([("eth_call", p) for p in params])
-    if not isinstance(responses, list) or len(responses) != len(calls):
-        # Batches refused (or cut): one at a time instead, through the same client.
+    responses = await provider.batch([("eth_call", p) for p in params])
+    if responses is None:
+        # Batches refused, cut or with answers that cannot be matched to their calls by id: one at a
+        # time instead, through the same client (an answer never goes to another call's caller).
         return await eth_calls_one_by_one(w3, calls)
     results: list[bytes | BaseException] = []
     for response, p in zip(responses, params):

@@ -6,6 +6,7 @@ a fake PoolCall)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -167,3 +168,57 @@ async def test_a_mined_receipt_is_kept_for_receipt_ttl_and_a_missing_one_never()
     await no_ttl.receipt(tx_hash)
     await no_ttl.receipt(tx_hash)
     assert node.calls["eth_getTransactionReceipt"] == 5
+
+
+async def test_batch_answers_are_matched_to_their_calls_by_id_or_refused() -> None:
+    provider = LeanHTTPProvider("http://127.0.0.1:1", 1.0)
+    answers: list[Any] = []
+
+    async def post(body: bytes) -> Any:
+        sent = json.loads(body)
+        return answers.pop(0)(sent)
+
+    provider._post = post  # type: ignore[method-assign]
+    requests = [("eth_call", [{"to": "0x1", "data": f"0x0{i}"}, "latest"]) for i in range(3)]
+
+    def shuffled(sent: list[dict]) -> list[dict]:  # answered out of order, one id as a string
+        out = [{"jsonrpc": "2.0", "id": r["id"], "result": r["params"][0]["data"]} for r in reversed(sent)]
+        out[0]["id"] = str(out[0]["id"])
+        return out
+
+    answers.append(shuffled)
+    assert [r["result"] for r in await provider.batch(requests)] == ["0x00", "0x01", "0x02"]
+
+    refusals = [
+        lambda sent: {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "batch not supported"}},
+        lambda sent: [{"jsonrpc": "2.0", "id": r["id"], "result": "0x"} for r in sent[:2]],  # cut
+        lambda sent: [{"jsonrpc": "2.0", "id": sent[0]["id"], "result": "0x"}] * 3,  # ids repeated
+        lambda sent: [{"jsonrpc": "2.0", "id": r["id"] + 100, "result": "0x"} for r in sent],  # other ids
+        lambda sent: [{"jsonrpc": "2.0", "result": "0x"} for r in sent],  # no ids
+    ]
+    for refusal in refusals:
+        answers.append(refusal)
+        assert await provider.batch(requests) is None
+
+
+async def test_an_endpoint_refusing_batches_is_asked_one_call_at_a_time() -> None:
+    w3 = rpc.make_client("http://127.0.0.1:1", 1.0)
+    provider = w3.provider
+    singles: list[Any] = []
+
+    async def batch(requests: Any) -> None:
+        return None
+
+    async def make_request(method: str, params: Any) -> dict:
+        singles.append(params)
+        if params[0]["data"] == "0xbad":
+            return {"jsonrpc": "2.0", "id": 1, "error": {"code": 3, "message": "execution reverted",
+                                                         "data": "0xdeadbeef"}}
+        return {"jsonrpc": "2.0", "id": 1, "result": "0x" + "00" * 31 + params[0]["data"][2:]}
+
+    provider.batch = batch  # type: ignore[method-assign]
+    provider.make_request = make_request  # type: ignore[method-assign]
+    results = await rpc.eth_calls(w3, [({"to": "0x1", "data": "0x07"}, 5), ({"to": "0x1", "data": "0xbad"}, 5)])
+    assert results[0] == (7).to_bytes(32, "big")
+    assert isinstance(results[1], ContractLogicError) and rpc.revert_data(results[1]) == "0xdeadbeef"
+    assert [p[1] for p in singles] == ["0x5", "0x5"]
