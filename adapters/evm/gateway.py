@@ -7,7 +7,10 @@ Delivering: `deliverWithHint(envelope, epoch, signature, k, y, y_sqrt)` transact
 the hash-to-curve hint of `attest.bn254.hash_to_g1_hint`) signed locally and sent through the
 transaction manager (adapters/evm/tx.py: one account nonce counter, EIP-1559 fees, stuck
 transactions re-sent with the same nonce and bumped fees). Every RPC goes through an EndpointPool
-(adapters/evm/rpc.py: failover, retries on endpoint errors, never on reverts).
+(adapters/evm/rpc.py: failover, retries on endpoint errors, never on reverts), each endpoint checked
+to serve the configured chain id; the per-message reads take rpc.py's lean path: deliveryStatus reads
+asked at once go in one JSON-RPC batch, and a batch transaction's receipt is read (and its
+MessageDelivered logs parsed) once for all its messages.
 """
 
 from __future__ import annotations
