@@ -218,17 +218,14 @@ class EvmAdapter(GatewayFees):
     async def start(self) -> None:
         # Each endpoint that answers serves the configured chain (one down now is checked before its
         # first request later, rpc.LeanHTTPProvider); then the pool's view, as every read sees it.
-        for client in self.pool.clients:
-            provider = rpc.lean(client)
-            if provider is None:
-                continue
-            try:
-                await provider.node_chain_id()
-            except WrongChainError as exc:
-                raise EvmAdapterError(str(exc)) from None
-            except Exception as exc:  # noqa: BLE001 - a dead endpoint never blocks start-up
+        providers = [p for p in map(rpc.lean, self.pool.clients) if p is not None]
+        answers = await asyncio.gather(*(p.node_chain_id() for p in providers), return_exceptions=True)
+        for provider, answer in zip(providers, answers):
+            if isinstance(answer, WrongChainError):
+                raise EvmAdapterError(str(answer))
+            if isinstance(answer, BaseException):  # a dead endpoint never blocks start-up
                 _log().warning("endpoint not reachable at start", chain=self.name, endpoint=provider.endpoint_uri,
-                               error=f"{type(exc).__name__}: {exc}"[:200])
+                               error=f"{type(answer).__name__}: {answer}"[:200])
         chain_id = await self._call("eth_chainId", lambda w3: w3.eth.chain_id)
         if chain_id != self.chain.chain_id:
             raise EvmAdapterError(
