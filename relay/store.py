@@ -595,8 +595,14 @@ class Store:
                 if write.message_id in held:
                     sql, args = self._step_sql(write)
                     shapes.setdefault(sql, []).append(args)
-            for sql, rows_args in shapes.items():
-                await tx.executemany(sql, rows_args)
+            if len(ids) == len(writes):
+                for sql, rows_args in shapes.items():
+                    await tx.executemany(sql, rows_args)
+            else:  # a message written twice: in the order given (grouping by shape could swap them)
+                for write in writes:
+                    if write.message_id in held:
+                        sql, args = self._step_sql(write)
+                        await tx.execute(sql, *args)
             submissions = [(w.message_id, self.replica, w.submission, int(w.message_id in held), w.at)
                            for w in writes if w.submission]
             if submissions:

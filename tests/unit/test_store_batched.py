@@ -131,3 +131,18 @@ async def test_batch_members_are_written_together(store: Store) -> None:
     members = await store.batch_members(ids)
     assert len(members) == 300
     assert all(members[m].index == i and list(members[m].proof) == proofs[i] for i, m in enumerate(ids))
+
+
+async def test_a_message_written_twice_in_one_batch_ends_as_the_later_write_says(store: Store) -> None:
+    ids = await observed(store, 3)
+    # Grouped by statement shape, the CONFIRMED writes (ids[1]'s comes first) would run before the
+    # SUBMITTED one and leave ids[0] submitted.
+    writes = [store.advance_write(ids[1], Stage.CONFIRMED, now=1.0),
+              store.advance_write(ids[0], Stage.SUBMITTED, now=1.0, dest_tx="tx0"),
+              store.advance_write(ids[0], Stage.CONFIRMED, now=2.0),
+              store.retry_write(ids[2], RetryReason.STEP_FAILED, "boom", 9.0, now=2.0)]
+    assert await store.write_steps(writes) == [True] * 4
+    first = await store.get(ids[0])
+    assert first.stage is Stage.CONFIRMED and first.confirmed_at == 2.0 and first.dest_tx == "tx0"
+    assert (await store.get(ids[1])).stage is Stage.CONFIRMED
+    assert (await store.get(ids[2])).attempts == 1
