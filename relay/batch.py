@@ -18,7 +18,7 @@ its length follows from (index, leaf_count) alone (`proof_length`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from relay.envelope import Envelope, EnvelopeError, keccak256
 from relay.protocol import TAG_ROOT, U32_MAX, MessageKind
@@ -150,41 +150,59 @@ def root_digest(epoch: int, src_domain: int, dst_domain: int, leaf_count: int, r
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Envelopes of one lane in batch order, with their tree."""
+    """Envelopes of one lane in batch order, with their tree. The message ids and the tree are
+    computed once per batch (every proof and the root come from them), not on each use."""
 
     src_domain: int
     dst_domain: int
     envelopes: tuple[Envelope, ...]
+    _ids: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    _tree: list[list[bytes]] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ids", tuple(e.message_id for e in self.envelopes))
+        object.__setattr__(self, "_tree", None)
 
     @classmethod
     def of(cls, envelopes: Sequence[Envelope]) -> "Batch":
         """Refuses an empty or oversized batch, mixed lanes, rotations and repeated messages."""
         _check_count(len(envelopes))
         src, dst = envelopes[0].src_domain, envelopes[0].dst_domain
-        seen: set[bytes] = set()
         for e in envelopes:
             if (e.src_domain, e.dst_domain) != (src, dst):
                 raise BatchError(f"lane mismatch: {e.src_domain}->{e.dst_domain} in a batch of {src}->{dst}")
             if e.kind == MessageKind.COMMITTEE_ROTATION:
                 raise BatchError("a COMMITTEE_ROTATION is not delivered through a gateway")
-            if e.message_id in seen:
-                raise BatchError(f"message 0x{e.message_id.hex()} twice in one batch")
-            seen.add(e.message_id)
-        return cls(src, dst, tuple(envelopes))
+        batch = cls(src, dst, tuple(envelopes))
+        seen: set[bytes] = set()
+        for message_id in batch._ids:
+            if message_id in seen:
+                raise BatchError(f"message 0x{message_id.hex()} twice in one batch")
+            seen.add(message_id)
+        return batch
 
     @property
     def message_ids(self) -> list[bytes]:
-        return [e.message_id for e in self.envelopes]
+        return list(self._ids)
+
+    def _levels(self) -> list[list[bytes]]:
+        if self._tree is None:
+            object.__setattr__(self, "_tree", _levels(self._ids))
+        assert self._tree is not None
+        return self._tree
 
     @property
     def root(self) -> bytes:
-        return merkle_root(self.message_ids)
+        return self._levels()[-1][0]
 
     def digest(self, epoch: int) -> bytes:
         return root_digest(epoch, self.src_domain, self.dst_domain, len(self.envelopes), self.root)
 
     def proof(self, index: int) -> list[bytes]:
-        return merkle_proof(self.message_ids, index)
+        levels = self._levels()
+        if not 0 <= index < len(self._ids):
+            raise BatchError(f"leaf index {index} outside a batch of {len(self._ids)}")
+        return proof_of(levels, index)
 
 
 def decode_batch(raw: Sequence[bytes]) -> Batch:

@@ -111,3 +111,28 @@ def test_batch_refusals() -> None:
         proof_length(3, 3)
     with pytest.raises(BatchError, match="uint32"):
         root_digest(2**32, 0, 0, 1, bytes(32))
+
+
+def test_a_batch_hashes_its_tree_once_for_its_root_and_every_proof(monkeypatch: pytest.MonkeyPatch) -> None:
+    import relay.batch as batch_module
+    from relay.batch import Batch, merkle_proof, merkle_root
+
+    envelopes = [Envelope(MessageKind.DATA, n, 7, b"\x01" * 32, 9, b"\x02" * 32, b"x") for n in range(64)]
+    batch = Batch.of(envelopes)
+    ids = [e.message_id for e in envelopes]
+    expected_root, expected_proofs = merkle_root(ids), [merkle_proof(ids, i) for i in range(64)]
+    calls: list[int] = []
+
+    def counted(data: bytes) -> bytes:
+        calls.append(1)
+        return keccak256(data)
+
+    monkeypatch.setattr(batch_module, "keccak256", counted)
+    assert batch.message_ids == ids  # (computed when the batch was made)
+    assert batch.root == expected_root
+    assert [batch.proof(i) for i in range(64)] == expected_proofs
+    assert batch.root == expected_root
+    assert len(calls) == 64 + 63  # each leaf and each inner node hashed once
+    with pytest.raises(BatchError):
+        batch.proof(64)
+    assert Batch.of(envelopes) == batch  # (the cached tree is not part of the value)
