@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from eth_hash.auto import keccak
 
@@ -58,6 +58,8 @@ class Envelope:
     dst_receiver: bytes
     payload: bytes = b""
     version: int = PROTOCOL_VERSION
+    # The message id, hashed on first use (an envelope is immutable): not part of the value.
+    _id: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.version != PROTOCOL_VERSION:
@@ -118,7 +120,10 @@ class Envelope:
 
     @property
     def message_id(self) -> bytes:
-        return keccak256(self.encode())
+        if self._id is None:
+            object.__setattr__(self, "_id", keccak256(self.encode()))
+        assert self._id is not None
+        return self._id
 
     def digest(self, epoch: int) -> bytes:
         return message_digest(epoch, self.message_id)
