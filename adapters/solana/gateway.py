@@ -6,7 +6,8 @@ Finality is the configured commitment (`finalized` by default): `watch`, `reobse
 trails the tip by `--finality-slots` slots.
 
 - watch: `getSignaturesForAddress(program_id, until=cursor)` pages, oldest first, then
-  `getTransaction` per successful transaction; envelopes come from the `TESSERA_SENT` log lines our
+  `getTransaction` per successful transaction (up to 100 per JSON-RPC batch, one HTTP round trip:
+  `SolanaRpc.transaction`); envelopes come from the `TESSERA_SENT` log lines our
   program wrote, decoded and checked (src_domain = this chain's domain). The cursor is the signature
   of the last transaction whose envelopes were all yielded; task protocol v2's RequestTask v2 and
   SubmitResult v2 (tags 35, 37) are read from the task / serve account they stored the envelope in

@@ -1,6 +1,8 @@
 """Talking to Solana nodes: the endpoint pool over a chain's `rpc_urls`, which errors are the
 endpoint's fault (worth another endpoint) and which are the request's, commitment levels, keypairs,
 and following an address's transactions (listing, then a logs subscription or polling to wake up).
+Transactions are read in JSON-RPC batches: concurrent `SolanaRpc.transaction` callers share one POST of
+up to TX_BATCH getTransaction requests (`transactions`), each caller getting its own answer or error.
 
 Every RPC of the Solana package goes through a `SolanaRpc`: `call(what, fn)` where `fn` takes one
 `AsyncClient`, failing over between the configured endpoints; `SolanaRpc.for_client(client)` wraps
