@@ -285,13 +285,23 @@ class SolanaRpc:
         if len(signatures) == 1 or id(client) in self._refuses_batches:
             return await _one_by_one(client, signatures, config)
         body = batch_to_json([GetTransaction(signature, config, i) for i, signature in enumerate(signatures)])
-        raw = await client._provider.make_request_unparsed(_RawBody(body))
         try:
-            answer = json.loads(raw)
-        except ValueError:
-            raise BadBatchAnswer(f"{self.name}: a getTransaction batch was answered with invalid JSON") from None
+            raw = await client._provider.make_request_unparsed(_RawBody(body))
+        except SolanaRpcException as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, httpx2.HTTPStatusError) and 400 <= cause.response.status_code < 500
+                    and cause.response.status_code != 429):
+                raise
+            raw = f"HTTP {cause.response.status_code}: {cause.response.text[:200]}"  # a proxy refusing batches
+            answer: Any = None
+        else:
+            try:
+                answer = json.loads(raw)
+            except ValueError:
+                raise BadBatchAnswer(f"{self.name}: a getTransaction batch was answered with invalid JSON") from None
         if not isinstance(answer, list):
-            # A node that does not take batches (or not this big) answers one error object.
+            # A node that does not take batches (or not this big) answers one error object, or an
+            # HTTP 4xx: read one by one, from now on with this endpoint.
             self._refuses_batches.add(id(client))
             log.warning("the node refused a getTransaction batch; reading one by one", chain=self.name,
                         answer=raw[:300])

@@ -179,6 +179,8 @@ async def proxy(server) -> AsyncIterator[tuple[str, dict]]:
             elif mode["answer"] == "refused":
                 answer = {"jsonrpc": "2.0", "error": {"code": -32600, "message": "batch requests are disabled"},
                           "id": None}
+            elif mode["answer"] == "HTTP 403":
+                return web.Response(status=403, text="batch requests are not allowed on this plan")
         return web.json_response(answer)
 
     app = web.Application()
@@ -221,6 +223,15 @@ async def test_batch_answers_out_of_order_refused_or_broken(server, proxy) -> No
         posts.clear()
         assert signatures(await rpc.transactions(asked[:2], Confirmed, encoding="base64")) == [sent[0], None]
         assert posts == [1, 1]
+    finally:
+        await rpc.close()
+    rpc = SolanaRpc("t", [url], attempts=1)
+    posts = _count_posts(rpc)
+    try:
+        mode["answer"] = "HTTP 403"  # a gateway refusing batches with an HTTP error: one by one too
+        assert signatures(await rpc.transactions(asked, Confirmed, encoding="base64")) == [
+            sent[0], None, sent[1], sent[2], sent[3]]
+        assert posts == [5] + [1] * 5
     finally:
         await rpc.close()
 
