@@ -26,7 +26,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.rpc.config import RpcTransactionLogsFilterMentions
 from solders.rpc.errors import MinContextSlotNotReachedMessage, NodeUnhealthyMessage
-from solders.rpc.requests import GetTransaction, batch_to_json
+from solders.rpc.requests import GetTransaction
 from solders.rpc.responses import GetTransactionResp, batch_from_json
 from solders.signature import Signature
 from solders.transaction_status import TransactionConfirmationStatus
@@ -284,7 +284,9 @@ class SolanaRpc:
         config = client._get_transaction_body(signatures[0], encoding, commitment, 0).config
         if len(signatures) == 1 or id(client) in self._refuses_batches:
             return await _one_by_one(client, signatures, config)
-        body = batch_to_json([GetTransaction(signature, config, i) for i, signature in enumerate(signatures)])
+        # Each request serialised by solders, joined here: solders' batch_to_json takes ~50x longer.
+        body = "[" + ",".join(GetTransaction(signature, config, i).to_json()
+                              for i, signature in enumerate(signatures)) + "]"
         try:
             raw = await client._provider.make_request_unparsed(_RawBody(body))
         except SolanaRpcException as exc:
