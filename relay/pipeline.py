@@ -42,7 +42,7 @@ from relay.metrics import RelayerMetrics
 from relay.policy import PaymentPolicy
 from relay.protocol import COMMITTEE_DOMAIN, MessageKind
 from relay.pubsub import Broadcast
-from relay.store import BatchMember, MessageRecord, ReceiptState, RetryReason, Stage, StepWrite, Store, StoredBatch
+from relay.store import BatchMember, MessageRecord, NewReceipt, ReceiptState, RetryReason, Stage, StepWrite, Store, StoredBatch
 from relay.tasks.attestation import AttestationError, VerdictReport, attestation_for, result_version, verdict_envelopes
 from relay.tasks.payloads import VERDICT_LEN, ProofAttestation, ProofVerdict, TaskPayloadError
 
@@ -729,6 +729,7 @@ class Relayer:
                 adapter = closers[domain]
                 ours = adapter.receipt_payer()
                 infos = await adapter.receipt_infos([r.decoded for r in group])
+                found: list[NewReceipt] = []
                 for record in group:
                     info = infos.get(record.message_id)
                     if info is None:
@@ -737,9 +738,8 @@ class Relayer:
                         payer, at, lamports = info.payer, float(info.delivered_at), info.lamports
                         state = (ReceiptState.NOT_CLOSABLE if not info.closable else
                                  ReceiptState.OPEN if info.payer == ours else ReceiptState.FOREIGN)
-                    if await self.store.add_receipt(record.message_id, domain, record.envelope, payer=payer,
-                                                    delivered_at=at, lamports=lamports, state=state):
-                        recorded += 1
+                    found.append(NewReceipt(record.message_id, domain, record.envelope, payer, at, lamports, state))
+                recorded += len(await self.store.add_receipts(found))  # (one transaction for the group)
             if len(records) < page:
                 break
         if now - self.settings.receipt_scan_margin > since:

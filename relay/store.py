@@ -309,6 +309,19 @@ class ReceiptRecord:
 _RECEIPT_COLUMNS = ", ".join(ReceiptRecord.__slots__)
 
 
+@dataclass(frozen=True, slots=True)
+class NewReceipt:
+    """What a receipt account said, to record (`Store.add_receipts`)."""
+
+    message_id: bytes
+    dst_domain: int
+    envelope: bytes
+    payer: bytes
+    delivered_at: float
+    lamports: int
+    state: ReceiptState
+
+
 def _receipt(row: dict) -> ReceiptRecord:
     values = {k: row[k] for k in ReceiptRecord.__slots__}
     values.update(message_id=bytes(values["message_id"]), envelope=bytes(values["envelope"]),
@@ -806,6 +819,27 @@ class Store:
             "next_attempt_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT DO NOTHING",
             message_id, dst_domain, envelope, payer, float(delivered_at), int(lamports), state.value, now)
         return changed == 1
+
+    async def add_receipts(self, receipts: "list[NewReceipt]", now: float | None = None) -> set[bytes]:
+        """`add_receipt` for many, in one transaction; returns the ids recorded now (not before, by
+        any replica)."""
+        now = time.time() if now is None else now
+        recorded: set[bytes] = set()
+        if not receipts:
+            return recorded
+        async with self._db.transaction() as tx:
+            for start in range(0, len(receipts), _INSERT_CHUNK):
+                chunk = receipts[start:start + _INSERT_CHUNK]
+                args: list[object] = []
+                for r in chunk:
+                    args += [r.message_id, r.dst_domain, r.envelope, r.payer, float(r.delivered_at), int(r.lamports),
+                             r.state.value, now]
+                rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?, 0, ?)"] * len(chunk))
+                found = await tx.fetch(
+                    "INSERT INTO receipts (message_id, dst_domain, envelope, payer, delivered_at, lamports, state, "
+                    f"next_attempt_at, recorded_at) VALUES {rows} ON CONFLICT DO NOTHING RETURNING message_id", *args)
+                recorded.update(bytes(r["message_id"]) for r in found)
+        return recorded
 
     async def receipt(self, message_id: bytes) -> ReceiptRecord | None:
         row = await self._db.fetchrow(f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE message_id = ?", message_id)

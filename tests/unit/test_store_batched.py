@@ -146,3 +146,18 @@ async def test_a_message_written_twice_in_one_batch_ends_as_the_later_write_says
     assert first.stage is Stage.CONFIRMED and first.confirmed_at == 2.0 and first.dest_tx == "tx0"
     assert (await store.get(ids[1])).stage is Stage.CONFIRMED
     assert (await store.get(ids[2])).attempts == 1
+
+
+async def test_receipts_are_recorded_together_once(store: Store) -> None:
+    from relay.store import NewReceipt, ReceiptState
+
+    envelopes = [envelope(n) for n in range(230)]  # more than one multi-row INSERT
+    found = [NewReceipt(e.message_id, 13375, e.encode(), b"\x03" * 32, 1000.0 + e.nonce, 2_000_000, ReceiptState.OPEN)
+             for e in envelopes]
+    assert await store.add_receipts(found[:10]) == {e.message_id for e in envelopes[:10]}
+    # Recorded before (by us or another replica): not again, and not counted.
+    assert await store.add_receipts(found) == {e.message_id for e in envelopes[10:]}
+    receipt = await store.receipt(envelopes[42].message_id)
+    assert receipt is not None and receipt.state is ReceiptState.OPEN and receipt.delivered_at == 1042.0
+    assert await store.receipt_counts() == {ReceiptState.OPEN: (230, 230 * 2_000_000)}
+    assert await store.add_receipts([]) == set()
