@@ -589,11 +589,18 @@ class Relayer:
             await asyncio.gather(*(self._step(self.prepare, r) for r in chunk))
             return
         refusals: list[tuple[MessageRecord, Outcome]] = []
-        for record in chunk:  # the payment policy first, as for a single message
-            try:
-                refused: Outcome | None = await self._unpaid(record)
-            except Exception as exc:  # the fee could not be read: try again later, not refused
-                refused = Retry(RetryReason.STEP_FAILED, f"payment policy: {type(exc).__name__}: {exc}")
+        # The payment policy first, as for a single message; the members' fees are read concurrently
+        # (the adapters put concurrent reads in one request).
+        verdicts = await asyncio.gather(*(self._unpaid(r) for r in chunk), return_exceptions=True)
+        for record, verdict in zip(chunk, verdicts):
+            refused: Outcome | None
+            if isinstance(verdict, BaseException):
+                if not isinstance(verdict, Exception):
+                    raise verdict
+                # the fee could not be read: try again later, not refused
+                refused = Retry(RetryReason.STEP_FAILED, f"payment policy: {type(verdict).__name__}: {verdict}")
+            else:
+                refused = verdict
             if refused is not None:
                 refusals.append((record, refused))
         await self.apply_many(refusals)
