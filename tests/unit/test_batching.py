@@ -286,3 +286,31 @@ async def test_a_member_a_final_shared_transaction_did_not_deliver_is_not_confir
     assert stages[skipped] is Stage.READY  # resubmitted, never confirmed by a transaction that skipped it
     assert all(stage is Stage.CONFIRMED for m, stage in stages.items() if m != skipped)
     assert (await store.get(skipped)).reason_code is RetryReason.DELIVERY_DROPPED
+
+
+async def test_the_payment_policy_is_asked_for_every_member_before_the_root_and_refusals_leave_the_batch(
+        store: Store) -> None:
+    from relay.policy import PaymentPolicy
+
+    class FeeSource(FakeChain):
+        def __init__(self) -> None:
+            super().__init__("solana", SRC)
+            self.asked: list[bytes] = []
+
+        async def fee_paid(self, source_tx, message_id):
+            self.asked.append(message_id)
+            if source_tx == "0xsrc2":
+                raise ConnectionError("fee unreadable")
+            return 0 if source_tx == "0xsrc1" else 100
+
+    dst, source, committee = BatchChain("evm", DST), FeeSource(), RootCommittee()
+    policy = PaymentPolicy(mode="minimum", minimum={SRC: 50})
+    relayer = Relayer(store, {SRC: source, DST: dst}, committee, settings(), policy=policy)
+    envelopes = [envelope(n) for n in range(5)]
+    await observe(relayer, envelopes)
+    await relayer.process_due()
+    assert sorted(source.asked) == sorted(e.message_id for e in envelopes)
+    unpaid, unreadable = await store.get(envelopes[1].message_id), await store.get(envelopes[2].message_id)
+    assert unpaid.stage is Stage.DEAD and unpaid.reason_code is RetryReason.REFUSED_UNPAID
+    assert unreadable.stage is Stage.OBSERVED and unreadable.reason_code is RetryReason.STEP_FAILED  # not refused
+    assert committee.roots[0] == [e.message_id for e in envelopes if e.nonce not in (1, 2)]
