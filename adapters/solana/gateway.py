@@ -328,8 +328,7 @@ class SolanaAdapter(SolanaGatewayFees):
             return self._is_receipt_of(await self.rpc.account_data(receipt, self.program_id, self.commitment),
                                        message_id)
         bitmap = replay_address(self.program_id, envelope.src_domain, envelope.nonce)
-        accounts = (await self.rpc.call("getMultipleAccounts", lambda c: c.get_multiple_accounts(
-            [receipt, bitmap], commitment=self.commitment, encoding="base64"))).value
+        accounts = await self.rpc.accounts([receipt, bitmap], self.commitment)  # shared with concurrent callers
         receipt_data, bitmap_data = (bytes(a.data) if a is not None and a.owner == self.program_id else None
                                      for a in accounts)
         return self._is_receipt_of(receipt_data, message_id) or (
@@ -475,25 +474,32 @@ class SolanaAdapter(SolanaGatewayFees):
                 log.info("solana root verified", chain=self.name, root=root.hex(), count=len(tree.envelopes),
                          tx=str(signature))
 
-        async def deliver(index: int) -> str:
+        async def instruction(index: int) -> Instruction:
             envelope = tree.envelopes[index]
             extra = await self.board_accounts(envelope)
-            ix = deliver_with_proof_ix(self.program_id, payer.pubkey(), root, index, tree.proof(index),
-                                       envelope.encode(), extra)
-            # The largest deliveries fit only without the compute-budget instruction (see the helper).
-            sent = await self.tx.send([ix], cu_limit=proof_delivery_cu_limit(ix, payer.pubkey()), preflight=False)
-            return str(sent.signature)
+            return deliver_with_proof_ix(self.program_id, payer.pubkey(), root, index, tree.proof(index),
+                                         envelope.encode(), extra)
 
-        results = await asyncio.gather(*(deliver(i) for i in indices), return_exceptions=True)
+        built = await asyncio.gather(*(instruction(i) for i in indices), return_exceptions=True)
+        for result in built:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result
+        ready = [(i, ix) for i, ix in zip(indices, built) if not isinstance(ix, BaseException)]
+        # One blockhash, the signed deliveries sent in JSON-RPC batches (SolanaTransactor.send_many);
+        # the largest deliveries fit only without the compute-budget instruction (see the helper).
+        outcomes = await self.tx.send_many([([ix], proof_delivery_cu_limit(ix, payer.pubkey())) for _, ix in ready])
+        results: dict[int, Any] = {i: r for i, r in zip(indices, built) if isinstance(r, BaseException)}
+        results.update({i: outcome for (i, _), outcome in zip(ready, outcomes)})
         sent: dict[int, str] = {}
-        for index, result in zip(indices, results):
+        for index in indices:
+            result = results[index]
             if isinstance(result, BaseException):
                 log.warning("solana proof delivery not sent", chain=self.name, root=root.hex(), index=index,
                             msg_id=tree.envelopes[index].message_id.hex(), error=f"{type(result).__name__}: {result}")
             else:
-                sent[index] = result
+                sent[index] = str(result.signature)
         if not sent:
-            first = next(r for r in results if isinstance(r, BaseException))
+            first = next(r for r in results.values() if isinstance(r, BaseException))
             raise SolanaAdapterError(f"{self.name}: no delivery of root 0x{root.hex()} could be sent: {first}")
         log.info("solana batch deliveries submitted", chain=self.name, root=root.hex(), sent=len(sent),
                  of=len(indices))

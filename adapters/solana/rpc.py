@@ -58,6 +58,7 @@ T = TypeVar("T")
 
 SIGNATURE_PAGE = 1000  # getSignaturesForAddress's maximum
 SIGNATURE_STATUSES_MAX = 256  # getSignatureStatuses's maximum per call
+MULTIPLE_ACCOUNTS_MAX = 100  # getMultipleAccounts' limit per request
 TX_BATCH = 100  # getTransaction requests per JSON-RPC batch (one HTTP round trip)
 TX_BATCHES_AT_ONCE = 2  # batches follow_address has in flight
 SINGLE_READS_AT_ONCE = 16  # getTransaction calls at once to a node that refuses batches
@@ -174,6 +175,7 @@ class SolanaRpc:
         self._owns_clients = True
         self._statuses: _Batch | None = None
         self._tx_batches: dict[tuple[str, str], _Batch] = {}
+        self._account_batches: dict[str, _Batch] = {}
         self._refuses_batches: set[int] = set()  # id() of clients whose node answered a batch with one error
 
     @classmethod
@@ -186,6 +188,7 @@ class SolanaRpc:
         rpc._owns_clients = owns_client
         rpc._statuses = None
         rpc._tx_batches = {}
+        rpc._account_batches = {}
         rpc._refuses_batches = set()
         return rpc
 
@@ -288,7 +291,7 @@ class SolanaRpc:
         body = "[" + ",".join(GetTransaction(signature, config, i).to_json()
                               for i, signature in enumerate(signatures)) + "]"
         try:
-            raw = await client._provider.make_request_unparsed(_RawBody(body))
+            raw = await client._provider.make_request_unparsed(RawBody(body))
         except SolanaRpcException as exc:
             cause = exc.__cause__
             if not (isinstance(cause, httpx2.HTTPStatusError) and 400 <= cause.response.status_code < 500
@@ -362,6 +365,43 @@ class SolanaRpc:
                     "signatures"))
                 future.exception()
 
+    async def accounts(self, addresses: Sequence[Pubkey], commitment: Commitment) -> list[Any]:
+        """Each account (solders Account) or None, in order, at `commitment`. Callers asking at once
+        (the relayer checking a batch's members) share one getMultipleAccounts of up to
+        MULTIPLE_ACCOUNTS_MAX distinct addresses."""
+        if len(addresses) > MULTIPLE_ACCOUNTS_MAX:
+            raise SolanaAdapterError(f"{self.name}: at most {MULTIPLE_ACCOUNTS_MAX} accounts at once, not {len(addresses)}")
+        loop = asyncio.get_running_loop()
+        key = str(commitment)
+        batch = self._account_batches.get(key)
+        fresh = [a for a in dict.fromkeys(addresses) if batch is None or a not in batch.waiting]
+        if batch is None or batch.loop is not loop or len(batch.waiting) + len(fresh) > MULTIPLE_ACCOUNTS_MAX:
+            batch = self._account_batches[key] = _Batch(loop)
+            batch.task = loop.create_task(self._read_accounts(batch, key))
+        for address in addresses:
+            if address not in batch.waiting:
+                batch.waiting[address] = loop.create_future()  # type: ignore[index]
+        return list(await asyncio.shield(asyncio.gather(*(batch.waiting[a] for a in addresses))))  # type: ignore[index]
+
+    async def _read_accounts(self, batch: "_Batch", key: str) -> None:
+        await asyncio.sleep(0)  # one turn of the loop: the callers started with the first one join it
+        if self._account_batches.get(key) is batch:
+            del self._account_batches[key]
+        addresses = list(batch.waiting)
+        try:
+            values = (await self.call("getMultipleAccounts", lambda c: c.get_multiple_accounts(
+                addresses, commitment=Commitment(key), encoding="base64"))).value
+            if len(values) != len(addresses):
+                raise SolanaAdapterError(f"{self.name}: getMultipleAccounts answered {len(values)} accounts for "
+                                         f"{len(addresses)} addresses")
+        except BaseException as exc:
+            batch.fail(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for address, value in zip(addresses, values):
+            batch.waiting[address].set_result(value)  # type: ignore[index]
+
     async def block_height(self, commitment: Commitment) -> int:
         return (await self.call("getBlockHeight", lambda c: c.get_block_height(commitment))).value
 
@@ -381,7 +421,7 @@ class _Batch:
                 future.exception()  # retrieved: a caller that went away must not warn
 
 
-class _RawBody:
+class RawBody:
     """A request body already serialised (a JSON-RPC batch), for solana-py's HTTP provider."""
 
     def __init__(self, text: str) -> None:

@@ -18,23 +18,34 @@ board, the feed target and deployment.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from solana.rpc.commitment import Commitment, Confirmed
 from solana.rpc.core import RPCException
 from solana.rpc.models import TxOpts
+from solders.commitment_config import CommitmentLevel
 from solders.compute_budget import set_compute_unit_limit
 from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.message import Message
 from solders.pubkey import Pubkey
+from solders.rpc.config import RpcSendTransactionConfig
+from solders.rpc.requests import SendRawTransaction
 from solders.signature import Signature
 from solders.transaction import Transaction, VersionedTransaction
 
 from adapters.solana.program import describe_transaction_error
-from adapters.solana.rpc import SolanaAdapterError, SolanaRpc, commitment_level, confirmation_level
+from adapters.solana.rpc import (
+    BadBatchAnswer,
+    RawBody,
+    SolanaAdapterError,
+    SolanaRpc,
+    commitment_level,
+    confirmation_level,
+)
 
 __all__ = [
     "ConfirmationTimeout",
@@ -54,6 +65,7 @@ def transaction_size(instructions: Sequence[Instruction], payer: Pubkey) -> int:
 
 
 _REMEMBERED_BLOCKHASHES = 100_000
+SEND_BATCH = 50  # sendTransaction requests per JSON-RPC batch in `send_many` (one HTTP round trip)
 _STATUS_POLL_S = 0.1
 
 
@@ -91,6 +103,7 @@ class SolanaTransactor:
         self.name = name
         self.no_payer_hint = no_payer_hint or "build it with a funded keypair to send transactions"
         self._last_valid: dict[str, int] = {}
+        self._refuses_batches: set[int] = set()  # ids of clients whose node answered a batch with one error
 
     def require_payer(self) -> Keypair:
         if self.payer is None:
@@ -133,6 +146,102 @@ class SolanaTransactor:
         while len(self._last_valid) > _REMEMBERED_BLOCKHASHES:
             del self._last_valid[next(iter(self._last_valid))]  # the oldest: long settled
         return SentTransaction(signature, latest.last_valid_block_height)
+
+    async def send_many(self, transactions: Sequence[tuple[Sequence[Instruction], int | None]]
+                        ) -> list[SentTransaction | Exception]:
+        """Signs and sends many transactions (instructions, compute-unit limit) paid by the payer,
+        without preflight and without waiting: one getLatestBlockhash for all of them, and the signed
+        bytes sent SEND_BATCH per JSON-RPC batch (one HTTP round trip each; a node refusing batches is
+        sent them one by one). Per transaction, in order: what was sent, or the error the node gave
+        for it. The transactions must differ (two identical ones with one blockhash are one
+        signature). Re-sending the batch to another endpoint after a failure is harmless: a
+        validator executes one signature once."""
+        payer = self.require_payer()
+        if not transactions:
+            return []
+        latest = (await self.rpc.call("getLatestBlockhash", lambda c: c.get_latest_blockhash(Confirmed))).value
+        signed: list[VersionedTransaction] = []
+        for instructions, cu_limit in transactions:
+            if cu_limit is not None:
+                instructions = [set_compute_unit_limit(cu_limit), *instructions]
+            signed.append(VersionedTransaction(
+                Message.new_with_blockhash(list(instructions), payer.pubkey(), latest.blockhash), [payer]))
+        if len({tx.signatures[0] for tx in signed}) != len(signed):
+            raise SolanaAdapterError(f"{self.name}: send_many was given identical transactions (one signature)")
+        chunks = [signed[i:i + SEND_BATCH] for i in range(0, len(signed), SEND_BATCH)]
+        answers = await asyncio.gather(*(self.rpc.call("sendTransaction (batch)", lambda c, chunk=chunk:
+                                                       self._send_chunk(c, chunk)) for chunk in chunks),
+                                       return_exceptions=True)
+        results: list[SentTransaction | Exception] = []
+        for chunk, answer in zip(chunks, answers):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, Exception):
+                    raise answer
+                results += [answer] * len(chunk)
+                continue
+            for tx, error in zip(chunk, answer):
+                if error is not None:
+                    results.append(error)
+                    continue
+                signature = tx.signatures[0]
+                self._last_valid[str(signature)] = latest.last_valid_block_height
+                results.append(SentTransaction(signature, latest.last_valid_block_height))
+        while len(self._last_valid) > _REMEMBERED_BLOCKHASHES:
+            del self._last_valid[next(iter(self._last_valid))]
+        return results
+
+    async def _send_chunk(self, client: Any, chunk: Sequence[VersionedTransaction]) -> list[Exception | None]:
+        """One JSON-RPC batch of sendTransaction (skip preflight): per transaction None (accepted) or
+        the node's error for it. A node answering the batch with one error object or an HTTP 4xx is
+        sent the transactions one by one (from then on, for this client)."""
+        config = RpcSendTransactionConfig(skip_preflight=True, preflight_commitment=CommitmentLevel.Confirmed)
+        if len(chunk) == 1 or id(client) in self._refuses_batches:
+            return await self._send_one_by_one(client, chunk)
+        body = "[" + ",".join(SendRawTransaction(bytes(tx), config, i).to_json() for i, tx in enumerate(chunk)) + "]"
+        try:
+            raw = await client._provider.make_request_unparsed(RawBody(body))
+            answer = json.loads(raw)
+        except ValueError:
+            raise BadBatchAnswer(f"{self.name}: a sendTransaction batch was answered with invalid JSON") from None
+        except Exception as exc:  # noqa: BLE001 - only a 4xx (a proxy refusing batches) is not the transport's
+            status = getattr(getattr(getattr(exc, "__cause__", None), "response", None), "status_code", None)
+            if status is None or not 400 <= status < 500 or status == 429:
+                raise
+            answer = None
+        if not isinstance(answer, list):
+            self._refuses_batches.add(id(client))
+            return await self._send_one_by_one(client, chunk)
+        by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}
+        if sorted(k for k in by_id if type(k) is int) != list(range(len(chunk))):  # noqa: E721 - True is no id
+            raise BadBatchAnswer(f"{self.name}: a batch of {len(chunk)} sendTransaction requests was answered with "
+                                 f"ids {list(by_id)[:10]}")
+        out: list[Exception | None] = []
+        for i, tx in enumerate(chunk):
+            item = by_id[i]
+            if "error" in item:
+                error = item["error"] or {}
+                out.append(SolanaAdapterError(f"{self.name}: the node refused transaction {tx.signatures[0]}: "
+                                              f"{error.get('message', error)}"[:500]))
+            elif item.get("result") != str(tx.signatures[0]):
+                raise BadBatchAnswer(f"{self.name}: sendTransaction answered {item.get('result')!r} for "
+                                     f"{tx.signatures[0]}")
+            else:
+                out.append(None)
+        return out
+
+    async def _send_one_by_one(self, client: Any, chunk: Sequence[VersionedTransaction]) -> list[Exception | None]:
+        opts = TxOpts(skip_preflight=True, preflight_commitment=Confirmed)
+        answers = await asyncio.gather(*(client.send_raw_transaction(bytes(tx), opts) for tx in chunk),
+                                       return_exceptions=True)
+        out: list[Exception | None] = []
+        for answer in answers:
+            if isinstance(answer, RPCException):
+                out.append(SolanaAdapterError(f"{self.name}: the node refused a transaction: {answer}"[:500]))
+            elif isinstance(answer, BaseException):
+                raise answer  # the transport's: the pool fails over (the same bytes again: harmless)
+            else:
+                out.append(None)
+        return out
 
     async def confirm(self, sent: SentTransaction, *, commitment: Commitment = Confirmed,
                       timeout: float = 60.0) -> Any:

@@ -284,3 +284,98 @@ async def test_follow_address_reads_batches_in_order_and_stays_on_a_missing_tran
         collector.cancel()
         await asyncio.gather(collector, return_exceptions=True)
         await rpc.close()
+
+
+# ----- sending many transactions (SolanaTransactor.send_many) and shared account reads ----------------
+
+def _transfers(payer: Keypair, target: Pubkey, count: int) -> list:
+    return [([transfer(TransferParams(from_pubkey=payer.pubkey(), to_pubkey=target, lamports=10**6 + i))], None)
+            for i in range(count)]
+
+
+async def test_send_many_one_blockhash_batched_posts_and_each_its_own_error(server, monkeypatch) -> None:
+    from adapters.solana import tx as solana_tx
+    from adapters.solana.tx import SolanaTransactor
+
+    payer = server.faucet
+    target = Keypair().pubkey()
+    rpc = SolanaRpc("t", [server.rpc_url])
+    posts = _count_posts(rpc)
+    transactor = SolanaTransactor(rpc, payer, name="t")
+    submit = server.ledger.submit
+    refused: list = []
+
+    def refusing_the_third(tx, preflight=True):
+        if len(refused) == 0 and tx.message.instructions and bytes(tx.message.instructions[0].data)[4:12] == \
+                (10**6 + 2).to_bytes(8, "little"):
+            refused.append(tx.signatures[0])
+            raise RpcError(-32002, "refused for the test")
+        return submit(tx, preflight=preflight)
+
+    monkeypatch.setattr(server.ledger, "submit", refusing_the_third)
+    monkeypatch.setattr(solana_tx, "SEND_BATCH", 4)
+    try:
+        results = await transactor.send_many(_transfers(payer, target, 6))
+        assert posts == [1, 4, 2]  # getLatestBlockhash once, then the 6 signed transactions in batches of 4
+        assert isinstance(results[2], solana_rpc.SolanaAdapterError) and "refused for the test" in str(results[2])
+        landed = [r for i, r in enumerate(results) if i != 2]
+        assert all(isinstance(r, solana_tx.SentTransaction) for r in landed)
+        for sent in landed:  # each one sent really landed, and is remembered for expiry checks
+            assert server.ledger.record(sent.signature) is not None
+            assert transactor.last_valid_height(str(sent.signature)) == sent.last_valid_block_height
+        assert transactor.last_valid_height(str(refused[0])) is None
+        with pytest.raises(solana_rpc.SolanaAdapterError, match="identical transactions"):
+            await transactor.send_many(_transfers(payer, target, 1) * 2)
+    finally:
+        await rpc.close()
+
+
+async def test_send_many_to_a_node_refusing_batches_sends_one_by_one(server, proxy) -> None:
+    from adapters.solana.tx import SentTransaction, SolanaTransactor
+
+    url, mode = proxy
+    rpc = SolanaRpc("t", [url], attempts=1)
+    posts = _count_posts(rpc)
+    transactor = SolanaTransactor(rpc, server.faucet, name="t")
+    try:
+        mode["answer"] = "refused"
+        results = await transactor.send_many(_transfers(server.faucet, Keypair().pubkey(), 3))
+        assert all(isinstance(r, SentTransaction) for r in results)
+        assert posts == [1, 3, 1, 1, 1]  # blockhash, the refused batch, then one by one
+        for sent in results:
+            assert server.ledger.record(sent.signature) is not None
+        mode["answer"] = "duplicate ids"  # answers that cannot be matched: the endpoint's fault, not "sent"
+        rpc2 = SolanaRpc("t", [url], attempts=1)
+        try:
+            results = await SolanaTransactor(rpc2, server.faucet, name="t").send_many(
+                _transfers(server.faucet, Keypair().pubkey(), 2))
+            assert all(isinstance(r, AllEndpointsFailed) for r in results)
+        finally:
+            await rpc2.close()
+    finally:
+        await rpc.close()
+
+
+async def test_concurrent_account_reads_share_one_get_multiple_accounts(server) -> None:
+    from solders.system_program import ID as SYSTEM_PROGRAM
+
+    funded = [Keypair().pubkey() for _ in range(3)]
+    sent = []
+    for i, key in enumerate(funded):
+        sent += _send(server, 1, key)
+    await _confirmed(server, sent)
+    nobody = Keypair().pubkey()
+    rpc = SolanaRpc("t", [server.rpc_url])
+    posts = _count_posts(rpc)
+    try:
+        answers = await asyncio.gather(rpc.accounts([funded[0], nobody], Confirmed),
+                                       rpc.accounts([funded[1]], Confirmed),
+                                       rpc.accounts([funded[2], funded[0]], Confirmed))
+        assert posts == [1]
+        (a0, none), (a1,), (a2, a0_again) = answers
+        assert none is None and a0 == a0_again
+        assert [a.lamports for a in (a0, a1, a2)] == [10**6] * 3 and a0.owner == SYSTEM_PROGRAM
+        with pytest.raises(solana_rpc.SolanaAdapterError, match="at most 100"):
+            await rpc.accounts([nobody] * 101, Confirmed)
+    finally:
+        await rpc.close()
