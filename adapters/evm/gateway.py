@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -70,8 +71,47 @@ def delivery_gas_limit(data: bytes, gas_reserve: int, max_handler_gas: int) -> i
     return 21_000 + 16 * len(data) + DELIVERY_EXECUTION_GAS + gas_reserve + max_handler_gas
 
 
+# A batch's limit (deliverBatch) cannot be computed that way: MAX_HANDLER_GAS per message is more
+# than a block. It is measured with one execution instead of estimated with ~15-20 (the binary search
+# runs the whole batch, its pairing and every handler, each time): eth_createAccessList at the block
+# gas limit gives the gas G the batch uses, and batch_gas_limit adds to G what an execution can use
+# beyond what the node reports (refunds are at most a fifth of the gas used, EIP-3529; the access list
+# the node priced G with saves at most 100 of every >= 2,000 gas a cold access costs, so 5 %: 3/10 G
+# covers both) plus GAS_RESERVE + MAX_HANDLER_GAS + BATCH_GAS_MARGIN. Under that limit, at every
+# handler call more than GAS_RESERVE + MAX_HANDLER_GAS is left, so every handler is offered all of
+# MAX_HANDLER_GAS, as in the measured run (the block limit it ran under is at least this limit, else
+# the estimate is used): each handler runs as it did there, whatever it does with gasleft(), and none
+# is recorded failed for want of gas (a single delivery's guarantee). One eth_call at the limit then
+# checks it before anything is sent; too low (InsufficientGasForHandler, out of gas) or a node
+# without eth_createAccessList falls back to the estimate (logged). tests/e2e/test_evm_gas_limits.py
+# checks it with a receiver that fails when it has less than MAX_HANDLER_GAS.
+BATCH_GAS_MARGIN = 100_000
+# The limit a batch is measured under: at most the block's, and no more than what nodes execute a call
+# with (geth silently caps calls at its RPC gas cap, 50M by default; a run under less gas than asked
+# would not be the run the limit is derived from). A batch needing more is estimated.
+BATCH_MEASURE_CAP = 30_000_000
+BLOCK_GAS_LIMIT_TTL = 60.0  # seconds a block gas limit read serves (it moves by 1/1024 a block at most)
+
+
+def batch_gas_limit(measured: int, gas_reserve: int, max_handler_gas: int) -> int:
+    """Gas limit of a deliverBatch transaction that used `measured` gas (eth_createAccessList) at a
+    limit at least this high."""
+    return measured + (measured * 3 + 9) // 10 + gas_reserve + max_handler_gas + BATCH_GAS_MARGIN
+
+
 def _log() -> Any:
     return get_logger("evm")
+
+
+def _method_missing(exc: Web3RPCError) -> bool:
+    """The node does not serve the method (JSON-RPC -32601, or its words for it)."""
+    response = exc.rpc_response if isinstance(exc.rpc_response, dict) else {}
+    error = response.get("error")
+    if isinstance(error, dict) and error.get("code") == -32601:
+        return True
+    text = str(exc).lower()
+    return any(words in text for words in ("method not found", "not supported", "unsupported method",
+                                           "does not exist", "not available"))
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -201,6 +241,8 @@ class EvmAdapter(GatewayFees):
         self._ws_task: asyncio.Task[None] | None = None
         self._block_times: dict[int, int] = {}  # final block number -> timestamp (bounded)
         self._handler_gas: tuple[int, int] | None = None  # the gateway's (GAS_RESERVE, MAX_HANDLER_GAS)
+        self._block_gas_limit: tuple[float, int] | None = None  # (read at, gas limit) for batch limits
+        self._access_lists = True  # False once the node refused eth_createAccessList (batches estimate)
         self._shared = Coalescer()  # reads asked for by many messages at once, made once (final block, ...)
         # deliveryStatus reads asked for at once: one JSON-RPC batch of at most `call_batch`
         self._status_reads = CallBatcher(lambda what, fn: self._call(what, fn), size=call_batch)
@@ -511,13 +553,7 @@ class EvmAdapter(GatewayFees):
         eth_call; estimated instead if that call runs short of gas (the constant would be wrong for
         this chain's gas schedule: logged)."""
         _ = self.tx.signer  # a watch-only adapter says so (NoSignerError) before any RPC
-        if self._handler_gas is None:
-            reserve, most = await asyncio.gather(*(
-                self._call(f"eth_call {name}", lambda w3, name=name: rpc.eth_call(w3,
-                    {"to": self.gateway_address, "data": self._gateway.functions[name]()._encode_transaction_data()}))
-                for name in ("GAS_RESERVE", "MAX_HANDLER_GAS")))
-            self._handler_gas = (int.from_bytes(bytes(reserve)[-32:], "big"), int.from_bytes(bytes(most)[-32:], "big"))
-        gas = delivery_gas_limit(bytes.fromhex(data.removeprefix("0x")), *self._handler_gas)
+        gas = delivery_gas_limit(bytes.fromhex(data.removeprefix("0x")), *await self._handler_limits())
         try:
             return await self.tx.transaction(self.gateway_address, data, gas=gas, preflight=True)
         except ContractLogicError as exc:
@@ -528,6 +564,61 @@ class EvmAdapter(GatewayFees):
             short = str(exc)
         _log().warning("computed delivery gas limit too low: estimating instead", chain=self.name, gas=gas,
                        error=short)
+        return await self.tx.transaction(self.gateway_address, data)
+
+    async def _handler_limits(self) -> tuple[int, int]:
+        """The gateway's (GAS_RESERVE, MAX_HANDLER_GAS), read once."""
+        if self._handler_gas is None:
+            reserve, most = await asyncio.gather(*(
+                self._call(f"eth_call {name}", lambda w3, name=name: rpc.eth_call(w3,
+                    {"to": self.gateway_address, "data": self._gateway.functions[name]()._encode_transaction_data()}))
+                for name in ("GAS_RESERVE", "MAX_HANDLER_GAS")))
+            self._handler_gas = (int.from_bytes(bytes(reserve)[-32:], "big"), int.from_bytes(bytes(most)[-32:], "big"))
+        return self._handler_gas
+
+    async def _block_limit(self) -> int:
+        now = time.monotonic()
+        if self._block_gas_limit is None or now - self._block_gas_limit[0] > BLOCK_GAS_LIMIT_TTL:
+            self._block_gas_limit = (now, await self.tx.block_gas_limit())
+        return self._block_gas_limit[1]
+
+    async def _batch_transaction(self, data: str) -> dict[str, Any]:
+        """A deliverBatch transaction at batch_gas_limit of its gas measured by one eth_createAccessList
+        at the block gas limit, checked with one eth_call; estimated instead when the node lacks the
+        method, the limit exceeds the block's or the check runs short of gas (logged). A refusal
+        raises ContractLogicError (decodable: from the estimate when the node gave no revert data)."""
+        _ = self.tx.signer  # a watch-only adapter says so (NoSignerError) before any RPC
+        if not self._access_lists:
+            return await self.tx.transaction(self.gateway_address, data)
+        (reserve, most), block_limit = await asyncio.gather(self._handler_limits(), self._block_limit())
+        cap = min(block_limit, BATCH_MEASURE_CAP)
+        try:
+            measured = await self.tx.access_list_gas(self.gateway_address, data, cap)
+        except ContractLogicError as exc:
+            if revert_data(exc):
+                raise  # refused, with the reason
+            return await self.tx.transaction(self.gateway_address, data)  # refused: the estimate says why
+        except Web3RPCError as exc:
+            if _method_missing(exc):
+                self._access_lists = False  # for good: no use asking again
+            _log().warning("eth_createAccessList failed: batch gas limit estimated instead", chain=self.name,
+                           error=str(exc), again=self._access_lists)
+            return await self.tx.transaction(self.gateway_address, data)
+        gas = batch_gas_limit(measured, reserve, most)
+        if gas > cap:
+            _log().warning("batch too heavy for a measured gas limit: estimating instead", chain=self.name,
+                           measured=measured, gas=gas, block_gas_limit=cap)
+            return await self.tx.transaction(self.gateway_address, data)
+        try:
+            return await self.tx.transaction(self.gateway_address, data, gas=gas, preflight=True)
+        except ContractLogicError as exc:
+            if not decode_revert(self.delivery_errors, revert_data(exc)).startswith("InsufficientGasForHandler"):
+                raise
+            short = "InsufficientGasForHandler"
+        except Web3RPCError as exc:  # e.g. "out of gas" outside a handler
+            short = str(exc)
+        _log().warning("measured batch gas limit too low: estimating instead", chain=self.name, measured=measured,
+                       gas=gas, error=short)
         return await self.tx.transaction(self.gateway_address, data)
 
     async def retry_failed(self, envelope: Envelope) -> str:
@@ -550,7 +641,7 @@ class EvmAdapter(GatewayFees):
         data = deliver_batch_data(self._gateway, batch.batch, batch.epoch, batch.signature)
         root = batch.batch.root
         try:
-            tx = await self.tx.transaction(self.gateway_address, data)
+            tx = await self._batch_transaction(data)
         except ContractLogicError as exc:
             raise DeliveryRejected(root, decode_revert(self.delivery_errors, revert_data(exc))) from None
         sent = await self._send_delivery(tx, root, "batch delivery sent", count=len(batch.batch.envelopes))

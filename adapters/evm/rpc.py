@@ -404,6 +404,31 @@ async def estimate_gas(w3: AsyncWeb3, tx: dict[str, Any]) -> int:
     return int(await request(w3, "eth_estimateGas", [_call_params(tx)], raise_contract_logic_error_on_revert), 16)
 
 
+async def create_access_list_gas(w3: AsyncWeb3, tx: dict[str, Any], block: int | str = "latest") -> int:
+    """eth_createAccessList's `gasUsed`: the gas of one execution of `tx` (EIP-2930; geth, reth,
+    erigon, nethermind, anvil), where eth_estimateGas runs a binary search of ~15. A revert raises
+    ContractLogicError: anvil answers it as eth_call does (with the revert data), geth with an
+    `error` field in the result (no data); a node without the method raises Web3RPCError."""
+    if lean(w3) is None:
+        result = dict(await w3.eth.create_access_list(tx, block))
+    else:
+        result = await request(w3, "eth_createAccessList", [_call_params(tx), block_param(block)],
+                               raise_contract_logic_error_on_revert)
+    if not isinstance(result, dict) or "gasUsed" not in result:
+        raise ProviderConnectionError(f"malformed eth_createAccessList answer: {str(result)[:200]}")
+    if result.get("error"):
+        raise ContractLogicError(f"eth_createAccessList: {result['error']}")
+    used = result["gasUsed"]
+    return int(used, 16) if isinstance(used, str) else int(used)
+
+
+async def block_gas_limit(w3: AsyncWeb3) -> int:
+    """The latest block's gas limit."""
+    if lean(w3) is None:
+        return int((await w3.eth.get_block("latest"))["gasLimit"])
+    return int((await request(w3, "eth_getBlockByNumber", ["latest", False]))["gasLimit"], 16)
+
+
 async def latest_fees_header(w3: AsyncWeb3) -> dict[str, int]:
     """{"number", "baseFeePerGas"} of the latest block (no base fee before EIP-1559)."""
     if lean(w3) is None:

@@ -9,7 +9,8 @@ board's calls, the feed pusher's updates and deployments all go through a `TxMan
   fee outlasts a block's +12.5 % many times over. Replacements always read fresh fees.
 - Gas: `eth_estimateGas` × 1.2, or a limit the caller computed (`gas=`), then with `preflight=True`
   one `eth_call` at that limit so a refused call is still caught before anything is sent (one
-  execution instead of the estimate's binary search of ~15).
+  execution instead of the estimate's binary search of ~15); `access_list_gas` measures a call's gas
+  with one execution (eth_createAccessList) for callers that compute their limit from it.
 - Stuck transactions: re-sent with the same nonce and fees bumped by 12.5 % (`bump`, what geth-style
   mempools require of a replacement) after `stuck_after` seconds without a receipt; a later send may
   also take an unmined transaction's nonce (`send(..., replacing=...)`).
@@ -243,6 +244,17 @@ class TxManager:
     async def estimate(self, tx: dict[str, Any]) -> int:
         """eth_estimateGas; a refusal raises ContractLogicError (revert_data() has the reason)."""
         return await self.call("eth_estimateGas", lambda w3: rpc.estimate_gas(w3, tx))
+
+    async def access_list_gas(self, to: str, data: str, gas: int) -> int:
+        """The gas one execution of this account's call uses with at most `gas` (eth_createAccessList:
+        one execution, not eth_estimateGas's search). A revert raises ContractLogicError; a node
+        without the method Web3RPCError."""
+        tx = {"from": self.signer.address, "to": to, "data": data, "gas": gas}
+        return await self.call("eth_createAccessList", lambda w3: rpc.create_access_list_gas(w3, tx))
+
+    async def block_gas_limit(self) -> int:
+        """The latest block's gas limit."""
+        return await self.call("eth_getBlockByNumber (gas limit)", rpc.block_gas_limit)
 
     async def transaction(self, to: str | None, data: str, value: int = 0, *, gas: int | None = None,
                           preflight: bool = False) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 instead of eth_estimateGas) on a real anvil: enough for the gateway's own work with its largest
 envelope, a handler always gets all of MAX_HANDLER_GAS under it, a limit too low never consumes a
 message (the gateway reverts), a refused delivery is caught before anything is sent, and a limit that
-turns out too low falls back to the estimate."""
+turns out too low falls back to the estimate. The same for a batch's measured limit (batch_gas_limit,
+from one eth_createAccessList): every handler is offered all of MAX_HANDLER_GAS, even one whose
+outcome depends on gasleft() (which a starved batch would record failed), refusals are caught before
+sending, and a node without eth_createAccessList or a limit too low gets the estimate."""
 
 from __future__ import annotations
 
@@ -12,17 +15,20 @@ from typing import Any
 
 import pytest
 from web3 import AsyncWeb3
+from web3.exceptions import Web3RPCError
 
 import attest
 from adapters.evm import deploy as evm_deploy
 from adapters.evm import gateway as evm_gateway
 from adapters.evm.devnet import AnvilProcess
-from adapters.evm.gateway import DeliveryRejected, EvmAdapter, delivery_gas_limit, deploy_gateway, \
-    deploy_recording_receiver
+from adapters.evm.tx import GAS_MULTIPLIER
+from adapters.evm.gateway import DeliveryRejected, EvmAdapter, batch_gas_limit, deliver_batch_data, \
+    delivery_gas_limit, deploy_gateway, deploy_recording_receiver
 from attest.bn254 import hash_to_g1_hint
+from relay.batch import Batch
 from relay.config import EvmChain
 from relay.envelope import Envelope, address_to_bytes32
-from relay.interfaces import SignedDelivery
+from relay.interfaces import SignedBatch, SignedDelivery
 from relay.protocol import MessageKind
 from tests.support import evm
 
@@ -55,6 +61,14 @@ class Setup:
         digest = envelope.digest(EPOCH)
         signature = attest.combine_signatures([attest.partial_sign(self.shares[i - 1], digest) for i in signers])
         return SignedDelivery(envelope=envelope, epoch=EPOCH, signature=signature)
+
+    def batch(self, first_nonce: int, receivers: list[str], payload: bytes = b"x" * 64) -> SignedBatch:
+        envelopes = [Envelope(MessageKind.TASK_REQUEST, first_nonce + i, REMOTE, b"\x00" * 12 + b"\x5e" * 20, DOMAIN,
+                              address_to_bytes32(receiver), payload) for i, receiver in enumerate(receivers)]
+        batch = Batch.of(envelopes)
+        digest = batch.digest(EPOCH)
+        return SignedBatch(batch, EPOCH, attest.combine_signatures([attest.partial_sign(s, digest)
+                                                                    for s in self.shares[:3]]))
 
     def contract(self, name: str, address: str) -> Any:
         return evm_deploy.contract(self.w3, name, address)
@@ -198,4 +212,132 @@ async def test_a_computed_limit_too_low_falls_back_to_the_estimate(setup: Setup,
     assert await receiver.functions.count().call() == 1
     sent = await setup.w3.eth.get_transaction(tx)
     assert sent["gas"] > receipt["gasUsed"]  # the estimate's limit, not the wrong one
+    await adapter.close()
+
+
+# --- batches (deliverBatch at batch_gas_limit of one eth_createAccessList) --------------------------
+
+
+async def _measured(setup: Setup, adapter: EvmAdapter, signed: SignedBatch) -> int:
+    """What the adapter measures a batch with: eth_createAccessList at the block's gas limit (30M on anvil)."""
+    data = deliver_batch_data(setup.contract("Gateway", setup.gateway), signed.batch, signed.epoch, signed.signature)
+    answer = evm.rpc(setup.node, "eth_createAccessList", {"from": adapter.account.address, "to": setup.gateway,
+                                                          "data": data, "gas": hex(30_000_000)}, "latest")
+    return int(answer["gasUsed"], 16)
+
+
+async def _statuses(setup: Setup, signed: SignedBatch) -> list[int]:
+    return [await setup.status(e.message_id) for e in signed.batch.envelopes]
+
+
+async def test_a_batch_limit_offers_every_handler_all_of_max_handler_gas(setup: Setup) -> None:
+    """The attack a measured batch limit must survive: a receiver that fails at once when handed less
+    than it needs (here MAX_HANDLER_GAS less a little) is not caught by the gateway's
+    InsufficientGasForHandler rule (it did not run out of gas), so a batch sent with too little gas
+    records it failed. Shown first under a snapshot; the adapter's limit then delivers every handler."""
+    reserve, most = await _handler_limits(setup)
+    sensitive = await evm_deploy.deploy(setup.w3, setup.node.private_keys[0], "GasSensitiveReceiver", setup.gateway,
+                                        most - 20_000, 200)
+    receiver = setup.contract("RecordingReceiver", setup.recording)
+    burn = await _burn_for(setup, 1_000_000)
+    await evm_deploy.transact(setup.w3, setup.node.private_keys[0], receiver.functions.setBurn(burn))
+    receivers = [setup.recording, sensitive, setup.recording, setup.recording, sensitive, setup.recording,
+                 setup.recording, sensitive]
+    signed = setup.batch(100, receivers)
+    adapter = setup.adapter()
+    measured = await _measured(setup, adapter, signed)
+
+    # Starved at what eth_estimateGas x GAS_MULTIPLIER gives (how batches were sent before): every
+    # handler runs, but the last gets ~1M instead of MAX_HANDLER_GAS and is recorded failed.
+    call = setup.contract("Gateway", setup.gateway).functions.deliverBatch(
+        signed.batch.root, EPOCH, signed.signature, [e.encode() for e in signed.batch.envelopes])
+    estimate = int(evm.rpc(setup.node, "eth_estimateGas", {"from": adapter.account.address, "to": setup.gateway,
+                                                             "data": call._encode_transaction_data()}), 16)
+    snapshot = evm.rpc(setup.node, "evm_snapshot")
+    starved = await evm_deploy.transact(setup.w3, setup.node.private_keys[2], call,
+                                        gas=int(estimate * GAS_MULTIPLIER))
+    assert starved["status"] == 1
+    statuses = await _statuses(setup, signed)
+    assert statuses[-1] == 2 and statuses[:-1] == [1] * 7  # the last one recorded failed: the attack is real
+    assert evm.rpc(setup.node, "evm_revert", snapshot) is True
+    assert await _statuses(setup, signed) == [0] * 8
+
+    tx = (await adapter.submit_batch(signed, list(range(8))))[0]
+    receipt = await setup.receipt(adapter, tx)
+    assert receipt["status"] == 1
+    assert await _statuses(setup, signed) == [1] * 8
+    assert await setup.contract("GasSensitiveReceiver", sensitive).functions.handled().call() == 3
+    assert await receiver.functions.count().call() == 5
+    sent = await setup.w3.eth.get_transaction(tx)
+    assert sent["gas"] == batch_gas_limit(measured, reserve, most)
+    assert abs(receipt["gasUsed"] - measured) < 100_000  # the measured run is the run that was mined
+    print(f"batch of 8 (5 x ~1M-gas handlers, 3 gas-sensitive): used {receipt['gasUsed']}, measured {measured}, "
+          f"limit {sent['gas']}; eth_estimateGas {estimate} (x1.2 = {int(estimate * 1.2)})")
+    await adapter.close()
+
+
+async def test_a_batch_of_handlers_near_max_handler_gas_is_handled(setup: Setup) -> None:
+    _, most = await _handler_limits(setup)
+    receiver = setup.contract("RecordingReceiver", setup.recording)
+    burn = await _burn_for(setup, most - 100_000)
+    await evm_deploy.transact(setup.w3, setup.node.private_keys[0], receiver.functions.setBurn(burn))
+    signed = setup.batch(200, [setup.recording] * 4)
+    adapter = setup.adapter()
+    receipt = await setup.receipt(adapter, (await adapter.submit_batch(signed, [0, 1, 2, 3]))[0])
+    assert receipt["status"] == 1 and await _statuses(setup, signed) == [1] * 4
+    assert receipt["gasUsed"] > 4 * (most - 100_000)
+    assert await receiver.functions.count().call() == 4
+    await adapter.close()
+
+
+async def test_a_refused_batch_is_caught_before_sending(setup: Setup) -> None:
+    adapter = setup.adapter()
+    before = await setup.w3.eth.get_transaction_count(adapter.account.address)
+    good = setup.batch(300, [setup.noop] * 3)
+    forged = SignedBatch(setup.batch(310, [setup.noop] * 3).batch, EPOCH, good.signature)  # another root's
+    with pytest.raises(DeliveryRejected, match="InvalidSignature"):
+        await adapter.submit_batch(forged, [0, 1, 2])
+    assert await setup.w3.eth.get_transaction_count(adapter.account.address, "pending") == before  # nothing sent
+    receipt = await setup.receipt(adapter, (await adapter.submit_batch(good, [0, 1, 2]))[0])
+    assert receipt["status"] == 1 and await _statuses(setup, good) == [1] * 3
+    await adapter.close()
+
+
+async def test_a_node_without_eth_create_access_list_gets_the_estimate(setup: Setup, monkeypatch) -> None:
+    adapter = setup.adapter()
+    asked = []
+
+    async def refused(to: str, data: str, gas: int) -> int:
+        asked.append(gas)
+        raise Web3RPCError("the method eth_createAccessList does not exist/is not available",
+                           rpc_response={"jsonrpc": "2.0", "id": 1,
+                                         "error": {"code": -32601, "message": "Method not found"}})
+
+    monkeypatch.setattr(adapter.tx, "access_list_gas", refused)
+    for nonce in (400, 410):
+        signed = setup.batch(nonce, [setup.recording] * 3)
+        tx = (await adapter.submit_batch(signed, [0, 1, 2]))[0]
+        receipt = await setup.receipt(adapter, tx)
+        assert receipt["status"] == 1 and await _statuses(setup, signed) == [1] * 3
+        sent = await setup.w3.eth.get_transaction(tx)
+        assert receipt["gasUsed"] < sent["gas"] < receipt["gasUsed"] * 1.3  # the estimate x 1.2
+    assert len(asked) == 1  # asked once: the node said it has no such method
+    await adapter.close()
+
+
+async def test_a_measured_batch_limit_too_low_falls_back_to_the_estimate(setup: Setup, monkeypatch) -> None:
+    receiver = setup.contract("RecordingReceiver", setup.recording)
+    burn = await _burn_for(setup, 1_000_000)
+    await evm_deploy.transact(setup.w3, setup.node.private_keys[0], receiver.functions.setBurn(burn))
+    # A rule wrong by more than the last handler's share: the preflight finds it starved.
+    monkeypatch.setattr(evm_gateway, "batch_gas_limit", lambda measured, reserve, most: measured - 500_000)
+    adapter = setup.adapter()
+    signed = setup.batch(500, [setup.recording] * 3)
+    measured = await _measured(setup, adapter, signed)
+    tx = (await adapter.submit_batch(signed, [0, 1, 2]))[0]
+    receipt = await setup.receipt(adapter, tx)
+    assert receipt["status"] == 1 and await _statuses(setup, signed) == [1] * 3
+    assert await receiver.functions.count().call() == 3
+    sent = await setup.w3.eth.get_transaction(tx)
+    assert sent["gas"] > measured > receipt["gasUsed"] - 100_000  # the estimate's limit, not the wrong one
     await adapter.close()
