@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from web3 import AsyncWeb3
-from web3.exceptions import Web3RPCError
+from web3.exceptions import ContractLogicError, Web3RPCError
 
 import attest
 from adapters.evm import deploy as evm_deploy
@@ -340,4 +340,40 @@ async def test_a_measured_batch_limit_too_low_falls_back_to_the_estimate(setup: 
     assert await receiver.functions.count().call() == 3
     sent = await setup.w3.eth.get_transaction(tx)
     assert sent["gas"] > measured > receipt["gasUsed"] - 100_000  # the estimate's limit, not the wrong one
+    await adapter.close()
+
+
+async def test_a_refusal_without_revert_data_is_explained_by_the_estimate(setup: Setup, monkeypatch) -> None:
+    """geth answers a reverting eth_createAccessList with an `error` field and no revert data: the
+    estimate then gives the reason. A passing node error (not "no such method") falls back this once."""
+    adapter = setup.adapter()
+    measure = adapter.tx.access_list_gas
+    asked = []
+
+    async def like_geth(to: str, data: str, gas: int) -> int:
+        asked.append(data)
+        try:
+            return await measure(to, data, gas)
+        except ContractLogicError:
+            raise ContractLogicError("eth_createAccessList: execution reverted") from None
+
+    monkeypatch.setattr(adapter.tx, "access_list_gas", like_geth)
+    good = setup.batch(600, [setup.noop] * 2)
+    forged = SignedBatch(setup.batch(610, [setup.noop] * 2).batch, EPOCH, good.signature)
+    with pytest.raises(DeliveryRejected, match="InvalidSignature"):
+        await adapter.submit_batch(forged, [0, 1])
+
+    async def flaky(to: str, data: str, gas: int) -> int:
+        asked.append(data)
+        raise Web3RPCError("header not found", rpc_response={"jsonrpc": "2.0", "id": 1,
+                                                             "error": {"code": -32000, "message": "header not found"}})
+
+    monkeypatch.setattr(adapter.tx, "access_list_gas", flaky)
+    receipt = await setup.receipt(adapter, (await adapter.submit_batch(good, [0, 1]))[0])
+    assert receipt["status"] == 1 and await _statuses(setup, good) == [1] * 2
+    monkeypatch.setattr(adapter.tx, "access_list_gas", like_geth)
+    third = setup.batch(620, [setup.noop] * 2)
+    receipt = await setup.receipt(adapter, (await adapter.submit_batch(third, [0, 1]))[0])
+    assert receipt["status"] == 1 and await _statuses(setup, third) == [1] * 2
+    assert len(asked) == 3  # still asked after the passing error
     await adapter.close()
