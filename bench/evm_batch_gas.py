@@ -27,9 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from web3.exceptions import ContractLogicError  # noqa: E402
+
 import attest  # noqa: E402
 from adapters.evm import deploy as evm_deploy  # noqa: E402
 from adapters.evm.gateway import EvmAdapter, deliver_batch_data, deploy_gateway, deploy_recording_receiver  # noqa: E402
+from adapters.evm.rpc import decode_revert, revert_data  # noqa: E402
 from relay.batch import Batch  # noqa: E402
 from relay.config import EvmChain  # noqa: E402
 from relay.envelope import Envelope, address_to_bytes32  # noqa: E402
@@ -51,8 +54,8 @@ async def run(size: int, rounds: int, burn: int) -> dict[str, Any]:
         gateway = await deploy_gateway(anvil.w3, anvil.deployer, anvil.verifier, DOMAIN, fee=0)
         receiver = await deploy_recording_receiver(anvil.w3, anvil.deployer, gateway)
         if burn:
-            await evm_deploy.transact(anvil.w3, anvil.deployer,
-                                      evm_deploy.contract(anvil.w3, "RecordingReceiver", receiver).functions.setBurn(burn))
+            recording = evm_deploy.contract(anvil.w3, "RecordingReceiver", receiver)
+            await evm_deploy.transact(anvil.w3, anvil.deployer, recording.functions.setBurn(burn))
         chain = EvmChain(kind="evm", domain=DOMAIN, chain_id=DOMAIN, rpc_urls=[anvil.node.rpc_url], ws_urls=[],
                          confirmations=0, contracts={"Gateway": gateway})
         adapter = EvmAdapter("evm", chain, anvil.node.private_keys[1])
@@ -68,7 +71,12 @@ async def run(size: int, rounds: int, burn: int) -> dict[str, Any]:
                 signature = attest.combine_signatures(
                     [attest.partial_sign(anvil.shares[i], batch.digest(EPOCH)) for i in range(3)])
                 datas.append(deliver_batch_data(adapter._gateway, batch, EPOCH, signature))
-            await adapter.tx.transaction(gateway, datas[0])
+            try:
+                await adapter.tx.transaction(gateway, datas[0])
+            except ContractLogicError as exc:
+                reason = decode_revert(adapter.delivery_errors, revert_data(exc))
+                raise SystemExit(f"the gateway refuses the batch ({reason}): too heavy for a block? "
+                                 "lower --burn or --size") from None
             await adapter._batch_transaction(datas[0])
             ways = {
                 "eth_estimateGas": lambda data: adapter.tx.transaction(gateway, data),
