@@ -235,6 +235,7 @@ class Relayer:
         self.updates: Broadcast[bytes] = Broadcast()
         self._wake = asyncio.Event()
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
+        self._moved_on = 0  # messages signed or submitted so far (process_due passes while it grows)
         self._held_until: float | None = None  # the earliest a lane's held (young, small) batch is due
         self._confirm_poll = self.settings.confirm_poll  # this round's (_set_confirm_poll)
         self._writes = _GroupCommit(store)  # every step's store write goes through it (apply_many)
@@ -498,33 +499,46 @@ class Relayer:
                 self.metrics.rpc_healthy.labels(chain=adapter.name, endpoint=endpoint.url).set(int(endpoint.healthy))
 
     async def process_due(self) -> int:
-        """One pass over every due operation of every active stage (batches first, when batching)."""
+        """One pass over every due operation of every active stage (batches first, when batching).
+        The stages run side by side: each took its own due records first, and a message is due in
+        one stage at a time, so no message is stepped twice; a burst's roots being collected do not
+        hold up the submission and confirmation of the batches signed before them.
+        Up to three such passes, while the one before moved messages on (prepared or submitted
+        them), so a message goes as far in one call as when the stages ran one after another."""
         handled = 0
-        steps: tuple[tuple[Stage, Step], ...] = (
-            (Stage.OBSERVED, self.prepare), (Stage.READY, self.submit), (Stage.SUBMITTED, self.confirm))
-        for stage, step in steps:
-            if not self.batching:
-                records = await self.store.due(stage)
-                handled += len(records)
-                self._set_confirm_poll(stage, records)
-                await asyncio.gather(*(self._step(step, r) for r in records))
-                continue
-            records = await self.store.due(stage, limit=max(100, 4 * self.settings.batch_size))
-            handled += len(records)
-            self._set_confirm_poll(stage, records)
-            members = await self.store.batch_members([r.message_id for r in records])
-            match stage:
-                case Stage.OBSERVED:
-                    singles, batch_steps = self._group_observed(records)
-                case Stage.READY:
-                    singles, batch_steps = await self._group_ready(records, members)
-                case _:
-                    def confirm_step(r: MessageRecord) -> Awaitable[Outcome]:
-                        return self.confirm(r, in_batch=r.message_id in members)
-                    singles, batch_steps = self._group_submitted(records, members)
-                    step = confirm_step
-            await asyncio.gather(*batch_steps, *(self._step(step, r) for r in singles))
+        for _ in range(3):
+            moved_on = self._moved_on
+            counts = await asyncio.gather(
+                self._process_stage(Stage.OBSERVED, self.prepare), self._process_stage(Stage.READY, self.submit),
+                self._process_stage(Stage.SUBMITTED, self.confirm))
+            handled += sum(counts)
+            if self._moved_on == moved_on:  # nothing signed or submitted: the next pass has nothing new
+                break
         return handled
+
+    async def _process_stage(self, stage: Stage, step: Step) -> int:
+        if not self.batching:
+            records = await self.store.due(stage)
+            self._set_confirm_poll(stage, records)
+            await asyncio.gather(*(self._step(step, r) for r in records))
+            return len(records)
+        # Enough for every step the semaphore lets run at once to be a full batch: a burst is taken
+        # `concurrency` batches per round, not four.
+        records = await self.store.due(stage, limit=max(100, self.settings.concurrency * self.settings.batch_size))
+        self._set_confirm_poll(stage, records)
+        members = await self.store.batch_members([r.message_id for r in records])
+        match stage:
+            case Stage.OBSERVED:
+                singles, batch_steps = self._group_observed(records)
+            case Stage.READY:
+                singles, batch_steps = await self._group_ready(records, members)
+            case _:
+                def confirm_step(r: MessageRecord) -> Awaitable[Outcome]:
+                    return self.confirm(r, in_batch=r.message_id in members)
+                singles, batch_steps = self._group_submitted(records, members)
+                step = confirm_step
+        await asyncio.gather(*batch_steps, *(self._step(step, r) for r in singles))
+        return len(records)
 
     def _set_confirm_poll(self, stage: Stage, records: list[MessageRecord]) -> None:
         """The interval of this round's confirmation checks: short while few are due."""
@@ -992,6 +1006,7 @@ class Relayer:
             writes.append(write)
             delays.append(delay)
         await self._writes.write(writes)
+        self._moved_on += sum(isinstance(outcome, (Signed, Submitted)) for _, outcome in decided)
         for (record, outcome), delay in zip(decided, delays):
             self._applied(record, outcome, now, delay)
 

@@ -4,6 +4,8 @@ half-delivered batch after a restart, and closing finished roots. Real chains: t
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from pathlib import Path
 
@@ -305,7 +307,9 @@ async def test_the_payment_policy_is_asked_for_every_member_before_the_root_and_
 
     dst, source, committee = BatchChain("evm", DST), FeeSource(), RootCommittee()
     policy = PaymentPolicy(mode="minimum", minimum={SRC: 50})
-    relayer = Relayer(store, {SRC: source, DST: dst}, committee, settings(), policy=policy)
+    # A retry waits (a zero backoff would retry the unreadable fee in process_due's next pass).
+    slow_retry = dataclasses.replace(settings(), backoff=Backoff(base=60.0, jitter=0.0, max_attempts=3))
+    relayer = Relayer(store, {SRC: source, DST: dst}, committee, slow_retry, policy=policy)
     envelopes = [envelope(n) for n in range(5)]
     await observe(relayer, envelopes)
     await relayer.process_due()
