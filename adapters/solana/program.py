@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -758,9 +759,10 @@ class DeliveryReceipt:
 # and accounts: adapters.solana.taskboard.
 
 
+@functools.lru_cache(maxsize=64)
 def taskboard_address(program_id: Pubkey) -> Pubkey:
     """The board (PDA ["taskboard"], an address only): src_sender of what it sends, dst_receiver
-    of what it is sent."""
+    of what it is sent. Remembered per program (every delivery asks whether it goes to the board)."""
     return Pubkey.find_program_address([TASKBOARD_SEED], program_id)[0]
 
 
