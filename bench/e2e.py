@@ -1,6 +1,7 @@
 """End-to-end messaging latency and throughput on the localnet, next to each chain's floor and own rate.
 
     .venv/bin/python bench/e2e.py [--messages 20] [--burst 40] [--sender raw|sdk] [--compare-batching]
+                                  [--rate 300 --duration 10]
 
 Starts the whole stack on free ports (anvil with 0.25 s blocks and 2 confirmations; the Solana
 localnet server with 100 ms slots and finality 4 slots behind; 4 attester processes, t = 3; one
@@ -19,6 +20,20 @@ relayer process), then per direction:
   process of the stack spent during it (utime + stime from /proc/<pid>/stat of anvil, the Solana
   localnet server, each attester, the relayer and this bench process, before and after) and CPU-ms
   per message;
+- sustained (`--rate R --duration T`, after the burst when both are given): R x T pre-signed send
+  transactions (bench/loadgen.py, as the raw burst; Solana ones signed again a chunk at a time so no
+  blockhash is older than its re-sign bound when sent) submitted paced: every 0.1 s the next R/10
+  that are due (a late tick catches up, nothing goes ahead of the schedule), each one's submission
+  time recorded. From the relayer's store (confirmed_at per message) it prints the offered rate (what
+  was actually submitted per second), the delivered rate over [first confirmed, last confirmed] and
+  over the steady part (confirmed between +2 s and +T from the first submission, per second), the
+  end-to-end latency (confirmed_at - submitted) p50 / p90 / p99 / max of the messages submitted in
+  the first and in the second half of the run, the backlog (submitted, not confirmed) every second,
+  the CPU per process from the first submission until all are confirmed, and a verdict: "kept up"
+  only if the steady rate is >= 95 % of R and the second half's p99 is at most 1.5 x the first
+  half's + 0.5 s, else "fell behind" (loadgen.sustained_verdict). A burst's messages/s include the
+  two finality waits once (~1-2 s: at most ~500/s on a burst of 1000 even with an infinitely fast
+  relay); a stream's steady rate does not;
 - floor: one raw transaction round trip on each chain in the same run (EVM: transfer to receipt;
   Solana: transfer to `confirmed`), and each chain's finality wait;
 - own rate, at the very end of the run (no relayer runs after it, so these messages are never
@@ -45,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 from collections import Counter
 import random
@@ -67,7 +83,8 @@ from relay.sdk import TesseraClient  # noqa: E402
 from relay.devstack import messaging_stack  # noqa: E402
 from relay.store import Store  # noqa: E402
 
-from bench.loadgen import chain_rate, load_for, process_cpu  # noqa: E402
+from bench.loadgen import (chain_rate, load_for, paced_stats, process_cpu, submit_paced,  # noqa: E402
+                           sustained_verdict)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -167,7 +184,8 @@ async def start_relayer(stack, label: str, **relayer: object):
 
 
 async def phase(stack, client, loads, sender: str, results: list[dict], label: str, messages: int, burst: int,
-                batch_size: int, batch_wait_ms: float, receiver_evm: bytes) -> None:
+                batch_size: int, batch_wait_ms: float, receiver_evm: bytes, rate: float = 0, duration: float = 0,
+                sustained: list[dict] | None = None) -> None:
     """Latency and burst both ways through a fresh relayer process with these batch settings."""
     proc, db = await start_relayer(stack, label, batch_size=batch_size, batch_wait_ms=batch_wait_ms)
     print(f"\n=== {label}: [relayer] batch_size = {batch_size}, batch_wait_ms = {batch_wait_ms:g} ===")
@@ -194,6 +212,10 @@ async def phase(stack, client, loads, sender: str, results: list[dict], label: s
                 print(row("total: included -> confirmed", [c - s for s, (_, _, _, c) in zip(sent_at, stages)]))
             if burst:
                 results.append(await run_burst(stack, client, loads, sender, label, db, src, dst, burst, receiver))
+            if rate:
+                got = await run_sustained(stack, client, loads, label, db, src, dst, rate, duration, receiver)
+                if sustained is not None:
+                    sustained.append(got)
     finally:
         proc.stop()
 
@@ -205,10 +227,11 @@ def stack_pids(stack) -> dict[str, int]:
     return pids
 
 
-def print_cpu(before: dict[str, float], after: dict[str, float], seconds: float, messages: int) -> None:
+def print_cpu(before: dict[str, float], after: dict[str, float], seconds: float, messages: int,
+              what: str = "the burst") -> None:
     used = {name: after[name] - before.get(name, 0.0) for name in after}
     total = sum(used.values())
-    print(f"    CPU during the burst ({seconds:.2f} s wall, {nproc()} cores = {seconds * nproc():.2f} core-s available; "
+    print(f"    CPU during {what} ({seconds:.2f} s wall, {nproc()} cores = {seconds * nproc():.2f} core-s available; "
           f"{total:.2f} CPU-s used = {total / max(seconds, 1e-9) / nproc() * 100:.0f} % of the machine):")
     for name, cpu in sorted(used.items(), key=lambda item: -item[1]):
         if cpu > 0 or name.startswith("relayer") or name.startswith("bench"):
@@ -296,6 +319,65 @@ async def run_burst(stack, client, loads, sender: str, label: str, db: Path, src
     print_timeline(db, burst_ids, started)
     print_cpu(before, after, done - started, burst)
     return {"label": label, "src": src, "dst": dst, "n": burst, "rate": rate, "sender": sender}
+
+
+def confirmed_at_of(db: Path, source_txs: list[str]) -> dict[str, float]:
+    """confirmed_at per source transaction (one message each), from the relayer's store."""
+    with sqlite3.connect(db) as conn:
+        marks = ",".join("?" for _ in source_txs)
+        rows = conn.execute(f"SELECT source_tx, confirmed_at FROM messages WHERE source_tx IN ({marks})",
+                            source_txs).fetchall()
+    out = dict(rows)
+    if len(rows) != len(source_txs) or any(out.get(tx) is None for tx in source_txs):
+        raise RuntimeError(f"{len(rows)} rows for {len(source_txs)} source transactions, or one without confirmed_at")
+    return out
+
+
+def fmt_latency(figures: dict[str, float]) -> str:
+    if not figures:
+        return "no messages"
+    return "  ".join(f"{k} {v:6.2f} s" for k, v in figures.items())
+
+
+async def run_sustained(stack, client, loads, label: str, db: Path, src: str, dst: str, rate: float,
+                        duration: float, receiver: bytes | None) -> dict:
+    """rate x duration messages src -> dst, submitted paced at `rate` per second; the offered and the
+    delivered rates, latency per half, backlog per second, CPU per process and the verdict."""
+    if receiver is not None and len(receiver) == 20:
+        receiver = bytes(12) + receiver  # an EVM address, left-padded as a 32-byte receiver
+    n = max(1, round(rate * duration))
+    receivers = [receiver or bytes(Keypair().pubkey()) for _ in range(n)]
+    payloads = burst_payloads(n, f"paced {label}")
+    load = loads[src]
+    prepared = await load.prepare(client._chain(dst).domain, receivers, payloads)  # signed before the clock
+    before = process_cpu(stack_pids(stack))
+    sent = await submit_paced(load, prepared, rate)
+    started = sent.started
+    await load.wait_included(sent)
+    done = await wait_confirmed_txs(db, sent.tx_ids)
+    after = process_cpu(stack_pids(stack))
+    ids = await load.message_ids(sent)
+    await wait_confirmed(db, ids, timeout=60)  # the same messages, by id: none counted twice
+    confirmed = confirmed_at_of(db, sent.tx_ids)
+    stats = paced_stats([sent.submitted_at[tx] for tx in sent.tx_ids], [confirmed[tx] for tx in sent.tx_ids],
+                        rate, duration)
+    first, second = stats.latency["first half"], stats.latency["second half"]
+    kept, verdict = sustained_verdict(rate, stats.steady, first.get("p99", 0.0), second.get("p99", 0.0))
+    print(f"\n  {src} -> {dst} sustained: {n} messages at {rate:g}/s for {duration:g} s, pre-signed and submitted "
+          f"paced by bench/loadgen.py (every 0.1 s what is due)")
+    print(f"    offered: {n} submitted from +0.00 to +{max(sent.submitted_at.values()) - started:.2f} s = "
+          f"{stats.offered:.1f}/s; per second: {' '.join(str(c) for c in stats.offered_per_second)}")
+    print(f"    delivered: first confirmed +{stats.first_confirmed:.2f} s, last +{stats.last_confirmed:.2f} s = "
+          f"{stats.delivered_window:.1f}/s over [first, last]; steady (confirmed between +{stats.steady_from:g} s "
+          f"and +{duration:g} s): {stats.steady:.1f}/s ({batches_used(db, ids)})")
+    print(f"    latency submitted -> confirmed, first half:  {fmt_latency(first)}")
+    print(f"    latency submitted -> confirmed, second half: {fmt_latency(second)}")
+    print(f"    backlog (submitted, not confirmed) at +1 s, +2 s, ...: {' '.join(str(b) for b in stats.backlog)}")
+    print(f"    verdict: {verdict}")
+    print_timeline(db, ids, started)
+    print_cpu(before, after, done - started, n, "the run (first submission to all confirmed)")
+    return {"label": label, "src": src, "dst": dst, "rate": rate, "steady": stats.steady, "kept": kept,
+            "verdict": verdict}
 
 
 async def own_rates(config, client, loads, n: int) -> tuple[dict[str, float], set[str]]:
@@ -459,7 +541,8 @@ async def costs(stack, client, sizes: list[int], receiver_evm: bytes, receiver: 
 
 
 async def run(messages: int, burst: int, batch_size: int, batch_wait_ms: float, compare: bool,
-              cost_sizes: list[int], receiver: str = "both", sender: str = "raw", own_rate_n: int | None = None) -> None:
+              cost_sizes: list[int], receiver: str = "both", sender: str = "raw", own_rate_n: int | None = None,
+              rate: float = 0, duration: float = 0) -> None:
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
         async with messaging_stack(Path(tmp), relayer=False) as stack:
             config = load_config(stack.config_path)
@@ -471,16 +554,18 @@ async def run(messages: int, burst: int, batch_size: int, batch_wait_ms: float, 
             async with TesseraClient.from_config(stack.config_path) as client:
                 loads = {name: load_for(name, chain, client._chain(name)) for name, chain in config.chains.items()}
                 results: list[dict] = []
+                sustained: list[dict] = []
                 n = burst if own_rate_n is None else own_rate_n
                 try:
-                    if sender == "raw" or n:
+                    if sender == "raw" or n or rate:
                         for load in loads.values():
                             await load.setup()
                     if compare:
-                        await phase(stack, client, loads, sender, results, "off", messages, burst, 1, 0, receiver_evm)
+                        await phase(stack, client, loads, sender, results, "off", messages, burst, 1, 0, receiver_evm,
+                                    rate, duration, sustained)
                     if batch_size > 1 or not compare:
                         await phase(stack, client, loads, sender, results, "on" if batch_size > 1 else "off2", messages,
-                                    burst, batch_size, batch_wait_ms, receiver_evm)
+                                    burst, batch_size, batch_wait_ms, receiver_evm, rate, duration, sustained)
                     for kind in ("recording", "noop"):
                         if cost_sizes and receiver in (kind, "both"):
                             await costs(stack, client, cost_sizes, receiver_evm, kind)
@@ -493,6 +578,10 @@ async def run(messages: int, burst: int, batch_size: int, batch_wait_ms: float, 
                         rates, lower_bound = await own_rates(config, client, loads, n)
                     if results:
                         print_summary(results, rates, lower_bound)
+                    if sustained:
+                        print(f"\n=== sustained {rate:g} messages/s for {duration:g} s (paced) ===")
+                        for r in sustained:
+                            print(f"  {r['label']:<6} {r['src'] + ' -> ' + r['dst']:<16} {r['verdict']}")
                 finally:
                     for load in loads.values():
                         await load.close()
@@ -514,15 +603,27 @@ def main() -> int:
                              "chain takes them (bench/loadgen.py); sdk = client.send x N at once (the SDK's own rate caps it)")
     parser.add_argument("--own-rate", type=int, default=None, metavar="N",
                         help="transactions per chain for the chains' own rates at the end (default: --burst; 0: skip)")
+    parser.add_argument("--rate", type=float, default=0.0, metavar="R",
+                        help="sustained mode: R messages/s each way, submitted paced (with --duration; 0: off)")
+    parser.add_argument("--duration", type=float, default=0.0, metavar="T",
+                        help="sustained mode: seconds of paced load each way (>= 4: the steady part is +2 s .. +T)")
     args = parser.parse_args()
     for name in ("messages", "burst", "own_rate"):
         if (getattr(args, name) or 0) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
+    if not (math.isfinite(args.rate) and math.isfinite(args.duration)) or args.rate < 0 or args.duration < 0:
+        parser.error("--rate and --duration must be finite numbers >= 0")
+    if bool(args.rate) != bool(args.duration):
+        parser.error("--rate and --duration go together (sustained mode), e.g. --rate 300 --duration 10")
+    if args.rate and args.duration < 4:
+        parser.error("--duration must be >= 4 s: the steady part is from +2 s to +T")
+    if args.rate and args.rate * args.duration < 10:
+        parser.error("--rate x --duration must be >= 10 messages (a latency per half of the run needs some)")
     if any(n < 1 for n in args.cost_sizes):
         parser.error("--cost-sizes must be >= 1")
     configure_logging("warning")
     asyncio.run(run(args.messages, args.burst, args.batch_size, args.batch_wait_ms, args.compare_batching,
-                    args.cost_sizes, args.receiver, args.sender, args.own_rate))
+                    args.cost_sizes, args.receiver, args.sender, args.own_rate, args.rate, args.duration))
     return 0
 
 

@@ -13,6 +13,14 @@ built and signed before the clock starts, then submitted as fast as the source c
   via sendTransaction in JSON-RPC batches without waiting; statuses polled via getSignatureStatuses;
   the message ids from each transaction's logs (adapters/solana/program.py sent_envelopes_of).
 
+Paced (`submit_paced`, bench/e2e.py's sustained mode): the same pre-signed transactions submitted on
+a monotonic schedule instead of at once: every 0.1 s tick the next rate/10 that are due (a late tick
+catches up with what is due by then, nothing is sent ahead of the schedule), each transaction's
+submission time recorded. Solana transactions are signed again, a chunk at a time, when the
+blockhash of the ones due is older than SOLANA_RESIGN_AFTER_S - 1 s, so none goes out with an older
+one. `paced_stats` / `sustained_verdict` turn the submission and confirmation times into the offered
+and delivered rates, the latency per half of the run, the backlog per second and a verdict.
+
 Every transaction that fails or never lands is an error, said with its id: a burst is only
 measured whole.
 """
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -34,6 +43,7 @@ from relay.protocol import MessageKind
 RPC_BATCH = 50  # JSON-RPC requests per HTTP request (the Solana localnet takes at most 100)
 IN_FLIGHT = 4  # HTTP requests in flight at once while submitting
 SOLANA_RESIGN_AFTER_S = 8.0  # a blockhash is valid 150 slots = 15 s at 100 ms slots
+TICK_S = 0.1  # the paced schedule's step
 
 
 class LoadError(RuntimeError):
@@ -95,6 +105,7 @@ class Burst:
     all_submitted: float = 0.0
     included_at: dict[str, float] = field(default_factory=dict)  # tx id -> when first seen included
     positions: dict[str, int] = field(default_factory=dict)  # tx id -> block number / slot it landed in
+    submitted_at: dict[str, float] = field(default_factory=dict)  # tx id -> when its request went out (paced)
 
     @property
     def last_included(self) -> float:
@@ -169,6 +180,18 @@ class EvmLoad:
                 if got.lower() != want.lower():
                     raise LoadError(f"{self.name}: node returned hash {got} for transaction {want}")
         return burst
+
+    async def _start(self) -> None:
+        self._head_before = int(await self.rpc.call("eth_blockNumber"), 16)
+
+    async def _due(self, prepared: list[tuple[str, str]], start: int, stop: int, rate: float) -> list[tuple[str, str]]:
+        return prepared[start:stop]  # EVM transactions do not expire
+
+    async def _send(self, chunk: list[tuple[str, str]]) -> None:
+        hashes = await self.rpc.batch([("eth_sendRawTransaction", [raw]) for _, raw in chunk])
+        for (want, _), got in zip(chunk, hashes):
+            if got.lower() != want.lower():
+                raise LoadError(f"{self.name}: node returned hash {got} for transaction {want}")
 
     async def wait_included(self, burst: Burst, timeout: float = 300, poll: float = 0.05) -> None:
         """Follows new blocks and marks each of the burst's transactions when its block is seen."""
@@ -314,6 +337,27 @@ class SolanaLoad:
         burst.all_submitted = time.time()
         return burst
 
+    async def _start(self) -> None:
+        pass
+
+    async def _due(self, prepared: "SolanaPrepared", start: int, stop: int, rate: float) -> list[tuple[str, str]]:
+        """The transactions [start, stop), first signed again (with the next second's worth) when any
+        of them has a blockhash older than SOLANA_RESIGN_AFTER_S - 1 s: none goes out older than that."""
+        if time.monotonic() - min(prepared.signed_at_of[start:stop]) > SOLANA_RESIGN_AFTER_S - 1.0:
+            end = min(len(prepared), max(stop, start + math.ceil(rate)))
+            fetched = time.monotonic()  # before the call: the blockhash is at least this fresh
+            blockhash = await self._blockhash()
+            prepared.signed[start:end] = self._sign(prepared.instructions[start:end], start, blockhash)
+            prepared.signed_at_of[start:end] = [fetched] * (end - start)
+        return prepared.signed[start:stop]
+
+    async def _send(self, chunk: list[tuple[str, str]]) -> None:
+        opts = {"encoding": "base64", "skipPreflight": True, "maxRetries": 0}
+        sigs = await self.rpc.batch([("sendTransaction", [raw, opts]) for _, raw in chunk])
+        for (want, _), got in zip(chunk, sigs):
+            if got != want:
+                raise LoadError(f"{self.name}: node returned signature {got} for transaction {want}")
+
     async def wait_included(self, burst: Burst, timeout: float = 300, poll: float = 0.1) -> None:
         """Polls getSignatureStatuses (256 a call) until every transaction landed; a failed one is an error."""
         pending = list(burst.tx_ids)
@@ -364,6 +408,11 @@ class SolanaPrepared:
     instructions: list[list[Any]]
     signed: list[tuple[str, str]]  # (signature, base64 transaction)
     signed_at: float  # time.monotonic() of the blockhash
+    signed_at_of: list[float] = field(default_factory=list)  # per transaction (paced submission re-signs chunks)
+
+    def __post_init__(self) -> None:
+        if not self.signed_at_of:
+            self.signed_at_of = [self.signed_at] * len(self.signed)
 
     def __len__(self) -> int:
         return len(self.signed)
@@ -384,6 +433,133 @@ async def chain_rate(load: EvmLoad | SolanaLoad, dst_domain: int, receivers: lis
     burst = await load.submit(prepared)
     await load.wait_included(burst)
     return burst
+
+
+# --- paced submission (sustained load) --------------------------------------------------------------
+
+def due_by(rate: float, tick_index: int, n: int, tick: float = TICK_S) -> int:
+    """How many of n transactions are due once tick `tick_index` (0-based, at tick_index * tick
+    seconds) has come: rate * tick * (tick_index + 1), rounded down, at most n."""
+    return min(n, int(rate * tick * (tick_index + 1) + 1e-9))
+
+
+async def submit_paced(load: EvmLoad | SolanaLoad, prepared: Any, rate: float, tick: float = TICK_S) -> Burst:
+    """Submits the prepared transactions at `rate` per second: at every tick whatever is due by then
+    (a late tick catches up, nothing goes ahead of the schedule), up to IN_FLIGHT requests at once
+    without waiting for inclusion. Each transaction's submission time is when its request went out."""
+    if not rate > 0 or not math.isfinite(rate):
+        raise LoadError(f"paced rate must be a positive number, got {rate!r}")
+    n = len(prepared)
+    burst = Burst(load.name, [""] * n)
+    sem = asyncio.Semaphore(IN_FLIGHT)
+    tasks: list[asyncio.Task] = []
+
+    async def send(chunk: list[tuple[str, str]]) -> None:
+        async with sem:
+            at = time.time()
+            await load._send(chunk)
+        for tx_id, _ in chunk:
+            burst.submitted_at[tx_id] = at
+
+    await load._start()
+    origin = time.monotonic()
+    sent = 0
+    try:
+        while sent < n:
+            k = int((time.monotonic() - origin) / tick)
+            due = due_by(rate, k, n, tick)
+            if due > sent:
+                items = await load._due(prepared, sent, due, rate)
+                for i in range(0, len(items), RPC_BATCH):
+                    chunk = items[i:i + RPC_BATCH]
+                    burst.tx_ids[sent + i:sent + i + len(chunk)] = [tx_id for tx_id, _ in chunk]
+                    tasks.append(asyncio.create_task(send(chunk)))
+                sent = due
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()
+            await asyncio.sleep(max(0.0, origin + (k + 1) * tick - time.monotonic()))
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+    burst.started = min(burst.submitted_at.values())
+    burst.all_submitted = time.time()
+    return burst
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+@dataclass
+class PacedStats:
+    n: int
+    rate: float  # asked for
+    duration: float  # asked for
+    offered: float  # n over first submission .. last submission + one tick
+    offered_per_second: list[int]  # submissions in each second from the first
+    first_confirmed: float  # seconds from the first submission
+    last_confirmed: float
+    delivered_window: float  # confirmed per second over [first confirmed, last confirmed]
+    steady_from: float
+    steady: float  # confirmed per second between steady_from and duration
+    latency: dict[str, dict[str, float]]  # "first half" / "second half" -> p50, p90, p99, max (s)
+    backlog: list[int]  # submitted but not confirmed, at +1 s, +2 s, ... until it is 0 after the last submission
+
+
+def paced_stats(submitted: list[float], confirmed: list[float], rate: float, duration: float,
+                steady_from: float = 2.0, tick: float = TICK_S) -> PacedStats:
+    """From each message's submission and confirmation time (same order, same clock): the figures of
+    a sustained run. The halves are by submission time: before and after duration / 2."""
+    if not submitted or len(submitted) != len(confirmed):
+        raise ValueError(f"need one confirmation time per submission, got {len(submitted)} and {len(confirmed)}")
+    if not 0 <= steady_from < duration:
+        raise ValueError(f"the steady part starts at {steady_from} s, not inside a {duration} s run")
+    if any(c < s for s, c in zip(submitted, confirmed)):
+        raise ValueError("a message confirmed before it was submitted: the clocks differ")
+    t0 = min(submitted)
+    subs = [s - t0 for s in submitted]
+    confs = [c - t0 for c in confirmed]
+    n = len(subs)
+    offered_per_second = [0] * (int(max(subs)) + 1)
+    for s in subs:
+        offered_per_second[int(s)] += 1
+    first_c, last_c = min(confs), max(confs)
+    latency = {}
+    for name, pick in (("first half", lambda s: s < duration / 2), ("second half", lambda s: s >= duration / 2)):
+        lat = [c - s for s, c in zip(subs, confs) if pick(s)]
+        latency[name] = ({"p50": _pct(lat, .5), "p90": _pct(lat, .9), "p99": _pct(lat, .99), "max": max(lat)}
+                         if lat else {})
+    backlog = []
+    second = 1
+    while True:
+        waiting = sum(1 for s in subs if s <= second) - sum(1 for c in confs if c <= second)
+        backlog.append(waiting)
+        if second > max(subs) and waiting == 0:
+            break
+        second += 1
+    return PacedStats(
+        n=n, rate=rate, duration=duration, offered=n / (max(subs) + tick), offered_per_second=offered_per_second,
+        first_confirmed=first_c, last_confirmed=last_c,
+        delivered_window=(n - 1) / (last_c - first_c) if last_c > first_c else math.inf,
+        steady_from=steady_from,
+        steady=sum(1 for c in confs if steady_from <= c <= duration) / (duration - steady_from),
+        latency=latency, backlog=backlog)
+
+
+def sustained_verdict(rate: float, steady: float, p99_first: float, p99_second: float) -> tuple[bool, str]:
+    """Kept up only if the steady delivered rate is >= 95 % of the offered rate AND the second half's
+    p99 latency is at most 1.5 x the first half's + 0.5 s (a relay that keeps up has a flat latency;
+    one that falls behind shows it growing)."""
+    rate_ok = steady >= 0.95 * rate
+    bound = 1.5 * p99_first + 0.5
+    latency_ok = p99_second <= bound
+    figures = (f"steady {steady:.1f}/s {'>=' if rate_ok else '<'} {0.95 * rate:.1f}/s (95 %); p99 latency "
+               f"{p99_first:.2f} s -> {p99_second:.2f} s {'<=' if latency_ok else '>'} {bound:.2f} s (1.5 x + 0.5 s)")
+    kept = rate_ok and latency_ok
+    return kept, f"sustained {rate:g} msg/s: {'kept up' if kept else 'fell behind'} ({figures})"
 
 
 # --- CPU per process (/proc/<pid>/stat) ----------------------------------------------------------
