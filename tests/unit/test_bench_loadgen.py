@@ -4,6 +4,7 @@ paced schedule and the sustained run's figures and verdict."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -188,3 +189,41 @@ async def test_submit_paced_refuses_a_bad_rate_and_raises_a_failed_send():
 
     with pytest.raises(LoadError, match="node said no"):
         await submit_paced(Failing(), [(f"tx{i}", "raw") for i in range(20)], rate=100, tick=0.05)
+
+
+async def test_solana_paced_transactions_are_signed_again_before_their_blockhash_gets_too_old():
+    from solders.hash import Hash
+    from solders.instruction import Instruction
+    from solders.keypair import Keypair
+    from solders.pubkey import Pubkey
+    from solders.transaction import VersionedTransaction
+
+    from bench.loadgen import SOLANA_RESIGN_AFTER_S, SolanaLoad, SolanaPrepared
+
+    load = SolanaLoad.__new__(SolanaLoad)  # no node: only the signing is exercised
+    load.payers = [Keypair(), Keypair()]
+    fresh = Hash.new_unique()
+
+    async def blockhash():
+        return fresh
+
+    load._blockhash = blockhash
+    program = Pubkey.new_unique()
+    instructions = [[Instruction(program, bytes([i]), [])] for i in range(12)]
+    old = Hash.new_unique()
+    prepared = SolanaPrepared(instructions, load._sign(instructions, 0, old), time.monotonic())
+    before = list(prepared.signed)
+
+    # Young enough: sent as signed.
+    assert await load._due(prepared, 0, 3, rate=5) == before[0:3]
+    # Aged past the bound minus a second: these and the next second's worth (rate 5) are signed again
+    # with a fresh blockhash, by the same payers in the same order; the rest stay as they were.
+    prepared.signed_at_of = [time.monotonic() - (SOLANA_RESIGN_AFTER_S - 0.5)] * len(prepared)
+    due = await load._due(prepared, 3, 5, rate=5)
+    assert due == prepared.signed[3:5]
+    assert all(a[0] != b[0] for a, b in zip(prepared.signed[3:8], before[3:8]))
+    assert prepared.signed[8:] == before[8:] and prepared.signed[:3] == before[:3]
+    assert max(time.monotonic() - t for t in prepared.signed_at_of[3:8]) < 1.0
+    tx = VersionedTransaction.from_bytes(base64.b64decode(prepared.signed[4][1]))
+    assert tx.message.recent_blockhash == fresh and tx.message.account_keys[0] == load.payers[4 % 2].pubkey()
+    assert tx.verify_with_results() == [True]
