@@ -29,6 +29,7 @@ relayer process), then per direction:
   over the steady part (confirmed between +2 s and +T from the first submission, per second), the
   end-to-end latency (confirmed_at - submitted) p50 / p90 / p99 / max of the messages submitted in
   the first and in the second half of the run, the backlog (submitted, not confirmed) every second,
+  p50 / p99 per relayer stage for each half (the stage whose wait grows is where the backlog sits),
   the CPU per process from the first submission until all are confirmed, and a verdict: "kept up"
   only if the steady rate is >= 95 % of R and the second half's p99 is at most 1.5 x the first
   half's + 0.5 s, else "fell behind" (loadgen.sustained_verdict). A burst's messages/s include the
@@ -321,6 +322,24 @@ async def run_burst(stack, client, loads, sender: str, label: str, db: Path, src
     return {"label": label, "src": src, "dst": dst, "n": burst, "rate": rate, "sender": sender}
 
 
+def print_stage_split(db: Path, ids: list[bytes], submitted: list[float], started: float, duration: float) -> None:
+    """Where a sustained run's latency goes: p50 / p99 per stage of the messages submitted in the first
+    and in the second half (a stage whose wait grows from one half to the other is where the backlog is).
+    `ids` and `submitted` in the same order."""
+    stages = stage_times(db, ids)
+    halves = {"first half": [], "second half": []}
+    for sub, times in zip(submitted, stages):
+        halves["first half" if sub - started < duration / 2 else "second half"].append((sub, *times))
+    print("    where the latency goes, p50 / p99 per stage (first half | second half of the submissions):")
+    for name, a, b in (("submitted -> observed (final on source)", 0, 1), ("observed -> t partials combined", 1, 2),
+                       ("combined -> submitted to destination", 2, 3), ("submitted -> confirmed (final)", 3, 4)):
+        parts = []
+        for rows in halves.values():
+            waits = [r[b] - r[a] for r in rows if r[a] is not None and r[b] is not None]
+            parts.append(f"{pct(waits, .5):5.2f} / {pct(waits, .99):5.2f} s" if waits else "      -      ")
+        print(f"      {name:<40} {parts[0]} | {parts[1]}")
+
+
 def confirmed_at_of(db: Path, source_txs: list[str]) -> dict[str, float]:
     """confirmed_at per source transaction (one message each), from the relayer's store."""
     with sqlite3.connect(db) as conn:
@@ -374,8 +393,9 @@ async def run_sustained(stack, client, loads, label: str, db: Path, src: str, ds
     print(f"    latency submitted -> confirmed, second half: {fmt_latency(second)}")
     print(f"    backlog (submitted, not confirmed) at +1 s, +2 s, ...: {' '.join(str(b) for b in stats.backlog)}")
     print(f"    verdict: {verdict}")
+    print_stage_split(db, ids, [sent.submitted_at[tx] for tx in sent.tx_ids], started, duration)
     print_timeline(db, ids, started)
-    print_cpu(before, after, done - started, n, "the run (first submission to all confirmed)")
+    print_cpu(before, after, done - started, n, "the run, first submission to all confirmed")
     return {"label": label, "src": src, "dst": dst, "rate": rate, "steady": stats.steady, "kept": kept,
             "verdict": verdict}
 
