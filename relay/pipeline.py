@@ -234,7 +234,10 @@ class Relayer:
         # Ids of messages whose record just changed (observed, or an outcome applied): the API's streams.
         self.updates: Broadcast[bytes] = Broadcast()
         self._wake = asyncio.Event()
-        self._semaphore = asyncio.Semaphore(self.settings.concurrency)
+        # `concurrency` steps at once per stage: a burst's confirmations (one per message on Solana) or
+        # VerifyRoot waits never take the permits its root collections need.
+        self._permits = {stage: asyncio.Semaphore(self.settings.concurrency)
+                         for stage in (Stage.OBSERVED, Stage.READY, Stage.SUBMITTED)}
         self._moved_on = 0  # messages signed or submitted so far (process_due passes while it grows)
         self._held_until: float | None = None  # the earliest a lane's held (young, small) batch is due
         self._confirm_poll = self.settings.confirm_poll  # this round's (_set_confirm_poll)
@@ -622,7 +625,7 @@ class Relayer:
         chunk = [r for r in chunk if r.message_id not in refused_ids]
         if not chunk:
             return
-        async with self._semaphore:
+        async with self._permits[Stage.OBSERVED]:
             try:
                 batch = Batch.of([r.decoded for r in chunk])
                 collected = await self.signatures.collect_root(batch, [r.source_tx for r in chunk])  # type: ignore[attr-defined]
@@ -673,7 +676,7 @@ class Relayer:
         once); each message then SUBMITTED with its own transaction id, or retried."""
         destination = self.adapters.get(stored.dst_domain)
         outcomes: dict[bytes, Outcome] = {}
-        async with self._semaphore:
+        async with self._permits[Stage.READY]:
             try:
                 assert destination is not None
                 envelopes = await self.store.envelopes(list(stored.message_ids))
@@ -816,7 +819,7 @@ class Relayer:
         return marked
 
     async def _step(self, step: Step, record: MessageRecord) -> None:
-        async with self._semaphore:
+        async with self._permits.get(record.stage, self._permits[Stage.OBSERVED]):
             try:
                 outcome = await step(record)
             except Exception as exc:
@@ -963,7 +966,7 @@ class Relayer:
         destination = self._destination(group[0])
         assert destination is not None and group[0].dest_tx is not None
         decided: list[tuple[MessageRecord, Outcome]] = []
-        async with self._semaphore:
+        async with self._permits[Stage.SUBMITTED]:
             try:
                 status = await destination.delivery_status(group[0].dest_tx)
             except Exception as exc:
