@@ -484,6 +484,20 @@ async def receipt(w3: AsyncWeb3, tx_hash: str) -> Any | None:
         return None
 
 
+async def transaction_known(w3: AsyncWeb3, tx_hash: str) -> bool:
+    """Whether the node has the transaction (pending in its pool or mined)."""
+    if lean(w3) is None:
+        try:
+            await w3.eth.get_transaction(tx_hash)
+            return True
+        except TransactionNotFound:
+            return False
+    try:
+        return await request(w3, "eth_getTransactionByHash", [tx_hash]) is not None
+    except TransactionNotFound:  # nodes that answer an unknown transaction with an error
+        return False
+
+
 class CallBatcher:
     """eth_calls asked for within the same few event-loop turns (the many messages of a batch asking
     for their delivery status) go out as one JSON-RPC batch of at most `size` through `call` — one

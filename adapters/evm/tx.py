@@ -44,6 +44,7 @@ FEE_BUMP_NUM, FEE_BUMP_DEN = 9, 8  # +12.5 %, what geth-style mempools require o
 POLL_INTERVAL = 0.05  # seconds between checks while waiting for a transaction
 NONCE_USED_GRACE = 2.0  # seconds `wait` looks for our receipt after the account's nonce was used
 FEE_TTL = 1.0  # seconds fees read for one transaction serve the next ones
+LOST_CHECK_S = 2.0  # a sent transaction not mined this long is looked for in the node (and sent again if lost)
 RECEIPT_TTL = 1.0  # seconds a mined receipt serves the next callers asking about its transaction
 RECEIPTS_KEPT = 4096  # bound of the mined receipts kept (oldest dropped first)
 
@@ -128,6 +129,7 @@ class SentTx:
     hashes: list[str]  # oldest first
     sent_at: float  # when the newest version was sent (monotonic)
     mined: str | None = None  # the version whose receipt was seen last
+    looked_at: float = 0.0  # when the node was last asked whether it still has the newest version (monotonic)
 
     @property
     def nonce(self) -> int:
@@ -368,7 +370,25 @@ class TxManager:
         waited = time.monotonic() - sent.sent_at
         if stuck_after is not None and waited >= stuck_after:
             return Replaced(await self.replace(sent), waited)
+        if waited >= LOST_CHECK_S and time.monotonic() - sent.looked_at >= LOST_CHECK_S:
+            await self._resend_if_lost(sent)
         return Waiting(sent.latest, waited)
+
+    async def _resend_if_lost(self, sent: SentTx) -> None:
+        """A node may drop a transaction it accepted (anvil loses some that arrive while it mines a
+        block: foundry-rs/foundry#10122; a real node's mempool evicts): the same signed bytes are sent
+        again when the node no longer knows the newest version, instead of waiting `stuck_after`."""
+        sent.looked_at = time.monotonic()
+        try:
+            if await self.call("eth_getTransactionByHash", lambda w3: rpc.transaction_known(w3, sent.latest)):
+                return
+            tx_hash = await send_signed(self.call, self.signer, sent.tx)
+        except Exception as exc:  # noqa: BLE001 - e.g. mined meanwhile (nonce too low): the next check sees it
+            _log().info("lost transaction not sent again", chain=self.name, tx=sent.latest, nonce=sent.nonce,
+                        error=f"{type(exc).__name__}: {exc}"[:300])
+            return
+        _log().warning("the node lost a sent transaction: sent it again", chain=self.name, tx=tx_hash,
+                       nonce=sent.nonce, waited_s=round(time.monotonic() - sent.sent_at, 1))
 
     async def wait(self, sent: SentTx, timeout: float, *, stuck_after: float | None = None) -> Mined:
         """Checks `sent` until a version is mined. Raises TxNotMined after `timeout` seconds,

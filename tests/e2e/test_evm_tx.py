@@ -166,3 +166,35 @@ async def test_receipts_are_polled_through_the_endpoint_pool(node: Node) -> None
     finally:
         for client in pool.clients:
             await client.provider.disconnect()
+
+
+async def test_a_transaction_the_node_lost_is_sent_again_before_it_counts_as_stuck(node: Node, monkeypatch) -> None:
+    """anvil can drop a transaction it accepted while mining a block (foundry-rs/foundry#10122; a real
+    node's mempool evicts): a burst's last deliveries waited for STUCK_AFTER (30 s) until re-sent.
+    The check finds the node no longer knows it and sends the same signed bytes again."""
+    from adapters.evm import tx as evm_tx
+
+    txm = node.manager()
+    address = txm.signer.address
+    async with NoAutomine(node):
+        sent = await txm.send(await txm.transaction(address, "0x", 1))
+        await node.rpc("anvil_dropTransaction", sent.original)
+        assert await node.rpc("eth_getTransactionByHash", sent.original) is None  # lost by the node
+        waiting = await txm.check(sent, stuck_after=60)  # not looked for yet: too early
+        assert isinstance(waiting, Waiting) and await node.rpc("eth_getTransactionByHash", sent.original) is None
+        monkeypatch.setattr(evm_tx, "LOST_CHECK_S", 0.0)
+        waiting = await txm.check(sent, stuck_after=60)
+        assert isinstance(waiting, Waiting) and sent.hashes == [sent.original]  # the same transaction, not a new one
+        assert (await node.rpc("eth_getTransactionByHash", sent.original))["nonce"] == hex(sent.nonce)
+        # A transaction the node still has is left alone (no second send).
+        sends: list[str] = []
+        real_send = evm_tx.send_signed
+
+        async def counting(call, signer, tx):
+            sends.append(tx["nonce"])
+            return await real_send(call, signer, tx)
+        monkeypatch.setattr(evm_tx, "send_signed", counting)
+        assert isinstance(await txm.check(sent, stuck_after=60), Waiting) and sends == []
+        await node.rpc("evm_mine")
+    mined = await txm.check(sent)
+    assert isinstance(mined, Mined) and mined.tx_hash == sent.original and mined.receipt["status"] == 1
