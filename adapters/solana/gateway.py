@@ -275,6 +275,13 @@ class SolanaAdapter(SolanaGatewayFees):
                 continue
             account = keys[ix.accounts[1]]
             stored = await self.rpc.account_data(account, self.program_id, self.commitment)
+            if data[0] == ProgramInstruction.TASK_REQUEST_V2 and stored is not None and (
+                    not stored or is_task_tombstone(stored)):
+                # Settled and closed since (CloseTask's tombstone, or the 0-byte one before it):
+                # nothing wrong, the log line is the source now.
+                log.info("task account closed since the request; its envelope is read from the logs",
+                         chain=self.name, tx=str(signature), account=str(account))
+                continue
             try:
                 if data[0] == ProgramInstruction.TASK_REQUEST_V2:
                     raw = TaskAccountV2.decode(stored).envelope if stored is not None else b""

@@ -18,6 +18,7 @@ from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solders.pubkey import Pubkey
 from solders.signature import Signature
+from structlog.testing import capture_logs
 
 from adapters.solana.program import (
     RECEIPT_STATUS_SERVE_CLOSED,
@@ -103,6 +104,17 @@ async def test_late_results_and_verdicts_to_closed_records_land_once_as_no_ops(m
                 assert len(await worker_board.close_settled(request_env.message_id, serving_only=True)) == 1
                 tomb = await client.get_account_info(task, Confirmed)
                 assert tomb.value is not None and is_task_tombstone(bytes(tomb.value.data), sent.request_id)
+                # A watcher meeting the request again (a fresh relayer, an attester re-observing) reads
+                # its envelope from the logs: the tombstone is a settled task, not an undecodable one.
+                watcher = side.adapter()
+                try:
+                    with capture_logs() as logs:
+                        again = await watcher.reobserve(sent.tx)
+                    assert [o.envelope for o in again] == [sent.envelope]
+                    assert [e["event"] for e in logs if e["log_level"] == "error"] == []
+                    assert any(e["event"].startswith("task account closed since the request") for e in logs)
+                finally:
+                    await watcher.close()
                 assert (await client.get_account_info(serve_address(side.program_id, request_env.message_id),
                                                       Confirmed)).value is None
                 assert (await requester_board.task_status(sent.request_id)).state is TaskState.NONE
