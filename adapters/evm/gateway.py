@@ -556,16 +556,21 @@ class EvmAdapter(GatewayFees):
         this chain's gas schedule: logged)."""
         _ = self.tx.signer  # a watch-only adapter says so (NoSignerError) before any RPC
         gas = delivery_gas_limit(bytes.fromhex(data.removeprefix("0x")), *await self._handler_limits())
+        return await self._at_limit_or_estimated(data, gas, "computed delivery gas limit too low: estimating instead")
+
+    async def _at_limit_or_estimated(self, data: str, gas: int, too_low: str, **fields: Any) -> dict[str, Any]:
+        """The delivery transaction at `gas`, checked by one eth_call at that limit; estimated instead
+        (logged as `too_low`) when that call runs short of gas — in a handler (InsufficientGasForHandler)
+        or outside one. Any other refusal raises (ContractLogicError: the caller decodes it)."""
         try:
             return await self.tx.transaction(self.gateway_address, data, gas=gas, preflight=True)
         except ContractLogicError as exc:
             if not decode_revert(self.delivery_errors, revert_data(exc)).startswith("InsufficientGasForHandler"):
                 raise
             short = "InsufficientGasForHandler"
-        except Web3RPCError as exc:  # e.g. "out of gas" outside the handler
+        except Web3RPCError as exc:  # e.g. "out of gas" outside a handler
             short = str(exc)
-        _log().warning("computed delivery gas limit too low: estimating instead", chain=self.name, gas=gas,
-                       error=short)
+        _log().warning(too_low, chain=self.name, gas=gas, error=short, **fields)
         return await self.tx.transaction(self.gateway_address, data)
 
     async def _handler_limits(self) -> tuple[int, int]:
@@ -611,17 +616,8 @@ class EvmAdapter(GatewayFees):
             _log().warning("batch too heavy for a measured gas limit: estimating instead", chain=self.name,
                            measured=measured, gas=gas, block_gas_limit=cap)
             return await self.tx.transaction(self.gateway_address, data)
-        try:
-            return await self.tx.transaction(self.gateway_address, data, gas=gas, preflight=True)
-        except ContractLogicError as exc:
-            if not decode_revert(self.delivery_errors, revert_data(exc)).startswith("InsufficientGasForHandler"):
-                raise
-            short = "InsufficientGasForHandler"
-        except Web3RPCError as exc:  # e.g. "out of gas" outside a handler
-            short = str(exc)
-        _log().warning("measured batch gas limit too low: estimating instead", chain=self.name, measured=measured,
-                       gas=gas, error=short)
-        return await self.tx.transaction(self.gateway_address, data)
+        return await self._at_limit_or_estimated(data, gas, "measured batch gas limit too low: estimating instead",
+                                                 measured=measured)
 
     async def retry_failed(self, envelope: Envelope) -> str:
         """Gateway.retryFailed(envelope): re-runs the handler of a message recorded with a failed one

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 import httpx2
@@ -173,9 +173,7 @@ class SolanaRpc:
             name, list(rpc_urls), lambda url: AsyncClient(url, timeout=timeout, max_transport_retries=0),
             is_retryable, attempts=attempts, base_delay=base_delay, timeout=timeout)
         self._owns_clients = True
-        self._statuses: _Batch | None = None
-        self._tx_batches: dict[tuple[str, str], _Batch] = {}
-        self._account_batches: dict[str, _Batch] = {}
+        self._shared = _SharedReads(name)
         self._refuses_batches: set[int] = set()  # id() of clients whose node answered a batch with one error
 
     @classmethod
@@ -186,9 +184,7 @@ class SolanaRpc:
         rpc.name = name
         rpc.pool = EndpointPool(name, ["(given client)"], lambda _url: client, is_retryable, timeout=timeout)
         rpc._owns_clients = owns_client
-        rpc._statuses = None
-        rpc._tx_batches = {}
-        rpc._account_batches = {}
+        rpc._shared = _SharedReads(name)
         rpc._refuses_batches = set()
         return rpc
 
@@ -238,36 +234,10 @@ class SolanaRpc:
         """The transaction with its meta at `commitment`; None when the node does not serve it (yet).
         Callers asking at once (follow_address reading a burst) share one JSON-RPC batch of up to
         TX_BATCH getTransaction requests (`transactions`); each gets its own answer or error."""
-        loop = asyncio.get_running_loop()
-        key = (str(commitment), encoding)
-        batch = self._tx_batches.get(key)
-        if batch is None or batch.loop is not loop or len(batch.waiting) >= TX_BATCH:
-            batch = self._tx_batches[key] = _Batch(loop)
-            batch.task = loop.create_task(self._read_transactions(batch, key))
-        future = batch.waiting.get(signature)
-        if future is None:
-            future = batch.waiting[signature] = loop.create_future()
-        return await asyncio.shield(future)
-
-    async def _read_transactions(self, batch: "_Batch", key: tuple[str, str]) -> None:
-        await asyncio.sleep(0)  # one turn of the loop: the callers started with the first one join it
-        if self._tx_batches.get(key) is batch:
-            del self._tx_batches[key]  # later callers start the next batch
-        signatures = list(batch.waiting)
-        try:
-            results = await self.transactions(signatures, Commitment(key[0]), encoding=key[1])
-        except BaseException as exc:
-            batch.fail(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for signature, result in zip(signatures, results):
-            future = batch.waiting[signature]
-            if isinstance(result, Exception):
-                future.set_exception(result)
-                future.exception()  # retrieved: a caller that went away must not warn
-            else:
-                future.set_result(result)
+        (found,) = await self._shared.get(
+            ("getTransaction", str(commitment), encoding), [signature], TX_BATCH,
+            lambda signatures: self.transactions(signatures, commitment, encoding=encoding))
+        return found
 
     async def transactions(self, signatures: Sequence[Signature], commitment: Commitment, *,
                            encoding: str = "json") -> list[Any]:
@@ -333,37 +303,13 @@ class SolanaRpc:
         """The node's status of one signature (searching its history too); None when unknown.
         Callers asking at once (the relayer confirming many deliveries) share one
         getSignatureStatuses of up to SIGNATURE_STATUSES_MAX signatures."""
-        loop = asyncio.get_running_loop()
-        batch = self._statuses
-        if batch is None or batch.loop is not loop or len(batch.waiting) >= SIGNATURE_STATUSES_MAX:
-            batch = self._statuses = _Batch(loop)
-            batch.task = loop.create_task(self._ask_statuses(batch))
-        future = batch.waiting.get(signature)
-        if future is None:
-            future = batch.waiting[signature] = loop.create_future()
-        return await asyncio.shield(future)
+        (status,) = await self._shared.get(("getSignatureStatuses",), [signature], SIGNATURE_STATUSES_MAX,
+                                           self._statuses_of)
+        return status
 
-    async def _ask_statuses(self, batch: "_Batch") -> None:
-        await asyncio.sleep(0)  # one turn of the loop: the callers started with the first one join it
-        if self._statuses is batch:
-            self._statuses = None  # later callers start the next batch
-        signatures = list(batch.waiting)
-        try:
-            values = (await self.call("getSignatureStatuses", lambda c: c.get_signature_statuses(
-                signatures, search_transaction_history=True))).value
-        except BaseException as exc:
-            batch.fail(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for signature, value in zip(signatures, values):
-            batch.waiting[signature].set_result(value)
-        for future in batch.waiting.values():
-            if not future.done():  # a node answering fewer statuses than asked: not "unknown"
-                future.set_exception(SolanaAdapterError(
-                    f"{self.name}: getSignatureStatuses answered {len(values)} statuses for {len(signatures)} "
-                    "signatures"))
-                future.exception()
+    async def _statuses_of(self, signatures: list[Signature]) -> list[Any]:
+        return list((await self.call("getSignatureStatuses", lambda c: c.get_signature_statuses(
+            signatures, search_transaction_history=True))).value)
 
     async def accounts(self, addresses: Sequence[Pubkey], commitment: Commitment) -> list[Any]:
         """Each account (solders Account) or None, in order, at `commitment`. Callers asking at once
@@ -371,47 +317,70 @@ class SolanaRpc:
         MULTIPLE_ACCOUNTS_MAX distinct addresses."""
         if len(addresses) > MULTIPLE_ACCOUNTS_MAX:
             raise SolanaAdapterError(f"{self.name}: at most {MULTIPLE_ACCOUNTS_MAX} accounts at once, not {len(addresses)}")
-        loop = asyncio.get_running_loop()
-        key = str(commitment)
-        batch = self._account_batches.get(key)
-        fresh = [a for a in dict.fromkeys(addresses) if batch is None or a not in batch.waiting]
-        if batch is None or batch.loop is not loop or len(batch.waiting) + len(fresh) > MULTIPLE_ACCOUNTS_MAX:
-            batch = self._account_batches[key] = _Batch(loop)
-            batch.task = loop.create_task(self._read_accounts(batch, key))
-        for address in addresses:
-            if address not in batch.waiting:
-                batch.waiting[address] = loop.create_future()  # type: ignore[index]
-        return list(await asyncio.shield(asyncio.gather(*(batch.waiting[a] for a in addresses))))  # type: ignore[index]
 
-    async def _read_accounts(self, batch: "_Batch", key: str) -> None:
-        await asyncio.sleep(0)  # one turn of the loop: the callers started with the first one join it
-        if self._account_batches.get(key) is batch:
-            del self._account_batches[key]
-        addresses = list(batch.waiting)
-        try:
-            values = (await self.call("getMultipleAccounts", lambda c: c.get_multiple_accounts(
-                addresses, commitment=Commitment(key), encoding="base64"))).value
-            if len(values) != len(addresses):
-                raise SolanaAdapterError(f"{self.name}: getMultipleAccounts answered {len(values)} accounts for "
-                                         f"{len(addresses)} addresses")
-        except BaseException as exc:
-            batch.fail(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for address, value in zip(addresses, values):
-            batch.waiting[address].set_result(value)  # type: ignore[index]
+        async def read(keys: list[Pubkey]) -> list[Any]:
+            return list((await self.call("getMultipleAccounts", lambda c: c.get_multiple_accounts(
+                keys, commitment=commitment, encoding="base64"))).value)
+        return await self._shared.get(("getMultipleAccounts", str(commitment)), list(addresses),
+                                      MULTIPLE_ACCOUNTS_MAX, read)
 
     async def block_height(self, commitment: Commitment) -> int:
         return (await self.call("getBlockHeight", lambda c: c.get_block_height(commitment))).value
 
 
-class _Batch:
-    """Signatures whose status or transaction callers are waiting for, asked together."""
+class _SharedReads:
+    """Items callers ask for within one turn of the event loop, read together: one call of `read`
+    for up to `limit` distinct items per key (what is read: the method and its settings), each caller
+    getting its own items' answers, or the error `read` gave for an item (an Exception in its place)
+    or for all of them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._open: dict[Hashable, _Pending] = {}
+
+    async def get(self, key: Hashable, items: Sequence[Any], limit: int,
+                  read: Callable[[list[Any]], Awaitable[list[Any]]]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        pending = self._open.get(key)
+        fresh = [i for i in dict.fromkeys(items) if pending is None or i not in pending.waiting]
+        if pending is None or pending.loop is not loop or len(pending.waiting) + len(fresh) > limit:
+            pending = self._open[key] = _Pending(loop)
+            pending.task = loop.create_task(self._read(key, pending, read))
+        for item in items:
+            if item not in pending.waiting:
+                pending.waiting[item] = loop.create_future()
+        return list(await asyncio.shield(asyncio.gather(*(pending.waiting[i] for i in items))))
+
+    async def _read(self, key: Hashable, pending: "_Pending",
+                    read: Callable[[list[Any]], Awaitable[list[Any]]]) -> None:
+        await asyncio.sleep(0)  # one turn of the loop: the callers started with the first one join it
+        if self._open.get(key) is pending:
+            del self._open[key]  # later callers start the next read
+        items = list(pending.waiting)
+        try:
+            results = await read(items)
+        except BaseException as exc:
+            pending.fail(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for item, result in zip(items, results):
+            future = pending.waiting[item]
+            if isinstance(result, Exception):
+                future.set_exception(result)
+                future.exception()  # retrieved: a caller that went away must not warn
+            else:
+                future.set_result(result)
+        if len(results) != len(items):  # a node answering fewer than asked: not "unknown"
+            pending.fail(SolanaAdapterError(f"{self.name}: {key[0]} answered {len(results)} items for {len(items)} asked"))
+
+
+class _Pending:
+    """Items callers are waiting for, read together."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.waiting: dict[Signature, asyncio.Future[Any]] = {}
+        self.waiting: dict[Any, asyncio.Future[Any]] = {}
         self.task: asyncio.Task[None] | None = None  # kept here: the loop holds tasks weakly
 
     def fail(self, exc: BaseException) -> None:
