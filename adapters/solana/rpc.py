@@ -308,8 +308,10 @@ class SolanaRpc:
         return status
 
     async def _statuses_of(self, signatures: list[Signature]) -> list[Any]:
-        return list((await self.call("getSignatureStatuses", lambda c: c.get_signature_statuses(
-            signatures, search_transaction_history=True))).value)
+        async def read(client: AsyncClient) -> list[Any]:
+            return _one_per_item(self.name, "getSignatureStatuses", len(signatures), (
+                await client.get_signature_statuses(signatures, search_transaction_history=True)).value)
+        return await self.call("getSignatureStatuses", read)
 
     async def accounts(self, addresses: Sequence[Pubkey], commitment: Commitment) -> list[Any]:
         """Each account (solders Account) or None, in order, at `commitment`. Callers asking at once
@@ -319,13 +321,25 @@ class SolanaRpc:
             raise SolanaAdapterError(f"{self.name}: at most {MULTIPLE_ACCOUNTS_MAX} accounts at once, not {len(addresses)}")
 
         async def read(keys: list[Pubkey]) -> list[Any]:
-            return list((await self.call("getMultipleAccounts", lambda c: c.get_multiple_accounts(
-                keys, commitment=commitment, encoding="base64"))).value)
+            async def ask(client: AsyncClient) -> list[Any]:
+                return _one_per_item(self.name, "getMultipleAccounts", len(keys), (
+                    await client.get_multiple_accounts(keys, commitment=commitment, encoding="base64")).value)
+            return await self.call("getMultipleAccounts", ask)
         return await self._shared.get(("getMultipleAccounts", str(commitment)), list(addresses),
                                       MULTIPLE_ACCOUNTS_MAX, read)
 
     async def block_height(self, commitment: Commitment) -> int:
         return (await self.call("getBlockHeight", lambda c: c.get_block_height(commitment))).value
+
+
+def _one_per_item(name: str, method: str, asked: int, value: Any) -> list[Any]:
+    """A positional answer (getSignatureStatuses, getMultipleAccounts: no id per item) with exactly
+    one item per item asked; any other count is the endpoint's fault (BadBatchAnswer: another
+    endpoint is tried), never handed out by position (an item would reach another item's caller)."""
+    items = list(value)
+    if len(items) != asked:
+        raise BadBatchAnswer(f"{name}: {method} answered {len(items)} items for {asked} asked")
+    return items
 
 
 class _SharedReads:
@@ -364,6 +378,14 @@ class _SharedReads:
             if not isinstance(exc, Exception):
                 raise
             return
+        if len(results) != len(items):
+            # These reads answer by position (no id per item): a node answering fewer or more items
+            # than asked has answered no one in particular. Handing the answers out by position would
+            # give one caller another's (a status of a transaction never sent, another message's
+            # receipt or replay bitmap): every caller gets the error instead.
+            pending.fail(SolanaAdapterError(f"{self.name}: {key[0]} answered {len(results)} items for {len(items)} "
+                                            "asked; none of them is used"))
+            return
         for item, result in zip(items, results):
             future = pending.waiting[item]
             if isinstance(result, Exception):
@@ -371,8 +393,6 @@ class _SharedReads:
                 future.exception()  # retrieved: a caller that went away must not warn
             else:
                 future.set_result(result)
-        if len(results) != len(items):  # a node answering fewer than asked: not "unknown"
-            pending.fail(SolanaAdapterError(f"{self.name}: {key[0]} answered {len(results)} items for {len(items)} asked"))
 
 
 class _Pending:
