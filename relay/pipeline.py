@@ -571,7 +571,10 @@ class Relayer:
         singles: list[MessageRecord] = []
         lanes: dict[tuple[int, int], list[MessageRecord]] = {}
         for record in records:
-            if self._batchable(record):
+            # A message whose (batch) delivery reverted goes the single way next: one member of a
+            # batch (a receiver burning more gas on chain than in the measured run) could otherwise
+            # revert every batch it is put in again, and its neighbours with it until dead-lettered.
+            if self._batchable(record) and record.reason_code is not RetryReason.DELIVERY_REVERTED:
                 lanes.setdefault((record.src_domain, record.dst_domain), []).append(record)
             else:
                 singles.append(record)
