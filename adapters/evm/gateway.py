@@ -81,7 +81,11 @@ def delivery_gas_limit(data: bytes, gas_reserve: int, max_handler_gas: int) -> i
 # handler call more than GAS_RESERVE + MAX_HANDLER_GAS is left, so every handler is offered all of
 # MAX_HANDLER_GAS, as in the measured run (the block limit it ran under is at least this limit, else
 # the estimate is used): each handler runs as it did there, whatever it does with gasleft(), and none
-# is recorded failed for want of gas (a single delivery's guarantee). One eth_call at the limit then
+# is recorded failed for want of gas (a single delivery's guarantee) — while every handler runs as in the
+# measured run: a receiver whose state is flipped in between (a front-run) can use up to MAX_HANDLER_GAS
+# more and starve one after it, recorded failed (retryable: retryFailed; anyone calling deliverBatch can
+# pick a low limit anyway); the relayer then sends a reverted batch's members singly (docs/SECURITY.md,
+# tests/e2e/test_evm_batch_gas_attack.py). One eth_call at the limit then
 # checks it before anything is sent; too low (InsufficientGasForHandler, out of gas) or a node
 # without eth_createAccessList falls back to the estimate (logged), which only guarantees what the
 # gateway does (a handler that ran out of gas reverts the batch; one failing early because gasleft()
