@@ -284,7 +284,8 @@ class RelayerSection(_Model):
     max_attempts: Annotated[int, Field(ge=1)] = 12
     partial_timeout_s: Annotated[float, Field(gt=0)] = 3.0
     # Batches (docs/PROTOCOL.md "Batch attestations"): up to batch_size due messages of one lane under one
-    # committee signature; a lane's first message waits at most batch_wait_ms for others. 1: no batching.
+    # committee signature; a lane's first message waits at most batch_wait_ms for others (none on a quiet
+    # lane: relay/pipeline.py _group_observed). 1: no batching.
     batch_size: Annotated[int, Field(ge=1, le=64)] = 32
     batch_wait_ms: Annotated[float, Field(ge=0, le=10_000)] = 50.0
     # Rent that comes back (docs/MESSAGING.md): the relayer closes the Solana delivery receipts its key

@@ -239,6 +239,7 @@ class Relayer:
         self._permits = {stage: asyncio.Semaphore(self.settings.concurrency)
                          for stage in (Stage.OBSERVED, Stage.READY, Stage.SUBMITTED)}
         self._moved_on = 0  # messages signed or submitted so far (process_due passes while it grows)
+        self._lane_seen: dict[tuple[int, int], float] = {}  # lane -> newest observed_at met by _group_observed
         self._held_until: float | None = None  # the earliest a lane's held (young, small) batch is due
         self._confirm_poll = self.settings.confirm_poll  # this round's (_set_confirm_poll)
         self._writes = _GroupCommit(store)  # every step's store write goes through it (apply_many)
@@ -565,7 +566,9 @@ class Relayer:
     def _group_observed(self, records: list[MessageRecord]) -> tuple[list[MessageRecord], list[Awaitable[None]]]:
         """Due observed messages per lane, in nonce order, cut at batch_size. A lane's part batch waits
         until its oldest message has waited batch_wait (held: not stepped this round); a lone message
-        past the wait takes the single path."""
+        past the wait takes the single path. So does a lone message on a quiet lane (nothing else
+        observed on it within batch_wait before it) at once: no company is on its way, and waiting
+        would only add the wait to its latency (a lane with traffic still gathers its messages)."""
         now = time.time()
         size, wait = self.settings.batch_size, self.settings.batch_wait
         singles: list[MessageRecord] = []
@@ -579,12 +582,16 @@ class Relayer:
             else:
                 singles.append(record)
         steps: list[Awaitable[None]] = []
-        for lane in lanes.values():
+        for key, lane in lanes.items():
             lane.sort(key=lambda r: r.nonce)
+            before = self._lane_seen.get(key)  # the newest observation of an earlier round on this lane
+            self._lane_seen[key] = max(r.observed_at for r in lane) if before is None else max(
+                before, *(r.observed_at for r in lane))
             for start in range(0, len(lane), size):
                 chunk = lane[start:start + size]
                 release = min(r.observed_at for r in chunk) + wait
-                if len(chunk) < size and release > now:
+                quiet = len(lane) == 1 and (before is None or chunk[0].observed_at - before > wait)
+                if len(chunk) < size and release > now and not quiet:
                     self._held_until = release if self._held_until is None else min(self._held_until, release)
                 elif len(chunk) == 1:
                     singles.append(chunk[0])

@@ -150,17 +150,24 @@ async def test_a_lone_message_waits_at_most_the_wait_cap_then_goes_singly(store:
     dst = BatchChain("evm", DST)
     committee = RootCommittee()
     relayer = Relayer(store, {SRC: FakeChain("solana", SRC), DST: dst}, committee, settings(wait=0.3))
-    env = envelope(0)
+    first, env = envelope(0), envelope(1)
+    # On a quiet lane (nothing observed on it within the wait) a lone message goes at once: no company
+    # is on its way, the wait would only be latency.
+    await observe(relayer, [first])
+    await relayer.process_due()
+    assert (await store.get(first.message_id)).stage is Stage.CONFIRMED
+    assert committee.calls == 1 and not committee.roots and relayer._held_until is None
+    # Right after it the lane has traffic: the next lone message is held for company, at most the cap.
     await observe(relayer, [env])
     await relayer.process_due()
     assert (await store.get(env.message_id)).stage is Stage.OBSERVED  # held for company
-    assert committee.calls == 0 and not committee.roots
+    assert committee.calls == 1 and not committee.roots
     assert relayer._held_until is not None and relayer._held_until <= time.time() + 0.3
     time.sleep(0.31)
     await drain(relayer, 3)
     record = await store.get(env.message_id)
-    assert record.stage is Stage.CONFIRMED and record.dest_tx == "tx0"  # the single path
-    assert committee.calls == 1 and not committee.roots and not dst.batches
+    assert record.stage is Stage.CONFIRMED and record.dest_tx == "tx1"  # the single path
+    assert committee.calls == 2 and not committee.roots and not dst.batches
 
 
 async def test_without_a_root_signature_every_message_goes_the_single_way(store: Store) -> None:
