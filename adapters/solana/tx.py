@@ -212,7 +212,10 @@ class SolanaTransactor:
             self._refuses_batches.add(id(client))
             return await self._send_one_by_one(client, chunk)
         by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}
-        if sorted(k for k in by_id if type(k) is int) != list(range(len(chunk))):  # noqa: E721 - True is no id
+        # One answer per request, each id once: a repeated id (one "accepted", one "refused" for the
+        # same transaction) or an extra item is no answer to each request.
+        if (len(answer) != len(chunk) or len(by_id) != len(chunk)
+                or sorted(k for k in by_id if type(k) is int) != list(range(len(chunk)))):  # noqa: E721 - True is no id
             raise BadBatchAnswer(f"{self.name}: a batch of {len(chunk)} sendTransaction requests was answered with "
                                  f"ids {list(by_id)[:10]}")
         out: list[Exception | None] = []

@@ -46,7 +46,10 @@ async def cutting_proxy(server) -> AsyncIterator[tuple[str, dict]]:
         body = await request.json()
         async with session.post(server.rpc_url, json=body) as resp:
             answer = await resp.json()
-        if isinstance(body, dict) and body.get("method") == mode["cut"]:
+        if isinstance(body, list) and mode["cut"] == "sendTransaction" and isinstance(answer, list):
+            # One more item: request 0's id again, now "refused" (a later repeat wins a dict by id).
+            answer.append({"jsonrpc": "2.0", "id": answer[0]["id"], "error": {"code": -32002, "message": "forged"}})
+        elif isinstance(body, dict) and body.get("method") == mode["cut"]:
             value = answer["result"]["value"]
             answer["result"]["value"] = value[1:] if mode["how"] == "-1" else value + value[:1]
         return web.json_response(answer)
@@ -146,3 +149,25 @@ async def test_shared_reads_with_a_wrong_count_fail_every_caller() -> None:
     assert await asyncio.gather(shared.get(("m",), ["a"], 10, exact_read),
                                 shared.get(("m",), ["b", "a"], 10, exact_read)) == [
         ["answer for a"], ["answer for b", "answer for a"]]
+
+
+async def test_a_send_batch_answer_repeating_an_id_is_no_answer(server, cutting_proxy) -> None:
+    """send_many's batch answer matched by id: an extra item repeating request 0's id with an error
+    made the relayer take a transaction the node accepted as refused (and sign another for it);
+    a batch answer is one item per request, each id once, or the endpoint's fault."""
+    from adapters.solana.tx import SentTransaction, SolanaTransactor
+    from tests.unit.test_solana_rpc_batch import _transfers
+
+    url, mode = cutting_proxy
+    payer, target = server.faucet, Keypair().pubkey()
+    rpc = SolanaRpc("t", [url], attempts=1)
+    transactor = SolanaTransactor(rpc, payer, name="t")
+    try:
+        mode["cut"] = "sendTransaction"
+        results = await transactor.send_many(_transfers(payer, target, 3))
+        assert all(isinstance(r, AllEndpointsFailed) and "answered with ids" in str(r) for r in results), results
+        mode["cut"] = None
+        results = await transactor.send_many(_transfers(payer, Keypair().pubkey(), 3))
+        assert all(isinstance(r, SentTransaction) for r in results), results
+    finally:
+        await rpc.close()
