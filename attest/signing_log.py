@@ -137,6 +137,14 @@ CREATE TABLE IF NOT EXISTS roots (
     signed_at   REAL NOT NULL,
     PRIMARY KEY (root, epoch, src_domain, dst_domain)
 );
+-- How many signed roots hold each message (record_root's cap): anyone may ask for roots over any
+-- subset or order of the messages an attester saw final, so the roots table is bounded per message.
+CREATE TABLE IF NOT EXISTS root_counts (
+    message_id BLOB NOT NULL,
+    epoch      INTEGER NOT NULL,
+    roots      INTEGER NOT NULL,
+    PRIMARY KEY (message_id, epoch)
+);
 """
 
 # Columns task_results gained with task protocol v2 (added to logs written before it).
@@ -190,6 +198,17 @@ COMMIT_IDLE_S = 0.05
 COMMIT_WITHIN_S = 0.25
 _ROLLED_BACK = ("the signing log's uncommitted writes were rolled back by SQLite (an I/O error?); nothing of them was "
                 "served, and the watchers start again from the last durable cursor")
+
+
+MAX_ROOTS_PER_MESSAGE = 16  # signed roots one message may be in (a relayer's batch, re-formed batches, other relayers')
+
+
+class RootLimitError(Exception):
+    """Signing this root would put a message in more than MAX_ROOTS_PER_MESSAGE signed roots."""
+
+    def __init__(self, message: str, over: list[bytes]) -> None:
+        super().__init__(message)
+        self.over = over
 
 
 class SigningLogError(Exception):
@@ -568,19 +587,46 @@ class SigningLog:
                  entry.signed_at))
         return entry
 
+    def root_partial(self, root: bytes, epoch: int, src_domain: int, dst_domain: int) -> bytes | None:
+        """The partial already recorded for this root, lane and epoch, if any."""
+        row = self._db.execute("SELECT partial FROM roots WHERE root = ? AND epoch = ? AND src_domain = ? "
+                               "AND dst_domain = ?", (root, epoch, src_domain, dst_domain)).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def over_root_limit(self, message_ids: list[bytes], epoch: int,
+                        limit: int = MAX_ROOTS_PER_MESSAGE) -> list[bytes]:
+        """The messages among `message_ids` already in `limit` signed roots (of `epoch`)."""
+        over: list[bytes] = []
+        for start in range(0, len(message_ids), 500):
+            chunk = message_ids[start:start + 500]
+            marks = ",".join("?" for _ in chunk)
+            over += [bytes(r[0]) for r in self._db.execute(
+                f"SELECT message_id FROM root_counts WHERE epoch = ? AND roots >= ? AND message_id IN ({marks})",
+                (epoch, limit, *chunk)).fetchall()]
+        return over
+
     def record_root(self, root: bytes, epoch: int, src_domain: int, dst_domain: int, message_ids: list[bytes],
-                    partial: bytes) -> bytes:
+                    partial: bytes, *, limit: int = MAX_ROOTS_PER_MESSAGE) -> bytes:
         """Record a signed batch root (the caller checked every message is in `signed`); returns the
-        partial already written for the same root, lane and epoch if there is one."""
+        partial already written for the same root, lane and epoch if there is one. A new root that
+        would put a message in more than `limit` signed roots raises RootLimitError (nothing written)."""
         with self._lock:
-            row = self._db.execute("SELECT partial FROM roots WHERE root = ? AND epoch = ? AND src_domain = ? "
-                                   "AND dst_domain = ?", (root, epoch, src_domain, dst_domain)).fetchone()
-            if row is not None:
-                return bytes(row[0])
+            known = self.root_partial(root, epoch, src_domain, dst_domain)
+            if known is not None:
+                return known
+            over = self.over_root_limit(message_ids, epoch, limit)
+            if over:
+                raise RootLimitError(f"{len(over)} of the batch's messages are in {limit} signed roots already: no "
+                                     "more roots over them (deliver them with the roots signed before, or singly)",
+                                     over)
             self._db.execute(
                 "INSERT INTO roots (root, epoch, src_domain, dst_domain, leaf_count, message_ids, partial, signed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (root, epoch, src_domain, dst_domain, len(message_ids), b"".join(message_ids), partial, time.time()))
+            for message_id in message_ids:
+                self._db.execute("INSERT INTO root_counts (message_id, epoch, roots) VALUES (?, ?, 1) "
+                                 "ON CONFLICT (message_id, epoch) DO UPDATE SET roots = root_counts.roots + 1",
+                                 (message_id, epoch))
         return partial
 
     def signed_roots(self) -> list[tuple[bytes, int, int, int, list[bytes]]]:

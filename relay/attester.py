@@ -22,7 +22,8 @@ from typing import Callable
 
 from aiohttp import web
 
-from attest.signing_log import EquivocationError, ResultRecord, SignedEntry, SigningLog, SigningLogError
+from attest.signing_log import (EquivocationError, ResultRecord, RootLimitError, SignedEntry, SigningLog,
+                                SigningLogError)
 from relay.batch import Batch, BatchError
 from relay.interfaces import ChainAdapter, Observation
 from relay.envelope import Envelope, EnvelopeError, message_digest
@@ -87,7 +88,8 @@ MAX_ROOT_REOBSERVE = 8  # source transactions one root request may have an attes
 
 class RootRefused(Exception):
     """This attester will not sign the batch root (yet): `status` is the HTTP answer (400 malformed,
-    404 messages not seen final here, 409 a message conflicts with one signed for its slot)."""
+    404 messages not seen final here, 409 a message conflicts with one signed for its slot, 429 a
+    message is in the most signed roots a message may be in already)."""
 
     def __init__(self, status: int, message: str, missing: list[bytes] | None = None) -> None:
         super().__init__(message)
@@ -409,8 +411,20 @@ class Attester:
         if missing:
             raise RootRefused(404, f"not signed: this attester has not observed {len(missing)} of the batch's "
                                    f"{len(batch.envelopes)} messages final on its source chain", missing)
-        partial = self.signing_log.record_root(batch.root, self.epoch, src_domain, dst_domain, batch.message_ids,
-                                               self._sign(batch.digest(self.epoch)))
+        partial = self.signing_log.root_partial(batch.root, self.epoch, src_domain, dst_domain)
+        if partial is not None:
+            return batch, partial
+        # Anyone may ask for roots over any subset or order of the messages seen final: each message
+        # is in a bounded number of signed roots (the log stays bounded by the messages sent), and a
+        # request over the bound is refused before any signing work.
+        if over := self.signing_log.over_root_limit(batch.message_ids, self.epoch):
+            raise RootRefused(429, f"{len(over)} of the batch's messages are in the most signed roots a message may "
+                                   "be in already; deliver them with a root signed before, or singly")
+        try:
+            partial = self.signing_log.record_root(batch.root, self.epoch, src_domain, dst_domain, batch.message_ids,
+                                                   self._sign(batch.digest(self.epoch)))
+        except RootLimitError as exc:
+            raise RootRefused(429, str(exc)) from None
         self.log.info("signed root", root=batch.root.hex(), src=src_domain, dst=dst_domain, count=len(envelopes))
         return batch, partial
 
