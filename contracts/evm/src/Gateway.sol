@@ -31,11 +31,23 @@ interface IPriceFeeds {
 ///
 /// Gas: the handler gets `min(gasleft() - GAS_RESERVE, MAX_HANDLER_GAS)`, so the gateway always
 /// keeps enough to record the outcome (the EIP-150 63/64 rule alone would leave it only 1/64).
-/// If a handler fails after using all the gas it was given while that was below MAX_HANDLER_GAS,
-/// the transaction's gas limit was too low, not the receiver at fault: the whole delivery reverts
-/// (`InsufficientGasForHandler`) instead of being recorded as failed. That keeps a relayer from
-/// marking messages failed by starving them, and makes `eth_estimateGas` (a search for the lowest
-/// limit that does not revert) return a limit at which the handler really runs.
+/// A handler failure is recorded (status Failed, `HandlerFailed`) only if the handler was offered
+/// all of MAX_HANDLER_GAS. A handler that fails having been offered less — whether it ran out of
+/// gas or reverted early because gasleft() was below what it wants — reverts the whole delivery
+/// (`InsufficientGasForHandler(handlerGas)`): nothing is consumed and the message stays
+/// deliverable. So the gas limit chosen by whoever calls deliver / deliverBatch /
+/// deliverWithProof (anyone: the committee's signatures are public), or shrunk by a front-run that
+/// makes an earlier handler of a batch burn more, can never decide that a genuine message failed.
+/// It also makes `eth_estimateGas` (a search for the lowest limit that does not revert) return a
+/// limit at which the handler really gets its full share. A receiver address without code is
+/// failed at any gas (it is never called, so gas cannot change the outcome).
+/// "Offered" is what the callee really receives: the CALL asks for handlerGas, and EIP-150 caps
+/// that at 63/64 of the gas left after the call's own cost. With `available` = gasleft() just
+/// before, handlerGas = available - GAS_RESERVE below the cap needs available/64 plus the few
+/// hundred gas between the gasleft() and the CALL to fit in GAS_RESERVE: available < 2.05M there,
+/// so available/64 < 32,100 < 50,000. At the cap (available >= MAX_HANDLER_GAS + GAS_RESERVE =
+/// 2.05M) 63/64 of what is left is >= 2.017M > MAX_HANDLER_GAS. So the callee gets exactly
+/// handlerGas in every case (Gateway.t.sol measures it at the boundary).
 ///
 /// Fees: a decrease applies at once, an increase only FEE_INCREASE_DELAY after it is announced
 /// (`FeeIncreaseScheduled`), so whoever commits to sending later — a task claimant who must
@@ -75,7 +87,7 @@ contract Gateway is Owned2Step {
     /// Kept back from the handler call to record the outcome (status, two events with a bounded
     /// reason). Recording costs < 15k; the rest is margin for the call's own overhead.
     uint256 public constant GAS_RESERVE = 50_000;
-    /// Most gas a handler is given; one that runs out of this much is recorded as failed.
+    /// Most gas a handler is given; a handler is recorded failed only if offered all of it.
     uint256 public constant MAX_HANDLER_GAS = 2_000_000;
     /// Revert reasons of failed handlers are kept (in the event) up to this many bytes, so a
     /// receiver returning megabytes cannot make the gateway run out of gas copying them.
@@ -540,7 +552,9 @@ contract Gateway is Owned2Step {
         _status[messageId] = Status.Handled;
         (bool ok, bytes memory reason, uint256 handlerGas) = _callHandler(messageId, m);
         if (!ok) {
-            if (handlerGas < MAX_HANDLER_GAS && gasleft() <= GAS_RESERVE) revert InsufficientGasForHandler(handlerGas);
+            // Recorded failed only when offered all of MAX_HANDLER_GAS; handlerGas 0 is a receiver
+            // without code, which was never called and fails at any gas.
+            if (handlerGas != 0 && handlerGas < MAX_HANDLER_GAS) revert InsufficientGasForHandler(handlerGas);
             _status[messageId] = Status.Failed;
             emit HandlerFailed(messageId, reason);
         }
