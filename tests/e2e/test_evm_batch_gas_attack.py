@@ -3,30 +3,33 @@ real anvil: an attacker's receiver in the same batch uses little gas in the rela
 eth_createAccessList / preflight runs, then its state is flipped (a front-run transaction: anyone may
 call RecordingReceiver.setBurn) so that on chain it burns almost all of MAX_HANDLER_GAS. The headroom
 over the measured gas (5/16 G + MAX_HANDLER_GAS + GAS_RESERVE + margin) covers one handler using its
-full share, not two: a gasleft()-dependent receiver after it is handed less than it needs, reverts at
-once (so the gateway's InsufficientGasForHandler rule does not see it starved) and is recorded FAILED.
+full share, not two: a gasleft()-dependent receiver after it is handed less than it needs and reverts
+at once, without running out of gas.
 
-What holds (asserted): nothing is lost — a failed message is not final; re-running its handler
-(retryFailed, what the relayer does for HANDLER_FAILED) delivers it with all the gas it needs. The same
-outcome is open to anyone without any state flip, since deliveries are permissionless and the
-committee's signatures public: a caller of deliver / deliverBatch chooses the gas limit. So "no
-gasleft()-dependent receiver is recorded failed" is a property of the relayer's own deterministic
-runs only, never a guarantee to receivers (docs/SECURITY.md)."""
+Before (757af58) the gateway recorded that victim FAILED: a caller-controlled input (the gas limit,
+or a front-run shrinking it) decided a genuine message's outcome. Now the gateway records a handler
+failure only if the handler was offered all of MAX_HANDLER_GAS; one that fails offered less reverts
+the whole delivery (InsufficientGasForHandler). Asserted: the front-run batch reverts, nothing in it
+is consumed or recorded failed, the relayer reports it REVERTED (so relay/pipeline.py sends its
+members singly next, tests/unit/test_batch_revert_attack.py), and the single delivery of the victim,
+with the limit computed for it alone, is handled. The same holds for anyone's deliver / deliverBatch
+with any gas limit (contracts/evm/test/GatewayGasRule.t.sol)."""
 
 from __future__ import annotations
 
 import pytest
 
+import attest
 from adapters.evm import deploy as evm_deploy
-from adapters.evm.gateway import batch_gas_limit
-from tests.e2e.test_evm_gas_limits import Setup, _burn_for, _handler_limits, _statuses, setup  # noqa: F401
+from relay.interfaces import DeliveryState, SignedDelivery
+from tests.e2e.test_evm_gas_limits import EPOCH, Setup, _burn_for, _handler_limits, _statuses, setup  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
 
-async def test_a_receiver_flipped_after_the_measurement_gets_a_later_one_recorded_failed_but_retryable(
+async def test_a_receiver_flipped_after_the_measurement_reverts_the_batch_and_the_victim_is_delivered_singly(
         setup: Setup) -> None:  # noqa: F811
-    reserve, most = await _handler_limits(setup)
+    _, most = await _handler_limits(setup)
     victim = await evm_deploy.deploy(setup.w3, setup.node.private_keys[0], "GasSensitiveReceiver", setup.gateway,
                                      most - 20_000, 200)
     attacker = setup.contract("RecordingReceiver", setup.recording)
@@ -47,16 +50,23 @@ async def test_a_receiver_flipped_after_the_measurement_gets_a_later_one_recorde
 
     tx = (await adapter.submit_batch(signed, [0, 1]))[0]
     receipt = await setup.receipt(adapter, tx)
-    assert receipt["status"] == 1 and limits and (await setup.w3.eth.get_transaction(tx))["gas"] == limits[0]
-    assert limits[0] < batch_gas_limit(receipt["gasUsed"], reserve, most)  # the run mined was not the one measured
-    # The attack: the victim's handler was handed too little and recorded failed (status 2).
-    assert await _statuses(setup, signed) == [1, 2]
+    assert limits and (await setup.w3.eth.get_transaction(tx))["gas"] == limits[0]
+    # The attack lands (the victim was handed less than MAX_HANDLER_GAS and reverted at once), but it
+    # no longer records anything: the whole batch reverted, both messages still deliverable.
+    assert receipt["status"] == 0
+    assert await _statuses(setup, signed) == [0, 0]
     assert await setup.contract("GasSensitiveReceiver", victim).functions.handled().call() == 0
+    assert await attacker.functions.count().call() == 0
+    status = await adapter.delivery_status(tx, signed.batch.envelopes[1].message_id)
+    assert status.state is DeliveryState.REVERTED and "InsufficientGasForHandler" in status.detail, status
 
-    # What holds: failed is not final. Re-running the handler (the relayer's HANDLER_FAILED path)
-    # delivers it, with the limit estimated for the victim alone.
+    # What the relayer does next for a reverted batch's members (relay/pipeline.py): each goes the
+    # single way, signed singly and sent with the limit computed for it alone. The victim is handled.
     adapter.tx.transaction = built  # type: ignore[method-assign]
-    retried = await setup.receipt(adapter, await adapter.retry_failed(signed.batch.envelopes[1]))
-    assert retried["status"] == 1 and await _statuses(setup, signed) == [1, 1]
+    envelope = signed.batch.envelopes[1]
+    single = SignedDelivery(envelope=envelope, epoch=EPOCH, signature=attest.combine_signatures(
+        [attest.partial_sign(s, envelope.digest(EPOCH)) for s in setup.shares[:3]]))
+    delivered = await setup.receipt(adapter, await adapter.submit(single))
+    assert delivered["status"] == 1 and await _statuses(setup, signed) == [0, 1]
     assert await setup.contract("GasSensitiveReceiver", victim).functions.handled().call() == 1
     await adapter.close()

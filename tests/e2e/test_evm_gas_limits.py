@@ -4,7 +4,8 @@ envelope, a handler always gets all of MAX_HANDLER_GAS under it, a limit too low
 message (the gateway reverts), a refused delivery is caught before anything is sent, and a limit that
 turns out too low falls back to the estimate. The same for a batch's measured limit (batch_gas_limit,
 from one eth_createAccessList): every handler is offered all of MAX_HANDLER_GAS, even one whose
-outcome depends on gasleft() (which a starved batch would record failed), refusals are caught before
+outcome depends on gasleft() (a starved batch reverts whole: the gateway records a failure only
+for a handler offered all of MAX_HANDLER_GAS), refusals are caught before
 sending, and a node without eth_createAccessList or a limit too low gets the estimate."""
 
 from __future__ import annotations
@@ -231,10 +232,12 @@ async def _statuses(setup: Setup, signed: SignedBatch) -> list[int]:
 
 
 async def test_a_batch_limit_offers_every_handler_all_of_max_handler_gas(setup: Setup) -> None:
-    """The attack a measured batch limit must survive: a receiver that fails at once when handed less
-    than it needs (here MAX_HANDLER_GAS less a little) is not caught by the gateway's
-    InsufficientGasForHandler rule (it did not run out of gas), so a batch sent with too little gas
-    records it failed. Shown first under a snapshot; the adapter's limit then delivers every handler."""
+    """The attack a batch limit must survive: a receiver that fails at once when handed less than it
+    needs (here MAX_HANDLER_GAS less a little) without running out of gas. The gateway records a
+    failure only when the handler was offered all of MAX_HANDLER_GAS, so a batch sent with too little
+    gas reverts whole (InsufficientGasForHandler) and records nothing; eth_estimateGas (the lowest
+    limit that does not revert) is then a limit at which every handler gets its share. Shown under a
+    snapshot; the adapter's measured limit then delivers every handler."""
     reserve, most = await _handler_limits(setup)
     sensitive = await evm_deploy.deploy(setup.w3, setup.node.private_keys[0], "GasSensitiveReceiver", setup.gateway,
                                         most - 20_000, 200)
@@ -247,18 +250,23 @@ async def test_a_batch_limit_offers_every_handler_all_of_max_handler_gas(setup: 
     adapter = setup.adapter()
     measured = await _measured(setup, adapter, signed)
 
-    # Starved at what eth_estimateGas x GAS_MULTIPLIER gives (how batches were sent before): every
-    # handler runs, but the last gets ~1M instead of MAX_HANDLER_GAS and is recorded failed.
     call = setup.contract("Gateway", setup.gateway).functions.deliverBatch(
         signed.batch.root, EPOCH, signed.signature, [e.encode() for e in signed.batch.envelopes])
     estimate = int(evm.rpc(setup.node, "eth_estimateGas", {"from": adapter.account.address, "to": setup.gateway,
                                                              "data": call._encode_transaction_data()}), 16)
+    # Starved (the last gasleft()-dependent handler would get ~1M instead of MAX_HANDLER_GAS and
+    # revert at once): under the old rule it was recorded failed; now the whole batch reverts.
+    starved_gas = estimate - 1_000_000
+    with pytest.raises(evm_deploy.TransactionReverted) as caught:
+        await evm_deploy.transact(setup.w3, setup.node.private_keys[2], call, gas=starved_gas)
+    assert caught.value.receipt is not None and caught.value.receipt["status"] == 0
+    assert "InsufficientGasForHandler" in str(caught.value)
+    assert await _statuses(setup, signed) == [0] * 8  # nothing consumed, nothing recorded failed
+    # eth_estimateGas x GAS_MULTIPLIER (how batches were sent before) now delivers every handler.
     snapshot = evm.rpc(setup.node, "evm_snapshot")
-    starved = await evm_deploy.transact(setup.w3, setup.node.private_keys[2], call,
-                                        gas=int(estimate * GAS_MULTIPLIER))
-    assert starved["status"] == 1
-    statuses = await _statuses(setup, signed)
-    assert statuses[-1] == 2 and statuses[:-1] == [1] * 7  # the last one recorded failed: the attack is real
+    estimated = await evm_deploy.transact(setup.w3, setup.node.private_keys[2], call,
+                                          gas=int(estimate * GAS_MULTIPLIER))
+    assert estimated["status"] == 1 and await _statuses(setup, signed) == [1] * 8
     assert evm.rpc(setup.node, "evm_revert", snapshot) is True
     assert await _statuses(setup, signed) == [0] * 8
 
