@@ -83,13 +83,14 @@ def delivery_gas_limit(data: bytes, gas_reserve: int, max_handler_gas: int) -> i
 # the estimate is used): each handler runs as it did there, whatever it does with gasleft(), and none
 # is recorded failed for want of gas (a single delivery's guarantee) — while every handler runs as in the
 # measured run: a receiver whose state is flipped in between (a front-run) can use up to MAX_HANDLER_GAS
-# more and starve one after it, recorded failed (retryable: retryFailed; anyone calling deliverBatch can
-# pick a low limit anyway); the relayer then sends a reverted batch's members singly (docs/SECURITY.md,
+# more and starve one after it: the gateway then reverts the whole batch (it records a handler failure
+# only for a handler offered all of MAX_HANDLER_GAS, so a starved one reverts, whatever the caller's
+# limit); the relayer then sends a reverted batch's members singly (docs/SECURITY.md,
 # tests/e2e/test_evm_batch_gas_attack.py). One eth_call at the limit then
 # checks it before anything is sent; too low (InsufficientGasForHandler, out of gas) or a node
 # without eth_createAccessList falls back to the estimate (logged), which only guarantees what the
-# gateway does (a handler that ran out of gas reverts the batch; one failing early because gasleft()
-# was low is recorded failed, retryable). tests/e2e/test_evm_gas_limits.py checks both with a
+# gateway does (a handler failing when offered less than MAX_HANDLER_GAS, out of gas or early
+# because gasleft() was low, reverts the batch). tests/e2e/test_evm_gas_limits.py checks both with a
 # receiver that fails at once when handed less than MAX_HANDLER_GAS.
 BATCH_GAS_MARGIN = 100_000
 # The limit a batch is measured under: at most the block's, and no more than what nodes execute a call
