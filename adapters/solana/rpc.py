@@ -372,8 +372,8 @@ class _SharedReads:
             del self._open[key]  # later callers start the next read
         items = list(pending.waiting)
         try:
-            results = await read(items)
-        except BaseException as exc:
+            results = list(await read(items))
+        except BaseException as exc:  # also a malformed answer: every caller gets the error, none waits for ever
             pending.fail(exc)
             if not isinstance(exc, Exception):
                 raise

@@ -407,8 +407,10 @@ async def test_confirmation_gives_up_retryably_when_the_blockhash_expires_or_tim
 
     async def fake_call(what: str, fn) -> SimpleNamespace:
         calls.append(what)
-        if what == "getSignatureStatuses":
-            return SimpleNamespace(value=[None])  # never landed
+        if what == "getSignatureStatuses":  # through a client, as the pool calls it: never landed
+            async def statuses(signatures, search_transaction_history):
+                return SimpleNamespace(value=[None] * len(signatures))
+            return await fn(SimpleNamespace(get_signature_statuses=statuses))
         return SimpleNamespace(value=height["now"])
 
     target.rpc.call = fake_call  # type: ignore[method-assign]

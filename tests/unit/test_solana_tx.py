@@ -50,8 +50,10 @@ class ScriptedRpc:
         if what == "sendTransaction":
             client = SimpleNamespace(send_raw_transaction=self._send)
             return await fn(client)
-        if what == "getSignatureStatuses":
-            return SimpleNamespace(value=[self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]])
+        if what == "getSignatureStatuses":  # through a client, as the pool calls it
+            async def statuses(signatures: list[Any], search_transaction_history: bool) -> Any:
+                return SimpleNamespace(value=[self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]])
+            return await fn(SimpleNamespace(get_signature_statuses=statuses))
         if what == "getBlockHeight":
             return SimpleNamespace(value=self.height)
         raise AssertionError(what)
