@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from relay.config import EvmChain  # noqa: E402
 from relay.envelope import Envelope, address_to_bytes32  # noqa: E402
 from relay.protocol import MessageKind  # noqa: E402
 from tests.support import evm  # noqa: E402
+from bench.loadgen import cpu_seconds  # noqa: E402
 
 DOMAIN = 31337
 REMOTE = 424242
@@ -45,8 +45,10 @@ EPOCH = 1
 
 
 def node_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The node's own CPU seconds so far (bench/loadgen.py cpu_seconds, without reaped children)."""
+    seconds = cpu_seconds(pid, reaped=False)
+    assert seconds is not None, f"process {pid} is gone"
+    return seconds
 
 
 async def run(size: int, rounds: int, burn: int) -> dict[str, Any]:
