@@ -526,8 +526,8 @@ class Relayer:
             self._set_confirm_poll(stage, records)
             await asyncio.gather(*(self._step(step, r) for r in records))
             return len(records)
-        # Enough for every step the semaphore lets run at once to be a full batch: a burst is taken
-        # `concurrency` batches per round, not four.
+        # Enough for every step the stage's permits let run at once to be a full batch: a burst is
+        # taken `concurrency` batches per round, not four.
         records = await self.store.due(stage, limit=max(100, self.settings.concurrency * self.settings.batch_size))
         self._set_confirm_poll(stage, records)
         members = await self.store.batch_members([r.message_id for r in records])
@@ -585,8 +585,7 @@ class Relayer:
         for key, lane in lanes.items():
             lane.sort(key=lambda r: r.nonce)
             before = self._lane_seen.get(key)  # the newest observation of an earlier round on this lane
-            self._lane_seen[key] = max(r.observed_at for r in lane) if before is None else max(
-                before, *(r.observed_at for r in lane))
+            self._lane_seen[key] = max(before or 0.0, *(r.observed_at for r in lane))
             for start in range(0, len(lane), size):
                 chunk = lane[start:start + size]
                 release = min(r.observed_at for r in chunk) + wait
